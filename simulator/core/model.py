@@ -1,0 +1,355 @@
+"""The scenario model: plain, immutable values that the TOML loader builds and the
+timeline compiler reads.
+
+Nothing here parses or validates text (that is :mod:`simulator.scenario_toml`), and
+nothing here draws random numbers (that is :mod:`simulator.core.values` and
+:mod:`simulator.core.schedules`). Times are integer nanoseconds from the start of the
+scenario (or, in per-connection mode, from the connection's start).
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from typing import TypeAlias
+
+JSON: TypeAlias = "bool | int | float | str | list[JSON] | dict[str, JSON] | None"
+
+
+class Mode(enum.Enum):
+    """How timelines map to connections."""
+
+    BROADCAST = "broadcast"  # one shared timeline; late joiners see it from now on
+    PER_CONNECTION = "per-connection"  # a timeline per connection, from its connect time
+
+
+class SlowConsumerPolicy(enum.Enum):
+    """What the server does when a client's send buffer is full."""
+
+    DROP_OLDEST = "drop-oldest"
+    CLOSE = "close"  # close with 1013 (try again later)
+
+
+# ----------------------------------------------------------------------------- schedules
+
+
+@dataclass(frozen=True, slots=True)
+class Every:
+    """A message every ``interval_ns``."""
+
+    interval_ns: int
+
+
+@dataclass(frozen=True, slots=True)
+class UniformInterval:
+    """Intervals drawn uniformly from ``[min_ns, max_ns]``."""
+
+    min_ns: int
+    max_ns: int
+
+
+@dataclass(frozen=True, slots=True)
+class Poisson:
+    """Poisson arrivals: exponential intervals with mean ``1 / rate_per_s``."""
+
+    rate_per_s: float
+
+
+@dataclass(frozen=True, slots=True)
+class At:
+    """Messages at explicit offsets; with ``repeat_ns`` the pattern repeats every period."""
+
+    offsets_ns: tuple[int, ...]
+    repeat_ns: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Burst:
+    """``count`` messages ``spacing_ns`` apart, a burst every ``every_ns``."""
+
+    count: int
+    spacing_ns: int
+    every_ns: int
+
+
+Pattern: TypeAlias = Every | UniformInterval | Poisson | At | Burst
+
+
+@dataclass(frozen=True, slots=True)
+class Schedule:
+    """When a stream sends: a pattern inside an optional window.
+
+    The first message goes out at ``start_ns + first interval`` (like ``setInterval``)
+    unless ``first_ns`` is set; nothing is sent at or after ``stop_ns``.
+    ``At`` offsets are taken from ``start_ns`` as they are.
+    """
+
+    pattern: Pattern
+    start_ns: int = 0
+    stop_ns: int | None = None
+    first_ns: int | None = None
+
+
+# ----------------------------------------------------------------------------- fields
+
+
+@dataclass(frozen=True, slots=True)
+class Numeric:
+    """Shared post-processing of numeric draws: clip to ``[min, max]``, then round.
+
+    ``round_to`` is a number of decimals; ``0`` gives integers.
+    """
+
+    min: float | None = None
+    max: float | None = None
+    round_to: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Const:
+    value: JSON
+
+
+@dataclass(frozen=True, slots=True)
+class Uniform:
+    low: float
+    high: float
+    shape: Numeric = Numeric()
+
+
+@dataclass(frozen=True, slots=True)
+class Normal:
+    mean: float
+    std: float
+    shape: Numeric = Numeric()
+
+
+@dataclass(frozen=True, slots=True)
+class LogNormal:
+    """``exp(N(mu, sigma))``: ``mu`` and ``sigma`` are of the underlying normal."""
+
+    mu: float
+    sigma: float
+    shape: Numeric = Numeric()
+
+
+@dataclass(frozen=True, slots=True)
+class Exponential:
+    mean: float
+    shape: Numeric = Numeric()
+
+
+@dataclass(frozen=True, slots=True)
+class RandInt:
+    """An integer from ``low`` to ``high``, both included."""
+
+    low: int
+    high: int
+
+
+@dataclass(frozen=True, slots=True)
+class Choice:
+    """One of ``values``; ``weights`` are relative (need not sum to 1)."""
+
+    values: tuple[JSON, ...]
+    weights: tuple[float, ...] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Cycle:
+    """``values[i % len]`` where ``i`` is the message index (or the item index in a list)."""
+
+    values: tuple[JSON, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Bool:
+    p_true: float = 0.5
+
+
+@dataclass(frozen=True, slots=True)
+class Walk:
+    """A random walk: each message adds ``N(0, step)``, pulled towards ``mean`` by
+    ``revert`` (0 = none, 1 = all the way each step), kept inside ``[min, max]`` by
+    reflection at the bounds."""
+
+    start: float
+    step: float
+    revert: float = 0.0
+    mean: float | None = None
+    shape: Numeric = Numeric()
+
+
+@dataclass(frozen=True, slots=True)
+class Counter:
+    start: int = 1
+    step: int = 1
+
+
+@dataclass(frozen=True, slots=True)
+class Uuid:
+    """A version-4 UUID drawn from the seeded generator (reproducible, not unique)."""
+
+
+class TimeFormat(enum.Enum):
+    ISO = "iso"
+    EPOCH_MS = "ms"
+    EPOCH_S = "s"
+
+
+@dataclass(frozen=True, slots=True)
+class Timestamp:
+    """The message's own time (epoch + offset), formatted."""
+
+    format: TimeFormat = TimeFormat.ISO
+
+
+@dataclass(frozen=True, slots=True)
+class Template:
+    """A string with ``{name}`` references to sibling fields and to ``seq`` and ``index``."""
+
+    text: str
+    names: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Object:
+    fields: tuple[tuple[str, FieldSpec], ...]
+
+
+@dataclass(frozen=True, slots=True)
+class ListOf:
+    """A list of ``min_len``..``max_len`` items (fixed when equal), each drawn from ``item``."""
+
+    item: FieldSpec
+    min_len: int
+    max_len: int
+
+
+FieldSpec: TypeAlias = (
+    Const
+    | Uniform
+    | Normal
+    | LogNormal
+    | Exponential
+    | RandInt
+    | Choice
+    | Cycle
+    | Bool
+    | Walk
+    | Counter
+    | Uuid
+    | Timestamp
+    | Template
+    | Object
+    | ListOf
+)
+
+
+# ----------------------------------------------------------------------------- envelope
+
+
+class Slot(enum.Enum):
+    """What an envelope key is filled with."""
+
+    TYPE = "$type"
+    SEQ = "$seq"
+    TIMESTAMP = "$timestamp"  # ISO 8601, milliseconds, UTC ("Z")
+    TIMESTAMP_MS = "$timestamp_ms"
+    TIMESTAMP_S = "$timestamp_s"
+    DATA = "$data"
+    STREAM = "$stream"
+
+
+@dataclass(frozen=True, slots=True)
+class Envelope:
+    """The outer object of every message: keys in order, each a :class:`Slot` or a constant."""
+
+    keys: tuple[tuple[str, Slot | JSON], ...] = (
+        ("type", Slot.TYPE),
+        ("seq", Slot.SEQ),
+        ("timestamp", Slot.TIMESTAMP),
+        ("data", Slot.DATA),
+    )
+
+
+# ----------------------------------------------------------------------------- streams
+
+
+@dataclass(frozen=True, slots=True)
+class Stream:
+    """One message type on its own schedule. ``type`` is what ``$type`` becomes."""
+
+    name: str
+    schedule: Schedule
+    fields: Object
+    type: str
+    envelope: Envelope
+
+
+# ----------------------------------------------------------------------------- server
+
+
+@dataclass(frozen=True, slots=True)
+class Rule:
+    """Request/response: a client message whose fields equal ``match`` gets ``reply``.
+
+    ``reply`` is a JSON template: strings may hold ``{request.<key>}`` references to the
+    request's top-level fields and ``{now}`` (ISO time); ``delay_ns`` waits before replying.
+    """
+
+    name: str
+    match: tuple[tuple[str, JSON], ...]
+    reply: JSON
+    delay_ns: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Protocol:
+    """What clients may send and what they get back (see ``docs/protocol.md``)."""
+
+    ping_type: str = "ping"
+    pong_type: str = "pong"
+    subscribe_type: str = "subscribe"
+    unsubscribe_type: str = "unsubscribe"
+    error_type: str = "error"
+    errors: bool = True  # answer bad frames with an error message (else ignore them)
+    rules: tuple[Rule, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Server:
+    host: str = "127.0.0.1"
+    port: int = 3002
+    mode: Mode = Mode.BROADCAST
+    max_connections: int = 1000
+    max_frame_bytes: int = 64 * 1024
+    send_buffer_bytes: int = 256 * 1024
+    slow_consumer: SlowConsumerPolicy = SlowConsumerPolicy.DROP_OLDEST
+    keepalive_interval_ns: int = 20_000_000_000
+    keepalive_timeout_ns: int = 20_000_000_000
+
+
+# ----------------------------------------------------------------------------- scenario
+
+
+@dataclass(frozen=True, slots=True)
+class Scenario:
+    """A whole scenario file, validated. ``source`` names the file it came from."""
+
+    name: str
+    seed: int
+    streams: tuple[Stream, ...]
+    description: str = ""
+    epoch_ns: int | None = None  # Unix ns of virtual time 0, if the file fixes it
+    duration_ns: int | None = None
+    server: Server = field(default_factory=Server)
+    protocol: Protocol = field(default_factory=Protocol)
+    source: str = "<scenario>"
+
+    def stream(self, name: str) -> Stream:
+        """Return the stream called ``name``; raises :class:`KeyError` if there is none."""
+        for s in self.streams:
+            if s.name == name:
+                return s
+        raise KeyError(name)

@@ -1,0 +1,31 @@
+"""Mean message rates of schedules, for summaries and for refusing absurd scenarios."""
+
+from __future__ import annotations
+
+from simulator.core.model import At, Burst, Every, Poisson, Schedule, UniformInterval
+
+_NS_PER_S = 1e9
+
+
+def mean_rate_per_s(schedule: Schedule, duration_ns: int | None = None) -> float:
+    """Long-run messages per second of ``schedule``.
+
+    A one-shot ``at`` list has no long-run rate: it is spread over ``duration_ns`` when
+    given, else reported as 0.
+    """
+    p = schedule.pattern
+    if isinstance(p, Every):
+        return _NS_PER_S / p.interval_ns if p.interval_ns else float("inf")
+    if isinstance(p, UniformInterval):
+        mean = (p.min_ns + p.max_ns) / 2
+        return _NS_PER_S / mean if mean else float("inf")
+    if isinstance(p, Poisson):
+        return p.rate_per_s
+    if isinstance(p, Burst):
+        return p.count * _NS_PER_S / p.every_ns if p.every_ns else float("inf")
+    assert isinstance(p, At)
+    if p.repeat_ns:
+        return len(p.offsets_ns) * _NS_PER_S / p.repeat_ns
+    if duration_ns:
+        return len(p.offsets_ns) * _NS_PER_S / duration_ns
+    return 0.0

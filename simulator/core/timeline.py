@@ -1,0 +1,219 @@
+"""The timeline: every message a scenario sends, in time order, as a pure function of
+``(scenario, seed, scope)``.
+
+``scope`` is ``None`` for the one shared timeline of broadcast mode, or a connection
+index in per-connection mode. Times are nanoseconds from the timeline's origin (the
+scenario start, or the connection's start); wall-clock times are ``epoch_ns + t``.
+
+Order: by time, then by the stream's position in the scenario, then by the stream's
+``seq``. Same inputs give byte-identical payloads and times, whatever chunk sizes
+were used to read them (each stream's draws are consumed a fixed width per message).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+import orjson
+
+from simulator.core.draws import Draws
+from simulator.core.model import JSON, Scenario, Slot, Stream, TimeFormat
+from simulator.core.rates import mean_rate_per_s
+from simulator.core.schedules import ScheduleCursor, Times
+from simulator.core.values import Context, compile_object, format_times
+
+DEFAULT_EPOCH_NS = 1_767_225_600_000_000_000  # 2026-01-01T00:00:00Z, when the scenario names none
+
+
+def scope_key(scope: int | None) -> str | int:
+    """The derivation part that names a scope: ``"broadcast"`` or the connection index."""
+    return "broadcast" if scope is None else scope
+
+
+@dataclass(frozen=True, slots=True)
+class Batch:
+    """Messages in timeline order: parallel arrays and a list of encoded payloads."""
+
+    t_ns: Times
+    stream: npt.NDArray[np.int16]  # index into scenario.streams
+    seq: npt.NDArray[np.int64]
+    payloads: list[bytes]
+
+    def __len__(self) -> int:
+        return len(self.payloads)
+
+
+def empty_batch() -> Batch:
+    return Batch(np.zeros(0, np.int64), np.zeros(0, np.int16), np.zeros(0, np.int64), [])
+
+
+class StreamCursor:
+    """One stream's messages for one scope, rendered ``chunk`` at a time, in order."""
+
+    def __init__(
+        self, stream: Stream, seed: int, scope: int | None, epoch_ns: int, chunk: int
+    ) -> None:
+        key = scope_key(scope)
+        self.stream = stream
+        self._times = ScheduleCursor(stream.schedule, Draws(seed, "schedule", stream.name, key))
+        self._draws = Draws(seed, "fields", stream.name, key)
+        self._fields = compile_object(stream.fields)
+        self._epoch_ns = epoch_ns
+        self._chunk = chunk
+        self._next_seq = 1
+        # The rendered messages not yet taken: times, seqs and payloads from position _pos.
+        self._t: Times = np.zeros(0, np.int64)
+        self._seq: npt.NDArray[np.int64] = np.zeros(0, np.int64)
+        self._payloads: list[bytes] = []
+        self._pos = 0
+
+    @property
+    def ended(self) -> bool:
+        return self._times.ended and self._pos >= len(self._t)
+
+    def peek_time(self) -> int | None:
+        """Time of the next message, or ``None`` when the stream has ended."""
+        if self._pos >= len(self._t):
+            self._render()
+        return int(self._t[self._pos]) if self._pos < len(self._t) else None
+
+    def take_until(self, t_end: int) -> tuple[Times, npt.NDArray[np.int64], list[bytes]]:
+        """Every message with time ``< t_end`` not taken yet."""
+        ts: list[Times] = []
+        seqs: list[npt.NDArray[np.int64]] = []
+        payloads: list[bytes] = []
+        while True:
+            if self._pos >= len(self._t):
+                self._render()
+                if self._pos >= len(self._t):
+                    break
+            stop = self._pos + int(np.searchsorted(self._t[self._pos :], t_end, side="left"))
+            ts.append(self._t[self._pos : stop])
+            seqs.append(self._seq[self._pos : stop])
+            payloads.extend(self._payloads[self._pos : stop])
+            self._pos = stop
+            if stop < len(self._t):
+                break
+        if not ts:
+            return np.zeros(0, np.int64), np.zeros(0, np.int64), []
+        return np.concatenate(ts), np.concatenate(seqs), payloads
+
+    def _render(self) -> None:
+        times = self._times.next(self._chunk)
+        n = len(times)
+        first = self._next_seq
+        self._next_seq += n
+        # Draws are taken for the whole chunk asked for, used or not, so that message i
+        # always sees the same words (a stop inside the chunk must not shift anything).
+        words = self._draws.words(self._chunk, self._fields.width)[:n]
+        self._t = times
+        self._seq = np.arange(first, first + n, dtype=np.int64)
+        self._payloads = self._encode(times, words) if n else []
+        self._pos = 0
+
+    def _encode(self, times: Times, words: npt.NDArray[np.uint64]) -> list[bytes]:
+        n = len(times)
+        wall = times + self._epoch_ns
+        seqs = self._seq.tolist()
+        ctx = Context(n, seqs, self._seq - 1, wall)
+        data = self._fields.rows(words, ctx)
+        stream = self.stream
+        columns: list[Iterable[JSON]] = []
+        keys: list[str] = []
+        for key, slot in stream.envelope.keys:
+            keys.append(key)
+            columns.append(_slot_column(slot, stream, seqs, data, wall, n))
+        dumps = orjson.dumps
+        return [dumps(dict(zip(keys, row, strict=True))) for row in zip(*columns, strict=True)]
+
+
+def _slot_column(
+    slot: Slot | JSON,
+    stream: Stream,
+    seqs: list[int],
+    data: Iterable[JSON],
+    wall: Times,
+    n: int,
+) -> Iterable[JSON]:
+    if not isinstance(slot, Slot):
+        return [slot] * n
+    if slot is Slot.TYPE:
+        return [stream.type] * n
+    if slot is Slot.STREAM:
+        return [stream.name] * n
+    if slot is Slot.SEQ:
+        return list(seqs)
+    if slot is Slot.DATA:
+        return data
+    if slot is Slot.TIMESTAMP:
+        return format_times(wall, TimeFormat.ISO)
+    if slot is Slot.TIMESTAMP_MS:
+        return format_times(wall, TimeFormat.EPOCH_MS)
+    return format_times(wall, TimeFormat.EPOCH_S)
+
+
+def default_chunk(stream: Stream) -> int:
+    """A chunk that renders about ten seconds of the stream ahead, from 8 to 4096 messages.
+
+    Chunk sizes never change the output; they only trade memory for speed.
+    """
+    rate = mean_rate_per_s(stream.schedule)
+    return int(min(4096, max(8, rate * 10)))
+
+
+class Timeline:
+    """Every message of one scope of a scenario, in timeline order.
+
+    Read it forward with :meth:`take_until`; it never goes back. ``chunk`` (messages
+    rendered at a time per stream) is a memory/speed knob with no effect on output.
+    """
+
+    def __init__(
+        self,
+        scenario: Scenario,
+        seed: int | None = None,
+        scope: int | None = None,
+        epoch_ns: int | None = None,
+        chunk: int | None = None,
+    ) -> None:
+        self.scenario = scenario
+        self.seed = scenario.seed if seed is None else seed
+        self.scope = scope
+        self.epoch_ns = (
+            epoch_ns if epoch_ns is not None else (scenario.epoch_ns or DEFAULT_EPOCH_NS)
+        )
+        self.cursors = [
+            StreamCursor(s, self.seed, scope, self.epoch_ns, chunk or default_chunk(s))
+            for s in scenario.streams
+        ]
+
+    @property
+    def ended(self) -> bool:
+        return all(c.ended for c in self.cursors)
+
+    def next_time(self) -> int | None:
+        """Time of the next message of any stream, or ``None`` when every stream has ended."""
+        times = [t for c in self.cursors if (t := c.peek_time()) is not None]
+        return min(times) if times else None
+
+    def take_until(self, t_end: int) -> Batch:
+        """Every message with time ``< t_end`` not taken yet, in timeline order."""
+        parts = [(i, *c.take_until(t_end)) for i, c in enumerate(self.cursors)]
+        parts = [p for p in parts if len(p[1])]
+        if not parts:
+            return empty_batch()
+        if len(parts) == 1:
+            i, t, seq, payloads = parts[0]
+            return Batch(t, np.full(len(t), i, np.int16), seq, payloads)
+        t = np.concatenate([p[1] for p in parts])
+        stream = np.concatenate([np.full(len(p[1]), p[0], np.int16) for p in parts])
+        seq = np.concatenate([p[2] for p in parts])
+        payloads = [b for p in parts for b in p[3]]
+        # Streams were concatenated in scenario order and each is in seq order, so a
+        # stable sort on time alone gives (time, stream, seq) order.
+        order = np.argsort(t, kind="stable")
+        order_list = order.tolist()
+        return Batch(t[order], stream[order], seq[order], [payloads[k] for k in order_list])

@@ -1,0 +1,65 @@
+"""The one exception tree of `sim`.
+
+Every error this package raises on purpose derives from :class:`SimError`::
+
+    SimError
+    ├── ScenarioError          a scenario file is wrong (file, line, key path, what is allowed)
+    ├── RecordingError         a recording file is missing, truncated or not ours
+    └── UsageError             a command-line or library argument is out of range
+
+Callers that present errors to people (the CLI) catch :class:`SimError` and print its
+``str()``, which is always one line per problem and never a traceback. Anything else
+that escapes is a bug in `sim`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+class SimError(Exception):
+    """Root of every error raised on purpose by `sim`."""
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    """One mistake in a scenario: where it is, what was found, what is allowed.
+
+    ``path`` is the key path inside the document (``stream[2].fields.cpu.std``);
+    ``line`` is 1-based, or ``None`` where the source gives none.
+    """
+
+    file: str
+    line: int | None
+    path: str
+    message: str
+
+    def __str__(self) -> str:
+        where = f"{self.file}:{self.line}" if self.line is not None else self.file
+        return f"{where}: {self.path}: {self.message}" if self.path else f"{where}: {self.message}"
+
+
+class ScenarioError(SimError):
+    """A scenario file cannot be used. Holds every :class:`Problem` found, in file order."""
+
+    def __init__(self, problems: list[Problem]) -> None:
+        if not problems:
+            raise ValueError("ScenarioError needs at least one problem")
+        self.problems = sorted(problems, key=lambda p: (p.file, p.line or 0))
+        super().__init__(str(self))
+
+    def __str__(self) -> str:
+        return "\n".join(str(p) for p in self.problems)
+
+
+class RecordingError(SimError):
+    """A recording cannot be read or written: names the file and what is wrong with it."""
+
+    def __init__(self, file: str, message: str) -> None:
+        self.file = file
+        self.message = message
+        super().__init__(f"{file}: {message}")
+
+
+class UsageError(SimError):
+    """An argument given to a command or to the library API is not allowed."""
