@@ -26,17 +26,26 @@ class Problem:
     """One mistake in a scenario: where it is, what was found, what is allowed.
 
     ``path`` is the key path inside the document (``stream[2].fields.cpu.std``);
-    ``line`` is 1-based, or ``None`` where the source gives none.
+    ``line`` is 1-based, or ``None`` where the source gives none; ``found`` is the
+    offending value, shortened, as the file writes it (``-3``), or ``None`` when the
+    mistake is a key rather than a value (unknown, missing). Its ``str()`` is one line::
+
+        scenarios/x.toml:14: stream[2].fields.cpu.std = -3: must be > 0
+        scenarios/x.toml:3: stream[0].evry: unknown key; did you mean 'every'? (...)
     """
 
     file: str
     line: int | None
     path: str
     message: str
+    found: str | None = None
 
     def __str__(self) -> str:
         where = f"{self.file}:{self.line}" if self.line is not None else self.file
-        return f"{where}: {self.path}: {self.message}" if self.path else f"{where}: {self.message}"
+        what = self.path
+        if self.found is not None:
+            what = f"{what} = {self.found}" if what else self.found
+        return f"{where}: {what}: {self.message}" if what else f"{where}: {self.message}"
 
 
 class ScenarioError(SimError):

@@ -12,18 +12,17 @@ were used to read them (each stream's draws are consumed a fixed width per messa
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
-import orjson
 
 from simulator.core.draws import Draws
-from simulator.core.model import JSON, Scenario, Slot, Stream, TimeFormat
+from simulator.core.encode import MessageEncoder
+from simulator.core.model import Scenario, Stream
 from simulator.core.rates import mean_rate_per_s
 from simulator.core.schedules import ScheduleCursor, Times
-from simulator.core.values import Context, compile_object, format_times
+from simulator.core.values import Context, compile_object
 
 DEFAULT_EPOCH_NS = 1_767_225_600_000_000_000  # 2026-01-01T00:00:00Z, when the scenario names none
 
@@ -61,6 +60,7 @@ class StreamCursor:
         self._times = ScheduleCursor(stream.schedule, Draws(seed, "schedule", stream.name, key))
         self._draws = Draws(seed, "fields", stream.name, key)
         self._fields = compile_object(stream.fields)
+        self._encoder = MessageEncoder(stream, self._fields.keys)
         self._epoch_ns = epoch_ns
         self._chunk = chunk
         self._next_seq = 1
@@ -119,40 +119,7 @@ class StreamCursor:
         wall = times + self._epoch_ns
         seqs = self._seq.tolist()
         ctx = Context(n, seqs, self._seq - 1, wall)
-        data = self._fields.rows(words, ctx)
-        stream = self.stream
-        columns: list[Iterable[JSON]] = []
-        keys: list[str] = []
-        for key, slot in stream.envelope.keys:
-            keys.append(key)
-            columns.append(_slot_column(slot, stream, seqs, data, wall, n))
-        dumps = orjson.dumps
-        return [dumps(dict(zip(keys, row, strict=True))) for row in zip(*columns, strict=True)]
-
-
-def _slot_column(
-    slot: Slot | JSON,
-    stream: Stream,
-    seqs: list[int],
-    data: Iterable[JSON],
-    wall: Times,
-    n: int,
-) -> Iterable[JSON]:
-    if not isinstance(slot, Slot):
-        return [slot] * n
-    if slot is Slot.TYPE:
-        return [stream.type] * n
-    if slot is Slot.STREAM:
-        return [stream.name] * n
-    if slot is Slot.SEQ:
-        return list(seqs)
-    if slot is Slot.DATA:
-        return data
-    if slot is Slot.TIMESTAMP:
-        return format_times(wall, TimeFormat.ISO)
-    if slot is Slot.TIMESTAMP_MS:
-        return format_times(wall, TimeFormat.EPOCH_MS)
-    return format_times(wall, TimeFormat.EPOCH_S)
+        return self._encoder.encode(seqs, wall, self._fields.columns(words, ctx))
 
 
 def default_chunk(stream: Stream) -> int:

@@ -12,7 +12,6 @@ scope of one stream and must be fed its messages in order.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -66,7 +65,7 @@ class Generator(Protocol):
 
 
 def compile_object(spec: Object) -> _Object:
-    """A fresh generator for a message's ``data`` object (see :meth:`_Object.rows`)."""
+    """A fresh generator for a message's ``data`` object (see :meth:`_Object.columns`)."""
     return _Object(spec)
 
 
@@ -306,21 +305,24 @@ class _Object:
             offset += gen.width
         self.width = offset
 
-    def column(self, words: Words, ctx: Context) -> list[JSON]:
-        return list(self.rows(words, ctx))
+    @property
+    def keys(self) -> list[str]:
+        return list(self._keys)
 
-    def rows(self, words: Words, ctx: Context) -> Iterator[dict[str, JSON]]:
-        """The objects one by one. Consuming them as they come (encoding each, then
-        dropping it) keeps the garbage collector out of the hot loop: CPython counts
-        live container allocations, and a freed dict is not counted."""
+    def columns(self, words: Words, ctx: Context) -> list[list[JSON]]:
+        """The value columns of the fields, in declaration order."""
         columns: dict[str, list[JSON]] = {
             name: gen.column(words[:, off : off + gen.width], ctx) for name, gen, off in self._parts
         }
         for name, template in self._templates:
             columns[name] = self._render(template, columns, ctx)
+        return [columns[k] for k in self._keys]
+
+    def column(self, words: Words, ctx: Context) -> list[JSON]:
         keys = self._keys
-        ordered = [columns[k] for k in keys]
-        return (dict(zip(keys, row, strict=True)) for row in zip(*ordered, strict=True))
+        return [
+            dict(zip(keys, row, strict=True)) for row in zip(*self.columns(words, ctx), strict=True)
+        ]
 
     @staticmethod
     def _render(template: Template, columns: dict[str, list[JSON]], ctx: Context) -> list[JSON]:

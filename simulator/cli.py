@@ -1,0 +1,166 @@
+"""The `sim` command: the only module that wires the layers together.
+
+Every mistake in a user's file or arguments ends here as one line per problem on
+stderr and exit code 2; nothing a user can type produces a traceback.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import datetime
+from pathlib import Path
+from typing import Any, NoReturn
+
+import click
+
+from simulator.core.durations import parse_duration
+from simulator.core.model import Scenario
+from simulator.errors import ScenarioError, SimError
+from simulator.version import __version__
+
+EXIT_USAGE = 2
+
+
+def _fail(error: SimError) -> NoReturn:
+    for line in str(error).splitlines():
+        click.echo(line, err=True)
+    sys.exit(EXIT_USAGE)
+
+
+class DurationType(click.ParamType):
+    """``250ms``, ``5s``, ``1h30m`` as integer nanoseconds."""
+
+    name = "duration"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> int:
+        if isinstance(value, int):
+            return value
+        try:
+            ns = parse_duration(str(value))
+        except ValueError as e:
+            self.fail(str(e), param, ctx)
+        if ns <= 0:
+            self.fail(f"{value!r}: must be > 0", param, ctx)
+        return ns
+
+
+class EpochType(click.ParamType):
+    """An ISO 8601 time with a UTC offset, as Unix nanoseconds."""
+
+    name = "iso-time"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> int:
+        if isinstance(value, int):
+            return value
+        try:
+            when = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+        except ValueError:
+            self.fail(f"{value!r} is not an ISO 8601 time like 2026-01-01T00:00:00Z", param, ctx)
+        if when.tzinfo is None:
+            self.fail(f"{value!r} needs a UTC offset, like 2026-01-01T00:00:00Z", param, ctx)
+        return int(when.timestamp()) * 1_000_000_000 + when.microsecond * 1_000
+
+
+DURATION = DurationType()
+EPOCH = EpochType()
+
+
+def load(path: str) -> Scenario:
+    """Load a scenario or exit 2 with its problems."""
+    from simulator.scenario_toml import load_scenario
+
+    try:
+        return load_scenario(path)
+    except ScenarioError as e:
+        _fail(e)
+
+
+@contextmanager
+def _progress(total_ns: int, label: str) -> Iterator[Callable[[int], None]]:
+    """A progress bar on stderr when it is a terminal; a no-op callback otherwise."""
+    if not sys.stderr.isatty():
+        yield lambda _t: None
+        return
+    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TextColumn("{task.percentage:>3.0f}%"),
+        TimeRemainingColumn(),
+        transient=True,
+        console=__import__("rich.console").console.Console(stderr=True),
+    ) as bar:
+        task = bar.add_task(label, total=total_ns)
+        yield lambda t: bar.update(task, completed=t)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="sim")
+def main() -> None:
+    """Scenario-driven WebSocket simulator: live mock feeds, seeded faults, record and replay."""
+
+
+@main.command()
+@click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False))
+def validate(files: tuple[str, ...]) -> None:
+    """Check scenario FILES; print a summary of each valid one.
+
+    Exit 0 when every file is valid, 2 when any is not (its problems on stderr).
+    """
+    from simulator.scenario_toml import load_scenario
+    from simulator.summary import describe_scenario
+
+    bad = 0
+    for path in files:
+        try:
+            scenario = load_scenario(path)
+        except ScenarioError as e:
+            bad += 1
+            for line in str(e).splitlines():
+                click.echo(line, err=True)
+            continue
+        for line in describe_scenario(scenario):
+            click.echo(line)
+    if bad:
+        sys.exit(EXIT_USAGE)
+
+
+@main.command()
+@click.argument("scenario_file", metavar="SCENARIO", type=click.Path(dir_okay=False))
+@click.option("--duration", type=DURATION, help="Virtual time to render (default: the scenario's).")
+@click.option(
+    "--out", required=True, type=click.Path(dir_okay=False), help="Parquet file to write."
+)
+@click.option("--seed", type=int, help="Override the scenario's seed.")
+@click.option("--connections", default=1, show_default=True, type=click.IntRange(1, 100_000))
+@click.option(
+    "--epoch",
+    type=EPOCH,
+    help="Virtual time 0 (default: the scenario's epoch, else 2026-01-01T00:00:00Z).",
+)
+def generate(
+    scenario_file: str,
+    duration: int | None,
+    out: str,
+    seed: int | None,
+    connections: int,
+    epoch: int | None,
+) -> None:
+    """Render SCENARIO in virtual time to a Parquet recording: exactly what `sim run` would
+    send each connection for the same seed."""
+    from simulator.generate import Plan
+    from simulator.generate import generate as render
+
+    scenario = load(scenario_file)
+    try:
+        plan = Plan.of(
+            scenario, duration_ns=duration, seed=seed, connections=connections, epoch_ns=epoch
+        )
+        with _progress(plan.duration_ns, f"generating {Path(out).name}") as progress:
+            written = render(plan, out, progress)
+    except SimError as e:
+        _fail(e)
+    click.echo(f"wrote {written.rows} rows to {written.path}")
