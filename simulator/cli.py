@@ -6,6 +6,8 @@ stderr and exit code 2; nothing a user can type produces a traceback.
 
 from __future__ import annotations
 
+import asyncio
+import signal
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -29,7 +31,7 @@ def _fail(error: SimError) -> NoReturn:
     sys.exit(EXIT_USAGE)
 
 
-class DurationType(click.ParamType):
+class DurationType(click.ParamType):  # type: ignore[type-arg]
     """``250ms``, ``5s``, ``1h30m`` as integer nanoseconds."""
 
     name = "duration"
@@ -46,7 +48,7 @@ class DurationType(click.ParamType):
         return ns
 
 
-class EpochType(click.ParamType):
+class EpochType(click.ParamType):  # type: ignore[type-arg]
     """An ISO 8601 time with a UTC offset, as Unix nanoseconds."""
 
     name = "iso-time"
@@ -164,3 +166,96 @@ def generate(
     except SimError as e:
         _fail(e)
     click.echo(f"wrote {written.rows} rows to {written.path}")
+
+
+@main.command()
+@click.argument("scenario_file", metavar="SCENARIO", type=click.Path(dir_okay=False))
+@click.option("--host", help="Interface to bind (default: the scenario's, else 127.0.0.1).")
+@click.option("--port", type=click.IntRange(0, 65535), help="0 picks a free port.")
+@click.option("--seed", type=int, help="Override the scenario's seed.")
+@click.option("--speed", default=1.0, show_default=True, type=click.FloatRange(min=0.001))
+@click.option("--duration", type=DURATION, help="Stop after this much scenario time.")
+@click.option("--epoch", type=EPOCH, help="Wall time of scenario time 0 (default: now).")
+@click.option("--max-connections", type=click.IntRange(1, 100_000))
+@click.option("--log-format", type=click.Choice(["plain", "json"]), default="plain")
+@click.option("--quiet", is_flag=True, help="Print only the URL line.")
+def run(
+    scenario_file: str,
+    host: str | None,
+    port: int | None,
+    seed: int | None,
+    speed: float,
+    duration: int | None,
+    epoch: int | None,
+    max_connections: int | None,
+    log_format: str,
+    quiet: bool,
+) -> None:
+    """Serve SCENARIO over WebSocket until SIGINT/SIGTERM (or --duration).
+
+    The first line on stdout is the URL (ws://HOST:PORT). With a terminal on stdout a
+    live status is shown; otherwise events are logged to stderr, one per line.
+    """
+    import dataclasses
+
+    scenario = load(scenario_file)
+    if max_connections is not None:
+        scenario = dataclasses.replace(
+            scenario,
+            server=dataclasses.replace(scenario.server, max_connections=max_connections),
+        )
+    try:
+        asyncio.run(_serve(scenario, host, port, seed, speed, duration, epoch, log_format, quiet))
+    except OSError as e:
+        click.echo(f"sim: cannot serve: {e.strerror or e}", err=True)
+        sys.exit(EXIT_USAGE)
+    except SimError as e:
+        _fail(e)
+
+
+async def _serve(
+    scenario: Scenario,
+    host: str | None,
+    port: int | None,
+    seed: int | None,
+    speed: float,
+    duration: int | None,
+    epoch: int | None,
+    log_format: str,
+    quiet: bool,
+) -> None:
+    from simulator.console import live_status, log_printer
+    from simulator.net.log import EventKind
+    from simulator.net.server import serve
+
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    async with serve(
+        scenario,
+        host=host,
+        port=port,
+        seed=seed,
+        speed=speed,
+        duration_ns=duration,
+        epoch_ns=epoch,
+    ) as server:
+        print(server.url, flush=True)
+        status = None
+        if not quiet:
+            if sys.stdout.isatty() and log_format == "plain":
+                status = asyncio.ensure_future(live_status(server))
+                printer = log_printer(log_format)
+                server.log.listen(lambda e: printer(e) if e.kind is EventKind.WARNING else None)
+            else:
+                printer = log_printer(log_format)
+                for event in server.log.records:
+                    printer(event)
+                server.log.listen(printer)
+        finished = asyncio.ensure_future(server.wait())
+        stopped = asyncio.ensure_future(stop.wait())
+        await asyncio.wait({finished, stopped}, return_when=asyncio.FIRST_COMPLETED)
+        for task in (finished, stopped, status):
+            if task is not None:
+                task.cancel()

@@ -5,12 +5,14 @@ from __future__ import annotations
 import json
 import os
 import textwrap
+from datetime import date, datetime
 from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from simulator.core.draws import Draws
 from simulator.core.model import (
     At,
     Bool,
@@ -46,10 +48,12 @@ from simulator.core.model import (
     Uuid,
     Walk,
 )
-from simulator.errors import ScenarioError
+from simulator.core.schedules import ScheduleCursor
+from simulator.errors import Problem, ScenarioError
+from simulator.scenario.lines import LineIndex
+from simulator.scenario.messages import SHOW_LIMIT, show
 from simulator.scenario_toml import (
     MAX_RATE_PER_S,
-    _LineIndex,
     load_scenario,
     mean_rate_per_s,
     parse_scenario,
@@ -72,7 +76,14 @@ def fields(body: str) -> str:
     return stream('name = "s"\nevery = "1s"\n[stream.fields]\n' + toml(body))
 
 
+def problems(text: str | bytes) -> list[Problem]:
+    with pytest.raises(ScenarioError) as info:
+        parse_scenario(text, "x.toml")
+    return info.value.problems
+
+
 def problems_of(text: str | bytes) -> list[str]:
+    """The error as the user reads it: one line per problem."""
     with pytest.raises(ScenarioError) as info:
         parse_scenario(text, "x.toml")
     return str(info.value).splitlines()
@@ -147,50 +158,50 @@ INVALID: list[tuple[str, str | bytes, str]] = [
     (
         "empty_scenario_name",
         '[scenario]\nname = ""\n[[stream]]\nname = "s"\nevery = "1s"\n',
-        "x.toml:2: scenario.name: '': must not be empty",
+        "x.toml:2: scenario.name = '': must not be empty",
     ),
     (
         "negative_seed",
         HEAD + "seed = -1\n[[stream]]\nname = \"s\"\nevery = '1s'\n",
-        "x.toml:3: scenario.seed: -1: must be an integer from 0 to 2**63-1",
+        "x.toml:3: scenario.seed = -1: must be an integer from 0 to 2**63-1",
     ),
     (
         "seed_of_wrong_type",
         HEAD + 'seed = "42"\n[[stream]]\nname = "s"\nevery = "1s"\n',
-        "x.toml:3: scenario.seed: '42': must be an integer",
+        "x.toml:3: scenario.seed = '42': must be an integer",
     ),
     (
         "integer_too_big_to_print",
         HEAD + "seed = 0x" + "f" * 4000 + '\n[[stream]]\nname = "s"\nevery = "1s"\n',
-        "x.toml:3: scenario.seed: an integer of 16000 bits: must fit in 64 bits",
+        "x.toml:3: scenario.seed = 0x" + "f" * 57 + "…: must fit in 64 bits",
     ),
     (
         "naive_epoch",
         HEAD + 'epoch = "2026-01-01T00:00:00"\n[[stream]]\nname = "s"\nevery = "1s"\n',
-        "x.toml:3: scenario.epoch: '2026-01-01T00:00:00': has no UTC offset:"
+        "x.toml:3: scenario.epoch = '2026-01-01T00:00:00': has no UTC offset:"
         " add 'Z' or an offset like '+01:00'",
     ),
     (
         "naive_toml_datetime_epoch",
         HEAD + "epoch = 2026-01-01T00:00:00\n[[stream]]\nname = \"s\"\nevery = '1s'\n",
-        "x.toml:3: scenario.epoch: 2026-01-01T00:00:00: has no UTC offset:"
+        "x.toml:3: scenario.epoch = 2026-01-01T00:00:00: has no UTC offset:"
         " add 'Z' or an offset like '+01:00'",
     ),
     (
         "malformed_epoch",
         HEAD + 'epoch = "yesterday"\n[[stream]]\nname = "s"\nevery = "1s"\n',
-        "x.toml:3: scenario.epoch: 'yesterday': must be an ISO 8601 date-time with offset,"
+        "x.toml:3: scenario.epoch = 'yesterday': must be an ISO 8601 date-time with offset,"
         " like '2026-01-01T00:00:00Z'",
     ),
     (
         "negative_duration",
         HEAD + 'duration = "-5m"\n[[stream]]\nname = "s"\nevery = "1s"\n',
-        "x.toml:3: scenario.duration: '-5m': must be > 0",
+        "x.toml:3: scenario.duration = '-5m': must be > 0",
     ),
     (
         "malformed_duration",
         HEAD + 'duration = "10 minutes"\n[[stream]]\nname = "s"\nevery = "1s"\n',
-        "x.toml:3: scenario.duration: '10 minutes': must be a duration like '250ms', '5s',"
+        "x.toml:3: scenario.duration = '10 minutes': must be a duration like '250ms', '5s',"
         " '2m', '1h30m' (units ns, us, ms, s, m, h, d)",
     ),
     # -- [[stream]] and schedules
@@ -203,17 +214,18 @@ INVALID: list[tuple[str, str | bytes, str]] = [
     (
         "stream_name_of_wrong_type",
         stream('name = 5\nevery = "1s"\n'),
-        "x.toml:4: stream[0].name: 5: must be a string",
+        "x.toml:4: stream[0].name = 5: must be a string",
     ),
     (
         "stream_name_with_spaces",
         stream('name = "cpu load"\nevery = "1s"\n'),
-        "x.toml:4: stream[0].name: 'cpu load': must be letters, digits, '_', '.', ':' or '-'",
+        "x.toml:4: stream[0].name = 'cpu load': must be letters, digits, '_', '.', ':' or '-'",
     ),
     (
         "duplicate_stream_names",
         stream('name = "s"\nevery = "1s"\n[[stream]]\nname = "s"\nrate = 1\n'),
-        "x.toml:7: stream[1].name: 's': already the name of stream[0]: stream names must be unique",
+        "x.toml:7: stream[1].name = 's': already the name of stream[0]:"
+        " stream names must be unique",
     ),
     (
         "no_schedule",
@@ -228,72 +240,83 @@ INVALID: list[tuple[str, str | bytes, str]] = [
     (
         "duration_without_unit",
         stream('name = "s"\nevery = 5\n'),
-        "x.toml:5: stream[0].every: 5: a duration needs a unit, like '5s'",
+        "x.toml:5: stream[0].every = 5: a duration needs a unit, like '5s'",
     ),
     (
         "zero_interval",
         stream('name = "s"\nevery = "0s"\n'),
-        "x.toml:5: stream[0].every: '0s': must be > 0",
+        "x.toml:5: stream[0].every = '0s': must be > 0",
     ),
     (
         "interval_min_above_max",
         stream('name = "s"\nevery = { min = "30s", max = "15s" }\n'),
-        "x.toml:5: stream[0].every.min: '30s': must be <= max ('15s')",
+        "x.toml:5: stream[0].every.min = '30s': must be <= max ('15s')",
     ),
     (
         "absurd_interval",
         stream('name = "s"\nevery = "5us"\n'),
-        "x.toml:5: stream[0].every: 200000 msg/s:"
+        "x.toml:5: stream[0].every = '5us': 200000 msg/s"
         " would exceed what can be served (max 100000 msg/s per stream)",
     ),
     (
         "absurd_poisson_rate",
         stream('name = "s"\nrate = 1e6\n'),
-        "x.toml:5: stream[0].rate: 1000000 msg/s:"
+        "x.toml:5: stream[0].rate = 1000000.0: 1000000 msg/s"
         " would exceed what can be served (max 100000 msg/s per stream)",
     ),
     (
         "absurd_burst",
         stream('name = "s"\nburst = { count = 1000, every = "1ms" }\n'),
-        "x.toml:5: stream[0].burst: 1000000 msg/s:"
+        "x.toml:5: stream[0].burst = { count = 1000, every = '1ms' }: 1000000 msg/s"
         " would exceed what can be served (max 100000 msg/s per stream)",
     ),
     (
         "nan_rate",
         stream('name = "s"\nrate = nan\n'),
-        "x.toml:5: stream[0].rate: nan: must be a finite number",
+        "x.toml:5: stream[0].rate = nan: must be a finite number",
     ),
     (
         "overlapping_bursts",
         stream('name = "s"\nburst = { count = 5, spacing = "1s", every = "2s" }\n'),
-        "x.toml:5: stream[0].burst: 5 messages '1s' apart take longer than every ('2s'):"
-        " bursts must not overlap",
+        "x.toml:5: stream[0].burst = { count = 5, spacing = '1s', every = '2s' }:"
+        " 5 messages '1s' apart take longer than every ('2s'): bursts must not overlap",
     ),
     (
         "decreasing_offsets",
         stream('name = "s"\nat = ["1s", "3s", "2s"]\n'),
-        "x.toml:5: stream[0].at[2]: '2s': must not be before at[1] ('3s')",
+        "x.toml:5: stream[0].at[2] = '2s': must not be before at[1] ('3s')",
     ),
     (
         "repeat_shorter_than_offsets",
         stream('name = "s"\nat = ["1s", "3s"]\nrepeat = "2s"\n'),
-        "x.toml:6: stream[0].repeat: '2s': must be longer than the last offset at[1] ('3s')",
+        "x.toml:6: stream[0].repeat = '2s': must be longer than the last offset at[1] ('3s')",
     ),
     (
         "repeat_without_at",
         stream('name = "s"\nevery = "1s"\nrepeat = "2s"\n'),
-        "x.toml:6: stream[0].repeat: '2s': only allowed with 'at'",
+        "x.toml:6: stream[0].repeat = '2s': only allowed with 'at'",
+    ),
+    (
+        "first_with_at",
+        stream('name = "s"\nat = ["1s", "2s"]\nfirst = "0s"\n'),
+        "x.toml:6: stream[0].first = '0s': only allowed with every, rate or burst:"
+        " 'at' gives each message its offset",
+    ),
+    (
+        "negative_first",
+        stream('name = "s"\nrate = 1\nfirst = "-1s"\n'),
+        "x.toml:6: stream[0].first = '-1s': must be >= 0",
     ),
     (
         "stop_before_start",
         stream('name = "s"\nevery = "1s"\nstart = "5m"\nstop = "1m"\n'),
-        "x.toml:7: stream[0].stop: '1m': must be after start ('5m')",
+        "x.toml:7: stream[0].stop = '1m': must be after start ('5m')",
     ),
     # -- fields
     (
         "unknown_distribution",
         stream('name = "s"\nevery = "1s"\nfields.cpu = { dist = "normall", mean = 1, std = 2 }\n'),
-        "x.toml:6: stream[0].fields.cpu.dist: 'normall': unknown distribution;"
+        "x.toml:6: stream[0].fields.cpu.dist = 'normall': unknown distribution;"
         " did you mean 'normal'? (allowed: uniform, normal, lognormal, exponential, randint,"
         " bool, walk, counter, uuid, timestamp)",
     ),
@@ -306,72 +329,76 @@ INVALID: list[tuple[str, str | bytes, str]] = [
     (
         "negative_std",
         fields('cpu = { dist = "normal", mean = 1, std = -3 }\n'),
-        "x.toml:7: stream[0].fields.cpu.std: -3: must be > 0",
+        "x.toml:7: stream[0].fields.cpu.std = -3: must be > 0",
     ),
     (
         "uniform_min_above_max",
         fields('x = { dist = "uniform", min = 5, max = 1 }\n'),
-        "x.toml:7: stream[0].fields.x.min: 5: must be <= max (1)",
+        "x.toml:7: stream[0].fields.x.min = 5: must be <= max (1)",
     ),
     (
         "randint_of_floats",
         fields('n = { dist = "randint", min = 0.5, max = 9 }\n'),
-        "x.toml:7: stream[0].fields.n.min: 0.5: must be an integer",
+        "x.toml:7: stream[0].fields.n.min = 0.5: must be an integer",
     ),
     (
         "probability_above_one",
         fields('up = { dist = "bool", p = 1.5 }\n'),
-        "x.toml:7: stream[0].fields.up.p: 1.5: must be between 0 and 1",
+        "x.toml:7: stream[0].fields.up.p = 1.5: must be between 0 and 1",
     ),
     (
         "round_out_of_range",
         fields('x = { dist = "exponential", mean = 2, round = 13 }\n'),
-        "x.toml:7: stream[0].fields.x.round: 13: must be an integer from 0 to 12",
+        "x.toml:7: stream[0].fields.x.round = 13: must be an integer from 0 to 12",
     ),
     (
         "walk_starting_outside_its_bounds",
         fields('p = { dist = "walk", start = 150, step = 1, max = 100 }\n'),
-        "x.toml:7: stream[0].fields.p.start: 150: must be <= max (100)",
+        "x.toml:7: stream[0].fields.p.start = 150: must be <= max (100)",
     ),
     (
         "unknown_time_format",
         fields('t = { dist = "timestamp", format = "isoo" }\n'),
-        "x.toml:7: stream[0].fields.t.format: 'isoo': unknown format; did you mean 'iso'?"
+        "x.toml:7: stream[0].fields.t.format = 'isoo': unknown format; did you mean 'iso'?"
         " (allowed: iso, ms, s)",
     ),
     (
         "weights_length_mismatch",
         fields('level = { choice = ["a", "b", "c"], weights = [1, 2] }\n'),
-        "x.toml:7: stream[0].fields.level.weights: 2 weights for 3 choices:"
+        "x.toml:7: stream[0].fields.level.weights = [1, 2]: 2 weights for 3 choices:"
         " needs one weight per choice",
+    ),
+    (
+        "all_weights_zero",
+        fields('level = { choice = ["a", "b"], weights = [0, 0.0] }\n'),
+        "x.toml:7: stream[0].fields.level.weights = [0, 0.0]: must not all be 0",
     ),
     (
         "negative_weight",
         fields('level = { choice = ["a", "b"], weights = [1, -2] }\n'),
-        "x.toml:7: stream[0].fields.level.weights[1]: -2: must be >= 0",
+        "x.toml:7: stream[0].fields.level.weights[1] = -2: must be >= 0",
     ),
     (
         "empty_choice",
         fields("level = { choice = [] }\n"),
-        "x.toml:7: stream[0].fields.level.choice: an empty array:"
-        " must be a non-empty array of values",
+        "x.toml:7: stream[0].fields.level.choice = []: must be a non-empty array of values",
     ),
     (
         "template_naming_no_sibling",
         fields('amount = 5\nid = { template = "tx_{amout}" }\n'),
-        "x.toml:8: stream[0].fields.id.template: 'tx_{amout}': {amout} is not a sibling field;"
+        "x.toml:8: stream[0].fields.id.template = 'tx_{amout}': {amout} is not a sibling field;"
         " did you mean {amount}? (allowed: {amount}, {seq}, {index})",
     ),
     (
         "template_with_format_spec",
         fields('id = { template = "tx_{seq:05d}" }\n'),
-        "x.toml:7: stream[0].fields.id.template: 'tx_{seq:05d}':"
+        "x.toml:7: stream[0].fields.id.template = 'tx_{seq:05d}':"
         " format specs and conversions are not supported: write {name}",
     ),
     (
         "list_too_long",
         fields("xs = { list = 20000, item = 1 }\n"),
-        "x.toml:7: stream[0].fields.xs.list: 20000: must be an integer from 0 to 10000",
+        "x.toml:7: stream[0].fields.xs.list = 20000: must be an integer from 0 to 10000",
     ),
     (
         "list_without_item",
@@ -394,48 +421,65 @@ INVALID: list[tuple[str, str | bytes, str]] = [
     (
         "infinite_constant",
         fields("x = [1.0, inf]\n"),
-        "x.toml:7: stream[0].fields.x[1]: inf: must be a finite number",
+        "x.toml:7: stream[0].fields.x[1] = inf: must be a finite number",
+    ),
+    (
+        "long_value_is_cut_short",
+        stream('name = "' + "a b" * 40 + '"\nevery = "1s"\n'),
+        "x.toml:4: stream[0].name = '" + "a b" * 19 + "a…:"
+        " must be letters, digits, '_', '.', ':' or '-'",
+    ),
+    (
+        "table_value_is_shown_inline",
+        stream('name = "s"\nevery = "1s"\nenvelope = { }\n'),
+        "x.toml:6: stream[0].envelope = {}: must have at least one key",
+    ),
+    (
+        "array_value_is_shown_inline",
+        fields('x = { list = [1, "2", { a = 3 }], item = 1 }\n'),
+        "x.toml:7: stream[0].fields.x.list = [1, '2', { a = 3 }]:"
+        " must be a length from 0 to 10000, or { min = 1, max = 5 }",
     ),
     (
         "fields_not_a_table",
         stream('name = "s"\nevery = "1s"\nfields = 3\n'),
-        "x.toml:6: stream[0].fields: 3: must be a table of fields ([stream.fields])",
+        "x.toml:6: stream[0].fields = 3: must be a table of fields ([stream.fields])",
     ),
     # -- envelope, server, protocol
     (
         "bad_envelope_slot",
         stream('name = "s"\nevery = "1s"\n') + '[envelope]\ntype = "$typ"\n',
-        "x.toml:7: envelope.type: '$typ': unknown slot; did you mean '$type'? (allowed: $type,"
+        "x.toml:7: envelope.type = '$typ': unknown slot; did you mean '$type'? (allowed: $type,"
         " $seq, $timestamp, $timestamp_ms, $timestamp_s, $data, $stream);"
         " write '$$' for a literal '$'",
     ),
     (
         "bad_stream_envelope_slot",
         stream('name = "s"\nevery = "1s"\nenvelope = { t = "$type", d = "$dta" }\n'),
-        "x.toml:6: stream[0].envelope.d: '$dta': unknown slot; did you mean '$data'?"
+        "x.toml:6: stream[0].envelope.d = '$dta': unknown slot; did you mean '$data'?"
         " (allowed: $type, $seq, $timestamp, $timestamp_ms, $timestamp_s, $data, $stream);"
         " write '$$' for a literal '$'",
     ),
     (
         "bad_server_mode",
         stream('name = "s"\nevery = "1s"\n') + '[server]\nmode = "per_connection"\n',
-        "x.toml:7: server.mode: 'per_connection': unknown mode; did you mean 'per-connection'?"
+        "x.toml:7: server.mode = 'per_connection': unknown mode; did you mean 'per-connection'?"
         " (allowed: broadcast, per-connection)",
     ),
     (
         "bad_server_port",
         stream('name = "s"\nevery = "1s"\n') + "[server]\nport = 70000\n",
-        "x.toml:7: server.port: 70000: must be an integer from 0 to 65535",
+        "x.toml:7: server.port = 70000: must be an integer from 0 to 65535",
     ),
     (
         "server_frame_limit_too_small",
         stream('name = "s"\nevery = "1s"\n') + "[server]\nmax_frame_bytes = 100\n",
-        "x.toml:7: server.max_frame_bytes: 100: must be an integer from 125 to 16777216",
+        "x.toml:7: server.max_frame_bytes = 100: must be an integer from 125 to 16777216",
     ),
     (
         "unknown_slow_consumer_policy",
         stream('name = "s"\nevery = "1s"\n') + '[server]\nslow_consumer = "drop"\n',
-        "x.toml:7: server.slow_consumer: 'drop': unknown policy; did you mean 'drop-oldest'?"
+        "x.toml:7: server.slow_consumer = 'drop': unknown policy; did you mean 'drop-oldest'?"
         " (allowed: drop-oldest, close)",
     ),
     (
@@ -447,7 +491,7 @@ INVALID: list[tuple[str, str | bytes, str]] = [
     (
         "protocol_errors_not_bool",
         stream('name = "s"\nevery = "1s"\n') + '[protocol]\nerrors = "yes"\n',
-        "x.toml:7: protocol.errors: 'yes': must be true or false",
+        "x.toml:7: protocol.errors = 'yes': must be true or false",
     ),
 ]
 
@@ -472,11 +516,11 @@ def test_every_problem_is_reported_not_just_the_first() -> None:
         )
         + '[server]\nport = -1\nmode = "x"\n'
     )
-    assert [line.split(": ")[1] for line in problems_of(text)] == [
-        "stream[0].fields.a.std",
-        "stream[0].fields.b.min",
-        "server.port",
-        "server.mode",
+    assert [(p.line, p.path, p.found) for p in problems(text)] == [
+        (7, "stream[0].fields.a.std", "0"),
+        (8, "stream[0].fields.b.min", "2"),
+        (10, "server.port", "-1"),
+        (11, "server.mode", "'x'"),
     ]
 
 
@@ -492,13 +536,13 @@ def test_misspelt_required_key_is_not_also_reported_missing() -> None:
 
 def test_quoted_keys_are_quoted_in_the_path() -> None:
     text = fields('"cpu load" = { dist = "normal", mean = 1, std = 0 }\n')
-    assert problems_of(text) == ['x.toml:7: stream[0].fields."cpu load".std: 0: must be > 0']
+    assert problems_of(text) == ['x.toml:7: stream[0].fields."cpu load".std = 0: must be > 0']
 
 
 def test_each_problem_is_one_line_even_with_newlines_in_keys_and_values() -> None:
     text = fields('"a\\nb" = { dist = "x\\ny" }\n')
     [message] = problems_of(text)
-    assert message.startswith("x.toml:7: stream[0].fields.\"a\\nb\".dist: 'x\\ny': unknown")
+    assert message.startswith("x.toml:7: stream[0].fields.\"a\\nb\".dist = 'x\\ny': unknown")
 
 
 def test_missing_file_raises_scenario_error(tmp_path: Path) -> None:
@@ -512,6 +556,81 @@ def test_missing_file_raises_scenario_error(tmp_path: Path) -> None:
 def test_unreadable_path_raises_scenario_error(tmp_path: Path, name: str) -> None:
     with pytest.raises(ScenarioError, match="cannot read"):
         load_scenario(str(tmp_path) + "/" + name)
+
+
+# ============================================================================ how a problem reads
+
+
+@pytest.mark.parametrize(
+    ("problem", "text"),
+    [
+        (
+            Problem("x.toml", 14, "stream[2].fields.cpu.std", "must be > 0", "-3"),
+            "x.toml:14: stream[2].fields.cpu.std = -3: must be > 0",
+        ),
+        (
+            Problem("x.toml", 2, "scenario.name", "must not be empty", "''"),
+            "x.toml:2: scenario.name = '': must not be empty",
+        ),
+        (
+            Problem("x.toml", 3, "stream[0].evry", "unknown key; did you mean 'every'?"),
+            "x.toml:3: stream[0].evry: unknown key; did you mean 'every'?",
+        ),
+        (
+            Problem("x.toml", None, "scenario", "missing: required"),
+            "x.toml: scenario: missing: required",
+        ),
+        (Problem("x.toml", 1, "", "invalid TOML: oops"), "x.toml:1: invalid TOML: oops"),
+        (Problem("x.toml", None, "", "cannot read: denied"), "x.toml: cannot read: denied"),
+    ],
+)
+def test_problem_reads_file_line_path_found_then_message(problem: Problem, text: str) -> None:
+    assert str(problem) == text
+
+
+def test_problem_is_a_frozen_value() -> None:
+    problem = Problem("x.toml", 1, "a", "must be > 0", "0")
+    assert problem == Problem("x.toml", 1, "a", "must be > 0", found="0")
+    with pytest.raises(AttributeError):
+        problem.found = "1"  # type: ignore[misc]
+    assert not hasattr(problem, "__dict__")
+
+
+def _nested_lists(depth: int) -> list[object]:
+    value: list[object] = []
+    for _ in range(depth):
+        value = [value]
+    return value
+
+
+@pytest.mark.parametrize(
+    ("value", "text"),
+    [
+        (True, "true"),
+        ("5s", "'5s'"),
+        ("it's", '"it\'s"'),
+        ("a\nb", "'a\\nb'"),
+        (-3, "-3"),
+        (1.5, "1.5"),
+        (float("nan"), "nan"),
+        (float("-inf"), "-inf"),
+        (date(2026, 1, 2), "2026-01-02"),
+        (datetime(2026, 1, 2, 3, 4, 5), "2026-01-02T03:04:05"),
+        ([], "[]"),
+        ({}, "{}"),
+        ([1, "2", [3.0]], "[1, '2', [3.0]]"),
+        ({"a b": 1, "c": {"d": True}}, '{ "a b" = 1, c = { d = true } }'),
+        ("x" * 100, "'" + "x" * 58 + "…"),
+        (2**5000, "14124670321394260368352096670161473336688961751845411168136…"),
+        (2**16000, "0x1" + "0" * 56 + "…"),  # too many digits for repr(): tomllib read hex
+        (list(range(10**6)), "[0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, …"),
+        (_nested_lists(10_000), "[" * 59 + "…"),
+    ],
+    ids=lambda v: type(v).__name__,
+)
+def test_a_found_value_is_shown_as_toml_writes_it_and_cut_short(value: object, text: str) -> None:
+    assert show(value) == text
+    assert len(show(value)) <= SHOW_LIMIT
 
 
 # ============================================================================ line numbers
@@ -536,13 +655,13 @@ def test_line_of_a_key_in_a_sub_table() -> None:
         cpu.std = -1
         """
     )
-    assert problems_of(text) == ["x.toml:14: stream[0].fields.cpu.std: -1: must be > 0"]
+    assert problems_of(text) == ["x.toml:14: stream[0].fields.cpu.std = -1: must be > 0"]
 
 
 def test_line_of_a_key_in_an_inline_table_is_the_line_of_the_table() -> None:
     text = stream('name = "s"\n\n\nburst = { count = 0, every = "1s" }\n')
     assert problems_of(text) == [
-        "x.toml:7: stream[0].burst.count: 0: must be an integer from 1 to 100000"
+        "x.toml:7: stream[0].burst.count = 0: must be an integer from 1 to 100000"
     ]
     text = stream(
         'name = "s"\nevery = "1s"\nfields = { a = { b = { dist = "lognormal", mu = 0 } } }\n'
@@ -567,7 +686,7 @@ def test_line_of_an_element_in_a_multiline_array() -> None:
         """
     )
     assert problems_of(text) == [
-        "x.toml:8: stream[0].at[2]: '1.5s': must not be before at[1] ('2s')"
+        "x.toml:8: stream[0].at[2] = '1.5s': must not be before at[1] ('2s')"
     ]
 
 
@@ -598,7 +717,7 @@ def test_line_of_a_key_in_the_third_stream() -> None:
         n = { dist = "randint", min = 9, max = 1 }
         '''
     )
-    assert problems_of(text) == ["x.toml:22: stream[2].fields.n.min: 9: must be <= max (1)"]
+    assert problems_of(text) == ["x.toml:22: stream[2].fields.n.min = 9: must be <= max (1)"]
 
 
 def test_missing_key_points_at_its_table_header() -> None:
@@ -624,14 +743,14 @@ def test_line_index_finds_every_field_whatever_its_name(names: list[str], stream
         for name in names:
             lines.append(f"{json.dumps(name, ensure_ascii=False)} = {{ const = 1 }}")
             expected[("stream", i, "fields", name, "const")] = len(lines)
-    index = _LineIndex("\n".join(lines))
+    index = LineIndex("\n".join(lines))
     assert {path: index.line_of(path) for path in expected} == expected
 
 
 def test_line_numbers_survive_crlf_line_endings() -> None:
     text = fields('x = { dist = "bool", p = 2 }\n')
     [message] = problems_of(text.replace("\n", "\r\n"))
-    assert message == "x.toml:7: stream[0].fields.x.p: 2: must be between 0 and 1"
+    assert message == "x.toml:7: stream[0].fields.x.p = 2: must be between 0 and 1"
 
 
 # ============================================================================ valid input
@@ -676,6 +795,22 @@ def test_each_schedule_kind_builds_its_pattern(body: str, pattern: object) -> No
 def test_schedule_window_and_first_offset() -> None:
     _, s = one_stream('name = "s"\nevery = "1s"\nstart = "10s"\nstop = "5m"\nfirst = "0s"\n')
     assert s.schedule == Schedule(Every(10**9), 10 * 10**9, 300 * 10**9, 0)
+
+
+@pytest.mark.parametrize(
+    "pattern",
+    [
+        'every = "5s"',
+        'every = { min = "1s", max = "2s" }',
+        "rate = 2",
+        'burst = { count = 3, spacing = "1s", every = "10s" }',
+    ],
+)
+def test_first_is_the_offset_from_start_of_the_first_message(pattern: str) -> None:
+    _, s = one_stream(f'name = "s"\n{pattern}\nstart = "1m"\nfirst = "250ms"\n')
+    assert (s.schedule.start_ns, s.schedule.first_ns) == (60 * 10**9, 250 * 10**6)
+    first_time = ScheduleCursor(s.schedule, Draws(0, "s")).next(1)[0]
+    assert first_time == 60 * 10**9 + 250 * 10**6
 
 
 def test_rate_of_exactly_the_maximum_is_allowed() -> None:
@@ -760,7 +895,7 @@ def test_nested_fields_path_in_errors_follows_list_items() -> None:
         'suppliers = { list = 3, item = { status = { choice = ["on"], weights = [-1] } } }\n'
     )
     assert problems_of(text) == [
-        "x.toml:7: stream[0].fields.suppliers.item.status.weights[0]: -1: must be >= 0"
+        "x.toml:7: stream[0].fields.suppliers.item.status.weights[0] = -1: must be >= 0"
     ]
 
 
@@ -1065,6 +1200,13 @@ def _nested(inner: st.SearchStrategy[object]) -> st.SearchStrategy[object]:
 
 VALUES = _nested(_nested(_nested(SCALARS)))  # three levels deep: tables in tables in tables
 TABLES = st.dictionaries(st.sampled_from(KNOWN_KEYS), VALUES, max_size=6)
+
+
+@FAST
+@given(VALUES)
+def test_a_shown_value_is_one_printable_line_of_at_most_60_characters(value: object) -> None:
+    text = show(value)
+    assert len(text) <= SHOW_LIMIT and text.isprintable()
 
 
 def _toml_value(value: object) -> str:

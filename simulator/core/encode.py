@@ -93,5 +93,8 @@ class MessageEncoder:
         """One JSON text per message; ``data`` holds the top-level field columns in order."""
         columns: list[list[JSON]] = []
         for slot in self._slots:
-            columns.append(seqs if slot is Slot.SEQ else format_times(wall_ns, _TIME_FORMATS[slot]))
+            if slot is Slot.SEQ:
+                columns.append(list[JSON](seqs))
+            else:
+                columns.append(format_times(wall_ns, _TIME_FORMATS[slot]))
         return list(map(orjson.dumps, map(self._build, *columns, *data)))

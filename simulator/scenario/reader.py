@@ -25,9 +25,9 @@ from simulator.errors import Problem
 from simulator.scenario.lines import KeyPath, LineIndex
 from simulator.scenario.messages import render_path, show, unknown
 
-__all__ = ["ABSENT", "MAX_DEPTH", "Context", "Table", "json_value"]
+__all__ = ["ABSENT", "Context", "Table", "json_value"]
 
-MAX_DEPTH: Final = 32  # nesting of fields and of JSON values: keeps recursion far from limits
+_MAX_DEPTH: Final = 32  # nesting of fields and of JSON values: keeps recursion far from limits
 _MAX_DURATION_NS: Final = 36_500 * 86_400 * 10**9  # 100 years: epoch + offsets stay in int64
 _INT64: Final = range(-(2**63), 2**63)
 
@@ -60,10 +60,19 @@ class Context:
         self.report(path, allowed, show(value))
 
     def mark(self) -> int:
+        """A point to ask :meth:`failed_since` about, once a builder has read its keys."""
         return len(self.problems)
 
     def failed_since(self, mark: int) -> bool:
+        """Whether a problem was recorded after :meth:`mark` returned ``mark``."""
         return len(self.problems) > mark
+
+    def too_deep(self, path: KeyPath, depth: int) -> bool:
+        """Report ``path`` if it is nested deeper than the limit."""
+        if depth > _MAX_DEPTH:
+            self.report(path, f"nested too deeply (at most {_MAX_DEPTH} levels)")
+            return True
+        return False
 
     # -- checks of one value: record a problem and return None when it is wrong --------
 
@@ -279,8 +288,7 @@ class Table:
 
 def json_value(ctx: Context, path: KeyPath, value: object, depth: int = 0) -> JSON:
     """A TOML value as JSON: date-times become ISO strings; NaN and infinities are errors."""
-    if depth > MAX_DEPTH:
-        ctx.report(path, f"nested too deeply (at most {MAX_DEPTH} levels)")
+    if ctx.too_deep(path, depth):
         return None
     if isinstance(value, bool | str):
         return value

@@ -91,7 +91,7 @@ def bands(draw: st.DrawFn, grid: int | None = None) -> tuple[float, float]:
         a, b = math.ceil(a * 10**grid) / 10**grid, math.floor(b * 10**grid) / 10**grid
         if a > b:
             a, b = b, a
-    return a, b
+    return a + 0.0, b + 0.0  # no -0.0: it makes an empty float range
 
 
 @st.composite
@@ -115,41 +115,43 @@ def within(x: float, lo: float | None, hi: float | None) -> bool:
 
 
 @settings(max_examples=100, deadline=None)
-@given(band=bands(), round_to=st.one_of(st.none(), st.integers(1, 6)), seed=seeds)
-def test_uniform_stays_within_low_high(
-    band: tuple[float, float], round_to: int | None, seed: int
-) -> None:
+@given(band=bands(), seed=seeds)
+@example(band=(0.0, 0.0), seed=0)
+def test_uniform_stays_within_low_high(band: tuple[float, float], seed: int) -> None:
     low, high = band
-    values = floats(generate(Uniform(low, high, Numeric(round_to=round_to)), 200, seed))
-    if round_to is None:
-        assert all(low <= x <= high for x in values)
-    else:
-        # Rounding an unclipped uniform may reach the nearest grid point outside the range.
-        slack = 0.5 * 10**-round_to
-        assert all(low - slack <= x <= high + slack for x in values)
+    values = floats(generate(Uniform(low, high), 200, seed))
+    assert all(low <= x <= high for x in values)
 
 
-distributions = st.one_of(
-    st.builds(lambda m, s: lambda n: Normal(m, s, n), reals, st.floats(1e-3, 1e5)),
-    st.builds(lambda m, s: lambda n: LogNormal(m, s, n), st.floats(-5, 5), st.floats(1e-3, 3)),
-    st.builds(lambda m: lambda n: Exponential(m, n), st.floats(1e-3, 1e5)),
+@pytest.mark.xfail(
+    strict=True,
+    reason="BUG: a rounded uniform is not clipped to [low, high]: the loader builds"
+    " Uniform(lo, hi, Numeric(round_to=r)) without bounds, so 0.996 rounds to 1.0 > 0.999",
 )
+def test_rounded_uniform_stays_within_low_high() -> None:
+    values = floats(generate(Uniform(0.001, 0.999, Numeric(round_to=2)), 2000, seed=4))
+    assert all(0.001 <= x <= 0.999 for x in values)
+
+
+@st.composite
+def distributions(draw: st.DrawFn, round_to: int | None) -> Normal | LogNormal | Exponential:
+    """A normal, lognormal or exponential with any bounds and ``round_to``."""
+    numeric = draw(bounded_numeric(round_to))
+    kind = draw(st.sampled_from([Normal, LogNormal, Exponential]))
+    if kind is Normal:
+        return Normal(draw(reals), draw(st.floats(1e-3, 1e5)), numeric)
+    if kind is LogNormal:
+        return LogNormal(draw(st.floats(-5, 5)), draw(st.floats(1e-3, 3)), numeric)
+    return Exponential(draw(st.floats(1e-3, 1e5)), numeric)
 
 
 @settings(max_examples=150, deadline=None)
-@given(
-    make=distributions,
-    data=st.data(),
-    round_to=st.one_of(st.none(), st.integers(0, 6)),
-    seed=seeds,
-)
+@given(spec=(st.none() | st.integers(0, 6)).flatmap(distributions), seed=seeds)
 def test_distributions_stay_within_min_max_when_given(
-    make: object, data: st.DataObject, round_to: int | None, seed: int
+    spec: Normal | LogNormal | Exponential, seed: int
 ) -> None:
-    numeric = data.draw(bounded_numeric(round_to))
-    spec = make(numeric)  # type: ignore[operator]
     values = floats(generate(spec, 200, seed))
-    assert all(within(x, numeric.min, numeric.max) for x in values)
+    assert all(within(x, spec.shape.min, spec.shape.max) for x in values)
 
 
 @settings(max_examples=150, deadline=None)
@@ -170,12 +172,13 @@ def test_randint_reaches_both_ends_for_small_spans(span: int) -> None:
 
 
 @settings(max_examples=100, deadline=None)
-@given(make=distributions, data=st.data(), round_to=st.integers(0, 6), seed=seeds)
+@given(spec=st.integers(0, 6).flatmap(distributions), seed=seeds)
 def test_rounding_gives_at_most_round_decimals(
-    make: object, data: st.DataObject, round_to: int, seed: int
+    spec: Normal | LogNormal | Exponential, seed: int
 ) -> None:
-    numeric = data.draw(bounded_numeric(round_to))
-    values = generate(make(numeric), 200, seed)  # type: ignore[operator]
+    round_to = spec.shape.round_to
+    assert round_to is not None
+    values = generate(spec, 200, seed)
     if round_to == 0:
         assert all(type(v) is int for v in values)
         return
@@ -253,7 +256,18 @@ def test_walk_with_one_bound_stays_on_its_side(walk: Walk, n: int, seed: int) ->
 @settings(max_examples=50, deadline=None)
 @given(walk=walks(), seed=seeds)
 def test_walk_starts_at_start(walk: Walk, seed: int) -> None:
-    assert generate(walk, 1, seed) == [walk.start]
+    # Up to the ulps _fold loses; exactly is test_walk_shows_its_start_exactly (a bug).
+    scale = max(abs(walk.shape.min), abs(walk.shape.max), 1.0)  # type: ignore[arg-type]
+    assert generate(walk, 1, seed) == [pytest.approx(walk.start, rel=0, abs=4 * np.spacing(scale))]
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="BUG: _fold maps every position through lo + w - |mod(x - lo, 2w) - w|, even"
+    " inside the band, so start=0.1 in [0, 100] is shown as 0.09999999999999432",
+)
+def test_walk_shows_its_start_exactly() -> None:
+    assert generate(Walk(0.1, 1.0, 0.0, None, Numeric(0.0, 100.0)), 1) == [0.1]
 
 
 @settings(max_examples=60, deadline=None)
@@ -330,7 +344,7 @@ def test_choice_frequencies_match_weights() -> None:
 
 def test_choice_without_weights_is_uniform() -> None:
     n = 20_000
-    counts = Tally(generate(Choice((1, "x", None, [2])), n, seed=6))  # type: ignore[arg-type]
+    counts = Tally(generate(Choice((1, "x", None, 2.5)), n, seed=6))
     assert len(counts) == 4
     assert all(abs(c - n / 4) < 4 * math.sqrt(n * 0.25 * 0.75) for c in counts.values())
 
@@ -529,13 +543,41 @@ def test_uniform_mean_and_spread_are_right() -> None:
 # ----------------------------------------------------------------------------- _fold
 
 
+def ulps(lo: float, hi: float, k: int = 4) -> float:
+    """``k`` units in the last place of the band's magnitude: what _fold's arithmetic loses."""
+    return k * float(np.spacing(max(abs(lo), abs(hi), 1e-300)))
+
+
 @settings(max_examples=300, deadline=None)
 @given(xs=st.lists(st.floats(-1e9, 1e9), min_size=1, max_size=30), band=bands())
 @example(xs=[1e9, -1e9, 0.30000000000000004], band=(0.1, 0.3))
+@example(xs=[0.0], band=(6.098014227641281e-141, 1.0))
 def test_fold_is_always_within_bounds(xs: list[float], band: tuple[float, float]) -> None:
+    # Up to an ulp: exactly is test_fold_is_exactly_within_bounds (a bug). Walks stay
+    # exactly inside because shape() clips after folding.
     lo, hi = band
     out = _fold(np.asarray(xs), lo, hi).tolist()
-    assert all(lo <= y <= hi for y in out), (out, lo, hi)
+    eps = ulps(lo, hi, 1)
+    assert all(lo - eps <= y <= hi + eps for y in out), (out, lo, hi)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="BUG: _fold's triangle wave rounds: x=0 folded into [6.1e-141, 1] gives 0.0,"
+    " below lo (harmless for walks, which clip afterwards)",
+)
+def test_fold_is_exactly_within_bounds() -> None:
+    lo = 6.098014227641281e-141
+    assert _fold(np.asarray([0.0]), lo, 1.0)[0] >= lo
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="BUG: _fold is not the identity inside the band: 0.1 in [0, 100] gives"
+    " 0.09999999999999432 (the cause of test_walk_shows_its_start_exactly)",
+)
+def test_fold_is_exactly_the_identity_inside_the_band() -> None:
+    assert _fold(np.asarray([0.1, 1.18]), 0.0, 100.0).tolist() == [0.1, 1.18]
 
 
 @settings(max_examples=100, deadline=None)
@@ -550,13 +592,11 @@ def test_fold_with_one_bound_reflects_to_its_side(xs: list[float], bound: float)
 
 @settings(max_examples=300, deadline=None)
 @given(band=bands(), data=st.data())
-def test_fold_is_the_identity_inside_the_band(band: tuple[float, float], data: st.DataObject) -> None:
+def test_fold_is_the_identity_inside_the_band_up_to_ulps(band: tuple[float, float], data: st.DataObject) -> None:
     lo, hi = band
     xs = data.draw(st.lists(st.floats(lo, hi), min_size=1, max_size=30))
     out = _fold(np.asarray(xs), lo, hi).tolist()
-    # Exact up to the rounding of ``lo + (x - lo)``: a few ulps of the band's magnitude.
-    scale = max(abs(lo), abs(hi), 1e-300)
-    assert out == pytest.approx(xs, rel=0, abs=4 * np.spacing(scale))
+    assert out == pytest.approx(xs, rel=0, abs=ulps(lo, hi))
 
 
 @settings(max_examples=100, deadline=None)
@@ -568,5 +608,4 @@ def test_fold_reflects_a_small_overshoot_back_by_the_same_amount(
     width = hi - lo
     d = data.draw(st.floats(0, width))
     out = _fold(np.asarray([hi + d, lo - d]), lo, hi).tolist()
-    tol = 8 * np.spacing(max(abs(lo), abs(hi), 1.0))
-    assert out == pytest.approx([hi - d, lo + d], rel=0, abs=tol)
+    assert out == pytest.approx([hi - d, lo + d], rel=0, abs=ulps(lo, hi, 8))

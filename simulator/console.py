@@ -1,0 +1,63 @@
+"""How `sim run` talks to a person or a script: log lines (plain or JSON) on stderr,
+or a live status table when stdout is a terminal. The first line on stdout is always
+the server's URL, so scripts can wait for it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from collections.abc import Callable
+from typing import TextIO
+
+import orjson
+
+from simulator.net.log import Event
+from simulator.net.server import SimServer, Stats
+
+
+def log_printer(fmt: str, stream: TextIO = sys.stderr) -> Callable[[Event], None]:
+    """A listener printing each event as one line, ``plain`` or ``json``."""
+
+    def plain(event: Event) -> None:
+        print(f"sim: {event.as_text()}", file=stream, flush=True)
+
+    def json(event: Event) -> None:
+        print(orjson.dumps(event.as_dict()).decode(), file=stream, flush=True)
+
+    return json if fmt == "json" else plain
+
+
+def status_table(server: SimServer, stats: Stats) -> object:
+    """A rich renderable of ``stats`` (imported lazily: rich is only needed on a TTY)."""
+    from rich.table import Table
+
+    table = Table(title=f"sim: {server.scenario.name} on {server.url}", title_justify="left")
+    table.add_column("stream")
+    table.add_column("messages", justify="right")
+    table.add_column("msg/s", justify="right")
+    for name in (s.name for s in server.scenario.streams):
+        count = stats.messages_by_stream.get(name, 0)
+        rate = count / stats.uptime_s if stats.uptime_s > 0 else 0.0
+        table.add_row(name, f"{count:,}", f"{rate:.2f}")
+    late = "-" if stats.lateness_p99_ms is None else f"{stats.lateness_p99_ms:.2f} ms"
+    table.caption = (
+        f"connections {stats.connections_open} open / {stats.connections_total} total  "
+        f"frames sent {stats.frames_sent:,}  dropped {stats.frames_dropped:,}  "
+        f"slow closed {stats.slow_closed}  client errors {stats.client_errors}  "
+        f"rejected {stats.rejected}  lateness p99 {late}  "
+        f"virtual {stats.virtual_s:.1f}s (x{server.speed:g})"
+    )
+    table.caption_justify = "left"
+    return table
+
+
+async def live_status(server: SimServer, refresh_s: float = 0.5) -> None:
+    """Redraw the status table until cancelled."""
+    from rich.console import Console
+    from rich.live import Live
+
+    with Live(console=Console(), refresh_per_second=4, transient=False) as live:
+        while True:
+            live.update(status_table(server, server.stats()))  # type: ignore[arg-type]
+            await asyncio.sleep(refresh_s)

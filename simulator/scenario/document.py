@@ -1,0 +1,111 @@
+"""The whole TOML document → :class:`~simulator.core.model.Scenario`: the top-level
+tables, ``[scenario]`` itself, and the parts built by :mod:`.server` and :mod:`.streams`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Final, NamedTuple
+
+from simulator.core.model import Scenario
+from simulator.scenario.messages import unknown
+from simulator.scenario.reader import ABSENT, Context, Table
+from simulator.scenario.server import build_protocol, build_server
+from simulator.scenario.streams import build_envelope, build_streams
+
+__all__ = ["build_scenario"]
+
+_MAX_SEED: Final = 2**63 - 1
+_UNIX_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
+_EPOCH_RANGE: Final = (_UNIX_EPOCH, datetime(2100, 1, 1, tzinfo=UTC))
+
+_TOP_KEYS: Final = ("scenario", "server", "envelope", "protocol", "stream")
+_SCENARIO_KEYS: Final = ("name", "description", "seed", "epoch", "duration")
+
+
+def build_scenario(ctx: Context, doc: Mapping[str, object]) -> Scenario | None:
+    """The scenario ``doc`` describes, or ``None`` with the reasons recorded in ``ctx``."""
+    top = Table(ctx, doc, ())
+    for key, value in doc.items():
+        if key in _TOP_KEYS:
+            continue
+        if key in _SCENARIO_KEYS:
+            ctx.report((key,), "not inside a table; did you mean to put it under [scenario]?")
+        else:
+            what = "table" if isinstance(value, dict | list) else "key"
+            ctx.report((key,), unknown(what, key, _TOP_KEYS))
+    meta = top.table("scenario", required="a [scenario] table with at least a name")
+    header = _header(meta) if meta is not None else None
+    server = build_server(top.table("server"))
+    protocol = build_protocol(top.table("protocol"))
+    envelope = build_envelope(ctx, doc["envelope"], ("envelope",)) if "envelope" in doc else None
+    streams = build_streams(ctx, top.get("stream", "at least one [[stream]]"), envelope)
+    if header is None or server is None or protocol is None or streams is None:
+        return None
+    return Scenario(
+        name=header.name,
+        seed=header.seed,
+        streams=streams,
+        description=header.description,
+        epoch_ns=header.epoch_ns,
+        duration_ns=header.duration_ns,
+        server=server,
+        protocol=protocol,
+        source=ctx.source,
+    )
+
+
+class _Header(NamedTuple):
+    """What ``[scenario]`` holds."""
+
+    name: str
+    description: str
+    seed: int
+    epoch_ns: int | None
+    duration_ns: int | None
+
+
+def _header(t: Table) -> _Header | None:
+    mark = t.ctx.mark()
+    t.only(_SCENARIO_KEYS)
+    name = t.string("name", required="a non-empty string")
+    description = t.get("description")
+    if description is not ABSENT and not isinstance(description, str):
+        t.ctx.bad(t.at("description"), description, "must be a string")
+    seed = t.integer("seed", default=0, lo=0, hi=_MAX_SEED)
+    epoch = _epoch_ns(t)
+    duration = t.duration("duration", positive=True)
+    if t.ctx.failed_since(mark) or name is None or seed is None:
+        return None
+    text = description if isinstance(description, str) else ""
+    return _Header(name, text, seed, epoch, duration)
+
+
+def _epoch_ns(t: Table) -> int | None:
+    raw = t.get("epoch")
+    if raw is ABSENT:
+        return None
+    when: datetime | None = None
+    if isinstance(raw, datetime):
+        when = raw
+    elif isinstance(raw, str):
+        try:
+            when = datetime.fromisoformat(raw.strip())
+        except ValueError:
+            when = None
+    if when is None:
+        t.ctx.bad(
+            t.at("epoch"),
+            raw,
+            "must be an ISO 8601 date-time with offset, like '2026-01-01T00:00:00Z'",
+        )
+        return None
+    if when.tzinfo is None or when.utcoffset() is None:
+        t.ctx.bad(t.at("epoch"), raw, "has no UTC offset: add 'Z' or an offset like '+01:00'")
+        return None
+    if not _EPOCH_RANGE[0] <= when < _EPOCH_RANGE[1]:
+        t.ctx.bad(t.at("epoch"), raw, "must be from 1970-01-01 to 2099-12-31")
+        return None
+    delta = when - _UNIX_EPOCH
+    return (delta.days * 86_400 + delta.seconds) * 10**9 + delta.microseconds * 1_000

@@ -1,0 +1,109 @@
+"""``[server]`` and ``[protocol]`` → :class:`~simulator.core.model.Server` and
+:class:`~simulator.core.model.Protocol`: every key optional, each replacing a default.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import replace
+from typing import Any, Final
+
+from simulator.core.model import JSON, Mode, Protocol, Rule, Server, SlowConsumerPolicy
+from simulator.scenario.lines import KeyPath
+from simulator.scenario.reader import ABSENT, Context, Table, json_value
+
+__all__ = ["build_protocol", "build_server"]
+
+_SERVER_INTS: Final = {
+    "port": (0, 65535),
+    "max_connections": (1, 100_000),
+    "max_frame_bytes": (125, 16 * 2**20),
+    "send_buffer_bytes": (1024, 64 * 2**20),
+}
+_SERVER_DURATIONS: Final = {
+    "keepalive_interval": "keepalive_interval_ns",
+    "keepalive_timeout": "keepalive_timeout_ns",
+}
+
+
+def build_server(t: Table | None) -> Server | None:
+    """``[server]``: each key given replaces the default of :class:`Server`."""
+    if t is None:
+        return Server()
+    mark = t.ctx.mark()
+    t.only(("host", "mode", *_SERVER_INTS, "slow_consumer", *_SERVER_DURATIONS))
+    changes: dict[str, object] = {
+        "host": t.string("host"),
+        "mode": t.choose("mode", Mode, "mode"),
+        "slow_consumer": t.choose("slow_consumer", SlowConsumerPolicy, "policy"),
+        **{key: t.integer(key, lo=lo, hi=hi) for key, (lo, hi) in _SERVER_INTS.items()},
+        **{attr: t.duration(key, positive=True) for key, attr in _SERVER_DURATIONS.items()},
+    }
+    if t.ctx.failed_since(mark):
+        return None
+    return replace(Server(), **_given(changes))
+
+
+def _given(changes: Mapping[str, object]) -> dict[str, Any]:
+    """The keys that were in the file (absent ones read as ``None``), for
+    :func:`dataclasses.replace`: each value was type-checked by its reader."""
+    return {key: value for key, value in changes.items() if value is not None}
+
+
+_PROTOCOL_TYPES: Final = {
+    "ping": "ping_type",
+    "pong": "pong_type",
+    "subscribe": "subscribe_type",
+    "unsubscribe": "unsubscribe_type",
+    "error": "error_type",
+}
+
+
+def build_protocol(t: Table | None) -> Protocol | None:
+    """``[protocol]`` and its ``[[protocol.rule]]`` tables."""
+    if t is None:
+        return Protocol()
+    mark = t.ctx.mark()
+    t.only((*_PROTOCOL_TYPES, "errors", "rule"))
+    changes: dict[str, object] = {
+        **{attr: t.string(key) for key, attr in _PROTOCOL_TYPES.items()},
+        "errors": t.boolean("errors"),
+    }
+    rules: list[Rule] = []
+    raw = t.get("rule")
+    if raw is not ABSENT:
+        if not isinstance(raw, list):
+            t.ctx.bad(t.at("rule"), raw, "must be an array of tables ([[protocol.rule]])")
+        else:
+            for i, rule_raw in enumerate(raw):
+                rule = _rule(t.ctx, rule_raw, (*t.at("rule"), i), i)
+                if rule is not None:
+                    rules.append(rule)
+    if t.ctx.failed_since(mark):
+        return None
+    return replace(Protocol(), rules=tuple(rules), **_given(changes))
+
+
+def _rule(ctx: Context, raw: object, path: KeyPath, index: int) -> Rule | None:
+    if not isinstance(raw, dict):
+        ctx.bad(path, raw, "must be a table ([[protocol.rule]])")
+        return None
+    t = Table(ctx, raw, path)
+    mark = ctx.mark()
+    t.only(("name", "match", "reply", "delay"))
+    name = t.string("name", default=f"rule[{index}]")
+    match: tuple[tuple[str, JSON], ...] = ()
+    match_raw = t.get("match", "a table of the fields a request must have, like { type = 'get' }")
+    if match_raw is not ABSENT:
+        if not isinstance(match_raw, dict) or not match_raw:
+            ctx.bad(t.at("match"), match_raw, "must be a non-empty table, like { type = 'get' }")
+        else:
+            match = tuple(
+                (k, json_value(ctx, (*t.at("match"), k), v)) for k, v in match_raw.items()
+            )
+    reply_raw = t.get("reply", "the reply to send, any value")
+    reply = None if reply_raw is ABSENT else json_value(ctx, t.at("reply"), reply_raw)
+    delay = t.duration("delay", positive=False, default=0)
+    if ctx.failed_since(mark) or name is None or delay is None:
+        return None
+    return Rule(name, match, reply, delay)
