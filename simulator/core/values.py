@@ -99,17 +99,31 @@ def compile_fields(spec: FieldSpec) -> Generator:
 
 
 def shape(values: Floats, numeric: Numeric) -> list[JSON]:
-    """Clip, round, clip again (rounding must not step outside the bounds), as JSON numbers."""
+    """Clip, round, clip again, as JSON numbers.
+
+    The second clip uses the bounds snapped inwards to the rounding grid, so a rounded
+    value never steps outside the bounds nor shows more decimals than asked for
+    (``min = 0.5, round = 0`` gives 1, not 0). Bounds with no grid point between them
+    fall back to the bounds themselves.
+    """
     lo, hi = numeric.min, numeric.max
     if lo is not None or hi is not None:
         values = np.clip(values, lo, hi)
-    if numeric.round_to is None:
+    r = numeric.round_to
+    if r is None:
         return values.tolist()  # type: ignore[no-any-return]
-    values = np.round(values, numeric.round_to)
+    values = np.round(values, r)
     if lo is not None or hi is not None:
+        scale = 10.0**r
+        glo = None if lo is None else float(np.ceil(np.round(lo * scale, 6)) / scale)
+        ghi = None if hi is None else float(np.floor(np.round(hi * scale, 6)) / scale)
+        if glo is not None and ghi is not None and glo > ghi:
+            glo, ghi = lo, hi
+        values = np.clip(values, glo, ghi)
+        # Snapping is float arithmetic too: the bounds themselves always win.
         values = np.clip(values, lo, hi)
-    if numeric.round_to == 0:
-        return values.astype(np.int64).tolist()  # type: ignore[no-any-return]
+    if r == 0:
+        return np.rint(values).astype(np.int64).tolist()  # type: ignore[no-any-return]
     return values.tolist()  # type: ignore[no-any-return]
 
 
@@ -127,6 +141,12 @@ class _Continuous:
     def __init__(self, spec: Uniform | Normal | LogNormal | Exponential) -> None:
         self._spec = spec
         self.width = 2 if isinstance(spec, Normal | LogNormal) else 1
+        # A uniform's range is its bounds: rounding must not step past them either.
+        self._shape = (
+            Numeric(spec.low, spec.high, spec.shape.round_to)
+            if isinstance(spec, Uniform)
+            else spec.shape
+        )
 
     def column(self, words: Words, ctx: Context) -> list[JSON]:
         s = self._spec
@@ -138,7 +158,7 @@ class _Continuous:
             x = np.exp(s.mu + s.sigma * standard_normal(words[:, 0], words[:, 1]))
         else:
             x = -np.log1p(-unit(words[:, 0])) * s.mean
-        return shape(x, s.shape)
+        return shape(x, self._shape)
 
 
 class _RandInt:
@@ -164,7 +184,10 @@ class _Choice:
         self._values = spec.values
         weights = np.asarray(spec.weights or [1.0] * len(spec.values), dtype=np.float64)
         self._cumulative = np.cumsum(weights / weights.sum())
-        self._cumulative[-1] = 1.0  # guard against rounding leaving a gap at the top
+        # Guard against rounding leaving a gap at the top: the last value with a
+        # positive weight (never a zero-weight one) takes everything up to 1.
+        last = int(np.flatnonzero(weights > 0)[-1])
+        self._cumulative[last:] = 1.0
 
     def column(self, words: Words, ctx: Context) -> list[JSON]:
         picks = np.searchsorted(self._cumulative, unit(words[:, 0]), side="right")
@@ -213,10 +236,11 @@ class _Walk:
         s = self._spec
         steps = s.step * standard_normal(words[:, 0], words[:, 1])
         if s.revert == 0.0:
-            free = self._x + np.concatenate(([0.0], np.cumsum(steps[:-1])))
-            if len(steps):
-                self._x = float(free[-1] + steps[-1])
-            return shape(_fold(free, s.shape.min, s.shape.max), s.shape)
+            # Sum from the exact last position so chunk boundaries never regroup the
+            # additions (float sums depend on grouping; output must not).
+            path = np.cumsum(np.concatenate(([self._x], steps)))
+            self._x = float(path[-1])
+            return shape(_fold(path[:-1], s.shape.min, s.shape.max), s.shape)
         return shape(self._reverting(steps.tolist()), s.shape)
 
     def _reverting(self, steps: list[float]) -> Floats:
@@ -234,18 +258,31 @@ class _Walk:
 
 
 def _fold(x: Floats, lo: float | None, hi: float | None) -> Floats:
-    """Reflect ``x`` into ``[lo, hi]`` as many times as needed (a triangle wave)."""
-    if lo is not None and hi is not None and np.isfinite(lo) and np.isfinite(hi):
-        width = hi - lo
+    """Reflect ``x`` into ``[lo, hi]`` as many times as needed (a triangle wave).
+
+    Values already inside are returned exactly as they are (the formula would cost
+    them a last bit), and folded ones are clipped against rounding at the edges.
+    """
+    has_lo = lo is not None and bool(np.isfinite(lo))
+    has_hi = hi is not None and bool(np.isfinite(hi))
+    if not has_lo and not has_hi:
+        return x
+    low = float(lo) if has_lo and lo is not None else -np.inf
+    high = float(hi) if has_hi and hi is not None else np.inf
+    inside = (x >= low) & (x <= high)
+    if inside.all():
+        return x
+    if has_lo and has_hi:
+        width = high - low
         if width == 0:
-            return np.full_like(x, lo)
-        phase = np.mod(x - lo, 2 * width)
-        return lo + width - np.abs(phase - width)
-    if lo is not None and np.isfinite(lo):
-        return lo + np.abs(x - lo)
-    if hi is not None and np.isfinite(hi):
-        return hi - np.abs(hi - x)
-    return x
+            return np.full_like(x, low)
+        phase = np.mod(x - low, 2 * width)
+        folded = low + width - np.abs(phase - width)
+    elif has_lo:
+        folded = low + np.abs(x - low)
+    else:
+        folded = high - np.abs(high - x)
+    return np.where(inside, x, np.clip(folded, low, high))
 
 
 class _Counter:

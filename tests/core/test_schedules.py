@@ -56,7 +56,7 @@ patterns: st.SearchStrategy[Pattern] = st.one_of(
         lambda offs: st.builds(
             At,
             st.just(tuple(sorted(offs))),
-            st.none() | st.integers(max(offs) + 1, max(offs) + 10 * S),
+            st.none() | st.integers(max(offs) + MS, max(offs) + 10 * S),
         )
     ),
 )
@@ -89,7 +89,12 @@ def test_every_gives_exact_times_from_start_plus_first(
 
 
 def test_every_first_message_comes_one_interval_after_start() -> None:
-    assert read(Schedule(Every(250 * MS), start_ns=S), [4]) == [1250 * MS, 1500 * MS, 1750 * MS, 2 * S]
+    assert read(Schedule(Every(250 * MS), start_ns=S), [4]) == [
+        1250 * MS,
+        1500 * MS,
+        1750 * MS,
+        2 * S,
+    ]
 
 
 def test_every_with_first_zero_sends_at_start() -> None:

@@ -13,6 +13,7 @@ import re
 import uuid
 from collections import Counter as Tally
 from datetime import UTC, datetime, timedelta
+from itertools import pairwise
 
 import numpy as np
 import pytest
@@ -42,7 +43,7 @@ from simulator.core.model import (
     Uuid,
     Walk,
 )
-from simulator.core.values import Context, _fold, compile_fields, shape
+from simulator.core.values import Context, _fold, compile_fields, compile_object, shape
 
 EPOCH_NS = 1_767_225_600_000_000_000  # 2026-01-01T00:00:00Z
 S = 1_000_000_000
@@ -75,7 +76,7 @@ def floats(values: list[JSON]) -> list[float]:
 def split(n: int, cuts: list[int]) -> list[int]:
     """Chunk sizes that cut ``range(n)`` at ``cuts`` (empty chunks included)."""
     points = [0, *sorted(c % (n + 1) for c in cuts), n]
-    return [b - a for a, b in zip(points, points[1:], strict=False)]
+    return [b - a for a, b in pairwise(points)]
 
 
 seeds = st.integers(0, 2**32)
@@ -123,11 +124,6 @@ def test_uniform_stays_within_low_high(band: tuple[float, float], seed: int) -> 
     assert all(low <= x <= high for x in values)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: a rounded uniform is not clipped to [low, high]: the loader builds"
-    " Uniform(lo, hi, Numeric(round_to=r)) without bounds, so 0.996 rounds to 1.0 > 0.999",
-)
 def test_rounded_uniform_stays_within_low_high() -> None:
     values = floats(generate(Uniform(0.001, 0.999, Numeric(round_to=2)), 2000, seed=4))
     assert all(0.001 <= x <= 0.999 for x in values)
@@ -203,11 +199,6 @@ def test_clip_round_clip_never_steps_outside_bounds(
     assert all(lo <= x <= hi for x in out)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: shape() truncates with astype(int64) after the second clip, so with"
-    " round=0 a clipped fractional bound (min=0.5) becomes 0, below min",
-)
 @pytest.mark.parametrize(
     ("xs", "lo", "hi"),
     [([0.1, 0.5], 0.5, 9.5), ([-0.1, -0.6], -9.5, -0.5)],
@@ -223,16 +214,20 @@ def test_round_zero_keeps_a_fractional_min(xs: list[float], lo: float, hi: float
 @st.composite
 def walks(draw: st.DrawFn, bounds: str = "both") -> Walk:
     """A walk with a start inside its bounds and a step from tiny to far wider than the band."""
-    lo, hi = draw(bands())
-    width = hi - lo
-    start = draw(st.floats(lo, hi)) if bounds == "both" else draw(reals)
+    band_lo, band_hi = draw(bands())
+    width = band_hi - band_lo
+    start = draw(st.floats(band_lo, band_hi)) if bounds == "both" else draw(reals)
+    lo: float | None = band_lo
+    hi: float | None = band_hi
     if bounds == "min":
-        lo, hi = min(lo, start), None
+        lo, hi = min(band_lo, start), None
     elif bounds == "max":
-        lo, hi = None, max(hi, start)
+        lo, hi = None, max(band_hi, start)
     step = draw(st.floats(1e-6, 1e3)) * max(width, 1.0) * draw(st.sampled_from([1e-3, 1, 1e3]))
     revert = draw(st.sampled_from([0.0, 1.0]) | st.floats(0.0, 1.0))
-    mean = draw(st.none() | st.floats(lo if lo is not None else -1e6, hi if hi is not None else 1e6))
+    mean = draw(
+        st.none() | st.floats(lo if lo is not None else -1e6, hi if hi is not None else 1e6)
+    )
     return Walk(start, step, revert, mean, Numeric(lo, hi))
 
 
@@ -261,11 +256,6 @@ def test_walk_starts_at_start(walk: Walk, seed: int) -> None:
     assert generate(walk, 1, seed) == [pytest.approx(walk.start, rel=0, abs=4 * np.spacing(scale))]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: _fold maps every position through lo + w - |mod(x - lo, 2w) - w|, even"
-    " inside the band, so start=0.1 in [0, 100] is shown as 0.09999999999999432",
-)
 def test_walk_shows_its_start_exactly() -> None:
     assert generate(Walk(0.1, 1.0, 0.0, None, Numeric(0.0, 100.0)), 1) == [0.1]
 
@@ -283,11 +273,6 @@ def test_reverting_walk_continues_exactly_across_chunks(
     assert generate(walk, n, seed, split(n, cuts)) == generate(walk, n, seed)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: a walk without revert adds the chunk's start to cumsum(steps), so float"
-    " sums associate differently per chunking: values change in the last bits",
-)
 @pytest.mark.parametrize("bounds", [Numeric(), Numeric(0.0, 200.0)])
 def test_free_walk_continues_exactly_across_chunks(bounds: Numeric) -> None:
     walk = Walk(100.0, 1.0, 0.0, None, bounds)
@@ -314,10 +299,11 @@ def test_reverting_walk_is_pulled_toward_mean(bounds: Numeric) -> None:
 def test_walk_without_revert_is_not_pulled() -> None:
     # The control for the test above: a free walk's average wanders freely, so its
     # spread across seeds is far larger than a reverting walk's.
-    free = [np.mean(generate(Walk(100.0, 1.0), 2000, seed)[1000:]) for seed in range(20)]
-    pulled = [
-        np.mean(generate(Walk(100.0, 1.0, 0.05, 0.0), 2000, seed)[1000:]) for seed in range(20)
-    ]
+    def late_mean(walk: Walk, seed: int) -> float:
+        return float(np.mean(floats(generate(walk, 2000, seed))[1000:]))
+
+    free = [late_mean(Walk(100.0, 1.0), seed) for seed in range(20)]
+    pulled = [late_mean(Walk(100.0, 1.0, 0.05, 0.0), seed) for seed in range(20)]
     assert np.std(free) > 3 * np.std(pulled)
     assert abs(np.mean(pulled)) < 1.0
 
@@ -351,8 +337,9 @@ def test_choice_without_weights_is_uniform() -> None:
 
 @settings(max_examples=100, deadline=None)
 @given(
-    weights=st.lists(st.sampled_from([0.0, 0.0, 1e-9, 0.3, 1.0, 7.0]), min_size=1, max_size=8)
-    .filter(lambda w: sum(w) > 0),
+    weights=st.lists(
+        st.sampled_from([0.0, 0.0, 1e-9, 0.3, 1.0, 7.0]), min_size=1, max_size=8
+    ).filter(lambda w: sum(w) > 0),
     seed=seeds,
 )
 def test_choice_never_picks_a_zero_weight_value(weights: list[float], seed: int) -> None:
@@ -476,6 +463,27 @@ def test_template_renders_sibling_values_seq_and_index(first: int, n: int, seed:
         assert row["plain"] == "no refs"
 
 
+@settings(max_examples=30, deadline=None)
+@given(n=small_n, seed=seeds)
+def test_object_columns_are_its_rows_transposed_in_declared_order(n: int, seed: int) -> None:
+    spec = Object(
+        (
+            ("t", Template("#{seq}", ("seq",))),
+            ("x", Normal(0, 1)),
+            ("k", Const("k")),
+            ("id", Uuid()),
+        )
+    )
+    words = Draws(seed, "test").words(n, compile_object(spec).width)
+    columns = compile_object(spec).columns(words, context(n))
+    rows = compile_object(spec).column(words, context(n))
+    assert [len(c) for c in columns] == [n] * 4
+    keys = compile_object(spec).keys
+    assert keys == ["t", "x", "k", "id"]
+    assert rows == [dict(zip(keys, r, strict=True)) for r in zip(*columns, strict=True)]
+    assert columns[0] == [f"#{i + 1}" for i in range(n)]
+
+
 @settings(max_examples=100, deadline=None)
 @given(min_len=st.integers(0, 8), extra=st.integers(0, 8), n=small_n, seed=seeds)
 def test_list_length_is_within_min_len_max_len(min_len: int, extra: int, n: int, seed: int) -> None:
@@ -505,7 +513,9 @@ def test_list_items_use_their_slot_index(first: int, n: int, seed: int) -> None:
     lists = gen.column(Draws(seed, "test").words(n, gen.width), context(n, first))
     for m, items in enumerate(lists):
         assert isinstance(items, list)
-        assert items == [{"c": "abc"[j % 3], "i": f"{j}/{first + m + 1}"} for j in range(len(items))]
+        assert items == [
+            {"c": "abc"[j % 3], "i": f"{j}/{first + m + 1}"} for j in range(len(items))
+        ]
 
 
 # ----------------------------------------------------------------------------- moments
@@ -561,21 +571,11 @@ def test_fold_is_always_within_bounds(xs: list[float], band: tuple[float, float]
     assert all(lo - eps <= y <= hi + eps for y in out), (out, lo, hi)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: _fold's triangle wave rounds: x=0 folded into [6.1e-141, 1] gives 0.0,"
-    " below lo (harmless for walks, which clip afterwards)",
-)
 def test_fold_is_exactly_within_bounds() -> None:
     lo = 6.098014227641281e-141
     assert _fold(np.asarray([0.0]), lo, 1.0)[0] >= lo
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: _fold is not the identity inside the band: 0.1 in [0, 100] gives"
-    " 0.09999999999999432 (the cause of test_walk_shows_its_start_exactly)",
-)
 def test_fold_is_exactly_the_identity_inside_the_band() -> None:
     assert _fold(np.asarray([0.1, 1.18]), 0.0, 100.0).tolist() == [0.1, 1.18]
 
@@ -592,7 +592,9 @@ def test_fold_with_one_bound_reflects_to_its_side(xs: list[float], bound: float)
 
 @settings(max_examples=300, deadline=None)
 @given(band=bands(), data=st.data())
-def test_fold_is_the_identity_inside_the_band_up_to_ulps(band: tuple[float, float], data: st.DataObject) -> None:
+def test_fold_is_the_identity_inside_the_band_up_to_ulps(
+    band: tuple[float, float], data: st.DataObject
+) -> None:
     lo, hi = band
     xs = data.draw(st.lists(st.floats(lo, hi), min_size=1, max_size=30))
     out = _fold(np.asarray(xs), lo, hi).tolist()
