@@ -33,7 +33,6 @@ HERE = Path(__file__).resolve().parent
 SCENARIO = HERE / "high-rate.toml"
 TARGET_EVENTS_PER_S = 500_000
 INTERVAL_NS = 100_000  # bench/high-rate.toml: every = "100us"
-NS_PER_S = 1_000_000_000
 SINK_FRAME_ROWS = 16_384  # simulator.generate.EVENTS_PER_FRAME
 SINK_CHILD_FLAG = "--sink-only-child"
 
@@ -41,6 +40,7 @@ SINK_CHILD_FLAG = "--sink-only-child"
 @dataclass(frozen=True, slots=True)
 class Run:
     wall_s: float
+    cpu_s: float  # user + system: less sensitive than wall time to other load
     peak_rss_mb: float
 
 
@@ -60,10 +60,11 @@ def measure(argv: Sequence[str], timeout_s: float) -> Run:
         proc.returncode = code = os.waitstatus_to_exitcode(status)
         if code != 0:
             err.seek(0)
-            reason = f"timed out after {timeout_s:g} s" if code < 0 else f"exit {code}"
+            reason = f"timed out after {timeout_s:g} s" if wall >= timeout_s else f"exit {code}"
             tail = err.read().decode(errors="replace")[-2000:]
             raise RuntimeError(f"{' '.join(argv)}: {reason}\n{tail}")
-    return Run(wall, usage.ru_maxrss / 1024)  # Linux: ru_maxrss is in KiB
+    # Linux: ru_maxrss is in KiB.
+    return Run(wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024)
 
 
 def expected_messages(duration_ns: int) -> int:
@@ -145,7 +146,9 @@ def median_run(argv: Sequence[str], out: Path, rows: int, repeat: int, timeout_s
             raise RuntimeError(f"{out}: {got} rows, expected {rows}")
         out.unlink()
     return Run(
-        statistics.median(r.wall_s for r in runs), statistics.median(r.peak_rss_mb for r in runs)
+        statistics.median(r.wall_s for r in runs),
+        statistics.median(r.cpu_s for r in runs),
+        statistics.median(r.peak_rss_mb for r in runs),
     )
 
 
@@ -163,9 +166,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     durations = [d.strip() for d in args.durations.split(",") if d.strip()]
     print(
         f"sim generate {SCENARIO.name}: 10,000 msg/s, 6 fields; "
-        f"{os.cpu_count()} CPUs, median of {args.repeat}"
+        f"{os.cpu_count()} CPUs, median of {args.repeat}, load average {os.getloadavg()[0]:.2f}"
     )
-    header = f"{'':<22}{'events':>11}{'wall s':>9}{'events/s':>11}{'x 500k':>8}{'peak RSS MB':>13}"
+    header = (
+        f"{'':<22}{'events':>11}{'wall s':>9}{'cpu s':>8}{'events/s':>11}{'x 500k':>8}"
+        f"{'peak RSS MB':>13}"
+    )
     print(header)
     print("-" * len(header))
     peaks: list[float] = []
@@ -179,10 +185,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             ]:
                 is_sink = label.startswith("  sink")
                 rows = events if is_sink else events + 1  # + the connection's open row
-                run = median_run(cmd, out, rows, args.repeat, args.timeout)
+                try:
+                    run = median_run(cmd, out, rows, args.repeat, args.timeout)
+                except RuntimeError as e:
+                    print(f"{label.strip()}: failed: {e}", file=sys.stderr)
+                    return 1
                 rate = events / run.wall_s
                 print(
-                    f"{label:<22}{events:>11,}{run.wall_s:>9.2f}{rate:>11,.0f}"
+                    f"{label:<22}{events:>11,}{run.wall_s:>9.2f}{run.cpu_s:>8.2f}{rate:>11,.0f}"
                     f"{rate / TARGET_EVENTS_PER_S:>8.2f}{run.peak_rss_mb:>13.0f}"
                 )
                 if not is_sink:
@@ -192,6 +202,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"peak RSS of generate from {durations[0]} to {durations[-1]}: "
             f"{peaks[0]:.0f} -> {peaks[-1]:.0f} MB ({peaks[-1] / peaks[0]:.2f}x)"
         )
+    # Other processes on the machine slow every figure down: check this is near 0.
+    print(f"load average after: {os.getloadavg()[0]:.2f}")
     return 0
 
 

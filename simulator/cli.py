@@ -19,7 +19,7 @@ import click
 
 from simulator.core.durations import parse_duration
 from simulator.core.model import Scenario
-from simulator.errors import ScenarioError, SimError
+from simulator.errors import ScenarioError, SimError, UsageError
 from simulator.version import __version__
 
 EXIT_USAGE = 2
@@ -66,6 +66,7 @@ class EpochType(click.ParamType):  # type: ignore[type-arg]
 
 
 DURATION = DurationType()
+SEED = click.IntRange(0, 2**63 - 1)
 EPOCH = EpochType()
 
 
@@ -136,7 +137,7 @@ def validate(files: tuple[str, ...]) -> None:
 @click.option(
     "--out", required=True, type=click.Path(dir_okay=False), help="Parquet file to write."
 )
-@click.option("--seed", type=int, help="Override the scenario's seed.")
+@click.option("--seed", type=SEED, help="Override the scenario's seed.")
 @click.option("--connections", default=1, show_default=True, type=click.IntRange(1, 100_000))
 @click.option(
     "--epoch",
@@ -172,7 +173,7 @@ def generate(
 @click.argument("scenario_file", metavar="SCENARIO", type=click.Path(dir_okay=False))
 @click.option("--host", help="Interface to bind (default: the scenario's, else 127.0.0.1).")
 @click.option("--port", type=click.IntRange(0, 65535), help="0 picks a free port.")
-@click.option("--seed", type=int, help="Override the scenario's seed.")
+@click.option("--seed", type=SEED, help="Override the scenario's seed.")
 @click.option("--speed", default=1.0, show_default=True, type=click.FloatRange(min=0.001))
 @click.option("--duration", type=DURATION, help="Stop after this much scenario time.")
 @click.option("--epoch", type=EPOCH, help="Wall time of scenario time 0 (default: now).")
@@ -259,3 +260,25 @@ async def _serve(
         for task in (finished, stopped, status):
             if task is not None:
                 task.cancel()
+
+
+@main.command()
+@click.argument("scenario_file", metavar="SCENARIO", type=click.Path(dir_okay=False))
+@click.option("--duration", type=DURATION, help="Scenario time to plan (default: the scenario's).")
+@click.option("--connections", default=1, show_default=True, type=click.IntRange(1, 10_000))
+@click.option("--seed", type=SEED, help="Override the scenario's seed.")
+@click.option("--max-hits", default=20, show_default=True, type=click.IntRange(0, 1_000_000))
+def plan(
+    scenario_file: str, duration: int | None, connections: int, seed: int | None, max_hits: int
+) -> None:
+    """Print SCENARIO's fault timeline without serving anything: the connection and server
+    faults with their times, and the messages each message fault hits. Same seed, same plan.
+    """
+    from simulator.core.faults import plan_report
+
+    scenario = load(scenario_file)
+    span = duration if duration is not None else scenario.duration_ns
+    if span is None:
+        _fail(UsageError("a duration is needed: pass --duration or set scenario.duration"))
+    for line in plan_report(scenario, seed, span, connections, max_hits=max_hits):
+        click.echo(line)

@@ -193,7 +193,9 @@ def generate(plan: Plan, out: str | Path, progress: Callable[[int], None] | None
         lazy = register_io_source(source, schema=SCHEMA)
         lazy.sink_parquet(tmp, compression="zstd", metadata=encode_metadata(meta))
         tmp.replace(path)
-    except OSError as e:
-        raise RecordingError(str(path), f"cannot write: {e.strerror or e}") from e
+    except (OSError, pl.exceptions.PolarsError) as e:
+        tmp.unlink(missing_ok=True)
+        reason = e.strerror if isinstance(e, OSError) and e.strerror else str(e).splitlines()[0]
+        raise RecordingError(str(path), f"cannot write: {reason}") from e
     rows = pl.scan_parquet(path).select(pl.len()).collect().item()
     return Written(path, int(rows))

@@ -131,8 +131,9 @@ INVALID: list[tuple[str, str | bytes, str]] = [
     # -- top level
     (
         "unknown_top_level_table",
-        stream('name = "s"\nevery = "1s"\n') + '[[fault]]\nkind = "drop"\n',
-        "x.toml:6: fault: unknown table (allowed: scenario, server, envelope, protocol, stream)",
+        stream('name = "s"\nevery = "1s"\n') + '[[faults]]\nkind = "drop"\n',
+        "x.toml:6: faults: unknown table; did you mean 'fault'? "
+        "(allowed: scenario, server, envelope, protocol, stream, fault)",
     ),
     (
         "scenario_key_outside_its_table",

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
-from typing import TypeAlias
+from typing import ClassVar, TypeAlias
 
 JSON: TypeAlias = "bool | int | float | str | list[JSON] | dict[str, JSON] | None"
 
@@ -330,6 +330,322 @@ class Server:
     keepalive_timeout_ns: int = 20_000_000_000
 
 
+# ----------------------------------------------------------------------------- faults
+#
+# A ``[[fault]]`` is what it does (an action, whose class gives its kind), when (a
+# FaultSchedule) and to whom (a FaultTarget). The decisions themselves are drawn by
+# :mod:`simulator.core.faults`; ``docs/faults.md`` documents every kind.
+
+
+class FaultLevel(enum.Enum):
+    """What a fault acts on."""
+
+    MESSAGE = "message"  # one outgoing message at a time (drop, delay, ...)
+    CONNECTION = "connection"  # one connection (disconnect, stall, ...)
+    SERVER = "server"  # the whole server (outage, ...)
+
+
+class FaultKind(enum.Enum):
+    """The ``kind`` of a ``[[fault]]``."""
+
+    DROP = "drop"
+    DELAY = "delay"
+    DUPLICATE = "duplicate"
+    REORDER = "reorder"
+    CORRUPT = "corrupt"
+    BURST_LOSS = "burst_loss"
+    DISCONNECT = "disconnect"
+    RESET = "reset"
+    STALL = "stall"
+    THROTTLE = "throttle"
+    OUTAGE = "outage"
+    REJECT = "reject"
+    MASS_DISCONNECT = "mass_disconnect"
+
+    @property
+    def level(self) -> FaultLevel:
+        if self in _MESSAGE_KINDS:
+            return FaultLevel.MESSAGE
+        if self in _SERVER_KINDS:
+            return FaultLevel.SERVER
+        return FaultLevel.CONNECTION
+
+
+_MESSAGE_KINDS = frozenset(
+    {
+        FaultKind.DROP,
+        FaultKind.DELAY,
+        FaultKind.DUPLICATE,
+        FaultKind.REORDER,
+        FaultKind.CORRUPT,
+        FaultKind.BURST_LOSS,
+    }
+)
+_SERVER_KINDS = frozenset({FaultKind.OUTAGE, FaultKind.REJECT, FaultKind.MASS_DISCONNECT})
+
+
+class CorruptMode(enum.Enum):
+    INVALID_JSON = "invalid_json"  # no longer parses as JSON
+    TRUNCATE = "truncate"  # cut short
+    WRONG_TYPES = "wrong_types"  # valid JSON, one value of another type
+
+
+@dataclass(frozen=True, slots=True)
+class FixedLatency:
+    ns: int
+
+
+@dataclass(frozen=True, slots=True)
+class UniformLatency:
+    min_ns: int
+    max_ns: int
+
+
+@dataclass(frozen=True, slots=True)
+class NormalLatency:
+    """Normal, clipped at 0."""
+
+    mean_ns: int
+    std_ns: int
+
+
+@dataclass(frozen=True, slots=True)
+class ParetoLatency:
+    """Pareto (type I): ``scale_ns * (1 - u) ** (-1 / shape)``, clipped at ``max_ns``."""
+
+    scale_ns: int
+    shape: float
+    max_ns: int | None = None
+
+
+Latency: TypeAlias = FixedLatency | UniformLatency | NormalLatency | ParetoLatency
+
+
+@dataclass(frozen=True, slots=True)
+class Drop:
+    kind: ClassVar[FaultKind] = FaultKind.DROP
+
+
+@dataclass(frozen=True, slots=True)
+class Delay:
+    """Send later; with ``keep_order`` a delayed message also holds back those behind it."""
+
+    kind: ClassVar[FaultKind] = FaultKind.DELAY
+    latency: Latency
+    keep_order: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Duplicate:
+    """Send ``copies`` extra copies."""
+
+    kind: ClassVar[FaultKind] = FaultKind.DUPLICATE
+    copies: int = 1
+
+
+@dataclass(frozen=True, slots=True)
+class Reorder:
+    """Hold the message back until ``depth`` later messages of the connection went out."""
+
+    kind: ClassVar[FaultKind] = FaultKind.REORDER
+    depth: int = 1
+
+
+@dataclass(frozen=True, slots=True)
+class Corrupt:
+    kind: ClassVar[FaultKind] = FaultKind.CORRUPT
+    mode: CorruptMode = CorruptMode.INVALID_JSON
+
+
+@dataclass(frozen=True, slots=True)
+class BurstLoss:
+    """The Gilbert model: a Good state that loses nothing, a Bad state that loses all.
+
+    ``loss`` is the mean loss rate and ``burst`` the mean length of a run of losses;
+    the chain leaves Bad with probability ``1 / burst`` and enters it with probability
+    ``loss / (burst * (1 - loss))``, so that its stationary loss rate is ``loss``.
+    """
+
+    kind: ClassVar[FaultKind] = FaultKind.BURST_LOSS
+    loss: float
+    burst: float
+
+    @property
+    def enter_bad(self) -> float:
+        return min(1.0, self.loss / (self.burst * (1.0 - self.loss)))
+
+    @property
+    def leave_bad(self) -> float:
+        return 1.0 / self.burst
+
+
+@dataclass(frozen=True, slots=True)
+class Disconnect:
+    """Close the connection with a close frame."""
+
+    kind: ClassVar[FaultKind] = FaultKind.DISCONNECT
+    code: int = 1000
+    reason: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Reset:
+    """Drop the TCP connection without a close frame."""
+
+    kind: ClassVar[FaultKind] = FaultKind.RESET
+
+
+@dataclass(frozen=True, slots=True)
+class Stall:
+    """Stop sending and stop answering pings, for the schedule's duration (or for good)."""
+
+    kind: ClassVar[FaultKind] = FaultKind.STALL
+
+
+@dataclass(frozen=True, slots=True)
+class Throttle:
+    kind: ClassVar[FaultKind] = FaultKind.THROTTLE
+    bytes_per_s: float
+
+
+@dataclass(frozen=True, slots=True)
+class Outage:
+    """Drop every connection and refuse handshakes (503, ``Retry-After``) while it lasts."""
+
+    kind: ClassVar[FaultKind] = FaultKind.OUTAGE
+    retry_after_ns: int
+
+
+@dataclass(frozen=True, slots=True)
+class Reject:
+    """Refuse handshakes with ``status`` (then ``delay_ns`` is ``None``), or delay them."""
+
+    kind: ClassVar[FaultKind] = FaultKind.REJECT
+    status: int | None = None
+    retry_after_ns: int | None = None
+    delay_ns: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class MassDisconnect:
+    """Close every connection at once, with a close frame."""
+
+    kind: ClassVar[FaultKind] = FaultKind.MASS_DISCONNECT
+    code: int = 1001
+    reason: str = ""
+
+
+FaultAction: TypeAlias = (
+    Drop
+    | Delay
+    | Duplicate
+    | Reorder
+    | Corrupt
+    | BurstLoss
+    | Disconnect
+    | Reset
+    | Stall
+    | Throttle
+    | Outage
+    | Reject
+    | MassDisconnect
+)
+
+
+@dataclass(frozen=True, slots=True)
+class FaultAt:
+    t_ns: int
+
+
+@dataclass(frozen=True, slots=True)
+class FaultEvery:
+    """At ``interval_ns``, ``2 * interval_ns``, ..."""
+
+    interval_ns: int
+
+
+@dataclass(frozen=True, slots=True)
+class FaultWindow:
+    start_ns: int
+    end_ns: int
+
+
+@dataclass(frozen=True, slots=True)
+class FaultPoisson:
+    """Exponential intervals with mean ``mean_ns``."""
+
+    mean_ns: int
+
+
+Trigger: TypeAlias = FaultAt | FaultEvery | FaultWindow | FaultPoisson
+
+
+@dataclass(frozen=True, slots=True)
+class FaultSchedule:
+    """When a fault happens, in scenario time (ns since the server started).
+
+    ``trigger`` ``None`` means always (message level) or at connect (connection level).
+    ``duration_ns`` is how long each occurrence lasts (``None``: until the window ends,
+    or for good). ``limit`` caps occurrences (rejected handshakes for ``reject``).
+    """
+
+    trigger: Trigger | None = None
+    duration_ns: int | None = None
+    limit: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectionList:
+    indexes: tuple[int, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectionFraction:
+    """Each connection is in with probability ``fraction`` (drawn per connection)."""
+
+    fraction: float
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectionEvery:
+    """Every ``n``-th connection: indexes ``n - 1``, ``2n - 1``, ..."""
+
+    n: int
+
+
+Connections: TypeAlias = ConnectionList | ConnectionFraction | ConnectionEvery
+
+
+@dataclass(frozen=True, slots=True)
+class FaultTarget:
+    """Who a fault hits. ``streams`` empty means all; ``match`` paths are split on dots."""
+
+    streams: tuple[str, ...] = ()
+    connections: Connections | None = None
+    after_connections: int = 0
+    probability: float = 1.0
+    every_nth: int | None = None
+    match: tuple[tuple[tuple[str, ...], JSON], ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Fault:
+    """One ``[[fault]]``: its name seeds its draws, so names are unique in a scenario."""
+
+    name: str
+    action: FaultAction
+    schedule: FaultSchedule = FaultSchedule()
+    target: FaultTarget = FaultTarget()
+
+    @property
+    def kind(self) -> FaultKind:
+        return self.action.kind
+
+    @property
+    def level(self) -> FaultLevel:
+        return self.action.kind.level
+
+
 # ----------------------------------------------------------------------------- scenario
 
 
@@ -346,6 +662,7 @@ class Scenario:
     server: Server = field(default_factory=Server)
     protocol: Protocol = field(default_factory=Protocol)
     source: str = "<scenario>"
+    faults: tuple[Fault, ...] = ()
 
     def stream(self, name: str) -> Stream:
         """Return the stream called ``name``; raises :class:`KeyError` if there is none."""

@@ -130,11 +130,13 @@ def _subscription(
         )
     current = set(stream_types) if subscriptions is None else set(subscriptions)
     if subscribe:
-        # The first subscribe narrows "everything" to what was asked for; later ones add.
+        # The first subscribe narrows the default "everything" to what was asked for;
+        # later ones add. ``None`` is only ever that untouched default: once a client
+        # has subscribed, its set is explicit, even when it names every stream.
         new = wanted if subscriptions is None and raw != "*" else current | wanted
     else:
         new = current - wanted
-    result: Subscriptions = None if new >= set(stream_types) else frozenset(new)
+    result: Subscriptions = frozenset(new)
     ack_type = "subscribed" if subscribe else "unsubscribed"
     streams: list[JSON] = [*sorted(new)]
     ack: dict[str, JSON] = {"type": ack_type, "streams": streams}
@@ -142,7 +144,21 @@ def _subscription(
 
 
 def _matches(rule: Rule, message: dict[str, JSON]) -> bool:
-    return all(key in message and message[key] == value for key, value in rule.match)
+    return all(key in message and json_equal(message[key], value) for key, value in rule.match)
+
+
+def json_equal(a: JSON, b: JSON) -> bool:
+    """Equality of JSON values: unlike Python's ``==``, ``true`` is not ``1`` and
+    ``false`` is not ``0``; numbers compare by value (``1`` equals ``1.0``)."""
+    if isinstance(a, bool) or isinstance(b, bool):
+        return isinstance(a, bool) and isinstance(b, bool) and a is b
+    if isinstance(a, int | float) and isinstance(b, int | float):
+        return a == b
+    if isinstance(a, list) and isinstance(b, list):
+        return len(a) == len(b) and all(json_equal(x, y) for x, y in zip(a, b, strict=True))
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(json_equal(a[k], b[k]) for k in a)
+    return type(a) is type(b) and a == b
 
 
 _REFERENCE = re.compile(r"\{(request\.[A-Za-z0-9_\-]+|now)\}")

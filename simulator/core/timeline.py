@@ -149,9 +149,9 @@ class Timeline:
         self.scenario = scenario
         self.seed = scenario.seed if seed is None else seed
         self.scope = scope
-        self.epoch_ns = (
-            epoch_ns if epoch_ns is not None else (scenario.epoch_ns or DEFAULT_EPOCH_NS)
-        )
+        if epoch_ns is None:
+            epoch_ns = scenario.epoch_ns if scenario.epoch_ns is not None else DEFAULT_EPOCH_NS
+        self.epoch_ns = epoch_ns
         self.cursors = [
             StreamCursor(s, self.seed, scope, self.epoch_ns, chunk or default_chunk(s))
             for s in scenario.streams

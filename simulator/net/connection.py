@@ -105,7 +105,9 @@ class Client:
         if not self.open:
             return
         transport = self.ws.transport
-        if not self.pending and transport.get_write_buffer_size() < self.limit:
+        # Queue only once the buffer is over the limit: asyncio has then paused us, and
+        # will call resume_writing (hence flush_pending) when it drains.
+        if not self.pending and transport.get_write_buffer_size() <= self.limit:
             transport.write(data)
             self.frames_sent += len(frames)
             return
@@ -142,12 +144,16 @@ class Client:
         """Close with 1013: the client could not keep up."""
         if self.closing:
             return
-        self.closing = True
         self.on_slow(self, "closed", 0)
+        self.close(CLOSE_TRY_AGAIN_LATER, "slow consumer")
+
+    def close(self, code: int, reason: str) -> None:
+        """Start the closing handshake; nothing more is sent to this client."""
+        if self.closing:
+            return
+        self.closing = True
         # Keep a reference: the loop holds tasks weakly.
-        self.close_task = asyncio.ensure_future(
-            self.ws.close(CLOSE_TRY_AGAIN_LATER, "slow consumer")
-        )
+        self.close_task = asyncio.ensure_future(self.ws.close(code, reason))
 
     def allow_message(self, now: float, rate: float, burst: float) -> bool:
         """Token bucket for what the client sends: ``rate`` per second, ``burst`` at once."""

@@ -281,6 +281,7 @@ class SimServer:
                 {"status": "ok", "scenario": self.scenario.name, "connections": len(self.clients)}
             ).decode()
             response = connection.respond(http.HTTPStatus.OK, body + "\n")
+            del response.headers["Content-Type"]  # respond() set text/plain
             response.headers["Content-Type"] = "application/json"
             return response
         if len(self.clients) >= self.scenario.server.max_connections:
@@ -328,10 +329,12 @@ class SimServer:
             pump = self._spawn(self._pump(timeline, origin, [client]))
         try:
             async for message in ws:
+                if client.closing:
+                    continue  # drain what is in flight so the closing handshake completes
                 if not client.allow_message(loop.time(), CLIENT_RATE_PER_S, CLIENT_BURST):
                     self.log.emit(EventKind.RATE_LIMITED, conn=index, limit=CLIENT_RATE_PER_S)
-                    await ws.close(CLOSE_POLICY_VIOLATION, "message rate limit exceeded")
-                    break
+                    client.close(CLOSE_POLICY_VIOLATION, "message rate limit exceeded")
+                    continue
                 self._on_message(client, message)
         except ConnectionClosed:
             pass
@@ -341,12 +344,13 @@ class SimServer:
             del self.clients[index]
             self._counters.frames_sent_closed += client.frames_sent
             self._counters.frames_dropped_closed += client.frames_dropped
-            code = ws.close_code
+            code, reason, by = _close_of(ws)
             self.log.emit(
                 EventKind.DISCONNECTED,
                 conn=index,
                 code=code,
-                reason=ws.close_reason or "",
+                reason=reason,
+                by=by,
                 sent=client.frames_sent,
                 dropped=client.frames_dropped,
             )
@@ -408,6 +412,20 @@ class SimServer:
             lateness_p50_ms=p50,
             lateness_p99_ms=p99,
         )
+
+
+def _close_of(ws: ServerConnection) -> tuple[int, str, str]:
+    """The close code and reason that ended ``ws``, and who sent them first.
+
+    1006 (abnormal closure) when no close frame was exchanged, as RFC 6455 §7.1.5 says.
+    """
+    p = ws.protocol
+    sent, rcvd = p.close_sent, p.close_rcvd
+    if sent is not None and (rcvd is None or not p.close_rcvd_then_sent):
+        return sent.code, sent.reason, "server"
+    if rcvd is not None:
+        return rcvd.code, rcvd.reason, "client"
+    return 1006, "", "network"
 
 
 def _address(remote: Any) -> str | None:

@@ -12,5 +12,6 @@ A file goes through them in this order, each depending only on the ones above it
 - :mod:`.fields`    ``[stream.fields]`` → field specs;
 - :mod:`.streams`   ``[[stream]]``, its schedule and its envelope;
 - :mod:`.server`    ``[server]`` and ``[protocol]``;
+- :mod:`.faults`    ``[[fault]]`` → faults (kinds, targets, schedules);
 - :mod:`.document`  the whole file → :class:`~simulator.core.model.Scenario`.
 """

@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 from typing import Final, NamedTuple
 
 from simulator.core.model import Scenario
+from simulator.scenario.faults import build_faults
 from simulator.scenario.messages import unknown
 from simulator.scenario.reader import ABSENT, Context, Table
 from simulator.scenario.server import build_protocol, build_server
@@ -20,7 +21,7 @@ _MAX_SEED: Final = 2**63 - 1
 _UNIX_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 _EPOCH_RANGE: Final = (_UNIX_EPOCH, datetime(2100, 1, 1, tzinfo=UTC))
 
-_TOP_KEYS: Final = ("scenario", "server", "envelope", "protocol", "stream")
+_TOP_KEYS: Final = ("scenario", "server", "envelope", "protocol", "stream", "fault")
 _SCENARIO_KEYS: Final = ("name", "description", "seed", "epoch", "duration")
 
 
@@ -41,7 +42,10 @@ def build_scenario(ctx: Context, doc: Mapping[str, object]) -> Scenario | None:
     protocol = build_protocol(top.table("protocol"))
     envelope = build_envelope(ctx, doc["envelope"], ("envelope",)) if "envelope" in doc else None
     streams = build_streams(ctx, top.get("stream", "at least one [[stream]]"), envelope)
+    faults = build_faults(ctx, top.get("fault"), streams)
     if header is None or server is None or protocol is None or streams is None:
+        return None
+    if faults is None:
         return None
     return Scenario(
         name=header.name,
@@ -53,6 +57,7 @@ def build_scenario(ctx: Context, doc: Mapping[str, object]) -> Scenario | None:
         server=server,
         protocol=protocol,
         source=ctx.source,
+        faults=faults,
     )
 
 
