@@ -48,6 +48,10 @@ def status_table(server: SimServer, stats: Stats) -> object:
         f"rejected {stats.rejected}  lateness p99 {late}  "
         f"virtual {stats.virtual_s:.1f}s (x{server.speed:g})"
     )
+    if stats.faults_by_kind:
+        table.caption += "\nfaults " + "  ".join(
+            f"{kind} {count}" for kind, count in sorted(stats.faults_by_kind.items())
+        )
     table.caption_justify = "left"
     return table
 

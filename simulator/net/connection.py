@@ -35,6 +35,7 @@ class SimConnection(ServerConnection):
     """websockets' server connection, telling its :class:`Client` when the socket drains."""
 
     on_resume: Callable[[], None] | None = None
+    index: int | None = None  # the connection index, given at handshake time
 
     def resume_writing(self) -> None:
         super().resume_writing()
@@ -50,6 +51,7 @@ class Client:
         "closing",
         "connected_at",
         "epoch_ns",
+        "faulted",
         "frames_dropped",
         "frames_sent",
         "index",
@@ -87,6 +89,7 @@ class Client:
         self.frames_dropped = 0
         self.closing = False
         self.close_task: asyncio.Future[None] | None = None
+        self.faulted: Faulted | None = None  # state of injected faults, once there is any
         self.connected_at = connected_at
         self.epoch_ns = epoch_ns  # wall time of this client's virtual time 0 (per-connection)
         self.remote: Any = ws.remote_address
@@ -104,6 +107,14 @@ class Client:
         """Send ``frames`` (``data`` is them joined), or queue them if the socket is full."""
         if not self.open:
             return
+        if self.faulted is not None:
+            if self.faulted.stalled:
+                self.faulted.stalled_frames += len(frames)
+                return
+            if self.faulted.bytes_per_s is not None:
+                self._queue(data, frames)
+                self.faulted.schedule_drain(self)
+                return
         transport = self.ws.transport
         # Queue only once the buffer is over the limit: asyncio has then paused us, and
         # will call resume_writing (hence flush_pending) when it drains.
@@ -114,6 +125,9 @@ class Client:
         if self.policy is SlowConsumerPolicy.CLOSE:
             self.close_slow()
             return
+        self._queue(data, frames)
+
+    def _queue(self, data: bytes, frames: list[bytes]) -> None:
         self.pending.extend(frames)
         self.pending_bytes += len(data)
         dropped = 0
@@ -128,6 +142,10 @@ class Client:
         """Move queued frames to the socket while it has room (called when it drains)."""
         if not self.pending or not self.open:
             return
+        if self.faulted is not None and (
+            self.faulted.stalled or self.faulted.bytes_per_s is not None
+        ):
+            return  # a stall sends nothing; a throttle drains at its own pace
         transport = self.ws.transport
         batch: list[bytes] = []
         room = self.limit - transport.get_write_buffer_size()
@@ -163,3 +181,129 @@ class Client:
             return False
         self.tokens -= 1.0
         return True
+
+    # ------------------------------------------------------------------ injected faults
+    # Called by simulator.net.faulting; the decisions are made by the pure planner.
+
+    def _faults(self) -> Faulted:
+        if self.faulted is None:
+            self.faulted = Faulted()
+        return self.faulted
+
+    def send_frames(self, frames: list[bytes]) -> None:
+        """Send one message's frames now (or behind an order-keeping delay), then let
+        frames held back for reordering count it."""
+        f = self._faults()
+        if f.ordered:
+            f.ordered[-1][1].extend(frames)
+        else:
+            self.deliver(b"".join(frames), frames)
+        due: list[bytes] = []
+        for entry in f.held:
+            entry[0] -= 1
+            if entry[0] <= 0:
+                due.extend(entry[1])
+        f.held = [e for e in f.held if e[0] > 0]
+        if due:
+            self.deliver(b"".join(due), due)
+
+    def hold(self, frames: list[bytes], after: int) -> None:
+        """Hold ``frames`` back until ``after`` more messages have been sent."""
+        self._faults().held.append([after, frames])
+
+    def send_later(self, frames: list[bytes], delay_s: float, keep_order: bool) -> None:
+        """Send ``frames`` after ``delay_s``; with ``keep_order`` later messages wait too."""
+        loop = asyncio.get_running_loop()
+        f = self._faults()
+        if not keep_order:
+            loop.call_later(delay_s, self.deliver, b"".join(frames), frames)
+            return
+        release = loop.time() + delay_s
+        if f.ordered:
+            release = max(release, f.ordered[-1][0])
+        f.ordered.append((release, list(frames)))
+        loop.call_at(release, self._release_ordered)
+
+    def _release_ordered(self) -> None:
+        f = self._faults()
+        now = asyncio.get_running_loop().time()
+        while f.ordered and f.ordered[0][0] <= now:
+            _, frames = f.ordered.popleft()
+            self.deliver(b"".join(frames), frames)
+
+    def stall(self) -> None:
+        """Half-open: send nothing, read nothing (so pings go unanswered)."""
+        self._faults().stalled = True
+        self.ws.transport.pause_reading()
+        keepalive = getattr(self.ws, "keepalive_task", None)
+        if keepalive is not None:
+            keepalive.cancel()
+
+    def unstall(self) -> None:
+        self._faults().stalled = False
+        self.ws.transport.resume_reading()
+        start = getattr(self.ws, "start_keepalive", None)
+        if start is not None:
+            start()
+
+    def throttle(self, bytes_per_s: float | None) -> None:
+        """Cap what is sent to ``bytes_per_s`` (``None`` lifts the cap)."""
+        f = self._faults()
+        f.bytes_per_s = bytes_per_s
+        if bytes_per_s is None:
+            self.flush_pending()
+        else:
+            f.schedule_drain(self)
+
+    def reset(self) -> None:
+        """Drop the TCP connection with no close frame: the client sees 1006."""
+        self.closing = True
+        self.ws.transport.abort()
+
+
+class Faulted:
+    """A client's state under injected faults (absent on clients without any)."""
+
+    __slots__ = (
+        "bytes_per_s",
+        "credit",
+        "draining",
+        "held",
+        "ordered",
+        "stalled",
+        "stalled_frames",
+    )
+
+    TICK_S = 0.01
+
+    def __init__(self) -> None:
+        self.stalled = False
+        self.stalled_frames = 0
+        self.bytes_per_s: float | None = None
+        self.credit = 0.0
+        self.draining = False
+        self.held: list[list[Any]] = []
+        self.ordered: deque[tuple[float, list[bytes]]] = deque()
+
+    def schedule_drain(self, client: Client) -> None:
+        if not self.draining:
+            self.draining = True
+            asyncio.get_running_loop().call_later(self.TICK_S, self._drain, client)
+
+    def _drain(self, client: Client) -> None:
+        """Write what the byte budget allows, every tick, while frames are queued."""
+        self.draining = False
+        if self.bytes_per_s is None or not client.open:
+            return
+        self.credit = min(self.credit + self.bytes_per_s * self.TICK_S, self.bytes_per_s)
+        batch: list[bytes] = []
+        while client.pending and len(client.pending[0]) <= self.credit:
+            frame = client.pending.popleft()
+            client.pending_bytes -= len(frame)
+            self.credit -= len(frame)
+            batch.append(frame)
+        if batch:
+            client.ws.transport.write(b"".join(batch))
+            client.frames_sent += len(batch)
+        if client.pending:
+            self.schedule_drain(client)

@@ -23,6 +23,7 @@ class EventKind(enum.StrEnum):
     CLIENT_ERROR = "client_error"  # a bad frame from a client, answered with an error
     SLOW_CONSUMER = "slow_consumer"  # frames dropped for, or connection closed on, a slow reader
     RATE_LIMITED = "rate_limited"  # a client sent faster than allowed and was closed
+    FAULT = "fault"  # a fault was injected (see simulator.net.faulting)
     STOPPING = "stopping"
     WARNING = "warning"
 

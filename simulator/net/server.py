@@ -35,12 +35,14 @@ from websockets.asyncio.server import serve as ws_serve
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
+from simulator.core.faults import plan_faults
 from simulator.core.model import Mode, Scenario, TimeFormat
 from simulator.core.protocol import Outcome, Reply, binary_refused, handle_text
 from simulator.core.timeline import Batch, Timeline
 from simulator.core.values import format_times
 from simulator.errors import UsageError
 from simulator.net.connection import Client, SimConnection, text_frame
+from simulator.net.faulting import FaultInjector, Injected
 from simulator.net.log import EventKind, EventLog
 
 CLOSE_POLICY_VIOLATION = 1008
@@ -77,6 +79,7 @@ class Stats:
     rejected: int
     lateness_p50_ms: float | None
     lateness_p99_ms: float | None
+    faults_by_kind: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass
@@ -127,6 +130,21 @@ class SimServer:
         self._ws: WsServer | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._done = asyncio.Event()
+        self.faults: FaultInjector | None = None
+        if scenario.faults:
+            self.faults = FaultInjector(
+                plan_faults(scenario, seed),
+                self.log,
+                virtual_ns=self.virtual_ns,
+                loop_time=self._loop_time,
+                clients=lambda: list(self.clients.values()),
+                speed=speed,
+            )
+
+    @property
+    def injected(self) -> list[Injected]:
+        """Every fault carried out so far, in order (empty without faults)."""
+        return [] if self.faults is None else self.faults.injected
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -171,6 +189,8 @@ class SimServer:
         self.log.emit(EventKind.LISTENING, url=self.url, mode=self.scenario.server.mode.value)
         if self.scenario.server.mode is Mode.BROADCAST:
             self._spawn(self._pump_broadcast())
+        if self.faults is not None:
+            self._spawn(self.faults.run())
         if self.duration_ns is not None:
             loop.call_at(self._loop_time(self.duration_ns), self._done.set)
 
@@ -181,6 +201,8 @@ class SimServer:
         self.log.emit(EventKind.STOPPING, connections=len(self.clients))
         for task in list(self._tasks):
             task.cancel()
+        if self.faults is not None:
+            self.faults.close()
         self._ws.close(close_connections=True)
         await self._ws.wait_closed()
         self._done.set()
@@ -252,6 +274,9 @@ class SimServer:
             late = loop_now - self._loop_time(origin_ns + t)
             self.lateness_ns.append(int(late * 1e9))
         targets = list(self.clients.values()) if clients is None else clients
+        if self.faults is not None and self.faults.has_message_faults:
+            self._send_through_faults(batch, origin_ns, targets)
+            return
         groups: dict[frozenset[str] | None, list[Client]] = {}
         for client in targets:
             groups.setdefault(client.subscriptions, []).append(client)
@@ -273,9 +298,33 @@ class SimServer:
                         for k in picked
                     )
 
+    def _send_through_faults(self, batch: Batch, origin_ns: int, targets: list[Client]) -> None:
+        """The slow path: one decision per (client, message), made by the fault planner."""
+        assert self.faults is not None
+        deliver = self.faults.deliver
+        types, names = self._types, self._names
+        rows = list(
+            zip(
+                batch.t_ns.tolist(),
+                batch.stream.tolist(),
+                batch.seq.tolist(),
+                batch.payloads,
+                strict=True,
+            )
+        )
+        for client in targets:
+            subs = client.subscriptions
+            for t, s, seq, payload in rows:
+                if subs is None or types[s] in subs:
+                    deliver(client, origin_ns + t, names[s], seq, payload)
+                    if self.sent is not None:
+                        self.sent.append(Sent(client.index, t, names[s], payload))
+
     # ------------------------------------------------------------------ connections
 
-    def _process_request(self, connection: ServerConnection, request: Request) -> Response | None:
+    async def _process_request(
+        self, connection: ServerConnection, request: Request
+    ) -> Response | None:
         if request.path.split("?")[0] == "/healthz":
             body = orjson.dumps(
                 {"status": "ok", "scenario": self.scenario.name, "connections": len(self.clients)}
@@ -296,13 +345,30 @@ class SimServer:
             )
             response.headers["Retry-After"] = "1"
             return response
+        # Connections are numbered by handshake attempt, so that fault targeting (which
+        # counts attempts, refused ones included) and connection indices agree.
+        if self.faults is None:
+            index = self._next_index
+            self._next_index += 1
+        else:
+            decision = self.faults.handshake()
+            index = decision.attempt
+            if decision.delay_ns:
+                await asyncio.sleep(decision.delay_ns / 1e9 / self.speed)
+            if decision.status is not None:
+                phrase = http.HTTPStatus(decision.status).phrase
+                response = connection.respond(decision.status, f"{phrase}\n")
+                if decision.retry_after_s is not None:
+                    response.headers["Retry-After"] = str(decision.retry_after_s)
+                return response
+        if isinstance(connection, SimConnection):
+            connection.index = index
         return None
 
     async def _handle(self, ws: ServerConnection) -> None:
         loop = asyncio.get_running_loop()
         assert self.epoch_ns is not None
-        index = self._next_index
-        self._next_index += 1
+        index = ws.index if isinstance(ws, SimConnection) and ws.index is not None else -1
         per_connection = self.scenario.server.mode is Mode.PER_CONNECTION
         origin = self.virtual_ns()
         client = Client(
@@ -323,6 +389,8 @@ class SimServer:
             remote=_address(ws.remote_address),
             path=ws.request.path if ws.request else None,
         )
+        if self.faults is not None:
+            self.faults.connected(client, origin)
         pump = None
         if per_connection:
             timeline = Timeline(self.scenario, self.seed, scope=index, epoch_ns=client.epoch_ns)
@@ -341,6 +409,8 @@ class SimServer:
         finally:
             if pump is not None:
                 pump.cancel()
+            if self.faults is not None:
+                self.faults.disconnected(client)
             del self.clients[index]
             self._counters.frames_sent_closed += client.frames_sent
             self._counters.frames_dropped_closed += client.frames_dropped
@@ -411,6 +481,7 @@ class SimServer:
             rejected=c.rejected,
             lateness_p50_ms=p50,
             lateness_p99_ms=p99,
+            faults_by_kind={} if self.faults is None else dict(self.faults.counts),
         )
 
 

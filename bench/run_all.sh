@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# The three server benchmarks of docs/performance.md, each side by side with the
+# reference in the same run:
+#   1. fan-out: delivered frames/s, sim vs the Node.js ws replica (C = 1000 and 100),
+#      as the issue asks (W = 1.5 s), then in steady state (W = 8 s, C = 1000) with sim
+#      at 20,000 msg/s (50us) and 1,000 msg/s (1ms);
+#   2. lateness p99 at 1,000 msg/s to 100 clients (in-process server, loadgen clients);
+#   3. memory per idle connection, 5,000 connections, sim vs node.
+# Takes about 7-8 minutes on 2 cores. Run it on a quiet machine: the load client and the
+# server share the two cores, and every table shows how busy other processes were.
+#
+#   bench/run_all.sh                  # everything; tables to stdout and to $OUT/*.md
+#   REPS=5 OUT=/tmp/b bench/run_all.sh
+#
+# Knobs: REPS [3], OUT [/tmp/sim-bench-<UTC stamp>], ANCHORS_DIR [/tmp/sim-anchors; made
+# with /work/shared/anchors/setup.sh when missing].
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=.venv/bin/python
+REPS=${REPS:-3}
+OUT=${OUT:-${TMPDIR:-/tmp}/sim-bench-$(date -u +%Y%m%dT%H%M%SZ)}
+export ANCHORS_DIR=${ANCHORS_DIR:-${TMPDIR:-/tmp}/sim-anchors}
+mkdir -p "$OUT"
+T0=$(date +%s)
+echo "# sim server benchmarks -> $OUT (reps=$REPS, anchors=$ANCHORS_DIR)" >&2
+
+step() {  # step NAME TIMEOUT_S CMD...
+  local name=$1 limit=$2
+  shift 2
+  echo "# [$(($(date +%s) - T0)) s] $name: $*" >&2
+  local rc=0
+  timeout -k 10 "$limit" "$@" --out "$OUT/raw.jsonl" >"$OUT/$name.md" || rc=$?
+  [ "$rc" -eq 0 ] || echo "# $name failed or timed out (rc=$rc)" >&2
+  cat "$OUT/$name.md"
+  echo
+}
+
+step fanout 400 "$PY" bench/fanout.py --reps "$REPS" --conns 1000,100 -d 4 -w 1.5 --quiet-max-s 3
+step fanout-steady 400 "$PY" bench/fanout.py --reps "$REPS" --conns 1000 -d 4 -w 8 \
+  --sim-every 50us,1ms --quiet-max-s 3
+step lateness 200 "$PY" bench/lateness.py --reps "$REPS" --seconds 10
+step idle-memory 300 "$PY" bench/idle_memory.py --reps 2 -n 5000
+
+echo "# done in $(($(date +%s) - T0)) s; raw JSON lines in $OUT/raw.jsonl" >&2
