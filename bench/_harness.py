@@ -53,7 +53,7 @@ def ensure_anchors(anchors: Path = ANCHORS_DIR) -> Path:
     return anchors
 
 
-def loadgen(
+def start_loadgen(
     anchors: Path,
     port: int,
     *,
@@ -64,9 +64,8 @@ def loadgen(
     sample: int | None = None,
     procs: int = 1,
     label: str = "",
-    timeout_s: float | None = None,
-) -> dict[str, Any] | None:
-    """Run the anchors' loadgen.py once; its JSON result, or ``None`` if it failed."""
+) -> subprocess.Popen[bytes]:
+    """Start the anchors' loadgen.py; collect its result with :func:`finish_loadgen`."""
     argv = [
         str(anchors / ".venv" / "bin" / "python"),
         str(anchors / "loadgen.py"),
@@ -87,13 +86,18 @@ def loadgen(
     ]
     if sample is not None:
         argv += ["-s", str(sample)]
-    limit = timeout_s if timeout_s is not None else 60 + warmup_s + duration_s + 25
-    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    return subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+
+def finish_loadgen(
+    proc: subprocess.Popen[bytes], timeout_s: float, label: str = ""
+) -> dict[str, Any] | None:
+    """loadgen's JSON result, or ``None`` if it failed or ran past ``timeout_s``."""
     try:
-        out, err = proc.communicate(timeout=limit)
+        out, err = proc.communicate(timeout=timeout_s)
     except subprocess.TimeoutExpired:
         stop(proc)
-        print(f"# loadgen timed out after {limit:.0f} s ({label})", file=sys.stderr)
+        print(f"# loadgen timed out after {timeout_s:.0f} s ({label})", file=sys.stderr)
         return None
     lines = [ln for ln in out.decode().splitlines() if ln.startswith("{")]
     if proc.returncode != 0 or not lines:
@@ -102,6 +106,55 @@ def loadgen(
         return None
     result: dict[str, Any] = json.loads(lines[-1])
     return result
+
+
+def loadgen_timeout(duration_s: float, warmup_s: float) -> float:
+    return 60 + warmup_s + duration_s + 25  # loadgen's own hard deadline is 60 + W + D + 20
+
+
+def loadgen(
+    anchors: Path,
+    port: int,
+    *,
+    conns: int,
+    duration_s: float,
+    warmup_s: float,
+    server_pid: int,
+    sample: int | None = None,
+    procs: int = 1,
+    label: str = "",
+    timeout_s: float | None = None,
+) -> dict[str, Any] | None:
+    """Run the anchors' loadgen.py once; its JSON result, or ``None`` if it failed."""
+    proc = start_loadgen(
+        anchors,
+        port,
+        conns=conns,
+        duration_s=duration_s,
+        warmup_s=warmup_s,
+        server_pid=server_pid,
+        sample=sample,
+        procs=procs,
+        label=label,
+    )
+    limit = timeout_s if timeout_s is not None else loadgen_timeout(duration_s, warmup_s)
+    return finish_loadgen(proc, limit, label)
+
+
+def http_probe_ms(port: int, timeout_s: float = 2.0) -> float | None:
+    """Time to the first byte of the answer to ``GET /healthz``, or ``None`` if none came
+    within ``timeout_s``. sim answers it from its event loop; the node replica answers
+    any plain HTTP request with 426 from its own, so both show whether the loop is free."""
+    t0 = time.monotonic()
+    try:
+        with socket.create_connection((HOST, port), timeout=timeout_s) as s:
+            s.settimeout(max(0.01, timeout_s - (time.monotonic() - t0)))
+            s.sendall(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+            if not s.recv(1):
+                return None
+    except OSError:
+        return None
+    return (time.monotonic() - t0) * 1e3
 
 
 # ---------------------------------------------------------------- processes

@@ -15,6 +15,10 @@ process) against it, stops the server, and keeps loadgen's JSON. The servers tak
   20,000 msg/s, starting 2 s after the server, so the connections are open first).
   ``--sim-every 50us,1ms`` runs one sim variant per interval, side by side.
 
+Inside the window it also sends one plain ``GET /healthz`` and times the first byte of
+the answer (2 s at most): "no answer" means the server's event loop is not getting to
+new connections. sim answers it with JSON; the node replica answers 426.
+
 W is the warm-up after all clients are connected. With the default 1.5 s the window
 starts about 1 s after sim's broadcast does; ``-w 8`` measures steady state instead.
 
@@ -40,10 +44,13 @@ from typing import Any
 from _harness import (
     BENCH,
     ensure_anchors,
+    finish_loadgen,
     fmt,
-    loadgen,
+    http_probe_ms,
+    loadgen_timeout,
     machine_info,
     median,
+    start_loadgen,
     start_node,
     start_sim,
     stop_server,
@@ -54,6 +61,8 @@ SCENARIO = BENCH / "scenarios" / "fanout.toml"
 SIM_STREAM_START_S = 2.0  # bench/scenarios/fanout.toml: start = "2s"
 LOADGEN_START_S = 0.5  # about how long loadgen takes to start before it connects
 TARGET_RATIO = 1.5
+PROBE_AFTER_S = 3.0  # after W: inside the window for D >= 4
+PROBE_TIMEOUT_S = 2.0
 
 
 def with_interval(scenario: Path, every: str, tmpdir: Path) -> Path:
@@ -81,8 +90,9 @@ def run_one(
         server = start_node(anchors, log, rate=args.node_rate, wait_clients=conns)
     else:
         server = start_sim(scenario, log)
+    label = f"fanout {kind} c={conns} rep={rep}"
     try:
-        result = loadgen(
+        proc = start_loadgen(
             anchors,
             server.port,
             conns=conns,
@@ -90,8 +100,15 @@ def run_one(
             warmup_s=args.warmup,
             server_pid=server.pid,
             procs=args.procs,
-            label=f"fanout {kind} c={conns} rep={rep}",
+            label=label,
         )
+        try:
+            # Inside the measured window (it starts W s after connecting, which takes
+            # about 0.5-1.5 s): does the server still answer a plain HTTP request?
+            time.sleep(args.warmup + PROBE_AFTER_S)
+            probe_ms = http_probe_ms(server.port, PROBE_TIMEOUT_S)
+        finally:
+            result = finish_loadgen(proc, loadgen_timeout(args.duration, args.warmup), label)
     finally:
         stop_server(server)
     row: dict[str, Any] = {
@@ -102,6 +119,7 @@ def run_one(
         "warmup_s": args.warmup,
         "busy_before_pct": busy_before,
         "stopped_by_sigterm": not server.killed,
+        "http_probe_ms": None if probe_ms is None else round(probe_ms, 1),
         "log": str(log),
     }
     if result is None:
@@ -117,12 +135,12 @@ def table(rows: list[dict[str, Any]]) -> list[str]:
     out = [
         "| server | C | rep | delivered frames/s | per-conn msg/s mean (min-max) "
         "| server CPU% | server CPU us/frame | client CPU% | other procs CPU% "
-        "| server RSS MB (peak) | latency p50/p99 ms | connect s | notes |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| server RSS MB (peak) | latency p50/p99 ms | connect s | HTTP probe ms | notes |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         if r.get("failed"):
-            out.append(f"| {r['server']} | {r['C']} | {r['rep']} | failed | | | | | | | | | |")
+            out.append(f"| {r['server']} | {r['C']} | {r['rep']} | failed |{' |' * 10}")
             continue
         pc = r["per_conn_msgs_per_s"]
         cpu = r.get("server_cpu_pct")
@@ -142,6 +160,7 @@ def table(rows: list[dict[str, Any]]) -> list[str]:
             notes.append(
                 f"{missing} not connected, {e['disconnects_in_window']} disconnects in window"
             )
+        probe = fmt(r["http_probe_ms"]) if r["http_probe_ms"] is not None else "no answer"
         if not r["stopped_by_sigterm"]:
             notes.append("ignored SIGTERM (killed)")
         if r.get("connect_before_broadcast") is False:
@@ -152,7 +171,7 @@ def table(rows: list[dict[str, Any]]) -> list[str]:
             f"| {fmt(cpu)} | {fmt(us, 2)} | {r['client_cpu_pct']} "
             f"| {r['machine']['other_procs_pct']} "
             f"| {r.get('server_rss_mb')} ({r.get('server_peak_rss_mb')}) | {latency} "
-            f"| {r['connect_s']} | {'; '.join(notes)} |"
+            f"| {r['connect_s']} | {probe} | {'; '.join(notes)} |"
         )
     return out
 

@@ -44,6 +44,15 @@ class Batch:
     def __len__(self) -> int:
         return len(self.payloads)
 
+    def slice(self, start: int, stop: int) -> Batch:
+        """Messages ``start`` to ``stop`` (excluded), still in timeline order."""
+        return Batch(
+            self.t_ns[start:stop],
+            self.stream[start:stop],
+            self.seq[start:stop],
+            self.payloads[start:stop],
+        )
+
 
 def empty_batch() -> Batch:
     return Batch(np.zeros(0, np.int64), np.zeros(0, np.int16), np.zeros(0, np.int64), [])
@@ -135,7 +144,9 @@ class Timeline:
     """Every message of one scope of a scenario, in timeline order.
 
     Read it forward with :meth:`take_until`; it never goes back. ``chunk`` (messages
-    rendered at a time per stream) is a memory/speed knob with no effect on output.
+    rendered at a time per stream) is a memory/speed knob with no effect on output;
+    ``max_chunk`` caps the default one (a live server keeps it small, since rendering
+    a chunk holds up its event loop).
     """
 
     def __init__(
@@ -145,6 +156,7 @@ class Timeline:
         scope: int | None = None,
         epoch_ns: int | None = None,
         chunk: int | None = None,
+        max_chunk: int = 4096,
     ) -> None:
         self.scenario = scenario
         self.seed = scenario.seed if seed is None else seed
@@ -153,7 +165,9 @@ class Timeline:
             epoch_ns = scenario.epoch_ns if scenario.epoch_ns is not None else DEFAULT_EPOCH_NS
         self.epoch_ns = epoch_ns
         self.cursors = [
-            StreamCursor(s, self.seed, scope, self.epoch_ns, chunk or default_chunk(s))
+            StreamCursor(
+                s, self.seed, scope, self.epoch_ns, chunk or min(default_chunk(s), max_chunk)
+            )
             for s in scenario.streams
         ]
 

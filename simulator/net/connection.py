@@ -232,28 +232,45 @@ class Client:
             self.deliver(b"".join(frames), frames)
 
     def stall(self) -> None:
-        """Half-open: send nothing, read nothing (so pings go unanswered)."""
-        self._faults().stalled = True
+        """Half-open: send nothing, read nothing (so pings go unanswered). Stalls nest:
+        the connection wakes only when every stall in force has ended."""
+        f = self._faults()
+        f.stalls += 1
+        if f.stalls > 1:
+            return
+        f.stalled = True
         self.ws.transport.pause_reading()
         keepalive = getattr(self.ws, "keepalive_task", None)
         if keepalive is not None:
             keepalive.cancel()
 
     def unstall(self) -> None:
-        self._faults().stalled = False
+        f = self._faults()
+        f.stalls = max(0, f.stalls - 1)
+        if f.stalls:
+            return
+        f.stalled = False
         self.ws.transport.resume_reading()
         start = getattr(self.ws, "start_keepalive", None)
         if start is not None:
             start()
 
-    def throttle(self, bytes_per_s: float | None) -> None:
-        """Cap what is sent to ``bytes_per_s`` (``None`` lifts the cap)."""
+    def throttle(self, bytes_per_s: float) -> None:
+        """Cap what is sent to ``bytes_per_s`` of wall-clock time; with several caps in
+        force the lowest applies."""
         f = self._faults()
-        f.bytes_per_s = bytes_per_s
-        if bytes_per_s is None:
+        f.caps.append(bytes_per_s)
+        f.bytes_per_s = min(f.caps)
+        f.schedule_drain(self)
+
+    def unthrottle(self, bytes_per_s: float) -> None:
+        """End one cap set by :meth:`throttle`; the others stay in force."""
+        f = self._faults()
+        if bytes_per_s in f.caps:
+            f.caps.remove(bytes_per_s)
+        f.bytes_per_s = min(f.caps) if f.caps else None
+        if f.bytes_per_s is None:
             self.flush_pending()
-        else:
-            f.schedule_drain(self)
 
     def reset(self) -> None:
         """Drop the TCP connection with no close frame: the client sees 1006."""
@@ -266,19 +283,23 @@ class Faulted:
 
     __slots__ = (
         "bytes_per_s",
+        "caps",
         "credit",
         "draining",
         "held",
         "ordered",
         "stalled",
         "stalled_frames",
+        "stalls",
     )
 
     TICK_S = 0.01
 
     def __init__(self) -> None:
         self.stalled = False
+        self.stalls = 0  # stalls in force (they nest)
         self.stalled_frames = 0
+        self.caps: list[float] = []  # throttles in force; the lowest applies
         self.bytes_per_s: float | None = None
         self.credit = 0.0
         self.draining = False

@@ -172,7 +172,7 @@ class FaultInjector:
             )
             client.throttle(bps)
             if event.end_ns is not None:
-                self._at(event.end_ns, client.throttle, None)
+                self._at(event.end_ns, client.unthrottle, bps)
 
     def _end_stall(self, event: FaultEvent, client: Client) -> None:
         if client.open:
@@ -230,7 +230,16 @@ class FaultInjector:
             )
         if decision.hold:
             self._report("reorder", name, client.index, stream=stream, seq=seq, hold=decision.hold)
-            client.hold(frames, decision.hold)
+            if decision.delay_ns:
+                # Delayed, then held back: it joins the reorder queue when its delay ends.
+                self._report(
+                    "delay", name, client.index, stream=stream, seq=seq, delay_ns=decision.delay_ns
+                )
+                asyncio.get_running_loop().call_later(
+                    decision.delay_ns / 1e9 / self._speed, client.hold, frames, decision.hold
+                )
+            else:
+                client.hold(frames, decision.hold)
             return
         if decision.delay_ns:
             self._report(

@@ -36,7 +36,7 @@ from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
 from simulator.core.faults import plan_faults
-from simulator.core.model import Mode, Scenario, TimeFormat
+from simulator.core.model import Mode, Reject, Scenario, TimeFormat
 from simulator.core.protocol import Outcome, Reply, binary_refused, handle_text
 from simulator.core.timeline import Batch, Timeline
 from simulator.core.values import format_times
@@ -51,6 +51,10 @@ CLIENT_RATE_PER_S = 200.0
 CLIENT_BURST = 400.0
 LATENESS_SAMPLES = 100_000
 SPIN_S = 0.001
+#: Messages sent per event-loop iteration at most (see _pump).
+MAX_TICK = 256
+#: Rendering a timeline chunk blocks the loop: keep chunks small on a live server.
+LIVE_MAX_CHUNK = 256
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,6 +129,7 @@ class SimServer:
         self._types = [s.type for s in scenario.streams]
         self._names = [s.name for s in scenario.streams]
         self._next_index = 0
+        self._slow_logged: dict[int, float] = {}
         self._start = 0.0
         self._wall_start = 0.0
         self._ws: WsServer | None = None
@@ -175,6 +180,9 @@ class SimServer:
             ping_interval=cfg.keepalive_interval_ns / 1e9,
             ping_timeout=cfg.keepalive_timeout_ns / 1e9,
             close_timeout=2,
+            # The opening handshake includes process_request, which waits out injected
+            # handshake delays: allow for the longest one.
+            open_timeout=10 + self._longest_handshake_delay_s(),
             server_header=None,
         )
         self._start = loop.time()
@@ -193,6 +201,14 @@ class SimServer:
             self._spawn(self.faults.run())
         if self.duration_ns is not None:
             loop.call_at(self._loop_time(self.duration_ns), self._done.set)
+
+    def _longest_handshake_delay_s(self) -> float:
+        delays = [
+            f.action.delay_ns
+            for f in self.scenario.faults
+            if isinstance(f.action, Reject) and f.action.delay_ns
+        ]
+        return max(delays, default=0) / 1e9 / self.speed
 
     async def stop(self) -> None:
         """Close every client with 1001 (going away) and stop listening."""
@@ -235,7 +251,13 @@ class SimServer:
 
     async def _pump_broadcast(self) -> None:
         assert self.epoch_ns is not None
-        timeline = Timeline(self.scenario, self.seed, scope=None, epoch_ns=self.epoch_ns)
+        timeline = Timeline(
+            self.scenario,
+            self.seed,
+            scope=None,
+            epoch_ns=self.epoch_ns,
+            max_chunk=LIVE_MAX_CHUNK,
+        )
         await self._pump(timeline, origin_ns=0, clients=None)
 
     async def _pump(self, timeline: Timeline, origin_ns: int, clients: list[Client] | None) -> None:
@@ -245,23 +267,36 @@ class SimServer:
         # Broadcast: a client connecting late sees the feed from now on, so the shared
         # timeline runs whether anyone listens or not.
         end = self.duration_ns
+        carry: Batch | None = None
         while True:
-            nxt = timeline.next_time()
-            if nxt is None or (end is not None and origin_ns + nxt >= end):
-                return
-            due = self._loop_time(origin_ns + nxt)
-            delay = due - loop.time()
-            # The selector sleeps in whole milliseconds (rounded up), so a plain sleep is
-            # up to 1 ms late. Sleep coarsely to within SPIN_S of the deadline, then
-            # yield to the loop (which keeps serving I/O) until it is reached.
-            if delay > SPIN_S:
-                await asyncio.sleep(delay - SPIN_S)
-            while loop.time() < due:
-                await asyncio.sleep(0)
-            now_virtual = self.virtual_ns() - origin_ns
-            limit = now_virtual + 1 if end is None else min(now_virtual + 1, end - origin_ns)
-            batch = timeline.take_until(max(limit, nxt + 1))
+            if carry is not None:
+                batch = carry
+            else:
+                nxt = timeline.next_time()
+                if nxt is None or (end is not None and origin_ns + nxt >= end):
+                    return
+                due = self._loop_time(origin_ns + nxt)
+                delay = due - loop.time()
+                # The selector sleeps in whole milliseconds (rounded up), so a plain sleep
+                # is up to 1 ms late. Sleep coarsely to within SPIN_S of the deadline, then
+                # yield to the loop (which keeps serving I/O) until it is reached.
+                if delay > SPIN_S:
+                    await asyncio.sleep(delay - SPIN_S)
+                while loop.time() < due:
+                    await asyncio.sleep(0)
+                now_virtual = self.virtual_ns() - origin_ns
+                limit = now_virtual + 1 if end is None else min(now_virtual + 1, end - origin_ns)
+                batch = timeline.take_until(max(limit, nxt + 1))
+            # A server that has fallen behind sends at most MAX_TICK messages per loop
+            # iteration and then yields: accepting connections, answering pings and
+            # draining sockets must go on even when the scenario asks for more than the
+            # machine can send. Nothing is skipped; it is sent late (and counted so).
+            if len(batch) > MAX_TICK:
+                batch, carry = batch.slice(0, MAX_TICK), batch.slice(MAX_TICK, len(batch))
+            else:
+                carry = None
             self._send_batch(batch, origin_ns, clients)
+            await asyncio.sleep(0)
 
     def _send_batch(self, batch: Batch, origin_ns: int, clients: list[Client] | None) -> None:
         loop_now = asyncio.get_running_loop().time()
@@ -393,7 +428,13 @@ class SimServer:
             self.faults.connected(client, origin)
         pump = None
         if per_connection:
-            timeline = Timeline(self.scenario, self.seed, scope=index, epoch_ns=client.epoch_ns)
+            timeline = Timeline(
+                self.scenario,
+                self.seed,
+                scope=index,
+                epoch_ns=client.epoch_ns,
+                max_chunk=LIVE_MAX_CHUNK,
+            )
             pump = self._spawn(self._pump(timeline, origin, [client]))
         try:
             async for message in ws:
@@ -412,6 +453,7 @@ class SimServer:
             if self.faults is not None:
                 self.faults.disconnected(client)
             del self.clients[index]
+            self._slow_logged.pop(index, None)
             self._counters.frames_sent_closed += client.frames_sent
             self._counters.frames_dropped_closed += client.frames_dropped
             code, reason, by = _close_of(ws)
@@ -454,7 +496,19 @@ class SimServer:
     def _on_slow(self, client: Client, what: str, count: int) -> None:
         if what == "closed":
             self._counters.slow_closed += 1
-        self.log.emit(EventKind.SLOW_CONSUMER, conn=client.index, action=what, frames=count)
+            self.log.emit(EventKind.SLOW_CONSUMER, conn=client.index, action=what, frames=count)
+            return
+        # Drops can happen thousands of times a second: log them at most once a second
+        # per client, with the running total (the exact count is in the stats).
+        now = asyncio.get_running_loop().time()
+        if now - self._slow_logged.get(client.index, -1.0) >= 1.0:
+            self._slow_logged[client.index] = now
+            self.log.emit(
+                EventKind.SLOW_CONSUMER,
+                conn=client.index,
+                action=what,
+                dropped_total=client.frames_dropped,
+            )
 
     # ------------------------------------------------------------------ status
 
