@@ -83,7 +83,8 @@ class Client:
         self.subscriptions: Subscriptions = None
         self.limit = send_buffer_bytes
         self.policy = policy
-        self.pending: deque[bytes] = deque()
+        # Created on first use: most clients never queue, and an empty deque is ~760 bytes.
+        self.pending: deque[bytes] | None = None
         self.pending_bytes = 0
         self.frames_sent = 0
         self.frames_dropped = 0
@@ -128,6 +129,8 @@ class Client:
         self._queue(data, frames)
 
     def _queue(self, data: bytes, frames: list[bytes]) -> None:
+        if self.pending is None:
+            self.pending = deque()
         self.pending.extend(frames)
         self.pending_bytes += len(data)
         dropped = 0

@@ -424,6 +424,9 @@ class SimServer:
             remote=_address(ws.remote_address),
             path=ws.request.path if ws.request else None,
         )
+        # The handshake response is not needed past this point (websockets keeps the
+        # request: it tells frames from the handshake by it).
+        ws.response = None
         if self.faults is not None:
             self.faults.connected(client, origin)
         pump = None
