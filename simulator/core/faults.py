@@ -843,6 +843,11 @@ class Handshakes:
 # ============================================================================ report
 
 
+def _when(ns: int) -> str:
+    """A scenario time for people: ``30s`` when whole, else seconds to the millisecond."""
+    return format_duration(ns) if ns % 1_000_000_000 == 0 else f"{ns / 1e9:.3f}s"
+
+
 def plan_report(
     scenario: Scenario,
     seed: int | None,
@@ -890,9 +895,9 @@ def plan_report(
 
 def _event_line(e: FaultEvent) -> str:
     who = "server" if e.conn is None else f"conn {e.conn}"
-    parts = [f"{format_duration(e.t_ns):>8}", who, e.kind.value, repr(e.fault)]
+    parts = [f"{_when(e.t_ns):>10}", who, e.kind.value, repr(e.fault)]
     if e.end_ns is not None:
-        parts.append(f"until {format_duration(e.end_ns)}")
+        parts.append(f"until {_when(e.end_ns)}")
     parts.extend(f"{k}={v!r}" if isinstance(v, str) else f"{k}={v}" for k, v in e.params.items())
     return "  ".join(parts)
 

@@ -604,9 +604,9 @@ def test_plan_report_lists_events_and_hits_in_order() -> None:
     assert plan_report(s, None, 10 * S, 2) == [
         "fault plan of 't', seed 5: 10s of scenario time, 2 connections open from 0s",
         "server",
-        "        7s  server  outage  'down'  until 8s  retry_after_s=1",
+        "          7s  server  outage  'down'  until 8s  retry_after_s=1",
         "connections",
-        "        4s  conn 1  disconnect  'kick'  code=4000  reason='x'",
+        "          4s  conn 1  disconnect  'kick'  code=4000  reason='x'",
         "messages",
         "  drop 'lossy': 6 of 18 messages (33.3%)",
         "    conn 0 a: seq 2, 3, 4",
