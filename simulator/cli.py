@@ -180,6 +180,11 @@ def generate(
 @click.option("--max-connections", type=click.IntRange(1, 100_000))
 @click.option("--log-format", type=click.Choice(["plain", "json"]), default="plain")
 @click.option("--quiet", is_flag=True, help="Print only the URL line.")
+@click.option(
+    "--record",
+    type=click.Path(dir_okay=False),
+    help="Record what is served (faults included) to this Parquet file.",
+)
 def run(
     scenario_file: str,
     host: str | None,
@@ -191,6 +196,7 @@ def run(
     max_connections: int | None,
     log_format: str,
     quiet: bool,
+    record: str | None,
 ) -> None:
     """Serve SCENARIO over WebSocket until SIGINT/SIGTERM (or --duration).
 
@@ -206,7 +212,9 @@ def run(
             server=dataclasses.replace(scenario.server, max_connections=max_connections),
         )
     try:
-        asyncio.run(_serve(scenario, host, port, seed, speed, duration, epoch, log_format, quiet))
+        asyncio.run(
+            _serve(scenario, host, port, seed, speed, duration, epoch, log_format, quiet, record)
+        )
     except OSError as e:
         click.echo(f"sim: cannot serve: {e.strerror or e}", err=True)
         sys.exit(EXIT_USAGE)
@@ -224,6 +232,7 @@ async def _serve(
     epoch: int | None,
     log_format: str,
     quiet: bool,
+    record: str | None,
 ) -> None:
     from simulator.console import live_status, log_printer
     from simulator.net.log import EventKind
@@ -241,6 +250,7 @@ async def _serve(
         speed=speed,
         duration_ns=duration,
         epoch_ns=epoch,
+        record=record,
     ) as server:
         print(server.url, flush=True)
         status = None

@@ -33,6 +33,7 @@ from simulator.core.faults import (
 from simulator.core.model import FaultKind
 from simulator.net.connection import Client, text_frame
 from simulator.net.log import EventKind, EventLog
+from simulator.net.recorder import Recorder
 
 #: Connection and server faults are planned this much scenario time ahead at a time.
 WINDOW_NS = 60_000_000_000
@@ -78,6 +79,7 @@ class FaultInjector:
         self._planned_until = 0
         self._timers: list[asyncio.TimerHandle] = []
         self._mass_windows: list[FaultEvent] = []
+        self.recorder: Recorder | None = None  # set by the server when it records
 
     # ------------------------------------------------------------------ reporting
 
@@ -86,6 +88,8 @@ class FaultInjector:
         self.injected.append(Injected(t, kind, fault, conn, detail))
         self.counts[kind] += 1
         self.log.emit(EventKind.FAULT, conn=conn, injected=kind, fault=fault, t_ns=t, **detail)
+        if self.recorder is not None:
+            self.recorder.fault(conn, {"kind": kind, "fault": fault, "t_ns": t, **detail})
 
     # ------------------------------------------------------------------ handshakes
 
@@ -207,11 +211,10 @@ class FaultInjector:
         timelines add their connection's start).
         """
         faults = self._faults.get(client.index)
-        if faults is None:
-            client.send_frames([text_frame(payload)])
-            return
-        decision = faults.decide(stream, seq, payload, t_ns)
-        if decision.clean:
+        decision = None if faults is None else faults.decide(stream, seq, payload, t_ns)
+        if decision is None or decision.clean:
+            if self.recorder is not None:
+                self.recorder.sent(client.index, [stream], [payload])
             client.send_frames([text_frame(payload)])
             return
         name = ",".join(decision.faults)
@@ -224,6 +227,8 @@ class FaultInjector:
             body = decision.corrupt
         frame = text_frame(body)
         frames = [frame] * (1 + decision.copies)
+        if self.recorder is not None:
+            self.recorder.sent(client.index, [stream] * len(frames), [body] * len(frames))
         if decision.copies:
             self._report(
                 "duplicate", name, client.index, stream=stream, seq=seq, copies=decision.copies

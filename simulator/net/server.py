@@ -44,6 +44,9 @@ from simulator.errors import UsageError
 from simulator.net.connection import Client, SimConnection, text_frame
 from simulator.net.faulting import FaultInjector, Injected
 from simulator.net.log import EventKind, EventLog
+from simulator.net.recorder import Recorder
+from simulator.storage.schema import new_metadata
+from simulator.version import __version__
 
 CLOSE_POLICY_VIOLATION = 1008
 #: Messages a client may send per second (and at once) before it is closed with 1008.
@@ -111,6 +114,7 @@ class SimServer:
         duration_ns: int | None,
         epoch_ns: int | None,
         log_sends: bool,
+        record: str | Path | None = None,
     ) -> None:
         if speed <= 0:
             raise UsageError(f"speed={speed}: must be > 0")
@@ -135,6 +139,8 @@ class SimServer:
         self._ws: WsServer | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._done = asyncio.Event()
+        self.record_path = record
+        self.recorder: Recorder | None = None
         self.faults: FaultInjector | None = None
         if scenario.faults:
             self.faults = FaultInjector(
@@ -185,6 +191,21 @@ class SimServer:
             open_timeout=10 + self._longest_handshake_delay_s(),
             server_header=None,
         )
+        if self.record_path is not None:
+            # Opened before serving: an unwritable path fails here, not mid-session.
+            self.recorder = Recorder(
+                self.record_path,
+                new_metadata(
+                    sim_version=__version__,
+                    scenario=self.scenario.name,
+                    seed=self.seed,
+                    extra={"speed": self.speed, "mode": self.scenario.server.mode.value},
+                ),
+                self.log,
+            )
+            self._spawn(self.recorder.run())
+            if self.faults is not None:
+                self.faults.recorder = self.recorder
         self._start = loop.time()
         self._wall_start = time.time()
         if self.epoch_ns is None:
@@ -221,6 +242,8 @@ class SimServer:
             self.faults.close()
         self._ws.close(close_connections=True)
         await self._ws.wait_closed()
+        if self.recorder is not None:
+            self.recorder.close()
         self._done.set()
 
     async def wait(self) -> None:
@@ -325,8 +348,13 @@ class SimServer:
                 continue
             chosen = [frames[k] for k in picked]
             data = b"".join(chosen)
+            if self.recorder is not None:
+                sent_streams = [self._names[streams[k]] for k in picked]
+                sent_payloads = [batch.payloads[k] for k in picked]
             for client in members:
                 client.deliver(data, chosen)
+                if self.recorder is not None:
+                    self.recorder.sent(client.index, sent_streams, sent_payloads)
                 if self.sent is not None:
                     self.sent.extend(
                         Sent(client.index, planned[k], self._names[streams[k]], batch.payloads[k])
@@ -416,6 +444,8 @@ class SimServer:
             on_slow=self._on_slow,
         )
         client.tokens, client.tokens_at = CLIENT_BURST, loop.time()
+        if self.recorder is not None:
+            self.recorder.opened(index)
         self.clients[index] = client
         self._counters.connections_total += 1
         self.log.emit(
@@ -460,6 +490,8 @@ class SimServer:
             self._counters.frames_sent_closed += client.frames_sent
             self._counters.frames_dropped_closed += client.frames_dropped
             code, reason, by = _close_of(ws)
+            if self.recorder is not None:
+                self.recorder.closed(index, code, reason, by)
             self.log.emit(
                 EventKind.DISCONNECTED,
                 conn=index,
@@ -472,6 +504,8 @@ class SimServer:
 
     def _on_message(self, client: Client, message: str | bytes) -> None:
         protocol = self.scenario.protocol
+        if self.recorder is not None:
+            self.recorder.received(client.index, message)
         if isinstance(message, bytes):
             outcome = binary_refused(protocol, client.subscriptions)
         else:
@@ -493,7 +527,10 @@ class SimServer:
                 self._send_reply(client, reply)
 
     def _send_reply(self, client: Client, reply: Reply) -> None:
-        frame = text_frame(orjson.dumps(reply.message))
+        payload = orjson.dumps(reply.message)
+        if self.recorder is not None:
+            self.recorder.sent(client.index, [None], [payload])
+        frame = text_frame(payload)
         client.deliver(frame, [frame])
 
     def _on_slow(self, client: Client, what: str, count: int) -> None:
@@ -581,13 +618,15 @@ async def serve(
     duration_ns: int | None = None,
     epoch_ns: int | None = None,
     log_sends: bool = False,
+    record: str | Path | None = None,
 ) -> AsyncIterator[SimServer]:
     """Serve ``scenario`` (a :class:`Scenario` or a TOML path) until the block ends.
 
     ``host``/``port`` default to the scenario's ``[server]`` (``port=0`` picks a free
     one: read ``server.url``). ``epoch_ns`` fixes the wall time of virtual time 0
     (default: the scenario's epoch, else now). ``log_sends`` keeps every message sent
-    in ``server.sent``: for tests, not for long runs.
+    in ``server.sent``: for tests, not for long runs. ``record`` writes the session to
+    that Parquet file (crash-safe segments, compacted when the block ends).
     """
     sc = load(scenario)
     server = SimServer(
@@ -599,6 +638,7 @@ async def serve(
         duration_ns=duration_ns if duration_ns is not None else sc.duration_ns,
         epoch_ns=epoch_ns,
         log_sends=log_sends,
+        record=record,
     )
     await server.start()
     try:

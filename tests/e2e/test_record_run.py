@@ -1,0 +1,88 @@
+"""`sim run --record`: the served session, faults included, lands in a valid recording."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+from pathlib import Path
+
+import orjson
+import polars as pl
+import websockets
+
+from simulator.net.server import serve
+from simulator.storage.reader import read_recording
+from tests.e2e.conftest import async_test, scenario
+
+FEED = """
+[scenario]
+name = "rec"
+seed = 5
+
+[[stream]]
+name = "tick"
+every = "20ms"
+[stream.fields]
+n = { dist = "counter" }
+
+[[fault]]
+name = "lossy"
+kind = "drop"
+every_nth = 4
+"""
+
+
+@async_test(timeout=30)
+async def test_recording_holds_what_each_client_received_and_the_faults(tmp_path: Path) -> None:
+    """Every frame a client reads is a server text row of its connection, in order; the
+    client's own message, the open and the close are rows; each drop is a fault row."""
+    out = tmp_path / "session.parquet"
+    received: list[bytes] = []
+    async with serve(scenario(FEED), port=0, record=out) as server:
+        async with websockets.connect(server.url) as ws:
+            await ws.send('{"type": "ping", "id": 1}')
+            while len(received) < 12:
+                received.append((await asyncio.wait_for(ws.recv(), 5)).encode())
+        # The close is processed before the server stops.
+        for _ in range(100):
+            if not server.clients:
+                break
+            await asyncio.sleep(0.01)
+    frame = read_recording(out).frame.filter(pl.col("conn") == 0)
+    kinds = frame["kind"].cast(pl.String).to_list()
+    assert kinds[0] == "open" and kinds[-1] == "close"
+    sent = frame.filter((pl.col("sender") == "server") & (pl.col("kind") == "text"))
+    assert sent["payload"].to_list()[: len(received)] == received
+    client_rows = frame.filter(pl.col("sender") == "client")
+    assert orjson.loads(client_rows["payload"][0]) == {"type": "ping", "id": 1}
+    faults = [orjson.loads(f) for f in frame.filter(pl.col("kind") == "fault")["fault"]]
+    assert faults and all(f["kind"] == "drop" and f["seq"] % 4 == 0 for f in faults)
+    seqs = [orjson.loads(p)["seq"] for p in sent["payload"] if b'"tick"' in p]
+    assert not any(s % 4 == 0 for s in seqs)
+    assert frame["seq"].is_sorted() and frame["t_ns"].is_sorted()
+
+
+def test_unwritable_record_path_fails_before_serving(tmp_path: Path) -> None:
+    """`sim run --record` on a path that cannot be written exits 2 with one clear line."""
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "simulator",
+            "run",
+            "scenarios/energy-dashboard.toml",
+            "--port",
+            "0",
+            "--record",
+            str(blocker / "out.parquet"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert done.returncode == 2
+    assert "Traceback" not in done.stderr
+    assert str(blocker) in done.stderr
