@@ -734,6 +734,8 @@ def test_any_fault_table_gives_a_fault_or_one_line_problems(
     except ScenarioError as e:
         for problem in e.problems:
             assert len(str(problem).splitlines()) == 1
+            if problem.message.startswith("not a text file"):
+                continue  # a NUL in a value: the whole file is refused, with no line
             assert problem.line is not None and problem.line >= 9
 
 
