@@ -37,6 +37,7 @@ import orjson
 
 from simulator.core.draws import Draws, derive_key, unit
 from simulator.core.durations import format_duration
+from simulator.core.jsonvalues import json_equal
 from simulator.core.model import (
     JSON,
     BurstLoss,
@@ -488,7 +489,7 @@ def _parse(payload: bytes) -> object:
 
 
 def _matches(doc: object, match: tuple[tuple[tuple[str, ...], JSON], ...]) -> bool:
-    return all(_json_equal(_lookup(doc, path), want) for path, want in match)
+    return all(json_equal(_lookup(doc, path), want) for path, want in match)
 
 
 def _lookup(doc: object, path: tuple[str, ...]) -> object:
@@ -500,21 +501,6 @@ def _lookup(doc: object, path: tuple[str, ...]) -> object:
         else:
             return _MISSING
     return doc
-
-
-def _json_equal(a: object, b: object) -> bool:
-    """JSON equality: ``1 == 1.0`` but ``true != 1``, and a missing value equals nothing."""
-    if isinstance(a, bool) or isinstance(b, bool):
-        return type(a) is type(b) and a == b
-    if isinstance(a, int | float) and isinstance(b, int | float):
-        return a == b
-    if isinstance(a, list) and isinstance(b, list):
-        return len(a) == len(b) and all(_json_equal(x, y) for x, y in zip(a, b, strict=True))
-    if isinstance(a, dict) and isinstance(b, dict):
-        return a.keys() == b.keys() and all(_json_equal(a[k], b[k]) for k in a)
-    if a is _MISSING or b is _MISSING:
-        return False
-    return type(a) is type(b) and a == b
 
 
 # ----------------------------------------------------------------------------- corrupt

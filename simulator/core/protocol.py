@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 import orjson
 
+from simulator.core.jsonvalues import json_equal
 from simulator.core.model import JSON, Protocol, Rule
 
 #: ``None`` means "every stream"; otherwise the set of stream types the client wants.
@@ -145,20 +146,6 @@ def _subscription(
 
 def _matches(rule: Rule, message: dict[str, JSON]) -> bool:
     return all(key in message and json_equal(message[key], value) for key, value in rule.match)
-
-
-def json_equal(a: JSON, b: JSON) -> bool:
-    """Equality of JSON values: unlike Python's ``==``, ``true`` is not ``1`` and
-    ``false`` is not ``0``; numbers compare by value (``1`` equals ``1.0``)."""
-    if isinstance(a, bool) or isinstance(b, bool):
-        return isinstance(a, bool) and isinstance(b, bool) and a is b
-    if isinstance(a, int | float) and isinstance(b, int | float):
-        return a == b
-    if isinstance(a, list) and isinstance(b, list):
-        return len(a) == len(b) and all(json_equal(x, y) for x, y in zip(a, b, strict=True))
-    if isinstance(a, dict) and isinstance(b, dict):
-        return a.keys() == b.keys() and all(json_equal(a[k], b[k]) for k in a)
-    return type(a) is type(b) and a == b
 
 
 _REFERENCE = re.compile(r"\{(request\.[A-Za-z0-9_\-]+|now)\}")
