@@ -284,7 +284,7 @@ def plan(
     """Print SCENARIO's fault timeline without serving anything: the connection and server
     faults with their times, and the messages each message fault hits. Same seed, same plan.
     """
-    from simulator.core.faults import plan_report
+    from simulator.core.fault_report import plan_report
 
     scenario = load(scenario_file)
     span = duration if duration is not None else scenario.duration_ns

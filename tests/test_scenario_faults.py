@@ -9,7 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from simulator.core.faults import plan_faults, plan_report
+from simulator.core.fault_report import plan_report
+from simulator.core.faults import plan_faults
 from simulator.core.model import (
     BurstLoss,
     ConnectionEvery,

@@ -33,11 +33,9 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Final, TypeAlias
 
-import orjson
-
+from simulator.core.corrupt import corrupt
 from simulator.core.draws import Draws, derive_key, unit
-from simulator.core.durations import format_duration
-from simulator.core.jsonvalues import json_equal
+from simulator.core.jsonvalues import MISSING, json_equal, parse
 from simulator.core.model import (
     JSON,
     BurstLoss,
@@ -45,7 +43,6 @@ from simulator.core.model import (
     ConnectionFraction,
     ConnectionList,
     Corrupt,
-    CorruptMode,
     Delay,
     Disconnect,
     Drop,
@@ -60,7 +57,6 @@ from simulator.core.model import (
     FixedLatency,
     Latency,
     MassDisconnect,
-    Mode,
     NormalLatency,
     Outage,
     ParetoLatency,
@@ -71,7 +67,6 @@ from simulator.core.model import (
     Trigger,
     UniformLatency,
 )
-from simulator.core.timeline import Timeline
 
 __all__ = [
     "NO_FAULT",
@@ -84,7 +79,6 @@ __all__ = [
     "connection_schedule",
     "decide",
     "plan_faults",
-    "plan_report",
     "server_schedule",
 ]
 
@@ -337,7 +331,7 @@ class ConnectionFaults:
                 continue
             if target.match:
                 if doc is _UNPARSED:
-                    doc = _parse(payload)
+                    doc = parse(payload)
                 if not _matches(doc, target.match):
                     continue
             action = fault.action
@@ -392,7 +386,7 @@ def _effect(fault: Fault, payload: bytes, words: tuple[int, int, int, int]) -> M
     if isinstance(action, Reorder):
         return MessageDecision(hold=action.depth, faults=names)
     assert isinstance(action, Corrupt)
-    corrupted = _corrupt(payload, action.mode, words[1], words[2], words[3])
+    corrupted = corrupt(payload, action.mode, words[1], words[2], words[3])
     return MessageDecision(corrupt=corrupted, faults=names)
 
 
@@ -478,14 +472,6 @@ class _LossChain:
 
 
 _UNPARSED: Final = object()
-_MISSING: Final = object()
-
-
-def _parse(payload: bytes) -> object:
-    try:
-        return orjson.loads(payload)
-    except orjson.JSONDecodeError:
-        return _MISSING
 
 
 def _matches(doc: object, match: tuple[tuple[tuple[str, ...], JSON], ...]) -> bool:
@@ -495,138 +481,12 @@ def _matches(doc: object, match: tuple[tuple[tuple[str, ...], JSON], ...]) -> bo
 def _lookup(doc: object, path: tuple[str, ...]) -> object:
     for key in path:
         if isinstance(doc, dict):
-            doc = doc.get(key, _MISSING)
+            doc = doc.get(key, MISSING)
         elif isinstance(doc, list) and key.isdigit() and int(key) < len(doc):
             doc = doc[int(key)]
         else:
-            return _MISSING
+            return MISSING
     return doc
-
-
-# ----------------------------------------------------------------------------- corrupt
-
-
-def _corrupt(payload: bytes, mode: CorruptMode, w1: int, w2: int, w3: int) -> bytes:
-    """``payload`` corrupted by ``mode``, chosen by the words: always valid UTF-8 (so it
-    still goes out as a text frame) and always different from ``payload``."""
-    if mode is CorruptMode.TRUNCATE:
-        return _truncate(payload, w1)
-    if mode is CorruptMode.WRONG_TYPES:
-        return _wrong_types(payload, w1, w2)
-    return _invalid_json(payload, w1, w2, w3)
-
-
-def _is_char_start(byte: int) -> bool:
-    return byte & 0xC0 != 0x80  # not a UTF-8 continuation byte
-
-
-def _truncate(payload: bytes, w: int) -> bytes:
-    """The first 1 .. len-1 bytes, cut back to a character boundary."""
-    if len(payload) < 2:
-        return b""
-    k = 1 + w % (len(payload) - 1)
-    while k > 0 and not _is_char_start(payload[k]):
-        k -= 1
-    return payload[:k]
-
-
-def _unclosed(payload: bytes, w: int) -> bytes | None:
-    """Without its last character (the closing brace of an object)."""
-    body = payload.rstrip()
-    if not body:
-        return None
-    k = len(body) - 1
-    while k > 0 and not _is_char_start(body[k]):
-        k -= 1
-    return body[:k]
-
-
-def _single_quote(payload: bytes, w: int) -> bytes | None:
-    """One double quote made a single quote."""
-    quotes = [i for i, b in enumerate(payload) if b == 0x22]
-    if not quotes:
-        return None
-    i = quotes[w % len(quotes)]
-    return payload[:i] + b"'" + payload[i + 1 :]
-
-
-def _stray(payload: bytes, w: int) -> bytes | None:
-    """A stray ``{``, ``,``, ``:`` or ``"`` inserted at a character boundary."""
-    starts = [i for i, b in enumerate(payload) if _is_char_start(b)] + [len(payload)]
-    i = starts[w % len(starts)]
-    stray = b'{,:"'[(w >> 32) % 4 : (w >> 32) % 4 + 1]
-    return payload[:i] + stray + payload[i:]
-
-
-def _parses(payload: bytes) -> bool:
-    return _parse(payload) is not _MISSING
-
-
-def _invalid_json(payload: bytes, w1: int, w2: int, w3: int) -> bytes:
-    """Broken JSON: one of three corruptions (chosen by ``w1``), the first that the
-    message does not survive; a trailing NUL when none works (it never parses)."""
-    forms = (_unclosed, _single_quote, _stray)
-    first = w1 % len(forms)
-    for j in range(len(forms)):
-        out = forms[(first + j) % len(forms)](payload, w2 if j % 2 == 0 else w3)
-        if out is not None and out != payload and not _parses(out):
-            return out
-    return payload + b"\x00"
-
-
-def _wrong_types(payload: bytes, w1: int, w2: int) -> bytes:
-    """Valid JSON in which one leaf value (chosen by ``w1``) has another type; a
-    truncation when the payload is not JSON."""
-    doc = _parse(payload)
-    if doc is _MISSING:
-        return _truncate(payload, w2)
-    leaves = list(_leaves(doc, ()))
-    path = leaves[w1 % len(leaves)]
-    try:
-        return orjson.dumps(_replace(doc, path))
-    except orjson.JSONEncodeError:  # pragma: no cover - what orjson read it can write
-        return _truncate(payload, w2)
-
-
-def _leaves(doc: object, path: tuple[str | int, ...]) -> Iterator[tuple[str | int, ...]]:
-    """Paths to every scalar and empty container, in document order."""
-    if isinstance(doc, dict) and doc:
-        for k, v in doc.items():
-            yield from _leaves(v, (*path, k))
-    elif isinstance(doc, list) and doc:
-        for i, v in enumerate(doc):
-            yield from _leaves(v, (*path, i))
-    else:
-        yield path
-
-
-def _replace(doc: object, path: tuple[str | int, ...]) -> object:
-    if not path:
-        return _retype(doc)
-    head, rest = path[0], path[1:]
-    if isinstance(doc, dict):
-        return {k: (_replace(v, rest) if k == head else v) for k, v in doc.items()}
-    assert isinstance(doc, list)
-    return [_replace(v, rest) if i == head else v for i, v in enumerate(doc)]
-
-
-def _retype(value: object) -> object:
-    """The same value as another JSON type (see ``docs/faults.md``)."""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int | float):
-        return orjson.dumps(value).decode()
-    if isinstance(value, str):
-        try:
-            number = float(value)
-        except ValueError:
-            return len(value)
-        if not math.isfinite(number):
-            return len(value)
-        return int(number) if number.is_integer() and abs(number) < 2**53 else number
-    if value is None:
-        return "null"
-    return {} if isinstance(value, list) else []
 
 
 # ============================================================================ connections
@@ -824,118 +684,3 @@ class Handshakes:
             return False
         end = _span_end(fault, found[1])
         return end is None or t < end
-
-
-# ============================================================================ report
-
-
-def _when(ns: int) -> str:
-    """A scenario time for people: ``30s`` when whole, else seconds to the millisecond."""
-    return format_duration(ns) if ns % 1_000_000_000 == 0 else f"{ns / 1e9:.3f}s"
-
-
-def plan_report(
-    scenario: Scenario,
-    seed: int | None,
-    duration_ns: int,
-    connections: int,
-    *,
-    max_hits: int = 20,
-) -> list[str]:
-    """The fault plan as lines of text: what ``sim plan`` prints.
-
-    Every connection is taken to open at 0 and stay open for ``duration_ns``: the
-    server and connection events in time order, then for each message-level fault the
-    messages it hits, as ``conn <i> <stream>: seq ...`` (at most ``max_hits`` a line).
-    Messages come from the timeline: in broadcast mode one for all connections, in
-    per-connection mode one per connection.
-    """
-    if duration_ns <= 0 or connections < 1:
-        raise ValueError("plan_report needs duration_ns > 0 and connections >= 1")
-    plan = plan_faults(scenario, seed)
-    lines = [
-        f"fault plan of {scenario.name!r}, seed {plan.seed}: {format_duration(duration_ns)}"
-        f" of scenario time, {connections} connection{'s' if connections > 1 else ''}"
-        " open from 0s",
-    ]
-    if not plan.faults:
-        return [*lines, "no faults"]
-    lines.append("server")
-    server = server_schedule(plan, duration_ns)
-    lines.extend(f"  {_event_line(e)}" for e in server)
-    if not server:
-        lines.append("  nothing")
-    lines.append("connections")
-    events = [e for c in range(connections) for e in connection_schedule(plan, c, duration_ns)]
-    events.sort(key=lambda e: e.t_ns)
-    lines.extend(f"  {_event_line(e)}" for e in events)
-    if not events:
-        lines.append("  nothing")
-    lines.append("messages")
-    if plan.message_faults:
-        lines.extend(_message_lines(scenario, plan, duration_ns, connections, max_hits))
-    else:
-        lines.append("  nothing")
-    return lines
-
-
-def _event_line(e: FaultEvent) -> str:
-    who = "server" if e.conn is None else f"conn {e.conn}"
-    parts = [f"{_when(e.t_ns):>10}", who, e.kind.value, repr(e.fault)]
-    if e.end_ns is not None:
-        parts.append(f"until {_when(e.end_ns)}")
-    parts.extend(f"{k}={v!r}" if isinstance(v, str) else f"{k}={v}" for k, v in e.params.items())
-    return "  ".join(parts)
-
-
-_REPORT_STEP_NS: Final = 10 * _NS_PER_S  # timeline read this much at a time
-
-
-def _message_lines(
-    scenario: Scenario, plan: FaultPlan, duration_ns: int, connections: int, max_hits: int
-) -> list[str]:
-    names = [s.name for s in scenario.streams]
-    broadcast = scenario.server.mode is Mode.BROADCAST
-    scopes: list[int | None] = [None] if broadcast else list(range(connections))
-    timelines = [Timeline(scenario, plan.seed, scope) for scope in scopes]
-    per_conn = [plan.connection(c) for c in range(connections)]
-    index = {f.name: i for i, f in enumerate(plan.message_faults)}
-    hits: list[dict[tuple[int, str], list[str]]] = [{} for _ in plan.message_faults]
-    seen = [0] * len(plan.message_faults)  # messages each fault could have hit
-    t = 0
-    while t < duration_ns:
-        t = min(t + _REPORT_STEP_NS, duration_ns)
-        batches = [tl.take_until(t) for tl in timelines]
-        for c, faults in enumerate(per_conn):
-            batch = batches[0 if broadcast else c]
-            times, streams, seqs = batch.t_ns.tolist(), batch.stream.tolist(), batch.seq.tolist()
-            for k, payload in enumerate(batch.payloads):
-                stream = names[streams[k]]
-                for i, f in enumerate(plan.message_faults):
-                    if not f.target.streams or stream in f.target.streams:
-                        seen[i] += 1
-                for fault, d in faults.hits(stream, seqs[k], payload, times[k]):
-                    hits[index[fault.name]].setdefault((c, stream), []).append(
-                        _hit_text(seqs[k], d)
-                    )
-    out: list[str] = []
-    for i, fault in enumerate(plan.message_faults):
-        total = sum(len(v) for v in hits[i].values())
-        share = f" ({100 * total / seen[i]:.1f}%)" if seen[i] else ""
-        out.append(f"  {fault.kind.value} {fault.name!r}: {total} of {seen[i]} messages{share}")
-        for (c, stream), texts in sorted(hits[i].items()):
-            more = f" … (+{len(texts) - max_hits} more)" if len(texts) > max_hits else ""
-            out.append(f"    conn {c} {stream}: seq {', '.join(texts[:max_hits])}{more}")
-    return out
-
-
-def _hit_text(seq: int, d: MessageDecision) -> str:
-    if d.delay_ns:
-        delay = d.delay_ns
-        shown = format_duration(delay) if delay % 1_000_000 == 0 else f"{delay / 1e6:.1f}ms"
-        return f"{seq} +{shown}"
-    if d.copies:
-        return f"{seq} x{d.copies + 1}"
-    if d.hold:
-        return f"{seq} hold {d.hold}"
-    return str(seq)

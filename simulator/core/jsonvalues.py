@@ -1,6 +1,25 @@
-"""Equality of JSON values, as JSON means it (used to match client messages and fields)."""
+"""JSON values as JSON means them: parsing that never raises, and equality.
+
+Used to match client messages (request rules) and message fields (fault ``match``), and
+by fault corruption.
+"""
 
 from __future__ import annotations
+
+from typing import Final
+
+import orjson
+
+#: What :func:`parse` returns for text that is not JSON, and a lookup for a missing key.
+MISSING: Final = object()
+
+
+def parse(payload: bytes | str) -> object:
+    """The JSON value in ``payload``, or :data:`MISSING` when it is not JSON."""
+    try:
+        return orjson.loads(payload)
+    except orjson.JSONDecodeError:
+        return MISSING
 
 
 def json_equal(a: object, b: object) -> bool:

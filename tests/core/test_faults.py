@@ -12,6 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from simulator.core.fault_report import plan_report
 from simulator.core.faults import (
     NO_FAULT,
     FaultEvent,
@@ -21,7 +22,6 @@ from simulator.core.faults import (
     connection_schedule,
     decide,
     plan_faults,
-    plan_report,
     server_schedule,
 )
 from simulator.core.model import (

@@ -14,7 +14,8 @@ import orjson
 import pytest
 from websockets.exceptions import ConnectionClosedError, InvalidStatus
 
-from simulator.core.faults import connection_schedule, plan_faults, plan_report, server_schedule
+from simulator.core.fault_report import plan_report
+from simulator.core.faults import connection_schedule, plan_faults, server_schedule
 from simulator.core.model import FaultKind
 from simulator.net.server import serve
 from simulator.scenario_toml import load_scenario
