@@ -1,0 +1,189 @@
+"""What `sim replay` sends on one connection: a recorded connection turned into steps.
+
+Pure: rows in, steps out; no clock, no socket, no polars. :mod:`simulator.net.replay`
+turns a recording's frame into :class:`Row` values and pumps the steps.
+
+The steps keep the recorded order of everything the server sent. A server message with
+no stream (a reply such as ``pong`` or ``subscribed``) that comes after a client
+message, before any server message with a stream, answers that client message: it
+becomes :class:`ExpectClient` + :class:`Reply`, and is sent only once the client has
+sent the same message, ``delay_ns`` after it. Every other server message is a
+:class:`Push` at its recorded offset from the connection's open. Because the steps run
+in order, a reply, and everything recorded after it, waits for the message it answers::
+
+    open  0 ms
+    push  10 ms  {"type":"tick","n":1}         Push(at_ns=10 ms)
+    client 12 ms {"type":"ping","id":1}         ExpectClient({"type":"ping","id":1})
+    reply 12.1 ms {"type":"pong","id":1}        Reply(delay_ns=0.1 ms)
+    push  30 ms  {"type":"tick","n":2}         Push(at_ns=30 ms)
+    close 40 ms  1001 by the server             Close(at_ns=40 ms, 1001, "going away")
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import TypeAlias
+
+from simulator.core.jsonvalues import MISSING, json_equal, parse
+from simulator.errors import UsageError
+
+
+class Frame(enum.StrEnum):
+    """The WebSocket data frame a message travels in."""
+
+    TEXT = "text"
+    BINARY = "binary"
+
+
+@dataclass(frozen=True, slots=True)
+class Row:
+    """One recorded event of one connection, as the recording format has it.
+
+    ``sender`` is ``"server"`` or ``"client"``; ``kind`` is the recording's kind
+    (``open``, ``text``, ``binary``, ``close``; other kinds are skipped).
+    """
+
+    t_ns: int
+    sender: str
+    kind: str
+    stream: str | None = None
+    payload: bytes | None = None
+    close_code: int | None = None
+    close_reason: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Push:
+    """Send ``payload`` at ``at_ns`` (already scaled by speed) after the connection opened."""
+
+    at_ns: int
+    payload: bytes
+    frame: Frame = Frame.TEXT
+
+
+@dataclass(frozen=True, slots=True)
+class ExpectClient:
+    """Wait until the client has sent this message (the ``index``-th expected one)."""
+
+    index: int
+    payload: bytes
+    frame: Frame = Frame.TEXT
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """Send ``payload`` ``delay_ns`` (scaled) after expected message ``answers`` arrived."""
+
+    answers: int
+    delay_ns: int
+    payload: bytes
+    frame: Frame = Frame.TEXT
+
+
+@dataclass(frozen=True, slots=True)
+class Close:
+    """Close the connection at ``at_ns`` (scaled) with the recorded code and reason."""
+
+    at_ns: int
+    code: int
+    reason: str
+
+
+Step: TypeAlias = Push | ExpectClient | Reply | Close
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """The steps of one connection, in order. ``duration_ns`` (scaled) is the offset of
+    the last recorded event: where a looping replay starts over."""
+
+    steps: tuple[Step, ...]
+    duration_ns: int
+
+    @property
+    def expected(self) -> tuple[ExpectClient, ...]:
+        return tuple(s for s in self.steps if isinstance(s, ExpectClient))
+
+
+def check_speed(speed: float | None) -> None:
+    """Raise :class:`UsageError` unless ``speed`` is ``None`` (as fast as possible) or > 0."""
+    if speed is not None and not speed > 0:
+        raise UsageError(f"speed={speed!r}: must be > 0 (or None for as fast as possible)")
+
+
+def plan_connection(rows: Iterable[Row], speed: float | None = 1.0) -> Plan:
+    """The steps that replay one recorded connection, given its rows in ``seq`` order.
+
+    Times are offsets from the ``open`` row (the first row when there is none), divided
+    by ``speed``; ``speed=None`` makes every offset and delay 0. Rows after the first
+    ``close`` are ignored; a close sent by the client is not a step (the replay waits
+    for its client to close).
+    """
+    check_speed(speed)
+
+    def scale(ns: int) -> int:
+        return 0 if speed is None else max(0, round(ns / speed))
+
+    steps: list[Step] = []
+    origin: int | None = None
+    last = 0
+    # The client message that null-stream server messages answer, while one does.
+    answering: tuple[int, int] | None = None  # (expectation index, its t_ns)
+    expectations = 0
+    for row in rows:
+        if origin is None:
+            origin = row.t_ns
+        if row.kind == "open":
+            continue
+        if row.kind not in ("text", "binary", "close"):
+            continue  # ping/pong frames are the library's; faults and errors are notes
+        offset = row.t_ns - origin
+        last = max(last, offset)
+        if row.kind == "close":
+            if row.sender == "server":
+                code = 1000 if row.close_code is None else row.close_code
+                steps.append(Close(scale(offset), code, row.close_reason or ""))
+            break
+        frame = Frame(row.kind)
+        payload = row.payload or b""
+        if row.sender == "client":
+            answering = (expectations, row.t_ns)
+            steps.append(ExpectClient(expectations, payload, frame))
+            expectations += 1
+        elif row.stream is None and answering is not None:
+            index, at = answering
+            steps.append(Reply(index, scale(row.t_ns - at), payload, frame))
+        else:
+            answering = None
+            steps.append(Push(scale(offset), payload, frame))
+    return Plan(tuple(steps), scale(last))
+
+
+def same_message(expected: ExpectClient, payload: bytes, frame: Frame) -> bool:
+    """Whether a client message is the recorded one: equal as JSON values when both parse
+    (so key order and spacing do not matter, and ``true`` is not ``1``), else equal bytes."""
+    if frame is not expected.frame:
+        return False
+    if payload == expected.payload:
+        return True
+    if frame is Frame.BINARY:
+        return False
+    want, got = parse(expected.payload), parse(payload)
+    if want is MISSING or got is MISSING:
+        return False
+    return json_equal(want, got)
+
+
+def match(
+    expected: tuple[ExpectClient, ...], matched: set[int], payload: bytes, frame: Frame
+) -> int | None:
+    """The index of the earliest not-yet-``matched`` expectation this message is, if any.
+
+    The caller adds the index to ``matched``; ``None`` means the message was not expected.
+    """
+    for e in expected:
+        if e.index not in matched and same_message(e, payload, frame):
+            return e.index
+    return None
