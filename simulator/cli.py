@@ -346,3 +346,87 @@ def recover(file: str) -> None:
     except SimError as e:
         _fail(e)
     click.echo(f"recovered {rows} rows into {file}")
+
+
+class SpeedType(click.ParamType):  # type: ignore[type-arg]
+    """A positive speed factor, or ``max`` (as fast as possible)."""
+
+    name = "speed"
+
+    def convert(
+        self, value: Any, param: click.Parameter | None, ctx: click.Context | None
+    ) -> float | None:
+        if value is None or value == "max":
+            return None
+        try:
+            speed = float(value)
+        except (TypeError, ValueError):
+            self.fail(f"{value!r}: a number > 0 or 'max'", param, ctx)
+        if not speed > 0 or speed == float("inf"):
+            self.fail(f"{value!r}: a number > 0 or 'max'", param, ctx)
+        return speed
+
+
+@main.command()
+@click.argument("file", type=click.Path(dir_okay=False))
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=3002, show_default=True, type=click.IntRange(0, 65535))
+@click.option("--speed", default="1", show_default=True, type=SpeedType(), help="X or max.")
+@click.option("--loop", is_flag=True, help="Start each connection's recording again at its end.")
+@click.option("--conn", type=click.IntRange(min=0), help="Serve this recorded connection to all.")
+@click.option("--strict", is_flag=True, help="Close with 1008 on a message not in the recording.")
+@click.option("--log-format", type=click.Choice(["plain", "json"]), default="plain")
+@click.option("--quiet", is_flag=True, help="Print only the URL line.")
+def replay(
+    file: str,
+    host: str,
+    port: int,
+    speed: float | None,
+    loop: bool,
+    conn: int | None,
+    strict: bool,
+    log_format: str,
+    quiet: bool,
+) -> None:
+    """Serve a recording again: client i gets recorded connection i (or --conn), pushes on
+    the recorded timeline scaled by --speed, replies once the client sends what they answer.
+
+    The first line on stdout is the URL. Stops on SIGINT/SIGTERM (clients get 1001).
+    """
+    try:
+        asyncio.run(_replay(file, host, port, speed, loop, conn, strict, log_format, quiet))
+    except OSError as e:
+        click.echo(f"sim: cannot serve: {e.strerror or e}", err=True)
+        sys.exit(EXIT_USAGE)
+    except SimError as e:
+        _fail(e)
+
+
+async def _replay(
+    file: str,
+    host: str,
+    port: int,
+    speed: float | None,
+    loop: bool,
+    conn: int | None,
+    strict: bool,
+    log_format: str,
+    quiet: bool,
+) -> None:
+    from simulator.console import log_printer
+    from simulator.net.replay import replay as serve_replay
+
+    stop = asyncio.Event()
+    running = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        running.add_signal_handler(sig, stop.set)
+    async with serve_replay(
+        file, host=host, port=port, speed=speed, loop=loop, conn=conn, strict=strict
+    ) as server:
+        print(server.url, flush=True)
+        if not quiet:
+            printer = log_printer(log_format)
+            for event in server.log.records:
+                printer(event)
+            server.log.listen(printer)
+        await stop.wait()

@@ -54,3 +54,58 @@ def test_bad_files_and_nothing_to_recover_exit_2_with_one_line(tmp_path: Path) -
         assert done.returncode == 2, args
         assert "Traceback" not in done.stderr
         assert len(done.stderr.strip().splitlines()) == 1
+
+
+def test_sim_replay_serves_a_recorded_session_again(tmp_path: Path) -> None:
+    """`sim run --record`, then `sim replay --speed max`: a client sending the same ping
+    receives the same frames, and SIGINT stops the replay with exit 0."""
+    import asyncio
+    import signal
+
+    import websockets
+
+    from simulator.net.server import serve
+    from simulator.scenario_toml import load_scenario
+
+    out = tmp_path / "live.parquet"
+
+    async def record() -> list[str]:
+        got: list[str] = []
+        scenario = load_scenario("scenarios/energy-dashboard.toml")
+        async with serve(scenario, port=0, speed=200, record=out) as server:
+            async with websockets.connect(server.url) as ws:
+                await ws.send('{"type": "ping", "id": 7}')
+                while len(got) < 8:
+                    got.append(await asyncio.wait_for(ws.recv(), 5))  # type: ignore[arg-type]
+            for _ in range(100):
+                if not server.clients:
+                    break
+                await asyncio.sleep(0.01)
+        return got
+
+    original = asyncio.run(record())
+    proc = subprocess.Popen(
+        [*SIM, "replay", str(out), "--port", "0", "--speed", "max", "--quiet"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        url = proc.stdout.readline().strip()
+        assert url.startswith("ws://127.0.0.1:")
+
+        async def again() -> list[str]:
+            got: list[str] = []
+            async with websockets.connect(url) as ws:
+                await ws.send('{"type": "ping", "id": 7}')
+                while len(got) < 8:
+                    got.append(await asyncio.wait_for(ws.recv(), 5))  # type: ignore[arg-type]
+            return got
+
+        assert asyncio.run(again()) == original
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=15) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()

@@ -1,0 +1,347 @@
+"""`sim replay`: serve a recording back to new clients.
+
+The plan of each recorded connection comes from :mod:`simulator.core.replay_plan`; this
+module reads the recording, maps each client that connects to a recorded connection,
+and pumps that plan on the real clock. Use :func:`replay` from code and tests::
+
+    async with replay("session.parquet", port=0, speed=None) as server:
+        async with websockets.connect(server.url) as ws: ...
+
+The recording is read, and checked, before anything listens: a missing, truncated or
+foreign file raises :class:`~simulator.errors.RecordingError`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+from collections.abc import AsyncIterator, Coroutine
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+from websockets.asyncio.server import Server as WsServer
+from websockets.asyncio.server import ServerConnection
+from websockets.asyncio.server import serve as ws_serve
+from websockets.exceptions import ConnectionClosed
+from websockets.protocol import State
+
+from simulator.core.replay_plan import (
+    Close,
+    ExpectClient,
+    Frame,
+    Plan,
+    Push,
+    Reply,
+    Row,
+    check_speed,
+    match,
+    plan_connection,
+)
+from simulator.errors import RecordingError, UsageError
+from simulator.net.log import EventKind, EventLog
+from simulator.storage.reader import read_recording
+
+CLOSE_POLICY_VIOLATION = 1008
+CLOSE_ABNORMAL = 1006
+#: Close codes that are never sent in a close frame (RFC 6455 §7.4.1): a recorded one
+#: means the connection ended without a close handshake, replayed as a dropped socket.
+_NOT_ON_THE_WIRE = frozenset({1005, 1006, 1015})
+
+
+@dataclass(frozen=True, slots=True)
+class Replayed:
+    """One message as a client was sent it (kept when ``log_sends`` is on)."""
+
+    conn: int  # the client's connection index in this replay
+    recorded_conn: int  # the recorded connection it replays
+    payload: bytes
+    frame: Frame
+
+
+@dataclass(frozen=True, slots=True)
+class Unexpected:
+    """A client message that the recorded connection does not have (or not again)."""
+
+    conn: int
+    recorded_conn: int
+    payload: bytes
+    frame: Frame
+
+
+@dataclass
+class _Session:
+    """One client's progress through its plan; expectations reset on every loop."""
+
+    plan: Plan
+    expected: tuple[ExpectClient, ...]
+    matched: set[int] = field(default_factory=set)
+    arrived: dict[int, asyncio.Event] = field(default_factory=dict)
+    closing: bool = False  # a strict close is under way
+
+    def restart(self) -> None:
+        self.matched = set()
+        self.arrived = {e.index: asyncio.Event() for e in self.expected}
+
+
+class ReplayServer:
+    """A running replay. Build it with :func:`replay`; read it, don't construct it."""
+
+    def __init__(
+        self,
+        plans: dict[int, Plan],
+        *,
+        host: str,
+        port: int,
+        loop: bool,
+        conn: int | None,
+        strict: bool,
+        log_sends: bool,
+    ) -> None:
+        self.plans = plans
+        self.order = sorted(plans)
+        self.host = host
+        self.requested_port = port
+        self.loop = loop
+        self.conn = conn
+        self.strict = strict
+        self.log = EventLog()
+        self.sent: list[Replayed] | None = [] if log_sends else None
+        self.unexpected: list[Unexpected] = []
+        self._next_index = 0
+        self._ws: WsServer | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    @property
+    def port(self) -> int:
+        assert self._ws is not None, "not started"
+        return int(next(iter(self._ws.sockets)).getsockname()[1])
+
+    @property
+    def url(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"ws://{host}:{self.port}"
+
+    async def start(self) -> None:
+        self._ws = await ws_serve(
+            self._handle,
+            self.host,
+            self.requested_port,
+            compression=None,  # replayed bytes go out as recorded
+            max_size=16 * 2**20,
+            close_timeout=2,
+            server_header=None,
+        )
+        if self.host in ("0.0.0.0", "::", ""):
+            self.log.emit(
+                EventKind.WARNING,
+                message=f"listening on all interfaces ({self.host!r}): reachable from other hosts",
+            )
+        self.log.emit(EventKind.LISTENING, url=self.url, mode="replay")
+
+    async def stop(self) -> None:
+        """Close every client with 1001 (going away) and stop listening."""
+        if self._ws is None:
+            return
+        self.log.emit(EventKind.STOPPING)
+        for task in list(self._tasks):
+            task.cancel()
+        self._ws.close(close_connections=True)
+        await self._ws.wait_closed()
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    def recorded_conn_for(self, index: int) -> int:
+        """The recorded connection that the ``index``-th client replays."""
+        if self.conn is not None:
+            return self.conn
+        return self.order[index % len(self.order)]
+
+    async def _handle(self, ws: ServerConnection) -> None:
+        index = self._next_index
+        self._next_index += 1
+        recorded = self.recorded_conn_for(index)
+        session = _Session(self.plans[recorded], self.plans[recorded].expected)
+        session.restart()
+        self.log.emit(EventKind.CONNECTED, conn=index, recorded_conn=recorded)
+        pump = self._spawn(self._pump(ws, index, recorded, session))
+        try:
+            async for message in ws:
+                self._on_message(ws, index, recorded, session, message)
+        except ConnectionClosed:
+            pass
+        finally:
+            pump.cancel()
+            code, reason, by = _close_of(ws)
+            self.log.emit(EventKind.DISCONNECTED, conn=index, code=code, reason=reason, by=by)
+
+    def _on_message(
+        self,
+        ws: ServerConnection,
+        index: int,
+        recorded: int,
+        session: _Session,
+        message: str | bytes,
+    ) -> None:
+        if session.closing or ws.protocol.state is not State.OPEN:
+            return  # closing (after a strict 1008): what is still in flight is drained
+        if isinstance(message, str):
+            payload, frame = message.encode(), Frame.TEXT
+        else:
+            payload, frame = bytes(message), Frame.BINARY
+        found = match(session.expected, session.matched, payload, frame)
+        if found is not None:
+            session.matched.add(found)
+            session.arrived[found].set()
+            return
+        self.unexpected.append(Unexpected(index, recorded, payload, frame))
+        self.log.emit(
+            EventKind.CLIENT_ERROR,
+            conn=index,
+            error="unexpected message: not in the recorded connection",
+            recorded_conn=recorded,
+            payload=payload[:200].decode(errors="replace"),
+        )
+        if self.strict:
+            session.closing = True
+            self._spawn(ws.close(CLOSE_POLICY_VIOLATION, "unexpected message"))
+
+    async def _pump(
+        self, ws: ServerConnection, index: int, recorded: int, session: _Session
+    ) -> None:
+        loop = asyncio.get_running_loop()
+        origin = loop.time()
+        plan = session.plan
+        sends = any(not isinstance(s, ExpectClient) for s in plan.steps)
+        try:
+            while True:
+                for step in plan.steps:
+                    if isinstance(step, Push):
+                        await _sleep_until(origin + step.at_ns / 1e9)
+                        await self._send(ws, index, recorded, step.payload, step.frame)
+                    elif isinstance(step, ExpectClient):
+                        await session.arrived[step.index].wait()
+                    elif isinstance(step, Reply):
+                        if step.delay_ns:
+                            await asyncio.sleep(step.delay_ns / 1e9)
+                        await self._send(ws, index, recorded, step.payload, step.frame)
+                    elif isinstance(step, Close):
+                        await _sleep_until(origin + step.at_ns / 1e9)
+                        await _close(ws, step.code, step.reason)
+                        return
+                if not self.loop or not sends:
+                    return
+                # The next round starts where the recording ended, or now if late.
+                origin = max(origin + plan.duration_ns / 1e9, loop.time())
+                session.restart()
+                await asyncio.sleep(0)
+        except ConnectionClosed:
+            pass
+
+    async def _send(
+        self, ws: ServerConnection, index: int, recorded: int, payload: bytes, frame: Frame
+    ) -> None:
+        # text=True sends the recorded bytes as they are, without a decode/encode trip.
+        await ws.send(payload, text=frame is Frame.TEXT)
+        if self.sent is not None:
+            self.sent.append(Replayed(index, recorded, payload, frame))
+
+
+async def _sleep_until(when: float) -> None:
+    delay = when - asyncio.get_running_loop().time()
+    if delay > 0:
+        await asyncio.sleep(delay)
+
+
+async def _close(ws: ServerConnection, code: int, reason: str) -> None:
+    if code in _NOT_ON_THE_WIRE or not (1000 <= code <= 4999):
+        ws.transport.abort()
+        return
+    await ws.close(code, reason)
+
+
+def _close_of(ws: ServerConnection) -> tuple[int, str, str]:
+    p = ws.protocol
+    sent, rcvd = p.close_sent, p.close_rcvd
+    if sent is not None and (rcvd is None or not p.close_rcvd_then_sent):
+        return sent.code, sent.reason, "server"
+    if rcvd is not None:
+        return rcvd.code, rcvd.reason, "client"
+    return CLOSE_ABNORMAL, "", "network"
+
+
+def load_plans(path: str | os.PathLike[str], speed: float | None) -> dict[int, Plan]:
+    """The plan of every recorded connection in ``path``, by connection index.
+
+    Raises :class:`RecordingError` if the file cannot be read or has no connection.
+    """
+    check_speed(speed)
+    frame = read_recording(path).frame
+    frame = frame.filter(pl.col("conn") >= 0).sort("seq")
+    plans: dict[int, Plan] = {}
+    columns = ("t_ns", "sender", "kind", "stream", "payload", "close_code", "close_reason")
+    for (conn,), rows in frame.group_by("conn", maintain_order=True):
+        data = rows.select(
+            pl.col(c).cast(pl.String) if c in ("sender", "kind") else pl.col(c) for c in columns
+        )
+        plans[int(conn)] = plan_connection(
+            (
+                Row(t, s, k, st, p, code, reason)
+                for t, s, k, st, p, code, reason in data.iter_rows()
+            ),
+            speed,
+        )
+    if not plans:
+        raise RecordingError(os.fspath(path), "has no connections to replay")
+    return plans
+
+
+@contextlib.asynccontextmanager
+async def replay(
+    path: str | Path,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    speed: float | None = 1.0,
+    loop: bool = False,
+    conn: int | None = None,
+    strict: bool = False,
+    log_sends: bool = False,
+) -> AsyncIterator[ReplayServer]:
+    """Serve the recording at ``path`` until the block ends.
+
+    Each client that connects replays one recorded connection: the i-th client the i-th
+    one (wrapping around), or always ``conn`` when given. ``speed`` divides recorded
+    times (``None``: send as fast as possible, keeping the recorded order). ``loop``
+    starts a connection's recording over when it ends. Client messages the recording
+    does not have are collected in ``server.unexpected``; with ``strict`` they close
+    the connection with 1008. ``log_sends`` keeps every message sent in ``server.sent``.
+
+    Raises :class:`RecordingError` (bad file) or :class:`UsageError` (bad argument)
+    before listening.
+    """
+    plans = load_plans(path, speed)
+    if conn is not None and conn not in plans:
+        raise UsageError(
+            f"conn={conn}: not in {os.fspath(path)} (connections: {_ranges(sorted(plans))})"
+        )
+    server = ReplayServer(
+        plans, host=host, port=port, loop=loop, conn=conn, strict=strict, log_sends=log_sends
+    )
+    await server.start()
+    try:
+        yield server
+    finally:
+        await server.stop()
+
+
+def _ranges(values: list[int]) -> str:
+    if len(values) <= 10:
+        return ", ".join(map(str, values))
+    return f"{', '.join(map(str, values[:10]))}, … ({len(values)} in all)"

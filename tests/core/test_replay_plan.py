@@ -1,0 +1,186 @@
+"""Properties of the pure replay plan: recorded order kept, replies gated on the client
+message they answer, times scaled by speed, and the client-message matching rule."""
+
+from __future__ import annotations
+
+import math
+import subprocess
+import sys
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from simulator.core.replay_plan import (
+    Close,
+    ExpectClient,
+    Frame,
+    Push,
+    Reply,
+    Row,
+    match,
+    plan_connection,
+    same_message,
+)
+from simulator.errors import UsageError
+
+MS = 1_000_000
+PING = b'{"type":"ping","id":1}'
+PONG = b'{"type":"pong","id":1}'
+
+
+def tick(n: int) -> bytes:
+    return b'{"type":"tick","n":%d}' % n
+
+
+RECORDED = [
+    Row(100 * MS, "server", "open"),
+    Row(110 * MS, "server", "text", "tick", tick(1)),
+    Row(112 * MS, "client", "text", None, PING),
+    Row(113 * MS, "server", "text", None, PONG),
+    Row(130 * MS, "server", "text", "tick", tick(2)),
+    Row(140 * MS, "server", "close", close_code=1001, close_reason="going away"),
+    Row(150 * MS, "server", "text", "tick", tick(3)),
+]
+
+
+def test_reply_is_gated_on_the_client_message_it_follows() -> None:
+    plan = plan_connection(RECORDED, speed=1.0)
+    assert plan.steps == (
+        Push(10 * MS, tick(1)),
+        ExpectClient(0, PING),
+        Reply(0, 1 * MS, PONG),
+        Push(30 * MS, tick(2)),
+        Close(40 * MS, 1001, "going away"),
+    )
+    assert plan.duration_ns == 40 * MS
+
+
+def test_speed_divides_times_and_none_removes_waiting() -> None:
+    fast = plan_connection(RECORDED, speed=10.0)
+    assert fast.steps[0] == Push(1 * MS, tick(1))
+    assert fast.steps[2] == Reply(0, MS // 10, PONG)
+    assert fast.duration_ns == 4 * MS
+    instant = plan_connection(RECORDED, speed=None)
+    assert [getattr(s, "at_ns", 0) for s in instant.steps] == [0] * 5
+    assert instant.steps[2] == Reply(0, 0, PONG)
+
+
+def test_client_close_is_no_step_and_later_rows_are_ignored() -> None:
+    rows = [*RECORDED[:3], Row(120 * MS, "client", "close", close_code=1000), *RECORDED[3:]]
+    assert plan_connection(rows).steps == (Push(10 * MS, tick(1)), ExpectClient(0, PING))
+
+
+def test_null_stream_message_not_after_a_client_message_is_a_push() -> None:
+    rows = [
+        Row(0, "server", "open"),
+        Row(5 * MS, "server", "text", None, b"hello"),
+        Row(6 * MS, "client", "text", None, PING),
+        Row(7 * MS, "server", "text", "tick", tick(1)),
+        Row(9 * MS, "server", "text", None, PONG),  # after a stream message: a push
+        Row(10 * MS, "server", "binary", "blob", b"\x00\x01"),
+    ]
+    assert plan_connection(rows).steps == (
+        Push(5 * MS, b"hello"),
+        ExpectClient(0, PING),
+        Push(7 * MS, tick(1)),
+        Push(9 * MS, PONG),
+        Push(10 * MS, b"\x00\x01", Frame.BINARY),
+    )
+
+
+@pytest.mark.parametrize("speed", [0.0, -1.0, math.nan])
+def test_speed_must_be_positive_or_none(speed: float) -> None:
+    with pytest.raises(UsageError, match="speed="):
+        plan_connection(RECORDED, speed=speed)
+
+
+rows_strategy = st.lists(
+    st.tuples(
+        st.integers(0, 50 * MS),
+        st.sampled_from(["server", "client"]),
+        st.sampled_from(["text", "binary", "ping", "fault"]),
+        st.sampled_from([None, "tick"]),
+        st.binary(max_size=4),
+    ),
+    max_size=30,
+)
+
+
+def _rows(raw: list[tuple[int, str, str, str | None, bytes]]) -> list[Row]:
+    rows, t = [Row(0, "server", "open")], 0
+    for gap, sender, kind, stream, payload in raw:
+        t += gap
+        rows.append(Row(t, sender, kind, stream, payload))
+    return rows
+
+
+@settings(deadline=None)
+@given(rows_strategy, st.sampled_from([None, 0.5, 1.0, 7.0]))
+def test_server_messages_keep_their_recorded_order(
+    raw: list[tuple[int, str, str, str | None, bytes]], speed: float | None
+) -> None:
+    rows = _rows(raw)
+    plan = plan_connection(rows, speed)
+    sent = [s.payload for s in plan.steps if isinstance(s, Push | Reply)]
+    assert sent == [
+        r.payload for r in rows if r.sender == "server" and r.kind in ("text", "binary")
+    ]
+    expected = [s.payload for s in plan.steps if isinstance(s, ExpectClient)]
+    assert expected == [
+        r.payload for r in rows if r.sender == "client" and r.kind in ("text", "binary")
+    ]
+
+
+@settings(deadline=None)
+@given(rows_strategy, st.sampled_from([None, 1.0, 3.0]))
+def test_every_reply_comes_after_the_message_it_answers_and_pushes_never_go_back(
+    raw: list[tuple[int, str, str, str | None, bytes]], speed: float | None
+) -> None:
+    plan = plan_connection(_rows(raw), speed)
+    seen: set[int] = set()
+    last_push = 0
+    for step in plan.steps:
+        if isinstance(step, ExpectClient):
+            seen.add(step.index)
+        elif isinstance(step, Reply):
+            assert step.answers in seen and step.delay_ns >= 0
+        elif isinstance(step, Push):
+            assert last_push <= step.at_ns <= plan.duration_ns
+            last_push = step.at_ns
+
+
+@pytest.mark.parametrize(
+    ("recorded", "got", "frame", "same"),
+    [
+        (PING, PING, Frame.TEXT, True),
+        (PING, b'{ "id": 1, "type": "ping" }', Frame.TEXT, True),  # key order, spacing
+        (PING, b'{"type":"ping","id":1.0}', Frame.TEXT, True),  # numbers by value
+        (PING, b'{"type":"ping","id":true}', Frame.TEXT, False),  # true is not 1
+        (PING, b'{"type":"ping","id":2}', Frame.TEXT, False),
+        (b"not json", b"not json", Frame.TEXT, True),  # byte-equal fallback
+        (b"not json", b"not  json", Frame.TEXT, False),
+        (PING, PING, Frame.BINARY, False),  # a text message is not a binary one
+    ],
+)
+def test_client_message_matching(recorded: bytes, got: bytes, frame: Frame, same: bool) -> None:
+    assert same_message(ExpectClient(0, recorded), got, frame) is same
+
+
+def test_match_takes_the_earliest_unmatched_expectation() -> None:
+    expected = (ExpectClient(0, PING), ExpectClient(1, b"x"), ExpectClient(2, PING))
+    assert match(expected, set(), PING, Frame.TEXT) == 0
+    assert match(expected, {0}, PING, Frame.TEXT) == 2
+    assert match(expected, {0, 2}, PING, Frame.TEXT) is None
+    assert match(expected, set(), b"y", Frame.TEXT) is None
+
+
+def test_plan_module_imports_no_io() -> None:
+    probe = (
+        "import sys; before = set(sys.modules); import simulator.core.replay_plan; "
+        "print(' '.join(sorted(set(sys.modules) - before)))"
+    )
+    loaded = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True
+    ).stdout.split()
+    assert [m for m in ("asyncio", "websockets", "polars", "random") if m in loaded] == []
