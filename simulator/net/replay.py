@@ -26,6 +26,8 @@ from websockets.asyncio.server import Server as WsServer
 from websockets.asyncio.server import ServerConnection
 from websockets.asyncio.server import serve as ws_serve
 from websockets.exceptions import ConnectionClosed
+from websockets.frames import Frame as WireFrame
+from websockets.frames import Opcode
 from websockets.protocol import State
 
 from simulator.core.replay_plan import (
@@ -49,6 +51,12 @@ CLOSE_ABNORMAL = 1006
 #: Close codes that are never sent in a close frame (RFC 6455 §7.4.1): a recorded one
 #: means the connection ended without a close handshake, replayed as a dropped socket.
 _NOT_ON_THE_WIRE = frozenset({1005, 1006, 1015})
+
+
+#: Frames written straight to a socket while its buffer holds less than this.
+_ROOM = 256 * 1024
+#: Yield to the event loop after this many frames written without waiting.
+_YIELD_EVERY = 64
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,6 +117,7 @@ class ReplayServer:
         self.strict = strict
         self.log = EventLog()
         self.sent: list[Replayed] | None = [] if log_sends else None
+        self._written = 0  # frames written on the fast path (for yielding)
         self.unexpected: list[Unexpected] = []
         self._next_index = 0
         self._ws: WsServer | None = None
@@ -247,10 +256,21 @@ class ReplayServer:
     async def _send(
         self, ws: ServerConnection, index: int, recorded: int, payload: bytes, frame: Frame
     ) -> None:
-        # text=True sends the recorded bytes as they are, without a decode/encode trip.
-        await ws.send(payload, text=frame is Frame.TEXT)
         if self.sent is not None:
             self.sent.append(Replayed(index, recorded, payload, frame))
+        # Fast path: while the socket buffer has room, write the frame straight to the
+        # transport (no compression is negotiated, so the wire bytes are fixed), yielding
+        # to the loop every few frames. When it is full, ws.send waits for it to drain.
+        transport = ws.transport
+        if ws.protocol.state is State.OPEN and transport.get_write_buffer_size() < _ROOM:
+            opcode = Opcode.TEXT if frame is Frame.TEXT else Opcode.BINARY
+            transport.write(WireFrame(opcode, payload).serialize(mask=False))
+            self._written += 1
+            if self._written % _YIELD_EVERY == 0:
+                await asyncio.sleep(0)
+            return
+        # text=True sends the recorded bytes as they are, without a decode/encode trip.
+        await ws.send(payload, text=frame is Frame.TEXT)
 
 
 async def _sleep_until(when: float) -> None:
