@@ -16,13 +16,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-from collections.abc import AsyncIterator, Coroutine
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import polars as pl
-from websockets.asyncio.server import Server as WsServer
 from websockets.asyncio.server import ServerConnection
 from websockets.asyncio.server import serve as ws_serve
 from websockets.exceptions import ConnectionClosed
@@ -43,11 +41,11 @@ from simulator.core.replay_plan import (
     plan_connection,
 )
 from simulator.errors import RecordingError, UsageError
+from simulator.net.listener import Listener, close_of
 from simulator.net.log import EventKind, EventLog
 from simulator.storage.reader import read_recording
 
 CLOSE_POLICY_VIOLATION = 1008
-CLOSE_ABNORMAL = 1006
 #: Close codes that are never sent in a close frame (RFC 6455 §7.4.1): a recorded one
 #: means the connection ended without a close handshake, replayed as a dropped socket.
 _NOT_ON_THE_WIRE = frozenset({1005, 1006, 1015})
@@ -94,7 +92,7 @@ class _Session:
         self.arrived = {e.index: asyncio.Event() for e in self.expected}
 
 
-class ReplayServer:
+class ReplayServer(Listener):
     """A running replay. Build it with :func:`replay`; read it, don't construct it."""
 
     def __init__(
@@ -110,7 +108,7 @@ class ReplayServer:
     ) -> None:
         self.plans = plans
         self.order = sorted(plans)
-        self.host = host
+        super().__init__(host)
         self.requested_port = port
         self.loop = loop
         self.conn = conn
@@ -120,18 +118,6 @@ class ReplayServer:
         self._written = 0  # frames written on the fast path (for yielding)
         self.unexpected: list[Unexpected] = []
         self._next_index = 0
-        self._ws: WsServer | None = None
-        self._tasks: set[asyncio.Task[None]] = set()
-
-    @property
-    def port(self) -> int:
-        assert self._ws is not None, "not started"
-        return int(next(iter(self._ws.sockets)).getsockname()[1])
-
-    @property
-    def url(self) -> str:
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"ws://{host}:{self.port}"
 
     async def start(self) -> None:
         self._ws = await ws_serve(
@@ -155,16 +141,9 @@ class ReplayServer:
         if self._ws is None:
             return
         self.log.emit(EventKind.STOPPING)
-        for task in list(self._tasks):
-            task.cancel()
+        self._cancel_tasks()
         self._ws.close(close_connections=True)
         await self._ws.wait_closed()
-
-    def _spawn(self, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
-        task = asyncio.ensure_future(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-        return task
 
     def recorded_conn_for(self, index: int) -> int:
         """The recorded connection that the ``index``-th client replays."""
@@ -187,7 +166,7 @@ class ReplayServer:
             pass
         finally:
             pump.cancel()
-            code, reason, by = _close_of(ws)
+            code, reason, by = close_of(ws)
             self.log.emit(EventKind.DISCONNECTED, conn=index, code=code, reason=reason, by=by)
 
     def _on_message(
@@ -284,16 +263,6 @@ async def _close(ws: ServerConnection, code: int, reason: str) -> None:
         ws.transport.abort()
         return
     await ws.close(code, reason)
-
-
-def _close_of(ws: ServerConnection) -> tuple[int, str, str]:
-    p = ws.protocol
-    sent, rcvd = p.close_sent, p.close_rcvd
-    if sent is not None and (rcvd is None or not p.close_rcvd_then_sent):
-        return sent.code, sent.reason, "server"
-    if rcvd is not None:
-        return rcvd.code, rcvd.reason, "client"
-    return CLOSE_ABNORMAL, "", "network"
 
 
 def load_plans(path: str | os.PathLike[str], speed: float | None) -> dict[int, Plan]:

@@ -22,14 +22,13 @@ import contextlib
 import http
 import time
 from collections import Counter, deque
-from collections.abc import AsyncIterator, Coroutine
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import orjson
-from websockets.asyncio.server import Server as WsServer
 from websockets.asyncio.server import ServerConnection
 from websockets.asyncio.server import serve as ws_serve
 from websockets.exceptions import ConnectionClosed
@@ -43,6 +42,7 @@ from simulator.core.values import format_times
 from simulator.errors import UsageError
 from simulator.net.connection import Client, SimConnection, text_frame
 from simulator.net.faulting import FaultInjector, Injected
+from simulator.net.listener import Listener, close_of
 from simulator.net.log import EventKind, EventLog
 from simulator.net.recorder import Recorder
 from simulator.storage.schema import new_metadata
@@ -100,7 +100,7 @@ class _Counters:
     rejected: int = 0
 
 
-class SimServer:
+class SimServer(Listener):
     """A running simulator. Build it with :func:`serve`; read it, don't construct it."""
 
     def __init__(
@@ -119,7 +119,7 @@ class SimServer:
         if speed <= 0:
             raise UsageError(f"speed={speed}: must be > 0")
         self.scenario = scenario
-        self.host = host
+        super().__init__(host)
         self.requested_port = port
         self.seed = seed
         self.speed = speed
@@ -136,8 +136,6 @@ class SimServer:
         self._slow_logged: dict[int, float] = {}
         self._start = 0.0
         self._wall_start = 0.0
-        self._ws: WsServer | None = None
-        self._tasks: set[asyncio.Task[None]] = set()
         self._done = asyncio.Event()
         self.record_path = record
         self.recorder: Recorder | None = None
@@ -158,17 +156,6 @@ class SimServer:
         return [] if self.faults is None else self.faults.injected
 
     # ------------------------------------------------------------------ lifecycle
-
-    @property
-    def port(self) -> int:
-        assert self._ws is not None, "not started"
-        sockets = list(self._ws.sockets)
-        return int(sockets[0].getsockname()[1])
-
-    @property
-    def url(self) -> str:
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"ws://{host}:{self.port}"
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
@@ -236,8 +223,7 @@ class SimServer:
         if self._ws is None:
             return
         self.log.emit(EventKind.STOPPING, connections=len(self.clients))
-        for task in list(self._tasks):
-            task.cancel()
+        self._cancel_tasks()
         if self.faults is not None:
             self.faults.close()
         self._ws.close(close_connections=True)
@@ -249,12 +235,6 @@ class SimServer:
     async def wait(self) -> None:
         """Wait until the scenario's duration has elapsed (forever without one)."""
         await self._done.wait()
-
-    def _spawn(self, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
-        task = asyncio.ensure_future(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-        return task
 
     # ------------------------------------------------------------------ clocks
 
@@ -489,7 +469,7 @@ class SimServer:
             self._slow_logged.pop(index, None)
             self._counters.frames_sent_closed += client.frames_sent
             self._counters.frames_dropped_closed += client.frames_dropped
-            code, reason, by = _close_of(ws)
+            code, reason, by = close_of(ws)
             if self.recorder is not None:
                 self.recorder.closed(index, code, reason, by)
             self.log.emit(
@@ -577,20 +557,6 @@ class SimServer:
             lateness_p99_ms=p99,
             faults_by_kind={} if self.faults is None else dict(self.faults.counts),
         )
-
-
-def _close_of(ws: ServerConnection) -> tuple[int, str, str]:
-    """The close code and reason that ended ``ws``, and who sent them first.
-
-    1006 (abnormal closure) when no close frame was exchanged, as RFC 6455 §7.1.5 says.
-    """
-    p = ws.protocol
-    sent, rcvd = p.close_sent, p.close_rcvd
-    if sent is not None and (rcvd is None or not p.close_rcvd_then_sent):
-        return sent.code, sent.reason, "server"
-    if rcvd is not None:
-        return rcvd.code, rcvd.reason, "client"
-    return 1006, "", "network"
 
 
 def _address(remote: Any) -> str | None:
