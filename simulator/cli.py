@@ -20,6 +20,7 @@ import click
 from simulator.core.durations import parse_duration
 from simulator.core.model import Scenario
 from simulator.errors import ScenarioError, SimError, UsageError
+from simulator.net.log import Event, EventKind, EventLog
 from simulator.version import __version__
 
 EXIT_USAGE = 2
@@ -222,6 +223,30 @@ def run(
         _fail(e)
 
 
+def _stop_on_signals() -> asyncio.Event:
+    """An event set by SIGINT or SIGTERM (graceful stop: clients get 1001, exit 0)."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    return stop
+
+
+def _follow_log(log: EventLog, log_format: str, only: EventKind | None = None) -> None:
+    """Print the events logged so far and every later one (of kind ``only``, if given)."""
+    from simulator.console import log_printer
+
+    printer = log_printer(log_format)
+
+    def show(event: Event) -> None:
+        if only is None or event.kind is only:
+            printer(event)
+
+    for event in log.records:
+        show(event)
+    log.listen(show)
+
+
 async def _serve(
     scenario: Scenario,
     host: str | None,
@@ -234,14 +259,10 @@ async def _serve(
     quiet: bool,
     record: str | None,
 ) -> None:
-    from simulator.console import live_status, log_printer
-    from simulator.net.log import EventKind
+    from simulator.console import live_status
     from simulator.net.server import serve
 
-    loop = asyncio.get_running_loop()
-    stop = asyncio.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
+    stop = _stop_on_signals()
     async with serve(
         scenario,
         host=host,
@@ -256,14 +277,11 @@ async def _serve(
         status = None
         if not quiet:
             if sys.stdout.isatty() and log_format == "plain":
+                # The live status shows the rest; warnings still get a line of their own.
                 status = asyncio.ensure_future(live_status(server))
-                printer = log_printer(log_format)
-                server.log.listen(lambda e: printer(e) if e.kind is EventKind.WARNING else None)
+                _follow_log(server.log, log_format, only=EventKind.WARNING)
             else:
-                printer = log_printer(log_format)
-                for event in server.log.records:
-                    printer(event)
-                server.log.listen(printer)
+                _follow_log(server.log, log_format)
         finished = asyncio.ensure_future(server.wait())
         stopped = asyncio.ensure_future(stop.wait())
         await asyncio.wait({finished, stopped}, return_when=asyncio.FIRST_COMPLETED)
@@ -413,20 +431,13 @@ async def _replay(
     log_format: str,
     quiet: bool,
 ) -> None:
-    from simulator.console import log_printer
     from simulator.net.replay import replay as serve_replay
 
-    stop = asyncio.Event()
-    running = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        running.add_signal_handler(sig, stop.set)
+    stop = _stop_on_signals()
     async with serve_replay(
         file, host=host, port=port, speed=speed, loop=loop, conn=conn, strict=strict
     ) as server:
         print(server.url, flush=True)
         if not quiet:
-            printer = log_printer(log_format)
-            for event in server.log.records:
-                printer(event)
-            server.log.listen(printer)
+            _follow_log(server.log, log_format)
         await stop.wait()
