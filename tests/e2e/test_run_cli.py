@@ -156,3 +156,50 @@ def test_port_in_use_exits_2_with_a_clear_message() -> None:
     assert lines[0].startswith("sim: cannot serve: ")
     assert "address already in use" in lines[0]
     assert str(port) in lines[0]
+
+
+def test_run_on_a_terminal_shows_the_live_status_and_stops_on_sigint() -> None:
+    """With a terminal on stdout `sim run` draws the status table (streams, counts) and
+    still exits 0 on SIGINT."""
+    import os
+    import pty
+    import select
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    leader, follower = pty.openpty()
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "simulator",
+            "run",
+            "scenarios/energy-dashboard.toml",
+            "--port",
+            "0",
+            "--speed",
+            "50",
+        ],
+        stdout=follower,
+        stderr=subprocess.DEVNULL,
+        stdin=subprocess.DEVNULL,
+    )
+    os.close(follower)
+    seen = b""
+    try:
+        deadline = time.monotonic() + 20
+        while b"system_stats" not in seen or b"connections" not in seen:
+            assert time.monotonic() < deadline, seen[-500:]
+            ready, _, _ = select.select([leader], [], [], 0.5)
+            if ready:
+                seen += os.read(leader, 65536)
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=15) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        os.close(leader)
+    assert seen.startswith(b"ws://127.0.0.1:")
+    assert b"energy_market" in seen and b"lateness" in seen
