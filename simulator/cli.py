@@ -393,6 +393,12 @@ class SpeedType(click.ParamType):  # type: ignore[type-arg]
 @click.option("--loop", is_flag=True, help="Start each connection's recording again at its end.")
 @click.option("--conn", type=click.IntRange(min=0), help="Serve this recorded connection to all.")
 @click.option("--strict", is_flag=True, help="Close with 1008 on a message not in the recording.")
+@click.option(
+    "--faults",
+    type=click.Path(dir_okay=False),
+    help="Inject the [[fault]]s of this scenario or faults file.",
+)
+@click.option("--seed", type=SEED, help="Override the faults file's seed.")
 @click.option("--log-format", type=click.Choice(["plain", "json"]), default="plain")
 @click.option("--quiet", is_flag=True, help="Print only the URL line.")
 def replay(
@@ -403,16 +409,21 @@ def replay(
     loop: bool,
     conn: int | None,
     strict: bool,
+    faults: str | None,
+    seed: int | None,
     log_format: str,
     quiet: bool,
 ) -> None:
     """Serve a recording again: client i gets recorded connection i (or --conn), pushes on
     the recorded timeline scaled by --speed, replies once the client sends what they answer.
+    --faults injects the [[fault]]s of a scenario or faults file, as `sim run` does.
 
     The first line on stdout is the URL. Stops on SIGINT/SIGTERM (clients get 1001).
     """
     try:
-        asyncio.run(_replay(file, host, port, speed, loop, conn, strict, log_format, quiet))
+        asyncio.run(
+            _replay(file, host, port, speed, loop, conn, strict, faults, seed, log_format, quiet)
+        )
     except OSError as e:
         click.echo(f"sim: cannot serve: {e.strerror or e}", err=True)
         sys.exit(EXIT_USAGE)
@@ -428,6 +439,8 @@ async def _replay(
     loop: bool,
     conn: int | None,
     strict: bool,
+    faults: str | None,
+    seed: int | None,
     log_format: str,
     quiet: bool,
 ) -> None:
@@ -435,7 +448,15 @@ async def _replay(
 
     stop = _stop_on_signals()
     async with serve_replay(
-        file, host=host, port=port, speed=speed, loop=loop, conn=conn, strict=strict
+        file,
+        host=host,
+        port=port,
+        speed=speed,
+        loop=loop,
+        conn=conn,
+        strict=strict,
+        faults=faults,
+        seed=seed,
     ) as server:
         print(server.url, flush=True)
         if not quiet:

@@ -56,11 +56,13 @@ class Row:
 
 @dataclass(frozen=True, slots=True)
 class Push:
-    """Send ``payload`` at ``at_ns`` (already scaled by speed) after the connection opened."""
+    """Send ``payload`` at ``at_ns`` (already scaled by speed) after the connection opened.
+    ``stream`` is the recorded one (``None`` when the recording has none)."""
 
     at_ns: int
     payload: bytes
     frame: Frame = Frame.TEXT
+    stream: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,7 +159,7 @@ def plan_connection(rows: Iterable[Row], speed: float | None = 1.0) -> Plan:
             steps.append(Reply(index, scale(row.t_ns - at), payload, frame))
         else:
             answering = None
-            steps.append(Push(scale(offset), payload, frame))
+            steps.append(Push(scale(offset), payload, frame, row.stream))
     return Plan(tuple(steps), scale(last))
 
 

@@ -22,6 +22,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from websockets.frames import Frame, Opcode
+
 from simulator.core.faults import (
     FaultEvent,
     FaultPlan,
@@ -204,18 +206,29 @@ class FaultInjector:
 
     # ------------------------------------------------------------------ messages
 
-    def deliver(self, client: Client, t_ns: int, stream: str, seq: int, payload: bytes) -> None:
+    def deliver(
+        self,
+        client: Client,
+        t_ns: int,
+        stream: str,
+        seq: int,
+        payload: bytes,
+        *,
+        binary: bool = False,
+    ) -> None:
         """Send one message to ``client`` through its message faults.
 
         ``t_ns`` is the message's scenario time since server start (per-connection
-        timelines add their connection's start).
+        timelines add their connection's start); ``seq`` its index in ``stream``, from 1.
+        ``binary`` sends it in a binary frame (replayed recordings have them).
         """
+        framed = _binary_frame if binary else text_frame
         faults = self._faults.get(client.index)
         decision = None if faults is None else faults.decide(stream, seq, payload, t_ns)
         if decision is None or decision.clean:
             if self.recorder is not None:
                 self.recorder.sent(client.index, [stream], [payload])
-            client.send_frames([text_frame(payload)])
+            client.send_frames([framed(payload)])
             return
         name = ",".join(decision.faults)
         if decision.drop:
@@ -225,7 +238,7 @@ class FaultInjector:
         if decision.corrupt is not None:
             self._report("corrupt", name, client.index, stream=stream, seq=seq)
             body = decision.corrupt
-        frame = text_frame(body)
+        frame = framed(body)
         frames = [frame] * (1 + decision.copies)
         if self.recorder is not None:
             self.recorder.sent(client.index, [stream] * len(frames), [body] * len(frames))
@@ -253,3 +266,8 @@ class FaultInjector:
             client.send_later(frames, decision.delay_ns / 1e9 / self._speed, decision.keep_order)
             return
         client.send_frames(frames)
+
+
+def _binary_frame(payload: bytes) -> bytes:
+    """The wire bytes of an unmasked binary frame (see ``connection.text_frame``)."""
+    return Frame(Opcode.BINARY, payload).serialize(mask=False)

@@ -9,13 +9,23 @@ and pumps that plan on the real clock. Use :func:`replay` from code and tests::
 
 The recording is read, and checked, before anything listens: a missing, truncated or
 foreign file raises :class:`~simulator.errors.RecordingError`.
+
+With ``faults`` (``sim replay --faults``), each client is a
+:class:`~simulator.net.connection.Client` and every recorded push goes through the
+live server's :class:`~simulator.net.faulting.FaultInjector`: the same planner decides
+from (seed, fault, connection, stream, message index), where the message index is the
+push's index within its recorded stream on that connection (counting on across
+``loop`` rounds). Replies to client messages are not subject to message faults, as on
+the live server.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import http
 import os
+from collections import Counter
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,8 +36,11 @@ from websockets.asyncio.server import serve as ws_serve
 from websockets.exceptions import ConnectionClosed
 from websockets.frames import Frame as WireFrame
 from websockets.frames import Opcode
+from websockets.http11 import Request, Response
 from websockets.protocol import State
 
+from simulator.core.faults import FaultPlan
+from simulator.core.model import SlowConsumerPolicy
 from simulator.core.replay_plan import (
     Close,
     ExpectClient,
@@ -41,6 +54,8 @@ from simulator.core.replay_plan import (
     plan_connection,
 )
 from simulator.errors import RecordingError, UsageError
+from simulator.net.connection import Client, SimConnection
+from simulator.net.faulting import FaultInjector, Injected
 from simulator.net.listener import Listener, close_of
 from simulator.net.log import EventKind, EventLog
 from simulator.storage.reader import read_recording
@@ -86,6 +101,8 @@ class _Session:
     matched: set[int] = field(default_factory=set)
     arrived: dict[int, asyncio.Event] = field(default_factory=dict)
     closing: bool = False  # a strict close is under way
+    client: Client | None = None  # with faults: the send path they act on
+    seqs: Counter[str] = field(default_factory=Counter)  # pushes so far, by stream
 
     def restart(self) -> None:
         self.matched = set()
@@ -105,6 +122,8 @@ class ReplayServer(Listener):
         conn: int | None,
         strict: bool,
         log_sends: bool,
+        faults: FaultPlan | None = None,
+        speed: float | None = 1.0,
     ) -> None:
         self.plans = plans
         self.order = sorted(plans)
@@ -117,15 +136,48 @@ class ReplayServer(Listener):
         self.sent: list[Replayed] | None = [] if log_sends else None
         self._written = 0  # frames written on the fast path (for yielding)
         self.unexpected: list[Unexpected] = []
-        self._next_index = 0
+        self._next_index = 0  # connection indices, by handshake attempt
+        self._next_client = 0  # clients served, in order: which recording each replays
+        self.clients: dict[int, Client] = {}
+        self.speed = speed
+        # Scenario time runs at `speed` (at --speed max, at the wall clock's pace).
+        self._clock_speed = 1.0 if speed is None else speed
+        self._start = 0.0
+        self.faults: FaultInjector | None = None
+        if faults is not None:
+            self.faults = FaultInjector(
+                faults,
+                self.log,
+                virtual_ns=self.virtual_ns,
+                loop_time=self._loop_time,
+                clients=lambda: list(self.clients.values()),
+                speed=self._clock_speed,
+            )
+
+    @property
+    def injected(self) -> list[Injected]:
+        """Every fault carried out so far, in order (empty without faults)."""
+        return [] if self.faults is None else self.faults.injected
+
+    def virtual_ns(self) -> int:
+        """Scenario time now, in ns since the replay started."""
+        elapsed = asyncio.get_running_loop().time() - self._start
+        return int(elapsed * self._clock_speed * 1e9)
+
+    def _loop_time(self, virtual_ns: int) -> float:
+        return self._start + virtual_ns / 1e9 / self._clock_speed
 
     async def start(self) -> None:
+        self._start = asyncio.get_running_loop().time()
         self._ws = await ws_serve(
             self._handle,
             self.host,
             self.requested_port,
+            process_request=self._process_request,
+            create_connection=SimConnection,
             compression=None,  # replayed bytes go out as recorded
             max_size=16 * 2**20,
+            write_limit=_ROOM,
             close_timeout=2,
             server_header=None,
         )
@@ -135,6 +187,8 @@ class ReplayServer(Listener):
                 message=f"listening on all interfaces ({self.host!r}): reachable from other hosts",
             )
         self.log.emit(EventKind.LISTENING, url=self.url, mode="replay")
+        if self.faults is not None:
+            self._spawn(self.faults.run())
 
     async def stop(self) -> None:
         """Close every client with 1001 (going away) and stop listening."""
@@ -142,6 +196,8 @@ class ReplayServer(Listener):
             return
         self.log.emit(EventKind.STOPPING)
         self._cancel_tasks()
+        if self.faults is not None:
+            self.faults.close()
         self._ws.close(close_connections=True)
         await self._ws.wait_closed()
 
@@ -151,13 +207,49 @@ class ReplayServer(Listener):
             return self.conn
         return self.order[index % len(self.order)]
 
+    async def _process_request(
+        self, connection: ServerConnection, request: Request
+    ) -> Response | None:
+        """Number the connection by handshake attempt and, with faults, let the fault
+        plan refuse or delay it, as the live server does."""
+        if self.faults is None:
+            index = self._next_index
+            self._next_index += 1
+        else:
+            decision = self.faults.handshake()
+            index = decision.attempt
+            if decision.delay_ns:
+                await asyncio.sleep(decision.delay_ns / 1e9 / self._clock_speed)
+            if decision.status is not None:
+                phrase = http.HTTPStatus(decision.status).phrase
+                response = connection.respond(decision.status, f"{phrase}\n")
+                if decision.retry_after_s is not None:
+                    response.headers["Retry-After"] = str(decision.retry_after_s)
+                return response
+        if isinstance(connection, SimConnection):
+            connection.index = index
+        return None
+
     async def _handle(self, ws: ServerConnection) -> None:
-        index = self._next_index
-        self._next_index += 1
-        recorded = self.recorded_conn_for(index)
+        index = ws.index if isinstance(ws, SimConnection) and ws.index is not None else -1
+        recorded = self.recorded_conn_for(self._next_client)
+        self._next_client += 1
         session = _Session(self.plans[recorded], self.plans[recorded].expected)
         session.restart()
         self.log.emit(EventKind.CONNECTED, conn=index, recorded_conn=recorded)
+        if self.faults is not None:
+            loop = asyncio.get_running_loop()
+            session.client = Client(
+                index,
+                ws,
+                send_buffer_bytes=_ROOM,
+                policy=SlowConsumerPolicy.DROP_OLDEST,  # never reached: the pump waits
+                connected_at=loop.time(),
+                epoch_ns=0,
+                on_slow=lambda client, what, count: None,
+            )
+            self.clients[index] = session.client
+            self.faults.connected(session.client, self.virtual_ns())
         pump = self._spawn(self._pump(ws, index, recorded, session))
         try:
             async for message in ws:
@@ -166,6 +258,9 @@ class ReplayServer(Listener):
             pass
         finally:
             pump.cancel()
+            if session.client is not None and self.faults is not None:
+                self.faults.disconnected(session.client)
+                del self.clients[index]
             code, reason, by = close_of(ws)
             self.log.emit(EventKind.DISCONNECTED, conn=index, code=code, reason=reason, by=by)
 
@@ -212,13 +307,23 @@ class ReplayServer(Listener):
                 for step in plan.steps:
                     if isinstance(step, Push):
                         await _sleep_until(origin + step.at_ns / 1e9)
-                        await self._send(ws, index, recorded, step.payload, step.frame)
+                        if session.client is not None:
+                            await self._send_through_faults(session, index, recorded, step)
+                        else:
+                            await self._send(ws, index, recorded, step.payload, step.frame)
                     elif isinstance(step, ExpectClient):
                         await session.arrived[step.index].wait()
                     elif isinstance(step, Reply):
                         if step.delay_ns:
                             await asyncio.sleep(step.delay_ns / 1e9)
-                        await self._send(ws, index, recorded, step.payload, step.frame)
+                        if session.client is not None:
+                            await self._send_direct(session.client, step.payload, step.frame)
+                            if self.sent is not None:
+                                self.sent.append(
+                                    Replayed(index, recorded, step.payload, step.frame)
+                                )
+                        else:
+                            await self._send(ws, index, recorded, step.payload, step.frame)
                     elif isinstance(step, Close):
                         await _sleep_until(origin + step.at_ns / 1e9)
                         await _close(ws, step.code, step.reason)
@@ -250,6 +355,48 @@ class ReplayServer(Listener):
             return
         # text=True sends the recorded bytes as they are, without a decode/encode trip.
         await ws.send(payload, text=frame is Frame.TEXT)
+
+    async def _send_through_faults(
+        self, session: _Session, index: int, recorded: int, push: Push
+    ) -> None:
+        """Hand one push to the fault injector, once the client's socket has room: a
+        replay waits for a slow client rather than dropping what it was not sent."""
+        assert self.faults is not None and session.client is not None
+        client = session.client
+        await _room(client)
+        stream = push.stream or ""
+        session.seqs[stream] += 1
+        self.faults.deliver(
+            client,
+            self.virtual_ns(),
+            stream,
+            session.seqs[stream],
+            push.payload,
+            binary=push.frame is Frame.BINARY,
+        )
+        if self.sent is not None:
+            self.sent.append(Replayed(index, recorded, push.payload, push.frame))
+        self._written += 1
+        if self._written % _YIELD_EVERY == 0:
+            await asyncio.sleep(0)
+
+    async def _send_direct(self, client: Client, payload: bytes, frame: Frame) -> None:
+        await _room(client)
+        opcode = Opcode.TEXT if frame is Frame.TEXT else Opcode.BINARY
+        data = WireFrame(opcode, payload).serialize(mask=False)
+        client.deliver(data, [data])
+
+
+async def _room(client: Client) -> None:
+    """Wait until ``client`` can take a frame without queueing (or is gone)."""
+    ws = client.ws
+    while client.open:
+        if ws.transport.get_write_buffer_size() > client.limit:
+            await ws.drain()  # the transport is paused past write_limit (= client.limit)
+        elif client.pending:
+            await asyncio.sleep(0.01)  # a throttle drains its queue on its own ticks
+        else:
+            return
 
 
 async def _sleep_until(when: float) -> None:
@@ -302,6 +449,8 @@ async def replay(
     conn: int | None = None,
     strict: bool = False,
     log_sends: bool = False,
+    faults: FaultPlan | str | Path | None = None,
+    seed: int | None = None,
 ) -> AsyncIterator[ReplayServer]:
     """Serve the recording at ``path`` until the block ends.
 
@@ -311,23 +460,53 @@ async def replay(
     starts a connection's recording over when it ends. Client messages the recording
     does not have are collected in ``server.unexpected``; with ``strict`` they close
     the connection with 1008. ``log_sends`` keeps every message sent in ``server.sent``.
+    ``faults`` injects faults as ``sim run`` does: a scenario or faults file (see
+    :func:`~simulator.scenario_toml.load_faults`; its faults may name the recording's
+    streams; ``seed`` overrides its seed) or a ready :class:`FaultPlan`. What was
+    injected is in ``server.injected``.
+
+    Raises :class:`~simulator.errors.ScenarioError` for a bad faults file.
 
     Raises :class:`RecordingError` (bad file) or :class:`UsageError` (bad argument)
     before listening.
     """
     plans = load_plans(path, speed)
+    if isinstance(faults, str | Path):
+        from simulator.scenario_toml import load_faults
+
+        found = load_faults(faults, recorded_streams(plans))
+        faults = FaultPlan(found.faults, found.seed if seed is None else seed)
     if conn is not None and conn not in plans:
         raise UsageError(
             f"conn={conn}: not in {os.fspath(path)} (connections: {_ranges(sorted(plans))})"
         )
     server = ReplayServer(
-        plans, host=host, port=port, loop=loop, conn=conn, strict=strict, log_sends=log_sends
+        plans,
+        host=host,
+        port=port,
+        loop=loop,
+        conn=conn,
+        strict=strict,
+        log_sends=log_sends,
+        faults=faults,
+        speed=speed,
     )
     await server.start()
     try:
         yield server
     finally:
         await server.stop()
+
+
+def recorded_streams(plans: dict[int, Plan]) -> list[str]:
+    """The streams the recorded server pushes belong to, sorted (faults may target them)."""
+    names = {
+        step.stream
+        for plan in plans.values()
+        for step in plan.steps
+        if isinstance(step, Push) and step.stream is not None
+    }
+    return sorted(names)
 
 
 def _ranges(values: list[int]) -> str:

@@ -4,18 +4,18 @@ tables, ``[scenario]`` itself, and the parts built by :mod:`.server` and :mod:`.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Final, NamedTuple
 
-from simulator.core.model import Scenario
+from simulator.core.model import Fault, Scenario
 from simulator.scenario.faults import build_faults
 from simulator.scenario.messages import unknown
 from simulator.scenario.reader import ABSENT, Context, Table
 from simulator.scenario.server import build_protocol, build_server
 from simulator.scenario.streams import build_envelope, build_streams
 
-__all__ = ["build_scenario"]
+__all__ = ["FaultSet", "build_fault_set", "build_scenario"]
 
 _MAX_SEED: Final = 2**63 - 1
 _UNIX_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
@@ -42,7 +42,8 @@ def build_scenario(ctx: Context, doc: Mapping[str, object]) -> Scenario | None:
     protocol = build_protocol(top.table("protocol"))
     envelope = build_envelope(ctx, doc["envelope"], ("envelope",)) if "envelope" in doc else None
     streams = build_streams(ctx, top.get("stream", "at least one [[stream]]"), envelope)
-    faults = build_faults(ctx, top.get("fault"), streams)
+    names = None if streams is None else tuple(s.name for s in streams)
+    faults = build_faults(ctx, top.get("fault"), names)
     if header is None or server is None or protocol is None or streams is None:
         return None
     if faults is None:
@@ -59,6 +60,47 @@ def build_scenario(ctx: Context, doc: Mapping[str, object]) -> Scenario | None:
         source=ctx.source,
         faults=faults,
     )
+
+
+class FaultSet(NamedTuple):
+    """The ``[[fault]]`` tables of a file, and the seed that plans them."""
+
+    faults: tuple[Fault, ...]
+    seed: int
+
+
+def build_fault_set(
+    ctx: Context, doc: Mapping[str, object], stream_names: Sequence[str]
+) -> FaultSet | None:
+    """The faults ``doc`` declares, for a recording whose streams are ``stream_names``.
+
+    ``doc`` is either a whole scenario (checked as one; its faults may name only
+    streams the recording has too) or a faults file: an optional ``[scenario]`` (for
+    its ``seed``) and one or more ``[[fault]]``. ``None`` with the reasons in ``ctx``.
+    """
+    if "stream" in doc:
+        scenario = build_scenario(ctx, doc)
+        if scenario is None:
+            return None
+        mark = ctx.mark()
+        for i, fault in enumerate(scenario.faults):
+            for j, name in enumerate(fault.target.streams):
+                if name not in stream_names:
+                    what = "stream in the recording"
+                    ctx.bad(("fault", i, "streams", j), name, unknown(what, name, stream_names))
+        return None if ctx.failed_since(mark) else FaultSet(scenario.faults, scenario.seed)
+    top = Table(ctx, doc, ())
+    top.only(("scenario", "fault"))
+    meta = top.table("scenario")
+    seed: int | None = 0
+    if meta is not None:
+        meta.only(_SCENARIO_KEYS)
+        seed = meta.integer("seed", default=0, lo=0, hi=_MAX_SEED)
+    raw = top.get("fault", "one or more [[fault]] tables (or a whole scenario)")
+    faults = build_faults(ctx, raw, tuple(stream_names)) if raw is not ABSENT else None
+    if faults is None or seed is None:
+        return None
+    return FaultSet(faults, seed)
 
 
 class _Header(NamedTuple):

@@ -47,7 +47,6 @@ from simulator.core.model import (
     Reorder,
     Reset,
     Stall,
-    Stream,
     Throttle,
     Trigger,
     UniformLatency,
@@ -112,10 +111,11 @@ _KINDS: Final = tuple(kind.value for kind in FaultKind)
 
 
 def build_faults(
-    ctx: Context, raw: object, streams: Sequence[Stream] | None
+    ctx: Context, raw: object, stream_names: Sequence[str] | None
 ) -> tuple[Fault, ...] | None:
-    """All ``[[fault]]`` tables (none when absent). ``streams`` are the scenario's, for
-    checking ``streams = [...]``; ``None`` when they could not be read (then unchecked)."""
+    """All ``[[fault]]`` tables (none when absent). ``stream_names`` are the streams that
+    ``streams = [...]`` may name (the scenario's, or a recording's); ``None`` when they
+    could not be read (then unchecked)."""
     if raw is ABSENT:
         return ()
     if isinstance(raw, dict):
@@ -124,12 +124,12 @@ def build_faults(
     if not isinstance(raw, list):
         ctx.bad(("fault",), raw, "must be one or more [[fault]] tables")
         return None
-    stream_names = None if streams is None else tuple(s.name for s in streams)
+    known = None if stream_names is None else tuple(stream_names)
     mark = ctx.mark()
     faults: list[Fault] = []
     first_use: dict[str, int] = {}
     for i, fault_raw in enumerate(raw):
-        fault = _fault(ctx, fault_raw, ("fault", i), stream_names)
+        fault = _fault(ctx, fault_raw, ("fault", i), known)
         name = fault_raw.get("name", f"fault[{i}]") if isinstance(fault_raw, dict) else None
         if isinstance(name, str):
             if name in first_use:

@@ -47,10 +47,10 @@ RECORDED = [
 def test_reply_is_gated_on_the_client_message_it_follows() -> None:
     plan = plan_connection(RECORDED, speed=1.0)
     assert plan.steps == (
-        Push(10 * MS, tick(1)),
+        Push(10 * MS, tick(1), stream="tick"),
         ExpectClient(0, PING),
         Reply(0, 1 * MS, PONG),
-        Push(30 * MS, tick(2)),
+        Push(30 * MS, tick(2), stream="tick"),
         Close(40 * MS, 1001, "going away"),
     )
     assert plan.duration_ns == 40 * MS
@@ -58,7 +58,7 @@ def test_reply_is_gated_on_the_client_message_it_follows() -> None:
 
 def test_speed_divides_times_and_none_removes_waiting() -> None:
     fast = plan_connection(RECORDED, speed=10.0)
-    assert fast.steps[0] == Push(1 * MS, tick(1))
+    assert fast.steps[0] == Push(1 * MS, tick(1), stream="tick")
     assert fast.steps[2] == Reply(0, MS // 10, PONG)
     assert fast.duration_ns == 4 * MS
     instant = plan_connection(RECORDED, speed=None)
@@ -68,7 +68,10 @@ def test_speed_divides_times_and_none_removes_waiting() -> None:
 
 def test_client_close_is_no_step_and_later_rows_are_ignored() -> None:
     rows = [*RECORDED[:3], Row(120 * MS, "client", "close", close_code=1000), *RECORDED[3:]]
-    assert plan_connection(rows).steps == (Push(10 * MS, tick(1)), ExpectClient(0, PING))
+    assert plan_connection(rows).steps == (
+        Push(10 * MS, tick(1), stream="tick"),
+        ExpectClient(0, PING),
+    )
 
 
 def test_null_stream_message_not_after_a_client_message_is_a_push() -> None:
@@ -83,9 +86,9 @@ def test_null_stream_message_not_after_a_client_message_is_a_push() -> None:
     assert plan_connection(rows).steps == (
         Push(5 * MS, b"hello"),
         ExpectClient(0, PING),
-        Push(7 * MS, tick(1)),
+        Push(7 * MS, tick(1), stream="tick"),
         Push(9 * MS, PONG),
-        Push(10 * MS, b"\x00\x01", Frame.BINARY),
+        Push(10 * MS, b"\x00\x01", Frame.BINARY, "blob"),
     )
 
 

@@ -1,0 +1,179 @@
+"""`sim replay --faults`: the live server's faults applied to a replayed recording."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+from websockets.exceptions import InvalidStatus
+
+from simulator.core.faults import FaultPlan
+from simulator.errors import ScenarioError
+from simulator.net.replay import replay
+from simulator.scenario_toml import parse_faults
+from tests.e2e.conftest import async_test, client
+from tests.e2e.test_replay import MS, RowSpec, closed_with, opened, read, write
+
+N = 200
+
+
+def pushes(conn: int, n: int, stream: str) -> list[RowSpec]:
+    return [
+        (conn, (k + 1) * MS, "server", "text", stream, f'{{"{stream}":{k}}}'.encode(), None, None)
+        for k in range(n)
+    ]
+
+
+def two_streams(path: Path) -> Path:
+    """One connection: N messages alternating between streams ``a`` and ``b``."""
+    rows = [opened(0)]
+    for k in range(N):
+        stream = "ab"[k % 2]
+        payload = f'{{"{stream}":{k // 2}}}'.encode()
+        rows.append((0, (k + 1) * MS, "server", "text", stream, payload, None, None))
+    return write(path, rows)
+
+
+def faults_file(path: Path, text: str) -> Path:
+    path.write_text(textwrap.dedent(text))
+    return path
+
+
+async def replay_all(recording: Path, faults: Path, seed: int | None = None) -> list[bytes]:
+    """Everything one client gets until the recording ends (it closes with 1000)."""
+    async with replay(recording, speed=None, faults=faults, seed=seed) as server:
+        ws = await client(server.url)
+        got: list[bytes] = []
+        try:
+            while True:
+                message = await ws.recv()
+                got.append(message.encode() if isinstance(message, str) else message)
+                if message == '{"b":99}':
+                    break
+        finally:
+            await ws.close()
+        return got
+
+
+@async_test(timeout=30)
+async def test_a_fault_on_one_stream_drops_only_that_streams_messages(tmp_path: Path) -> None:
+    recording = two_streams(tmp_path / "r.parquet")
+    faults = faults_file(
+        tmp_path / "f.toml",
+        """
+        [[fault]]
+        kind = "drop"
+        streams = ["a"]
+        probability = 0.5
+        """,
+    )
+    got = await replay_all(recording, faults)
+    b = [m for m in got if m.startswith(b'{"b"')]
+    a = [m for m in got if m.startswith(b'{"a"')]
+    assert b == [f'{{"b":{k}}}'.encode() for k in range(N // 2)]
+    assert 0 < len(a) < N // 2
+
+
+@async_test(timeout=30)
+async def test_the_same_seed_drops_the_same_messages_and_another_seed_others(
+    tmp_path: Path,
+) -> None:
+    recording = two_streams(tmp_path / "r.parquet")
+    faults = faults_file(
+        tmp_path / "f.toml",
+        """
+        [scenario]
+        seed = 11
+
+        [[fault]]
+        kind = "drop"
+        streams = ["a"]
+        probability = 0.3
+        """,
+    )
+    first = await replay_all(recording, faults)
+    second = await replay_all(recording, faults)
+    other = await replay_all(recording, faults, seed=12)
+    assert first == second
+    assert first != other
+
+
+@async_test(timeout=30)
+async def test_injected_faults_are_reported_with_their_message_indices(tmp_path: Path) -> None:
+    recording = two_streams(tmp_path / "r.parquet")
+    plan = parse_faults(
+        '[[fault]]\nkind = "duplicate"\nstreams = ["b"]\nevery_nth = 10\n', ["a", "b"]
+    )
+    async with replay(recording, speed=None, faults=FaultPlan(plan.faults, 0)) as server:
+        ws = await client(server.url)
+        got = await read(ws, N + N // 2 // 10)
+        await ws.close()
+        injected = [(i.kind, i.detail["stream"], i.detail["seq"]) for i in server.injected]
+    assert injected == [("duplicate", "b", seq) for seq in range(10, N // 2 + 1, 10)]
+    assert got.count(b'{"b":9}') == 2  # the 10th message of b, counting from 1
+
+
+@async_test(timeout=30)
+async def test_a_disconnect_fault_closes_the_replayed_connection(tmp_path: Path) -> None:
+    recording = write(tmp_path / "r.parquet", [opened(0), *pushes(0, 5, "a")])
+    faults = faults_file(
+        tmp_path / "f.toml",
+        """
+        [[fault]]
+        kind = "disconnect"
+        code = 4001
+        reason = "injected"
+        at = "200ms"
+        """,
+    )
+    async with replay(recording, speed=1.0, faults=faults) as server:
+        ws = await client(server.url)
+        assert len(await read(ws, 5)) == 5
+        assert await closed_with(ws) == (4001, "injected")
+        assert [i.kind for i in server.injected] == ["disconnect"]
+
+
+@async_test(timeout=30)
+async def test_an_outage_refuses_handshakes_with_503(tmp_path: Path) -> None:
+    recording = write(tmp_path / "r.parquet", [opened(0), *pushes(0, 5, "a")])
+    faults = faults_file(
+        tmp_path / "f.toml",
+        """
+        [[fault]]
+        kind = "outage"
+        at = "0s"
+        duration = "1h"
+        retry_after = "7s"
+        """,
+    )
+    async with replay(recording, speed=1.0, faults=faults) as server:
+        for _ in range(3):
+            with pytest.raises(InvalidStatus) as refused:
+                await client(server.url)
+        assert refused.value.response.status_code == 503
+        assert refused.value.response.headers["Retry-After"] == "7"
+
+
+def test_a_fault_naming_a_stream_the_recording_lacks_is_an_error() -> None:
+    with pytest.raises(ScenarioError, match=r"f.toml:4: fault\[0\].streams\[0\] = 'c'"):
+        parse_faults(
+            '[[fault]]\nkind = "drop"\nprobability = 0.1\nstreams = ["c"]\n', ["a"], "f.toml"
+        )
+
+
+def test_sim_replay_with_a_bad_faults_file_exits_2_naming_the_line(tmp_path: Path) -> None:
+    recording = two_streams(tmp_path / "r.parquet")
+    bad = faults_file(tmp_path / "bad.toml", '[[fault]]\nkind = "dorp"\n')
+    command = ["replay", str(recording), "--port", "0", "--faults", str(bad)]
+    result = subprocess.run(
+        [sys.executable, "-m", "simulator", *command],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert result.returncode == 2
+    assert "bad.toml:2: fault[0].kind = 'dorp'" in result.stderr
+    assert "Traceback" not in result.stderr
