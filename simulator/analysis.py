@@ -32,6 +32,7 @@ PAYLOAD_CHARS: Final = 80
 NO_CONNECTION: Final = -1
 
 _MESSAGE_KINDS: Final = (Kind.TEXT.value, Kind.BINARY.value)
+_CONTROL_KINDS: Final = (Kind.PING.value, Kind.PONG.value)
 _COMPARED: Final = ("sender", "kind", "stream", "payload")
 
 
@@ -370,8 +371,9 @@ def diff(
 
     Rows of a connection are taken in ``seq`` order and compared by position on
     (sender, kind, stream, payload); ``close_code``, ``close_reason`` and ``fault``
-    are not compared. Raises :class:`RecordingError` naming the file that cannot
-    be read.
+    are not compared, nor the payload of rows that are not messages (an ``open``
+    row's handshake); ``ping``/``pong`` rows are skipped. Raises :class:`RecordingError`
+    naming the file that cannot be read.
     """
     file_a, file_b = os.fspath(a), os.fspath(b)
     lazy_a, lazy_b = _positioned(a), _positioned(b)
@@ -475,11 +477,21 @@ def diff_lines(result: DiffResult) -> list[str]:
 
 
 def _positioned(path: str | os.PathLike[str]) -> pl.LazyFrame:
-    """The compared columns of ``path``, with each row's position within its connection."""
+    """The compared columns of ``path``, with each row's position within its connection.
+
+    Ping and pong frames are left out (keepalive timing is the libraries', not the
+    session's), and only messages have their payload compared: an ``open`` row's
+    handshake details (ports, headers) differ between any two sessions.
+    """
+    kind = pl.col("kind").cast(pl.String)
     return (
         scan_recording(path)
         .select("conn", "seq", "t_ns", *_COMPARED)
-        .with_columns(pl.col("sender").cast(pl.String), pl.col("kind").cast(pl.String))
+        .with_columns(pl.col("sender").cast(pl.String), kind)
+        .filter(~kind.is_in(_CONTROL_KINDS))
+        .with_columns(
+            payload=pl.when(kind.is_in(_MESSAGE_KINDS)).then(pl.col("payload")),
+        )
         .sort("conn", "seq")
         .with_columns(index=pl.int_range(pl.len(), dtype=pl.Int64).over("conn"))
     )

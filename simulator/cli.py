@@ -399,6 +399,11 @@ class SpeedType(click.ParamType):  # type: ignore[type-arg]
     help="Inject the [[fault]]s of this scenario or faults file.",
 )
 @click.option("--seed", type=SEED, help="Override the faults file's seed.")
+@click.option(
+    "--redact-key-file",
+    type=click.Path(dir_okay=False, exists=True),
+    help="Key the recording's --redact hashes were made with (default: $SIM_REDACT_KEY).",
+)
 @click.option("--log-format", type=click.Choice(["plain", "json"]), default="plain")
 @click.option("--quiet", is_flag=True, help="Print only the URL line.")
 def replay(
@@ -411,6 +416,7 @@ def replay(
     strict: bool,
     faults: str | None,
     seed: int | None,
+    redact_key_file: str | None,
     log_format: str,
     quiet: bool,
 ) -> None:
@@ -421,8 +427,11 @@ def replay(
     The first line on stdout is the URL. Stops on SIGINT/SIGTERM (clients get 1001).
     """
     try:
+        key = _redact_key(redact_key_file)
         asyncio.run(
-            _replay(file, host, port, speed, loop, conn, strict, faults, seed, log_format, quiet)
+            _replay(
+                file, host, port, speed, loop, conn, strict, faults, seed, key, log_format, quiet
+            )
         )
     except OSError as e:
         click.echo(f"sim: cannot serve: {e.strerror or e}", err=True)
@@ -441,6 +450,7 @@ async def _replay(
     strict: bool,
     faults: str | None,
     seed: int | None,
+    redact_key: bytes | None,
     log_format: str,
     quiet: bool,
 ) -> None:
@@ -457,8 +467,193 @@ async def _replay(
         strict=strict,
         faults=faults,
         seed=seed,
+        redact_key=redact_key,
     ) as server:
         print(server.url, flush=True)
         if not quiet:
             _follow_log(server.log, log_format)
         await stop.wait()
+
+
+def _listen_address(value: str) -> tuple[str, int]:
+    host, sep, port = value.rpartition(":")
+    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise UsageError(f"--listen {value!r}: must be HOST:PORT, like 127.0.0.1:3003")
+    return host.strip("[]") or "127.0.0.1", int(port)
+
+
+def _header(value: str) -> tuple[str, str]:
+    name, sep, content = value.partition(":")
+    if not sep or not name.strip():
+        raise UsageError(f"--header {value!r}: must be 'Name: value'")
+    return name.strip(), content.strip()
+
+
+def _redact_key(key_file: str | None) -> bytes | None:
+    """The redaction key: --redact-key-file, else $SIM_REDACT_KEY, else none."""
+    import os
+
+    if key_file is not None:
+        key = Path(key_file).read_bytes().strip()
+        if not key:
+            raise UsageError(f"--redact-key-file {key_file}: the file is empty")
+        return key
+    env = os.environ.get("SIM_REDACT_KEY")
+    return env.encode() if env else None
+
+
+def _redaction(specs: tuple[str, ...], key_file: str | None) -> Any:
+    """The redactor for ``--redact`` specs (None without any), keyed by :func:`_redact_key`
+    or else a random key (hashes then match within this one file only)."""
+    import secrets
+
+    from simulator.core.redact import Redactor
+
+    if not specs:
+        return None
+    key = _redact_key(key_file) or secrets.token_bytes(32)
+    return Redactor.from_specs(specs, key)
+
+
+def _trust(ca_file: str | None) -> Any:
+    import ssl
+
+    return None if ca_file is None else ssl.create_default_context(cafile=ca_file)
+
+
+@main.command()
+@click.option("--upstream", metavar="URL", help="Proxy: relay clients to this ws(s):// server.")
+@click.option("--connect", metavar="URL", help="Client: connect to this ws(s):// URL yourself.")
+@click.option("--out", required=True, type=click.Path(dir_okay=False), help="Parquet file.")
+@click.option(
+    "--listen",
+    default="127.0.0.1:3003",
+    show_default=True,
+    help="Proxy: HOST:PORT to accept clients on (port 0: a free one).",
+)
+@click.option("--send", multiple=True, help="Client: a text message to send first (repeatable).")
+@click.option("--header", multiple=True, help="Client: 'Name: value' for the handshake.")
+@click.option("--duration", type=DURATION, help="Stop after this long (default: until SIGINT).")
+@click.option("--redact", multiple=True, metavar="JSONPATH[=hash|remove]", help="Repeatable.")
+@click.option(
+    "--redact-key-file",
+    type=click.Path(dir_okay=False, exists=True),
+    help="Key of --redact hashes (default: $SIM_REDACT_KEY, else random).",
+)
+@click.option("--ca", type=click.Path(dir_okay=False, exists=True), help="CA (PEM) for wss://.")
+@click.option("--log-format", type=click.Choice(["plain", "json"]), default="plain")
+@click.option("--quiet", is_flag=True, help="Print only the URL line.")
+def record(
+    upstream: str | None,
+    connect: str | None,
+    out: str,
+    listen: str,
+    send: tuple[str, ...],
+    header: tuple[str, ...],
+    duration: int | None,
+    redact: tuple[str, ...],
+    redact_key_file: str | None,
+    ca: str | None,
+    log_format: str,
+    quiet: bool,
+) -> None:
+    """Record real WebSocket sessions to a Parquet file.
+
+    With --upstream URL, a proxy: clients connect to --listen (the first line on stdout
+    is its URL) and are relayed to URL, path, query, subprotocols and headers included;
+    every message both ways is recorded. With --connect URL, sim is the client: it sends
+    the --send messages and records the feed for --duration. Authorization, cookies and
+    token query parameters are never written; --redact hashes (or removes) message
+    fields. SIGINT/SIGTERM stop cleanly; a killed recorder keeps what it flushed.
+    """
+    try:
+        if (upstream is None) == (connect is None):
+            raise UsageError("give exactly one of --upstream URL (proxy) or --connect URL")
+        if upstream is not None and (send or header):
+            raise UsageError("--send and --header go with --connect, not --upstream")
+        redactor = _redaction(redact, redact_key_file)
+        if upstream is not None:
+            host, port = _listen_address(listen)
+            asyncio.run(
+                _proxy(upstream, out, host, port, duration, redactor, ca, log_format, quiet)
+            )
+        else:
+            assert connect is not None
+            headers = [_header(h) for h in header]
+            asyncio.run(
+                _capture(connect, out, send, headers, duration, redactor, ca, log_format, quiet)
+            )
+    except OSError as e:
+        click.echo(f"sim: cannot record: {e.strerror or e}", err=True)
+        sys.exit(EXIT_USAGE)
+    except SimError as e:
+        from simulator.net.capture import CaptureError
+
+        if isinstance(e, CaptureError):
+            click.echo(f"sim: {e}", err=True)
+            sys.exit(1)
+        _fail(e)
+
+
+async def _proxy(
+    upstream: str,
+    out: str,
+    host: str,
+    port: int,
+    duration: int | None,
+    redactor: Any,
+    ca: str | None,
+    log_format: str,
+    quiet: bool,
+) -> None:
+    from simulator.net.proxy import record_proxy
+
+    stop = _stop_on_signals()
+    async with record_proxy(
+        upstream,
+        out,
+        host=host,
+        port=port,
+        redact=None if redactor is None else redactor.redact,
+        redaction=None if redactor is None else redactor.describe(),
+        ssl_context=_trust(ca),
+    ) as proxy:
+        print(proxy.url, flush=True)
+        if not quiet:
+            _follow_log(proxy.log, log_format)
+        stopped = asyncio.ensure_future(stop.wait())
+        await asyncio.wait({stopped}, timeout=None if duration is None else duration / 1e9)
+        stopped.cancel()
+
+
+async def _capture(
+    url: str,
+    out: str,
+    send: tuple[str, ...],
+    headers: list[tuple[str, str]],
+    duration: int | None,
+    redactor: Any,
+    ca: str | None,
+    log_format: str,
+    quiet: bool,
+) -> None:
+    from simulator.net.capture import capture
+
+    log = EventLog()
+    if not quiet:
+        _follow_log(log, log_format)
+    result = await capture(
+        url,
+        out,
+        send=send,
+        headers=headers,
+        duration_s=None if duration is None else duration / 1e9,
+        stop=_stop_on_signals(),
+        redact=None if redactor is None else redactor.redact,
+        redaction=None if redactor is None else redactor.describe(),
+        ssl_context=_trust(ca),
+        log=log,
+    )
+    click.echo(
+        f"recorded {result.received} messages to {out} (closed {result.close_code})", err=True
+    )

@@ -21,6 +21,7 @@ CORE_MODULES = [
     "simulator.core.protocol",
     "simulator.core.rates",
     "simulator.core.durations",
+    "simulator.core.redact",
 ]
 FORBIDDEN_IN_CORE = ["asyncio", "websockets", "polars", "click", "rich", "random"]
 # The interpreter loads `time` at start-up, so the clock is checked in the source instead.

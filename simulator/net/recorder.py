@@ -1,4 +1,5 @@
-"""`sim run --record`: what the server did, as recording rows, crash-safely on disk.
+"""Recording rows, crash-safely on disk: what `sim run --record` served, and what
+`sim record` saw pass between a client and an upstream server.
 
 Rows are buffered in plain lists and handed to the segment writer twice a second, so a
 killed server loses at most about a second (the writer's flush interval plus this
@@ -7,13 +8,17 @@ one). A failing disk stops the recording, with a warning in the log, never the s
 What is recorded is what the server handed to each client's send path: a frame later
 dropped for a slow consumer still has its row (the drop is counted in the stats).
 Injected faults are rows of kind ``fault`` with the fault as JSON.
+
+Redaction happens here, before a row is buffered: ``redact`` (see
+:mod:`simulator.core.redact`) is applied to every message payload, so nothing it
+removes ever reaches the writer, a segment or the output file.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -31,9 +36,18 @@ FLUSH_EVERY_S = 0.5
 class Recorder:
     """Buffers rows and feeds a :class:`RecordingWriter`. Call :meth:`close` at the end."""
 
-    def __init__(self, path: str | Path, metadata: RecordingMetadata, log: EventLog) -> None:
+    def __init__(
+        self,
+        path: str | Path,
+        metadata: RecordingMetadata,
+        log: EventLog,
+        *,
+        session: str | None = None,
+        redact: Callable[[bytes], bytes] | None = None,
+    ) -> None:
         self.path = str(path)
-        self.session = f"run:{metadata['scenario']}:{metadata['created_at']}"
+        self.session = session or f"run:{metadata['scenario']}:{metadata['created_at']}"
+        self._redact = redact
         self._writer: RecordingWriter | None = RecordingWriter(path, metadata)
         self._log = log
         self._start_ns = time.monotonic_ns()
@@ -54,6 +68,8 @@ class Recorder:
     ) -> None:
         if self._writer is None:
             return
+        if payload is not None and self._redact is not None and kind in _MESSAGES:
+            payload = self._redact(payload)
         c = self._cols
         c["conn"].append(conn)
         c["t_ns"].append(time.monotonic_ns() - self._start_ns)
@@ -66,18 +82,35 @@ class Recorder:
         c["close_reason"].append(close_reason)
         c["fault"].append(fault)
 
-    def opened(self, conn: int) -> None:
-        self._row(conn, Sender.SERVER, Kind.OPEN)
+    def opened(self, conn: int, handshake: dict[str, Any] | None = None) -> None:
+        """The connection opened; ``handshake`` (already redacted: path, headers, ...)
+        is stored as the row's JSON payload."""
+        payload = None if handshake is None else orjson.dumps(handshake)
+        self._row(conn, Sender.SERVER, Kind.OPEN, payload=payload)
 
     def sent(self, conn: int, streams: Sequence[str | None], payloads: Sequence[bytes]) -> None:
         for stream, payload in zip(streams, payloads, strict=True):
             self._row(conn, Sender.SERVER, Kind.TEXT, stream, payload)
 
     def received(self, conn: int, message: str | bytes) -> None:
+        self.message(conn, Sender.CLIENT, message)
+
+    def message(
+        self, conn: int, sender: Sender, message: str | bytes, stream: str | None = None
+    ) -> None:
+        """A data message ``sender`` sent: text for ``str``, binary for ``bytes``."""
         if isinstance(message, str):
-            self._row(conn, Sender.CLIENT, Kind.TEXT, payload=message.encode())
+            self._row(conn, sender, Kind.TEXT, stream, message.encode())
         else:
-            self._row(conn, Sender.CLIENT, Kind.BINARY, payload=message)
+            self._row(conn, sender, Kind.BINARY, stream, message)
+
+    def control(self, conn: int, sender: Sender, kind: Kind, data: bytes) -> None:
+        """A ping or pong frame ``sender`` sent, with its application data."""
+        self._row(conn, sender, kind, payload=data)
+
+    def error(self, conn: int, sender: Sender, message: str) -> None:
+        """A failure observed on ``conn`` (e.g. the upstream refused the handshake)."""
+        self._row(conn, sender, Kind.ERROR, payload=message.encode())
 
     def closed(self, conn: int, code: int, reason: str, by: str) -> None:
         sender = Sender.CLIENT if by == "client" else Sender.SERVER
@@ -141,6 +174,8 @@ class Recorder:
             message=f"recording stopped: {error}; run `sim recover {self.path}` for what was saved",
         )
 
+
+_MESSAGES = frozenset({Kind.TEXT, Kind.BINARY})
 
 _COLUMNS = (
     "conn",

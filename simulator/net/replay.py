@@ -26,7 +26,7 @@ import contextlib
 import http
 import os
 from collections import Counter
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -59,6 +59,7 @@ from simulator.net.faulting import FaultInjector, Injected
 from simulator.net.listener import Listener, close_of
 from simulator.net.log import EventKind, EventLog
 from simulator.storage.reader import read_recording
+from simulator.storage.schema import RecordingMetadata
 
 CLOSE_POLICY_VIOLATION = 1008
 #: Close codes that are never sent in a close frame (RFC 6455 §7.4.1): a recorded one
@@ -136,6 +137,8 @@ class ReplayServer(Listener):
         self.sent: list[Replayed] | None = [] if log_sends else None
         self._written = 0  # frames written on the fast path (for yielding)
         self.unexpected: list[Unexpected] = []
+        # Applied to client messages before matching, as they were when recorded.
+        self.redact: Callable[[bytes], bytes] | None = None
         self._next_index = 0  # connection indices, by handshake attempt
         self._next_client = 0  # clients served, in order: which recording each replays
         self.clients: dict[int, Client] = {}
@@ -272,13 +275,14 @@ class ReplayServer(Listener):
         session: _Session,
         message: str | bytes,
     ) -> None:
-        if session.closing or ws.protocol.state is not State.OPEN:
-            return  # closing (after a strict 1008): what is still in flight is drained
+        if session.closing or ws.protocol.close_sent is not None:
+            return  # the server is closing: what is still in flight is drained
         if isinstance(message, str):
             payload, frame = message.encode(), Frame.TEXT
         else:
             payload, frame = bytes(message), Frame.BINARY
-        found = match(session.expected, session.matched, payload, frame)
+        compared = payload if self.redact is None else self.redact(payload)
+        found = match(session.expected, session.matched, compared, frame)
         if found is not None:
             session.matched.add(found)
             session.arrived[found].set()
@@ -417,8 +421,15 @@ def load_plans(path: str | os.PathLike[str], speed: float | None) -> dict[int, P
 
     Raises :class:`RecordingError` if the file cannot be read or has no connection.
     """
+    return _load(path, speed)[0]
+
+
+def _load(
+    path: str | os.PathLike[str], speed: float | None
+) -> tuple[dict[int, Plan], RecordingMetadata]:
     check_speed(speed)
-    frame = read_recording(path).frame
+    recording = read_recording(path)
+    frame = recording.frame
     frame = frame.filter(pl.col("conn") >= 0).sort("seq")
     plans: dict[int, Plan] = {}
     columns = ("t_ns", "sender", "kind", "stream", "payload", "close_code", "close_reason")
@@ -435,7 +446,31 @@ def load_plans(path: str | os.PathLike[str], speed: float | None) -> dict[int, P
         )
     if not plans:
         raise RecordingError(os.fspath(path), "has no connections to replay")
-    return plans
+    return plans, recording.metadata
+
+
+def client_redactor(
+    metadata: RecordingMetadata, key: bytes | None, log: EventLog
+) -> Callable[[bytes], bytes] | None:
+    """How to redact a live client message so it compares with the recorded ones: the
+    recording's ``--redact`` rules under ``key`` (``None`` when it has no rules).
+
+    Without a key the rules cannot be applied: logged as a warning, and client messages
+    with hashed fields will not match. Raises :class:`UsageError` for a wrong key.
+    """
+    description = metadata["extra"].get("redaction") or {}
+    if not description.get("rules"):
+        return None
+    if key is None:
+        log.emit(
+            EventKind.WARNING,
+            message="the recording's client messages were redacted with a key: give the "
+            "same key (SIM_REDACT_KEY or --redact-key-file) or hashed messages will not match",
+        )
+        return None
+    from simulator.core.redact import Redactor
+
+    return Redactor.from_description(description, key).redact
 
 
 @contextlib.asynccontextmanager
@@ -451,6 +486,7 @@ async def replay(
     log_sends: bool = False,
     faults: FaultPlan | str | Path | None = None,
     seed: int | None = None,
+    redact_key: bytes | None = None,
 ) -> AsyncIterator[ReplayServer]:
     """Serve the recording at ``path`` until the block ends.
 
@@ -465,12 +501,16 @@ async def replay(
     streams; ``seed`` overrides its seed) or a ready :class:`FaultPlan`. What was
     injected is in ``server.injected``.
 
+    A recording made with ``--redact`` rules has hashed client messages: with the same
+    ``redact_key``, live client messages are hashed the same way before they are
+    compared (docs/redaction.md).
+
     Raises :class:`~simulator.errors.ScenarioError` for a bad faults file.
 
     Raises :class:`RecordingError` (bad file) or :class:`UsageError` (bad argument)
     before listening.
     """
-    plans = load_plans(path, speed)
+    plans, metadata = _load(path, speed)
     if isinstance(faults, str | Path):
         from simulator.scenario_toml import load_faults
 
@@ -491,6 +531,7 @@ async def replay(
         faults=faults,
         speed=speed,
     )
+    server.redact = client_redactor(metadata, redact_key, server.log)
     await server.start()
     try:
         yield server

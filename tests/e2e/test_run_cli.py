@@ -39,14 +39,18 @@ class Running:
         return code, out.decode(), err.decode()
 
 
-@contextlib.asynccontextmanager
-async def sim_run(*args: str | Path) -> AsyncIterator[Running]:
+def sim_run(*args: str | Path) -> contextlib.AbstractAsyncContextManager[Running]:
     """Start ``sim run`` with ``args``; yield once it has printed its URL line."""
+    return sim_serving("run", *args)
+
+
+@contextlib.asynccontextmanager
+async def sim_serving(*args: str | Path) -> AsyncIterator[Running]:
+    """Start ``sim ARGS...`` (a command that prints a URL line first); yield once it has."""
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
         "simulator",
-        "run",
         *map(str, args),
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,

@@ -1,0 +1,451 @@
+"""`sim record --upstream`: a recording proxy between real clients and a real server.
+
+For each client that connects, the proxy opens a connection to the upstream during the
+client's handshake (so an upstream failure can answer it with the matching HTTP status),
+forwarding the path and query, the requested subprotocols and the request headers
+(Authorization and cookies included: the upstream needs them; the recording never
+gets them). Then it relays messages both ways until one side closes, and closes the
+other side with the same code and reason. Every event of both directions is a row in
+the recording, redacted before it is buffered.
+
+Use :func:`record_proxy` from code and tests::
+
+    async with record_proxy("ws://feed.example:8080", "session.parquet", port=0) as proxy:
+        async with websockets.connect(proxy.url + "/prices") as ws: ...
+
+Connection numbers are handshake attempts, 0, 1, 2, ... (refused ones included).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import http
+import ssl
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+from websockets.asyncio.client import ClientConnection
+from websockets.asyncio.client import connect as ws_connect
+from websockets.asyncio.connection import Connection
+from websockets.asyncio.server import ServerConnection
+from websockets.asyncio.server import serve as ws_serve
+from websockets.datastructures import Headers
+from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus, InvalidURI
+from websockets.frames import Frame, Opcode
+from websockets.http11 import Request, Response
+from websockets.protocol import State
+from websockets.typing import Subprotocol
+
+from simulator.core.redact import redact_headers, redact_subprotocols, redact_url
+from simulator.errors import UsageError
+from simulator.net.listener import Listener, close_of
+from simulator.net.log import EventKind, EventLog
+from simulator.net.recorder import Recorder
+from simulator.storage.schema import Kind, Sender, new_metadata
+from simulator.version import __version__
+
+#: Request headers that belong to one hop (RFC 9110 §7.6.1) or to the WebSocket
+#: handshake itself: the proxy's own connection to the upstream sets its own.
+_NOT_FORWARDED = frozenset(
+    {
+        "host",
+        "connection",
+        "upgrade",
+        "keep-alive",
+        "proxy-connection",
+        "proxy-authorization",
+        "proxy-authenticate",
+        "te",
+        "trailer",
+        "transfer-encoding",
+        "content-length",
+        "sec-websocket-key",
+        "sec-websocket-version",
+        "sec-websocket-extensions",
+        "sec-websocket-protocol",
+        "sec-websocket-accept",
+        "origin",  # passed as connect(origin=...)
+        "user-agent",  # passed as connect(user_agent_header=...)
+    }
+)
+#: Response headers of the upstream worth passing back to the client (the rest of a
+#: 101 response is the proxy's own handshake).
+_RESPONSE_FORWARDED = ("set-cookie", "www-authenticate", "retry-after", "location")
+
+CLOSE_ABNORMAL = 1006
+CLOSE_INTERNAL_ERROR = 1011
+#: Close codes that are never sent in a close frame (RFC 6455 §7.4.1).
+_NOT_ON_THE_WIRE = frozenset({1005, 1006, 1015})
+
+
+def upstream_url(upstream: str, request_path: str) -> str:
+    """The URL to open upstream for a client that asked for ``request_path``: the
+    client's path appended to the upstream's, queries joined (upstream's first)."""
+    up = urlsplit(upstream)
+    client = urlsplit(request_path)
+    path = up.path.rstrip("/") + (client.path or "/")
+    query = "&".join(q for q in (up.query, client.query) if q)
+    return urlunsplit((up.scheme, up.netloc, path, query, ""))
+
+
+def check_upstream(upstream: str) -> None:
+    """Raise :class:`UsageError` unless ``upstream`` is a ``ws://`` or ``wss://`` URL."""
+    parts = urlsplit(upstream)
+    if parts.scheme not in ("ws", "wss") or not parts.hostname:
+        raise UsageError(f"--upstream {upstream!r}: must be a ws:// or wss:// URL with a host")
+
+
+class _Observed:
+    """Mixed into both legs' connections: reports ping and pong frames as they arrive."""
+
+    on_control: Callable[[Opcode, bytes], None] | None = None
+
+    def process_event(self, event: Any) -> None:
+        control = isinstance(event, Frame) and event.opcode in (Opcode.PING, Opcode.PONG)
+        if control and self.on_control is not None:
+            self.on_control(event.opcode, bytes(event.data))
+        super().process_event(event)  # type: ignore[misc]
+
+
+class ObservedServerConnection(_Observed, ServerConnection):
+    """The client's leg; ``upstream`` is set during its handshake."""
+
+    upstream: ClientConnection | None = None
+    index: int = -1
+
+
+class ObservedClientConnection(_Observed, ClientConnection):
+    """The upstream's leg."""
+
+
+@dataclass(frozen=True, slots=True)
+class Relayed:
+    """One message passed through (kept when ``log_sends`` is on)."""
+
+    conn: int
+    sender: Sender  # server: upstream to client; client: client to upstream
+    message: str | bytes
+
+
+class RecordingProxy(Listener):
+    """A running proxy. Build it with :func:`record_proxy`; read it, don't construct it."""
+
+    def __init__(
+        self,
+        upstream: str,
+        recorder: Recorder,
+        *,
+        host: str,
+        port: int,
+        ssl_context: ssl.SSLContext | None,
+        open_timeout: float,
+        max_size: int,
+        log: EventLog,
+        log_sends: bool,
+    ) -> None:
+        super().__init__(host)
+        self.upstream = upstream
+        self.recorder = recorder
+        self.requested_port = port
+        self.log = log
+        self.sent: list[Relayed] | None = [] if log_sends else None
+        self._ssl = ssl_context
+        self._open_timeout = open_timeout
+        self._max_size = max_size
+        self._next_index = 0
+        self.connections = 0  # open client connections
+
+    async def start(self) -> None:
+        self._ws = await ws_serve(
+            self._handle,
+            self.host,
+            self.requested_port,
+            process_request=self._process_request,
+            process_response=self._process_response,
+            select_subprotocol=self._select_subprotocol,
+            create_connection=ObservedServerConnection,
+            compression=None,
+            max_size=self._max_size,
+            ping_interval=None,  # the client's pings are relayed, the proxy sends none
+            open_timeout=self._open_timeout + 10,
+            close_timeout=2,
+            server_header=None,
+        )
+        self._spawn(self.recorder.run())
+        if self.host in ("0.0.0.0", "::", ""):
+            self.log.emit(
+                EventKind.WARNING,
+                message=f"listening on all interfaces ({self.host!r}): reachable from other hosts",
+            )
+        self.log.emit(
+            EventKind.LISTENING, url=self.url, mode="record", upstream=redact_url(self.upstream)
+        )
+
+    async def stop(self) -> None:
+        """Close every client with 1001 (going away), stop listening, write the file."""
+        if self._ws is None:
+            return
+        self.log.emit(EventKind.STOPPING, connections=self.connections)
+        self._ws.close(close_connections=True)
+        await self._ws.wait_closed()
+        self._cancel_tasks()
+        self.recorder.close()
+
+    # ------------------------------------------------------------------ handshake
+
+    async def _process_request(
+        self, connection: ServerConnection, request: Request
+    ) -> Response | None:
+        assert isinstance(connection, ObservedServerConnection)
+        index = connection.index = self._next_index
+        self._next_index += 1
+        url = upstream_url(self.upstream, request.path)
+        offered = [
+            Subprotocol(p.strip())
+            for value in request.headers.get_all("Sec-WebSocket-Protocol")
+            for p in value.split(",")
+            if p.strip()
+        ]
+        forwarded = [
+            (k, v) for k, v in request.headers.raw_items() if k.lower() not in _NOT_FORWARDED
+        ]
+        handshake: dict[str, Any] = {
+            "path": redact_url(request.path),
+            "upstream": redact_url(url),
+            "subprotocols": redact_subprotocols(offered),
+            "request_headers": redact_headers(request.headers.raw_items()),
+        }
+        try:
+            upstream = await ws_connect(
+                url,
+                additional_headers=forwarded,
+                subprotocols=offered or None,
+                origin=request.headers.get("Origin"),  # type: ignore[arg-type]
+                user_agent_header=request.headers.get("User-Agent"),
+                compression=None,
+                max_size=self._max_size,
+                ssl=(self._ssl or True) if url.startswith("wss:") else None,
+                open_timeout=self._open_timeout,
+                close_timeout=2,
+                ping_interval=None,  # the upstream's pings are relayed to the client
+                proxy=None,
+                create_connection=ObservedClientConnection,
+            )
+        except InvalidStatus as e:
+            return self._refuse(
+                connection, index, handshake, e.response.status_code, e.response, str(e)
+            )
+        except TimeoutError:
+            return self._refuse(connection, index, handshake, 504, None, "upstream timed out")
+        except ssl.SSLError as e:
+            return self._refuse(connection, index, handshake, 502, None, f"upstream TLS: {e}")
+        except (OSError, InvalidHandshake, InvalidURI) as e:
+            reason = getattr(e, "strerror", None) or str(e) or type(e).__name__
+            return self._refuse(connection, index, handshake, 502, None, f"upstream: {reason}")
+        connection.upstream = upstream
+        handshake["subprotocol"] = redacted_subprotocol(upstream.subprotocol)
+        if upstream.response is not None:
+            handshake["response_headers"] = redact_headers(upstream.response.headers.raw_items())
+        self.recorder.opened(index, handshake)
+        return None
+
+    def _refuse(
+        self,
+        connection: ServerConnection,
+        index: int,
+        handshake: dict[str, Any],
+        status: int,
+        upstream_response: Response | None,
+        error: str,
+    ) -> Response:
+        """Answer the client as the upstream answered us (or 502/504), and record it."""
+        handshake["status"] = status
+        self.recorder.opened(index, handshake)
+        self.recorder.error(index, Sender.SERVER, error)
+        self.recorder.closed(index, CLOSE_ABNORMAL, error[:120], "server")
+        self.log.emit(EventKind.REJECTED, conn=index, reason=error, status=status)
+        try:
+            phrase = http.HTTPStatus(status).phrase
+        except ValueError:
+            phrase = "Error"
+        body = f"{phrase}\n"
+        if upstream_response is not None and upstream_response.body:
+            body = upstream_response.body.decode(errors="replace")
+        response = connection.respond(status, body)
+        if upstream_response is not None:
+            _copy_headers(upstream_response.headers, response.headers)
+        return response
+
+    def _select_subprotocol(self, connection: ServerConnection, offered: Any) -> Subprotocol | None:
+        upstream = getattr(connection, "upstream", None)
+        return None if upstream is None else upstream.subprotocol
+
+    def _process_response(
+        self, connection: ServerConnection, request: Request, response: Response
+    ) -> None:
+        upstream = getattr(connection, "upstream", None)
+        if upstream is not None and upstream.response is not None and response.status_code == 101:
+            _copy_headers(upstream.response.headers, response.headers)
+
+    # ------------------------------------------------------------------ relaying
+
+    async def _handle(self, ws: ServerConnection) -> None:
+        assert isinstance(ws, ObservedServerConnection) and ws.upstream is not None
+        upstream, index = ws.upstream, ws.index
+        assert isinstance(upstream, ObservedClientConnection)
+        self.connections += 1
+        self.log.emit(
+            EventKind.CONNECTED,
+            conn=index,
+            path=redact_url(ws.request.path) if ws.request else None,
+        )
+        recorder = self.recorder
+        # Pings are relayed; a pong answers a relayed ping (the proxy answers each side's
+        # pings itself, as every WebSocket endpoint must, and records them).
+        ws.on_control = lambda op, data: self._control(index, Sender.CLIENT, op, data, upstream)
+        upstream.on_control = lambda op, data: self._control(index, Sender.SERVER, op, data, ws)
+        to_upstream = asyncio.ensure_future(self._pipe(index, ws, upstream, Sender.CLIENT))
+        to_client = asyncio.ensure_future(self._pipe(index, upstream, ws, Sender.SERVER))
+        try:
+            done, _ = await asyncio.wait(
+                (to_upstream, to_client), return_when=asyncio.FIRST_COMPLETED
+            )
+            # Whichever side closed first: close the other side the same way.
+            first, other = (ws, upstream) if to_upstream in done else (upstream, ws)
+            code, reason, _ = _closing(first)
+            await _close_like(other, code, reason)
+            await asyncio.wait((to_upstream, to_client), timeout=5)
+        finally:
+            to_upstream.cancel()
+            to_client.cancel()
+            self.connections -= 1
+            code, reason, by = close_of(ws)
+            if upstream.protocol.state is not State.CLOSED:
+                upstream.transport.abort()
+            up_code, up_reason, _ = _closing(upstream)
+            # Who closed: the side whose pipe ended first is the one that closed.
+            if by == "server":  # the proxy closed the client: it was the upstream
+                code, reason, by = up_code, up_reason, "server"
+            recorder.closed(index, code, reason, by)
+            self.log.emit(EventKind.DISCONNECTED, conn=index, code=code, reason=reason, by=by)
+
+    async def _pipe(self, index: int, src: Connection, dst: Connection, sender: Sender) -> None:
+        recorder, sent = self.recorder, self.sent
+        with contextlib.suppress(ConnectionClosed):
+            async for message in src:
+                recorder.message(index, sender, message)
+                if sent is not None:
+                    sent.append(Relayed(index, sender, message))
+                await dst.send(message)
+
+    def _control(
+        self, index: int, sender: Sender, opcode: Opcode, data: bytes, other: Connection
+    ) -> None:
+        kind = Kind.PING if opcode is Opcode.PING else Kind.PONG
+        self.recorder.control(index, sender, kind, data)
+        if opcode is Opcode.PING and other.protocol.state is State.OPEN:
+            # Relay the ping; its pong comes back to the proxy (recorded, not relayed:
+            # this side has had its pong from the proxy already).
+            with contextlib.suppress(Exception):
+                other.protocol.send_ping(data)
+                other.send_data()
+
+
+def _closing(ws: Connection) -> tuple[int, str, str]:
+    """How ``ws`` ended or is ending: code, reason, and who sent the close first."""
+    p = ws.protocol
+    if p.close_rcvd is not None:
+        return p.close_rcvd.code, p.close_rcvd.reason, "peer"
+    if p.close_sent is not None:
+        return p.close_sent.code, p.close_sent.reason, "proxy"
+    return CLOSE_ABNORMAL, "", "network"
+
+
+async def _close_like(ws: Connection, code: int, reason: str) -> None:
+    """Close ``ws`` with ``code``; a close that never went on the wire (1006: the other
+    side dropped) is passed on as a dropped connection."""
+    if ws.protocol.state is State.CLOSED:
+        return
+    if code in _NOT_ON_THE_WIRE or not (1000 <= code <= 4999):
+        if code == 1005:  # a close frame without a status: close without one too
+            await ws.close(1000)
+            return
+        ws.transport.abort()
+        return
+    await ws.close(code, reason)
+
+
+def redacted_subprotocol(subprotocol: str | None) -> str | None:
+    """The chosen subprotocol as a recording may hold it (a token becomes a marker)."""
+    return None if subprotocol is None else redact_subprotocols([subprotocol])[0]
+
+
+def _copy_headers(source: Headers, target: Headers) -> None:
+    for name in _RESPONSE_FORWARDED:
+        for value in source.get_all(name):
+            target[name] = value
+
+
+@contextlib.asynccontextmanager
+async def record_proxy(
+    upstream: str,
+    out: str | Path,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    redact: Callable[[bytes], bytes] | None = None,
+    redaction: dict[str, Any] | None = None,
+    ssl_context: ssl.SSLContext | None = None,
+    open_timeout: float = 10.0,
+    max_size: int = 16 * 2**20,
+    log_sends: bool = False,
+) -> AsyncIterator[RecordingProxy]:
+    """Relay clients to ``upstream`` (``ws://`` or ``wss://``), recording to ``out``.
+
+    ``redact`` is applied to every message payload before it is recorded (build it with
+    :class:`simulator.core.redact.Redactor`); ``redaction`` describes it (no key) in
+    the file's metadata. Secret headers and token-like query parameters are always
+    removed. ``ssl_context`` verifies a ``wss://`` upstream (default: the system's CAs).
+    The file is compacted when the block ends; killed, it keeps what was flushed
+    (about the last second is lost; ``sim recover``).
+
+    Raises :class:`UsageError` for a bad URL, :class:`RecordingError` for an
+    unwritable ``out``, before listening.
+    """
+    check_upstream(upstream)
+    log = EventLog()
+    meta = new_metadata(
+        sim_version=__version__,
+        scenario="record",
+        seed=None,
+        source_url=redact_url(upstream),
+        extra={"mode": "proxy", "redaction": redaction or {}},
+    )
+    recorder = Recorder(
+        out, meta, log, session=f"record:{meta['created_at']}:{time.monotonic_ns()}", redact=redact
+    )
+    proxy = RecordingProxy(
+        upstream,
+        recorder,
+        host=host,
+        port=port,
+        ssl_context=ssl_context,
+        open_timeout=open_timeout,
+        max_size=max_size,
+        log=log,
+        log_sends=log_sends,
+    )
+    try:
+        await proxy.start()
+    except BaseException:
+        recorder.close()
+        raise
+    try:
+        yield proxy
+    finally:
+        await proxy.stop()

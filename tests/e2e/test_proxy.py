@@ -1,0 +1,348 @@
+"""`sim record --upstream`: a recording proxy between a real client and a real server,
+all on 127.0.0.1. The upstream here is a plain websockets server that remembers what it
+was asked for and sent."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import http
+import ssl
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import orjson
+import polars as pl
+import pytest
+from websockets.asyncio.server import ServerConnection, serve
+from websockets.exceptions import ConnectionClosed, InvalidStatus
+from websockets.http11 import Request, Response
+from websockets.typing import Subprotocol
+
+from simulator.analysis import diff
+from simulator.core.redact import Redactor
+from simulator.net.proxy import record_proxy, upstream_url
+from simulator.net.replay import replay
+from simulator.net.server import serve as serve_sim
+from simulator.storage.reader import read_recording
+from tests.e2e.conftest import async_test, client, scenario
+
+DATA = Path(__file__).resolve().parents[1] / "data"
+SECRET = "s3cr3t-t0ken-value"
+
+
+@dataclass
+class Upstream:
+    """What the upstream saw: each handshake's path and headers, each message."""
+
+    url: str = ""
+    paths: list[str] = field(default_factory=list)
+    headers: list[dict[str, str]] = field(default_factory=list)
+    received: list[str | bytes] = field(default_factory=list)
+    closes: list[tuple[int | None, str | None]] = field(default_factory=list)
+
+
+@contextlib.asynccontextmanager
+async def upstream(
+    *, greet: list[str | bytes] | None = None, tls: bool = False, refuse: int | None = None
+) -> AsyncIterator[Upstream]:
+    """A server that sends ``greet``, then echoes each message as ``echo:<message>``
+    (JSON objects as ``{"echo": <object>}``, bytes as they are); ``close <code>
+    <reason>`` makes it close, ``drop`` drop the socket."""
+    seen = Upstream()
+
+    def on_request(connection: ServerConnection, request: Request) -> Response | None:
+        seen.paths.append(request.path)
+        seen.headers.append({k.lower(): v for k, v in request.headers.raw_items()})
+        if refuse is not None:
+            response = connection.respond(http.HTTPStatus(refuse), "go away\n")
+            response.headers["Retry-After"] = "9"
+            return response
+        return None
+
+    async def handler(ws: ServerConnection) -> None:
+        for message in greet or []:
+            await ws.send(message)
+        try:
+            async for message in ws:
+                seen.received.append(message)
+                if isinstance(message, str) and message.startswith("close "):
+                    _, code, reason = message.split(" ", 2)
+                    await ws.close(int(code), reason)
+                elif message == "drop":
+                    ws.transport.abort()
+                elif isinstance(message, bytes):
+                    await ws.send(message)
+                elif message.startswith("{"):
+                    await ws.send(orjson.dumps({"echo": orjson.loads(message)}).decode())
+                else:
+                    await ws.send("echo:" + message)
+        except ConnectionClosed:
+            pass
+        seen.closes.append((ws.close_code, ws.close_reason))
+
+    context = None
+    if tls:
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(DATA / "localhost-cert.pem", DATA / "localhost-key.pem")
+    async with serve(
+        handler,
+        "127.0.0.1",
+        0,
+        process_request=on_request,
+        select_subprotocol=lambda _, offered: next(
+            (Subprotocol(p) for p in ("feed.v2", "feed.v1") if p in offered), None
+        ),
+        ssl=context,
+    ) as server:
+        port = next(iter(server.sockets)).getsockname()[1]
+        seen.url = f"{'wss' if tls else 'ws'}://127.0.0.1:{port}/base"
+        yield seen
+
+
+def rows(path: Path) -> pl.DataFrame:
+    return read_recording(path).frame.sort("seq")
+
+
+def messages(frame: pl.DataFrame) -> list[tuple[str, str, bytes]]:
+    m = frame.filter(pl.col("kind").cast(pl.String).is_in(["text", "binary"]))
+    return [
+        (str(s), str(k), bytes(p)) for s, k, p in m.select("sender", "kind", "payload").iter_rows()
+    ]
+
+
+def test_the_clients_path_and_query_follow_the_upstreams() -> None:
+    assert upstream_url("ws://h:1/base", "/feed?x=1") == "ws://h:1/base/feed?x=1"
+    assert upstream_url("ws://h:1/base/?k=v", "/?x=1") == "ws://h:1/base/?k=v&x=1"
+    assert upstream_url("wss://h", "/") == "wss://h/"
+
+
+@async_test(timeout=30)
+async def test_messages_relay_both_ways_with_path_headers_and_subprotocol(tmp_path: Path) -> None:
+    out = tmp_path / "p.parquet"
+    async with upstream(greet=["hello", b"\x00\x01"]) as up, record_proxy(up.url, out) as proxy:
+        ws = await client(
+            proxy.url + "/prices?depth=5&token=" + SECRET,
+            subprotocols=["feed.v1"],
+            additional_headers={"Authorization": f"Bearer {SECRET}", "X-Desk": "power"},
+        )
+        assert ws.subprotocol == "feed.v1"
+        assert [await ws.recv(), await ws.recv()] == ["hello", b"\x00\x01"]
+        await ws.send("hi")
+        assert await ws.recv() == "echo:hi"
+        await ws.send(b"\xff\xfe")
+        assert await ws.recv() == b"\xff\xfe"
+        await ws.close()
+    assert up.paths == [f"/base/prices?depth=5&token={SECRET}"]
+    assert up.headers[0]["authorization"] == f"Bearer {SECRET}"
+    assert up.headers[0]["x-desk"] == "power"
+    assert up.received == ["hi", b"\xff\xfe"]
+    assert up.closes == [(1000, "")]
+    frame = rows(out)
+    assert messages(frame) == [
+        ("server", "text", b"hello"),
+        ("server", "binary", b"\x00\x01"),
+        ("client", "text", b"hi"),
+        ("server", "text", b"echo:hi"),
+        ("client", "binary", b"\xff\xfe"),
+        ("server", "binary", b"\xff\xfe"),
+    ]
+    opened = orjson.loads(frame.filter(pl.col("kind") == "open")["payload"][0])
+    assert opened["subprotocol"] == "feed.v1"
+    assert opened["path"].startswith("/prices?depth=5&token=")
+    assert ["X-Desk", "power"] in opened["request_headers"]
+    closes = frame.filter(pl.col("kind") == "close")
+    assert closes.select("sender", "close_code").rows() == [("client", 1000)]
+
+
+@async_test(timeout=30)
+async def test_secrets_never_reach_the_file(tmp_path: Path) -> None:
+    """Authorization, cookies and token query parameters are not in the file's bytes;
+    a --redact field is hashed with the key, the same value to the same hash."""
+    out = tmp_path / "s.parquet"
+    redactor = Redactor.from_specs(["$..token"], key=b"k" * 32)
+    async with (
+        upstream() as up,
+        record_proxy(up.url, out, redact=redactor.redact, redaction=redactor.describe()) as proxy,
+    ):
+        ws = await client(
+            proxy.url + f"/?access_token={SECRET}",
+            additional_headers={"Authorization": f"Bearer {SECRET}", "Cookie": f"sid={SECRET}"},
+        )
+        login = orjson.dumps({"type": "login", "auth": {"token": SECRET}}).decode()
+        await ws.send(login)
+        echo = orjson.loads(await ws.recv())
+        assert echo["echo"]["auth"]["token"] == SECRET  # the upstream got the real message
+        await ws.close()
+    data = out.read_bytes()
+    assert SECRET.encode() not in data
+    sent, echoed = messages(rows(out))
+    hashed = orjson.loads(sent[2])["auth"]["token"]
+    assert hashed.startswith("hmac-sha256:")
+    assert orjson.loads(echoed[2])["echo"]["auth"]["token"] == hashed
+
+
+@async_test(timeout=30)
+async def test_close_codes_and_reasons_pass_through_both_ways(tmp_path: Path) -> None:
+    out = tmp_path / "c.parquet"
+    async with upstream() as up, record_proxy(up.url, out) as proxy:
+        ws = await client(proxy.url)
+        await ws.send("close 4001 market closed")
+        with pytest.raises(ConnectionClosed):
+            await ws.recv()
+        assert (ws.close_code, ws.close_reason) == (4001, "market closed")
+        ws = await client(proxy.url)
+        await ws.close(4002, "client done")
+        await asyncio.sleep(0.1)
+    assert up.closes == [(4001, "market closed"), (4002, "client done")]
+    closes = rows(out).filter(pl.col("kind") == "close")
+    assert closes.select("conn", "sender", "close_code", "close_reason").rows() == [
+        (0, "server", 4001, "market closed"),
+        (1, "client", 4002, "client done"),
+    ]
+
+
+@async_test(timeout=30)
+async def test_an_upstream_that_drops_the_socket_drops_the_clients(tmp_path: Path) -> None:
+    async with upstream() as up, record_proxy(up.url, tmp_path / "d.parquet") as proxy:
+        ws = await client(proxy.url)
+        await ws.send("drop")
+        with pytest.raises(ConnectionClosed):
+            await ws.recv()
+        assert ws.close_code == 1006
+
+
+@async_test(timeout=30)
+async def test_upstream_failures_reach_the_client_as_http_statuses(tmp_path: Path) -> None:
+    out = tmp_path / "f.parquet"
+    async with upstream(refuse=401) as up, record_proxy(up.url, out) as proxy:
+        with pytest.raises(InvalidStatus) as refused:
+            await client(proxy.url)
+        assert refused.value.response.status_code == 401
+        assert refused.value.response.headers["Retry-After"] == "9"
+    # Nothing listens on the port of a server that has stopped: connection refused.
+    async with record_proxy(up.url, tmp_path / "g.parquet") as proxy:
+        with pytest.raises(InvalidStatus) as refused:
+            await client(proxy.url)
+        assert refused.value.response.status_code == 502
+    errors = rows(out).filter(pl.col("kind") == "error")
+    assert errors.height == 1 and b"401" in errors["payload"][0]
+
+
+@async_test(timeout=30)
+async def test_a_wss_upstream_is_verified_with_the_given_ca(tmp_path: Path) -> None:
+    trusted = ssl.create_default_context(cafile=DATA / "localhost-cert.pem")
+    async with upstream(greet=["over tls"], tls=True) as up:
+        async with record_proxy(up.url, tmp_path / "t.parquet", ssl_context=trusted) as proxy:
+            ws = await client(proxy.url)
+            assert await ws.recv() == "over tls"
+            await ws.close()
+        # Without the CA, the upstream's certificate is not trusted: 502, and why.
+        async with record_proxy(up.url, tmp_path / "u.parquet") as proxy:
+            with pytest.raises(InvalidStatus) as refused:
+                await client(proxy.url)
+            assert refused.value.response.status_code == 502
+    errors = rows(tmp_path / "u.parquet").filter(pl.col("kind") == "error")
+    assert b"CERTIFICATE_VERIFY_FAILED" in errors["payload"][0]
+
+
+@async_test(timeout=30)
+async def test_a_clients_ping_is_relayed_and_recorded(tmp_path: Path) -> None:
+    out = tmp_path / "ping.parquet"
+    async with upstream() as up, record_proxy(up.url, out) as proxy:
+        ws = await client(proxy.url)
+        await asyncio.wait_for(await ws.ping(b"are you there"), 5)
+        await ws.send("fence")  # the upstream echoes it after the relayed ping's pong
+        await ws.recv()
+        await ws.close()
+    control = rows(out).filter(pl.col("kind").cast(pl.String).is_in(["ping", "pong"]))
+    assert control.select("sender", "kind", "payload").rows() == [
+        ("client", "ping", b"are you there"),
+        ("server", "pong", b"are you there"),
+    ]
+
+
+FEED = """
+[scenario]
+name = "proxied"
+seed = 5
+
+[server]
+mode = "per-connection"
+
+[[stream]]
+name = "tick"
+every = "10ms"
+[stream.fields]
+n = { dist = "counter" }
+
+[[fault]]
+kind = "disconnect"
+code = 4000
+reason = "session over"
+at = "200ms"
+"""
+
+
+async def session_through(url: str, out: Path) -> None:
+    """A client of a proxy to ``url`` pings, then reads until the server closes."""
+    async with record_proxy(url, out) as proxy:
+        ws = await client(proxy.url)
+        await ws.send('{"type":"ping","id":1}')
+        with pytest.raises(ConnectionClosed):
+            while True:
+                await ws.recv()
+        assert ws.close_code == 4000
+        for _ in range(200):
+            if not proxy.connections:
+                break
+            await asyncio.sleep(0.01)
+
+
+@async_test(timeout=60)
+async def test_record_replay_record_gives_the_same_messages(tmp_path: Path) -> None:
+    """A live session recorded through the proxy, replayed, and recorded again through
+    the proxy: `sim diff` finds the two recordings' message sequences identical."""
+    first, second = tmp_path / "first.parquet", tmp_path / "second.parquet"
+    async with serve_sim(scenario(FEED), port=0) as live:
+        await session_through(live.url, first)
+    async with replay(first, speed=None) as replayed:
+        await session_through(replayed.url, second)
+    result = diff(first, second, ignore_timing=True)
+    assert result.equivalent, result
+    assert len(messages(rows(first))) >= 10
+
+
+@async_test(timeout=30)
+async def test_replay_with_the_key_matches_client_messages_whose_fields_were_hashed(
+    tmp_path: Path,
+) -> None:
+    out = tmp_path / "login.parquet"
+    key = b"a shared redaction key"
+    redactor = Redactor.from_specs(["$..token"], key=key)
+    login = orjson.dumps({"type": "login", "token": SECRET}).decode()
+    async with (
+        upstream() as up,
+        record_proxy(up.url, out, redact=redactor.redact, redaction=redactor.describe()) as proxy,
+    ):
+        ws = await client(proxy.url)
+        await ws.send(login)
+        await ws.recv()
+        await ws.close()
+    assert SECRET.encode() not in out.read_bytes()
+    async with replay(out, speed=None, redact_key=key) as replayed:
+        ws = await client(replayed.url)
+        await ws.send(login)
+        echo = orjson.loads(await ws.recv())  # the reply waited for the matching login
+        assert echo["echo"]["type"] == "login"
+        await ws.send(orjson.dumps({"type": "login", "token": "another"}).decode())
+        for _ in range(500):
+            if replayed.unexpected:
+                break
+            await asyncio.sleep(0.01)
+        await ws.close()
+        assert [orjson.loads(u.payload)["token"] for u in replayed.unexpected] == ["another"]
+    async with replay(out, speed=None) as keyless:
+        warnings = [e.detail["message"] for e in keyless.log.records if e.kind.value == "warning"]
+        assert any("redacted with a key" in w for w in warnings)

@@ -1,0 +1,114 @@
+"""`sim record` as a real process: the proxy and the direct client, signals, SIGKILL and
+recovery, usage errors. The upstream is `sim run` itself, in this process."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from pathlib import Path
+
+import orjson
+import polars as pl
+
+from simulator.net.replay import replay
+from simulator.net.server import serve
+from simulator.storage.reader import read_recording
+from tests.e2e.conftest import async_test, client, receive, scenario
+from tests.e2e.test_run_cli import sim, sim_serving
+
+SUBSCRIBE = '{"type":"subscribe","streams":["tick"]}'
+FEED = """
+[scenario]
+name = "fast"
+
+[[stream]]
+name = "tick"
+every = "5ms"
+[stream.fields]
+n = { dist = "counter" }
+"""
+
+
+def server_messages(path: Path) -> list[bytes]:
+    frame = read_recording(path).frame.sort("seq")
+    texts = frame.filter((pl.col("sender") == "server") & (pl.col("kind") == "text"))
+    return [bytes(p) for p in texts["payload"]]
+
+
+@async_test(timeout=60)
+async def test_proxy_process_records_until_sigterm_and_exits_0(tmp_path: Path) -> None:
+    out = tmp_path / "proxy.parquet"
+    async with serve(scenario(FEED), port=0) as upstream:
+        args = ("--upstream", upstream.url, "--listen", "127.0.0.1:0", "--out", out)
+        async with sim_serving("record", *args) as proxy:
+            assert proxy.url.startswith("ws://127.0.0.1:")
+            ws = await client(proxy.url + "/?api_key=hunter2")
+            got = [await receive(ws) for _ in range(10)]
+            await ws.close()
+            proxy.process.send_signal(signal.SIGTERM)
+            code, _, err = await proxy.finish()
+    assert code == 0, err
+    recorded = [orjson.loads(m) for m in server_messages(out)]
+    assert recorded[:10] == got
+    assert b"hunter2" not in out.read_bytes()
+
+
+@async_test(timeout=60)
+async def test_a_killed_proxy_keeps_what_it_flushed_and_recover_rebuilds_it(
+    tmp_path: Path,
+) -> None:
+    out = tmp_path / "killed.parquet"
+    async with serve(scenario(FEED), port=0) as upstream:
+        args = ("--upstream", upstream.url, "--listen", "127.0.0.1:0", "--out", out, "--quiet")
+        async with sim_serving("record", *args) as proxy:
+            ws = await client(proxy.url)
+            first = [await ws.recv() for _ in range(20)]
+            # Segments are flushed at least every second: after ~2.5 s the first 20
+            # messages are on disk whatever happens next.
+            await asyncio.sleep(2.5)
+            proxy.process.send_signal(signal.SIGKILL)
+            await proxy.process.wait()
+            await ws.close()
+    assert not out.exists()
+    result = sim("recover", out)
+    assert result.returncode == 0, result.stderr
+    assert [m.decode() for m in server_messages(out)[:20]] == first
+
+
+@async_test(timeout=60)
+async def test_connect_records_the_feed_after_the_messages_it_sends(tmp_path: Path) -> None:
+    """`--connect` sends the subscribe, records for --duration; replaying the file to a
+    client that sends the same subscribe gives it what was recorded."""
+    out = tmp_path / "direct.parquet"
+    async with serve(scenario(FEED), port=0) as upstream:
+        args = ("record", "--connect", upstream.url, "--send", SUBSCRIBE, "--duration", "300ms")
+        result = await asyncio.to_thread(
+            sim, *args, "--header", "Authorization: Bearer hunter2", "--out", out
+        )
+    assert result.returncode == 0, result.stderr
+    assert b"hunter2" not in out.read_bytes()
+    recorded = server_messages(out)
+    assert recorded[0] == b'{"type":"subscribed","streams":["tick"]}'
+    assert len(recorded) > 10
+    async with replay(out, speed=None) as replayed:
+        ws = await client(replayed.url)
+        await ws.send(SUBSCRIBE)
+        got = [(await ws.recv()).encode() for _ in recorded]  # type: ignore[union-attr]
+        await ws.close()
+    assert got == recorded
+
+
+def test_usage_errors_exit_2_and_an_unreachable_feed_exits_1(tmp_path: Path) -> None:
+    out = tmp_path / "x.parquet"
+    both = sim("record", "--upstream", "ws://a", "--connect", "ws://b", "--out", out)
+    assert both.returncode == 2 and "exactly one of" in both.stderr
+    bad_url = sim("record", "--connect", "http://example", "--out", out)
+    assert bad_url.returncode == 2 and "ws:// or wss://" in bad_url.stderr
+    bad_listen = sim("record", "--upstream", "ws://a", "--listen", "nowhere", "--out", out)
+    assert bad_listen.returncode == 2 and "HOST:PORT" in bad_listen.stderr
+    bad_redact = sim("record", "--connect", "ws://a", "--redact", "token", "--out", out)
+    assert bad_redact.returncode == 2 and "Traceback" not in bad_redact.stderr
+    refused = sim("record", "--connect", "ws://127.0.0.1:1", "--out", out)
+    assert refused.returncode == 1 and "cannot connect" in refused.stderr
+    for result in (both, bad_url, bad_listen, bad_redact, refused):
+        assert "Traceback" not in result.stderr
