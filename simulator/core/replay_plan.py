@@ -189,3 +189,15 @@ def match(
         if e.index not in matched and same_message(e, payload, frame):
             return e.index
     return None
+
+
+def stream_of(step: Push | Reply) -> str:
+    """The stream a server message belongs to, for fault targeting: the recorded one,
+    else the ``type`` of a JSON object message (a proxy records no streams), else ``""``."""
+    if isinstance(step, Push) and step.stream is not None:
+        return step.stream
+    if step.frame is Frame.TEXT:
+        doc = parse(step.payload)
+        if isinstance(doc, dict) and isinstance(doc.get("type"), str):
+            return str(doc["type"])
+    return ""

@@ -11,12 +11,12 @@ The recording is read, and checked, before anything listens: a missing, truncate
 foreign file raises :class:`~simulator.errors.RecordingError`.
 
 With ``faults`` (``sim replay --faults``), each client is a
-:class:`~simulator.net.connection.Client` and every recorded push goes through the
-live server's :class:`~simulator.net.faulting.FaultInjector`: the same planner decides
-from (seed, fault, connection, stream, message index), where the message index is the
-push's index within its recorded stream on that connection (counting on across
-``loop`` rounds). Replies to client messages are not subject to message faults, as on
-the live server.
+:class:`~simulator.net.connection.Client` and every recorded server message (pushes
+and replies alike) goes through the live server's
+:class:`~simulator.net.faulting.FaultInjector`: the same planner decides from (seed,
+fault, connection, stream, message index), where the stream is the recorded one (else
+the message's JSON ``type``) and the index counts that stream's messages on the
+connection from 1, on across ``loop`` rounds.
 """
 
 from __future__ import annotations
@@ -52,6 +52,7 @@ from simulator.core.replay_plan import (
     check_speed,
     match,
     plan_connection,
+    stream_of,
 )
 from simulator.errors import RecordingError, UsageError
 from simulator.net.connection import Client, SimConnection
@@ -321,11 +322,7 @@ class ReplayServer(Listener):
                         if step.delay_ns:
                             await asyncio.sleep(step.delay_ns / 1e9)
                         if session.client is not None:
-                            await self._send_direct(session.client, step.payload, step.frame)
-                            if self.sent is not None:
-                                self.sent.append(
-                                    Replayed(index, recorded, step.payload, step.frame)
-                                )
+                            await self._send_through_faults(session, index, recorded, step)
                         else:
                             await self._send(ws, index, recorded, step.payload, step.frame)
                     elif isinstance(step, Close):
@@ -361,14 +358,14 @@ class ReplayServer(Listener):
         await ws.send(payload, text=frame is Frame.TEXT)
 
     async def _send_through_faults(
-        self, session: _Session, index: int, recorded: int, push: Push
+        self, session: _Session, index: int, recorded: int, push: Push | Reply
     ) -> None:
-        """Hand one push to the fault injector, once the client's socket has room: a
-        replay waits for a slow client rather than dropping what it was not sent."""
+        """Hand one server message to the fault injector, once the client's socket has
+        room: a replay waits for a slow client rather than dropping what it was not sent."""
         assert self.faults is not None and session.client is not None
         client = session.client
         await _room(client)
-        stream = push.stream or ""
+        stream = stream_of(push)
         session.seqs[stream] += 1
         self.faults.deliver(
             client,
@@ -383,12 +380,6 @@ class ReplayServer(Listener):
         self._written += 1
         if self._written % _YIELD_EVERY == 0:
             await asyncio.sleep(0)
-
-    async def _send_direct(self, client: Client, payload: bytes, frame: Frame) -> None:
-        await _room(client)
-        opcode = Opcode.TEXT if frame is Frame.TEXT else Opcode.BINARY
-        data = WireFrame(opcode, payload).serialize(mask=False)
-        client.deliver(data, [data])
 
 
 async def _room(client: Client) -> None:
@@ -540,14 +531,15 @@ async def replay(
 
 
 def recorded_streams(plans: dict[int, Plan]) -> list[str]:
-    """The streams the recorded server pushes belong to, sorted (faults may target them)."""
+    """The streams of the recorded server messages (see
+    :func:`~simulator.core.replay_plan.stream_of`), sorted: what faults may target."""
     names = {
-        step.stream
+        stream_of(step)
         for plan in plans.values()
         for step in plan.steps
-        if isinstance(step, Push) and step.stream is not None
+        if isinstance(step, Push | Reply)
     }
-    return sorted(names)
+    return sorted(names - {""})
 
 
 def _ranges(values: list[int]) -> str:

@@ -177,3 +177,33 @@ def test_sim_replay_with_a_bad_faults_file_exits_2_naming_the_line(tmp_path: Pat
     assert result.returncode == 2
     assert "bad.toml:2: fault[0].kind = 'dorp'" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+@async_test(timeout=30)
+async def test_without_recorded_streams_a_messages_json_type_is_its_stream(
+    tmp_path: Path,
+) -> None:
+    """A proxy records no streams, and everything after the client's subscribe is a
+    reply to it: faults still find the feed's messages by their JSON type."""
+    rows: list[RowSpec] = [opened(0), (0, MS, "client", "text", None, b"sub", None, None)]
+    for k in range(N):
+        payload = f'{{"type":"{"ab"[k % 2]}","n":{k}}}'.encode()
+        rows.append((0, (k + 2) * MS, "server", "text", None, payload, None, None))
+    recording = write(tmp_path / "proxied.parquet", rows)
+    faults = faults_file(
+        tmp_path / "f.toml",
+        """
+        [[fault]]
+        kind = "drop"
+        streams = ["a"]
+        probability = 1.0
+        """,
+    )
+    async with replay(recording, speed=None, faults=faults) as server:
+        ws = await client(server.url)
+        await ws.send("sub")
+        got = await read(ws, N // 2)
+        await ws.close()
+        kinds = {i.kind for i in server.injected}
+    assert all(b'"type":"b"' in m for m in got)
+    assert kinds == {"drop"}
