@@ -26,6 +26,8 @@ from simulator.storage.schema import Kind, error_reason
 
 #: How many of the longest gaps :func:`inspect` reports.
 TOP_GAPS: Final = 5
+#: How many ``error`` rows :func:`inspect` quotes (all are counted).
+TOP_ERRORS: Final = 10
 #: Payloads in a :class:`RowSummary` are cut to about this many characters.
 PAYLOAD_CHARS: Final = 80
 #: Connection number of rows that belong to no connection (server-wide faults).
@@ -100,6 +102,8 @@ class Summary:
     gaps: tuple[Gap, ...]
     close_codes: tuple[tuple[int | None, int], ...]
     faults: tuple[tuple[str, int], ...]
+    errors: tuple[tuple[int, str], ...]  # (conn, message) of the first TOP_ERRORS errors
+    error_count: int
     scenario: str
     seed: int | None
     format_version: int
@@ -118,7 +122,8 @@ def inspect(path: str | os.PathLike[str]) -> Summary:
     metadata = read_metadata(path)
     events = scan_recording(path)
     messages = events.filter(pl.col("kind").cast(pl.String).is_in(_MESSAGE_KINDS))
-    totals, conns, closes, streams, gaps, codes, faults = _collect(
+    errors = events.filter(pl.col("kind") == Kind.ERROR.value)
+    totals, conns, closes, streams, gaps, codes, faults, error_rows, error_count = _collect(
         file,
         events.select(
             rows=pl.len(),
@@ -158,6 +163,8 @@ def inspect(path: str | os.PathLike[str]) -> Summary:
         )
         .agg(n=pl.len())
         .sort("n", "fault", descending=[True, False]),
+        errors.sort("seq").head(TOP_ERRORS).select("conn", "payload"),
+        errors.select(n=pl.len()),
     )
     rows = int(totals["rows"][0])
     duration = int(totals["last"][0] - totals["first"][0]) if rows else 0
@@ -192,6 +199,11 @@ def inspect(path: str | os.PathLike[str]) -> Summary:
         ),
         close_codes=tuple((r["close_code"], r["n"]) for r in codes.iter_rows(named=True)),
         faults=tuple((r["fault"], r["n"]) for r in faults.iter_rows(named=True)),
+        errors=tuple(
+            (conn, (payload or b"").decode(errors="replace"))
+            for conn, payload in error_rows.iter_rows()
+        ),
+        error_count=int(error_count["n"][0]),
         scenario=metadata["scenario"],
         seed=metadata["seed"],
         format_version=metadata["format_version"],
@@ -239,6 +251,9 @@ def summary_lines(summary: Summary) -> list[str]:
         lines.append(f"  close codes: {codes}")
     if s.faults:
         lines.append("  faults: " + ", ".join(f"{k} x{n}" for k, n in s.faults))
+    if s.error_count:
+        lines.append(f"  errors: {s.error_count}")
+        lines.extend(f"    conn {conn}: {message}" for conn, message in s.errors)
     return lines
 
 
@@ -290,6 +305,8 @@ def summary_json(summary: Summary) -> dict[str, Any]:
         ],
         "close_codes": [{"code": c, "count": n} for c, n in s.close_codes],
         "faults": [{"kind": k, "count": n} for k, n in s.faults],
+        "error_count": s.error_count,
+        "errors": [{"conn": conn, "message": m} for conn, m in s.errors],
     }
 
 

@@ -20,7 +20,7 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.http11 import Request, Response
 from websockets.typing import Subprotocol
 
-from simulator.analysis import diff
+from simulator.analysis import diff, inspect
 from simulator.core.redact import Redactor
 from simulator.net.proxy import record_proxy, upstream_url
 from simulator.net.replay import replay
@@ -228,6 +228,8 @@ async def test_upstream_failures_reach_the_client_as_http_statuses(tmp_path: Pat
         assert refused.value.response.status_code == 502
     errors = rows(out).filter(pl.col("kind") == "error")
     assert errors.height == 1 and b"401" in errors["payload"][0]
+    summary = inspect(out)
+    assert summary.error_count == 1 and "401" in summary.errors[0][1]
 
 
 @async_test(timeout=30)
