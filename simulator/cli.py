@@ -400,6 +400,12 @@ class SpeedType(click.ParamType):  # type: ignore[type-arg]
 )
 @click.option("--seed", type=SEED, help="Override the faults file's seed.")
 @click.option(
+    "--ignore",
+    multiple=True,
+    metavar="JSONPATH",
+    help="Leave this field out when matching client messages (repeatable).",
+)
+@click.option(
     "--redact-key-file",
     type=click.Path(dir_okay=False, exists=True),
     help="Key the recording's --redact hashes were made with (default: $SIM_REDACT_KEY).",
@@ -416,6 +422,7 @@ def replay(
     strict: bool,
     faults: str | None,
     seed: int | None,
+    ignore: tuple[str, ...],
     redact_key_file: str | None,
     log_format: str,
     quiet: bool,
@@ -430,7 +437,19 @@ def replay(
         key = _redact_key(redact_key_file)
         asyncio.run(
             _replay(
-                file, host, port, speed, loop, conn, strict, faults, seed, key, log_format, quiet
+                file,
+                host,
+                port,
+                speed,
+                loop,
+                conn,
+                strict,
+                faults,
+                seed,
+                ignore,
+                key,
+                log_format,
+                quiet,
             )
         )
     except OSError as e:
@@ -450,6 +469,7 @@ async def _replay(
     strict: bool,
     faults: str | None,
     seed: int | None,
+    ignore: tuple[str, ...],
     redact_key: bytes | None,
     log_format: str,
     quiet: bool,
@@ -468,6 +488,7 @@ async def _replay(
         faults=faults,
         seed=seed,
         redact_key=redact_key,
+        ignore=ignore,
     ) as server:
         print(server.url, flush=True)
         if not quiet:

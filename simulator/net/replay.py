@@ -26,7 +26,7 @@ import contextlib
 import http
 import os
 from collections import Counter
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -140,6 +140,8 @@ class ReplayServer(Listener):
         self.unexpected: list[Unexpected] = []
         # Applied to client messages before matching, as they were when recorded.
         self.redact: Callable[[bytes], bytes] | None = None
+        # Removes the fields matching ignores, from recorded and live client messages.
+        self.ignore: Callable[[bytes], bytes] | None = None
         self._next_index = 0  # connection indices, by handshake attempt
         self._next_client = 0  # clients served, in order: which recording each replays
         self.clients: dict[int, Client] = {}
@@ -238,7 +240,14 @@ class ReplayServer(Listener):
         index = ws.index if isinstance(ws, SimConnection) and ws.index is not None else -1
         recorded = self.recorded_conn_for(self._next_client)
         self._next_client += 1
-        session = _Session(self.plans[recorded], self.plans[recorded].expected)
+        expected = self.plans[recorded].expected
+        if self.ignore is not None:
+            ignore = self.ignore
+            expected = tuple(
+                ExpectClient(e.index, ignore(e.payload), e.frame) if e.frame is Frame.TEXT else e
+                for e in expected
+            )
+        session = _Session(self.plans[recorded], expected)
         session.restart()
         self.log.emit(EventKind.CONNECTED, conn=index, recorded_conn=recorded)
         if self.faults is not None:
@@ -283,6 +292,8 @@ class ReplayServer(Listener):
         else:
             payload, frame = bytes(message), Frame.BINARY
         compared = payload if self.redact is None else self.redact(payload)
+        if self.ignore is not None and frame is Frame.TEXT:
+            compared = self.ignore(compared)
         found = match(session.expected, session.matched, compared, frame)
         if found is not None:
             session.matched.add(found)
@@ -440,6 +451,22 @@ def _load(
     return plans, recording.metadata
 
 
+def ignoring(paths: Sequence[str]) -> Callable[[bytes], bytes] | None:
+    """A function removing the fields at ``paths`` from a JSON message (``None`` for no
+    paths). Raises :class:`UsageError` for a path that does not parse."""
+    if not paths:
+        return None
+    from simulator.core.redact import Redactor
+
+    specs = []
+    for path in paths:
+        if "=" in path.rsplit("]", 1)[-1]:
+            raise UsageError(f"--ignore {path!r}: a JSONPath only, like $.id or $..ts")
+        specs.append(f"{path}=remove")
+    # Removal uses no key; the redactor only insists on having one.
+    return Redactor.from_specs(specs, key=bytes(32)).redact
+
+
 def client_redactor(
     metadata: RecordingMetadata, key: bytes | None, log: EventLog
 ) -> Callable[[bytes], bytes] | None:
@@ -478,6 +505,7 @@ async def replay(
     faults: FaultPlan | str | Path | None = None,
     seed: int | None = None,
     redact_key: bytes | None = None,
+    ignore: Sequence[str] = (),
 ) -> AsyncIterator[ReplayServer]:
     """Serve the recording at ``path`` until the block ends.
 
@@ -494,7 +522,8 @@ async def replay(
 
     A recording made with ``--redact`` rules has hashed client messages: with the same
     ``redact_key``, live client messages are hashed the same way before they are
-    compared (docs/redaction.md).
+    compared (docs/redaction.md). ``ignore`` lists JSONPaths (``$.id``, ``$..ts``) of
+    fields left out of the comparison of client messages, on both sides.
 
     Raises :class:`~simulator.errors.ScenarioError` for a bad faults file.
 
@@ -523,6 +552,7 @@ async def replay(
         speed=speed,
     )
     server.redact = client_redactor(metadata, redact_key, server.log)
+    server.ignore = ignoring(ignore)
     await server.start()
     try:
         yield server

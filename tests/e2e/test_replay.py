@@ -272,3 +272,31 @@ async def test_recorded_dropped_connection_is_replayed_as_a_drop(tmp_path: Path)
         ws = await client(server.url)
         assert await read(ws, 1) == [b"a"]
         assert (await closed_with(ws))[0] == 1006
+
+
+@async_test(timeout=30)
+async def test_ignored_fields_do_not_keep_a_client_message_from_matching(tmp_path: Path) -> None:
+    """--ignore '$.id' --ignore '$..ts': a ping with another id and timestamp gets the
+    recorded reply; without them it is unexpected."""
+    recorded_ping = b'{"type":"ping","id":1,"meta":{"ts":"10:00"}}'
+    rows = [opened(0), said(0, 1, recorded_ping), answered(0, 2, b'{"type":"pong"}')]
+    out = write(tmp_path / "i.parquet", rows)
+    live_ping = '{"type":"ping","id":7,"meta":{"ts":"11:30"}}'
+    async with replay(out, speed=None, ignore=["$.id", "$..ts"]) as server:
+        ws = await client(server.url)
+        await ws.send(live_ping)
+        assert await ws.recv() == '{"type":"pong"}'
+        await ws.close()
+        assert server.unexpected == []
+    async with replay(out, speed=None) as server:
+        ws = await client(server.url)
+        await ws.send(live_ping)
+        for _ in range(500):
+            if server.unexpected:
+                break
+            await asyncio.sleep(0.01)
+        await ws.close()
+        assert [u.payload for u in server.unexpected] == [live_ping.encode()]
+    with pytest.raises(UsageError, match="--ignore"):
+        async with replay(out, ignore=["$.id=hash"]):
+            pass
