@@ -95,6 +95,9 @@ class Close:
 
 Step: TypeAlias = Push | ExpectClient | Reply | Close
 
+# A dict lookup: calling the enum costs about 1 µs a row, a third of planning.
+_FRAMES = {f.value: f for f in Frame}
+
 
 @dataclass(frozen=True, slots=True)
 class Plan:
@@ -148,7 +151,7 @@ def plan_connection(rows: Iterable[Row], speed: float | None = 1.0) -> Plan:
                 code = 1000 if row.close_code is None else row.close_code
                 steps.append(Close(scale(offset), code, row.close_reason or ""))
             break
-        frame = Frame(row.kind)
+        frame = _FRAMES[row.kind]
         payload = row.payload or b""
         if row.sender == "client":
             answering = (expectations, row.t_ns)
