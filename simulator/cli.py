@@ -562,6 +562,13 @@ def _trust(ca_file: str | None) -> Any:
     help="Key of --redact hashes (default: $SIM_REDACT_KEY, else random).",
 )
 @click.option("--ca", type=click.Path(dir_okay=False, exists=True), help="CA (PEM) for wss://.")
+@click.option(
+    "--max-connections",
+    default=1000,
+    show_default=True,
+    type=click.IntRange(1, 100_000),
+    help="Proxy: clients at once; more get 503.",
+)
 @click.option("--log-format", type=click.Choice(["plain", "json"]), default="plain")
 @click.option("--quiet", is_flag=True, help="Print only the URL line.")
 def record(
@@ -575,6 +582,7 @@ def record(
     redact: tuple[str, ...],
     redact_key_file: str | None,
     ca: str | None,
+    max_connections: int,
     log_format: str,
     quiet: bool,
 ) -> None:
@@ -624,6 +632,7 @@ async def _proxy(
     duration: int | None,
     redactor: Any,
     ca: str | None,
+    max_connections: int,
     log_format: str,
     quiet: bool,
 ) -> None:
@@ -638,6 +647,7 @@ async def _proxy(
         redact=None if redactor is None else redactor.redact,
         redaction=None if redactor is None else redactor.describe(),
         ssl_context=_trust(ca),
+        max_connections=max_connections,
     ) as proxy:
         print(proxy.url, flush=True)
         if not quiet:

@@ -117,6 +117,14 @@ class ObservedServerConnection(_Observed, ServerConnection):
 
     upstream: ClientConnection | None = None
     index: int = -1
+    relayed = False  # set once the relay has the connection (it then closes the upstream)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        super().connection_lost(exc)
+        # A client that went away after the upstream was opened but before its own
+        # handshake finished never reaches the relay: close the upstream here.
+        if not self.relayed and self.upstream is not None:
+            self.upstream.transport.abort()
 
 
 class ObservedClientConnection(_Observed, ClientConnection):
@@ -145,10 +153,13 @@ class RecordingProxy(Listener):
         ssl_context: ssl.SSLContext | None,
         open_timeout: float,
         max_size: int,
+        max_connections: int,
         log: EventLog,
         log_sends: bool,
     ) -> None:
         super().__init__(host)
+        self.max_connections = max_connections
+        self._opening = 0  # handshakes waiting for their upstream
         self.upstream = upstream
         self.recorder = recorder
         self.requested_port = port
@@ -204,6 +215,20 @@ class RecordingProxy(Listener):
         assert isinstance(connection, ObservedServerConnection)
         index = connection.index = self._next_index
         self._next_index += 1
+        if self.connections + self._opening >= self.max_connections:
+            self.log.emit(EventKind.REJECTED, conn=index, reason="max_connections", status=503)
+            response = connection.respond(503, "too many connections\n")
+            response.headers["Retry-After"] = "1"
+            return response
+        self._opening += 1
+        try:
+            return await self._open_upstream(connection, request, index)
+        finally:
+            self._opening -= 1
+
+    async def _open_upstream(
+        self, connection: ObservedServerConnection, request: Request, index: int
+    ) -> Response | None:
         url = upstream_url(self.upstream, request.path)
         offered = [
             Subprotocol(p.strip())
@@ -248,6 +273,8 @@ class RecordingProxy(Listener):
             reason = getattr(e, "strerror", None) or str(e) or type(e).__name__
             return self._refuse(connection, index, handshake, 502, None, f"upstream: {reason}")
         connection.upstream = upstream
+        if connection.transport.is_closing():  # the client left while we connected
+            upstream.transport.abort()
         handshake["subprotocol"] = redacted_subprotocol(upstream.subprotocol)
         if upstream.response is not None:
             handshake["response_headers"] = redact_headers(upstream.response.headers.raw_items())
@@ -296,6 +323,7 @@ class RecordingProxy(Listener):
 
     async def _handle(self, ws: ServerConnection) -> None:
         assert isinstance(ws, ObservedServerConnection) and ws.upstream is not None
+        ws.relayed = True
         upstream, index = ws.upstream, ws.index
         assert isinstance(upstream, ObservedClientConnection)
         self.connections += 1
@@ -403,6 +431,7 @@ async def record_proxy(
     ssl_context: ssl.SSLContext | None = None,
     open_timeout: float = 10.0,
     max_size: int = 16 * 2**20,
+    max_connections: int = 1000,
     log_sends: bool = False,
 ) -> AsyncIterator[RecordingProxy]:
     """Relay clients to ``upstream`` (``ws://`` or ``wss://``), recording to ``out``.
@@ -411,6 +440,7 @@ async def record_proxy(
     :class:`simulator.core.redact.Redactor`); ``redaction`` describes it (no key) in
     the file's metadata. Secret headers and token-like query parameters are always
     removed. ``ssl_context`` verifies a ``wss://`` upstream (default: the system's CAs).
+    Past ``max_connections`` clients (open or opening), handshakes get 503.
     The file is compacted when the block ends; killed, it keeps what was flushed
     (about the last second is lost; ``sim recover``).
 
@@ -437,6 +467,7 @@ async def record_proxy(
         ssl_context=ssl_context,
         open_timeout=open_timeout,
         max_size=max_size,
+        max_connections=max_connections,
         log=log,
         log_sends=log_sends,
     )

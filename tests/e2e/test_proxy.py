@@ -348,3 +348,34 @@ async def test_replay_with_the_key_matches_client_messages_whose_fields_were_has
     async with replay(out, speed=None) as keyless:
         warnings = [e.detail["message"] for e in keyless.log.records if e.kind.value == "warning"]
         assert any("redacted with a key" in w for w in warnings)
+
+
+@async_test(timeout=30)
+async def test_past_max_connections_handshakes_get_503(tmp_path: Path) -> None:
+    async with (
+        upstream() as up,
+        record_proxy(up.url, tmp_path / "m.parquet", max_connections=1) as proxy,
+    ):
+        first = await client(proxy.url)
+        with pytest.raises(InvalidStatus) as refused:
+            await client(proxy.url)
+        assert refused.value.response.status_code == 503
+        await first.close()
+
+
+@async_test(timeout=30)
+async def test_a_client_gone_during_its_handshake_leaves_no_upstream_open(tmp_path: Path) -> None:
+    async with upstream() as up, record_proxy(up.url, tmp_path / "g.parquet") as proxy:
+        _, writer = await asyncio.open_connection("127.0.0.1", proxy.port)
+        writer.write(
+            b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
+            b"Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+            b"Sec-WebSocket-Version: 13\r\n\r\n"
+        )
+        await writer.drain()
+        writer.transport.abort()  # gone before the proxy could answer
+        for _ in range(500):
+            if up.closes:
+                break
+            await asyncio.sleep(0.01)
+        assert up.closes == [(1006, "")]
