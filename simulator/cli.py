@@ -604,7 +604,18 @@ def record(
         if upstream is not None:
             host, port = _listen_address(listen)
             asyncio.run(
-                _proxy(upstream, out, host, port, duration, redactor, ca, log_format, quiet)
+                _proxy(
+                    upstream,
+                    out,
+                    host,
+                    port,
+                    duration,
+                    redactor,
+                    ca,
+                    max_connections,
+                    log_format,
+                    quiet,
+                )
             )
         else:
             assert connect is not None
