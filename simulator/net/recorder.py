@@ -1,9 +1,13 @@
 """Recording rows, crash-safely on disk: what `sim run --record` served, and what
 `sim record` saw pass between a client and an upstream server.
 
-Rows are buffered in plain lists and handed to the segment writer twice a second, so a
-killed server loses at most about a second (the writer's flush interval plus this
-one). A failing disk stops the recording, with a warning in the log, never the server.
+Rows are buffered in plain lists on the event loop (about a microsecond a row). Every
+FLUSH_EVERY_S the lists are swapped for empty ones and handed to one worker thread,
+which builds the batch and gives it to the segment writer (a segment at least every
+second, written and fsynced in that thread): a Parquet write takes tens of
+milliseconds, which on the loop would hold back every frame behind it. A killed
+process loses at most about a second and a quarter. A failing disk stops the
+recording, with a warning in the log, never the server.
 
 What is recorded is what the server handed to each client's send path: a frame later
 dropped for a slow consumer still has its row (the drop is counted in the stats).
@@ -19,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +35,7 @@ from simulator.net.log import EventKind, EventLog
 from simulator.storage.schema import Kind, RecordingMetadata, Sender, event_batch
 from simulator.storage.writer import RecordingWriter
 
-FLUSH_EVERY_S = 0.5
+FLUSH_EVERY_S = 0.25
 
 
 class Recorder:
@@ -54,6 +59,9 @@ class Recorder:
         self._seq = 0
         self._cols: dict[str, list[Any]] = {k: [] for k in _COLUMNS}
         self.rows = 0
+        self._failure: RecordingError | None = None  # from the worker thread
+        # One thread: the writer takes one call at a time, and batches stay in order.
+        self._executor = ThreadPoolExecutor(1, thread_name_prefix="sim-recorder")
 
     def _row(
         self,
@@ -121,15 +129,24 @@ class Recorder:
         text = orjson.dumps(detail, default=str).decode()
         self._row(-1 if conn is None else conn, Sender.SERVER, Kind.FAULT, fault=text)
 
+    def _take(self) -> dict[str, list[Any]]:
+        """The rows buffered so far; the buffer starts over (call on the loop)."""
+        taken, self._cols = self._cols, {k: [] for k in _COLUMNS}
+        return taken
+
     def flush(self) -> None:
-        """Hand the buffered rows to the writer (which writes a segment when due)."""
-        if self._writer is None:
+        """Write the buffered rows now, in this thread (the writer writes a segment when
+        due). :meth:`run` does the same off the event loop."""
+        self._write(self._take())
+
+    def _write(self, c: dict[str, list[Any]]) -> None:
+        """Hand rows ``c`` to the writer. Runs in the worker thread, one call at a time."""
+        writer = self._writer
+        if writer is None:
             return
-        n = len(self._cols["conn"])
+        n = len(c["conn"])
         try:
             if n:
-                c = self._cols
-                self._cols = {k: [] for k in _COLUMNS}
                 frame = event_batch(
                     seq=np.arange(self._seq, self._seq + n, dtype=np.int64),
                     t_ns=np.asarray(c["t_ns"], dtype=np.int64),
@@ -146,19 +163,29 @@ class Recorder:
                 )
                 self._seq += n
                 self.rows += n
-                self._writer.append(frame)
-            self._writer.maybe_flush()
+                writer.append(frame)
+            writer.maybe_flush()
         except RecordingError as e:
-            self._fail(e)
+            self._writer = None  # seen by the loop, which reports it (see run)
+            self._failure = e
 
     async def run(self) -> None:
-        while True:
+        """Flush every FLUSH_EVERY_S, off the loop, until cancelled."""
+        loop = asyncio.get_running_loop()
+        while self._writer is not None:
             await asyncio.sleep(FLUSH_EVERY_S)
-            self.flush()
+            # A cancelled wait leaves the thread to finish its batch: close() waits.
+            await loop.run_in_executor(self._executor, self._write, self._take())
+            if self._failure is not None:
+                self._fail(self._failure)
 
     def close(self) -> None:
-        """Flush everything and compact the segments into the output file."""
+        """Flush everything and compact the segments into the output file. Blocks until
+        the worker thread is done; call it once the loop no longer adds rows."""
+        self._executor.shutdown(wait=True)
         self.flush()
+        if self._failure is not None:
+            self._fail(self._failure)
         if self._writer is None:
             return
         try:
@@ -169,6 +196,7 @@ class Recorder:
 
     def _fail(self, error: RecordingError) -> None:
         self._writer = None
+        self._failure = None
         self._log.emit(
             EventKind.WARNING,
             message=f"recording stopped: {error}; run `sim recover {self.path}` for what was saved",

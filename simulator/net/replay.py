@@ -68,6 +68,8 @@ CLOSE_POLICY_VIOLATION = 1008
 _NOT_ON_THE_WIRE = frozenset({1005, 1006, 1015})
 
 
+#: How close to a send's time the pump stops sleeping and yields instead (see _sleep_until).
+SPIN_S = 0.001
 #: Frames written straight to a socket while its buffer holds less than this.
 _ROOM = 256 * 1024
 #: Yield to the event loop after this many frames written without waiting.
@@ -142,6 +144,8 @@ class ReplayServer(Listener):
         self.redact: Callable[[bytes], bytes] | None = None
         # Removes the fields matching ignores, from recorded and live client messages.
         self.ignore: Callable[[bytes], bytes] | None = None
+        self._expected: dict[int, tuple[ExpectClient, ...]] = {}  # by recorded conn
+        self._sends: dict[int, bool] = {}  # whether the recorded conn has server messages
         self._next_index = 0  # connection indices, by handshake attempt
         self._next_client = 0  # clients served, in order: which recording each replays
         self.clients: dict[int, Client] = {}
@@ -173,7 +177,24 @@ class ReplayServer(Listener):
     def _loop_time(self, virtual_ns: int) -> float:
         return self._start + virtual_ns / 1e9 / self._clock_speed
 
+    def _prepare(self) -> None:
+        """What every connection of a recorded one needs, computed once before listening:
+        walking a plan takes milliseconds, and a connection must start on time."""
+        ignore = self.ignore
+        for conn, plan in self.plans.items():
+            expected = plan.expected
+            if ignore is not None:
+                expected = tuple(
+                    ExpectClient(e.index, ignore(e.payload), e.frame)
+                    if e.frame is Frame.TEXT
+                    else e
+                    for e in expected
+                )
+            self._expected[conn] = expected
+            self._sends[conn] = len(expected) < len(plan.steps)
+
     async def start(self) -> None:
+        self._prepare()
         self._start = asyncio.get_running_loop().time()
         self._ws = await ws_serve(
             self._handle,
@@ -237,17 +258,11 @@ class ReplayServer(Listener):
         return None
 
     async def _handle(self, ws: ServerConnection) -> None:
+        origin = asyncio.get_running_loop().time()  # recorded offsets count from here
         index = ws.index if isinstance(ws, SimConnection) and ws.index is not None else -1
         recorded = self.recorded_conn_for(self._next_client)
         self._next_client += 1
-        expected = self.plans[recorded].expected
-        if self.ignore is not None:
-            ignore = self.ignore
-            expected = tuple(
-                ExpectClient(e.index, ignore(e.payload), e.frame) if e.frame is Frame.TEXT else e
-                for e in expected
-            )
-        session = _Session(self.plans[recorded], expected)
+        session = _Session(self.plans[recorded], self._expected[recorded])
         session.restart()
         self.log.emit(EventKind.CONNECTED, conn=index, recorded_conn=recorded)
         if self.faults is not None:
@@ -263,7 +278,7 @@ class ReplayServer(Listener):
             )
             self.clients[index] = session.client
             self.faults.connected(session.client, self.virtual_ns())
-        pump = self._spawn(self._pump(ws, index, recorded, session))
+        pump = self._spawn(self._pump(ws, index, recorded, session, origin))
         try:
             async for message in ws:
                 self._on_message(ws, index, recorded, session, message)
@@ -312,12 +327,11 @@ class ReplayServer(Listener):
             self._spawn(ws.close(CLOSE_POLICY_VIOLATION, "unexpected message"))
 
     async def _pump(
-        self, ws: ServerConnection, index: int, recorded: int, session: _Session
+        self, ws: ServerConnection, index: int, recorded: int, session: _Session, origin: float
     ) -> None:
         loop = asyncio.get_running_loop()
-        origin = loop.time()
         plan = session.plan
-        sends = any(not isinstance(s, ExpectClient) for s in plan.steps)
+        sends = self._sends[recorded]
         try:
             while True:
                 for step in plan.steps:
@@ -406,9 +420,15 @@ async def _room(client: Client) -> None:
 
 
 async def _sleep_until(when: float) -> None:
-    delay = when - asyncio.get_running_loop().time()
-    if delay > 0:
-        await asyncio.sleep(delay)
+    """Wait until loop time ``when``. The selector sleeps in whole milliseconds, rounded
+    up, so a plain sleep is up to 1 ms late: sleep to within SPIN_S of ``when``, then
+    yield to the loop (which goes on serving I/O) until it is reached."""
+    loop = asyncio.get_running_loop()
+    delay = when - loop.time()
+    if delay > SPIN_S:
+        await asyncio.sleep(delay - SPIN_S)
+    while loop.time() < when:
+        await asyncio.sleep(0)
 
 
 async def _close(ws: ServerConnection, code: int, reason: str) -> None:
