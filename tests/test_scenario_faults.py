@@ -44,7 +44,7 @@ from simulator.core.model import (
     UniformLatency,
 )
 from simulator.errors import ScenarioError
-from simulator.scenario_toml import parse_scenario
+from simulator.scenario_toml import load_scenario, parse_faults, parse_scenario
 
 S = 1_000_000_000
 MS = 1_000_000
@@ -764,8 +764,14 @@ DOC_STREAMS = (
 
 
 def doc_examples() -> list[str]:
+    """The scenarios in docs/faults.md (fault tables alone get DOC_STREAMS); faults files
+    for `sim replay --faults` (a [scenario] but no stream) are left to the test below."""
     blocks = re.findall(r"```toml\n(.*?)```", DOCS.read_text(), flags=re.S)
-    return [b if "[scenario]" in b else DOC_STREAMS + b for b in blocks]
+    return [
+        b if "[scenario]" in b else DOC_STREAMS + b
+        for b in blocks
+        if "[[stream]]" in b or "[scenario]" not in b
+    ]
 
 
 def test_the_docs_have_an_example_of_every_kind() -> None:
@@ -778,3 +784,13 @@ def test_every_toml_example_in_the_docs_is_valid(text: str) -> None:
     scenario = parse_scenario(text, "docs.toml")
     assert scenario.faults
     assert plan_report(scenario, None, 60 * S, 2)
+
+
+def test_the_docs_faults_file_example_is_valid_for_a_recording_of_the_dashboard() -> None:
+    blocks = re.findall(r"```toml\n(.*?)```", DOCS.read_text(), flags=re.S)
+    files = [b for b in blocks if "[scenario]" in b and "[[stream]]" not in b]
+    dashboard_file = DOCS.parents[1] / "scenarios" / "energy-dashboard.toml"
+    dashboard = [s.name for s in load_scenario(dashboard_file).streams]
+    assert files
+    for text in files:
+        assert parse_faults(text, dashboard, "faults.toml").faults
