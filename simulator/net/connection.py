@@ -13,15 +13,17 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, Protocol
 
 from websockets.asyncio.server import ServerConnection
 from websockets.frames import Frame, Opcode
+from websockets.protocol import Protocol as WsProtocol
 from websockets.protocol import State
 
 from simulator.core.model import SlowConsumerPolicy
 from simulator.core.protocol import Subscriptions
+from simulator.net.wire import WireConnection
 
 CLOSE_TRY_AGAIN_LATER = 1013
 
@@ -31,8 +33,42 @@ def text_frame(payload: bytes) -> bytes:
     return Frame(Opcode.TEXT, payload).serialize(mask=False)
 
 
+class Peer(Protocol):
+    """The connection under a :class:`Client`: exactly what Client and
+    ``listener.close_of`` use. Both the live server's :class:`WireConnection` and
+    websockets' ``ServerConnection`` (the replay server's) are peers."""
+
+    @property
+    def transport(self) -> asyncio.Transport: ...
+
+    @property
+    def protocol(self) -> WsProtocol: ...  # state, close_sent, close_rcvd, ...
+
+    @property
+    def remote_address(self) -> Any: ...
+
+    def close(self, code: int, reason: str) -> Awaitable[None]: ...
+
+    def drain(self) -> Awaitable[None]:
+        """Wait until the transport's write buffer is below its low-water mark."""
+        ...
+
+    def start_keepalive(self) -> None: ...
+
+
+def stop_keepalive(ws: Peer) -> None:
+    """Send ``ws`` no keepalive pings until its ``start_keepalive`` is called."""
+    if isinstance(ws, WireConnection):
+        ws.stop_keepalive()
+        return
+    keepalive = getattr(ws, "keepalive_task", None)  # websockets.asyncio's
+    if keepalive is not None:
+        keepalive.cancel()
+
+
 class SimConnection(ServerConnection):
-    """websockets' server connection, telling its :class:`Client` when the socket drains."""
+    """websockets' server connection (the replay server's), telling its :class:`Client`
+    when the socket drains."""
 
     on_resume: Callable[[], None] | None = None
     index: int | None = None  # the connection index, given at handshake time
@@ -70,7 +106,7 @@ class Client:
     def __init__(
         self,
         index: int,
-        ws: ServerConnection,
+        ws: Peer,
         *,
         send_buffer_bytes: int,
         policy: SlowConsumerPolicy,
@@ -97,7 +133,7 @@ class Client:
         self.on_slow = on_slow
         self.tokens = 0.0
         self.tokens_at = 0.0
-        if isinstance(ws, SimConnection):
+        if isinstance(ws, (SimConnection, WireConnection)):
             ws.on_resume = self.flush_pending
 
     @property
@@ -243,9 +279,7 @@ class Client:
             return
         f.stalled = True
         self.ws.transport.pause_reading()
-        keepalive = getattr(self.ws, "keepalive_task", None)
-        if keepalive is not None:
-            keepalive.cancel()
+        stop_keepalive(self.ws)
 
     def unstall(self) -> None:
         f = self._faults()
@@ -254,9 +288,7 @@ class Client:
             return
         f.stalled = False
         self.ws.transport.resume_reading()
-        start = getattr(self.ws, "start_keepalive", None)
-        if start is not None:
-            start()
+        self.ws.start_keepalive()
 
     def throttle(self, bytes_per_s: float) -> None:
         """Cap what is sent to ``bytes_per_s`` of wall-clock time; with several caps in

@@ -5,18 +5,22 @@ connection ended."""
 from __future__ import annotations
 
 import asyncio
+import socket
 from collections.abc import Coroutine
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from websockets.asyncio.server import Server as WsServer
-from websockets.asyncio.server import ServerConnection
+
+if TYPE_CHECKING:
+    from simulator.net.connection import Peer
 
 CLOSE_ABNORMAL = 1006
 
 
 class Listener:
-    """Base of a server built on ``websockets.asyncio.server.serve``: subclasses store
-    the websockets server in ``self._ws`` when they start."""
+    """Base of a server: subclasses built on ``websockets.asyncio.server.serve`` store the
+    websockets server in ``self._ws`` when they start; others override
+    :meth:`_sockets`."""
 
     def __init__(self, host: str) -> None:
         self.host = host
@@ -25,8 +29,12 @@ class Listener:
 
     @property
     def port(self) -> int:
+        return int(next(iter(self._sockets())).getsockname()[1])
+
+    def _sockets(self) -> tuple[socket.socket, ...]:
+        """The listening sockets."""
         assert self._ws is not None, "not started"
-        return int(next(iter(self._ws.sockets)).getsockname()[1])
+        return self._ws.sockets
 
     @property
     def url(self) -> str:
@@ -45,7 +53,7 @@ class Listener:
             task.cancel()
 
 
-def close_of(ws: ServerConnection) -> tuple[int, str, str]:
+def close_of(ws: Peer) -> tuple[int, str, str]:
     """The close code and reason that ended ``ws``, and who sent them first
     (``server``, ``client``, or ``network`` for 1006 when no close frame was exchanged,
     as RFC 6455 §7.1.5 says)."""

@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import http
+import socket
 import time
 from collections import Counter, deque
 from collections.abc import AsyncIterator
@@ -29,9 +30,6 @@ from typing import Any
 
 import numpy as np
 import orjson
-from websockets.asyncio.server import ServerConnection
-from websockets.asyncio.server import serve as ws_serve
-from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
 from simulator.core.faults import plan_faults
@@ -40,14 +38,16 @@ from simulator.core.protocol import Outcome, Reply, binary_refused, handle_text
 from simulator.core.timeline import Batch, Timeline
 from simulator.core.values import format_times
 from simulator.errors import UsageError
-from simulator.net.connection import Client, SimConnection, text_frame
+from simulator.net.connection import Client, text_frame
 from simulator.net.faulting import FaultInjector, Injected
 from simulator.net.listener import Listener, close_of
 from simulator.net.log import EventKind, EventLog
 from simulator.net.recorder import Recorder
+from simulator.net.wire import HandshakeAnswer, WireConfig, WireConnection, WireServer
 from simulator.storage.schema import new_metadata
 from simulator.version import __version__
 
+CLOSE_GOING_AWAY = 1001
 CLOSE_POLICY_VIOLATION = 1008
 #: Messages a client may send per second (and at once) before it is closed with 1008.
 CLIENT_RATE_PER_S = 200.0
@@ -58,6 +58,8 @@ SPIN_S = 0.001
 MAX_TICK = 256
 #: Rendering a timeline chunk blocks the loop: keep chunks small on a live server.
 LIVE_MAX_CHUNK = 256
+#: Seconds a client has to complete the closing handshake before it is aborted.
+CLOSE_TIMEOUT_S = 2.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,6 +132,8 @@ class SimServer(Listener):
         self.clients: dict[int, Client] = {}
         self.lateness_ns: deque[int] = deque(maxlen=LATENESS_SAMPLES)
         self._counters = _Counters()
+        self._wire: WireServer | None = None
+        self._pumps: dict[int, asyncio.Task[None]] = {}  # per-connection mode
         self._types = [s.type for s in scenario.streams]
         self._names = [s.name for s in scenario.streams]
         self._next_index = 0
@@ -160,24 +164,20 @@ class SimServer(Listener):
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
         cfg = self.scenario.server
-        self._ws = await ws_serve(
-            self._handle,
-            self.host,
-            self.requested_port,
-            process_request=self._process_request,
-            create_connection=SimConnection,
-            compression=None,  # per-message deflate would cost ~3x the memory per client
-            max_size=cfg.max_frame_bytes,
-            max_queue=16,
-            write_limit=cfg.send_buffer_bytes,
-            ping_interval=cfg.keepalive_interval_ns / 1e9,
-            ping_timeout=cfg.keepalive_timeout_ns / 1e9,
-            close_timeout=2,
-            # The opening handshake includes process_request, which waits out injected
-            # handshake delays: allow for the longest one.
-            open_timeout=10 + self._longest_handshake_delay_s(),
-            server_header=None,
+        self._wire = WireServer(
+            self,
+            WireConfig(
+                max_size=cfg.max_frame_bytes,
+                write_limit=cfg.send_buffer_bytes,
+                ping_interval=cfg.keepalive_interval_ns / 1e9,
+                ping_timeout=cfg.keepalive_timeout_ns / 1e9,
+                # The opening handshake includes waiting out injected handshake delays:
+                # allow for the longest one.
+                open_timeout=10 + self._longest_handshake_delay_s(),
+                close_timeout=CLOSE_TIMEOUT_S,
+            ),
         )
+        await self._wire.listen(self.host, self.requested_port)
         if self.record_path is not None:
             # Opened before serving: an unwritable path fails here, not mid-session.
             self.recorder = Recorder(
@@ -218,16 +218,20 @@ class SimServer(Listener):
         ]
         return max(delays, default=0) / 1e9 / self.speed
 
+    def _sockets(self) -> tuple[socket.socket, ...]:
+        assert self._wire is not None, "not started"
+        return self._wire.sockets
+
     async def stop(self) -> None:
-        """Close every client with 1001 (going away) and stop listening."""
-        if self._ws is None:
+        """Close every client with 1001 (going away) and stop listening. Clients that do
+        not complete the closing handshake are aborted after CLOSE_TIMEOUT_S, all at once."""
+        if self._wire is None or not self._wire.serving:
             return
         self.log.emit(EventKind.STOPPING, connections=len(self.clients))
         self._cancel_tasks()
         if self.faults is not None:
             self.faults.close()
-        self._ws.close(close_connections=True)
-        await self._ws.wait_closed()
+        await self._wire.close(CLOSE_GOING_AWAY)
         if self.recorder is not None:
             self.recorder.close()
         self._done.set()
@@ -365,15 +369,16 @@ class SimServer(Listener):
 
     # ------------------------------------------------------------------ connections
 
-    async def _process_request(
-        self, connection: ServerConnection, request: Request
-    ) -> Response | None:
+    # Called by the WireServer (see simulator.net.wire.Handler).
+
+    def handshake(self, conn: WireConnection, request: Request) -> HandshakeAnswer:
+        """Answer a handshake: health check, connection limit, then injected faults."""
         if request.path.split("?")[0] == "/healthz":
             body = orjson.dumps(
                 {"status": "ok", "scenario": self.scenario.name, "connections": len(self.clients)}
             ).decode()
-            response = connection.respond(http.HTTPStatus.OK, body + "\n")
-            del response.headers["Content-Type"]  # respond() set text/plain
+            response = conn.protocol.reject(http.HTTPStatus.OK, body + "\n")
+            del response.headers["Content-Type"]  # reject() set text/plain
             response.headers["Content-Type"] = "application/json"
             return response
         if len(self.clients) >= self.scenario.server.max_connections:
@@ -383,7 +388,7 @@ class SimServer(Listener):
                 reason="max_connections",
                 limit=self.scenario.server.max_connections,
             )
-            response = connection.respond(
+            response = conn.protocol.reject(
                 http.HTTPStatus.SERVICE_UNAVAILABLE, "too many connections\n"
             )
             response.headers["Retry-After"] = "1"
@@ -391,32 +396,31 @@ class SimServer(Listener):
         # Connections are numbered by handshake attempt, so that fault targeting (which
         # counts attempts, refused ones included) and connection indices agree.
         if self.faults is None:
-            index = self._next_index
+            conn.index = self._next_index
             self._next_index += 1
-        else:
-            decision = self.faults.handshake()
-            index = decision.attempt
-            if decision.delay_ns:
-                await asyncio.sleep(decision.delay_ns / 1e9 / self.speed)
-            if decision.status is not None:
-                phrase = http.HTTPStatus(decision.status).phrase
-                response = connection.respond(decision.status, f"{phrase}\n")
-                if decision.retry_after_s is not None:
-                    response.headers["Retry-After"] = str(decision.retry_after_s)
-                return response
-        if isinstance(connection, SimConnection):
-            connection.index = index
-        return None
+            return None
+        decision = self.faults.handshake()
+        conn.index = decision.attempt
+        refusal = None
+        if decision.status is not None:
+            phrase = http.HTTPStatus(decision.status).phrase
+            refusal = conn.protocol.reject(decision.status, f"{phrase}\n")
+            if decision.retry_after_s is not None:
+                refusal.headers["Retry-After"] = str(decision.retry_after_s)
+        if decision.delay_ns:
+            # Held in a task of its own: other handshakes go on meanwhile.
+            return _after(decision.delay_ns / 1e9 / self.speed, refusal)
+        return refusal
 
-    async def _handle(self, ws: ServerConnection) -> None:
+    def opened(self, conn: WireConnection) -> None:
         loop = asyncio.get_running_loop()
         assert self.epoch_ns is not None
-        index = ws.index if isinstance(ws, SimConnection) and ws.index is not None else -1
+        index = conn.index if conn.index is not None else -1
         per_connection = self.scenario.server.mode is Mode.PER_CONNECTION
         origin = self.virtual_ns()
         client = Client(
             index,
-            ws,
+            conn,
             send_buffer_bytes=self.scenario.server.send_buffer_bytes,
             policy=self.scenario.server.slow_consumer,
             connected_at=loop.time(),
@@ -431,15 +435,11 @@ class SimServer(Listener):
         self.log.emit(
             EventKind.CONNECTED,
             conn=index,
-            remote=_address(ws.remote_address),
-            path=ws.request.path if ws.request else None,
+            remote=_address(client.remote),
+            path=conn.path,
         )
-        # The handshake response is not needed past this point (websockets keeps the
-        # request: it tells frames from the handshake by it).
-        ws.response = None
         if self.faults is not None:
             self.faults.connected(client, origin)
-        pump = None
         if per_connection:
             timeline = Timeline(
                 self.scenario,
@@ -448,39 +448,44 @@ class SimServer(Listener):
                 epoch_ns=client.epoch_ns,
                 max_chunk=LIVE_MAX_CHUNK,
             )
-            pump = self._spawn(self._pump(timeline, origin, [client]))
-        try:
-            async for message in ws:
-                if client.closing:
-                    continue  # drain what is in flight so the closing handshake completes
-                if not client.allow_message(loop.time(), CLIENT_RATE_PER_S, CLIENT_BURST):
-                    self.log.emit(EventKind.RATE_LIMITED, conn=index, limit=CLIENT_RATE_PER_S)
-                    client.close(CLOSE_POLICY_VIOLATION, "message rate limit exceeded")
-                    continue
-                self._on_message(client, message)
-        except ConnectionClosed:
-            pass
-        finally:
-            if pump is not None:
-                pump.cancel()
-            if self.faults is not None:
-                self.faults.disconnected(client)
-            del self.clients[index]
-            self._slow_logged.pop(index, None)
-            self._counters.frames_sent_closed += client.frames_sent
-            self._counters.frames_dropped_closed += client.frames_dropped
-            code, reason, by = close_of(ws)
-            if self.recorder is not None:
-                self.recorder.closed(index, code, reason, by)
-            self.log.emit(
-                EventKind.DISCONNECTED,
-                conn=index,
-                code=code,
-                reason=reason,
-                by=by,
-                sent=client.frames_sent,
-                dropped=client.frames_dropped,
-            )
+            self._pumps[index] = self._spawn(self._pump(timeline, origin, [client]))
+
+    def message(self, conn: WireConnection, message: str | bytes) -> None:
+        client = self.clients.get(conn.index if conn.index is not None else -1)
+        if client is None or client.closing:
+            return  # drop what is in flight so the closing handshake completes
+        now = asyncio.get_running_loop().time()
+        if not client.allow_message(now, CLIENT_RATE_PER_S, CLIENT_BURST):
+            self.log.emit(EventKind.RATE_LIMITED, conn=client.index, limit=CLIENT_RATE_PER_S)
+            client.close(CLOSE_POLICY_VIOLATION, "message rate limit exceeded")
+            return
+        self._on_message(client, message)
+
+    def closed(self, conn: WireConnection) -> None:
+        index = conn.index if conn.index is not None else -1
+        client = self.clients.pop(index, None)
+        if client is None:
+            return
+        pump = self._pumps.pop(index, None)
+        if pump is not None:
+            pump.cancel()
+        if self.faults is not None:
+            self.faults.disconnected(client)
+        self._slow_logged.pop(index, None)
+        self._counters.frames_sent_closed += client.frames_sent
+        self._counters.frames_dropped_closed += client.frames_dropped
+        code, reason, by = close_of(conn)
+        if self.recorder is not None:
+            self.recorder.closed(index, code, reason, by)
+        self.log.emit(
+            EventKind.DISCONNECTED,
+            conn=index,
+            code=code,
+            reason=reason,
+            by=by,
+            sent=client.frames_sent,
+            dropped=client.frames_dropped,
+        )
 
     def _on_message(self, client: Client, message: str | bytes) -> None:
         protocol = self.scenario.protocol
@@ -557,6 +562,11 @@ class SimServer(Listener):
             lateness_p99_ms=p99,
             faults_by_kind={} if self.faults is None else dict(self.faults.counts),
         )
+
+
+async def _after(delay_s: float, response: Response | None) -> Response | None:
+    await asyncio.sleep(delay_s)
+    return response
 
 
 def _address(remote: Any) -> str | None:
