@@ -1,4 +1,5 @@
-"""Shared plumbing for the server benchmarks (fanout.py, lateness.py, idle_memory.py).
+"""Shared plumbing for the server benchmarks (fanout.py, lateness.py, idle_memory.py,
+replay.py).
 
 The reference servers and the load client live in the anchors kit
 (``/work/shared/anchors``, read-only): ``setup.sh DIR`` makes a writable copy with its
@@ -244,25 +245,31 @@ def start_node(
     return server
 
 
-def start_sim(scenario: Path, log: Path, *, extra: Sequence[str] = ()) -> Server:
-    """``sim run SCENARIO --port 0 --quiet``; the port is read from the URL line."""
+def start_url_server(
+    kind: str, argv: Sequence[str], log: Path, *, ready_timeout_s: float = 20.0
+) -> Server:
+    """Start a server that prints its ``ws://HOST:PORT`` URL as its first stdout line when
+    it is ready (``sim run``, ``sim replay``); the port is read from that line. Its stderr
+    goes to ``log``. Stop it with :func:`stop_server`."""
     with log.open("wb") as f:
-        proc = subprocess.Popen(
-            [str(SIM), "run", str(scenario), "--port", "0", "--quiet", *extra],
-            stdout=subprocess.PIPE,
-            stderr=f,
-        )
+        proc = subprocess.Popen(list(argv), stdout=subprocess.PIPE, stderr=f)
     try:
         assert proc.stdout is not None
-        ready, _, _ = select.select([proc.stdout], [], [], 20.0)
+        ready, _, _ = select.select([proc.stdout], [], [], ready_timeout_s)
         line = proc.stdout.readline().decode().strip() if ready else ""
         if not line.startswith("ws://"):
-            raise RuntimeError(f"sim run printed {line!r} (see {log})")
+            raise RuntimeError(f"{kind} printed {line!r} (see {log})")
         port = int(line.rsplit(":", 1)[1].split("/")[0])
     except BaseException:
         stop(proc)
         raise
-    return Server("sim", proc, port, log)
+    return Server(kind, proc, port, log)
+
+
+def start_sim(scenario: Path, log: Path, *, extra: Sequence[str] = ()) -> Server:
+    """``sim run SCENARIO --port 0 --quiet``; the port is read from the URL line."""
+    argv = [str(SIM), "run", str(scenario), "--port", "0", "--quiet", *extra]
+    return start_url_server("sim", argv, log)
 
 
 def stop_server(server: Server, grace_s: float = 2.0) -> None:
@@ -297,6 +304,16 @@ def rss_kb(pid: int) -> int:
             if line.startswith("VmRSS:"):
                 return int(line.split()[1])
     raise RuntimeError(f"no VmRSS for {pid}")
+
+
+def proc_cpu_s(pid: int) -> float:
+    """User + system CPU seconds of process ``pid`` so far (NaN once it has gone)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return float("nan")
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _cpu_jiffies() -> tuple[int, int]:
