@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The server benchmarks of docs/performance.md and the replay benchmark of issue #5,
+# The server benchmarks of docs/performance.md and the replay and proxy benchmarks of
+# issue #5,
 # each side by side with the reference in the same run:
 #   1. fan-out: delivered frames/s, sim vs the Node.js ws replica (C = 1000 and 100),
 #      as the issue asks (W = 1.5 s), then in steady state (W = 8 s, C = 1000) with sim
@@ -7,8 +8,10 @@
 #   2. lateness p99 at 1,000 msg/s to 100 clients (in-process server, loadgen clients);
 #   3. memory per idle connection, 5,000 connections, sim vs node;
 #   4. sim replay to one client: frames/s at --speed max and timing error at 1x, each
-#      beside a plain websockets server sending the same frames (bench/replay.py).
-# Takes about 10-11 minutes on 2 cores. Run it on a quiet machine: the load client and the
+#      beside a plain websockets server sending the same frames (bench/replay.py);
+#   5. the recording proxy: latency it adds and frames lost at 20,000 frames/s, direct
+#      vs through `sim record --upstream` (bench/proxy.py).
+# Takes about 12-13 minutes on 2 cores. Run it on a quiet machine: the load client and the
 # server share the two cores, and every table shows how busy other processes were.
 #
 #   bench/run_all.sh                  # everything; tables to stdout and to $OUT/*.md
@@ -43,5 +46,6 @@ step fanout-steady 400 "$PY" bench/fanout.py --reps "$REPS" --conns 1000 -d 4 -w
 step lateness 200 "$PY" bench/lateness.py --reps "$REPS" --seconds 10
 step idle-memory 300 "$PY" bench/idle_memory.py --reps 2 -n 5000
 step replay 400 "$PY" bench/replay.py --reps "$REPS" --quiet-max-s 3
+step proxy 400 "$PY" bench/proxy.py --reps "$REPS" --quiet-max-s 3
 
 echo "# done in $(($(date +%s) - T0)) s; raw JSON lines in $OUT/raw.jsonl" >&2
