@@ -1,7 +1,6 @@
 #!/usr/bin/env bash
 # The server benchmarks of docs/performance.md and the replay and proxy benchmarks of
-# issue #5,
-# each side by side with the reference in the same run:
+# issue #5, each side by side with the reference in the same run:
 #   1. fan-out: delivered frames/s, sim vs the Node.js ws replica (C = 1000 and 100),
 #      as the issue asks (W = 1.5 s), then in steady state (W = 8 s, C = 1000) with sim
 #      at 20,000 msg/s (50us) and 1,000 msg/s (1ms);
