@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ssl
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,10 +23,14 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidSta
 from simulator.core.redact import redact_headers, redact_url
 from simulator.errors import SimError
 from simulator.net.log import EventKind, EventLog
-from simulator.net.proxy import ObservedClientConnection, check_upstream, redacted_subprotocol
+from simulator.net.proxy import (
+    ObservedClientConnection,
+    check_upstream,
+    redacted_subprotocol,
+    session_recorder,
+)
 from simulator.net.recorder import Recorder
-from simulator.storage.schema import Kind, Sender, new_metadata
-from simulator.version import __version__
+from simulator.storage.schema import Kind, Sender
 
 
 class CaptureError(SimError):
@@ -69,16 +72,7 @@ async def capture(
     """
     check_upstream(url)
     log = log if log is not None else EventLog()
-    meta = new_metadata(
-        sim_version=__version__,
-        scenario="record",
-        seed=None,
-        source_url=redact_url(url),
-        extra={"mode": "connect", "redaction": redaction or {}},
-    )
-    recorder = Recorder(
-        out, meta, log, session=f"record:{meta['created_at']}:{time.monotonic_ns()}", redact=redact
-    )
+    recorder = session_recorder(out, log, url, "connect", redact, redaction)
     flusher = asyncio.ensure_future(recorder.run())
     handshake: dict[str, Any] = {
         "upstream": redact_url(url),

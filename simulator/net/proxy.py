@@ -93,6 +93,27 @@ def upstream_url(upstream: str, request_path: str) -> str:
     return urlunsplit((up.scheme, up.netloc, path, query, ""))
 
 
+def session_recorder(
+    out: str | Path,
+    log: EventLog,
+    url: str,
+    mode: str,
+    redact: Callable[[bytes], bytes] | None,
+    redaction: dict[str, Any] | None,
+) -> Recorder:
+    """The recorder of a `sim record` session of ``url`` (``mode``: how it was recorded).
+    Raises :class:`RecordingError` when ``out`` cannot be written."""
+    meta = new_metadata(
+        sim_version=__version__,
+        scenario="record",
+        seed=None,
+        source_url=redact_url(url),
+        extra={"mode": mode, "redaction": redaction or {}},
+    )
+    session = f"record:{meta['created_at']}:{time.monotonic_ns()}"
+    return Recorder(out, meta, log, session=session, redact=redact)
+
+
 def check_upstream(upstream: str) -> None:
     """Raise :class:`UsageError` unless ``upstream`` is a ``ws://`` or ``wss://`` URL."""
     parts = urlsplit(upstream)
@@ -449,16 +470,7 @@ async def record_proxy(
     """
     check_upstream(upstream)
     log = EventLog()
-    meta = new_metadata(
-        sim_version=__version__,
-        scenario="record",
-        seed=None,
-        source_url=redact_url(upstream),
-        extra={"mode": "proxy", "redaction": redaction or {}},
-    )
-    recorder = Recorder(
-        out, meta, log, session=f"record:{meta['created_at']}:{time.monotonic_ns()}", redact=redact
-    )
+    recorder = session_recorder(out, log, upstream, "proxy", redact, redaction)
     proxy = RecordingProxy(
         upstream,
         recorder,

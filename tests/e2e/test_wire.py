@@ -13,7 +13,7 @@ from collections.abc import Callable
 
 import pytest
 from websockets.asyncio.client import ClientConnection
-from websockets.exceptions import ConnectionClosed, InvalidStatus
+from websockets.exceptions import InvalidStatus
 from websockets.http11 import Request, Response
 
 from simulator.net import server as server_module
@@ -21,7 +21,14 @@ from simulator.net.listener import close_of
 from simulator.net.log import EventKind
 from simulator.net.server import serve
 from simulator.net.wire import HandshakeAnswer, WireConfig, WireConnection, WireServer
-from tests.e2e.conftest import async_test, client, connected, expect_event, scenario
+from tests.e2e.conftest import (
+    async_test,
+    client,
+    close_code,
+    connected,
+    expect_event,
+    scenario,
+)
 
 FAST = WireConfig(
     max_size=1024,
@@ -80,16 +87,6 @@ async def send_raw_text(ws: ClientConnection, payload: bytes) -> None:
     ws.send_data()
 
 
-async def ends_with(ws: ClientConnection) -> int | None:
-    """Read until the connection is closed; the close code the client got."""
-    try:
-        while True:
-            await ws.recv()
-    except ConnectionClosed:
-        pass
-    return ws.close_code
-
-
 # ----------------------------------------------------------------------------- messages
 
 
@@ -116,7 +113,7 @@ async def test_invalid_utf8_closes_with_1007_and_is_not_delivered() -> None:
     ws = await client(url)
     await handler.conns.get()
     await send_raw_text(ws, b"ok \xff\xfe")
-    assert await ends_with(ws) == 1007
+    assert await close_code(ws) == 1007
     code, _, by = await handler.ends.get()
     assert (code, by) == (1007, "server")
     assert handler.messages.empty()
@@ -130,7 +127,7 @@ async def test_message_over_max_size_closes_with_1009() -> None:
     ws = await client(url)
     await handler.conns.get()
     await ws.send(["x" * 600, "y" * 600])  # 1200 bytes in all, over 1024
-    assert await ends_with(ws) == 1009
+    assert await close_code(ws) == 1009
     assert (await handler.ends.get())[0] == 1009
     await server.close()
 
@@ -217,7 +214,7 @@ async def test_client_that_answers_pings_stays_open_across_keepalive_rounds() ->
     server, handler, url = await started(config)
     ws = await client(url)  # websockets answers pings as it reads
     await handler.conns.get()
-    reader = asyncio.ensure_future(ends_with(ws))
+    reader = asyncio.ensure_future(close_code(ws))
     await until(lambda: server._pings >= 4)
     assert not reader.done() and handler.ends.empty()
     await ws.close()
@@ -265,7 +262,7 @@ async def test_close_is_a_clean_handshake_reported_as_the_servers() -> None:
     server, handler, url = await started()
     ws = await client(url)
     conn = await handler.conns.get()
-    reader = asyncio.ensure_future(ends_with(ws))
+    reader = asyncio.ensure_future(close_code(ws))
     await conn.close(4000, "bye")
     assert await reader == 4000
     assert await handler.ends.get() == (4000, "bye", "server")
@@ -303,7 +300,7 @@ async def test_abort_ends_with_1006_reported_as_the_networks() -> None:
     ws = await client(url)
     conn = await handler.conns.get()
     conn.transport.abort()
-    assert await ends_with(ws) == 1006
+    assert await close_code(ws) == 1006
     assert await handler.ends.get() == (1006, "", "network")
     await server.close()
 
@@ -318,7 +315,7 @@ async def test_server_close_closes_every_connection_with_1001_even_a_paused_one(
     sockets = [await client(url) for _ in range(3)]
     conns = [await handler.conns.get() for _ in range(3)]
     conns[1].transport.pause_reading()
-    readers = [asyncio.ensure_future(ends_with(ws)) for ws in sockets]
+    readers = [asyncio.ensure_future(close_code(ws)) for ws in sockets]
     await server.close()
     assert [await r for r in readers] == [1001, 1001, 1001]
     ends = [await handler.ends.get() for _ in range(3)]
@@ -370,7 +367,7 @@ async def test_handler_failing_on_a_message_closes_that_client_with_1011_only() 
 
     handler.message = message  # type: ignore[method-assign]
     await bad.send("boom")
-    assert await ends_with(bad) == 1011
+    assert await close_code(bad) == 1011
     await good.send("still here")
     assert await handler.messages.get() == "still here"
     await good.close()
@@ -407,7 +404,7 @@ async def test_leaving_serve_closes_a_stalled_client_with_1001_too(
         stalled = expect_event(server, EventKind.FAULT, injected="stall")
         conn, ws = await connected(server)
         await stalled
-        reader = asyncio.ensure_future(ends_with(ws))
+        reader = asyncio.ensure_future(close_code(ws))
     assert await reader == 1001
     [gone] = server.log.of_kind(EventKind.DISCONNECTED)
     assert (gone.conn, gone.detail["code"], gone.detail["by"]) == (conn, 1001, "server")
