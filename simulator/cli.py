@@ -186,6 +186,17 @@ def generate(
     type=click.Path(dir_okay=False),
     help="Record what is served (faults included) to this Parquet file.",
 )
+@click.option(
+    "--redact",
+    multiple=True,
+    metavar="JSONPATH[=hash|remove]",
+    help="With --record: hash or remove this field in recorded messages (repeatable).",
+)
+@click.option(
+    "--redact-key-file",
+    type=click.Path(dir_okay=False, exists=True),
+    help="Key of --redact hashes (default: $SIM_REDACT_KEY, else random).",
+)
 def run(
     scenario_file: str,
     host: str | None,
@@ -198,6 +209,8 @@ def run(
     log_format: str,
     quiet: bool,
     record: str | None,
+    redact: tuple[str, ...],
+    redact_key_file: str | None,
 ) -> None:
     """Serve SCENARIO over WebSocket until SIGINT/SIGTERM (or --duration).
 
@@ -213,8 +226,23 @@ def run(
             server=dataclasses.replace(scenario.server, max_connections=max_connections),
         )
     try:
+        if redact and record is None:
+            raise UsageError("--redact applies to what --record writes: give --record FILE")
+        redactor = _redaction(redact, redact_key_file)
         asyncio.run(
-            _serve(scenario, host, port, seed, speed, duration, epoch, log_format, quiet, record)
+            _serve(
+                scenario,
+                host,
+                port,
+                seed,
+                speed,
+                duration,
+                epoch,
+                log_format,
+                quiet,
+                record,
+                redactor,
+            )
         )
     except OSError as e:
         click.echo(f"sim: cannot serve: {e.strerror or e}", err=True)
@@ -258,6 +286,7 @@ async def _serve(
     log_format: str,
     quiet: bool,
     record: str | None,
+    redactor: Any,
 ) -> None:
     from simulator.console import live_status
     from simulator.net.server import serve
@@ -272,6 +301,7 @@ async def _serve(
         duration_ns=duration,
         epoch_ns=epoch,
         record=record,
+        redact=redactor,
     ) as server:
         print(server.url, flush=True)
         status = None

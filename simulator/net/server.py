@@ -35,6 +35,7 @@ from websockets.http11 import Request, Response
 from simulator.core.faults import plan_faults
 from simulator.core.model import Mode, Reject, Scenario, TimeFormat
 from simulator.core.protocol import Outcome, Reply, binary_refused, handle_text
+from simulator.core.redact import Redactor, redact_url
 from simulator.core.timeline import Batch, Timeline
 from simulator.core.values import format_times
 from simulator.errors import UsageError
@@ -117,6 +118,7 @@ class SimServer(Listener):
         epoch_ns: int | None,
         log_sends: bool,
         record: str | Path | None = None,
+        redact: Redactor | None = None,
     ) -> None:
         if speed <= 0:
             raise UsageError(f"speed={speed}: must be > 0")
@@ -142,6 +144,7 @@ class SimServer(Listener):
         self._wall_start = 0.0
         self._done = asyncio.Event()
         self.record_path = record
+        self.redactor = redact
         self.recorder: Recorder | None = None
         self.faults: FaultInjector | None = None
         if scenario.faults:
@@ -186,9 +189,14 @@ class SimServer(Listener):
                     sim_version=__version__,
                     scenario=self.scenario.name,
                     seed=self.seed,
-                    extra={"speed": self.speed, "mode": self.scenario.server.mode.value},
+                    extra={
+                        "speed": self.speed,
+                        "mode": self.scenario.server.mode.value,
+                        "redaction": {} if self.redactor is None else self.redactor.describe(),
+                    },
                 ),
                 self.log,
+                redact=None if self.redactor is None else self.redactor.redact,
             )
             self._spawn(self.recorder.run())
             if self.faults is not None:
@@ -429,7 +437,7 @@ class SimServer(Listener):
         )
         client.tokens, client.tokens_at = CLIENT_BURST, loop.time()
         if self.recorder is not None:
-            self.recorder.opened(index)
+            self.recorder.opened(index, {"path": redact_url(conn.path or "/")})
         self.clients[index] = client
         self._counters.connections_total += 1
         self.log.emit(
@@ -595,6 +603,7 @@ async def serve(
     epoch_ns: int | None = None,
     log_sends: bool = False,
     record: str | Path | None = None,
+    redact: Redactor | None = None,
 ) -> AsyncIterator[SimServer]:
     """Serve ``scenario`` (a :class:`Scenario` or a TOML path) until the block ends.
 
@@ -602,7 +611,9 @@ async def serve(
     one: read ``server.url``). ``epoch_ns`` fixes the wall time of virtual time 0
     (default: the scenario's epoch, else now). ``log_sends`` keeps every message sent
     in ``server.sent``: for tests, not for long runs. ``record`` writes the session to
-    that Parquet file (crash-safe segments, compacted when the block ends).
+    that Parquet file (crash-safe segments, compacted when the block ends); ``redact``
+    is applied to every message before it is recorded (what clients send may hold
+    secrets; see :class:`simulator.core.redact.Redactor`).
     """
     sc = load(scenario)
     server = SimServer(
@@ -615,6 +626,7 @@ async def serve(
         epoch_ns=epoch_ns,
         log_sends=log_sends,
         record=record,
+        redact=redact,
     )
     await server.start()
     try:

@@ -115,5 +115,7 @@ def test_usage_errors_exit_2_and_an_unreachable_feed_exits_1(tmp_path: Path) -> 
     unwritable = sim("record", "--upstream", "ws://a", "--listen", "127.0.0.1:0", "--out", nowhere)
     assert unwritable.returncode == 2 and str(nowhere) in unwritable.stderr
     assert unwritable.stdout == ""  # failed before listening: no URL line
-    for result in (both, bad_url, bad_listen, bad_redact, refused, unwritable):
+    run_redact = sim("run", "scenarios/energy-dashboard.toml", "--redact", "$.token")
+    assert run_redact.returncode == 2 and "--record" in run_redact.stderr
+    for result in (both, bad_url, bad_listen, bad_redact, refused, unwritable, run_redact):
         assert "Traceback" not in result.stderr

@@ -11,6 +11,7 @@ import orjson
 import polars as pl
 import websockets
 
+from simulator.core.redact import Redactor
 from simulator.net.server import serve
 from simulator.storage.reader import read_recording
 from tests.e2e.conftest import async_test, scenario
@@ -86,3 +87,27 @@ def test_unwritable_record_path_fails_before_serving(tmp_path: Path) -> None:
     assert done.returncode == 2
     assert "Traceback" not in done.stderr
     assert str(blocker) in done.stderr
+
+
+@async_test(timeout=30)
+async def test_secrets_a_client_sends_are_redacted_in_the_recording(tmp_path: Path) -> None:
+    """`sim run --record --redact '$..token'`: a token in a client's message or its URL
+    never reaches the file; the hash of the token does."""
+    out = tmp_path / "redacted.parquet"
+    secret = "hunter2-hunter2"
+    redactor = Redactor.from_specs(["$..token"], key=b"k" * 16)
+    async with serve(scenario(FEED), port=0, record=out, redact=redactor) as server:
+        async with websockets.connect(f"{server.url}/feed?access_token={secret}") as ws:
+            await ws.send(orjson.dumps({"type": "login", "auth": {"token": secret}}).decode())
+            await asyncio.wait_for(ws.recv(), 5)
+        for _ in range(100):
+            if not server.clients:
+                break
+            await asyncio.sleep(0.01)
+    assert secret.encode() not in out.read_bytes()
+    frame = read_recording(out).frame
+    opened = orjson.loads(frame.filter(pl.col("kind") == "open")["payload"][0])
+    assert opened == {"path": "/feed?access_token=[redacted]"}
+    login = orjson.loads(frame.filter(pl.col("sender") == "client")["payload"][0])
+    assert login["auth"]["token"].startswith("hmac-sha256:")
+    assert read_recording(out).metadata["extra"]["redaction"]["rules"] == ["$..token=hash"]
