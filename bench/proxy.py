@@ -62,14 +62,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import base64
 import contextlib
-import hashlib
 import json
 import os
 import shlex
 import signal
-import subprocess
 import sys
 import tempfile
 import time
@@ -80,20 +77,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from _harness import (
-    HOST,
-    SIM,
-    SIM_PYTHON,
-    Server,
-    fmt,
-    machine_info,
-    median,
-    proc_cpu_s,
-    start_url_server,
-    stop,
-    stop_server,
-    wait_quiet,
-)
+import _harness
+from _harness import HOST, SIM, SIM_PYTHON, CpuSnapshot, Server, WebSocketClient, fmt, median
 
 TARGET_ADDED_P50_MS = 1.0
 TARGET_RATE = 20_000
@@ -104,7 +89,6 @@ UPSTREAM_EXIT_AFTER_S = 600.0  # the upstream stops by itself after this, whatev
 PROXY_STOP_GRACE_S = 60.0  # SIGTERM to exit: closing, compaction
 OTHER_LOAD_PCT = 25.0  # other processes' CPU above which a run is flagged
 STALL_MS = 5.0  # a frame later than this is part of a stall
-GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"  # RFC 6455 §1.3
 
 
 def frame_text(seq: int, due_ns: int, pad: str) -> str:
@@ -178,85 +162,29 @@ def upstream_child(argv: list[str]) -> int:
 # ---------------------------------------------------------------- client (child)
 
 
-def _machine_jiffies() -> tuple[int, int, int]:
-    """(busy, softirq, total) jiffies over all CPUs, as the anchors' loadgen reads them."""
-    with open("/proc/stat") as f:
-        v = [int(x) for x in f.readline().split()[1:9]]
-    user, nice, system, _idle, _iowait, irq, softirq, steal = v
-    return user + nice + system + irq + softirq + steal, softirq, sum(v)
-
-
-@dataclass(frozen=True, slots=True)
-class _Snapshot:
-    ns: int
-    cpu_s: float
-    pids_cpu_s: tuple[float, ...]
-    jiffies: tuple[int, int, int]
-
-    @classmethod
-    def take(cls, pids: tuple[int, ...]) -> _Snapshot:
-        t = os.times()
-        cpu = tuple(proc_cpu_s(p) if p else 0.0 for p in pids)
-        return cls(time.monotonic_ns(), t.user + t.system, cpu, _machine_jiffies())
-
-
-class _Client(asyncio.Protocol):
-    """One connection: the opening handshake, then every data message handed to
-    ``on_message`` with the time it was read. Server frames are never masked (RFC 6455
-    §5.1): a frame is a 2-10 byte header and its payload."""
+class _Client(WebSocketClient):
+    """One connection: every data message handed to ``on_message`` with the time it
+    was read."""
 
     def __init__(self, port: int, path: str, on_message: Callable[[bytes, int], None]) -> None:
-        self.port = port
-        self.path = path
+        super().__init__(port, path)
         self.on_message = on_message
-        self.key = base64.b64encode(os.urandom(16))
         loop = asyncio.get_running_loop()
         self.opened: asyncio.Future[None] = loop.create_future()
         self.closed: asyncio.Future[tuple[int, str]] = loop.create_future()
-        self.transport: asyncio.Transport | None = None
-        self.buf = bytearray()
         self.fragments: list[bytes] = []
 
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
-        transport.write(
-            b"GET %s HTTP/1.1\r\nHost: %s:%d\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-            b"Sec-WebSocket-Key: %s\r\nSec-WebSocket-Version: 13\r\n\r\n"
-            % (self.path.encode(), HOST.encode(), self.port, self.key)
-        )
-
     def connection_lost(self, exc: Exception | None) -> None:
-        self._fail(f"connection lost ({exc})" if exc else "connection lost")
+        self._fail_open(f"connection lost ({exc})" if exc else "connection lost")
         if not self.closed.done():
             self.closed.set_result((1006, ""))
 
-    def data_received(self, data: bytes) -> None:
-        now = time.monotonic_ns()
-        buf = self.buf
-        buf += data
-        if not self.opened.done() and not self._handshake(buf):
-            return
-        pos, end = 0, len(buf)
-        while end - pos >= 2:
-            b0, n = buf[pos], buf[pos + 1]
-            head = 2
-            if n & 0x80:
-                self._close_now("protocol error: masked server frame")
-                return
-            if n == 126:
-                if end - pos < 4:
-                    break
-                n, head = int.from_bytes(buf[pos + 2 : pos + 4]), 4
-            elif n == 127:
-                if end - pos < 10:
-                    break
-                n, head = int.from_bytes(buf[pos + 2 : pos + 10]), 10
-            start, stop_at = pos + head, pos + head + n
-            if stop_at > end:
-                break
+    def handshake_done(self, now: int) -> None:
+        self.opened.set_result(None)
+
+    def frames_received(self, buf: bytearray, frames: list[tuple[int, int, int]], now: int) -> None:
+        for b0, start, stop_at in frames:
             payload = bytes(buf[start:stop_at])
-            pos = stop_at
             opcode = b0 & 0x0F
             if opcode <= 2:  # continuation, text, binary
                 # Micro-optimization: the common case (one unfragmented frame) first.
@@ -277,44 +205,13 @@ class _Client(asyncio.Protocol):
                 self.transport.close()
             elif opcode == 9:  # 5.5.2: "an endpoint MUST send a Pong frame in response"
                 self.send(0xA, payload)
-        del buf[:pos]
 
-    def _handshake(self, buf: bytearray) -> bool:
-        end = buf.find(b"\r\n\r\n")
-        if end < 0:
-            if len(buf) > 16384:
-                self._close_now("no end to the handshake response")
-            return False
-        status, *lines = bytes(buf[:end]).split(b"\r\n")
-        del buf[: end + 4]
-        accept = base64.b64encode(hashlib.sha1(self.key + GUID).digest())
-        headers = {k.strip().lower(): v.strip() for k, _, v in (ln.partition(b":") for ln in lines)}
-        if not status.startswith(b"HTTP/1.1 101") or headers.get(b"sec-websocket-accept") != accept:
-            self._close_now(f"handshake refused: {status.decode(errors='replace')}")
-            return False
-        self.opened.set_result(None)
-        return True
-
-    def send(self, opcode: int, payload: bytes) -> None:
-        """One masked frame (RFC 6455 §5.3); the all-zero key leaves the payload as is."""
-        assert self.transport is not None
-        if self.transport.is_closing():
-            return
-        n = len(payload)
-        if n < 126:
-            head = bytes([0x80 | opcode, 0x80 | n])
-        elif n < 65536:
-            head = bytes([0x80 | opcode, 0x80 | 126]) + n.to_bytes(2)
-        else:
-            head = bytes([0x80 | opcode, 0x80 | 127]) + n.to_bytes(8)
-        self.transport.write(head + bytes(4) + payload)
-
-    def _fail(self, why: str) -> None:
+    def _fail_open(self, why: str) -> None:
         if not self.opened.done():
             self.opened.set_exception(RuntimeError(why))
 
-    def _close_now(self, why: str) -> None:
-        self._fail(why)
+    def fail(self, why: str) -> None:
+        self._fail_open(why)
         if not self.closed.done():
             self.closed.set_result((1002, why))
         if self.transport is not None:
@@ -332,22 +229,6 @@ def _percentiles(values_ms: Any) -> dict[str, float]:
         "p999": float(np.percentile(values_ms, 99.9)),
         "max": float(np.max(values_ms)),
     }
-
-
-def _cpu_figures(a: _Snapshot, b: _Snapshot, names: tuple[str, ...]) -> dict[str, float]:
-    window = max(1e-9, (b.ns - a.ns) / 1e9)
-    busy, soft, total = (y - x for x, y in zip(a.jiffies, b.jiffies, strict=True))
-    ncpu = os.cpu_count() or 1
-    out = {
-        "window_s": window,
-        "client_cpu_pct": 100 * (b.cpu_s - a.cpu_s) / window,
-        "machine_busy_pct": 100 * ncpu * busy / max(1, total),
-        "softirq_pct": 100 * ncpu * soft / max(1, total),
-    }
-    for name, x, y in zip(names, a.pids_cpu_s, b.pids_cpu_s, strict=True):
-        out[f"{name}_cpu_s"] = y - x
-        out[f"{name}_cpu_pct"] = 100 * (y - x) / window
-    return out
 
 
 async def _connect(port: int, path: str, on_message: Callable[[bytes, int], None]) -> _Client:
@@ -372,16 +253,16 @@ async def _stream_client(
         payloads.append(payload)
 
     client = await _connect(port, f"/stream?n={n}&rate={rate:g}", on_message)
-    first = _Snapshot.take(pids)
+    first = CpuSnapshot.take(pids)
     try:
         code, reason = await asyncio.wait_for(asyncio.shield(client.closed), timeout_s)
     except TimeoutError:
         code, reason = 0, f"timed out after {timeout_s:g} s"
-        client._close_now(reason)
-    last = _Snapshot.take(pids)
+        client.fail(reason)
+    last = CpuSnapshot.take(pids)
     await asyncio.sleep(0.05)  # let the close frame go out
     out: dict[str, Any] = {"close_code": code, "close_reason": reason}
-    out.update(_cpu_figures(first, last, ("proxy", "upstream")))
+    out.update(_harness.cpu_figures(first, last, ("proxy", "upstream")))
     sent = int(reason[5:]) if reason.startswith("sent ") and reason[5:].isdigit() else None
     records = [json.loads(p) for p in payloads]
     seq = np.fromiter((r["seq"] for r in records), dtype=np.int64, count=len(records))
@@ -424,7 +305,7 @@ async def _echo_client(
             waiter[0].set_result((payload, now))
 
     client = await _connect(port, "/echo", on_message)
-    first = _Snapshot.take(pids)
+    first = CpuSnapshot.take(pids)
     pad = pad_for(FRAME_BYTES)
     rtts = array("q")
     mismatched = 0
@@ -443,12 +324,12 @@ async def _echo_client(
         rtts.append(t1 - t0)
         mismatched += got != sent
         await asyncio.sleep(gap_s)
-    last = _Snapshot.take(pids)
+    last = CpuSnapshot.take(pids)
     client.send(0x8, (1000).to_bytes(2))
     with contextlib.suppress(TimeoutError):
         await asyncio.wait_for(asyncio.shield(client.closed), 5)
     out: dict[str, Any] = {"sent": count, "received": len(rtts), "mismatched": mismatched}
-    out.update(_cpu_figures(first, last, ("proxy", "upstream")))
+    out.update(_harness.cpu_figures(first, last, ("proxy", "upstream")))
     out["rtt_ms"] = _percentiles(np.frombuffer(rtts, dtype=np.int64) / 1e6)
     return out
 
@@ -573,7 +454,7 @@ def run_one(
 ) -> dict[str, Any]:
     """A fresh upstream (and proxy), one client; its figures, checked, as a row."""
     row: dict[str, Any] = {"test": test, "path": kind, "rep": rep}
-    row["busy_before_pct"] = wait_quiet(args.quiet_max_s)
+    row["busy_before_pct"] = _harness.wait_quiet(args.quiet_max_s)
     name = f"{test}-{kind}-rep{rep}"
     if test == "stream":
         n = int(args.rate * args.seconds)
@@ -585,7 +466,7 @@ def run_one(
         params = {"test": test, "n": n, "gap_s": args.echo_gap_ms / 1e3}
     params["timeout_s"] = timeout_s
     try:
-        upstream = start_url_server(
+        upstream = _harness.start_url_server(
             "upstream",
             [str(SIM_PYTHON), str(Path(__file__).resolve()), UPSTREAM_FLAG, str(args.batch_ms)],
             logdir / f"{name}-upstream.log",
@@ -602,7 +483,7 @@ def run_one(
         port = upstream.port
         if kind == "proxied":
             try:
-                proxy = start_url_server(
+                proxy = _harness.start_url_server(
                     "proxy",
                     proxy_argv(upstream.port, out, profile, args.proxy_command),
                     logdir / f"{name}-proxy.log",
@@ -612,17 +493,10 @@ def run_one(
                 return row
             port = proxy.port
         params.update(port=port, proxy_pid=proxy.pid if proxy else 0, upstream_pid=upstream.pid)
-        client = subprocess.Popen(
+        result, why = _harness.run_client(
             [str(SIM_PYTHON), str(Path(__file__).resolve()), CLIENT_FLAG, json.dumps(params)],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
+            timeout_s + 30,
         )
-        try:
-            stdout, stderr = client.communicate(timeout=timeout_s + 30)
-        except subprocess.TimeoutExpired:
-            stdout, stderr = b"", b"the client ran past its own deadline"
-        finally:
-            stop(client)
         if proxy is not None:
             exited = stop_measured(proxy, PROXY_STOP_GRACE_S)
             row.update(
@@ -634,13 +508,12 @@ def run_one(
             )
     finally:
         if proxy is not None:
-            stop_server(proxy)
-        stop_server(upstream)
-    lines = [ln for ln in stdout.decode().splitlines() if ln.startswith("{")]
-    if client.returncode != 0 or not lines:
-        row["failed"] = f"client rc={client.returncode}: {stderr.decode().strip()[-300:]}"
+            _harness.stop_server(proxy)
+        _harness.stop_server(upstream)
+    if result is None:
+        row["failed"] = why
         return row
-    row.update(json.loads(lines[-1]))
+    row.update(result)
     row["other_cpu_pct"] = max(
         0.0,
         row["machine_busy_pct"]
@@ -689,6 +562,31 @@ def _no_loss(r: dict[str, Any]) -> bool:
     return clean and r.get("recording", "ok") == "ok" and r.get("proxy_rc", 0) == 0
 
 
+def _stream_line(r: dict[str, Any]) -> str:
+    proxied = r["path"] == "proxied"
+    exit_cell = (
+        f"{r['proxy_rc']}, {r['proxy_stop_s']:.2f}, {r['proxy_total_cpu_s']:.1f}, "
+        f"{r['proxy_peak_rss_mb']:.0f}"
+        if proxied
+        else "-"
+    )
+    recording = f"{r['recorded_server_text']:,} rows: {r['recording']}" if proxied else "-"
+    if proxied and "recorded_server_text" not in r:
+        recording = r.get("recording", "-")
+    return (
+        f"| {r['path']} | {r['rep']} | {fmt(r['sent'], 0)} | {r['received']:,} "
+        f"| {r['lost']:,} | {r['duplicates']} | {r['out_of_order']} "
+        f"| {fmt(_pct(r, 'latency_ms', 'p50'), 3)} / {fmt(_pct(r, 'latency_ms', 'p99'), 3)} "
+        f"/ {fmt(_pct(r, 'latency_ms', 'max'), 1)} | {fmt(r.get('over_1ms_pct'), 2)}% "
+        f"| {r.get('stalls', '-')} | {fmt(_pct(r, 'from_due_ms', 'p99'), 3)} "
+        f"| {fmt(_pct(r, 'lag_ms', 'p99'), 3)} "
+        f"| {fmt(r.get('rate'), 0)} | {fmt(r['proxy_cpu_pct'], 0) if proxied else '-'} "
+        f"| {fmt(r.get('proxy_us_per_frame'), 1)} | {r['upstream_cpu_pct']:.0f} "
+        f"| {r['client_cpu_pct']:.0f} | {r['other_cpu_pct']:.0f} | {recording} "
+        f"| {exit_cell} |"
+    )
+
+
 def stream_report(rows: list[dict[str, Any]], args: argparse.Namespace) -> list[str]:
     n = int(args.rate * args.seconds)
     out = [
@@ -697,39 +595,18 @@ def stream_report(rows: list[dict[str, Any]], args: argparse.Namespace) -> list[
         f"{args.reps} reps\n",
         "Latency = client read - upstream send (`t`), ms. Lag = how late the upstream "
         "sent (`t` - `due`): backpressure. CPU% of one core over the client's window.\n",
-        "| path | rep | sent | received | lost | dup | out of order | latency p50 / p99 / max "
-        f"| > 1 ms | stalls > {STALL_MS:g} ms | from due p99 | upstream lag p99 "
-        "| frames/s received | proxy CPU% "
-        "| proxy CPU us/frame | upstream CPU% | client CPU% | other CPU% | recording "
-        "| proxy exit (rc, s after SIGTERM, total CPU s, peak RSS MB) |",
-        "|---|---|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|",
+        *_harness.runs_table(
+            "| path | rep | sent | received | lost | dup | out of order "
+            f"| latency p50 / p99 / max | > 1 ms | stalls > {STALL_MS:g} ms | from due p99 "
+            "| upstream lag p99 | frames/s received | proxy CPU% | proxy CPU us/frame "
+            "| upstream CPU% | client CPU% | other CPU% | recording "
+            "| proxy exit (rc, s after SIGTERM, total CPU s, peak RSS MB) |",
+            "|---|---|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|",
+            (r for r in rows if r["test"] == "stream"),
+            "path",
+            _stream_line,
+        ),
     ]
-    for r in (r for r in rows if r["test"] == "stream"):
-        if r.get("failed"):
-            out.append(f"| {r['path']} | {r['rep']} | failed: {r['failed']} |{' |' * 17}")
-            continue
-        proxied = r["path"] == "proxied"
-        exit_cell = (
-            f"{r['proxy_rc']}, {r['proxy_stop_s']:.2f}, {r['proxy_total_cpu_s']:.1f}, "
-            f"{r['proxy_peak_rss_mb']:.0f}"
-            if proxied
-            else "-"
-        )
-        recording = f"{r['recorded_server_text']:,} rows: {r['recording']}" if proxied else "-"
-        if proxied and "recorded_server_text" not in r:
-            recording = r.get("recording", "-")
-        out.append(
-            f"| {r['path']} | {r['rep']} | {fmt(r['sent'], 0)} | {r['received']:,} "
-            f"| {r['lost']:,} | {r['duplicates']} | {r['out_of_order']} "
-            f"| {fmt(_pct(r, 'latency_ms', 'p50'), 3)} / {fmt(_pct(r, 'latency_ms', 'p99'), 3)} "
-            f"/ {fmt(_pct(r, 'latency_ms', 'max'), 1)} | {fmt(r.get('over_1ms_pct'), 2)}% "
-            f"| {r.get('stalls', '-')} | {fmt(_pct(r, 'from_due_ms', 'p99'), 3)} "
-            f"| {fmt(_pct(r, 'lag_ms', 'p99'), 3)} "
-            f"| {fmt(r.get('rate'), 0)} | {fmt(r['proxy_cpu_pct'], 0) if proxied else '-'} "
-            f"| {fmt(r.get('proxy_us_per_frame'), 1)} | {r['upstream_cpu_pct']:.0f} "
-            f"| {r['client_cpu_pct']:.0f} | {r['other_cpu_pct']:.0f} | {recording} "
-            f"| {exit_cell} |"
-        )
     out += [
         "",
         "| median over reps | latency p50 ms | p99 ms | max ms | > 1 ms | stalls "
@@ -784,18 +661,19 @@ def echo_report(rows: list[dict[str, Any]], args: argparse.Namespace) -> list[st
     out = [
         f"### Echo: {args.echo:,} round trips of ~{FRAME_BYTES} B, one at a time, "
         f"{args.echo_gap_ms:g} ms apart, {args.reps} reps\n",
-        "| path | rep | round trips | mismatched | RTT p50 / p99 / max ms | recording |",
-        "|---|---|---:|---:|---|---|",
+        *_harness.runs_table(
+            "| path | rep | round trips | mismatched | RTT p50 / p99 / max ms | recording |",
+            "|---|---|---:|---:|---|---|",
+            (r for r in rows if r["test"] == "echo"),
+            "path",
+            lambda r: (
+                f"| {r['path']} | {r['rep']} | {r['received']:,}/{r['sent']:,} "
+                f"| {r['mismatched']} | {fmt(_pct(r, 'rtt_ms', 'p50'), 3)} "
+                f"/ {fmt(_pct(r, 'rtt_ms', 'p99'), 3)} / {fmt(_pct(r, 'rtt_ms', 'max'), 3)} "
+                f"| {r.get('recording', '-')} |"
+            ),
+        ),
     ]
-    for r in (r for r in rows if r["test"] == "echo"):
-        if r.get("failed"):
-            out.append(f"| {r['path']} | {r['rep']} | failed: {r['failed']} |{' |' * 3}")
-            continue
-        out.append(
-            f"| {r['path']} | {r['rep']} | {r['received']:,}/{r['sent']:,} | {r['mismatched']} "
-            f"| {fmt(_pct(r, 'rtt_ms', 'p50'), 3)} / {fmt(_pct(r, 'rtt_ms', 'p99'), 3)} "
-            f"/ {fmt(_pct(r, 'rtt_ms', 'max'), 3)} | {r.get('recording', '-')} |"
-        )
     out += ["", "| median over reps | RTT p50 ms | RTT p99 ms |", "|---|---:|---:|"]
     for kind in ("direct", "proxied"):
         ok = _ok(rows, "echo", kind)
@@ -826,12 +704,6 @@ def profile_report(path: Path, top: int = 25) -> list[str]:
 # ---------------------------------------------------------------- main
 
 
-def _exit_on_sigterm(signum: int, frame: object) -> None:
-    # `timeout` (bench/run_all.sh) sends SIGTERM: exit through the finally blocks, which
-    # stop the child processes, instead of dying with them still running.
-    raise SystemExit(128 + signum)
-
-
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
     ap.add_argument("--reps", type=int, default=3)
@@ -855,9 +727,8 @@ def main(argv: list[str] | None = None) -> int:
         ap.error("--rate, --seconds and --batch-ms must be > 0")
     if args.cprofile is not None:
         args.cprofile.mkdir(parents=True, exist_ok=True)
-    signal.signal(signal.SIGTERM, _exit_on_sigterm)
 
-    info = machine_info()
+    info = _harness.machine_info()
     print(f"# proxy: {json.dumps(info)}", file=sys.stderr)
     logdir = Path(tempfile.mkdtemp(prefix="sim-bench-proxy-"))
     tests = ["stream"] + (["echo"] if args.echo > 0 else [])
@@ -868,11 +739,7 @@ def main(argv: list[str] | None = None) -> int:
             kinds = ("direct", "proxied") if rep % 2 else ("proxied", "direct")
             for kind in kinds:
                 row = run_one(test, kind, rep, args, logdir)
-                row["machine_info"] = info
-                rows.append(row)
-                if args.out:
-                    with args.out.open("a") as f:
-                        f.write(json.dumps(row) + "\n")
+                _harness.keep_row(rows, row, info, args.out)
                 if row.get("failed"):
                     msg = f"failed: {row['failed']}"
                 elif test == "stream":
@@ -889,13 +756,7 @@ def main(argv: list[str] | None = None) -> int:
                         f"{fmt(_pct(row, 'rtt_ms', 'p99'), 3)} ms"
                     )
                 print(f"# {test} {kind} rep={rep}: {msg}", file=sys.stderr, flush=True)
-    loadavg = " ".join(Path("/proc/loadavg").read_text().split()[:3])
-    print(
-        f"## sim record proxy, {info['date_utc']}, {info['nproc']} CPUs ({info['cpu']}), "
-        f"Python {info['python']}, websockets {info['websockets']}, sim {info['sim']}, "
-        f"load average at start {' '.join(info['loadavg'])}, at end {loadavg} "
-        f"({time.monotonic() - t0:.0f} s; logs in {logdir})\n"
-    )
+    print(_harness.report_title("sim record proxy", info, ("websockets", "sim"), t0, logdir))
     print("\n".join(stream_report(rows, args)))
     if "echo" in tests:
         print("\n" + "\n".join(echo_report(rows, args)))
@@ -907,8 +768,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    if len(sys.argv) > 1 and sys.argv[1] == CLIENT_FLAG:
-        sys.exit(client_child(sys.argv[2:]))
-    if len(sys.argv) > 1 and sys.argv[1] == UPSTREAM_FLAG:
-        sys.exit(upstream_child(sys.argv[2:]))
-    sys.exit(main())
+    sys.exit(_harness.run_main(main, {CLIENT_FLAG: client_child, UPSTREAM_FLAG: upstream_child}))

@@ -58,11 +58,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import base64
 import contextlib
-import hashlib
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -74,20 +71,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from _harness import (
-    BENCH,
-    HOST,
-    SIM,
-    SIM_PYTHON,
-    fmt,
-    machine_info,
-    median,
-    proc_cpu_s,
-    start_url_server,
-    stop,
-    stop_server,
-    wait_quiet,
-)
+import _harness
+from _harness import BENCH, HOST, SIM, SIM_PYTHON, CpuSnapshot, WebSocketClient, fmt, median
 
 MAX_SCENARIO = BENCH / "high-rate.toml"  # 10,000 msg/s, ~155-byte payloads
 TIMING_SCENARIO = BENCH / "scenarios" / "replay-timing.toml"  # 1,000 msg/s, ~205 bytes
@@ -97,7 +82,6 @@ CLIENT_FLAG = "--client-child"
 PLAIN_FLAG = "--plain-server-child"
 SERVER_READY_S = 120.0  # sim replay reads the whole recording before it listens
 SERVER_EXIT_AFTER_S = 600.0  # the plain server stops by itself after this, whatever happens
-GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"  # RFC 6455 §1.3
 
 
 # ---------------------------------------------------------------- the recordings
@@ -153,133 +137,68 @@ def generate(scenario: Path, duration: str, out: Path) -> None:
 # ---------------------------------------------------------------- the client (child)
 
 
-def _machine_jiffies() -> tuple[int, int, int]:
-    """(busy, softirq, total) jiffies over all CPUs, as the anchors' loadgen reads them."""
-    with open("/proc/stat") as f:
-        v = [int(x) for x in f.readline().split()[1:9]]
-    user, nice, system, _idle, _iowait, irq, softirq, steal = v
-    return user + nice + system + irq + softirq + steal, softirq, sum(v)
-
-
-@dataclass(frozen=True, slots=True)
-class _Snapshot:
-    ns: int
-    cpu_s: float
-    server_cpu_s: float
-    jiffies: tuple[int, int, int]
-
-    @classmethod
-    def take(cls, ns: int, server_pid: int) -> _Snapshot:
-        t = os.times()
-        return cls(ns, t.user + t.system, proc_cpu_s(server_pid), _machine_jiffies())
-
-
-class _Receiver(asyncio.Protocol):
-    """One client connection: the opening handshake, then every data frame counted,
-    checksummed and timestamped when read. Server frames are never masked (RFC 6455
-    §5.1), so a frame is a 2-10 byte header and its payload."""
+class _Receiver(WebSocketClient):
+    """One client connection: every data frame counted, checksummed and timestamped
+    when read."""
 
     def __init__(self, port: int, frames: int, server_pid: int) -> None:
-        self.port = port
+        super().__init__(port)
         self.want = frames
         self.server_pid = server_pid
-        self.key = base64.b64encode(os.urandom(16))
         self.done: asyncio.Future[str] = asyncio.get_running_loop().create_future()
-        self.transport: asyncio.Transport | None = None
-        self.buf = bytearray()
         self.arrivals = array("q")
         self.reads = 0  # data_received calls after the handshake
         self.nbytes = 0
         self.crc = 0
-        self.opened: _Snapshot | None = None
-        self.last: _Snapshot | None = None
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
-        transport.write(
-            b"GET / HTTP/1.1\r\nHost: %s:%d\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-            b"Sec-WebSocket-Key: %s\r\nSec-WebSocket-Version: 13\r\n\r\n"
-            % (HOST.encode(), self.port, self.key)
-        )
+        self.opened: CpuSnapshot | None = None
+        self.last: CpuSnapshot | None = None
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self._finish(f"connection lost ({exc})" if exc else "connection lost")
+        self.finish(f"connection lost ({exc})" if exc else "connection lost")
 
-    def data_received(self, data: bytes) -> None:
-        now = time.monotonic_ns()
-        buf = self.buf
-        buf += data
-        if self.opened is None and not self._handshake(buf, now):
-            return
+    def handshake_done(self, now: int) -> None:
+        self.opened = CpuSnapshot.take((self.server_pid,), now)
+
+    def frames_received(self, buf: bytearray, frames: list[tuple[int, int, int]], now: int) -> None:
         self.reads += 1
+        if self.done.done():
+            return
         arrivals, want = self.arrivals, self.want
-        pos, end = 0, len(buf)
+        crc, nbytes = self.crc, self.nbytes
         view = memoryview(buf)
         try:
-            while end - pos >= 2 and not self.done.done():
-                b0, n = buf[pos], buf[pos + 1]
-                head = 2
-                if n & 0x80:
-                    self._finish("protocol error: masked server frame")
-                    break
-                if n == 126:
-                    if end - pos < 4:
-                        break
-                    n, head = int.from_bytes(buf[pos + 2 : pos + 4]), 4
-                elif n == 127:
-                    if end - pos < 10:
-                        break
-                    n, head = int.from_bytes(buf[pos + 2 : pos + 10]), 10
-                start, pos_next = pos + head, pos + head + n
-                if pos_next > end:
-                    break
+            for b0, start, stop in frames:
                 opcode = b0 & 0x0F
                 if opcode <= 2:  # continuation, text, binary
-                    self.crc = zlib.crc32(view[start:pos_next], self.crc)
-                    self.nbytes += n
+                    crc = zlib.crc32(view[start:stop], crc)
+                    nbytes += stop - start
                     if b0 & 0x80:  # FIN: a message is complete
                         arrivals.append(now)
                         if len(arrivals) >= want:
-                            self._finish("all frames", now)
+                            self.finish("all frames", now)
+                            break
                 elif opcode == 8:
-                    self._finish("closed by the server")
+                    self.finish("closed by the server")
+                    break
                 elif opcode == 9:  # 5.5.2: "an endpoint MUST send a Pong frame in response"
-                    self._send(0xA, bytes(view[start:pos_next]))
-                pos = pos_next
+                    self.send(0xA, bytes(view[start:stop]))
         finally:
             view.release()
-        del buf[:pos]
+            self.crc, self.nbytes = crc, nbytes
 
-    def _handshake(self, buf: bytearray, now: int) -> bool:
-        end = buf.find(b"\r\n\r\n")
-        if end < 0:
-            if len(buf) > 16384:
-                self._finish("no end to the handshake response")
-            return False
-        status, *lines = bytes(buf[:end]).split(b"\r\n")
-        del buf[: end + 4]
-        accept = base64.b64encode(hashlib.sha1(self.key + GUID).digest())
-        headers = {k.strip().lower(): v.strip() for k, _, v in (ln.partition(b":") for ln in lines)}
-        if not status.startswith(b"HTTP/1.1 101") or headers.get(b"sec-websocket-accept") != accept:
-            self._finish(f"handshake refused: {status.decode(errors='replace')}")
-            return False
-        self.opened = _Snapshot.take(now, self.server_pid)
-        return True
+    def fail(self, why: str) -> None:
+        self.finish(why)
 
-    def _send(self, opcode: int, payload: bytes) -> None:
-        # Client frames must be masked (5.3); an all-zero key leaves the payload as is.
-        assert self.transport is not None and len(payload) < 126
-        self.transport.write(bytes([0x80 | opcode, 0x80 | len(payload)]) + bytes(4) + payload)
-
-    def _finish(self, why: str, last_ns: int | None = None) -> None:
+    def finish(self, why: str, last_ns: int | None = None) -> None:
+        """Done (the first call only), for the reason ``why``: the window ends at
+        ``last_ns`` (default: now) and the connection is closed."""
         if self.done.done():
             return
         if self.opened is not None:
-            self.last = _Snapshot.take(last_ns or time.monotonic_ns(), self.server_pid)
+            self.last = CpuSnapshot.take((self.server_pid,), last_ns)
         self.done.set_result(why)
         if self.transport is not None and not self.transport.is_closing():
-            self._send(0x8, (1000).to_bytes(2, "big"))
+            self.send(0x8, (1000).to_bytes(2, "big"))
             self.transport.close()
 
 
@@ -291,7 +210,7 @@ async def _client(port: int, frames: int, timeout_s: float, server_pid: int) -> 
     try:
         why = await asyncio.wait_for(asyncio.shield(rx.done), timeout_s)
     except TimeoutError:
-        rx._finish(f"timed out after {timeout_s:g} s")
+        rx.finish(f"timed out after {timeout_s:g} s")
         why = rx.done.result()
     await asyncio.sleep(0.05)  # let the close frame go out
     out: dict[str, Any] = {
@@ -302,20 +221,9 @@ async def _client(port: int, frames: int, timeout_s: float, server_pid: int) -> 
         "crc": rx.crc,
         "arrivals": rx.arrivals,
     }
-    a, b = rx.opened, rx.last
-    if a is not None and b is not None:
-        window = max(1e-9, (b.ns - a.ns) / 1e9)
-        busy, soft, total = (y - x for x, y in zip(a.jiffies, b.jiffies, strict=True))
-        ncpu = os.cpu_count() or 1
-        out.update(
-            open_ns=a.ns,
-            window_s=window,
-            client_cpu_pct=100 * (b.cpu_s - a.cpu_s) / window,
-            server_cpu_pct=100 * (b.server_cpu_s - a.server_cpu_s) / window,
-            server_cpu_s=b.server_cpu_s - a.server_cpu_s,
-            machine_busy_pct=100 * ncpu * busy / max(1, total),
-            softirq_pct=100 * ncpu * soft / max(1, total),
-        )
+    if rx.opened is not None and rx.last is not None:
+        out["open_ns"] = rx.opened.ns
+        out.update(_harness.cpu_figures(rx.opened, rx.last, ("server",)))
     return out
 
 
@@ -404,7 +312,7 @@ def run_one(
     """One fresh server and one client; the client's figures, checked, as a row."""
     import numpy as np
 
-    busy_before = wait_quiet(quiet_max_s)
+    busy_before = _harness.wait_quiet(quiet_max_s)
     log = logdir / f"{test}-{kind}-rep{rep}.log"
     arrivals_file = logdir / f"{test}-{kind}-rep{rep}.arrivals"
     row: dict[str, Any] = {"test": test, "server": kind, "rep": rep, "log": str(log)}
@@ -414,14 +322,14 @@ def run_one(
     timeout_s = recorded.frames / 20_000 if test == "max" else recorded.offsets_ns[-1] / 1e9
     timeout_s += 30
     try:
-        server = start_url_server(
+        server = _harness.start_url_server(
             kind, server_argv(kind, test, recorded.path), log, ready_timeout_s=SERVER_READY_S
         )
     except RuntimeError as e:
         row["failed"] = str(e)
         return row
     try:
-        client = subprocess.Popen(
+        result, why = _harness.run_client(
             [
                 str(SIM_PYTHON),
                 str(Path(__file__).resolve()),
@@ -432,24 +340,15 @@ def run_one(
                 str(server.pid),
                 str(arrivals_file),
             ],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
+            timeout_s + 20,
         )
-        try:
-            out, err = client.communicate(timeout=timeout_s + 20)
-        except subprocess.TimeoutExpired:
-            out, err = b"", b"the client ran past its own deadline"
-        finally:
-            stop(client)
         row["server_peak_rss_mb"] = _peak_rss_mb(server.pid)
     finally:
-        stop_server(server)
+        _harness.stop_server(server)
     row["stopped_by_sigterm"] = not server.killed
-    lines = [ln for ln in out.decode().splitlines() if ln.startswith("{")]
-    if client.returncode != 0 or not lines:
-        row["failed"] = f"client rc={client.returncode}: {err.decode().strip()[-300:]}"
+    if result is None:
+        row["failed"] = why
         return row
-    result: dict[str, Any] = json.loads(lines[-1])
     arrivals = np.fromfile(arrivals_file, dtype=np.int64)
     arrivals_file.unlink()
     row.update(result)
@@ -497,44 +396,67 @@ def _ratio(a: float | None, b: float | None) -> str:
     return f"{a / b:.2f}x" if a is not None and b else "-"
 
 
+def _title(
+    what: str, recorded: Recorded, rate: str, reps: int, scenario: Path, duration: str
+) -> str:
+    """A report's title: what was measured, on which frames, how many times."""
+    return (
+        f"### Replay at {what} {recorded.frames:,} frames "
+        f"(~{recorded.nbytes / recorded.frames:.0f} B{rate}) to one client, {reps} reps "
+        f"(sim generate {scenario.name} --duration {duration})\n"
+    )
+
+
+def _medians_table(
+    rows: list[dict[str, Any]],
+    test: str,
+    header: str,
+    columns: list[tuple[str, int]],
+    headline: str | None = None,
+) -> tuple[list[str], float | None]:
+    """The table of medians over reps, a line per server: ``columns`` (row key, digits),
+    then sim's ``headline`` figure (default: the first column's) / this server's. Also
+    sim's median of the headline figure, for the verdict."""
+    headline = headline or columns[0][0]
+    ok = {kind: _ok(rows, test, kind) for kind in KINDS[test]}
+    med = {kind: {key: median([r[key] for r in ok[kind]]) for key, _ in columns} for kind in ok}
+    sim = med["sim"][headline]
+    out = ["", header, "|---" + "|---:" * (len(columns) + 1) + "|"]
+    for kind, figures in med.items():
+        cells = "".join(f"| {fmt(figures[key], digits)} " for key, digits in columns)
+        ratio = "-" if kind == "sim" else _ratio(sim, figures[headline])
+        out.append(f"| {kind} {cells}| {ratio} |")
+    return out, sim
+
+
 def max_report(
     rows: list[dict[str, Any]], recorded: Recorded, args: argparse.Namespace
 ) -> list[str]:
     out = [
-        f"### Replay at --speed max: {recorded.frames:,} frames "
-        f"(~{recorded.nbytes / recorded.frames:.0f} B) to one client, {args.reps} reps "
-        f"(sim generate {MAX_SCENARIO.name} --duration {args.max_duration})\n",
-        "| server | rep | frames/s | open to first frame ms | server CPU% "
-        "| server CPU us/frame | client CPU% | client frames/read | other CPU% "
-        "| server peak RSS MB | check |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+        _title("--speed max:", recorded, "", args.reps, MAX_SCENARIO, args.max_duration),
+        *_harness.runs_table(
+            "| server | rep | frames/s | open to first frame ms | server CPU% "
+            "| server CPU us/frame | client CPU% | client frames/read | other CPU% "
+            "| server peak RSS MB | check |",
+            "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+            (r for r in rows if r["test"] == "max"),
+            "server",
+            lambda r: (
+                f"| {r['server']} | {r['rep']} | {r['fps']:,.0f} | {r['open_to_first_ms']:.1f} "
+                f"| {r['server_cpu_pct']:.0f} | {r['server_us_per_frame']:.2f} "
+                f"| {r['client_cpu_pct']:.0f} | {r['frames'] / max(1, r['reads']):.1f} "
+                f"| {r['other_cpu_pct']:.0f} | {fmt(r['server_peak_rss_mb'], 0)} | {r['check']} |"
+            ),
+        ),
     ]
-    for r in (r for r in rows if r["test"] == "max"):
-        if r.get("failed"):
-            out.append(f"| {r['server']} | {r['rep']} | failed: {r['failed']} |{' |' * 8}")
-            continue
-        out.append(
-            f"| {r['server']} | {r['rep']} | {r['fps']:,.0f} | {r['open_to_first_ms']:.1f} "
-            f"| {r['server_cpu_pct']:.0f} | {r['server_us_per_frame']:.2f} "
-            f"| {r['client_cpu_pct']:.0f} | {r['frames'] / max(1, r['reads']):.1f} "
-            f"| {r['other_cpu_pct']:.0f} | {fmt(r['server_peak_rss_mb'], 0)} | {r['check']} |"
-        )
-    fps = {k: median([r["fps"] for r in _ok(rows, "max", k)]) for k in KINDS["max"]}
-    sim = fps["sim"]
-    verdict = "-" if sim is None else ("met" if sim >= TARGET_FPS else "MISSED")
-    out += [
-        "",
+    medians, sim = _medians_table(
+        rows,
+        "max",
         "| median over reps | frames/s | server CPU us/frame | client CPU% | sim / this |",
-        "|---|---:|---:|---:|---:|",
-    ]
-    for kind in KINDS["max"]:
-        ok = _ok(rows, "max", kind)
-        out.append(
-            f"| {kind} | {fmt(fps[kind], 0)} "
-            f"| {fmt(median([r['server_us_per_frame'] for r in ok]), 2)} "
-            f"| {fmt(median([r['client_cpu_pct'] for r in ok]), 0)} "
-            f"| {'-' if kind == 'sim' else _ratio(sim, fps[kind])} |"
-        )
+        [("fps", 0), ("server_us_per_frame", 2), ("client_cpu_pct", 0)],
+    )
+    verdict = "-" if sim is None else ("met" if sim >= TARGET_FPS else "MISSED")
+    out += medians
     out.append(f"\nTarget >= {TARGET_FPS:,} frames/s: **{verdict}** ({fmt(sim, 0)}).")
     return out
 
@@ -543,45 +465,43 @@ def timing_report(
     rows: list[dict[str, Any]], recorded: Recorded, args: argparse.Namespace
 ) -> list[str]:
     out = [
-        f"### Replay at 1x: timing error of {recorded.frames:,} frames "
-        f"(~{recorded.nbytes / recorded.frames:.0f} B, 1,000 msg/s) to one client, "
-        f"{args.reps} reps (sim generate {TIMING_SCENARIO.name} "
-        f"--duration {args.timing_duration})\n",
+        _title(
+            "1x: timing error of",
+            recorded,
+            ", 1,000 msg/s",
+            args.reps,
+            TIMING_SCENARIO,
+            args.timing_duration,
+        ),
         "Error = arrival offset - recorded offset in ms, offsets from connection open; "
         '"p99 from first frame" counts both from the first frame instead; "first frame at" '
         "is its arrival offset.\n",
-        "| server | rep | p50 | p99 | max | min | > 2 ms | p99 from first frame "
-        f"| first frame at (recorded {recorded.offsets_ns[0] / 1e6:.3f}) "
-        "| server CPU% | client CPU% | other CPU% | check |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+        *_harness.runs_table(
+            "| server | rep | p50 | p99 | max | min | > 2 ms | p99 from first frame "
+            f"| first frame at (recorded {recorded.offsets_ns[0] / 1e6:.3f}) "
+            "| server CPU% | client CPU% | other CPU% | check |",
+            "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+            (r for r in rows if r["test"] == "timing"),
+            "server",
+            lambda r: (
+                f"| {r['server']} | {r['rep']} | {r['open_p50_ms']:.3f} | {r['open_p99_ms']:.3f} "
+                f"| {r['open_max_ms']:.3f} | {r['open_min_ms']:.3f} | {r['over_2ms_pct']:.2f}% "
+                f"| {r['first_p99_ms']:.3f} | {r['open_to_first_ms']:.3f} "
+                f"| {r['server_cpu_pct']:.1f} | {r['client_cpu_pct']:.1f} "
+                f"| {r['other_cpu_pct']:.0f} | {r['check']} |"
+            ),
+        ),
     ]
-    for r in (r for r in rows if r["test"] == "timing"):
-        if r.get("failed"):
-            out.append(f"| {r['server']} | {r['rep']} | failed: {r['failed']} |{' |' * 10}")
-            continue
-        out.append(
-            f"| {r['server']} | {r['rep']} | {r['open_p50_ms']:.3f} | {r['open_p99_ms']:.3f} "
-            f"| {r['open_max_ms']:.3f} | {r['open_min_ms']:.3f} | {r['over_2ms_pct']:.2f}% "
-            f"| {r['first_p99_ms']:.3f} | {r['open_to_first_ms']:.3f} | {r['server_cpu_pct']:.1f} "
-            f"| {r['client_cpu_pct']:.1f} | {r['other_cpu_pct']:.0f} | {r['check']} |"
-        )
-    p99 = {k: median([r["open_p99_ms"] for r in _ok(rows, "timing", k)]) for k in KINDS["timing"]}
-    sim = p99["sim"]
-    verdict = "-" if sim is None else ("met" if sim < TARGET_P99_MS else "MISSED")
-    out += [
-        "",
+    medians, sim = _medians_table(
+        rows,
+        "timing",
         "| median over reps | p50 ms | p99 ms | max ms | p99 from first frame ms "
         "| sim p99 / this |",
-        "|---|---:|---:|---:|---:|---:|",
-    ]
-    for kind in KINDS["timing"]:
-        ok = _ok(rows, "timing", kind)
-        out.append(
-            f"| {kind} | {fmt(median([r['open_p50_ms'] for r in ok]), 3)} | {fmt(p99[kind], 3)} "
-            f"| {fmt(median([r['open_max_ms'] for r in ok]), 3)} "
-            f"| {fmt(median([r['first_p99_ms'] for r in ok]), 3)} "
-            f"| {'-' if kind == 'sim' else _ratio(sim, p99[kind])} |"
-        )
+        [("open_p50_ms", 3), ("open_p99_ms", 3), ("open_max_ms", 3), ("first_p99_ms", 3)],
+        headline="open_p99_ms",
+    )
+    verdict = "-" if sim is None else ("met" if sim < TARGET_P99_MS else "MISSED")
+    out += medians
     out.append(f"\nTarget p99 < {TARGET_P99_MS:g} ms: **{verdict}** ({fmt(sim, 3)} ms).")
     return out
 
@@ -589,12 +509,6 @@ def timing_report(
 # ---------------------------------------------------------------- main
 
 KINDS = {"max": ("sim", "plain", "ceiling"), "timing": ("sim", "plain")}
-
-
-def _exit_on_sigterm(signum: int, frame: object) -> None:
-    # `timeout` (bench/run_all.sh) sends SIGTERM: exit through the finally blocks, which
-    # stop the child processes, instead of dying with them still running.
-    raise SystemExit(128 + signum)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -609,9 +523,8 @@ def main(argv: list[str] | None = None) -> int:
     tests = [t for t in args.tests.split(",") if t]
     if bad := [t for t in tests if t not in KINDS]:
         ap.error(f"--tests: unknown {', '.join(bad)} (known: max, timing)")
-    signal.signal(signal.SIGTERM, _exit_on_sigterm)
 
-    info = machine_info()
+    info = _harness.machine_info()
     print(f"# replay: {json.dumps(info)}", file=sys.stderr)
     logdir = Path(tempfile.mkdtemp(prefix="sim-bench-replay-"))
     t0 = time.monotonic()
@@ -630,11 +543,7 @@ def main(argv: list[str] | None = None) -> int:
             kinds = KINDS[test] if rep % 2 else KINDS[test][::-1]
             for kind in kinds:
                 row = run_one(test, kind, recordings[test], rep, logdir, args.quiet_max_s)
-                row["machine_info"] = info
-                rows.append(row)
-                if args.out:
-                    with args.out.open("a") as f:
-                        f.write(json.dumps(row) + "\n")
+                _harness.keep_row(rows, row, info, args.out)
                 if row.get("failed"):
                     msg = f"failed: {row['failed']}"
                 elif test == "max":
@@ -649,13 +558,7 @@ def main(argv: list[str] | None = None) -> int:
                     file=sys.stderr,
                     flush=True,
                 )
-    loadavg = " ".join(Path("/proc/loadavg").read_text().split()[:3])
-    print(
-        f"## sim replay, {info['date_utc']}, {info['nproc']} CPUs ({info['cpu']}), "
-        f"Python {info['python']}, websockets {info['websockets']}, load average at start "
-        f"{' '.join(info['loadavg'])}, at end {loadavg} ({time.monotonic() - t0:.0f} s; "
-        f"logs in {logdir})\n"
-    )
+    print(_harness.report_title("sim replay", info, ("websockets",), t0, logdir))
     if "max" in tests:
         print("\n".join(max_report(rows, recordings["max"], args)) + "\n")
     if "timing" in tests:
@@ -666,8 +569,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    if len(sys.argv) > 1 and sys.argv[1] == CLIENT_FLAG:
-        sys.exit(client_child(sys.argv[2:]))
-    if len(sys.argv) > 1 and sys.argv[1] == PLAIN_FLAG:
-        sys.exit(plain_server_child(sys.argv[2:]))
-    sys.exit(main())
+    sys.exit(_harness.run_main(main, {CLIENT_FLAG: client_child, PLAIN_FLAG: plain_server_child}))

@@ -42,6 +42,11 @@ HASH_PREFIX: Final = "hmac-sha256:"
 #: The shortest key :class:`Redactor` accepts, in bytes.
 MIN_KEY_BYTES: Final = 16
 
+#: What a message becomes when rules may select something in it but it cannot be
+#: parsed or written back (nested too deep, invalid JSON that still looks like an
+#: object): redaction fails closed, the message is not stored as it was.
+UNREDACTABLE: Final = b'{"redacted":"a message that could not be redacted"}'
+
 # --- names that hold secrets -----------------------------------------------------------
 
 # A name is secret when one of its words is one of these: `X-Api-Key`, `access_token`,
@@ -157,6 +162,22 @@ def redact_subprotocols(items: Iterable[str]) -> list[str]:
         after_label = bool(not secret and _LABEL.fullmatch(item) and is_secret_name(item))
         out.append(MARKER if secret and item else item)
     return out
+
+
+_URL_IN_TEXT: Final = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^\s'\"<>]+")
+_PAIR_IN_TEXT: Final = re.compile(r"([A-Za-z0-9_.-]+)=([^&\s'\"<>;,]+)")
+
+
+def redact_text(text: str) -> str:
+    """Free text (an error message, a close reason) with every URL in it redacted as by
+    :func:`redact_url`, and every ``name=value`` whose name is secret hidden: library
+    error messages quote URLs (a redirect's ``Location``, say) as they are."""
+    text = _URL_IN_TEXT.sub(lambda m: redact_url(m.group()), text)
+
+    def pair(m: re.Match[str]) -> str:
+        return f"{m.group(1)}={MARKER}" if is_secret_name(m.group(1)) else m.group()
+
+    return _PAIR_IN_TEXT.sub(pair, text)
 
 
 def redact_url(url: str) -> str:
@@ -407,9 +428,14 @@ def _children(node: object, select: Selector) -> Iterator[tuple[str | int, objec
 
 
 def _self_and_descendants(node: object, at: Location) -> Iterator[tuple[Location, object]]:
-    yield at, node
-    for k, child in _children(node, Wildcard.ANY):
-        yield from _self_and_descendants(child, (*at, k))
+    # Depth first, in document order, with a list for a stack: messages may nest deeper
+    # than Python's recursion limit.
+    stack = [(at, node)]
+    while stack:
+        here, current = stack.pop()
+        yield here, current
+        children = list(_children(current, Wildcard.ANY))
+        stack.extend(((*here, k), child) for k, child in reversed(children))
 
 
 def select(doc: object, path: Sequence[Step]) -> list[Location]:
@@ -523,15 +549,25 @@ class Redactor:
     def redact(self, payload: bytes) -> bytes:
         """``payload`` with the rules applied, ready to be stored or compared.
 
-        Not JSON (or not UTF-8): returned unchanged. JSON that no rule selects: returned
-        unchanged, byte for byte. Otherwise the redacted value, as compact JSON.
+        Not a JSON object or array: returned unchanged. JSON that no rule selects:
+        returned unchanged, byte for byte. Otherwise the redacted value, as compact JSON.
+        A message that looks like an object or array but that neither orjson nor the
+        standard library (``NaN``, a BOM, integers past 64 bits) can parse, or that
+        cannot be written back, becomes :data:`UNREDACTABLE`: it fails closed.
         """
         if not self._may_match(payload):
             return payload
+        strict = True
         try:
             doc = orjson.loads(payload)
         except orjson.JSONDecodeError:
-            return payload
+            if not _looks_structured(payload):
+                return payload
+            strict = False
+            try:
+                doc = json.loads(payload.decode("utf-8-sig"))
+            except (ValueError, RecursionError):
+                return UNREDACTABLE
         changed = False
         for rule in self.rules:
             for at in select(doc, rule.path):
@@ -540,7 +576,15 @@ class Redactor:
         if changed or _has_duplicate_keys(payload, doc):
             # A shadowed duplicate ({"a":{"token":"s"},"a":1}) is invisible to the rules
             # but still in the bytes; writing the parsed value drops it.
-            return orjson.dumps(doc)
+            if strict:
+                try:
+                    return orjson.dumps(doc)
+                except TypeError:
+                    pass  # orjson writes at most 254 levels; the standard library more
+            try:
+                return json.dumps(doc, separators=(",", ":"), ensure_ascii=False).encode()
+            except (ValueError, RecursionError):
+                return UNREDACTABLE
         return payload
 
     def _may_match(self, payload: bytes) -> bool:
@@ -551,6 +595,11 @@ class Redactor:
         if b"\\" in payload:
             return True
         return any(all(n in payload for n in needles) for needles in self._needles)
+
+
+def _looks_structured(payload: bytes) -> bool:
+    """Whether ``payload`` starts like a JSON object or array (after a BOM or spaces)."""
+    return payload.lstrip(b"\xef\xbb\xbf \t\r\n")[:1] in (b"{", b"[")
 
 
 def _member_count(doc: object) -> int:

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,7 +32,7 @@ from simulator.core.faults import (
     connection_schedule,
     server_schedule,
 )
-from simulator.core.model import FaultKind
+from simulator.core.model import Fault, FaultKind, Reject
 from simulator.net.connection import Client, text_frame
 from simulator.net.log import EventKind, EventLog
 from simulator.net.recorder import Recorder
@@ -266,6 +266,13 @@ class FaultInjector:
             client.send_later(frames, decision.delay_ns / 1e9 / self._speed, decision.keep_order)
             return
         client.send_frames(frames)
+
+
+def longest_handshake_delay_s(faults: Sequence[Fault], speed: float) -> float:
+    """The longest handshake delay ``faults`` can inject, in wall seconds at ``speed``:
+    a server's opening-handshake timeout must allow for it."""
+    delays = [f.action.delay_ns for f in faults if isinstance(f.action, Reject)]
+    return max((d for d in delays if d), default=0) / 1e9 / speed
 
 
 def _binary_frame(payload: bytes) -> bytes:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import email.utils
 import http
 import ssl
 import time
@@ -41,9 +42,9 @@ from websockets.http11 import Request, Response
 from websockets.protocol import State
 from websockets.typing import Subprotocol
 
-from simulator.core.redact import redact_headers, redact_subprotocols, redact_url
+from simulator.core.redact import redact_headers, redact_subprotocols, redact_text, redact_url
 from simulator.errors import UsageError
-from simulator.net.listener import Listener, close_of
+from simulator.net.listener import Listener
 from simulator.net.log import EventKind, EventLog
 from simulator.net.recorder import Recorder
 from simulator.storage.schema import Kind, Sender, new_metadata
@@ -76,6 +77,12 @@ _NOT_FORWARDED = frozenset(
 #: Response headers of the upstream worth passing back to the client (the rest of a
 #: 101 response is the proxy's own handshake).
 _RESPONSE_FORWARDED = ("set-cookie", "www-authenticate", "retry-after", "location")
+
+#: Messages each leg buffers before it stops reading (backpressure to the sender): with
+#: frames of up to max_size, a larger queue is megabytes per connection.
+_MAX_QUEUE = 4
+
+_CLOSE_TIMEOUT_S = 2.0
 
 CLOSE_ABNORMAL = 1006
 CLOSE_INTERNAL_ERROR = 1011
@@ -122,15 +129,19 @@ def check_upstream(upstream: str) -> None:
 
 
 class _Observed:
-    """Mixed into both legs' connections: reports ping and pong frames as they arrive."""
+    """Mixed into both legs' connections: reports ping and pong frames as they arrive,
+    and the peer's close frame (before the closing handshake has run its course)."""
 
     on_control: Callable[[Opcode, bytes], None] | None = None
+    on_close: Callable[[], None] | None = None
 
     def process_event(self, event: Any) -> None:
         control = isinstance(event, Frame) and event.opcode in (Opcode.PING, Opcode.PONG)
         if control and self.on_control is not None:
             self.on_control(event.opcode, bytes(event.data))
         super().process_event(event)  # type: ignore[misc]
+        if isinstance(event, Frame) and event.opcode is Opcode.CLOSE and self.on_close:
+            self.on_close()
 
 
 class ObservedServerConnection(_Observed, ServerConnection):
@@ -139,13 +150,15 @@ class ObservedServerConnection(_Observed, ServerConnection):
     upstream: ClientConnection | None = None
     index: int = -1
     relayed = False  # set once the relay has the connection (it then closes the upstream)
+    #: Called if the connection is lost after its upstream opened but before the relay
+    #: took it (a client gone mid-handshake, a 503 at shutdown).
+    on_unrelayed: Callable[[], None] | None = None
 
     def connection_lost(self, exc: Exception | None) -> None:
         super().connection_lost(exc)
-        # A client that went away after the upstream was opened but before its own
-        # handshake finished never reaches the relay: close the upstream here.
-        if not self.relayed and self.upstream is not None:
-            self.upstream.transport.abort()
+        if not self.relayed and self.on_unrelayed is not None:
+            self.on_unrelayed()
+            self.on_unrelayed = None
 
 
 class ObservedClientConnection(_Observed, ClientConnection):
@@ -203,9 +216,10 @@ class RecordingProxy(Listener):
             create_connection=ObservedServerConnection,
             compression=None,
             max_size=self._max_size,
+            max_queue=_MAX_QUEUE,
             ping_interval=None,  # the client's pings are relayed, the proxy sends none
             open_timeout=self._open_timeout + 10,
-            close_timeout=2,
+            close_timeout=_CLOSE_TIMEOUT_S,
             server_header=None,
         )
         self._spawn(self.recorder.run())
@@ -234,6 +248,8 @@ class RecordingProxy(Listener):
         self, connection: ServerConnection, request: Request
     ) -> Response | None:
         assert isinstance(connection, ObservedServerConnection)
+        if not _is_upgrade(request):
+            return None  # websockets answers it (426 or 400); nothing goes upstream
         index = connection.index = self._next_index
         self._next_index += 1
         if self.connections + self._opening >= self.max_connections:
@@ -275,9 +291,10 @@ class RecordingProxy(Listener):
                 user_agent_header=request.headers.get("User-Agent"),
                 compression=None,
                 max_size=self._max_size,
+                max_queue=_MAX_QUEUE,
                 ssl=(self._ssl or True) if url.startswith("wss:") else None,
                 open_timeout=self._open_timeout,
-                close_timeout=2,
+                close_timeout=_CLOSE_TIMEOUT_S,
                 ping_interval=None,  # the upstream's pings are relayed to the client
                 proxy=None,
                 create_connection=ObservedClientConnection,
@@ -294,13 +311,21 @@ class RecordingProxy(Listener):
             reason = getattr(e, "strerror", None) or str(e) or type(e).__name__
             return self._refuse(connection, index, handshake, 502, None, f"upstream: {reason}")
         connection.upstream = upstream
-        if connection.transport.is_closing():  # the client left while we connected
-            upstream.transport.abort()
         handshake["subprotocol"] = redacted_subprotocol(upstream.subprotocol)
         if upstream.response is not None:
             handshake["response_headers"] = redact_headers(upstream.response.headers.raw_items())
         self.recorder.opened(index, handshake)
+        connection.on_unrelayed = lambda: self._left_mid_handshake(index, upstream)
+        if connection.transport.is_closing():  # the client left while we connected
+            connection.on_unrelayed()
+            connection.on_unrelayed = None
         return None
+
+    def _left_mid_handshake(self, index: int, upstream: ClientConnection) -> None:
+        """The client went away (or the server stopped) after its upstream was opened but
+        before the relay began: close the upstream, and the recorded connection."""
+        upstream.transport.abort()
+        self.recorder.closed(index, CLOSE_ABNORMAL, "client left during the handshake", "client")
 
     def _refuse(
         self,
@@ -312,22 +337,29 @@ class RecordingProxy(Listener):
         error: str,
     ) -> Response:
         """Answer the client as the upstream answered us (or 502/504), and record it."""
+        error = redact_text(error)  # library errors quote URLs (a redirect's Location)
         handshake["status"] = status
         self.recorder.opened(index, handshake)
         self.recorder.error(index, Sender.SERVER, error)
         self.recorder.closed(index, CLOSE_ABNORMAL, error[:120], "server")
         self.log.emit(EventKind.REJECTED, conn=index, reason=error, status=status)
-        try:
-            phrase = http.HTTPStatus(status).phrase
-        except ValueError:
-            phrase = "Error"
-        body = f"{phrase}\n"
+        phrase = _phrase(status, upstream_response)
+        body = f"{phrase}\n".encode()
         if upstream_response is not None and upstream_response.body:
-            body = upstream_response.body.decode(errors="replace")
-        response = connection.respond(status, body)
+            body = bytes(upstream_response.body)
+        # Built here rather than with connection.respond, which takes only the statuses
+        # http.HTTPStatus knows: an upstream may answer 520 or 499.
+        headers = Headers(
+            [
+                ("Date", email.utils.formatdate(usegmt=True)),
+                ("Connection", "close"),
+                ("Content-Length", str(len(body))),
+                ("Content-Type", "text/plain; charset=utf-8"),
+            ]
+        )
         if upstream_response is not None:
-            _copy_headers(upstream_response.headers, response.headers)
-        return response
+            _copy_headers(upstream_response.headers, headers)
+        return Response(status, phrase, headers, body)
 
     def _select_subprotocol(self, connection: ServerConnection, offered: Any) -> Subprotocol | None:
         upstream = getattr(connection, "upstream", None)
@@ -358,39 +390,70 @@ class RecordingProxy(Listener):
         # pings itself, as every WebSocket endpoint must, and records them).
         ws.on_control = lambda op, data: self._control(index, Sender.CLIENT, op, data, upstream)
         upstream.on_control = lambda op, data: self._control(index, Sender.SERVER, op, data, ws)
+        # The side that closes first is closed on the other side as soon as its close
+        # frame arrives: its own closing handshake may take a while (a peer that stops
+        # reading once it has sent its close), and the other side must not wait for it.
+        first: list[Connection] = []
+        closed = asyncio.Event()
+
+        def closed_by(side: Connection) -> None:
+            if not first:
+                first.append(side)
+                closed.set()
+
+        ws.on_close = lambda: closed_by(ws)
+        upstream.on_close = lambda: closed_by(upstream)
         to_upstream = asyncio.ensure_future(self._pipe(index, ws, upstream, Sender.CLIENT))
         to_client = asyncio.ensure_future(self._pipe(index, upstream, ws, Sender.SERVER))
+        signalled = asyncio.ensure_future(closed.wait())
+        reading: asyncio.Future[Any] = signalled  # then the reader of the side still open
         try:
-            done, _ = await asyncio.wait(
-                (to_upstream, to_client), return_when=asyncio.FIRST_COMPLETED
+            await asyncio.wait(
+                (to_upstream, to_client, signalled), return_when=asyncio.FIRST_COMPLETED
             )
-            # Whichever side closed first: close the other side the same way.
-            first, other = (ws, upstream) if to_upstream in done else (upstream, ws)
-            code, reason, _ = _closing(first)
+            if not first:  # no close frame: a connection dropped
+                first.append(upstream if _ended_first(upstream, ws) else ws)
+            upstream_first = first[0] is upstream
+            other = ws if upstream_first else upstream
+            # The pipe towards the side that closed may be stuck sending to it (a peer
+            # that stopped reading once it closed): read the other side without it.
+            (to_upstream if upstream_first else to_client).cancel()
+            sender = Sender.CLIENT if upstream_first else Sender.SERVER
+            reading = asyncio.ensure_future(self._pipe(index, other, None, sender))
+            code, reason, _ = _closing(first[0])
             await _close_like(other, code, reason)
-            await asyncio.wait((to_upstream, to_client), timeout=5)
+            # Both closing handshakes, each bounded by its close timeout (then aborted).
+            await asyncio.wait((to_upstream, to_client, reading), timeout=_CLOSE_TIMEOUT_S + 1)
         finally:
-            to_upstream.cancel()
-            to_client.cancel()
+            for task in (to_upstream, to_client, signalled, reading):
+                task.cancel()
             self.connections -= 1
-            code, reason, by = close_of(ws)
             if upstream.protocol.state is not State.CLOSED:
                 upstream.transport.abort()
-            up_code, up_reason, _ = _closing(upstream)
-            # Who closed: the side whose pipe ended first is the one that closed.
-            if by == "server":  # the proxy closed the client: it was the upstream
-                code, reason, by = up_code, up_reason, "server"
+            by = "server" if first and first[0] is upstream else "client"
+            code, reason, _ = _closing(upstream if by == "server" else ws)
             recorder.closed(index, code, reason, by)
             self.log.emit(EventKind.DISCONNECTED, conn=index, code=code, reason=reason, by=by)
 
-    async def _pipe(self, index: int, src: Connection, dst: Connection, sender: Sender) -> None:
+    async def _pipe(
+        self, index: int, src: Connection, dst: Connection | None, sender: Sender
+    ) -> None:
+        """Relay and record what ``src`` sends until it closes. Once ``dst`` is gone
+        (or with none), what ``src`` still sends is recorded, not relayed: reading on
+        is what lets ``src``'s closing handshake finish."""
         recorder, sent = self.recorder, self.sent
+        relaying = dst is not None
         with contextlib.suppress(ConnectionClosed):
             async for message in src:
                 recorder.message(index, sender, message)
                 if sent is not None:
                     sent.append(Relayed(index, sender, message))
-                await dst.send(message)
+                if relaying:
+                    assert dst is not None
+                    try:
+                        await dst.send(message)
+                    except ConnectionClosed:
+                        relaying = False
 
     def _control(
         self, index: int, sender: Sender, opcode: Opcode, data: bytes, other: Connection
@@ -403,6 +466,30 @@ class RecordingProxy(Listener):
             with contextlib.suppress(Exception):
                 other.protocol.send_ping(data)
                 other.send_data()
+
+
+def _is_upgrade(request: Request) -> bool:
+    """Whether ``request`` asks for a WebSocket (RFC 6455 §4.2.1), before websockets
+    checks it in full: anything else must not open a connection upstream."""
+    headers = request.headers
+    upgrade = headers.get("Upgrade", "").lower()
+    connection = headers.get("Connection", "").lower()
+    return (
+        "websocket" in upgrade
+        and "upgrade" in connection
+        and "Sec-WebSocket-Key" in headers
+        and headers.get("Sec-WebSocket-Version") == "13"
+    )
+
+
+def _ended_first(a: Connection, b: Connection) -> bool:
+    """Whether ``a`` ended before ``b``: it sent a close frame (received here), or it is
+    no longer open while ``b`` sent none."""
+    if a.protocol.close_rcvd is not None:
+        return b.protocol.close_rcvd is None or a.protocol.close_rcvd_then_sent is not False
+    if b.protocol.close_rcvd is not None:
+        return False
+    return a.protocol.state is not State.OPEN and b.protocol.state is State.OPEN
 
 
 def _closing(ws: Connection) -> tuple[int, str, str]:
@@ -418,8 +505,8 @@ def _closing(ws: Connection) -> tuple[int, str, str]:
 async def _close_like(ws: Connection, code: int, reason: str) -> None:
     """Close ``ws`` with ``code``; a close that never went on the wire (1006: the other
     side dropped) is passed on as a dropped connection."""
-    if ws.protocol.state is State.CLOSED:
-        return
+    if ws.protocol.state is not State.OPEN:
+        return  # closing or closed already
     if code in _NOT_ON_THE_WIRE or not (1000 <= code <= 4999):
         if code == 1005:  # a close frame without a status: close without one too
             await ws.close(1000)
@@ -432,6 +519,15 @@ async def _close_like(ws: Connection, code: int, reason: str) -> None:
 def redacted_subprotocol(subprotocol: str | None) -> str | None:
     """The chosen subprotocol as a recording may hold it (a token becomes a marker)."""
     return None if subprotocol is None else redact_subprotocols([subprotocol])[0]
+
+
+def _phrase(status: int, response: Response | None) -> str:
+    if response is not None and response.reason_phrase:
+        return response.reason_phrase
+    try:
+        return http.HTTPStatus(status).phrase
+    except ValueError:
+        return "Error"
 
 
 def _copy_headers(source: Headers, target: Headers) -> None:

@@ -13,9 +13,11 @@ What is recorded is what the server handed to each client's send path: a frame l
 dropped for a slow consumer still has its row (the drop is counted in the stats).
 Injected faults are rows of kind ``fault`` with the fault as JSON.
 
-Redaction happens here, before a row is buffered: ``redact`` (see
-:mod:`simulator.core.redact`) is applied to every message payload, so nothing it
-removes ever reaches the writer, a segment or the output file.
+Redaction happens here, before a row reaches the writer: ``redact`` (see
+:mod:`simulator.core.redact`) is applied to every message payload in the worker thread,
+so nothing it removes reaches a segment or the output file, and a large message with
+a recursive rule (``$..token`` walks every node) does not hold up the event loop.
+Error texts are scrubbed of URLs and ``name=secret`` pairs (``redact_text``).
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from typing import Any
 import numpy as np
 import orjson
 
+from simulator.core.redact import redact_text
 from simulator.errors import RecordingError
 from simulator.net.log import EventKind, EventLog
 from simulator.storage.schema import Kind, RecordingMetadata, Sender, event_batch
@@ -76,8 +79,6 @@ class Recorder:
     ) -> None:
         if self._writer is None:
             return
-        if payload is not None and self._redact is not None and kind in _MESSAGES:
-            payload = self._redact(payload)
         c = self._cols
         c["conn"].append(conn)
         c["t_ns"].append(time.monotonic_ns() - self._start_ns)
@@ -118,7 +119,7 @@ class Recorder:
 
     def error(self, conn: int, sender: Sender, message: str) -> None:
         """A failure observed on ``conn`` (e.g. the upstream refused the handshake)."""
-        self._row(conn, sender, Kind.ERROR, payload=message.encode())
+        self._row(conn, sender, Kind.ERROR, payload=redact_text(message).encode())
 
     def closed(self, conn: int, code: int, reason: str, by: str) -> None:
         sender = Sender.CLIENT if by == "client" else Sender.SERVER
@@ -147,6 +148,8 @@ class Recorder:
         n = len(c["conn"])
         try:
             if n:
+                if self._redact is not None:
+                    c["payload"] = self._redacted(c["kind"], c["payload"])
                 frame = event_batch(
                     seq=np.arange(self._seq, self._seq + n, dtype=np.int64),
                     t_ns=np.asarray(c["t_ns"], dtype=np.int64),
@@ -168,6 +171,14 @@ class Recorder:
         except RecordingError as e:
             self._writer = None  # seen by the loop, which reports it (see run)
             self._failure = e
+
+    def _redacted(self, kinds: list[str], payloads: list[bytes | None]) -> list[bytes | None]:
+        redact = self._redact
+        assert redact is not None
+        return [
+            redact(p) if p is not None and k in _MESSAGES else p
+            for k, p in zip(kinds, payloads, strict=True)
+        ]
 
     async def run(self) -> None:
         """Flush every FLUSH_EVERY_S, off the loop, until cancelled."""
@@ -203,7 +214,7 @@ class Recorder:
         )
 
 
-_MESSAGES = frozenset({Kind.TEXT, Kind.BINARY})
+_MESSAGES = frozenset({Kind.TEXT.value, Kind.BINARY.value})
 
 _COLUMNS = (
     "conn",

@@ -56,7 +56,7 @@ from simulator.core.replay_plan import (
 )
 from simulator.errors import RecordingError, UsageError
 from simulator.net.connection import Client, SimConnection
-from simulator.net.faulting import FaultInjector, Injected
+from simulator.net.faulting import FaultInjector, Injected, longest_handshake_delay_s
 from simulator.net.listener import Listener, close_of
 from simulator.net.log import EventKind, EventLog
 from simulator.storage.reader import read_recording
@@ -154,7 +154,9 @@ class ReplayServer(Listener):
         self._clock_speed = 1.0 if speed is None else speed
         self._start = 0.0
         self.faults: FaultInjector | None = None
+        self._handshake_delay_s = 0.0
         if faults is not None:
+            self._handshake_delay_s = longest_handshake_delay_s(faults.faults, self._clock_speed)
             self.faults = FaultInjector(
                 faults,
                 self.log,
@@ -205,6 +207,8 @@ class ReplayServer(Listener):
             compression=None,  # replayed bytes go out as recorded
             max_size=16 * 2**20,
             write_limit=_ROOM,
+            # The opening handshake includes waiting out injected handshake delays.
+            open_timeout=10 + self._handshake_delay_s,
             close_timeout=2,
             server_header=None,
         )
@@ -493,8 +497,8 @@ def client_redactor(
     """How to redact a live client message so it compares with the recorded ones: the
     recording's ``--redact`` rules under ``key`` (``None`` when it has no rules).
 
-    Without a key the rules cannot be applied: logged as a warning, and client messages
-    with hashed fields will not match. Raises :class:`UsageError` for a wrong key.
+    Without the key the rules cannot be applied: logged as a warning (a wrong key too),
+    and client messages with hashed fields will not match.
     """
     description = metadata["extra"].get("redaction") or {}
     if not description.get("rules"):
@@ -508,7 +512,12 @@ def client_redactor(
         return None
     from simulator.core.redact import Redactor
 
-    return Redactor.from_description(description, key).redact
+    try:
+        return Redactor.from_description(description, key).redact
+    except UsageError as e:
+        # A key set for other recordings ($SIM_REDACT_KEY) must not stop a replay.
+        log.emit(EventKind.WARNING, message=f"{e}; client messages are compared unhashed")
+        return None
 
 
 @contextlib.asynccontextmanager

@@ -33,14 +33,14 @@ import orjson
 from websockets.http11 import Request, Response
 
 from simulator.core.faults import plan_faults
-from simulator.core.model import Mode, Reject, Scenario, TimeFormat
+from simulator.core.model import Mode, Scenario, TimeFormat
 from simulator.core.protocol import Outcome, Reply, binary_refused, handle_text
 from simulator.core.redact import Redactor, redact_url
 from simulator.core.timeline import Batch, Timeline
 from simulator.core.values import format_times
 from simulator.errors import UsageError
 from simulator.net.connection import Client, text_frame
-from simulator.net.faulting import FaultInjector, Injected
+from simulator.net.faulting import FaultInjector, Injected, longest_handshake_delay_s
 from simulator.net.listener import Listener, close_of
 from simulator.net.log import EventKind, EventLog
 from simulator.net.recorder import Recorder
@@ -176,13 +176,36 @@ class SimServer(Listener):
                 ping_timeout=cfg.keepalive_timeout_ns / 1e9,
                 # The opening handshake includes waiting out injected handshake delays:
                 # allow for the longest one.
-                open_timeout=10 + self._longest_handshake_delay_s(),
+                open_timeout=10 + longest_handshake_delay_s(self.scenario.faults, self.speed),
                 close_timeout=CLOSE_TIMEOUT_S,
             ),
         )
         await self._wire.listen(self.host, self.requested_port)
+        try:
+            self._open_recorder()
+        except BaseException:
+            await self._wire.close()  # an unwritable path: stop listening, then fail
+            raise
+        self._start = loop.time()
+        self._wall_start = time.time()
+        if self.epoch_ns is None:
+            self.epoch_ns = time.time_ns()
+        if self.host in ("0.0.0.0", "::", ""):
+            self.log.emit(
+                EventKind.WARNING,
+                message=f"listening on all interfaces ({self.host!r}): reachable from other hosts",
+            )
+        self.log.emit(EventKind.LISTENING, url=self.url, mode=self.scenario.server.mode.value)
+        if self.scenario.server.mode is Mode.BROADCAST:
+            self._spawn(self._pump_broadcast())
+        if self.faults is not None:
+            self._spawn(self.faults.run())
+        if self.duration_ns is not None:
+            loop.call_at(self._loop_time(self.duration_ns), self._done.set)
+
+    def _open_recorder(self) -> None:
+        """Open the recording, if any, before serving: an unwritable path fails here."""
         if self.record_path is not None:
-            # Opened before serving: an unwritable path fails here, not mid-session.
             self.recorder = Recorder(
                 self.record_path,
                 new_metadata(
@@ -201,30 +224,6 @@ class SimServer(Listener):
             self._spawn(self.recorder.run())
             if self.faults is not None:
                 self.faults.recorder = self.recorder
-        self._start = loop.time()
-        self._wall_start = time.time()
-        if self.epoch_ns is None:
-            self.epoch_ns = time.time_ns()
-        if self.host in ("0.0.0.0", "::", ""):
-            self.log.emit(
-                EventKind.WARNING,
-                message=f"listening on all interfaces ({self.host!r}): reachable from other hosts",
-            )
-        self.log.emit(EventKind.LISTENING, url=self.url, mode=self.scenario.server.mode.value)
-        if self.scenario.server.mode is Mode.BROADCAST:
-            self._spawn(self._pump_broadcast())
-        if self.faults is not None:
-            self._spawn(self.faults.run())
-        if self.duration_ns is not None:
-            loop.call_at(self._loop_time(self.duration_ns), self._done.set)
-
-    def _longest_handshake_delay_s(self) -> float:
-        delays = [
-            f.action.delay_ns
-            for f in self.scenario.faults
-            if isinstance(f.action, Reject) and f.action.delay_ns
-        ]
-        return max(delays, default=0) / 1e9 / self.speed
 
     def _sockets(self) -> tuple[socket.socket, ...]:
         assert self._wire is not None, "not started"
@@ -444,7 +443,7 @@ class SimServer(Listener):
             EventKind.CONNECTED,
             conn=index,
             remote=_address(client.remote),
-            path=conn.path,
+            path=None if conn.path is None else redact_url(conn.path),
         )
         if self.faults is not None:
             self.faults.connected(client, origin)

@@ -181,12 +181,18 @@ class WireConnection(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         protocol = self.protocol
+        # Messages are delivered until a close: the client's (in this data) or ours
+        # (before it). Parsing the whole read first moves the protocol to CLOSING, so
+        # its state cannot tell a message sent before the client's close frame.
+        deliver = protocol.close_sent is None
         protocol.receive_data(data)
         events = protocol.events_received()
         self.flush()  # automatic answers: pongs, the close frame echoed
         for event in events:
             if isinstance(event, Frame):
-                self._frame(event)
+                if event.opcode is Opcode.CLOSE:
+                    deliver = False
+                self._frame(event, deliver)
             elif isinstance(event, Request):
                 self._request(event)
 
@@ -281,7 +287,7 @@ class WireConnection(asyncio.Protocol):
                 logger.exception("opened handler failed")
                 self.fail(CloseCode.INTERNAL_ERROR, "")
 
-    def _frame(self, frame: Frame) -> None:
+    def _frame(self, frame: Frame, deliver: bool) -> None:
         opcode = frame.opcode
         if opcode is Opcode.PONG:
             if self.ping is not None and frame.data == self.ping:
@@ -305,8 +311,8 @@ class WireConnection(asyncio.Protocol):
             data = bytes(frame.data)
         else:
             return  # PING and CLOSE: the sans-I/O protocol has answered them
-        if self.protocol.state is not State.OPEN:
-            return  # closing: what is still in flight is dropped
+        if not deliver:
+            return  # we are closing: what is still in flight is dropped
         message: str | bytes = data
         if text:
             try:

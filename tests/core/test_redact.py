@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from simulator.core.redact import (
     HASH_PREFIX,
     MARKER,
+    UNREDACTABLE,
     Action,
     Redactor,
     Rule,
@@ -336,16 +337,47 @@ def test_payload_no_rule_selects_comes_back_byte_identical(doc: object, indent: 
 
 @FAST
 @given(payload=st.binary(max_size=40))
-def test_payload_that_is_not_json_comes_back_unchanged(payload: bytes) -> None:
+def test_payload_that_is_not_json_comes_back_unchanged_unless_it_looks_structured(
+    payload: bytes,
+) -> None:
     try:
         orjson.loads(payload)
     except orjson.JSONDecodeError:
-        assert Redactor.from_specs(["$..*"], KEY).redact(payload) == payload
+        redacted = Redactor.from_specs(["$..*"], KEY).redact(payload)
+        if payload.lstrip(b"\xef\xbb\xbf \t\r\n")[:1] in (b"{", b"["):
+            assert redacted == UNREDACTABLE or json.loads(redacted.decode("utf-8-sig")) is not None
+        else:
+            assert redacted == payload
 
 
-@pytest.mark.parametrize("payload", [b"\xff\xfe", b"token=ABC", b"{'token': 1}", b"", b"NaN"])
+@pytest.mark.parametrize("payload", [b"\xff\xfe", b"token=ABC", b"", b"NaN", b'"token"'])
 def test_text_that_is_not_json_comes_back_unchanged(payload: bytes) -> None:
     assert Redactor.from_specs(["$..token"], KEY).redact(payload) == payload
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        b'{"token":"SECRET","price":NaN}',  # Python's json.dumps writes NaN by default
+        b'\xef\xbb\xbf{"token":"SECRET"}',  # a BOM
+        b'{"token":"SECRET","d":' + b"[" * 300 + b"]" * 300 + b"}",  # past orjson's writer
+    ],
+)
+def test_json_that_orjson_refuses_is_still_redacted(payload: bytes) -> None:
+    redacted = Redactor.from_specs(["$..token"], KEY).redact(payload)
+    assert b"SECRET" not in redacted
+    assert json.loads(redacted)["token"].startswith("hmac-sha256:")
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        b'{"token":"SECRET","d":' + b"[" * 5000 + b"]" * 5000 + b"}",
+        b'{"token":"SECRET",',
+    ],
+)
+def test_what_looks_like_json_but_cannot_be_redacted_fails_closed(payload: bytes) -> None:
+    assert Redactor.from_specs(["$..token"], KEY).redact(payload) == UNREDACTABLE
 
 
 @FAST

@@ -16,6 +16,7 @@ import orjson
 import polars as pl
 import pytest
 from websockets.asyncio.server import ServerConnection, serve
+from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.http11 import Request, Response
 from websockets.typing import Subprotocol
@@ -45,7 +46,11 @@ class Upstream:
 
 @contextlib.asynccontextmanager
 async def upstream(
-    *, greet: list[str | bytes] | None = None, tls: bool = False, refuse: int | None = None
+    *,
+    greet: list[str | bytes] | None = None,
+    tls: bool = False,
+    refuse: int | None = None,
+    redirect: str | None = None,
 ) -> AsyncIterator[Upstream]:
     """A server that sends ``greet``, then echoes each message as ``echo:<message>``
     (JSON objects as ``{"echo": <object>}``, bytes as they are); ``close <code>
@@ -56,8 +61,12 @@ async def upstream(
         seen.paths.append(request.path)
         seen.headers.append({k.lower(): v for k, v in request.headers.raw_items()})
         if refuse is not None:
-            response = connection.respond(http.HTTPStatus(refuse), "go away\n")
-            response.headers["Retry-After"] = "9"
+            # Built by hand: respond() takes only statuses http.HTTPStatus knows.
+            headers = Headers([("Retry-After", "9"), ("Content-Length", "8")])
+            return Response(refuse, "Refused", headers, b"go away\n")
+        if redirect is not None:
+            response = connection.respond(http.HTTPStatus.FOUND, "moved\n")
+            response.headers["Location"] = redirect
             return response
         return None
 
@@ -95,6 +104,7 @@ async def upstream(
             (Subprotocol(p) for p in ("feed.v2", "feed.v1") if p in offered), None
         ),
         ssl=context,
+        close_timeout=1,  # it stops reading once it has closed: do not wait 10 s for it
     ) as server:
         port = next(iter(server.sockets)).getsockname()[1]
         seen.url = f"{'wss' if tls else 'ws'}://127.0.0.1:{port}/base"
@@ -194,7 +204,8 @@ async def test_close_codes_and_reasons_pass_through_both_ways(tmp_path: Path) ->
         assert (ws.close_code, ws.close_reason) == (4001, "market closed")
         ws = await client(proxy.url)
         await ws.close(4002, "client done")
-        await asyncio.sleep(0.1)
+        while len(up.closes) < 2:  # the upstream's side of it ends a moment later
+            await asyncio.sleep(0.01)
     assert up.closes == [(4001, "market closed"), (4002, "client done")]
     closes = rows(out).filter(pl.col("kind") == "close")
     assert closes.select("conn", "sender", "close_code", "close_reason").rows() == [
@@ -348,6 +359,9 @@ async def test_replay_with_the_key_matches_client_messages_whose_fields_were_has
     async with replay(out, speed=None) as keyless:
         warnings = [e.detail["message"] for e in keyless.log.records if e.kind.value == "warning"]
         assert any("redacted with a key" in w for w in warnings)
+    async with replay(out, speed=None, redact_key=b"a key for other recordings") as wrong:
+        warnings = [e.detail["message"] for e in wrong.log.records if e.kind.value == "warning"]
+        assert any("not the one the recording was made with" in w for w in warnings)
 
 
 @async_test(timeout=30)
@@ -379,3 +393,66 @@ async def test_a_client_gone_during_its_handshake_leaves_no_upstream_open(tmp_pa
                 break
             await asyncio.sleep(0.01)
         assert up.closes == [(1006, "")]
+    recorded = rows(tmp_path / "g.parquet")
+    assert recorded.select("kind", "close_code").rows() == [("open", None), ("close", 1006)]
+
+
+@async_test(timeout=30)
+async def test_a_close_from_the_upstream_reaches_a_client_that_is_still_sending(
+    tmp_path: Path,
+) -> None:
+    """The upstream closes while the client's messages are still in flight towards it:
+    the client gets the upstream's code and reason, and the recording says so."""
+    out = tmp_path / "busy.parquet"
+    async with upstream() as up, record_proxy(up.url, out) as proxy:
+        ws = await client(proxy.url)
+        await ws.send("close 4001 market closed")
+        with pytest.raises(ConnectionClosed):
+            for _ in range(10_000):
+                await ws.send("x" * 100)
+            await ws.recv()
+        await ws.wait_closed()
+        assert (ws.close_code, ws.close_reason) == (4001, "market closed")
+    closes = rows(out).filter(pl.col("kind") == "close")
+    assert closes.select("sender", "close_code", "close_reason").rows() == [
+        ("server", 4001, "market closed")
+    ]
+
+
+@async_test(timeout=30)
+async def test_an_upstream_redirect_full_of_secrets_leaves_none_in_the_file(
+    tmp_path: Path,
+) -> None:
+    """websockets' error for a redirect quotes its Location; the error row may not."""
+    out = tmp_path / "redirect.parquet"
+    location = f"https://idp.example/login?session={SECRET}&client_secret={SECRET}x"
+    async with upstream(redirect=location) as up, record_proxy(up.url, out) as proxy:
+        with pytest.raises(InvalidStatus) as refused:
+            await client(proxy.url)
+        assert refused.value.response.status_code == 502
+    assert SECRET.encode() not in out.read_bytes()
+    assert b"idp.example" in rows(out).filter(pl.col("kind") == "error")["payload"][0]
+
+
+@async_test(timeout=30)
+async def test_a_status_http_does_not_name_is_passed_on_as_it_is(tmp_path: Path) -> None:
+    async with upstream(refuse=520) as up, record_proxy(up.url, tmp_path / "s.parquet") as proxy:
+        with pytest.raises(InvalidStatus) as refused:
+            await client(proxy.url)
+        assert refused.value.response.status_code == 520
+        assert refused.value.response.headers["Retry-After"] == "9"
+
+
+@async_test(timeout=30)
+async def test_a_request_that_is_not_a_websocket_handshake_opens_nothing_upstream(
+    tmp_path: Path,
+) -> None:
+    out = tmp_path / "plain.parquet"
+    async with upstream() as up, record_proxy(up.url, out) as proxy:
+        reader, writer = await asyncio.open_connection("127.0.0.1", proxy.port)
+        writer.write(b"GET /admin HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: k\r\n\r\n")
+        status = await reader.readline()
+        writer.close()
+        assert status.split()[1] in (b"400", b"426")
+    assert up.paths == []
+    assert rows(out).height == 0

@@ -13,6 +13,7 @@ import polars as pl
 from simulator.net.replay import replay
 from simulator.net.server import serve
 from simulator.storage.reader import read_recording
+from simulator.storage.writer import segment_dir
 from tests.e2e.conftest import async_test, client, receive, scenario
 from tests.e2e.test_run_cli import sim, sim_serving
 
@@ -27,6 +28,15 @@ every = "5ms"
 [stream.fields]
 n = { dist = "counter" }
 """
+
+
+def flushed_server_messages(out: Path) -> int:
+    """Server messages in the complete segments of the recording ``out`` (being written)."""
+    segments = sorted(segment_dir(out).glob("seg-*.parquet"))
+    if not segments:
+        return 0
+    frame = pl.read_parquet(segments)
+    return frame.filter((pl.col("sender") == "server") & (pl.col("kind") == "text")).height
 
 
 def server_messages(path: Path) -> list[bytes]:
@@ -63,9 +73,10 @@ async def test_a_killed_proxy_keeps_what_it_flushed_and_recover_rebuilds_it(
         async with sim_serving("record", *args) as proxy:
             ws = await client(proxy.url)
             first = [await ws.recv() for _ in range(20)]
-            # Segments are flushed at least every second: after ~2.5 s the first 20
-            # messages are on disk whatever happens next.
-            await asyncio.sleep(2.5)
+            # Kill it once complete segments hold those 20 (flushed within about a
+            # second): what was flushed must survive.
+            while flushed_server_messages(out) < 20:
+                await asyncio.sleep(0.05)
             proxy.process.send_signal(signal.SIGKILL)
             await proxy.process.wait()
             await ws.close()

@@ -139,8 +139,25 @@ async def test_client_ping_gets_a_pong() -> None:
     ws = await client(url)
     await handler.conns.get()
     pong = await ws.ping(b"hi")
-    await pong
+    latency = await pong  # the waiter resolves only when the pong arrives
+    assert latency >= 0
     await ws.close()
+    await server.close()
+
+
+@async_test()
+async def test_a_message_read_together_with_the_close_frame_is_delivered() -> None:
+    """A client's last message and its close frame in one TCP segment: the message is
+    the client's, sent before it closed, and reaches the handler."""
+    server, handler, url = await started()
+    ws = await client(url)
+    await handler.conns.get()
+    ws.protocol.send_text(b"last words")
+    ws.protocol.send_close(1000, "bye")
+    ws.send_data()  # both frames in one write
+    await ws.wait_closed()
+    assert await handler.messages.get() == "last words"
+    assert (await handler.ends.get())[:2] == (1000, "bye")
     await server.close()
 
 
