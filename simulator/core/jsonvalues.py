@@ -6,6 +6,7 @@ by fault corruption.
 
 from __future__ import annotations
 
+from collections.abc import Hashable
 from typing import Final
 
 import orjson
@@ -34,3 +35,20 @@ def json_equal(a: object, b: object) -> bool:
     if isinstance(a, dict) and isinstance(b, dict):
         return a.keys() == b.keys() and all(json_equal(a[k], b[k]) for k in a)
     return type(a) is type(b) and a == b
+
+
+def json_key(value: object) -> Hashable:
+    """A hashable stand-in for a parsed JSON ``value``: ``json_key(a) == json_key(b)``
+    exactly when ``json_equal(a, b)``, so equal messages can be found by dict lookup.
+
+    Raises ``RecursionError`` for values nested deeper than Python's recursion limit.
+    """
+    if isinstance(value, bool):
+        return ("bool", value)  # tagged: True == 1 in Python, not in JSON
+    if isinstance(value, int | float):
+        return ("num", value)  # Python's == and hash agree that 1 and 1.0 are equal
+    if isinstance(value, list):
+        return ("list", tuple(json_key(v) for v in value))
+    if isinstance(value, dict):
+        return ("dict", frozenset((k, json_key(v)) for k, v in value.items()))
+    return (type(value).__name__, value)

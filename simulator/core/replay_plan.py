@@ -22,11 +22,11 @@ in order, a reply, and everything recorded after it, waits for the message it an
 from __future__ import annotations
 
 import enum
-from collections.abc import Iterable
+from collections.abc import Hashable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import TypeAlias
 
-from simulator.core.jsonvalues import MISSING, json_equal, parse
+from simulator.core.jsonvalues import MISSING, json_equal, json_key, parse
 from simulator.errors import UsageError
 
 
@@ -204,3 +204,45 @@ def stream_of(step: Push | Reply) -> str:
         if isinstance(doc, dict) and isinstance(doc.get("type"), str):
             return str(doc["type"])
     return ""
+
+
+def message_key(payload: bytes, frame: Frame) -> Hashable:
+    """What :func:`same_message` compares, as a dict key: two messages of the same frame
+    type have equal keys exactly when they are the same message."""
+    if frame is Frame.TEXT:
+        value = parse(payload)
+        if value is not MISSING:
+            try:
+                return ("json", json_key(value))
+            except RecursionError:
+                pass  # too deep to compare as JSON here: compared as bytes
+    return (frame.value, payload)
+
+
+class ExpectedIndex:
+    """A recorded connection's expected client messages, found by :func:`message_key`:
+    :meth:`match` does what :func:`match` does, in constant time, however many there are.
+
+    Build it once per recorded connection; each client keeps its own ``cursors`` (a
+    dict, empty at the start of each round).
+    """
+
+    __slots__ = ("_by_key",)
+
+    def __init__(self, expected: Sequence[ExpectClient]) -> None:
+        self._by_key: dict[Hashable, list[int]] = {}
+        for e in expected:
+            self._by_key.setdefault(message_key(e.payload, e.frame), []).append(e.index)
+
+    def match(self, cursors: dict[Hashable, int], payload: bytes, frame: Frame) -> int | None:
+        """The earliest expectation this message is that ``cursors`` has not used yet
+        (and use it), or ``None`` when it was not expected (or not again)."""
+        key = message_key(payload, frame)
+        found = self._by_key.get(key)
+        if found is None:
+            return None
+        used = cursors.get(key, 0)
+        if used == len(found):
+            return None
+        cursors[key] = used + 1
+        return found[used]

@@ -26,7 +26,7 @@ import contextlib
 import http
 import os
 from collections import Counter
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Hashable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -44,13 +44,13 @@ from simulator.core.model import SlowConsumerPolicy
 from simulator.core.replay_plan import (
     Close,
     ExpectClient,
+    ExpectedIndex,
     Frame,
     Plan,
     Push,
     Reply,
     Row,
     check_speed,
-    match,
     plan_connection,
     stream_of,
 )
@@ -63,6 +63,8 @@ from simulator.storage.reader import read_recording
 from simulator.storage.schema import RecordingMetadata
 
 CLOSE_POLICY_VIOLATION = 1008
+#: Unexpected client messages kept in ``server.unexpected`` (all are counted and logged).
+MAX_UNEXPECTED_KEPT = 1000
 #: Close codes that are never sent in a close frame (RFC 6455 §7.4.1): a recorded one
 #: means the connection ended without a close handshake, replayed as a dropped socket.
 _NOT_ON_THE_WIRE = frozenset({1005, 1006, 1015})
@@ -101,16 +103,27 @@ class _Session:
     """One client's progress through its plan; expectations reset on every loop."""
 
     plan: Plan
-    expected: tuple[ExpectClient, ...]
-    matched: set[int] = field(default_factory=set)
-    arrived: dict[int, asyncio.Event] = field(default_factory=dict)
+    expected: ExpectedIndex
+    cursors: dict[Hashable, int] = field(default_factory=dict)  # see ExpectedIndex.match
+    arrived: set[int] = field(default_factory=set)  # expectations met this round
+    signal: asyncio.Event = field(default_factory=asyncio.Event)  # set when one is met
     closing: bool = False  # a strict close is under way
     client: Client | None = None  # with faults: the send path they act on
     seqs: Counter[str] = field(default_factory=Counter)  # pushes so far, by stream
 
     def restart(self) -> None:
-        self.matched = set()
-        self.arrived = {e.index: asyncio.Event() for e in self.expected}
+        self.cursors = {}
+        self.arrived = set()
+
+    def met(self, index: int) -> None:
+        self.arrived.add(index)
+        self.signal.set()
+
+    async def wait_for(self, index: int) -> None:
+        """Return once expectation ``index`` has been met (this round)."""
+        while index not in self.arrived:
+            self.signal.clear()
+            await self.signal.wait()
 
 
 class ReplayServer(Listener):
@@ -139,12 +152,13 @@ class ReplayServer(Listener):
         self.log = EventLog()
         self.sent: list[Replayed] | None = [] if log_sends else None
         self._written = 0  # frames written on the fast path (for yielding)
-        self.unexpected: list[Unexpected] = []
+        self.unexpected: list[Unexpected] = []  # the first MAX_UNEXPECTED_KEPT of them
+        self.unexpected_count = 0
         # Applied to client messages before matching, as they were when recorded.
         self.redact: Callable[[bytes], bytes] | None = None
         # Removes the fields matching ignores, from recorded and live client messages.
         self.ignore: Callable[[bytes], bytes] | None = None
-        self._expected: dict[int, tuple[ExpectClient, ...]] = {}  # by recorded conn
+        self._expected: dict[int, ExpectedIndex] = {}  # by recorded conn
         self._sends: dict[int, bool] = {}  # whether the recorded conn has server messages
         self._next_index = 0  # connection indices, by handshake attempt
         self._next_client = 0  # clients served, in order: which recording each replays
@@ -192,7 +206,7 @@ class ReplayServer(Listener):
                     else e
                     for e in expected
                 )
-            self._expected[conn] = expected
+            self._expected[conn] = ExpectedIndex(expected)
             self._sends[conn] = len(expected) < len(plan.steps)
 
     async def start(self) -> None:
@@ -313,12 +327,13 @@ class ReplayServer(Listener):
         compared = payload if self.redact is None else self.redact(payload)
         if self.ignore is not None and frame is Frame.TEXT:
             compared = self.ignore(compared)
-        found = match(session.expected, session.matched, compared, frame)
+        found = session.expected.match(session.cursors, compared, frame)
         if found is not None:
-            session.matched.add(found)
-            session.arrived[found].set()
+            session.met(found)
             return
-        self.unexpected.append(Unexpected(index, recorded, payload, frame))
+        self.unexpected_count += 1
+        if len(self.unexpected) < MAX_UNEXPECTED_KEPT:
+            self.unexpected.append(Unexpected(index, recorded, payload, frame))
         self.log.emit(
             EventKind.CLIENT_ERROR,
             conn=index,
@@ -346,7 +361,7 @@ class ReplayServer(Listener):
                         else:
                             await self._send(ws, index, recorded, step.payload, step.frame)
                     elif isinstance(step, ExpectClient):
-                        await session.arrived[step.index].wait()
+                        await session.wait_for(step.index)
                     elif isinstance(step, Reply):
                         if step.delay_ns:
                             await asyncio.sleep(step.delay_ns / 1e9)

@@ -3,17 +3,21 @@ message they answer, times scaled by speed, and the client-message matching rule
 
 from __future__ import annotations
 
+import json
 import math
 import subprocess
 import sys
+from collections.abc import Hashable
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from simulator.core.jsonvalues import json_equal, json_key
 from simulator.core.replay_plan import (
     Close,
     ExpectClient,
+    ExpectedIndex,
     Frame,
     Push,
     Reply,
@@ -176,6 +180,44 @@ def test_match_takes_the_earliest_unmatched_expectation() -> None:
     assert match(expected, {0}, PING, Frame.TEXT) == 2
     assert match(expected, {0, 2}, PING, Frame.TEXT) is None
     assert match(expected, set(), b"y", Frame.TEXT) is None
+
+
+JSON_LEAVES = st.none() | st.booleans() | st.integers(-3, 3) | st.sampled_from([0.0, 1.0, 2.5])
+JSON_VALUES = st.recursive(
+    JSON_LEAVES | st.sampled_from(["a", "b"]),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.sampled_from("xyz"), inner),
+    max_leaves=6,
+)
+
+
+@given(JSON_VALUES, JSON_VALUES)
+def test_json_keys_are_equal_exactly_when_the_values_are_json_equal(a: object, b: object) -> None:
+    assert (json_key(a) == json_key(b)) is json_equal(a, b)
+
+
+MESSAGES = st.one_of(
+    JSON_VALUES.map(lambda v: (json.dumps(v).encode(), Frame.TEXT)),
+    st.sampled_from([b"not json", b"{", b"\x00"]).map(lambda p: (p, Frame.TEXT)),
+    st.sampled_from([b"1", b"\x00", b"x"]).map(lambda p: (p, Frame.BINARY)),
+)
+
+
+@settings(deadline=None)
+@given(st.lists(MESSAGES, max_size=12), st.lists(MESSAGES, max_size=12))
+def test_the_index_matches_as_match_does(
+    recorded: list[tuple[bytes, Frame]], arriving: list[tuple[bytes, Frame]]
+) -> None:
+    """ExpectedIndex (a dict lookup) picks the same expectation as match() (a scan),
+    message after message, over the whole of a round."""
+    expected = tuple(ExpectClient(i, p, f) for i, (p, f) in enumerate(recorded))
+    index = ExpectedIndex(expected)
+    cursors: dict[Hashable, int] = {}
+    matched: set[int] = set()
+    for payload, frame in arriving:
+        want = match(expected, matched, payload, frame)
+        assert index.match(cursors, payload, frame) == want
+        if want is not None:
+            matched.add(want)
 
 
 def test_plan_module_imports_no_io() -> None:

@@ -11,7 +11,7 @@ from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed
 
 from simulator.errors import RecordingError, UsageError
-from simulator.net.replay import replay
+from simulator.net.replay import MAX_UNEXPECTED_KEPT, replay
 from simulator.net.server import serve
 from simulator.storage.schema import event_batch, new_metadata
 from simulator.storage.writer import RecordingWriter
@@ -300,3 +300,18 @@ async def test_ignored_fields_do_not_keep_a_client_message_from_matching(tmp_pat
     with pytest.raises(UsageError, match="--ignore"):
         async with replay(out, ignore=["$.id=hash"]):
             pass
+
+
+@async_test(timeout=30)
+async def test_a_flood_of_unexpected_messages_is_counted_not_kept(tmp_path: Path) -> None:
+    """Memory stays bounded: the first MAX_UNEXPECTED_KEPT are kept, all are counted."""
+    out = write(tmp_path / "f.parquet", [opened(0), said(0, 1, PING.encode())])
+    async with replay(out, speed=None) as server:
+        ws = await client(server.url)
+        for k in range(MAX_UNEXPECTED_KEPT + 5):
+            await ws.send(f"junk {k}")
+        while server.unexpected_count < MAX_UNEXPECTED_KEPT + 5:
+            await asyncio.sleep(0.01)
+        await ws.close()
+        assert len(server.unexpected) == MAX_UNEXPECTED_KEPT
+        assert server.unexpected[0].payload == b"junk 0"
