@@ -126,44 +126,66 @@ def plan_connection(rows: Iterable[Row], speed: float | None = 1.0) -> Plan:
     ``close`` are ignored; a close sent by the client is not a step (the replay waits
     for its client to close).
     """
-    check_speed(speed)
-
-    def scale(ns: int) -> int:
-        return 0 if speed is None else max(0, round(ns / speed))
-
-    steps: list[Step] = []
-    origin: int | None = None
-    last = 0
-    # The client message that null-stream server messages answer, while one does.
-    answering: tuple[int, int] | None = None  # (expectation index, its t_ns)
-    expectations = 0
+    builder = PlanBuilder(speed)
     for row in rows:
-        if origin is None:
-            origin = row.t_ns
+        builder.add(row)
+    return builder.plan()
+
+
+class PlanBuilder:
+    """:func:`plan_connection` one row at a time, for rows that arrive in batches (a
+    recording read a slice at a time, its connections interleaved)."""
+
+    __slots__ = ("_answering", "_closed", "_expectations", "_last", "_origin", "_speed", "_steps")
+
+    def __init__(self, speed: float | None = 1.0) -> None:
+        check_speed(speed)
+        self._speed = speed
+        self._steps: list[Step] = []
+        self._origin: int | None = None
+        self._last = 0
+        # The client message that null-stream server messages answer, while one does.
+        self._answering: tuple[int, int] | None = None  # (expectation index, its t_ns)
+        self._expectations = 0
+        self._closed = False
+
+    def _scale(self, ns: int) -> int:
+        return 0 if self._speed is None else max(0, round(ns / self._speed))
+
+    def add(self, row: Row) -> None:
+        """The connection's next row (in ``seq`` order)."""
+        if self._closed:
+            return
+        if self._origin is None:
+            self._origin = row.t_ns
         if row.kind == "open":
-            continue
+            return
         if row.kind not in ("text", "binary", "close"):
-            continue  # ping/pong frames are the library's; faults and errors are notes
-        offset = row.t_ns - origin
-        last = max(last, offset)
+            return  # ping/pong frames are the library's; faults and errors are notes
+        offset = row.t_ns - self._origin
+        self._last = max(self._last, offset)
+        steps = self._steps
         if row.kind == "close":
             if row.sender == "server":
                 code = 1000 if row.close_code is None else row.close_code
-                steps.append(Close(scale(offset), code, row.close_reason or ""))
-            break
+                steps.append(Close(self._scale(offset), code, row.close_reason or ""))
+            self._closed = True
+            return
         frame = _FRAMES[row.kind]
         payload = row.payload or b""
         if row.sender == "client":
-            answering = (expectations, row.t_ns)
-            steps.append(ExpectClient(expectations, payload, frame))
-            expectations += 1
-        elif row.stream is None and answering is not None:
-            index, at = answering
-            steps.append(Reply(index, scale(row.t_ns - at), payload, frame))
+            self._answering = (self._expectations, row.t_ns)
+            steps.append(ExpectClient(self._expectations, payload, frame))
+            self._expectations += 1
+        elif row.stream is None and self._answering is not None:
+            index, at = self._answering
+            steps.append(Reply(index, self._scale(row.t_ns - at), payload, frame))
         else:
-            answering = None
-            steps.append(Push(scale(offset), payload, frame, row.stream))
-    return Plan(tuple(steps), scale(last))
+            self._answering = None
+            steps.append(Push(self._scale(offset), payload, frame, row.stream))
+
+    def plan(self) -> Plan:
+        return Plan(tuple(self._steps), self._scale(self._last))
 
 
 def same_message(expected: ExpectClient, payload: bytes, frame: Frame) -> bool:
