@@ -417,9 +417,15 @@ class RecordingProxy(Listener):
             other = ws if upstream_first else upstream
             # The pipe towards the side that closed may be stuck sending to it (a peer
             # that stopped reading once it closed): read the other side without it.
-            (to_upstream if upstream_first else to_client).cancel()
+            toward_first = to_upstream if upstream_first else to_client
+            toward_first.cancel()
             sender = Sender.CLIENT if upstream_first else Sender.SERVER
-            reading = asyncio.ensure_future(self._pipe(index, other, None, sender))
+
+            async def read_the_rest() -> None:
+                await asyncio.wait({toward_first})  # one reader of a connection at a time
+                await self._pipe(index, other, None, sender)
+
+            reading = asyncio.ensure_future(read_the_rest())
             code, reason, _ = _closing(first[0])
             await _close_like(other, code, reason)
             # Both closing handshakes, each bounded by its close timeout (then aborted).
