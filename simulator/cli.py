@@ -585,7 +585,12 @@ def _trust(ca_file: str | None) -> Any:
 @click.option("--send", multiple=True, help="Client: a text message to send first (repeatable).")
 @click.option("--header", multiple=True, help="Client: 'Name: value' for the handshake.")
 @click.option("--duration", type=DURATION, help="Stop after this long (default: until SIGINT).")
-@click.option("--redact", multiple=True, metavar="JSONPATH[=hash|remove]", help="Repeatable.")
+@click.option(
+    "--redact",
+    multiple=True,
+    metavar="JSONPATH[=hash|remove]",
+    help="Hash (or remove) this field in every recorded message (repeatable).",
+)
 @click.option(
     "--redact-key-file",
     type=click.Path(dir_okay=False, exists=True),
