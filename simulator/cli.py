@@ -424,6 +424,11 @@ class SpeedType(click.ParamType):  # type: ignore[type-arg]
 @click.option("--conn", type=click.IntRange(min=0), help="Serve this recorded connection to all.")
 @click.option("--strict", is_flag=True, help="Close with 1008 on a message not in the recording.")
 @click.option(
+    "--free-run",
+    is_flag=True,
+    help="Wait for no client message: send everything on the recorded timeline.",
+)
+@click.option(
     "--faults",
     type=click.Path(dir_okay=False),
     help="Inject the [[fault]]s of this scenario or faults file.",
@@ -450,6 +455,7 @@ def replay(
     loop: bool,
     conn: int | None,
     strict: bool,
+    free_run: bool,
     faults: str | None,
     seed: int | None,
     ignore: tuple[str, ...],
@@ -474,6 +480,7 @@ def replay(
                 loop,
                 conn,
                 strict,
+                free_run,
                 faults,
                 seed,
                 ignore,
@@ -497,6 +504,7 @@ async def _replay(
     loop: bool,
     conn: int | None,
     strict: bool,
+    free_run: bool,
     faults: str | None,
     seed: int | None,
     ignore: tuple[str, ...],
@@ -519,6 +527,7 @@ async def _replay(
         seed=seed,
         redact_key=redact_key,
         ignore=ignore,
+        free_run=free_run,
     ) as server:
         print(server.url, flush=True)
         if not quiet:

@@ -118,15 +118,16 @@ def check_speed(speed: float | None) -> None:
         raise UsageError(f"speed={speed!r}: must be > 0 (or None for as fast as possible)")
 
 
-def plan_connection(rows: Iterable[Row], speed: float | None = 1.0) -> Plan:
+def plan_connection(rows: Iterable[Row], speed: float | None = 1.0, *, gated: bool = True) -> Plan:
     """The steps that replay one recorded connection, given its rows in ``seq`` order.
 
     Times are offsets from the ``open`` row (the first row when there is none), divided
     by ``speed``; ``speed=None`` makes every offset and delay 0. Rows after the first
     ``close`` are ignored; a close sent by the client is not a step (the replay waits
-    for its client to close).
+    for its client to close). With ``gated=False`` nothing waits for the client: client
+    messages are no steps, and every server message is a push at its offset.
     """
-    builder = PlanBuilder(speed)
+    builder = PlanBuilder(speed, gated=gated)
     for row in rows:
         builder.add(row)
     return builder.plan()
@@ -136,11 +137,21 @@ class PlanBuilder:
     """:func:`plan_connection` one row at a time, for rows that arrive in batches (a
     recording read a slice at a time, its connections interleaved)."""
 
-    __slots__ = ("_answering", "_closed", "_expectations", "_last", "_origin", "_speed", "_steps")
+    __slots__ = (
+        "_answering",
+        "_closed",
+        "_expectations",
+        "_gated",
+        "_last",
+        "_origin",
+        "_speed",
+        "_steps",
+    )
 
-    def __init__(self, speed: float | None = 1.0) -> None:
+    def __init__(self, speed: float | None = 1.0, *, gated: bool = True) -> None:
         check_speed(speed)
         self._speed = speed
+        self._gated = gated
         self._steps: list[Step] = []
         self._origin: int | None = None
         self._last = 0
@@ -173,6 +184,10 @@ class PlanBuilder:
             return
         frame = _FRAMES[row.kind]
         payload = row.payload or b""
+        if not self._gated:
+            if row.sender == "server":
+                steps.append(Push(self._scale(offset), payload, frame, row.stream))
+            return
         if row.sender == "client":
             self._answering = (self._expectations, row.t_ns)
             steps.append(ExpectClient(self._expectations, payload, frame))

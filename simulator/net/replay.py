@@ -160,6 +160,7 @@ class ReplayServer(Listener):
         self.redact: Callable[[bytes], bytes] | None = None
         # Removes the fields matching ignores, from recorded and live client messages.
         self.ignore: Callable[[bytes], bytes] | None = None
+        self.free_run = False  # client messages are not waited for, nor matched
         self._expected: dict[int, ExpectedIndex] = {}  # by recorded conn
         self._sends: dict[int, bool] = {}  # whether the recorded conn has server messages
         self._next_index = 0  # connection indices, by handshake attempt
@@ -322,6 +323,8 @@ class ReplayServer(Listener):
     ) -> None:
         if session.closing or ws.protocol.close_sent is not None:
             return  # the server is closing: what is still in flight is drained
+        if self.free_run:
+            return  # nothing is waited for, so nothing is unexpected
         if isinstance(message, str):
             payload, frame = message.encode(), Frame.TEXT
         else:
@@ -459,16 +462,19 @@ async def _close(ws: ServerConnection, code: int, reason: str) -> None:
     await ws.close(code, reason)
 
 
-def load_plans(path: str | os.PathLike[str], speed: float | None) -> dict[int, Plan]:
-    """The plan of every recorded connection in ``path``, by connection index.
+def load_plans(
+    path: str | os.PathLike[str], speed: float | None, *, gated: bool = True
+) -> dict[int, Plan]:
+    """The plan of every recorded connection in ``path``, by connection index (see
+    :func:`~simulator.core.replay_plan.plan_connection` for ``gated``).
 
     Raises :class:`RecordingError` if the file cannot be read or has no connection.
     """
-    return _load(path, speed)[0]
+    return _load(path, speed, gated)[0]
 
 
 def _load(
-    path: str | os.PathLike[str], speed: float | None
+    path: str | os.PathLike[str], speed: float | None, gated: bool = True
 ) -> tuple[dict[int, Plan], RecordingMetadata]:
     """Plans from the recording, read a slice at a time: only the steps stay in memory
     (a whole recording as a frame, then as rows, took three times as much)."""
@@ -491,11 +497,11 @@ def _load(
         for batch in lazy.collect_batches(chunk_size=_LOAD_ROWS):
             for seq, conn, t, sender, kind, stream, payload, code, reason in batch.iter_rows():
                 if seq <= last_seq:  # writers keep seq order; a file that does not is odd
-                    return _load_sorted(lazy, speed), metadata
+                    return _load_sorted(lazy, speed, gated), metadata
                 last_seq = seq
                 builder = builders.get(conn)
                 if builder is None:
-                    builder = builders[conn] = PlanBuilder(speed)
+                    builder = builders[conn] = PlanBuilder(speed, gated=gated)
                 builder.add(Row(t, sender, kind, stream, payload, code, reason))
     except pl.exceptions.PolarsError as e:
         raise RecordingError(file, f"corrupt recording: {error_reason(e)}") from e
@@ -504,12 +510,12 @@ def _load(
     return {conn: b.plan() for conn, b in builders.items()}, metadata
 
 
-def _load_sorted(lazy: pl.LazyFrame, speed: float | None) -> dict[int, Plan]:
+def _load_sorted(lazy: pl.LazyFrame, speed: float | None, gated: bool) -> dict[int, Plan]:
     builders: dict[int, PlanBuilder] = {}
     for _, conn, t, sender, kind, stream, payload, code, reason in (
         lazy.sort("seq").collect().iter_rows()
     ):
-        builders.setdefault(conn, PlanBuilder(speed)).add(
+        builders.setdefault(conn, PlanBuilder(speed, gated=gated)).add(
             Row(t, sender, kind, stream, payload, code, reason)
         )
     return {conn: b.plan() for conn, b in builders.items()}
@@ -575,6 +581,7 @@ async def replay(
     seed: int | None = None,
     redact_key: bytes | None = None,
     ignore: Sequence[str] = (),
+    free_run: bool = False,
 ) -> AsyncIterator[ReplayServer]:
     """Serve the recording at ``path`` until the block ends.
 
@@ -592,14 +599,18 @@ async def replay(
     A recording made with ``--redact`` rules has hashed client messages: with the same
     ``redact_key``, live client messages are hashed the same way before they are
     compared (docs/redaction.md). ``ignore`` lists JSONPaths (``$.id``, ``$..ts``) of
-    fields left out of the comparison of client messages, on both sides.
+    fields left out of the comparison of client messages, on both sides. ``free_run``
+    waits for no client message: every recorded server message, replies included, is
+    sent at its recorded offset, and what clients send is ignored.
 
     Raises :class:`~simulator.errors.ScenarioError` for a bad faults file.
 
     Raises :class:`RecordingError` (bad file) or :class:`UsageError` (bad argument)
     before listening.
     """
-    plans, metadata = _load(path, speed)
+    if free_run and strict:
+        raise UsageError("free_run: no client message is expected, so strict has nothing to do")
+    plans, metadata = _load(path, speed, gated=not free_run)
     if isinstance(faults, str | Path):
         from simulator.scenario_toml import load_faults
 
@@ -622,6 +633,7 @@ async def replay(
     )
     server.redact = client_redactor(metadata, redact_key, server.log)
     server.ignore = ignoring(ignore)
+    server.free_run = free_run
     await server.start()
     try:
         yield server

@@ -70,6 +70,16 @@ def test_speed_divides_times_and_none_removes_waiting() -> None:
     assert instant.steps[2] == Reply(0, 0, PONG)
 
 
+def test_ungated_plans_push_every_server_message_at_its_offset() -> None:
+    plan = plan_connection(RECORDED, speed=1.0, gated=False)
+    assert plan.steps == (
+        Push(10 * MS, tick(1), stream="tick"),
+        Push(13 * MS, PONG),
+        Push(30 * MS, tick(2), stream="tick"),
+        Close(40 * MS, 1001, "going away"),
+    )
+
+
 def test_client_close_is_no_step_and_later_rows_are_ignored() -> None:
     rows = [*RECORDED[:3], Row(120 * MS, "client", "close", close_code=1000), *RECORDED[3:]]
     assert plan_connection(rows).steps == (

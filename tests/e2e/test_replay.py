@@ -347,3 +347,26 @@ async def test_a_file_whose_rows_are_out_of_seq_order_replays_in_seq_order(
         ws = await client(server.url)
         assert await read(ws, 3) == [b"a", b"b", b"c"]
         await ws.close()
+
+
+@async_test(timeout=30)
+async def test_free_run_sends_everything_without_waiting_for_the_client(tmp_path: Path) -> None:
+    """A client that sends nothing (or something else) still gets the recorded reply and
+    what follows it, and nothing it sends is unexpected."""
+    rows = [
+        opened(0),
+        push(0, 1, b"a"),
+        said(0, 2, PING.encode()),
+        answered(0, 3, b"pong"),
+        push(0, 4, b"b"),
+    ]
+    out = write(tmp_path / "free.parquet", rows)
+    async with replay(out, speed=None, free_run=True) as server:
+        ws = await client(server.url)
+        await ws.send("something else")
+        assert await read(ws, 3) == [b"a", b"pong", b"b"]
+        await ws.close()
+        assert server.unexpected_count == 0
+    with pytest.raises(UsageError, match="strict"):
+        async with replay(out, free_run=True, strict=True):
+            pass

@@ -12,6 +12,7 @@ from simulator.analysis import inspect
 from simulator.net.replay import replay
 from simulator.storage.reader import read_recording
 from tests.e2e.conftest import async_test
+from tests.e2e.test_run_cli import sim_serving
 
 SAMPLE = Path(__file__).parents[2] / "recordings" / "energy-dashboard-sample.parquet"
 
@@ -43,3 +44,16 @@ async def test_sample_replays_to_a_client_sending_the_recorded_messages() -> Non
             while len(got) < len(server):
                 got.append((await asyncio.wait_for(ws.recv(), 5)).encode())  # type: ignore[union-attr]
     assert got == server
+
+
+@async_test(timeout=60)
+async def test_sim_replay_free_run_feeds_a_client_that_sends_nothing() -> None:
+    """`sim replay SAMPLE --free-run`, as a real process: a client that only listens
+    (a dashboard pinging with other ids, say) gets every recorded server message."""
+    frame = read_recording(SAMPLE).frame.filter(pl.col("kind") == "text")
+    server = frame.filter(pl.col("sender") == "server")["payload"].to_list()
+    args = ("replay", SAMPLE, "--port", "0", "--speed", "max", "--free-run", "--quiet")
+    async with sim_serving(*args) as replayer:  # noqa: SIM117 (url needed)
+        async with websockets.connect(replayer.url, max_queue=None) as ws:
+            got = [(await asyncio.wait_for(ws.recv(), 5)) for _ in server]
+    assert [m.encode() if isinstance(m, str) else m for m in got] == server
