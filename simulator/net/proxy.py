@@ -83,6 +83,8 @@ _RESPONSE_FORWARDED = ("set-cookie", "www-authenticate", "retry-after", "locatio
 _MAX_QUEUE = 4
 
 _CLOSE_TIMEOUT_S = 2.0
+#: How long what a closing side sent before its close may take to reach the other side.
+_DRAIN_TIMEOUT_S = 30.0
 
 CLOSE_ABNORMAL = 1006
 CLOSE_INTERNAL_ERROR = 1011
@@ -140,7 +142,9 @@ class _Observed:
         if control and self.on_control is not None:
             self.on_control(event.opcode, bytes(event.data))
         super().process_event(event)  # type: ignore[misc]
-        if isinstance(event, Frame) and event.opcode is Opcode.CLOSE and self.on_close:
+        closing = isinstance(event, Frame) and event.opcode is Opcode.CLOSE
+        # Only a close the peer started: the answer to one the proxy sent is no news.
+        if closing and self.on_close and self.protocol.close_rcvd_then_sent:  # type: ignore[attr-defined]
             self.on_close()
 
 
@@ -390,56 +394,60 @@ class RecordingProxy(Listener):
         # pings itself, as every WebSocket endpoint must, and records them).
         ws.on_control = lambda op, data: self._control(index, Sender.CLIENT, op, data, upstream)
         upstream.on_control = lambda op, data: self._control(index, Sender.SERVER, op, data, ws)
-        # The side that closes first is closed on the other side as soon as its close
-        # frame arrives: its own closing handshake may take a while (a peer that stops
-        # reading once it has sent its close), and the other side must not wait for it.
-        first: list[Connection] = []
+        # A side that closes (its close frame arrives first) ends the session: what it
+        # sent before is relayed, nothing more is sent to it, and the other side is
+        # closed the same way. The proxy itself ends it when it closes a side (shutdown,
+        # an oversized message); a dropped connection ends it too.
+        initiator: list[Connection] = []
         closed = asyncio.Event()
 
-        def closed_by(side: Connection) -> None:
-            if not first:
-                first.append(side)
+        def peer_closed(side: Connection) -> None:
+            if not initiator:
+                initiator.append(side)
                 closed.set()
 
-        ws.on_close = lambda: closed_by(ws)
-        upstream.on_close = lambda: closed_by(upstream)
+        ws.on_close = lambda: peer_closed(ws)
+        upstream.on_close = lambda: peer_closed(upstream)
         to_upstream = asyncio.ensure_future(self._pipe(index, ws, upstream, Sender.CLIENT))
         to_client = asyncio.ensure_future(self._pipe(index, upstream, ws, Sender.SERVER))
         signalled = asyncio.ensure_future(closed.wait())
         reading: asyncio.Future[Any] = signalled  # then the reader of the side still open
+        end = _Ending(CLOSE_ABNORMAL, "", "server", ws)
         try:
             await asyncio.wait(
                 (to_upstream, to_client, signalled), return_when=asyncio.FIRST_COMPLETED
             )
-            if not first:  # no close frame: a connection dropped
-                first.append(upstream if _ended_first(upstream, ws) else ws)
-            upstream_first = first[0] is upstream
-            other = ws if upstream_first else upstream
-            # The pipe towards the side that closed may be stuck sending to it (a peer
-            # that stopped reading once it closed): read the other side without it.
-            toward_first = to_upstream if upstream_first else to_client
-            toward_first.cancel()
-            sender = Sender.CLIENT if upstream_first else Sender.SERVER
+            end = _ending(ws, upstream, initiator[0] if initiator else None)
+            other = upstream if end.ended is ws else ws
+            from_ended, toward_ended = (
+                (to_upstream, to_client) if end.ended is ws else (to_client, to_upstream)
+            )
+            # Nothing more goes to the side that ended (it may have stopped reading,
+            # leaving the pipe stuck in a send); the other side is read on by itself.
+            toward_ended.cancel()
+            sender = Sender.CLIENT if other is ws else Sender.SERVER
 
             async def read_the_rest() -> None:
-                await asyncio.wait({toward_first})  # one reader of a connection at a time
+                await asyncio.wait({toward_ended})  # one reader of a connection at a time
                 await self._pipe(index, other, None, sender)
 
             reading = asyncio.ensure_future(read_the_rest())
-            code, reason, _ = _closing(first[0])
-            await _close_like(other, code, reason)
+            # What the side that ended sent before its close goes through first (with
+            # flow control: a slow reader is waited for, up to _DRAIN_TIMEOUT_S).
+            await asyncio.wait({from_ended}, timeout=_DRAIN_TIMEOUT_S)
+            await _close_like(other, end.code, end.reason)
             # Both closing handshakes, each bounded by its close timeout (then aborted).
-            await asyncio.wait((to_upstream, to_client, reading), timeout=_CLOSE_TIMEOUT_S + 1)
+            await asyncio.wait((from_ended, reading), timeout=_CLOSE_TIMEOUT_S + 1)
         finally:
             for task in (to_upstream, to_client, signalled, reading):
                 task.cancel()
             self.connections -= 1
             if upstream.protocol.state is not State.CLOSED:
                 upstream.transport.abort()
-            by = "server" if first and first[0] is upstream else "client"
-            code, reason, _ = _closing(upstream if by == "server" else ws)
-            recorder.closed(index, code, reason, by)
-            self.log.emit(EventKind.DISCONNECTED, conn=index, code=code, reason=reason, by=by)
+            recorder.closed(index, end.code, end.reason, end.by)
+            self.log.emit(
+                EventKind.DISCONNECTED, conn=index, code=end.code, reason=end.reason, by=end.by
+            )
 
     async def _pipe(
         self, index: int, src: Connection, dst: Connection | None, sender: Sender
@@ -477,35 +485,45 @@ class RecordingProxy(Listener):
 def _is_upgrade(request: Request) -> bool:
     """Whether ``request`` asks for a WebSocket (RFC 6455 §4.2.1), before websockets
     checks it in full: anything else must not open a connection upstream."""
-    headers = request.headers
-    upgrade = headers.get("Upgrade", "").lower()
-    connection = headers.get("Connection", "").lower()
+    headers = request.headers  # a header may be repeated: read every value
+    upgrade = ", ".join(headers.get_all("Upgrade")).lower()
+    connection = ", ".join(headers.get_all("Connection")).lower()
     return (
         "websocket" in upgrade
         and "upgrade" in connection
         and "Sec-WebSocket-Key" in headers
-        and headers.get("Sec-WebSocket-Version") == "13"
+        and headers.get_all("Sec-WebSocket-Version") == ["13"]
     )
 
 
-def _ended_first(a: Connection, b: Connection) -> bool:
-    """Whether ``a`` ended before ``b``: it sent a close frame (received here), or it is
-    no longer open while ``b`` sent none."""
-    if a.protocol.close_rcvd is not None:
-        return b.protocol.close_rcvd is None or a.protocol.close_rcvd_then_sent is not False
-    if b.protocol.close_rcvd is not None:
-        return False
-    return a.protocol.state is not State.OPEN and b.protocol.state is State.OPEN
+@dataclass(frozen=True, slots=True)
+class _Ending:
+    """How a relayed session ended: the close to pass on, who the recording says sent
+    it (``client`` or ``server``: the upstream, or the proxy itself), and the leg it
+    ended on (the other one is closed the same way)."""
+
+    code: int
+    reason: str
+    by: str
+    ended: Connection
 
 
-def _closing(ws: Connection) -> tuple[int, str, str]:
-    """How ``ws`` ended or is ending: code, reason, and who sent the close first."""
-    p = ws.protocol
-    if p.close_rcvd is not None:
-        return p.close_rcvd.code, p.close_rcvd.reason, "peer"
-    if p.close_sent is not None:
-        return p.close_sent.code, p.close_sent.reason, "proxy"
-    return CLOSE_ABNORMAL, "", "network"
+def _ending(ws: Connection, upstream: Connection, initiator: Connection | None) -> _Ending:
+    """Who ended the session of client leg ``ws`` and ``upstream``: ``initiator`` when
+    a peer's close frame came first, else the proxy when it closed a leg itself, else
+    the leg that dropped."""
+    if initiator is not None:
+        rcvd = initiator.protocol.close_rcvd
+        assert rcvd is not None
+        by = "client" if initiator is ws else "server"
+        return _Ending(rcvd.code, rcvd.reason, by, initiator)
+    for leg in (ws, upstream):
+        sent = leg.protocol.close_sent
+        if sent is not None:  # the proxy closed it: shutdown, or a protocol error
+            return _Ending(sent.code, sent.reason, "server", leg)
+    if ws.protocol.state is not State.OPEN and upstream.protocol.state is State.OPEN:
+        return _Ending(CLOSE_ABNORMAL, "", "client", ws)
+    return _Ending(CLOSE_ABNORMAL, "", "server", upstream)
 
 
 async def _close_like(ws: Connection, code: int, reason: str) -> None:

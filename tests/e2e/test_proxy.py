@@ -27,7 +27,7 @@ from simulator.net.proxy import record_proxy, upstream_url
 from simulator.net.replay import replay
 from simulator.net.server import serve as serve_sim
 from simulator.storage.reader import read_recording
-from tests.e2e.conftest import async_test, client, scenario
+from tests.e2e.conftest import async_test, client, close_code, scenario
 
 DATA = Path(__file__).resolve().parents[1] / "data"
 SECRET = "s3cr3t-t0ken-value"
@@ -73,6 +73,9 @@ async def upstream(
     async def handler(ws: ServerConnection) -> None:
         for message in greet or []:
             await ws.send(message)
+            if message == "close-now":  # a server that closes right after sending
+                await ws.close(4003, "done")
+                return
         try:
             async for message in ws:
                 seen.received.append(message)
@@ -456,3 +459,48 @@ async def test_a_request_that_is_not_a_websocket_handshake_opens_nothing_upstrea
         assert status.split()[1] in (b"400", b"426")
     assert up.paths == []
     assert rows(out).height == 0
+
+
+@async_test(timeout=30)
+async def test_what_a_side_sent_before_closing_reaches_a_slow_reader(tmp_path: Path) -> None:
+    """The upstream sends big messages and closes at once; the client reads slowly. It
+    gets every message, then the close: flow control, not a race, decides."""
+    big = [("x" * 2_000_000) + str(k) for k in range(10)]
+    out = tmp_path / "slow.parquet"
+    async with (
+        upstream(greet=[*big, "close-now"]) as up,
+        record_proxy(up.url, out) as proxy,
+    ):
+        ws = await client(proxy.url, max_queue=1, max_size=None)
+        await asyncio.sleep(0.3)  # let the proxy's sends to this client back up
+        got = []
+        with pytest.raises(ConnectionClosed):
+            while True:
+                got.append(await ws.recv())
+        assert got == [*big, "close-now"]
+        assert ws.close_code == 4003
+
+
+@async_test(timeout=30)
+async def test_stopping_the_proxy_is_recorded_as_the_servers_close(tmp_path: Path) -> None:
+    out = tmp_path / "stop.parquet"
+    async with upstream() as up, record_proxy(up.url, out) as proxy:
+        ws = await client(proxy.url)
+    assert (await close_code(ws)) == 1001
+    closes = rows(out).filter(pl.col("kind") == "close")
+    assert closes.select("sender", "close_code").rows() == [("server", 1001)]
+
+
+@async_test(timeout=30)
+async def test_a_handshake_with_repeated_connection_headers_is_relayed(tmp_path: Path) -> None:
+    """`Connection: keep-alive` then `Connection: Upgrade` is a valid handshake."""
+    async with upstream() as up, record_proxy(up.url, tmp_path / "h.parquet") as proxy:
+        reader, writer = await asyncio.open_connection("127.0.0.1", proxy.port)
+        writer.write(
+            b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
+            b"Connection: keep-alive\r\nConnection: Upgrade\r\n"
+            b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+        )
+        status = await reader.readline()
+        writer.close()
+        assert status.split()[1] == b"101"
