@@ -569,11 +569,17 @@ class Redactor:
             except (ValueError, RecursionError):
                 return UNREDACTABLE
         changed = False
-        for rule in self.rules:
-            for at in select(doc, rule.path):
-                _apply(doc, at, rule.action, self._key)
-                changed = True
-        if changed or _has_duplicate_keys(payload, doc):
+        try:
+            for rule in self.rules:
+                for at in select(doc, rule.path):
+                    _apply(doc, at, rule.action, self._key)
+                    changed = True
+            duplicates = not changed and _has_duplicate_keys(payload, doc)
+        except (RecursionError, TypeError, ValueError):
+            # A value nested too deep to hash (orjson writes 254 levels, Python recurses
+            # about 1,000): fail closed rather than store or raise.
+            return UNREDACTABLE
+        if changed or duplicates:
             # A shadowed duplicate ({"a":{"token":"s"},"a":1}) is invisible to the rules
             # but still in the bytes; writing the parsed value drops it.
             if strict:
@@ -603,11 +609,16 @@ def _looks_structured(payload: bytes) -> bool:
 
 
 def _member_count(doc: object) -> int:
-    if isinstance(doc, dict):
-        return len(doc) + sum(_member_count(v) for v in doc.values())
-    if isinstance(doc, list):
-        return sum(_member_count(v) for v in doc)
-    return 0
+    # A list for a stack: messages may nest deeper than Python's recursion limit.
+    count, stack = 0, [doc]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, dict):
+            count += len(node)
+            stack.extend(node.values())
+        elif isinstance(node, list):
+            stack.extend(node)
+    return count
 
 
 def _has_duplicate_keys(payload: bytes, doc: object) -> bool:

@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 import orjson
 
-from simulator.core.redact import redact_text
+from simulator.core.redact import UNREDACTABLE, redact_text
 from simulator.errors import RecordingError
 from simulator.net.log import EventKind, EventLog
 from simulator.storage.schema import Kind, RecordingMetadata, Sender, event_batch
@@ -173,12 +173,19 @@ class Recorder:
             self._failure = e
 
     def _redacted(self, kinds: list[str], payloads: list[bytes | None]) -> list[bytes | None]:
-        redact = self._redact
-        assert redact is not None
         return [
-            redact(p) if p is not None and k in _MESSAGES else p
+            self._redact_one(p) if p is not None and k in _MESSAGES else p
             for k, p in zip(kinds, payloads, strict=True)
         ]
+
+    def _redact_one(self, payload: bytes) -> bytes:
+        redact = self._redact
+        assert redact is not None
+        try:
+            return redact(payload)
+        except Exception:
+            # Never store what could not be redacted, and never lose the batch for it.
+            return UNREDACTABLE
 
     async def run(self) -> None:
         """Flush every FLUSH_EVERY_S, off the loop, until cancelled."""

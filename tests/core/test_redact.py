@@ -520,3 +520,22 @@ def test_no_rules_returns_every_payload_untouched() -> None:
 def test_a_member_name_written_with_escapes_is_still_found() -> None:
     redactor = Redactor.from_specs(["$.token=remove"], KEY)
     assert redactor.redact(b'{"tok\\u0065n":"SECRET","a":1}') == b'{"a":1}'
+
+
+@pytest.mark.parametrize("depth", [300, 600, 1020])
+@pytest.mark.parametrize("spec", ["$.data", "$..token=remove", "$.password"])
+def test_deep_messages_never_raise_and_never_leak(depth: int, spec: str) -> None:
+    """Nesting past orjson's writer (254) or Python's recursion limit (~1,000), with a
+    backslash that defeats the fast path: the message is redacted or fails closed."""
+    payload = (
+        b'{"s":"a\\nb","token":"SECRET","data":'
+        + b"[" * depth
+        + b'{"k":"SECRET"}'
+        + b"]" * depth
+        + b"}"
+    )
+    redacted = Redactor.from_specs([spec], KEY).redact(payload)
+    if spec == "$.password":  # selects nothing: kept as it was, or failed closed
+        assert redacted in (payload, UNREDACTABLE)
+    else:  # one of the two secrets is selected: it is gone, or everything is
+        assert redacted == UNREDACTABLE or redacted.count(b"SECRET") == 1
