@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
+import orjson
 import polars as pl
 
 from simulator.errors import RecordingError
@@ -99,6 +100,7 @@ class Summary:
     duration_ns: int
     connections: tuple[ConnectionSummary, ...]
     streams: tuple[StreamCount, ...]
+    types: tuple[StreamCount, ...]  # messages of no stream, by their JSON "type"
     gaps: tuple[Gap, ...]
     close_codes: tuple[tuple[int | None, int], ...]
     faults: tuple[tuple[str, int], ...]
@@ -123,7 +125,8 @@ def inspect(path: str | os.PathLike[str]) -> Summary:
     events = scan_recording(path)
     messages = events.filter(pl.col("kind").cast(pl.String).is_in(_MESSAGE_KINDS))
     errors = events.filter(pl.col("kind") == Kind.ERROR.value)
-    totals, conns, closes, streams, gaps, codes, faults, error_rows, error_count = _collect(
+    untyped = messages.filter(pl.col("stream").is_null() & (pl.col("kind") == Kind.TEXT.value))
+    totals, conns, closes, streams, types, gaps, codes, faults, error_rows, error_count = _collect(
         file,
         events.select(
             rows=pl.len(),
@@ -140,6 +143,13 @@ def inspect(path: str | os.PathLike[str]) -> Summary:
         .first()
         .select("conn", "close_code", "close_reason"),
         messages.group_by("stream", pl.col("sender").cast(pl.String))
+        .agg(messages=pl.len())
+        .sort("stream", "sender", nulls_last=True),
+        untyped.select(
+            pl.col("sender").cast(pl.String),
+            stream=pl.col("payload").map_batches(_json_types, return_dtype=pl.String),
+        )
+        .group_by("stream", "sender")
         .agg(messages=pl.len())
         .sort("stream", "sender", nulls_last=True),
         messages.sort("seq")
@@ -193,6 +203,15 @@ def inspect(path: str | os.PathLike[str]) -> Summary:
             )
             for r in streams.iter_rows(named=True)
         ),
+        types=tuple(
+            StreamCount(
+                stream=r["stream"],
+                sender=r["sender"],
+                messages=r["messages"],
+                rate_per_s=r["messages"] / (duration / 1e9) if duration else None,
+            )
+            for r in types.iter_rows(named=True)
+        ),
         gaps=tuple(
             Gap(r["conn"], r["sender"], r["stream"], r["gap"], r["after"])
             for r in gaps.iter_rows(named=True)
@@ -211,6 +230,20 @@ def inspect(path: str | os.PathLike[str]) -> Summary:
         created_at=metadata["created_at"],
         source_url=metadata["source_url"],
     )
+
+
+def _json_types(payloads: pl.Series) -> pl.Series:
+    """The ``type`` string of each JSON object message (null for anything else)."""
+
+    def type_of(payload: bytes | None) -> str | None:
+        try:
+            doc = orjson.loads(payload) if payload is not None else None
+        except orjson.JSONDecodeError:
+            return None
+        kind = doc.get("type") if isinstance(doc, dict) else None
+        return kind if isinstance(kind, str) else None
+
+    return pl.Series(payloads.name, [type_of(p) for p in payloads], dtype=pl.String)
 
 
 def summary_lines(summary: Summary) -> list[str]:
@@ -239,6 +272,13 @@ def summary_lines(summary: Summary) -> list[str]:
         lines.append(
             f"    {_stream_name(st.stream):<{width}}  {st.sender:<6}  {st.messages:>9}  {rate}"
         )
+    if s.types:
+        lines.append('  messages of no stream, by JSON "type":')
+        width = max(len(t.stream or "(no type)") for t in s.types)
+        for t in s.types:
+            rate = "-" if t.rate_per_s is None else f"{t.rate_per_s:.3g}/s"
+            name = t.stream or "(no type)"
+            lines.append(f"    {name:<{width}}  {t.sender:<6}  {t.messages:>9}  {rate}")
     if s.gaps:
         lines.append("  longest gaps:")
         for g in s.gaps:
@@ -292,6 +332,15 @@ def summary_json(summary: Summary) -> dict[str, Any]:
                 "rate_per_s": st.rate_per_s,
             }
             for st in s.streams
+        ],
+        "types": [
+            {
+                "type": t.stream,
+                "sender": t.sender,
+                "messages": t.messages,
+                "rate_per_s": t.rate_per_s,
+            }
+            for t in s.types
         ],
         "gaps": [
             {

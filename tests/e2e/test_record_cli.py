@@ -10,6 +10,7 @@ from pathlib import Path
 import orjson
 import polars as pl
 
+from simulator.analysis import inspect
 from simulator.net.replay import replay
 from simulator.net.server import serve
 from simulator.storage.reader import read_recording
@@ -102,6 +103,11 @@ async def test_connect_records_the_feed_after_the_messages_it_sends(tmp_path: Pa
     # Broadcast: ticks may arrive before the answer to the subscribe.
     assert b'{"type":"subscribed","streams":["tick"]}' in recorded
     assert len(recorded) > 10
+    # The capture knows no streams; inspect counts its messages by JSON type instead.
+    types = {(t.stream, t.sender): t.messages for t in inspect(out).types}
+    assert types[("subscribe", "client")] == 1
+    assert types[("subscribed", "server")] == 1
+    assert types[("tick", "server")] == len(recorded) - 1
     async with replay(out, speed=None) as replayed:
         ws = await client(replayed.url)
         await ws.send(SUBSCRIBE)
