@@ -492,6 +492,7 @@ def _load(
         )
     )
     builders: dict[int, PlanBuilder] = {}
+    names: dict[str, str] = {}
     last_seq = -1
     try:
         for batch in lazy.collect_batches(chunk_size=_LOAD_ROWS):
@@ -502,6 +503,8 @@ def _load(
                 builder = builders.get(conn)
                 if builder is None:
                     builder = builders[conn] = PlanBuilder(speed, gated=gated)
+                if stream is not None:
+                    stream = names.setdefault(stream, stream)  # one str per stream name
                 builder.add(Row(t, sender, kind, stream, payload, code, reason))
     except pl.exceptions.PolarsError as e:
         raise RecordingError(file, f"corrupt recording: {error_reason(e)}") from e
