@@ -86,6 +86,7 @@ _CLOSE_TIMEOUT_S = 2.0
 #: How long what a closing side sent before its close may take to reach the other side.
 _DRAIN_TIMEOUT_S = 30.0
 
+CLOSE_GOING_AWAY = 1001
 CLOSE_ABNORMAL = 1006
 CLOSE_INTERNAL_ERROR = 1011
 #: Close codes that are never sent in a close frame (RFC 6455 §7.4.1).
@@ -198,6 +199,8 @@ class RecordingProxy(Listener):
         super().__init__(host)
         self.max_connections = max_connections
         self._opening = 0  # handshakes waiting for their upstream
+        self._legs: set[Connection] = set()  # both legs of every relayed connection
+        self._stopping = asyncio.Event()
         self.upstream = upstream
         self.recorder = recorder
         self.requested_port = port
@@ -241,8 +244,18 @@ class RecordingProxy(Listener):
         if self._ws is None:
             return
         self.log.emit(EventKind.STOPPING, connections=self.connections)
+        self._stopping.set()
         self._ws.close(close_connections=True)
-        await self._ws.wait_closed()
+        # websockets' close first waits for room in the socket, with no deadline: a
+        # client that reads nothing would hold the stop forever. Give every close the
+        # close timeout, then drop whoever has not finished.
+        done, _ = await asyncio.wait(
+            {asyncio.ensure_future(self._ws.wait_closed())}, timeout=_CLOSE_TIMEOUT_S + 1
+        )
+        if not done:
+            for leg in list(self._legs):
+                leg.transport.abort()
+            await self._ws.wait_closed()
         self._cancel_tasks()
         self.recorder.close()
 
@@ -382,6 +395,7 @@ class RecordingProxy(Listener):
         assert isinstance(ws, ObservedServerConnection) and ws.upstream is not None
         ws.relayed = True
         upstream, index = ws.upstream, ws.index
+        self._legs.update((ws, upstream))
         assert isinstance(upstream, ObservedClientConnection)
         self.connections += 1
         self.log.emit(
@@ -411,13 +425,20 @@ class RecordingProxy(Listener):
         to_upstream = asyncio.ensure_future(self._pipe(index, ws, upstream, Sender.CLIENT))
         to_client = asyncio.ensure_future(self._pipe(index, upstream, ws, Sender.SERVER))
         signalled = asyncio.ensure_future(closed.wait())
+        stopping = asyncio.ensure_future(self._stopping.wait())
         reading: asyncio.Future[Any] = signalled  # then the reader of the side still open
         end = _Ending(CLOSE_ABNORMAL, "", "server", ws)
         try:
             await asyncio.wait(
-                (to_upstream, to_client, signalled), return_when=asyncio.FIRST_COMPLETED
+                (to_upstream, to_client, signalled, stopping),
+                return_when=asyncio.FIRST_COMPLETED,
             )
-            end = _ending(ws, upstream, initiator[0] if initiator else None)
+            if self._stopping.is_set() and not initiator:
+                # The proxy is stopping: it closes the client (1001), so the upstream too,
+                # without waiting for what is still in flight.
+                end = _Ending(CLOSE_GOING_AWAY, "", "server", ws)
+            else:
+                end = _ending(ws, upstream, initiator[0] if initiator else None)
             other = upstream if end.ended is ws else ws
             from_ended, toward_ended = (
                 (to_upstream, to_client) if end.ended is ws else (to_client, to_upstream)
@@ -434,14 +455,16 @@ class RecordingProxy(Listener):
             reading = asyncio.ensure_future(read_the_rest())
             # What the side that ended sent before its close goes through first (with
             # flow control: a slow reader is waited for, up to _DRAIN_TIMEOUT_S).
-            await asyncio.wait({from_ended}, timeout=_DRAIN_TIMEOUT_S)
+            if not self._stopping.is_set():
+                await asyncio.wait({from_ended}, timeout=_DRAIN_TIMEOUT_S)
             await _close_like(other, end.code, end.reason)
             # Both closing handshakes, each bounded by its close timeout (then aborted).
             await asyncio.wait((from_ended, reading), timeout=_CLOSE_TIMEOUT_S + 1)
         finally:
-            for task in (to_upstream, to_client, signalled, reading):
+            for task in (to_upstream, to_client, signalled, stopping, reading):
                 task.cancel()
             self.connections -= 1
+            self._legs.difference_update((ws, upstream))
             if upstream.protocol.state is not State.CLOSED:
                 upstream.transport.abort()
             recorder.closed(index, end.code, end.reason, end.by)
@@ -532,12 +555,23 @@ async def _close_like(ws: Connection, code: int, reason: str) -> None:
     if ws.protocol.state is not State.OPEN:
         return  # closing or closed already
     if code in _NOT_ON_THE_WIRE or not (1000 <= code <= 4999):
-        if code == 1005:  # a close frame without a status: close without one too
-            await ws.close(1000)
+        if code != 1005:
+            # No close frame, as on the other side; but what is already written still
+            # goes out first. (An abort would send a reset, and the peer's kernel would
+            # throw away what it had received and not yet read.)
+            transport = ws.transport
+            if transport.can_write_eof():
+                transport.write_eof()
+            else:
+                transport.close()
             return
+        code, reason = 1000, ""  # a close frame without a status: close without one too
+    # websockets' close waits for room in the socket with no deadline (a peer that
+    # reads nothing): bound it, then drop the connection.
+    closing = asyncio.ensure_future(ws.close(code, reason))
+    done, _ = await asyncio.wait({closing}, timeout=_CLOSE_TIMEOUT_S + 1)
+    if not done:
         ws.transport.abort()
-        return
-    await ws.close(code, reason)
 
 
 def redacted_subprotocol(subprotocol: str | None) -> str | None:
