@@ -504,3 +504,56 @@ async def test_a_handshake_with_repeated_connection_headers_is_relayed(tmp_path:
         status = await reader.readline()
         writer.close()
         assert status.split()[1] == b"101"
+
+
+@async_test(timeout=30)
+async def test_stopping_the_proxy_does_not_wait_for_a_client_that_reads_nothing(
+    tmp_path: Path,
+) -> None:
+    """websockets' close first waits for room in the socket: with a client that reads
+    nothing that is forever, so the proxy's stop drops it after its close timeout."""
+    async with upstream(greet=["x" * 1_000_000] * 20) as up:
+        proxy_block = record_proxy(up.url, tmp_path / "stuck.parquet")
+        proxy = await proxy_block.__aenter__()
+        ws = await client(proxy.url, max_queue=1, max_size=None)
+        while proxy.connections < 1:
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(0.3)  # the proxy's sends to it back up
+        await proxy_block.__aexit__(None, None, None)  # returns: the test would time out
+        assert proxy.connections == 0
+        ws.transport.abort()
+
+
+@async_test(timeout=30)
+async def test_a_drop_is_passed_on_after_what_was_already_relayed(tmp_path: Path) -> None:
+    """The client sends 30 messages and drops its connection; the upstream, reading
+    slowly while it sends too, still gets all 30 (a reset would have discarded the ones
+    in its kernel's buffer), then the drop."""
+    received: list[str | bytes] = []
+
+    async def slow_upstream(ws: ServerConnection) -> None:
+        async def flood() -> None:
+            with contextlib.suppress(ConnectionClosed):
+                while True:
+                    await ws.send("u" * 50_000)
+
+        sending = asyncio.ensure_future(flood())
+        with contextlib.suppress(ConnectionClosed):
+            async for message in ws:
+                received.append(message)
+                await asyncio.sleep(0.02)
+        sending.cancel()
+
+    async with serve(slow_upstream, "127.0.0.1", 0, max_queue=1) as up:
+        port = next(iter(up.sockets)).getsockname()[1]
+        async with record_proxy(f"ws://127.0.0.1:{port}", tmp_path / "d.parquet") as proxy:
+            ws = await client(proxy.url)
+            reading = asyncio.ensure_future(close_code(ws))
+            for k in range(30):
+                await ws.send(f"{k}:" + "x" * 20_000)
+            await asyncio.sleep(0.3)  # its messages have left it
+            ws.transport.abort()
+            while len(received) < 30 and proxy.connections:
+                await asyncio.sleep(0.05)
+            reading.cancel()
+    assert [m[:3] for m in received] == [f"{k}:x"[:3] for k in range(30)]
