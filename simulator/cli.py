@@ -71,6 +71,21 @@ SEED = click.IntRange(0, 2**63 - 1)
 EPOCH = EpochType()
 
 
+def _redact_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """``--redact`` and ``--redact-key-file``, for the commands that record."""
+    command = click.option(
+        "--redact-key-file",
+        type=click.Path(dir_okay=False, exists=True),
+        help="Key of --redact hashes (default: $SIM_REDACT_KEY, else random).",
+    )(command)
+    return click.option(
+        "--redact",
+        multiple=True,
+        metavar="JSONPATH[=hash|remove]",
+        help="Hash (or remove) this field in every recorded message (repeatable).",
+    )(command)
+
+
 def load(path: str) -> Scenario:
     """Load a scenario or exit 2 with its problems."""
     from simulator.scenario_toml import load_scenario
@@ -186,17 +201,7 @@ def generate(
     type=click.Path(dir_okay=False),
     help="Record what is served (faults included) to this Parquet file.",
 )
-@click.option(
-    "--redact",
-    multiple=True,
-    metavar="JSONPATH[=hash|remove]",
-    help="With --record: hash or remove this field in recorded messages (repeatable).",
-)
-@click.option(
-    "--redact-key-file",
-    type=click.Path(dir_okay=False, exists=True),
-    help="Key of --redact hashes (default: $SIM_REDACT_KEY, else random).",
-)
+@_redact_options
 def run(
     scenario_file: str,
     host: str | None,
@@ -594,17 +599,7 @@ def _trust(ca_file: str | None) -> Any:
 @click.option("--send", multiple=True, help="Client: a text message to send first (repeatable).")
 @click.option("--header", multiple=True, help="Client: 'Name: value' for the handshake.")
 @click.option("--duration", type=DURATION, help="Stop after this long (default: until SIGINT).")
-@click.option(
-    "--redact",
-    multiple=True,
-    metavar="JSONPATH[=hash|remove]",
-    help="Hash (or remove) this field in every recorded message (repeatable).",
-)
-@click.option(
-    "--redact-key-file",
-    type=click.Path(dir_okay=False, exists=True),
-    help="Key of --redact hashes (default: $SIM_REDACT_KEY, else random).",
-)
+@_redact_options
 @click.option("--ca", type=click.Path(dir_okay=False, exists=True), help="CA (PEM) for wss://.")
 @click.option(
     "--max-connections",
