@@ -1,16 +1,18 @@
 # Two entry points a fresh machine needs: `make run` and `make test`.
-# Both create .venv and install the package into it first.
+# Both create .venv and install into it exactly what CI tested (requirements.lock,
+# hashed), then the package itself.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint bench clean
+.PHONY: run test lint bench lock clean
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml requirements.lock
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[test]'
+	$(BIN)/pip install --quiet --require-hashes -r requirements.lock
+	$(BIN)/pip install --quiet --no-deps -e .
 	touch $(STAMP)
 
 run: $(STAMP)
@@ -27,6 +29,13 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/generate_throughput.py
+
+# Pin the dependencies again (after a change to pyproject.toml), for every platform
+# and Python the project supports; commit the result with the change.
+lock: $(STAMP)
+	$(BIN)/pip install --quiet uv
+	$(BIN)/uv pip compile pyproject.toml --extra test --generate-hashes --universal \
+		--python-version 3.11 --quiet -o requirements.lock
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -33,7 +33,7 @@ HERE = Path(__file__).resolve().parent
 SCENARIO = HERE / "high-rate.toml"
 TARGET_EVENTS_PER_S = 500_000
 INTERVAL_NS = 100_000  # bench/high-rate.toml: every = "100us"
-SINK_FRAME_ROWS = 16_384  # simulator.generate.EVENTS_PER_FRAME
+SINK_FRAME_ROWS = 16_384  # simulator.storage.generate.EVENTS_PER_FRAME
 SINK_CHILD_FLAG = "--sink-only-child"
 
 
@@ -100,15 +100,16 @@ def sink_only(rows: int, out: str) -> None:
     """The reference, run in a child: ``rows`` rows through generate's sink, no rendering.
 
     Same schema, frame size, metadata-free zstd ``sink_parquet`` from a registered IO
-    source as :func:`simulator.generate.generate`; the payload column is real messages of
-    the scenario, rendered once before the clock starts and reused for every frame.
+    source as :func:`simulator.storage.generate.generate`; the payload column is real
+    messages of the scenario, rendered once before the clock starts and reused for every
+    frame.
     """
     import numpy as np
     import polars as pl
     from polars.io.plugins import register_io_source
 
     from simulator.core.timeline import Timeline
-    from simulator.scenario_toml import load_scenario
+    from simulator.scenario import load_scenario
     from simulator.storage.schema import SCHEMA, Kind, Sender, event_batch
 
     batch = Timeline(load_scenario(SCENARIO)).take_until((SINK_FRAME_ROWS + 1) * INTERVAL_NS)

@@ -34,6 +34,7 @@ import numpy as np
 from _harness import BENCH, ensure_anchors, fmt, machine_busy_pct, machine_info, median
 
 from simulator.net.server import serve
+from simulator.scenario import load_scenario
 
 SCENARIO = BENCH / "scenarios" / "lateness.toml"
 TARGET_P99_MS = 2.0
@@ -43,7 +44,7 @@ async def one_run(
     scenario: Path, anchors: Path, conns: int, seconds: float, rep: int
 ) -> dict[str, Any]:
     loop = asyncio.get_running_loop()
-    async with serve(scenario, port=0) as server:
+    async with serve(load_scenario(scenario), port=0) as server:
         proc = await asyncio.create_subprocess_exec(
             str(anchors / ".venv" / "bin" / "python"),
             str(anchors / "loadgen.py"),

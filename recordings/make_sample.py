@@ -13,7 +13,7 @@ from pathlib import Path
 import websockets
 
 from simulator.net.server import serve
-from simulator.scenario_toml import load_scenario
+from simulator.scenario import load_scenario
 
 HERE = Path(__file__).parent
 OUT = HERE / "energy-dashboard-sample.parquet"

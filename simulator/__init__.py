@@ -1,16 +1,32 @@
 """sim: a scenario-driven WebSocket simulator.
 
 The public API is what this module exports; everything else is private and may
-change. Layers, from the inside out (a module may import only from layers above
-it in this list)::
+change. Layers, from the inside out::
 
-    simulator.core        pure: scenario model, seeded draws, schedules, values,
-                          timeline, client protocol (no asyncio, sockets, clock, polars)
-    simulator.scenario    TOML -> Scenario, with errors that name file, line and key
-    simulator.storage     the Parquet recording format: schema, writer, reader
-    simulator.generate    a timeline rendered offline, in virtual time, to Parquet
-    simulator.net         asyncio + websockets: the live server
-    simulator.cli         the `sim` command, which wires the layers together
+    simulator.core      pure: scenario model, seeded draws, schedules, values, timeline,
+                        faults, client protocol (no asyncio, sockets, clock or polars)
+    simulator.scenario  TOML -> Scenario, with errors that name file, line and key
+    simulator.storage   the Parquet recording format (schema, writer, reader), a
+                        timeline rendered offline to Parquet, inspect and diff
+    simulator.net       asyncio + websockets: live server, replay, proxy, capture
+    simulator.client    (not written yet)
+    simulator.testing   (not written yet)
+    simulator.cli       the `sim` command: loads files, wires the layers together
+
+A module may import from its own layer, from the base (``simulator.errors``,
+``simulator.version``) and from these layers only::
+
+    core      -> (nothing else)
+    scenario  -> core
+    storage   -> core
+    net       -> core, storage
+    client    -> core, net
+    testing   -> core, scenario, storage, net, client
+    cli       -> everything
+
+``tests/test_layers.py`` holds the same table and fails on any other import. So below
+the CLI nothing reads a scenario file: the network layer is handed a loaded
+:class:`Scenario` (made by :func:`load_scenario`).
 """
 
 from __future__ import annotations
@@ -23,7 +39,7 @@ if TYPE_CHECKING:
     from simulator.core.timeline import Timeline
     from simulator.errors import RecordingError, ScenarioError, SimError, UsageError
     from simulator.net.server import SimServer, serve
-    from simulator.scenario_toml import load_scenario, parse_scenario
+    from simulator.scenario import load_scenario, parse_scenario
 
 from simulator.version import __version__
 
@@ -39,8 +55,8 @@ _EXPORTS = {
     "UsageError": "simulator.errors",
     "SimServer": "simulator.net.server",
     "serve": "simulator.net.server",
-    "load_scenario": "simulator.scenario_toml",
-    "parse_scenario": "simulator.scenario_toml",
+    "load_scenario": "simulator.scenario",
+    "parse_scenario": "simulator.scenario",
 }
 
 

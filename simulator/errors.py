@@ -5,7 +5,13 @@ Every error this package raises on purpose derives from :class:`SimError`::
     SimError
     ├── ScenarioError          a scenario file is wrong (file, line, key path, what is allowed)
     ├── RecordingError         a recording file is missing, truncated or not ours
-    └── UsageError             a command-line or library argument is out of range
+    ├── UsageError             a command-line or library argument is out of range
+    ├── ConnectError           a WebSocket connection could not be opened (refused with an
+    │                          HTTP status, unreachable, timed out, TLS)
+    ├── CaptureError           `sim record --connect` could not capture the feed
+    │                          (simulator.net.capture)
+    └── RealTimeExceeded       a virtual-time run took longer than its real-time limit
+                               (simulator.testing.virtual_time)
 
 Callers that present errors to people (the CLI) catch :class:`SimError` and print its
 ``str()``, which is always one line per problem and never a traceback. Anything else
@@ -72,3 +78,27 @@ class RecordingError(SimError):
 
 class UsageError(SimError):
     """An argument given to a command or to the library API is not allowed."""
+
+
+class ConnectError(SimError):
+    """A WebSocket connection could not be opened. ``status`` is the HTTP status of a
+    refusal (``None`` when no response came), ``phrase``, ``headers`` (pairs) and
+    ``body`` the rest of it; ``timed_out`` says the opening handshake ran out of time."""
+
+    def __init__(
+        self,
+        reason: str,
+        *,
+        status: int | None = None,
+        phrase: str = "",
+        headers: tuple[tuple[str, str], ...] = (),
+        body: bytes = b"",
+        timed_out: bool = False,
+    ) -> None:
+        self.reason = reason
+        self.status = status
+        self.phrase = phrase
+        self.headers = headers
+        self.body = body
+        self.timed_out = timed_out
+        super().__init__(reason)

@@ -11,16 +11,16 @@ import numpy as np
 import polars as pl
 import pytest
 
-from simulator.analysis import (
+from simulator.errors import RecordingError
+from simulator.scenario import load_scenario
+from simulator.storage.analysis import (
     diff,
     diff_lines,
     inspect,
     summary_json,
     summary_lines,
 )
-from simulator.errors import RecordingError
-from simulator.generate import Plan, generate
-from simulator.scenario_toml import load_scenario
+from simulator.storage.generate import Plan, generate
 from simulator.storage.reader import read_recording
 from simulator.storage.schema import Kind, Sender, encode_metadata, event_batch
 

@@ -44,7 +44,7 @@ from simulator.core.model import (
     UniformLatency,
 )
 from simulator.errors import ScenarioError
-from simulator.scenario_toml import load_scenario, parse_faults, parse_scenario
+from simulator.scenario import load_scenario, parse_faults, parse_scenario
 
 S = 1_000_000_000
 MS = 1_000_000

@@ -1,7 +1,7 @@
 """The scenario model: plain, immutable values that the TOML loader builds and the
 timeline compiler reads.
 
-Nothing here parses or validates text (that is :mod:`simulator.scenario_toml`), and
+Nothing here parses or validates text (that is :mod:`simulator.scenario`), and
 nothing here draws random numbers (that is :mod:`simulator.core.values` and
 :mod:`simulator.core.schedules`). Times are integer nanoseconds from the start of the
 scenario (or, in per-connection mode, from the connection's start).

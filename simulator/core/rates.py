@@ -29,3 +29,25 @@ def mean_rate_per_s(schedule: Schedule, duration_ns: int | None = None) -> float
     if duration_ns:
         return len(p.offsets_ns) * _NS_PER_S / duration_ns
     return 0.0
+
+
+class TokenBucket:
+    """At most ``rate`` events a second on average and ``burst`` at once. Pure: the
+    caller passes the time (seconds, any origin) of each event."""
+
+    __slots__ = ("_at", "_tokens", "burst", "rate")
+
+    def __init__(self, rate: float, burst: float, now: float) -> None:
+        self.rate = rate
+        self.burst = burst
+        self._tokens = burst  # a new bucket is full
+        self._at = now
+
+    def allow(self, now: float) -> bool:
+        """Whether an event at ``now`` is within the limit (it then takes a token)."""
+        self._tokens = min(self.burst, self._tokens + (now - self._at) * self.rate)
+        self._at = now
+        if self._tokens < 1.0:
+            return False
+        self._tokens -= 1.0
+        return True

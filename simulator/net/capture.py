@@ -10,26 +10,22 @@ same messages.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import ssl
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from websockets.asyncio.client import connect as ws_connect
-from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus, InvalidURI
+from websockets.frames import Frame, Opcode
 
 from simulator.core.redact import redact_headers, redact_url
-from simulator.errors import SimError
+from simulator.errors import ConnectError, SimError
+from simulator.net.common import CLOSE_ABNORMAL, CLOSE_TIMEOUT_S
 from simulator.net.log import EventKind, EventLog
-from simulator.net.proxy import (
-    ObservedClientConnection,
-    check_upstream,
-    redacted_subprotocol,
-    session_recorder,
-)
+from simulator.net.proxy import check_upstream, redacted_subprotocol, session_recorder
 from simulator.net.recorder import Recorder
+from simulator.net.wire import Connection, Handler, WireConfig
+from simulator.net.wire_client import OpenTransport, connect
 from simulator.storage.schema import Kind, Sender
 
 
@@ -47,6 +43,29 @@ class Captured:
     close_reason: str | None
 
 
+class _Capture(Handler):
+    """Records what the server sends, as it arrives."""
+
+    def __init__(self, recorder: Recorder) -> None:
+        self.recorder = recorder
+        self.received = 0
+        self.ended = asyncio.Event()
+
+    def message(self, conn: Connection, message: str | bytes) -> None:
+        self.recorder.message(0, Sender.SERVER, message)
+        self.received += 1
+
+    def control(self, conn: Connection, frame: Frame) -> None:
+        if frame.opcode is Opcode.CLOSE:
+            self.ended.set()  # the server closes: the capture is over
+        else:
+            kind = Kind.PING if frame.opcode is Opcode.PING else Kind.PONG
+            self.recorder.control(0, Sender.SERVER, kind, bytes(frame.data))
+
+    def closed(self, conn: Connection) -> None:
+        self.ended.set()
+
+
 async def capture(
     url: str,
     out: str | Path,
@@ -61,10 +80,12 @@ async def capture(
     open_timeout: float = 10.0,
     max_size: int = 16 * 2**20,
     log: EventLog | None = None,
+    open_transport: OpenTransport | None = None,
 ) -> Captured:
     """Record the feed at ``url`` to ``out`` until ``duration_s`` has passed, ``stop`` is
     set, or the server closes. ``send`` messages go out first, in order, as text.
     ``headers`` are added to the handshake (secret ones are never recorded).
+    ``open_transport`` replaces the socket (see :func:`simulator.net.wire_client.connect`).
 
     Raises :class:`CaptureError` when the handshake fails (the file then holds the
     ``open`` and ``error`` rows), :class:`UsageError` for a bad URL and
@@ -78,66 +99,49 @@ async def capture(
         "upstream": redact_url(url),
         "request_headers": redact_headers(headers),
     }
+    handler = _Capture(recorder)
+    config = WireConfig(
+        max_size=max_size,
+        ping_interval=20.0,  # keeps a quiet feed's connection known to be alive
+        ping_timeout=20.0,
+        open_timeout=open_timeout,
+        close_timeout=CLOSE_TIMEOUT_S,
+    )
     try:
         try:
-            ws = await ws_connect(
+            ws = await connect(
                 url,
-                additional_headers=list(headers),
-                compression=None,
-                max_size=max_size,
-                ssl=(ssl_context or True) if url.startswith("wss:") else None,
-                open_timeout=open_timeout,
-                proxy=None,
-                create_connection=ObservedClientConnection,
+                handler,
+                config=config,
+                headers=headers,
+                ssl=ssl_context,
+                open_transport=open_transport,
             )
-        except InvalidStatus as e:
-            raise _failed(recorder, handshake, f"{e}", e.response.status_code) from None
-        except TimeoutError:
-            raise _failed(recorder, handshake, "timed out opening the connection") from None
-        except ssl.SSLError as e:
-            raise _failed(recorder, handshake, f"TLS: {e}") from None
-        except (OSError, InvalidHandshake, InvalidURI) as e:
-            reason = getattr(e, "strerror", None) or str(e) or type(e).__name__
-            raise _failed(recorder, handshake, reason) from None
-        assert isinstance(ws, ObservedClientConnection)
+        except ConnectError as e:
+            raise _failed(recorder, handshake, e.reason, e.status) from None
         handshake["subprotocol"] = redacted_subprotocol(ws.subprotocol)
         if ws.response is not None:
             handshake["response_headers"] = redact_headers(ws.response.headers.raw_items())
         recorder.opened(0, handshake)
         log.emit(EventKind.CONNECTED, conn=0, url=redact_url(url))
-        ws.on_control = lambda op, data: recorder.control(
-            0, Sender.SERVER, Kind.PING if op.name == "PING" else Kind.PONG, data
-        )
-        received = 0
-
-        async def receive() -> None:
-            nonlocal received
-            with contextlib.suppress(ConnectionClosed):
-                async for message in ws:
-                    recorder.message(0, Sender.SERVER, message)
-                    received += 1
-
-        reader = asyncio.ensure_future(receive())
         for message in send:
             recorder.message(0, Sender.CLIENT, message)
-            with contextlib.suppress(ConnectionClosed):
-                await ws.send(message)
-        waits: set[asyncio.Future[Any]] = {reader}
+            ws.send(message)
+        waits: set[asyncio.Future[Any]] = {asyncio.ensure_future(handler.ended.wait())}
         if stop is not None:
             waits.add(asyncio.ensure_future(stop.wait()))
         await asyncio.wait(waits, timeout=duration_s, return_when=asyncio.FIRST_COMPLETED)
-        by = "server" if reader.done() else "client"
-        await ws.close()
-        await asyncio.wait({reader}, timeout=5)
         for waiter in waits:
             waiter.cancel()
+        by = "server" if handler.ended.is_set() else "client"
+        await ws.close()  # bounded by the close timeout
         p = ws.protocol
         close = p.close_rcvd if by == "server" else p.close_sent
-        code = 1006 if close is None else close.code
+        code = CLOSE_ABNORMAL if close is None else close.code
         reason = "" if close is None else close.reason
         recorder.closed(0, code, reason, by)
         log.emit(EventKind.DISCONNECTED, conn=0, code=code, reason=reason, by=by)
-        return Captured(received, code, reason)
+        return Captured(handler.received, code, reason)
     finally:
         flusher.cancel()
         recorder.close()

@@ -22,8 +22,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from websockets.frames import Frame, Opcode
-
 from simulator.core.faults import (
     FaultEvent,
     FaultPlan,
@@ -33,9 +31,9 @@ from simulator.core.faults import (
     server_schedule,
 )
 from simulator.core.model import Fault, FaultKind, Reject
-from simulator.net.connection import Client, text_frame
 from simulator.net.log import EventKind, EventLog
 from simulator.net.recorder import Recorder
+from simulator.net.send_path import Client, binary_frame, text_frame
 
 #: Connection and server faults are planned this much scenario time ahead at a time.
 WINDOW_NS = 60_000_000_000
@@ -168,7 +166,7 @@ class FaultInjector:
             client.reset()
         elif kind is FaultKind.STALL:
             self._report(kind.value, event.fault, client.index, end_ns=event.end_ns)
-            client.stall()
+            client.faults().stall(client)
             if event.end_ns is not None:
                 self._at(event.end_ns, self._end_stall, event, client)
         elif kind is FaultKind.THROTTLE:
@@ -176,14 +174,14 @@ class FaultInjector:
             self._report(
                 kind.value, event.fault, client.index, bytes_per_s=bps, end_ns=event.end_ns
             )
-            client.throttle(bps)
+            client.faults().throttle(client, bps)
             if event.end_ns is not None:
-                self._at(event.end_ns, client.unthrottle, bps)
+                self._at(event.end_ns, client.faults().unthrottle, client, bps)
 
     def _end_stall(self, event: FaultEvent, client: Client) -> None:
         if client.open:
             self._report("stall_end", event.fault, client.index)
-            client.unstall()
+            client.faults().unstall(client)
 
     def _apply_server(self, event: FaultEvent, only: list[Client] | None) -> None:
         kind = event.kind
@@ -222,13 +220,16 @@ class FaultInjector:
         timelines add their connection's start); ``seq`` its index in ``stream``, from 1.
         ``binary`` sends it in a binary frame (replayed recordings have them).
         """
-        framed = _binary_frame if binary else text_frame
+        framed = binary_frame if binary else text_frame
         faults = self._faults.get(client.index)
         decision = None if faults is None else faults.decide(stream, seq, payload, t_ns)
         if decision is None or decision.clean:
             if self.recorder is not None:
                 self.recorder.sent(client.index, [stream], [payload])
-            client.send_frames([framed(payload)])
+            if client.faulted is None:
+                client.deliver(framed(payload), [framed(payload)])
+            else:
+                client.faulted.send_frames(client, [framed(payload)])
             return
         name = ",".join(decision.faults)
         if decision.drop:
@@ -254,18 +255,23 @@ class FaultInjector:
                     "delay", name, client.index, stream=stream, seq=seq, delay_ns=decision.delay_ns
                 )
                 asyncio.get_running_loop().call_later(
-                    decision.delay_ns / 1e9 / self._speed, client.hold, frames, decision.hold
+                    decision.delay_ns / 1e9 / self._speed,
+                    client.faults().hold,
+                    frames,
+                    decision.hold,
                 )
             else:
-                client.hold(frames, decision.hold)
+                client.faults().hold(frames, decision.hold)
             return
         if decision.delay_ns:
             self._report(
                 "delay", name, client.index, stream=stream, seq=seq, delay_ns=decision.delay_ns
             )
-            client.send_later(frames, decision.delay_ns / 1e9 / self._speed, decision.keep_order)
+            client.faults().send_later(
+                client, frames, decision.delay_ns / 1e9 / self._speed, decision.keep_order
+            )
             return
-        client.send_frames(frames)
+        client.faults().send_frames(client, frames)
 
 
 def longest_handshake_delay_s(faults: Sequence[Fault], speed: float) -> float:
@@ -273,8 +279,3 @@ def longest_handshake_delay_s(faults: Sequence[Fault], speed: float) -> float:
     a server's opening-handshake timeout must allow for it."""
     delays = [f.action.delay_ns for f in faults if isinstance(f.action, Reject)]
     return max((d for d in delays if d), default=0) / 1e9 / speed
-
-
-def _binary_frame(payload: bytes) -> bytes:
-    """The wire bytes of an unmasked binary frame (see ``connection.text_frame``)."""
-    return Frame(Opcode.BINARY, payload).serialize(mask=False)

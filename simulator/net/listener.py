@@ -1,45 +1,71 @@
-"""What every server of `sim` shares (the live server and the replay server): the
-listening socket and its URL, the background tasks it must cancel on stop, and how a
-connection ended."""
+"""What every server of `sim` shares (the live server, the replay server, the recording
+proxy): a :class:`~simulator.net.wire_server.WireServer` on a listening socket (or on
+in-memory transports), its URL, and the background tasks it must cancel on stop."""
 
 from __future__ import annotations
 
 import asyncio
-import socket
-from collections.abc import Coroutine
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Coroutine
+from typing import Any
 
-from websockets.asyncio.server import Server as WsServer
-
-if TYPE_CHECKING:
-    from simulator.net.connection import Peer
-
-CLOSE_ABNORMAL = 1006
+from simulator.net.common import warn_if_public
+from simulator.net.log import EventLog
+from simulator.net.memory import open_pipe
+from simulator.net.wire_server import ServerHandler, WireConfig, WireServer
 
 
-class Listener:
-    """Base of a server: subclasses built on ``websockets.asyncio.server.serve`` store the
-    websockets server in ``self._ws`` when they start; others override
-    :meth:`_sockets`."""
+class Listener(ServerHandler):
+    """Base of a server: subclasses answer the wire's callbacks, call :meth:`_listen`
+    when they start and :meth:`_close` when they stop."""
 
-    def __init__(self, host: str) -> None:
+    def __init__(self, host: str, log: EventLog) -> None:
         self.host = host
-        self._ws: WsServer | None = None
+        self.log = log
+        self._wire: WireServer | None = None
         self._tasks: set[asyncio.Task[None]] = set()
+
+    async def _listen(self, config: WireConfig, port: int | None) -> None:
+        """Serve on ``host``:``port`` (``0``: a free one), or with ``port=None`` on no
+        socket at all: connect with :meth:`open_transport`."""
+        self._wire = WireServer(self, config)
+        if port is None:
+            self._wire.start()
+            return
+        await self._wire.listen(self.host, port)
+        warn_if_public(self.host, self.log)
+
+    @property
+    def serving(self) -> bool:
+        return self._wire is not None and self._wire.serving
 
     @property
     def port(self) -> int:
-        return int(next(iter(self._sockets())).getsockname()[1])
-
-    def _sockets(self) -> tuple[socket.socket, ...]:
-        """The listening sockets."""
-        assert self._ws is not None, "not started"
-        return self._ws.sockets
+        assert self._wire is not None, "not started"
+        return int(self._wire.sockets[0].getsockname()[1])
 
     @property
     def url(self) -> str:
+        """The ``ws://`` URL of the listening socket (``ws://memory`` without one)."""
+        assert self._wire is not None, "not started"
+        if not self._wire.listening:
+            return "ws://memory/"
         host = f"[{self.host}]" if ":" in self.host else self.host
         return f"ws://{host}:{self.port}"
+
+    async def open_transport(
+        self, factory: Callable[[], asyncio.Protocol]
+    ) -> tuple[asyncio.BaseTransport, asyncio.Protocol]:
+        """Connect ``factory``'s protocol to this server through an in-memory pipe: pass
+        it as ``open_transport`` to :func:`simulator.net.wire_client.connect`."""
+        assert self._wire is not None, "not started"
+        return await open_pipe(self._wire.connection, factory)
+
+    async def _close(self, code: int) -> None:
+        """Stop listening and close every connection with ``code``, bounded by the close
+        timeout; cancel the background tasks."""
+        self._cancel_tasks()
+        if self._wire is not None:
+            await self._wire.close(code)
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
         """Run ``coro`` in the background until it ends or the server stops."""
@@ -51,16 +77,3 @@ class Listener:
     def _cancel_tasks(self) -> None:
         for task in list(self._tasks):
             task.cancel()
-
-
-def close_of(ws: Peer) -> tuple[int, str, str]:
-    """The close code and reason that ended ``ws``, and who sent them first
-    (``server``, ``client``, or ``network`` for 1006 when no close frame was exchanged,
-    as RFC 6455 §7.1.5 says)."""
-    p = ws.protocol
-    sent, rcvd = p.close_sent, p.close_rcvd
-    if sent is not None and (rcvd is None or not p.close_rcvd_then_sent):
-        return sent.code, sent.reason, "server"
-    if rcvd is not None:
-        return rcvd.code, rcvd.reason, "client"
-    return CLOSE_ABNORMAL, "", "network"

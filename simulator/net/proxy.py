@@ -30,23 +30,28 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from websockets.asyncio.client import ClientConnection
-from websockets.asyncio.client import connect as ws_connect
-from websockets.asyncio.connection import Connection
-from websockets.asyncio.server import ServerConnection
-from websockets.asyncio.server import serve as ws_serve
 from websockets.datastructures import Headers
-from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus, InvalidURI
 from websockets.frames import Frame, Opcode
 from websockets.http11 import Request, Response
 from websockets.protocol import State
-from websockets.typing import Subprotocol
 
 from simulator.core.redact import redact_headers, redact_subprotocols, redact_text, redact_url
-from simulator.errors import UsageError
+from simulator.errors import ConnectError, UsageError
+from simulator.net.common import (
+    CLOSE_ABNORMAL,
+    CLOSE_GOING_AWAY,
+    CLOSE_NO_STATUS,
+    CLOSE_NORMAL,
+    CLOSE_TIMEOUT_S,
+    sendable,
+)
+from simulator.net.handshake import too_many_connections
 from simulator.net.listener import Listener
 from simulator.net.log import EventKind, EventLog
 from simulator.net.recorder import Recorder
+from simulator.net.wire import Connection, Handler, WireConfig
+from simulator.net.wire_client import ClientConnection, OpenTransport, connect, gateway_status
+from simulator.net.wire_server import HandshakeAnswer, ServerConnection
 from simulator.storage.schema import Kind, Sender, new_metadata
 from simulator.version import __version__
 
@@ -71,26 +76,18 @@ _NOT_FORWARDED = frozenset(
         "sec-websocket-protocol",
         "sec-websocket-accept",
         "origin",  # passed as connect(origin=...)
-        "user-agent",  # passed as connect(user_agent_header=...)
+        "user-agent",  # passed as connect(user_agent=...)
     }
 )
 #: Response headers of the upstream worth passing back to the client (the rest of a
 #: 101 response is the proxy's own handshake).
 _RESPONSE_FORWARDED = ("set-cookie", "www-authenticate", "retry-after", "location")
 
-#: Messages each leg buffers before it stops reading (backpressure to the sender): with
-#: frames of up to max_size, a larger queue is megabytes per connection.
-_MAX_QUEUE = 4
-
-_CLOSE_TIMEOUT_S = 2.0
+#: Bytes a leg buffers for its peer before the proxy stops reading the other leg
+#: (backpressure to the sender).
+_WRITE_LIMIT = 2**16
 #: How long what a closing side sent before its close may take to reach the other side.
 _DRAIN_TIMEOUT_S = 30.0
-
-CLOSE_GOING_AWAY = 1001
-CLOSE_ABNORMAL = 1006
-CLOSE_INTERNAL_ERROR = 1011
-#: Close codes that are never sent in a close frame (RFC 6455 §7.4.1).
-_NOT_ON_THE_WIRE = frozenset({1005, 1006, 1015})
 
 
 def upstream_url(upstream: str, request_path: str) -> str:
@@ -131,45 +128,6 @@ def check_upstream(upstream: str) -> None:
         raise UsageError(f"--upstream {upstream!r}: must be a ws:// or wss:// URL with a host")
 
 
-class _Observed:
-    """Mixed into both legs' connections: reports ping and pong frames as they arrive,
-    and the peer's close frame (before the closing handshake has run its course)."""
-
-    on_control: Callable[[Opcode, bytes], None] | None = None
-    on_close: Callable[[], None] | None = None
-
-    def process_event(self, event: Any) -> None:
-        control = isinstance(event, Frame) and event.opcode in (Opcode.PING, Opcode.PONG)
-        if control and self.on_control is not None:
-            self.on_control(event.opcode, bytes(event.data))
-        super().process_event(event)  # type: ignore[misc]
-        closing = isinstance(event, Frame) and event.opcode is Opcode.CLOSE
-        # Only a close the peer started: the answer to one the proxy sent is no news.
-        if closing and self.on_close and self.protocol.close_rcvd_then_sent:  # type: ignore[attr-defined]
-            self.on_close()
-
-
-class ObservedServerConnection(_Observed, ServerConnection):
-    """The client's leg; ``upstream`` is set during its handshake."""
-
-    upstream: ClientConnection | None = None
-    index: int = -1
-    relayed = False  # set once the relay has the connection (it then closes the upstream)
-    #: Called if the connection is lost after its upstream opened but before the relay
-    #: took it (a client gone mid-handshake, a 503 at shutdown).
-    on_unrelayed: Callable[[], None] | None = None
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        super().connection_lost(exc)
-        if not self.relayed and self.on_unrelayed is not None:
-            self.on_unrelayed()
-            self.on_unrelayed = None
-
-
-class ObservedClientConnection(_Observed, ClientConnection):
-    """The upstream's leg."""
-
-
 @dataclass(frozen=True, slots=True)
 class Relayed:
     """One message passed through (kept when ``log_sends`` is on)."""
@@ -177,6 +135,128 @@ class Relayed:
     conn: int
     sender: Sender  # server: upstream to client; client: client to upstream
     message: str | bytes
+
+
+@dataclass(frozen=True, slots=True)
+class _Ending:
+    """How a relayed session ended: the close to pass on, and who the recording says
+    sent it (``client``, or ``server``: the upstream, or the proxy itself)."""
+
+    code: int
+    reason: str
+    by: str
+
+
+class _Relay(Handler):
+    """One relayed session: the client's leg (a connection of the proxy's server) and
+    the upstream's leg (a client connection of the proxy's). Messages are passed on
+    as they arrive, in order; a leg whose peer has too much buffered stops being read
+    until it drains. The handler of the upstream leg; the proxy hands it the client
+    leg's events."""
+
+    def __init__(self, proxy: RecordingProxy, index: int, client: ServerConnection) -> None:
+        self.proxy = proxy
+        self.index = index
+        self.client = client
+        self.upstream: ClientConnection | None = None
+        self.relaying = False  # the client leg is open: messages go through
+        self.early: list[str | bytes] = []  # upstream messages before that
+        self.ending: _Ending | None = None
+        self.lost = 0  # legs whose TCP connection is gone
+
+    # ------------------------------------------------------------------ legs
+
+    def other(self, leg: Connection) -> Connection | None:
+        return self.upstream if leg is self.client else self.client
+
+    def sender(self, leg: Connection) -> Sender:
+        return Sender.CLIENT if leg is self.client else Sender.SERVER
+
+    def start(self) -> None:
+        """The client leg is open: pass on what the upstream sent meanwhile, and read
+        the upstream from now on."""
+        assert self.upstream is not None
+        self.relaying = True
+        for message in self.early:
+            self.client.send(message)
+        self.early = []
+        self.upstream.transport.resume_reading()
+
+    # ------------------------------------------------------------------ events
+
+    def message(self, conn: Connection, message: str | bytes) -> None:
+        sender = self.sender(conn)
+        if sender is Sender.SERVER and self.upstream is None:
+            # Came with the upstream's handshake response, before its `open` row.
+            self.early.append(message)
+            return
+        self._record(sender, message)
+        if self.ending is not None:
+            return  # recorded, not relayed: the other side is closing or gone
+        if sender is Sender.SERVER and not self.relaying:
+            self.early.append(message)
+            return
+        dst = self.other(conn)
+        assert dst is not None
+        dst.send(message)
+        if dst.transport.get_write_buffer_size() > _WRITE_LIMIT:
+            # Backpressure: read no more from this side until the other drains.
+            conn.transport.pause_reading()
+            dst.on_resume = conn.transport.resume_reading
+
+    def record_early(self) -> None:
+        """The `open` row is written: record what the upstream sent with its response."""
+        for message in self.early:
+            self._record(Sender.SERVER, message)
+
+    def _record(self, sender: Sender, message: str | bytes) -> None:
+        self.proxy.recorder.message(self.index, sender, message)
+        if self.proxy.sent is not None:
+            self.proxy.sent.append(Relayed(self.index, sender, message))
+
+    def control(self, conn: Connection, frame: Frame) -> None:
+        opcode = frame.opcode
+        if opcode is Opcode.CLOSE:
+            # Only a close the peer started: the answer to one the proxy sent is no news.
+            rcvd = conn.protocol.close_rcvd
+            if self.ending is None and rcvd is not None and conn.protocol.close_rcvd_then_sent:
+                by = "client" if conn is self.client else "server"
+                self._end(conn, _Ending(rcvd.code, rcvd.reason, by))
+            return
+        kind = Kind.PING if opcode is Opcode.PING else Kind.PONG
+        self.proxy.recorder.control(self.index, self.sender(conn), kind, bytes(frame.data))
+        other = self.other(conn)
+        if opcode is Opcode.PING and other is not None and other.is_open:
+            # Relay the ping; its pong comes back to the proxy (recorded, not relayed:
+            # this side has had its pong from the proxy already).
+            other.send_ping(bytes(frame.data))
+
+    def closed(self, conn: Connection) -> None:
+        if self.ending is None:
+            sent = conn.protocol.close_sent
+            if sent is not None:  # the proxy closed it: shutdown, or a protocol error
+                self._end(conn, _Ending(sent.code, sent.reason, "server"))
+            else:  # dropped
+                by = "client" if conn is self.client else "server"
+                self._end(conn, _Ending(CLOSE_ABNORMAL, "", by))
+        self.lost += 1
+        # A client leg that never opened (gone during the handshake, or refused at a
+        # shutdown) tells nothing: the upstream's loss ends the session then.
+        if self.lost == 2 or not self.relaying:
+            self.proxy.finished(self)
+
+    def _end(self, leg: Connection, ending: _Ending) -> None:
+        """``leg``'s side ended the session: close the other side the same way, once
+        what was already relayed to it has gone out."""
+        self.ending = ending
+        other = self.other(leg)
+        if other is None:
+            return
+        if not other.lost and not other.transport.is_reading():
+            # Paused by backpressure toward the side that ended: its answer to our
+            # close must be read.
+            other.transport.resume_reading()
+        self.proxy.spawn_close(other, ending.code, ending.reason)
 
 
 class RecordingProxy(Listener):
@@ -188,104 +268,93 @@ class RecordingProxy(Listener):
         recorder: Recorder,
         *,
         host: str,
-        port: int,
+        port: int | None,
         ssl_context: ssl.SSLContext | None,
         open_timeout: float,
         max_size: int,
         max_connections: int,
         log: EventLog,
         log_sends: bool,
+        open_upstream: OpenTransport | None = None,
     ) -> None:
-        super().__init__(host)
+        super().__init__(host, log)
         self.max_connections = max_connections
-        self._opening = 0  # handshakes waiting for their upstream
-        self._legs: set[Connection] = set()  # both legs of every relayed connection
-        self._stopping = asyncio.Event()
         self.upstream = upstream
         self.recorder = recorder
         self.requested_port = port
-        self.log = log
         self.sent: list[Relayed] | None = [] if log_sends else None
         self._ssl = ssl_context
         self._open_timeout = open_timeout
         self._max_size = max_size
         self._next_index = 0
-        self.connections = 0  # open client connections
+        self._relays: dict[int, _Relay] = {}  # every session whose upstream opened
+        self._opening = 0  # handshakes waiting for their upstream
+        self._open_upstream_transport = open_upstream
+        self.connections = 0  # relayed client connections still open
+        self._leg_config = WireConfig(
+            max_size=max_size,
+            write_limit=_WRITE_LIMIT,
+            ping_interval=None,  # each side's pings are relayed; the proxy sends none
+            ping_timeout=None,
+            open_timeout=open_timeout,
+            close_timeout=CLOSE_TIMEOUT_S,
+        )
 
     async def start(self) -> None:
-        self._ws = await ws_serve(
-            self._handle,
-            self.host,
-            self.requested_port,
-            process_request=self._process_request,
-            process_response=self._process_response,
-            select_subprotocol=self._select_subprotocol,
-            create_connection=ObservedServerConnection,
-            compression=None,
+        config = WireConfig(
             max_size=self._max_size,
-            max_queue=_MAX_QUEUE,
-            ping_interval=None,  # the client's pings are relayed, the proxy sends none
+            write_limit=_WRITE_LIMIT,
+            ping_interval=None,
+            ping_timeout=None,
             open_timeout=self._open_timeout + 10,
-            close_timeout=_CLOSE_TIMEOUT_S,
-            server_header=None,
+            close_timeout=CLOSE_TIMEOUT_S,
         )
+        await self._listen(config, self.requested_port)
         self._spawn(self.recorder.run())
-        if self.host in ("0.0.0.0", "::", ""):
-            self.log.emit(
-                EventKind.WARNING,
-                message=f"listening on all interfaces ({self.host!r}): reachable from other hosts",
-            )
         self.log.emit(
             EventKind.LISTENING, url=self.url, mode="record", upstream=redact_url(self.upstream)
         )
 
     async def stop(self) -> None:
-        """Close every client with 1001 (going away), stop listening, write the file."""
-        if self._ws is None:
+        """Close every client with 1001 (going away) and its upstream too, without waiting
+        for what is in flight, stop listening, write the file. Bounded by the close
+        timeout: a side that does not answer is dropped."""
+        if not self.serving:
             return
         self.log.emit(EventKind.STOPPING, connections=self.connections)
-        self._stopping.set()
-        self._ws.close(close_connections=True)
-        # websockets' close first waits for room in the socket, with no deadline: a
-        # client that reads nothing would hold the stop forever. Give every close the
-        # close timeout, then drop whoever has not finished.
-        done, _ = await asyncio.wait(
-            {asyncio.ensure_future(self._ws.wait_closed())}, timeout=_CLOSE_TIMEOUT_S + 1
-        )
-        if not done:
-            for leg in list(self._legs):
-                leg.transport.abort()
-            await self._ws.wait_closed()
-        self._cancel_tasks()
+        upstreams = []
+        for relay in list(self._relays.values()):
+            if relay.ending is None:
+                relay.ending = _Ending(CLOSE_GOING_AWAY, "", "server")
+            if relay.upstream is not None and not relay.upstream.lost:
+                relay.upstream.start_close(CLOSE_GOING_AWAY)
+                upstreams.append(relay.upstream.wait_closed())
+        await self._close(CLOSE_GOING_AWAY)  # the client legs, bounded by the close timeout
+        if upstreams:
+            await asyncio.gather(*upstreams)  # each bounded by its close timer
+        for relay in list(self._relays.values()):
+            if not relay.relaying and relay.upstream is not None:
+                relay.upstream.abort()  # opened for a handshake the shutdown refused
         self.recorder.close()
 
     # ------------------------------------------------------------------ handshake
 
-    async def _process_request(
-        self, connection: ServerConnection, request: Request
-    ) -> Response | None:
-        assert isinstance(connection, ObservedServerConnection)
+    def handshake(self, conn: ServerConnection, request: Request) -> HandshakeAnswer:
         if not _is_upgrade(request):
             return None  # websockets answers it (426 or 400); nothing goes upstream
-        index = connection.index = self._next_index
+        index = conn.index = self._next_index
         self._next_index += 1
         if self.connections + self._opening >= self.max_connections:
             self.log.emit(EventKind.REJECTED, conn=index, reason="max_connections", status=503)
-            response = connection.respond(503, "too many connections\n")
-            response.headers["Retry-After"] = "1"
-            return response
-        self._opening += 1
-        try:
-            return await self._open_upstream(connection, request, index)
-        finally:
-            self._opening -= 1
+            return too_many_connections(conn.protocol)
+        return self._open_upstream(conn, request, index)
 
     async def _open_upstream(
-        self, connection: ObservedServerConnection, request: Request, index: int
+        self, conn: ServerConnection, request: Request, index: int
     ) -> Response | None:
         url = upstream_url(self.upstream, request.path)
         offered = [
-            Subprotocol(p.strip())
+            p.strip()
             for value in request.headers.get_all("Sec-WebSocket-Protocol")
             for p in value.split(",")
             if p.strip()
@@ -299,72 +368,71 @@ class RecordingProxy(Listener):
             "subprotocols": redact_subprotocols(offered),
             "request_headers": redact_headers(request.headers.raw_items()),
         }
+        relay = _Relay(self, index, conn)
+        self._opening += 1
         try:
-            upstream = await ws_connect(
+            upstream = await connect(
                 url,
-                additional_headers=forwarded,
-                subprotocols=offered or None,
-                origin=request.headers.get("Origin"),  # type: ignore[arg-type]
-                user_agent_header=request.headers.get("User-Agent"),
-                compression=None,
-                max_size=self._max_size,
-                max_queue=_MAX_QUEUE,
-                ssl=(self._ssl or True) if url.startswith("wss:") else None,
-                open_timeout=self._open_timeout,
-                close_timeout=_CLOSE_TIMEOUT_S,
-                ping_interval=None,  # the upstream's pings are relayed to the client
-                proxy=None,
-                create_connection=ObservedClientConnection,
+                relay,
+                config=self._leg_config,
+                headers=forwarded,
+                subprotocols=offered,
+                origin=request.headers.get("Origin"),
+                user_agent=request.headers.get("User-Agent"),
+                ssl=self._ssl,
+                open_transport=self._open_upstream_transport,
             )
-        except InvalidStatus as e:
-            return self._refuse(
-                connection, index, handshake, e.response.status_code, e.response, str(e)
-            )
-        except TimeoutError:
-            return self._refuse(connection, index, handshake, 504, None, "upstream timed out")
-        except ssl.SSLError as e:
-            return self._refuse(connection, index, handshake, 502, None, f"upstream TLS: {e}")
-        except (OSError, InvalidHandshake, InvalidURI) as e:
-            reason = getattr(e, "strerror", None) or str(e) or type(e).__name__
-            return self._refuse(connection, index, handshake, 502, None, f"upstream: {reason}")
-        connection.upstream = upstream
+        except ConnectError as e:
+            return self._refuse(conn, index, handshake, e)
+        finally:
+            self._opening -= 1
+        # Nothing goes to the client before its handshake is answered: hold the
+        # upstream's messages (those that came with its response are kept in order).
+        upstream.transport.pause_reading()
+        relay.upstream = upstream
+        self._relays[index] = relay
         handshake["subprotocol"] = redacted_subprotocol(upstream.subprotocol)
         if upstream.response is not None:
             handshake["response_headers"] = redact_headers(upstream.response.headers.raw_items())
         self.recorder.opened(index, handshake)
-        connection.on_unrelayed = lambda: self._left_mid_handshake(index, upstream)
-        if connection.transport.is_closing():  # the client left while we connected
-            connection.on_unrelayed()
-            connection.on_unrelayed = None
-        return None
-
-    def _left_mid_handshake(self, index: int, upstream: ClientConnection) -> None:
-        """The client went away (or the server stopped) after its upstream was opened but
-        before the relay began: close the upstream, and the recorded connection."""
-        upstream.transport.abort()
-        self.recorder.closed(index, CLOSE_ABNORMAL, "client left during the handshake", "client")
+        relay.record_early()
+        if conn.lost or conn.transport.is_closing():
+            # The client went away while we connected: close the upstream, and the
+            # recorded connection.
+            upstream.abort()
+            relay.ending = _Ending(CLOSE_ABNORMAL, "client left during the handshake", "client")
+            return None
+        response: Response = conn.protocol.accept(request)
+        if response.status_code == http.HTTPStatus.SWITCHING_PROTOCOLS:
+            if upstream.subprotocol is not None:
+                response.headers["Sec-WebSocket-Protocol"] = upstream.subprotocol
+            if upstream.response is not None:
+                _copy_headers(upstream.response.headers, response.headers)
+        return response
 
     def _refuse(
-        self,
-        connection: ServerConnection,
-        index: int,
-        handshake: dict[str, Any],
-        status: int,
-        upstream_response: Response | None,
-        error: str,
+        self, conn: ServerConnection, index: int, handshake: dict[str, Any], error: ConnectError
     ) -> Response:
         """Answer the client as the upstream answered us (or 502/504), and record it."""
-        error = redact_text(error)  # library errors quote URLs (a redirect's Location)
+        status = gateway_status(error)
+        if error.status is not None:
+            text = error.reason
+            location = Headers(error.headers).get("Location")
+            if location is not None:  # a redirect: passed on, and worth knowing where
+                text += f" to {location}"
+        elif error.timed_out:
+            text = "upstream timed out"
+        else:
+            text = f"upstream: {error.reason}"
+        text = redact_text(text)  # library errors quote URLs (a redirect's Location)
         handshake["status"] = status
         self.recorder.opened(index, handshake)
-        self.recorder.error(index, Sender.SERVER, error)
-        self.recorder.closed(index, CLOSE_ABNORMAL, error[:120], "server")
-        self.log.emit(EventKind.REJECTED, conn=index, reason=error, status=status)
-        phrase = _phrase(status, upstream_response)
-        body = f"{phrase}\n".encode()
-        if upstream_response is not None and upstream_response.body:
-            body = bytes(upstream_response.body)
-        # Built here rather than with connection.respond, which takes only the statuses
+        self.recorder.error(index, Sender.SERVER, text)
+        self.recorder.closed(index, CLOSE_ABNORMAL, text[:120], "server")
+        self.log.emit(EventKind.REJECTED, conn=index, reason=text, status=status)
+        phrase = error.phrase or _phrase(status)
+        body = error.body or f"{phrase}\n".encode()
+        # Built here rather than with protocol.reject, which takes only the statuses
         # http.HTTPStatus knows: an upstream may answer 520 or 499.
         headers = Headers(
             [
@@ -374,135 +442,61 @@ class RecordingProxy(Listener):
                 ("Content-Type", "text/plain; charset=utf-8"),
             ]
         )
-        if upstream_response is not None:
-            _copy_headers(upstream_response.headers, headers)
+        _copy_headers(Headers(error.headers), headers)
         return Response(status, phrase, headers, body)
 
-    def _select_subprotocol(self, connection: ServerConnection, offered: Any) -> Subprotocol | None:
-        upstream = getattr(connection, "upstream", None)
-        return None if upstream is None else upstream.subprotocol
-
-    def _process_response(
-        self, connection: ServerConnection, request: Request, response: Response
-    ) -> None:
-        upstream = getattr(connection, "upstream", None)
-        if upstream is not None and upstream.response is not None and response.status_code == 101:
-            _copy_headers(upstream.response.headers, response.headers)
-
     # ------------------------------------------------------------------ relaying
+    # The client legs' events (from the WireServer), passed to their relay.
 
-    async def _handle(self, ws: ServerConnection) -> None:
-        assert isinstance(ws, ObservedServerConnection) and ws.upstream is not None
-        ws.relayed = True
-        upstream, index = ws.upstream, ws.index
-        self._legs.update((ws, upstream))
-        assert isinstance(upstream, ObservedClientConnection)
+    def _relay_of(self, conn: Connection) -> _Relay | None:
+        return self._relays.get(conn.index if conn.index is not None else -1)
+
+    def opened(self, conn: Connection) -> None:
+        relay = self._relay_of(conn)
+        assert relay is not None and isinstance(conn, ServerConnection)
         self.connections += 1
         self.log.emit(
             EventKind.CONNECTED,
-            conn=index,
-            path=redact_url(ws.request.path) if ws.request else None,
+            conn=relay.index,
+            path=None if conn.path is None else redact_url(conn.path),
         )
-        recorder = self.recorder
-        # Pings are relayed; a pong answers a relayed ping (the proxy answers each side's
-        # pings itself, as every WebSocket endpoint must, and records them).
-        ws.on_control = lambda op, data: self._control(index, Sender.CLIENT, op, data, upstream)
-        upstream.on_control = lambda op, data: self._control(index, Sender.SERVER, op, data, ws)
-        # A side that closes (its close frame arrives first) ends the session: what it
-        # sent before is relayed, nothing more is sent to it, and the other side is
-        # closed the same way. The proxy itself ends it when it closes a side (shutdown,
-        # an oversized message); a dropped connection ends it too.
-        initiator: list[Connection] = []
-        closed = asyncio.Event()
+        relay.start()
 
-        def peer_closed(side: Connection) -> None:
-            if not initiator:
-                initiator.append(side)
-                closed.set()
+    def message(self, conn: Connection, message: str | bytes) -> None:
+        relay = self._relay_of(conn)
+        if relay is not None:
+            relay.message(conn, message)
 
-        ws.on_close = lambda: peer_closed(ws)
-        upstream.on_close = lambda: peer_closed(upstream)
-        to_upstream = asyncio.ensure_future(self._pipe(index, ws, upstream, Sender.CLIENT))
-        to_client = asyncio.ensure_future(self._pipe(index, upstream, ws, Sender.SERVER))
-        signalled = asyncio.ensure_future(closed.wait())
-        stopping = asyncio.ensure_future(self._stopping.wait())
-        reading: asyncio.Future[Any] = signalled  # then the reader of the side still open
-        end = _Ending(CLOSE_ABNORMAL, "", "server", ws)
-        try:
-            await asyncio.wait(
-                (to_upstream, to_client, signalled, stopping),
-                return_when=asyncio.FIRST_COMPLETED,
-            )
-            if self._stopping.is_set() and not initiator:
-                # The proxy is stopping: it closes the client (1001), so the upstream too,
-                # without waiting for what is still in flight.
-                end = _Ending(CLOSE_GOING_AWAY, "", "server", ws)
-            else:
-                end = _ending(ws, upstream, initiator[0] if initiator else None)
-            other = upstream if end.ended is ws else ws
-            from_ended, toward_ended = (
-                (to_upstream, to_client) if end.ended is ws else (to_client, to_upstream)
-            )
-            # Nothing more goes to the side that ended (it may have stopped reading,
-            # leaving the pipe stuck in a send); the other side is read on by itself.
-            toward_ended.cancel()
-            sender = Sender.CLIENT if other is ws else Sender.SERVER
+    def control(self, conn: Connection, frame: Frame) -> None:
+        relay = self._relay_of(conn)
+        if relay is not None:
+            relay.control(conn, frame)
 
-            async def read_the_rest() -> None:
-                await asyncio.wait({toward_ended})  # one reader of a connection at a time
-                await self._pipe(index, other, None, sender)
+    def closed(self, conn: Connection) -> None:
+        relay = self._relay_of(conn)
+        if relay is not None:
+            relay.closed(conn)
 
-            reading = asyncio.ensure_future(read_the_rest())
-            # What the side that ended sent before its close goes through first (with
-            # flow control: a slow reader is waited for, up to _DRAIN_TIMEOUT_S).
-            if not self._stopping.is_set():
-                await asyncio.wait({from_ended}, timeout=_DRAIN_TIMEOUT_S)
-            await _close_like(other, end.code, end.reason)
-            # Both closing handshakes, each bounded by its close timeout (then aborted).
-            await asyncio.wait((from_ended, reading), timeout=_CLOSE_TIMEOUT_S + 1)
-        finally:
-            for task in (to_upstream, to_client, signalled, stopping, reading):
-                task.cancel()
+    def spawn_close(self, leg: Connection, code: int, reason: str) -> None:
+        """Close ``leg`` like the other side ended, in the background."""
+        self._spawn(_close_like(leg, code, reason))
+
+    def finished(self, relay: _Relay) -> None:
+        """Both legs of ``relay`` are gone: record how it ended."""
+        if self._relays.pop(relay.index, None) is None:
+            return
+        if relay.relaying:
             self.connections -= 1
-            self._legs.difference_update((ws, upstream))
-            if upstream.protocol.state is not State.CLOSED:
-                upstream.transport.abort()
-            recorder.closed(index, end.code, end.reason, end.by)
+        ending = relay.ending or _Ending(CLOSE_ABNORMAL, "", "server")
+        self.recorder.closed(relay.index, ending.code, ending.reason, ending.by)
+        if relay.relaying:
             self.log.emit(
-                EventKind.DISCONNECTED, conn=index, code=end.code, reason=end.reason, by=end.by
+                EventKind.DISCONNECTED,
+                conn=relay.index,
+                code=ending.code,
+                reason=ending.reason,
+                by=ending.by,
             )
-
-    async def _pipe(
-        self, index: int, src: Connection, dst: Connection | None, sender: Sender
-    ) -> None:
-        """Relay and record what ``src`` sends until it closes. Once ``dst`` is gone
-        (or with none), what ``src`` still sends is recorded, not relayed: reading on
-        is what lets ``src``'s closing handshake finish."""
-        recorder, sent = self.recorder, self.sent
-        relaying = dst is not None
-        with contextlib.suppress(ConnectionClosed):
-            async for message in src:
-                recorder.message(index, sender, message)
-                if sent is not None:
-                    sent.append(Relayed(index, sender, message))
-                if relaying:
-                    assert dst is not None
-                    try:
-                        await dst.send(message)
-                    except ConnectionClosed:
-                        relaying = False
-
-    def _control(
-        self, index: int, sender: Sender, opcode: Opcode, data: bytes, other: Connection
-    ) -> None:
-        kind = Kind.PING if opcode is Opcode.PING else Kind.PONG
-        self.recorder.control(index, sender, kind, data)
-        if opcode is Opcode.PING and other.protocol.state is State.OPEN:
-            # Relay the ping; its pong comes back to the proxy (recorded, not relayed:
-            # this side has had its pong from the proxy already).
-            with contextlib.suppress(Exception):
-                other.protocol.send_ping(data)
-                other.send_data()
 
 
 def _is_upgrade(request: Request) -> bool:
@@ -519,59 +513,30 @@ def _is_upgrade(request: Request) -> bool:
     )
 
 
-@dataclass(frozen=True, slots=True)
-class _Ending:
-    """How a relayed session ended: the close to pass on, who the recording says sent
-    it (``client`` or ``server``: the upstream, or the proxy itself), and the leg it
-    ended on (the other one is closed the same way)."""
-
-    code: int
-    reason: str
-    by: str
-    ended: Connection
-
-
-def _ending(ws: Connection, upstream: Connection, initiator: Connection | None) -> _Ending:
-    """Who ended the session of client leg ``ws`` and ``upstream``: ``initiator`` when
-    a peer's close frame came first, else the proxy when it closed a leg itself, else
-    the leg that dropped."""
-    if initiator is not None:
-        rcvd = initiator.protocol.close_rcvd
-        assert rcvd is not None
-        by = "client" if initiator is ws else "server"
-        return _Ending(rcvd.code, rcvd.reason, by, initiator)
-    for leg in (ws, upstream):
-        sent = leg.protocol.close_sent
-        if sent is not None:  # the proxy closed it: shutdown, or a protocol error
-            return _Ending(sent.code, sent.reason, "server", leg)
-    if ws.protocol.state is not State.OPEN and upstream.protocol.state is State.OPEN:
-        return _Ending(CLOSE_ABNORMAL, "", "client", ws)
-    return _Ending(CLOSE_ABNORMAL, "", "server", upstream)
-
-
-async def _close_like(ws: Connection, code: int, reason: str) -> None:
-    """Close ``ws`` with ``code``; a close that never went on the wire (1006: the other
-    side dropped) is passed on as a dropped connection."""
-    if ws.protocol.state is not State.OPEN:
+async def _close_like(leg: Connection, code: int, reason: str) -> None:
+    """Close ``leg`` with ``code`` once what was relayed to it has gone out (a slow
+    reader is waited for, up to _DRAIN_TIMEOUT_S); a close that never went on the wire
+    (1006: the other side dropped) is passed on as a dropped connection."""
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(_DRAIN_TIMEOUT_S):
+            await leg.drain()
+    if leg.protocol.state is not State.OPEN:
         return  # closing or closed already
-    if code in _NOT_ON_THE_WIRE or not (1000 <= code <= 4999):
-        if code != 1005:
+    if not sendable(code):
+        if code != CLOSE_NO_STATUS:
             # No close frame, as on the other side; but what is already written still
             # goes out first. (An abort would send a reset, and the peer's kernel would
             # throw away what it had received and not yet read.)
-            transport = ws.transport
+            transport = leg.transport
             if transport.can_write_eof():
                 transport.write_eof()
             else:
                 transport.close()
+            # A peer that keeps its half open is dropped after the close timeout.
+            asyncio.get_running_loop().call_later(leg.config.close_timeout, transport.abort)
             return
-        code, reason = 1000, ""  # a close frame without a status: close without one too
-    # websockets' close waits for room in the socket with no deadline (a peer that
-    # reads nothing): bound it, then drop the connection.
-    closing = asyncio.ensure_future(ws.close(code, reason))
-    done, _ = await asyncio.wait({closing}, timeout=_CLOSE_TIMEOUT_S + 1)
-    if not done:
-        ws.transport.abort()
+        code, reason = CLOSE_NORMAL, ""  # a close frame without a status
+    await leg.close(code, reason)  # bounded: aborted after the close timeout
 
 
 def redacted_subprotocol(subprotocol: str | None) -> str | None:
@@ -579,9 +544,7 @@ def redacted_subprotocol(subprotocol: str | None) -> str | None:
     return None if subprotocol is None else redact_subprotocols([subprotocol])[0]
 
 
-def _phrase(status: int, response: Response | None) -> str:
-    if response is not None and response.reason_phrase:
-        return response.reason_phrase
+def _phrase(status: int) -> str:
     try:
         return http.HTTPStatus(status).phrase
     except ValueError:
@@ -608,6 +571,8 @@ async def record_proxy(
     max_size: int = 16 * 2**20,
     max_connections: int = 1000,
     log_sends: bool = False,
+    in_memory: bool = False,
+    open_upstream: OpenTransport | None = None,
 ) -> AsyncIterator[RecordingProxy]:
     """Relay clients to ``upstream`` (``ws://`` or ``wss://``), recording to ``out``.
 
@@ -617,7 +582,9 @@ async def record_proxy(
     removed. ``ssl_context`` verifies a ``wss://`` upstream (default: the system's CAs).
     Past ``max_connections`` clients (open or opening), handshakes get 503.
     The file is compacted when the block ends; killed, it keeps what was flushed
-    (about the last second is lost; ``sim recover``).
+    (about the last second is lost; ``sim recover``). ``in_memory`` opens no socket:
+    clients connect with ``open_transport=proxy.open_transport``; ``open_upstream``
+    replaces the sockets to the upstream (see :func:`simulator.net.wire_client.connect`).
 
     Raises :class:`UsageError` for a bad URL, :class:`RecordingError` for an
     unwritable ``out``, before listening.
@@ -629,13 +596,14 @@ async def record_proxy(
         upstream,
         recorder,
         host=host,
-        port=port,
+        port=None if in_memory else port,
         ssl_context=ssl_context,
         open_timeout=open_timeout,
         max_size=max_size,
         max_connections=max_connections,
         log=log,
         log_sends=log_sends,
+        open_upstream=open_upstream,
     )
     try:
         await proxy.start()

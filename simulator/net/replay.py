@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import http
 import os
 from collections import Counter
 from collections.abc import AsyncIterator, Callable, Hashable, Sequence
@@ -31,12 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import polars as pl
-from websockets.asyncio.server import ServerConnection
-from websockets.asyncio.server import serve as ws_serve
-from websockets.exceptions import ConnectionClosed
-from websockets.frames import Frame as WireFrame
-from websockets.frames import Opcode
-from websockets.http11 import Request, Response
+from websockets.http11 import Request
 from websockets.protocol import State
 
 from simulator.core.faults import FaultPlan
@@ -55,25 +49,28 @@ from simulator.core.replay_plan import (
     stream_of,
 )
 from simulator.errors import RecordingError, UsageError
-from simulator.net.connection import Client, SimConnection
+from simulator.net.common import (
+    CLOSE_GOING_AWAY,
+    CLOSE_POLICY_VIOLATION,
+    CLOSE_TIMEOUT_S,
+    ScenarioClock,
+    sendable,
+    sleep_until,
+)
 from simulator.net.faulting import FaultInjector, Injected, longest_handshake_delay_s
-from simulator.net.listener import Listener, close_of
+from simulator.net.handshake import fault_answer
+from simulator.net.listener import Listener
 from simulator.net.log import EventKind, EventLog
+from simulator.net.send_path import Client, binary_frame, text_frame
+from simulator.net.wire import Connection, WireConfig, close_of
+from simulator.net.wire_server import HandshakeAnswer, ServerConnection
 from simulator.storage.reader import read_metadata, scan_recording
 from simulator.storage.schema import RecordingMetadata, error_reason
 
-CLOSE_POLICY_VIOLATION = 1008
 #: Rows read from a recording at a time.
 _LOAD_ROWS = 50_000
 #: Unexpected client messages kept in ``server.unexpected`` (all are counted and logged).
 MAX_UNEXPECTED_KEPT = 1000
-#: Close codes that are never sent in a close frame (RFC 6455 §7.4.1): a recorded one
-#: means the connection ended without a close handshake, replayed as a dropped socket.
-_NOT_ON_THE_WIRE = frozenset({1005, 1006, 1015})
-
-
-#: How close to a send's time the pump stops sleeping and yields instead (see _sleep_until).
-SPIN_S = 0.001
 #: Frames written straight to a socket while its buffer holds less than this.
 _ROOM = 256 * 1024
 #: Yield to the event loop after this many frames written without waiting.
@@ -104,6 +101,8 @@ class Unexpected:
 class _Session:
     """One client's progress through its plan; expectations reset on every loop."""
 
+    conn: ServerConnection
+    recorded: int  # the recorded connection it replays
     plan: Plan
     expected: ExpectedIndex
     cursors: dict[Hashable, int] = field(default_factory=dict)  # see ExpectedIndex.match
@@ -112,6 +111,11 @@ class _Session:
     closing: bool = False  # a strict close is under way
     client: Client | None = None  # with faults: the send path they act on
     seqs: Counter[str] = field(default_factory=Counter)  # pushes so far, by stream
+    pump: asyncio.Task[None] | None = None
+
+    @property
+    def index(self) -> int:
+        return self.conn.index if self.conn.index is not None else -1
 
     def restart(self) -> None:
         self.cursors = {}
@@ -136,7 +140,7 @@ class ReplayServer(Listener):
         plans: dict[int, Plan],
         *,
         host: str,
-        port: int,
+        port: int | None,
         loop: bool,
         conn: int | None,
         strict: bool,
@@ -144,14 +148,13 @@ class ReplayServer(Listener):
         faults: FaultPlan | None = None,
         speed: float | None = 1.0,
     ) -> None:
+        super().__init__(host, EventLog())
         self.plans = plans
         self.order = sorted(plans)
-        super().__init__(host)
         self.requested_port = port
         self.loop = loop
         self.conn = conn
         self.strict = strict
-        self.log = EventLog()
         self.sent: list[Replayed] | None = [] if log_sends else None
         self._written = 0  # frames written on the fast path (for yielding)
         self.unexpected: list[Unexpected] = []  # the first MAX_UNEXPECTED_KEPT of them
@@ -165,22 +168,22 @@ class ReplayServer(Listener):
         self._sends: dict[int, bool] = {}  # whether the recorded conn has server messages
         self._next_index = 0  # connection indices, by handshake attempt
         self._next_client = 0  # clients served, in order: which recording each replays
+        self._sessions: dict[int, _Session] = {}  # by connection index
         self.clients: dict[int, Client] = {}
         self.speed = speed
         # Scenario time runs at `speed` (at --speed max, at the wall clock's pace).
-        self._clock_speed = 1.0 if speed is None else speed
-        self._start = 0.0
+        self.clock = ScenarioClock(1.0 if speed is None else speed)
         self.faults: FaultInjector | None = None
         self._handshake_delay_s = 0.0
         if faults is not None:
-            self._handshake_delay_s = longest_handshake_delay_s(faults.faults, self._clock_speed)
+            self._handshake_delay_s = longest_handshake_delay_s(faults.faults, self.clock.speed)
             self.faults = FaultInjector(
                 faults,
                 self.log,
-                virtual_ns=self.virtual_ns,
-                loop_time=self._loop_time,
+                virtual_ns=self.clock.virtual_ns,
+                loop_time=self.clock.loop_time,
                 clients=lambda: list(self.clients.values()),
-                speed=self._clock_speed,
+                speed=self.clock.speed,
             )
 
     @property
@@ -190,11 +193,7 @@ class ReplayServer(Listener):
 
     def virtual_ns(self) -> int:
         """Scenario time now, in ns since the replay started."""
-        elapsed = asyncio.get_running_loop().time() - self._start
-        return int(elapsed * self._clock_speed * 1e9)
-
-    def _loop_time(self, virtual_ns: int) -> float:
-        return self._start + virtual_ns / 1e9 / self._clock_speed
+        return self.clock.virtual_ns()
 
     def _prepare(self) -> None:
         """What every connection of a recorded one needs, computed once before listening:
@@ -214,40 +213,28 @@ class ReplayServer(Listener):
 
     async def start(self) -> None:
         self._prepare()
-        self._start = asyncio.get_running_loop().time()
-        self._ws = await ws_serve(
-            self._handle,
-            self.host,
-            self.requested_port,
-            process_request=self._process_request,
-            create_connection=SimConnection,
-            compression=None,  # replayed bytes go out as recorded
+        self.clock.start()
+        config = WireConfig(
             max_size=16 * 2**20,
             write_limit=_ROOM,
             # The opening handshake includes waiting out injected handshake delays.
             open_timeout=10 + self._handshake_delay_s,
-            close_timeout=2,
-            server_header=None,
+            close_timeout=CLOSE_TIMEOUT_S,
         )
-        if self.host in ("0.0.0.0", "::", ""):
-            self.log.emit(
-                EventKind.WARNING,
-                message=f"listening on all interfaces ({self.host!r}): reachable from other hosts",
-            )
+        await self._listen(config, self.requested_port)
         self.log.emit(EventKind.LISTENING, url=self.url, mode="replay")
         if self.faults is not None:
             self._spawn(self.faults.run())
 
     async def stop(self) -> None:
-        """Close every client with 1001 (going away) and stop listening."""
-        if self._ws is None:
+        """Close every client with 1001 (going away) and stop listening; a client that
+        does not complete the closing handshake is aborted after CLOSE_TIMEOUT_S."""
+        if not self.serving:
             return
         self.log.emit(EventKind.STOPPING)
-        self._cancel_tasks()
         if self.faults is not None:
             self.faults.close()
-        self._ws.close(close_connections=True)
-        await self._ws.wait_closed()
+        await self._close(CLOSE_GOING_AWAY)
 
     def recorded_conn_for(self, index: int) -> int:
         """The recorded connection that the ``index``-th client replays."""
@@ -255,42 +242,34 @@ class ReplayServer(Listener):
             return self.conn
         return self.order[index % len(self.order)]
 
-    async def _process_request(
-        self, connection: ServerConnection, request: Request
-    ) -> Response | None:
+    # ------------------------------------------------------------------ connections
+    # Called by the WireServer (see simulator.net.wire_server.ServerHandler).
+
+    def handshake(self, conn: ServerConnection, request: Request) -> HandshakeAnswer:
         """Number the connection by handshake attempt and, with faults, let the fault
         plan refuse or delay it, as the live server does."""
         if self.faults is None:
-            index = self._next_index
+            conn.index = self._next_index
             self._next_index += 1
-        else:
-            decision = self.faults.handshake()
-            index = decision.attempt
-            if decision.delay_ns:
-                await asyncio.sleep(decision.delay_ns / 1e9 / self._clock_speed)
-            if decision.status is not None:
-                phrase = http.HTTPStatus(decision.status).phrase
-                response = connection.respond(decision.status, f"{phrase}\n")
-                if decision.retry_after_s is not None:
-                    response.headers["Retry-After"] = str(decision.retry_after_s)
-                return response
-        if isinstance(connection, SimConnection):
-            connection.index = index
-        return None
+            return None
+        decision = self.faults.handshake()
+        conn.index = decision.attempt
+        return fault_answer(conn.protocol, decision, self.clock.speed)
 
-    async def _handle(self, ws: ServerConnection) -> None:
-        origin = asyncio.get_running_loop().time()  # recorded offsets count from here
-        index = ws.index if isinstance(ws, SimConnection) and ws.index is not None else -1
+    def opened(self, conn: Connection) -> None:
+        assert isinstance(conn, ServerConnection)
+        loop = asyncio.get_running_loop()
+        origin = loop.time()  # recorded offsets count from here
         recorded = self.recorded_conn_for(self._next_client)
         self._next_client += 1
-        session = _Session(self.plans[recorded], self._expected[recorded])
-        session.restart()
+        session = _Session(conn, recorded, self.plans[recorded], self._expected[recorded])
+        index = session.index
+        self._sessions[index] = session
         self.log.emit(EventKind.CONNECTED, conn=index, recorded_conn=recorded)
         if self.faults is not None:
-            loop = asyncio.get_running_loop()
             session.client = Client(
                 index,
-                ws,
+                conn,
                 send_buffer_bytes=_ROOM,
                 policy=SlowConsumerPolicy.DROP_OLDEST,  # never reached: the pump waits
                 connected_at=loop.time(),
@@ -299,29 +278,24 @@ class ReplayServer(Listener):
             )
             self.clients[index] = session.client
             self.faults.connected(session.client, self.virtual_ns())
-        pump = self._spawn(self._pump(ws, index, recorded, session, origin))
-        try:
-            async for message in ws:
-                self._on_message(ws, index, recorded, session, message)
-        except ConnectionClosed:
-            pass
-        finally:
-            pump.cancel()
-            if session.client is not None and self.faults is not None:
-                self.faults.disconnected(session.client)
-                del self.clients[index]
-            code, reason, by = close_of(ws)
-            self.log.emit(EventKind.DISCONNECTED, conn=index, code=code, reason=reason, by=by)
+        session.pump = self._spawn(self._pump(session, origin))
 
-    def _on_message(
-        self,
-        ws: ServerConnection,
-        index: int,
-        recorded: int,
-        session: _Session,
-        message: str | bytes,
-    ) -> None:
-        if session.closing or ws.protocol.close_sent is not None:
+    def closed(self, conn: Connection) -> None:
+        index = conn.index if conn.index is not None else -1
+        session = self._sessions.pop(index, None)
+        if session is None:
+            return
+        if session.pump is not None:
+            session.pump.cancel()
+        if session.client is not None and self.faults is not None:
+            self.faults.disconnected(session.client)
+            del self.clients[index]
+        code, reason, by = close_of(conn)
+        self.log.emit(EventKind.DISCONNECTED, conn=index, code=code, reason=reason, by=by)
+
+    def message(self, conn: Connection, message: str | bytes) -> None:
+        session = self._sessions.get(conn.index if conn.index is not None else -1)
+        if session is None or session.closing or conn.protocol.close_sent is not None:
             return  # the server is closing: what is still in flight is drained
         if self.free_run:
             return  # nothing is waited for, so nothing is unexpected
@@ -337,6 +311,7 @@ class ReplayServer(Listener):
             session.met(found)
             return
         self.unexpected_count += 1
+        index, recorded = session.index, session.recorded
         if len(self.unexpected) < MAX_UNEXPECTED_KEPT:
             self.unexpected.append(Unexpected(index, recorded, payload, frame))
         self.log.emit(
@@ -348,69 +323,64 @@ class ReplayServer(Listener):
         )
         if self.strict:
             session.closing = True
-            self._spawn(ws.close(CLOSE_POLICY_VIOLATION, "unexpected message"))
+            conn.start_close(CLOSE_POLICY_VIOLATION, "unexpected message")
 
-    async def _pump(
-        self, ws: ServerConnection, index: int, recorded: int, session: _Session, origin: float
-    ) -> None:
+    # ------------------------------------------------------------------ pumping
+
+    async def _pump(self, session: _Session, origin: float) -> None:
         loop = asyncio.get_running_loop()
         plan = session.plan
-        sends = self._sends[recorded]
-        try:
-            while True:
-                for step in plan.steps:
-                    if isinstance(step, Push):
-                        await _sleep_until(origin + step.at_ns / 1e9)
-                        if session.client is not None:
-                            await self._send_through_faults(session, index, recorded, step)
-                        else:
-                            await self._send(ws, index, recorded, step.payload, step.frame)
-                    elif isinstance(step, ExpectClient):
-                        await session.wait_for(step.index)
-                    elif isinstance(step, Reply):
-                        if step.delay_ns:
-                            await asyncio.sleep(step.delay_ns / 1e9)
-                        if session.client is not None:
-                            await self._send_through_faults(session, index, recorded, step)
-                        else:
-                            await self._send(ws, index, recorded, step.payload, step.frame)
-                    elif isinstance(step, Close):
-                        await _sleep_until(origin + step.at_ns / 1e9)
-                        await _close(ws, step.code, step.reason)
-                        return
-                if not self.loop or not sends:
+        sends = self._sends[session.recorded]
+        while True:
+            for step in plan.steps:
+                if isinstance(step, Push):
+                    await sleep_until(origin + step.at_ns / 1e9)
+                    await self._send(session, step)
+                elif isinstance(step, ExpectClient):
+                    await session.wait_for(step.index)
+                elif isinstance(step, Reply):
+                    if step.delay_ns:
+                        await asyncio.sleep(step.delay_ns / 1e9)
+                    await self._send(session, step)
+                elif isinstance(step, Close):
+                    await sleep_until(origin + step.at_ns / 1e9)
+                    if sendable(step.code):
+                        await session.conn.close(step.code, step.reason)
+                    else:
+                        session.conn.abort()  # recorded as a dropped socket
                     return
-                # The next round starts where the recording ended, or now if late.
-                origin = max(origin + plan.duration_ns / 1e9, loop.time())
-                session.restart()
-                await asyncio.sleep(0)
-        except ConnectionClosed:
-            pass
+                if session.conn.protocol.state is not State.OPEN:
+                    return
+            if not self.loop or not sends:
+                return
+            # The next round starts where the recording ended, or now if late.
+            origin = max(origin + plan.duration_ns / 1e9, loop.time())
+            session.restart()
+            await asyncio.sleep(0)
 
-    async def _send(
-        self, ws: ServerConnection, index: int, recorded: int, payload: bytes, frame: Frame
-    ) -> None:
+    async def _send(self, session: _Session, step: Push | Reply) -> None:
+        """Send one recorded server message; a replay waits for a slow client (or one
+        under a throttle) rather than dropping what it was not sent."""
+        if session.client is not None:
+            await self._send_through_faults(session, step)
+        else:
+            conn = session.conn
+            if conn.transport.get_write_buffer_size() >= _ROOM:
+                await conn.drain()
+            if conn.protocol.state is State.OPEN:
+                # No compression is negotiated, so the frame's bytes are fixed: framed
+                # here, written straight to the transport.
+                framed = text_frame if step.frame is Frame.TEXT else binary_frame
+                conn.transport.write(framed(step.payload))
         if self.sent is not None:
-            self.sent.append(Replayed(index, recorded, payload, frame))
-        # Fast path: while the socket buffer has room, write the frame straight to the
-        # transport (no compression is negotiated, so the wire bytes are fixed), yielding
-        # to the loop every few frames. When it is full, ws.send waits for it to drain.
-        transport = ws.transport
-        if ws.protocol.state is State.OPEN and transport.get_write_buffer_size() < _ROOM:
-            opcode = Opcode.TEXT if frame is Frame.TEXT else Opcode.BINARY
-            transport.write(WireFrame(opcode, payload).serialize(mask=False))
-            self._written += 1
-            if self._written % _YIELD_EVERY == 0:
-                await asyncio.sleep(0)
-            return
-        # text=True sends the recorded bytes as they are, without a decode/encode trip.
-        await ws.send(payload, text=frame is Frame.TEXT)
+            self.sent.append(Replayed(session.index, session.recorded, step.payload, step.frame))
+        self._written += 1
+        if self._written % _YIELD_EVERY == 0:
+            await asyncio.sleep(0)
 
-    async def _send_through_faults(
-        self, session: _Session, index: int, recorded: int, push: Push | Reply
-    ) -> None:
+    async def _send_through_faults(self, session: _Session, push: Push | Reply) -> None:
         """Hand one server message to the fault injector, once the client's socket has
-        room: a replay waits for a slow client rather than dropping what it was not sent."""
+        room."""
         assert self.faults is not None and session.client is not None
         client = session.client
         await _room(client)
@@ -424,11 +394,6 @@ class ReplayServer(Listener):
             push.payload,
             binary=push.frame is Frame.BINARY,
         )
-        if self.sent is not None:
-            self.sent.append(Replayed(index, recorded, push.payload, push.frame))
-        self._written += 1
-        if self._written % _YIELD_EVERY == 0:
-            await asyncio.sleep(0)
 
 
 async def _room(client: Client) -> None:
@@ -441,25 +406,6 @@ async def _room(client: Client) -> None:
             await asyncio.sleep(0.01)  # a throttle drains its queue on its own ticks
         else:
             return
-
-
-async def _sleep_until(when: float) -> None:
-    """Wait until loop time ``when``. The selector sleeps in whole milliseconds, rounded
-    up, so a plain sleep is up to 1 ms late: sleep to within SPIN_S of ``when``, then
-    yield to the loop (which goes on serving I/O) until it is reached."""
-    loop = asyncio.get_running_loop()
-    delay = when - loop.time()
-    if delay > SPIN_S:
-        await asyncio.sleep(delay - SPIN_S)
-    while loop.time() < when:
-        await asyncio.sleep(0)
-
-
-async def _close(ws: ServerConnection, code: int, reason: str) -> None:
-    if code in _NOT_ON_THE_WIRE or not (1000 <= code <= 4999):
-        ws.transport.abort()
-        return
-    await ws.close(code, reason)
 
 
 def load_plans(
@@ -575,13 +521,13 @@ async def replay(
     *,
     host: str = "127.0.0.1",
     port: int = 0,
+    in_memory: bool = False,
     speed: float | None = 1.0,
     loop: bool = False,
     conn: int | None = None,
     strict: bool = False,
     log_sends: bool = False,
-    faults: FaultPlan | str | Path | None = None,
-    seed: int | None = None,
+    faults: FaultPlan | Callable[[list[str]], FaultPlan] | None = None,
     redact_key: bytes | None = None,
     ignore: Sequence[str] = (),
     free_run: bool = False,
@@ -594,10 +540,11 @@ async def replay(
     starts a connection's recording over when it ends. Client messages the recording
     does not have are collected in ``server.unexpected``; with ``strict`` they close
     the connection with 1008. ``log_sends`` keeps every message sent in ``server.sent``.
-    ``faults`` injects faults as ``sim run`` does: a scenario or faults file (see
-    :func:`~simulator.scenario_toml.load_faults`; its faults may name the recording's
-    streams; ``seed`` overrides its seed) or a ready :class:`FaultPlan`. What was
-    injected is in ``server.injected``.
+    ``faults`` injects faults as ``sim run`` does: a :class:`FaultPlan`, or a function
+    given the recording's stream names (see :func:`recorded_streams`) that returns one
+    (the CLI loads a faults file that way, checking the streams it names). What was
+    injected is in ``server.injected``. ``in_memory`` opens no socket: clients connect
+    with ``open_transport=server.open_transport``.
 
     A recording made with ``--redact`` rules has hashed client messages: with the same
     ``redact_key``, live client messages are hashed the same way before they are
@@ -606,19 +553,14 @@ async def replay(
     waits for no client message: every recorded server message, replies included, is
     sent at its recorded offset, and what clients send is ignored.
 
-    Raises :class:`~simulator.errors.ScenarioError` for a bad faults file.
-
     Raises :class:`RecordingError` (bad file) or :class:`UsageError` (bad argument)
     before listening.
     """
     if free_run and strict:
         raise UsageError("free_run: no client message is expected, so strict has nothing to do")
     plans, metadata = _load(path, speed, gated=not free_run)
-    if isinstance(faults, str | Path):
-        from simulator.scenario_toml import load_faults
-
-        found = load_faults(faults, recorded_streams(plans))
-        faults = FaultPlan(found.faults, found.seed if seed is None else seed)
+    if callable(faults):
+        faults = faults(recorded_streams(plans))
     if conn is not None and conn not in plans:
         raise UsageError(
             f"conn={conn}: not in {os.fspath(path)} (connections: {_ranges(sorted(plans))})"
@@ -626,7 +568,7 @@ async def replay(
     server = ReplayServer(
         plans,
         host=host,
-        port=port,
+        port=None if in_memory else port,
         loop=loop,
         conn=conn,
         strict=strict,

@@ -1,67 +1,39 @@
-"""A lean WebSocket server: one asyncio protocol per connection pumping websockets'
-sans-I/O :class:`~websockets.server.ServerProtocol`, and no task per connection.
+"""One WebSocket connection pump for both sides: an ``asyncio.Protocol`` driving
+websockets' sans-I/O protocol, with no task per connection.
 
-``websockets.asyncio`` gives every connection a handler task, a keepalive task, a
-message assembler and their futures: about 12 KB per idle client. Here a connection is
-the asyncio transport, the sans-I/O protocol and one slotted object (about 6 KB). What
-the tasks did is done by callbacks and by server-wide timers:
+websockets keeps one protocol core (bytes in, events and bytes out) under thin I/O
+layers; so does `sim`. :class:`Connection` is the pump both sides share: it feeds what
+the transport reads to the sans-I/O protocol, writes what the protocol has to send,
+joins fragments, decodes text (invalid UTF-8 closes with 1007), watches the closing
+handshake (aborted after ``close_timeout``: no close, and so no stop, waits on a peer
+that reads nothing) and tells a :class:`Handler` what happened, by callbacks. The two
+sides differ only in their opening handshake:
 
-* the opening handshake calls :meth:`Handler.handshake` from ``data_received``; only
-  a handshake the handler wants to hold (an awaitable answer) gets a task;
-* complete messages go to :meth:`Handler.message` as they are parsed (fragments are
-  joined here, text is decoded here: invalid UTF-8 closes with 1007);
-* one keepalive timer pings every open connection each ``ping_interval`` and closes
-  with 1011 those whose pong has not come within ``ping_timeout``;
-* handshakes that never finish are aborted after ``open_timeout``, closing handshakes
-  that never finish after ``close_timeout`` (per-connection timers, only while in
-  those states).
+* :mod:`simulator.net.wire_server`: ``ServerConnection`` answers a request (the
+  handler may hold it), and ``WireServer`` listens and pings its connections;
+* :mod:`simulator.net.wire_client`: ``ClientConnection`` sends a request and waits for
+  the response; ``connect`` opens one.
 
-Build it with :meth:`WireServer.listen`; stop it with :meth:`WireServer.close`.
+The transport is anything that behaves like asyncio's TCP transport: a socket's, or
+the in-memory pair of :mod:`simulator.net.memory`.
 """
 
 from __future__ import annotations
 
 import asyncio
-import http
 import logging
-import socket
 import struct
-from collections.abc import Awaitable, Callable
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 from websockets.frames import CloseCode, Frame, Opcode
 from websockets.http11 import Request, Response
-from websockets.protocol import State
-from websockets.server import ServerProtocol
+from websockets.protocol import Protocol, Side, State
+
+from simulator.net.common import CLOSE_ABNORMAL
 
 logger = logging.getLogger(__name__)
-
-#: The handler's answer to a handshake: ``None`` accepts it, a response refuses it, an
-#: awaitable (of either) holds it until it is done without holding up other connections.
-HandshakeAnswer = Response | None | Awaitable[Response | None]
-
-
-class Handler(Protocol):
-    """What a :class:`WireServer` tells about its connections. Callbacks run on the event
-    loop and must not block; they may write to ``conn.transport`` or call
-    :meth:`WireConnection.start_close`."""
-
-    def handshake(self, conn: WireConnection, request: Request) -> HandshakeAnswer:
-        """Accept (``None``) or refuse (a response from ``conn.protocol.reject``)."""
-        ...
-
-    def opened(self, conn: WireConnection) -> None:
-        """The handshake succeeded: ``conn`` is open."""
-        ...
-
-    def message(self, conn: WireConnection, message: str | bytes) -> None:
-        """A complete message arrived (text as ``str``, binary as ``bytes``)."""
-        ...
-
-    def closed(self, conn: WireConnection) -> None:
-        """An opened connection is gone (read how with ``listener.close_of``)."""
-        ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,9 +48,29 @@ class WireConfig:
     close_timeout: float = 10.0
 
 
-class WireConnection(asyncio.Protocol):
-    """One connection. The server creates it; read ``index``, ``path`` and
-    ``remote_address``, write frames to ``transport``, end it with :meth:`close`."""
+class Handler:
+    """What a connection tells about itself. Callbacks run on the event loop and must
+    not block; they may send on the connection or close it. Override what you need:
+    the defaults do nothing."""
+
+    def opened(self, conn: Connection) -> None:
+        """The opening handshake succeeded: ``conn`` is open."""
+
+    def message(self, conn: Connection, message: str | bytes) -> None:
+        """A complete message arrived (text as ``str``, binary as ``bytes``)."""
+
+    def control(self, conn: Connection, frame: Frame) -> None:
+        """A ping, pong or close frame arrived (the sans-I/O protocol has already
+        answered a ping and a close)."""
+
+    def closed(self, conn: Connection) -> None:
+        """An opened connection is gone (read how with :func:`close_of`)."""
+
+
+class Connection(asyncio.Protocol):
+    """One connection, either side. Read ``index``, ``remote_address`` and ``protocol``
+    (its state and close frames); send with :meth:`send`; end it with
+    :meth:`start_close` or :meth:`close`."""
 
     __slots__ = (
         "_close_timer",
@@ -87,26 +79,28 @@ class WireConnection(asyncio.Protocol):
         "_open_timer",
         "_paused",
         "_waiter",
+        "config",
+        "handler",
         "index",
         "keepalive",
+        "lost",
         "on_resume",
         "opened",
-        "path",
         "ping",
         "protocol",
-        "server",
         "transport",
     )
 
-    def __init__(self, server: WireServer) -> None:
-        self.server = server
-        self.protocol = ServerProtocol(max_size=server.config.max_size)
+    def __init__(self, protocol: Protocol, handler: Handler, config: WireConfig) -> None:
+        self.protocol = protocol
+        self.handler = handler
+        self.config = config
         self.transport: asyncio.Transport
-        self.index: int | None = None  # given by the handler at handshake time
-        self.path: str | None = None  # of the handshake request
+        self.index: int | None = None  # the connection's number, given by its owner
         self.opened = False
+        self.lost = False  # connection_lost has run
         #: Called when the transport's write buffer drains below its low-water mark.
-        self.on_resume: Callable[[], None] | None = None
+        self.on_resume: Any = None  # Callable[[], None] | None (a slot cannot be annotated)
         self.keepalive = True  # pinged by the keepalive timer (off while stalled)
         self.ping: bytes | None = None  # payload of the keepalive ping awaiting its pong
         self._fragments: list[bytes] | None = None  # b"t" or b"b" (text or binary), then payloads
@@ -122,9 +116,36 @@ class WireConnection(asyncio.Protocol):
     def remote_address(self) -> Any:
         return self.transport.get_extra_info("peername")
 
+    @property
+    def is_open(self) -> bool:
+        return self.protocol.state is State.OPEN
+
+    def send(self, message: str | bytes) -> None:
+        """Send ``message`` (text for ``str``, binary for ``bytes``) if the connection is
+        open; it is buffered by the transport (wait for room with :meth:`drain`)."""
+        if self.protocol.state is not State.OPEN:
+            return
+        if isinstance(message, str):
+            self.protocol.send_text(message.encode())
+        else:
+            self.protocol.send_binary(message)
+        self.flush()
+
+    def send_text_bytes(self, payload: bytes) -> None:
+        """Send UTF-8 ``payload`` as a text frame, as it is (no decode and encode)."""
+        if self.protocol.state is State.OPEN:
+            self.protocol.send_text(payload)
+            self.flush()
+
+    def send_ping(self, data: bytes) -> None:
+        if self.protocol.state is State.OPEN:
+            self.protocol.send_ping(data)
+            self.flush()
+
     def start_close(self, code: int = CloseCode.NORMAL_CLOSURE, reason: str = "") -> None:
         """Send a close frame (if the connection is open); the transport is aborted if the
-        client has not completed the closing handshake within ``close_timeout``."""
+        peer has not completed the closing handshake within ``close_timeout``. Before the
+        opening handshake is over, the connection is dropped."""
         if self.protocol.state is State.OPEN:
             self.protocol.send_close(code, reason)
             self.flush()
@@ -132,14 +153,19 @@ class WireConnection(asyncio.Protocol):
             self.transport.abort()
 
     async def close(self, code: int = CloseCode.NORMAL_CLOSURE, reason: str = "") -> None:
-        """Perform the closing handshake; return once the TCP connection is closed."""
+        """Perform the closing handshake; return once the TCP connection is closed (at
+        most ``close_timeout`` after the close frame was written)."""
         self.start_close(code, reason)
         await self.wait_closed()
 
+    def abort(self) -> None:
+        """Drop the TCP connection with no close frame: the peer sees 1006."""
+        self.transport.abort()
+
     async def wait_closed(self) -> None:
         """Return once the TCP connection is closed."""
-        if self not in self.server.connections:
-            return  # connection_lost has run
+        if self.lost:
+            return
         if self._waiter is None:
             self._waiter = asyncio.get_running_loop().create_future()
         await asyncio.shield(self._waiter)
@@ -147,7 +173,7 @@ class WireConnection(asyncio.Protocol):
     async def drain(self) -> None:
         """Return once the transport's write buffer is below its low-water mark (or the
         connection is gone)."""
-        if not self._paused or self not in self.server.connections:
+        if not self._paused or self.lost:
             return
         if self._drained is None:
             self._drained = asyncio.get_running_loop().create_future()
@@ -163,27 +189,42 @@ class WireConnection(asyncio.Protocol):
 
     def fail(self, code: int, reason: str) -> None:
         """Fail the connection (RFC 6455 §7.1.7): send a close frame with ``code`` and
-        ``reason``, then discard whatever the client sends."""
+        ``reason``, then discard whatever the peer sends."""
         if self.protocol.state is State.OPEN:
             self.protocol.fail(code, reason)
             self.flush()
+
+    def flush(self) -> None:
+        """Write what the sans-I/O protocol has to send; arm the close timer when it
+        expects the TCP connection to end. Call it after every ``protocol.send_*``."""
+        protocol, transport = self.protocol, self.transport
+        for data in protocol.data_to_send():
+            if data:
+                transport.write(data)
+            elif transport.can_write_eof():
+                transport.write_eof()  # half-close: the peer closes the TCP connection
+            else:
+                transport.close()
+        if self._close_timer is None and protocol.close_expected():
+            self._cancel_open_timer()
+            loop = asyncio.get_running_loop()
+            self._close_timer = loop.call_later(self.config.close_timeout, transport.abort)
 
     # ------------------------------------------------------------------ asyncio.Protocol
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
         self.transport = transport
-        transport.set_write_buffer_limits(high=self.server.config.write_limit)
-        self.server.connections.add(self)
-        timeout = self.server.config.open_timeout
+        transport.set_write_buffer_limits(high=self.config.write_limit)
+        timeout = self.config.open_timeout
         if timeout is not None:
             self._open_timer = asyncio.get_running_loop().call_later(timeout, transport.abort)
 
     def data_received(self, data: bytes) -> None:
         protocol = self.protocol
-        # Messages are delivered until a close: the client's (in this data) or ours
+        # Messages are delivered until a close: the peer's (in this data) or ours
         # (before it). Parsing the whole read first moves the protocol to CLOSING, so
-        # its state cannot tell a message sent before the client's close frame.
+        # its state cannot tell a message sent before the peer's close frame.
         deliver = protocol.close_sent is None
         protocol.receive_data(data)
         events = protocol.events_received()
@@ -193,8 +234,8 @@ class WireConnection(asyncio.Protocol):
                 if event.opcode is Opcode.CLOSE:
                     deliver = False
                 self._frame(event, deliver)
-            elif isinstance(event, Request):
-                self._request(event)
+            else:
+                self._handshake(event)
 
     def eof_received(self) -> bool | None:
         self.protocol.receive_eof()
@@ -203,20 +244,21 @@ class WireConnection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.protocol.receive_eof()  # idempotent: the state is now CLOSED
-        for timer in (self._open_timer, self._close_timer):
-            if timer is not None:
-                timer.cancel()
-        self._open_timer = self._close_timer = None
+        self._cancel_open_timer()
+        if self._close_timer is not None:
+            self._close_timer.cancel()
+            self._close_timer = None
+        self.lost = True
         self.ping = None
-        self.server.connections.discard(self)
         self._paused = False
         for waiter in (self._waiter, self._drained):
             if waiter is not None and not waiter.done():
                 waiter.set_result(None)
         self._waiter = self._drained = None
+        self._lost()
         if self.opened:
             try:
-                self.server.handler.closed(self)
+                self.handler.closed(self)
             except Exception:
                 logger.exception("closed handler failed")
 
@@ -231,68 +273,32 @@ class WireConnection(asyncio.Protocol):
         if self.on_resume is not None:
             self.on_resume()
 
-    # ------------------------------------------------------------------ internals
+    # ------------------------------------------------------------------ for the sides
 
-    def flush(self) -> None:
-        """Write what the sans-I/O protocol has to send; arm the close timer when it
-        expects the TCP connection to end."""
-        protocol, transport = self.protocol, self.transport
-        for data in protocol.data_to_send():
-            if data:
-                transport.write(data)
-            elif transport.can_write_eof():
-                transport.write_eof()  # half-close: the client closes the TCP connection
-            else:
-                transport.close()
-        if self._close_timer is None and protocol.close_expected():
-            if self._open_timer is not None:
-                self._open_timer.cancel()
-                self._open_timer = None
-            loop = asyncio.get_running_loop()
-            self._close_timer = loop.call_later(self.server.config.close_timeout, transport.abort)
+    def _handshake(self, event: Request | Response) -> None:
+        """The peer's half of the opening handshake arrived (each side overrides this)."""
+        raise NotImplementedError
 
-    def _request(self, request: Request) -> None:
+    def _lost(self) -> None:
+        """The TCP connection is gone (before ``handler.closed``); sides may override."""
+
+    def _open(self) -> None:
+        """The opening handshake is over: tell the handler."""
+        self._cancel_open_timer()
+        self.opened = True
         try:
-            answer = self.server.handler.handshake(self, request)
+            self.handler.opened(self)
         except Exception:
-            logger.exception("handshake handler failed")
-            answer = _internal_error(self.protocol)
-        if isinstance(answer, Awaitable):
-            self.server.hold(self, request, answer)
-        else:
-            self.respond(request, answer)
+            logger.exception("opened handler failed")
+            self.fail(CloseCode.INTERNAL_ERROR, "")
 
-    def respond(self, request: Request, response: Response | None) -> None:
-        """Finish the opening handshake: accept it (``None``) or send ``response``."""
-        protocol = self.protocol
-        if protocol.state is not State.CONNECTING or self.transport.is_closing():
-            return  # the client went away while the handshake was held
-        if response is None:
-            response = protocol.accept(request)
-        if response.status_code == http.HTTPStatus.SWITCHING_PROTOCOLS and not self.server.serving:
-            response = protocol.reject(
-                http.HTTPStatus.SERVICE_UNAVAILABLE, "Server is shutting down.\n"
-            )
-        protocol.send_response(response)  # opens the connection if it is a 101
-        self.flush()
-        if response.status_code == http.HTTPStatus.SWITCHING_PROTOCOLS:
-            if self._open_timer is not None:
-                self._open_timer.cancel()
-                self._open_timer = None
-            self.path = request.path
-            self.opened = True
-            try:
-                self.server.handler.opened(self)
-            except Exception:
-                logger.exception("opened handler failed")
-                self.fail(CloseCode.INTERNAL_ERROR, "")
+    def _cancel_open_timer(self) -> None:
+        if self._open_timer is not None:
+            self._open_timer.cancel()
+            self._open_timer = None
 
     def _frame(self, frame: Frame, deliver: bool) -> None:
         opcode = frame.opcode
-        if opcode is Opcode.PONG:
-            if self.ping is not None and frame.data == self.ping:
-                self.ping = None
-            return
         if opcode is Opcode.CONT:
             if self._fragments is None:
                 return  # the protocol has already failed the connection
@@ -310,7 +316,13 @@ class WireConnection(asyncio.Protocol):
             text = opcode is Opcode.TEXT
             data = bytes(frame.data)
         else:
-            return  # PING and CLOSE: the sans-I/O protocol has answered them
+            if opcode is Opcode.PONG and self.ping is not None and frame.data == self.ping:
+                self.ping = None
+            try:
+                self.handler.control(self, frame)
+            except Exception:
+                logger.exception("control handler failed")
+            return
         if not deliver:
             return  # we are closing: what is still in flight is dropped
         message: str | bytes = data
@@ -324,118 +336,63 @@ class WireConnection(asyncio.Protocol):
                 self.fail(CloseCode.INVALID_DATA, f"{exc.reason} at position {exc.start}")
                 return
         try:
-            self.server.handler.message(self, message)
+            self.handler.message(self, message)
         except Exception:
-            # A bug of ours, not the client's: this client gets 1011, the others go on.
+            # A bug of ours, not the peer's: this connection gets 1011, the others go on.
             logger.exception("message handler failed")
             self.fail(CloseCode.INTERNAL_ERROR, "")
 
 
-def _internal_error(protocol: ServerProtocol) -> Response:
-    return protocol.reject(
-        http.HTTPStatus.INTERNAL_SERVER_ERROR, "Failed to open a WebSocket connection.\n"
-    )
+class Keepalive:
+    """Pings a set of connections every ``interval`` and fails with 1011 those whose
+    pong has not come within ``timeout``: one timer for all of them."""
 
-
-class WireServer:
-    """A listening socket and its connections. Create it, ``await listen(...)``, and
-    ``await close()`` when done."""
-
-    def __init__(self, handler: Handler, config: WireConfig) -> None:
-        self.handler = handler
-        self.config = config
-        #: Every TCP connection not yet lost (handshaking, open or closing).
-        self.connections: set[WireConnection] = set()
-        self._server: asyncio.Server | None = None
-        self._held: set[asyncio.Task[None]] = set()
-        self._keepalive: asyncio.TimerHandle | None = None
-        self._pings = 0
-
-    async def listen(self, host: str, port: int) -> None:
-        """Start accepting connections on ``host``:``port`` (``0``: a free port)."""
-        loop = asyncio.get_running_loop()
-        self._server = await loop.create_server(lambda: WireConnection(self), host, port)
-        if self.config.ping_interval is not None:
-            self._keepalive = loop.call_later(self.config.ping_interval, self._ping_all)
-
-    @property
-    def sockets(self) -> tuple[socket.socket, ...]:
-        assert self._server is not None, "not listening"
-        return tuple(self._server.sockets)
-
-    @property
-    def serving(self) -> bool:
-        return self._server is not None and self._server.is_serving()
-
-    def hold(
-        self, conn: WireConnection, request: Request, answer: Awaitable[Response | None]
+    def __init__(
+        self, connections: Iterable[Connection], interval: float, timeout: float | None
     ) -> None:
-        """Answer ``conn``'s handshake once ``answer`` is ready (in a task of its own)."""
-        task = asyncio.ensure_future(self._answer_later(conn, request, answer))
-        self._held.add(task)
-        task.add_done_callback(self._held.discard)
+        self._connections = connections
+        self._interval = interval
+        self._timeout = timeout
+        self._timer: asyncio.TimerHandle | None = None
+        self.pings = 0
 
-    async def _answer_later(
-        self, conn: WireConnection, request: Request, answer: Awaitable[Response | None]
-    ) -> None:
-        try:
-            response = await answer
-        except asyncio.CancelledError:  # the server is closing
-            response = conn.protocol.reject(
-                http.HTTPStatus.SERVICE_UNAVAILABLE, "Server is shutting down.\n"
-            )
-        except Exception:
-            logger.exception("handshake handler failed")
-            response = _internal_error(conn.protocol)
-        conn.respond(request, response)
+    def start(self) -> None:
+        self._timer = asyncio.get_running_loop().call_later(self._interval, self._ping_all)
+
+    def stop(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
 
     def _ping_all(self) -> None:
-        """Send a keepalive ping to every open connection that has none in flight; close
-        with 1011 (after ``ping_timeout``) those that do not answer it."""
-        interval, timeout = self.config.ping_interval, self.config.ping_timeout
-        assert interval is not None
         loop = asyncio.get_running_loop()
-        self._keepalive = loop.call_later(interval, self._ping_all)
-        self._pings += 1
-        data = struct.pack("!I", self._pings & 0xFFFFFFFF)
+        self._timer = loop.call_later(self._interval, self._ping_all)
+        self.pings += 1
+        data = struct.pack("!I", self.pings & 0xFFFFFFFF)
         sent = False
-        for conn in self.connections:
+        for conn in self._connections:
             if conn.keepalive and conn.ping is None and conn.protocol.state is State.OPEN:
                 conn.ping = data
                 conn.protocol.send_ping(data)
                 conn.flush()
                 sent = True
-        if sent and timeout is not None:
-            loop.call_later(timeout, self._expire, data)
+        if sent and self._timeout is not None:
+            loop.call_later(self._timeout, self._expire, data)
 
     def _expire(self, data: bytes) -> None:
-        for conn in [c for c in self.connections if c.ping == data]:
+        for conn in [c for c in self._connections if c.ping == data]:
             conn.fail(CloseCode.INTERNAL_ERROR, "keepalive ping timeout")
 
-    async def close(self, code: int = CloseCode.GOING_AWAY, reason: str = "") -> None:
-        """Stop listening, close every connection with ``code`` (all at once: a client
-        that does not answer is aborted after ``close_timeout``, in parallel with the
-        others), and return when they are all gone."""
-        if self._server is None:
-            return
-        self._server.close()
-        if self._keepalive is not None:
-            self._keepalive.cancel()
-            self._keepalive = None
-        for task in list(self._held):
-            task.cancel()  # held handshakes are answered 503
-        for conn in list(self.connections):
-            if conn.protocol.state is State.OPEN:
-                conn.start_close(code, reason)
-                # Read the client's close frame even from a connection paused by a fault.
-                if not conn.transport.is_reading():
-                    conn.transport.resume_reading()
-        if self._held:
-            await asyncio.wait(list(self._held))
-        for conn in list(self.connections):
-            if conn.protocol.state is State.CONNECTING and not conn.protocol.eof_sent:
-                conn.transport.abort()  # no request yet: nothing to answer
-        waits = [asyncio.ensure_future(c.wait_closed()) for c in list(self.connections)]
-        if waits:
-            await asyncio.wait(waits)
-        await self._server.wait_closed()
+
+def close_of(conn: Connection) -> tuple[int, str, str]:
+    """The close code and reason that ended ``conn``, and who sent them first
+    (``server`` or ``client``, or ``network`` for 1006 when no close frame was
+    exchanged, as RFC 6455 §7.1.5 says)."""
+    p = conn.protocol
+    local, peer = ("server", "client") if p.side is Side.SERVER else ("client", "server")
+    sent, rcvd = p.close_sent, p.close_rcvd
+    if sent is not None and (rcvd is None or not p.close_rcvd_then_sent):
+        return sent.code, sent.reason, local
+    if rcvd is not None:
+        return rcvd.code, rcvd.reason, peer
+    return CLOSE_ABNORMAL, "", "network"

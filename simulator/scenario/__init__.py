@@ -1,8 +1,17 @@
-"""Reading scenario files: the private modules behind :mod:`simulator.scenario_toml`.
+"""TOML → :class:`~simulator.core.model.Scenario`, with errors people can act on.
 
-Import :func:`~simulator.scenario_toml.load_scenario` and
-:func:`~simulator.scenario_toml.parse_scenario` from there; these modules may change.
-A file goes through them in this order, each depending only on the ones above it:
+:func:`load_scenario` and :func:`parse_scenario` raise only :class:`ScenarioError`, which
+holds every problem found (not just the first), one line each::
+
+    scenarios/x.toml:14: stream[2].fields.cpu.std = -3: must be > 0
+    scenarios/x.toml:3: stream[0].evry: unknown key; did you mean 'every'? (allowed: ...)
+
+:func:`load_faults` and :func:`parse_faults` read the ``[[fault]]`` tables to apply to a
+recording (``sim replay --faults``). The language itself is documented in
+``docs/scenario-reference.md``.
+
+Import from here: the modules below are private and may change. A file goes through
+them in this order, each depending only on the ones above it:
 
 - :mod:`.text`      bytes → text → ``dict`` with tomllib (encoding and syntax errors);
 - :mod:`.lines`     the line on which each key path is written;
@@ -15,3 +24,86 @@ A file goes through them in this order, each depending only on the ones above it
 - :mod:`.faults`    ``[[fault]]`` → faults (kinds, targets, schedules);
 - :mod:`.document`  the whole file → :class:`~simulator.core.model.Scenario`.
 """
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+
+from simulator.core.model import Scenario
+from simulator.core.rates import mean_rate_per_s
+from simulator.errors import Problem, ScenarioError
+from simulator.scenario.document import FaultSet, build_fault_set, build_scenario
+from simulator.scenario.lines import LineIndex
+from simulator.scenario.reader import Context
+from simulator.scenario.streams import MAX_RATE_PER_S
+from simulator.scenario.text import parse_toml
+
+__all__ = [
+    "MAX_RATE_PER_S",
+    "FaultSet",
+    "load_faults",
+    "load_scenario",
+    "mean_rate_per_s",
+    "parse_faults",
+    "parse_scenario",
+]
+
+
+def load_scenario(path: str | os.PathLike[str]) -> Scenario:
+    """Read and validate the scenario file at ``path``.
+
+    Raises :class:`ScenarioError` (and nothing else) when the file cannot be read or is not
+    a valid scenario; print its ``str()`` to the user as it is.
+    """
+    return parse_scenario(_read(path), os.fsdecode(path))
+
+
+def load_faults(path: str | os.PathLike[str], stream_names: Sequence[str]) -> FaultSet:
+    """Read the faults to apply to a recording whose streams are ``stream_names``.
+
+    The file is a whole scenario (its ``[[fault]]`` tables are used) or a faults file:
+    an optional ``[scenario]`` with a ``seed``, and ``[[fault]]`` tables. Raises
+    :class:`ScenarioError` as :func:`load_scenario` does, including for a fault that
+    names a stream the recording does not have.
+    """
+    return parse_faults(_read(path), stream_names, os.fsdecode(path))
+
+
+def parse_faults(
+    text: str | bytes, stream_names: Sequence[str], source: str = "<faults>"
+) -> FaultSet:
+    """:func:`load_faults` for text already read; ``source`` names it in errors."""
+    doc, decoded = parse_toml(text, source)
+    ctx = Context(source, LineIndex(decoded))
+    faults = build_fault_set(ctx, doc, stream_names)
+    if ctx.problems:
+        raise ScenarioError(ctx.problems)
+    if faults is None:  # pragma: no cover - a builder gave up without saying why
+        raise AssertionError("faults not built but no problem recorded")
+    return faults
+
+
+def _read(path: str | os.PathLike[str]) -> bytes:
+    try:
+        with open(path, "rb") as f:
+            return f.read()
+    except (OSError, ValueError) as e:  # ValueError: a NUL byte in the path
+        reason = getattr(e, "strerror", None) or str(e)
+        source = os.fsdecode(path)
+        raise ScenarioError([Problem(source, None, "", f"cannot read: {reason}")]) from None
+
+
+def parse_scenario(text: str | bytes, source: str = "<scenario>") -> Scenario:
+    """Validate the scenario ``text``; ``source`` names it in error messages.
+
+    Raises :class:`ScenarioError` (and nothing else) listing every problem found.
+    """
+    doc, decoded = parse_toml(text, source)
+    ctx = Context(source, LineIndex(decoded))
+    scenario = build_scenario(ctx, doc)
+    if ctx.problems:
+        raise ScenarioError(ctx.problems)
+    if scenario is None:  # pragma: no cover - a builder gave up without saying why
+        raise AssertionError("scenario not built but no problem recorded")
+    return scenario

@@ -22,7 +22,7 @@ from websockets.exceptions import ConnectionClosed
 from simulator.core.model import Scenario
 from simulator.net.log import Event, EventKind
 from simulator.net.server import SimServer
-from simulator.scenario_toml import load_scenario, parse_scenario
+from simulator.scenario import load_scenario, parse_scenario
 
 ROOT = Path(__file__).resolve().parents[2]
 DASHBOARD = ROOT / "scenarios" / "energy-dashboard.toml"

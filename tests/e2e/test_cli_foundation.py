@@ -17,7 +17,7 @@ import pytest
 from polars.testing import assert_frame_equal
 
 from simulator.core.timeline import Timeline
-from simulator.scenario_toml import load_scenario
+from simulator.scenario import load_scenario
 
 ROOT = Path(__file__).resolve().parents[2]
 SCENARIOS = sorted((ROOT / "scenarios").glob("*.toml"))

@@ -18,7 +18,7 @@ from simulator.core.fault_report import plan_report
 from simulator.core.faults import connection_schedule, plan_faults, server_schedule
 from simulator.core.model import FaultKind
 from simulator.net.server import serve
-from simulator.scenario_toml import load_scenario
+from simulator.scenario import load_scenario
 from tests.e2e.conftest import EPOCH_NS, ROOT, S, async_test, client, dashboard
 
 SCENARIOS = ROOT / "scenarios"

@@ -23,7 +23,6 @@ from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import (
     ConnectionClosed,
     ConnectionClosedError,
-    InvalidHandshake,
     InvalidStatus,
 )
 from websockets.protocol import State
@@ -555,87 +554,7 @@ async def test_overlapping_stalls_keep_the_connection_silent_until_the_last_one_
     assert during == [], f"messages planned at 1-{silent_until_s} s arrived: seq {during}"
 
 
-# ----------------------------------------------------------------------------- throttle
-
-
-PAD = "x" * 1000
-# About 1.08 kB a frame, 100 frames a second: ~108 kB/s.
-BLOBS = f"""\
-[scenario]
-name = "throttle"
-[[stream]]
-name = "blob"
-every = "10ms"
-[stream.fields]
-pad = "{PAD}"
-"""
-FRAME_BYTES = len(
-    orjson.dumps(
-        {"type": "blob", "seq": 100, "timestamp": "2026-01-01T00:00:01.000Z", "data": {"pad": PAD}}
-    )
-)
-
-
-async def timed_bytes(
-    server: SimServer, ws: ClientConnection, seconds: float
-) -> list[tuple[int, int]]:
-    """``(scenario time, bytes)`` of each frame received over ``seconds`` of wall time."""
-    got: list[tuple[int, int]] = []
-    try:
-        async with asyncio.timeout(seconds):
-            while True:
-                frame = await ws.recv()
-                got.append((server.virtual_ns(), len(frame)))
-    except TimeoutError:
-        pass
-    return got
-
-
-def rate(got: list[tuple[int, int]], start_s: float, end_s: float) -> float:
-    """Bytes per second received between two scenario times (speed 1: wall seconds)."""
-    total = sum(n for t, n in got if start_s * S <= t < end_s * S)
-    return total / (end_s - start_s)
-
-
-@async_test()
-async def test_throttled_connection_gets_its_byte_rate_while_another_gets_the_full_feed() -> None:
-    """Capped at 10 kB/s, connection 0 receives 0.5x-1.5x that from 0.5 s to 2.5 s;
-    connection 1, uncapped, gets the ~108 kB/s feed."""
-    sc = scenario(BLOBS + fault("narrow", "throttle", bytes_per_s=10_000, connections=[0]))
-    async with serve(sc, port=0, speed=1, epoch_ns=EPOCH_NS) as server:
-        c0, ws0 = await connected(server)
-        c1, ws1 = await connected(server)
-        assert (c0, c1) == (0, 1)
-        capped, full = await asyncio.gather(
-            timed_bytes(server, ws0, 2.6), timed_bytes(server, ws1, 2.6)
-        )
-        await ws0.close()
-        await ws1.close()
-        assert_reported(server)
-
-    assert 0.5 * 10_000 <= rate(capped, 0.5, 2.5) <= 1.5 * 10_000, rate(capped, 0.5, 2.5)
-    assert rate(full, 0.5, 2.5) >= 0.5 * 100 * FRAME_BYTES, rate(full, 0.5, 2.5)
-    [record] = injected(server, "throttle")
-    assert record.conn == 0 and record.detail["bytes_per_s"] == 10_000
-
-
-@async_test()
-async def test_throttle_stays_in_force_after_an_overlapping_one_ends() -> None:
-    """A 10 kB/s cap for good and a 50 kB/s one from 0.5 s to 1 s: from 1.5 s to 3 s the
-    rate is back under 10 kB/s (the shorter one ending does not lift the other)."""
-    sc = scenario(
-        BLOBS
-        + fault("cap", "throttle", bytes_per_s=10_000)
-        + fault("spike", "throttle", bytes_per_s=50_000, window={"start": "500ms", "end": "1s"})
-    )
-    async with serve(sc, port=0, speed=1, epoch_ns=EPOCH_NS) as server:
-        conn, ws = await connected(server)
-        got = await timed_bytes(server, ws, 3.1)
-        await ws.close()
-        assert_reported(server)
-
-    assert [i.fault for i in injected(server, "throttle", conn)] == ["cap", "spike"]
-    assert rate(got, 1.5, 3.0) <= 1.5 * 10_000, rate(got, 1.5, 3.0)
+# Throttles: tests/net/test_faults_on_virtual_time.py (their effect is a matter of seconds).
 
 
 # ----------------------------------------------------------------------------- outage, reject
@@ -726,23 +645,6 @@ async def test_reject_with_a_delay_holds_the_handshake_at_least_that_long() -> N
     assert took >= 0.5 - 0.01, took
     [record] = injected(server, "handshake_delayed")
     assert record.detail["delay_ns"] == 2 * S and record.detail["status"] is None
-
-
-@async_test(timeout=40)
-async def test_reject_with_a_delay_longer_than_10_s_of_wall_time_still_lets_the_client_in() -> None:
-    """``delay = "21s"`` at speed 2 holds the handshake 10.5 s, past websockets' default
-    10 s server open_timeout; the docs say: hold it this long, then go on."""
-    sc = feed(fault("slowgate", "reject", delay="21s", limit=1))
-    async with serve(sc, port=0, speed=2, epoch_ns=EPOCH_NS) as server:
-        loop = asyncio.get_running_loop()
-        began = loop.time()
-        try:
-            conn, ws = await connected(server, open_timeout=30)
-        except InvalidHandshake as e:
-            pytest.fail(f"handshake dropped after {loop.time() - began:.1f} s of 10.5: {e!r}")
-        await ws.close()
-
-    assert conn == 0
 
 
 # ----------------------------------------------------------------------------- mass_disconnect

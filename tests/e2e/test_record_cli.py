@@ -10,9 +10,9 @@ from pathlib import Path
 import orjson
 import polars as pl
 
-from simulator.analysis import inspect
 from simulator.net.replay import replay
 from simulator.net.server import serve
+from simulator.storage.analysis import inspect
 from simulator.storage.reader import read_recording
 from simulator.storage.writer import segment_dir
 from tests.e2e.conftest import async_test, client, receive, scenario

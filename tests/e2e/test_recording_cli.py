@@ -65,7 +65,7 @@ def test_sim_replay_serves_a_recorded_session_again(tmp_path: Path) -> None:
     import websockets
 
     from simulator.net.server import serve
-    from simulator.scenario_toml import load_scenario
+    from simulator.scenario import load_scenario
 
     out = tmp_path / "live.parquet"
 

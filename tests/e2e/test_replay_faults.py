@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import textwrap
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -13,7 +14,7 @@ from websockets.exceptions import InvalidStatus
 from simulator.core.faults import FaultPlan
 from simulator.errors import ScenarioError
 from simulator.net.replay import replay
-from simulator.scenario_toml import parse_faults
+from simulator.scenario import load_faults, parse_faults
 from tests.e2e.conftest import async_test, client
 from tests.e2e.test_replay import MS, RowSpec, closed_with, opened, read, write
 
@@ -42,9 +43,20 @@ def faults_file(path: Path, text: str) -> Path:
     return path
 
 
+def from_file(faults: Path, seed: int | None = None) -> Callable[[list[str]], FaultPlan]:
+    """The faults of the file ``faults`` for the recording's streams, loaded as
+    `sim replay --faults` does (``seed`` overrides the file's)."""
+
+    def load(streams: list[str]) -> FaultPlan:
+        found = load_faults(faults, streams)
+        return FaultPlan(found.faults, found.seed if seed is None else seed)
+
+    return load
+
+
 async def replay_all(recording: Path, faults: Path, seed: int | None = None) -> list[bytes]:
     """Everything one client gets until the recording ends (it closes with 1000)."""
-    async with replay(recording, speed=None, faults=faults, seed=seed) as server:
+    async with replay(recording, speed=None, faults=from_file(faults, seed)) as server:
         ws = await client(server.url)
         got: list[bytes] = []
         try:
@@ -129,7 +141,7 @@ async def test_a_disconnect_fault_closes_the_replayed_connection(tmp_path: Path)
         at = "200ms"
         """,
     )
-    async with replay(recording, speed=1.0, faults=faults) as server:
+    async with replay(recording, speed=1.0, faults=from_file(faults)) as server:
         ws = await client(server.url)
         assert len(await read(ws, 5)) == 5
         assert await closed_with(ws) == (4001, "injected")
@@ -149,7 +161,7 @@ async def test_an_outage_refuses_handshakes_with_503(tmp_path: Path) -> None:
         retry_after = "7s"
         """,
     )
-    async with replay(recording, speed=1.0, faults=faults) as server:
+    async with replay(recording, speed=1.0, faults=from_file(faults)) as server:
         for _ in range(3):
             with pytest.raises(InvalidStatus) as refused:
                 await client(server.url)
@@ -199,7 +211,7 @@ async def test_without_recorded_streams_a_messages_json_type_is_its_stream(
         probability = 1.0
         """,
     )
-    async with replay(recording, speed=None, faults=faults) as server:
+    async with replay(recording, speed=None, faults=from_file(faults)) as server:
         ws = await client(server.url)
         await ws.send("sub")
         got = await read(ws, N // 2)

@@ -8,8 +8,8 @@ from pathlib import Path
 import polars as pl
 import websockets
 
-from simulator.analysis import inspect
 from simulator.net.replay import replay
+from simulator.storage.analysis import inspect
 from simulator.storage.reader import read_recording
 from tests.e2e.conftest import async_test
 from tests.e2e.test_run_cli import sim_serving

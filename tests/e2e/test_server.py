@@ -22,9 +22,9 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.protocol import State
 
 from simulator.core.timeline import Timeline
-from simulator.generate import Plan, recording_frames
 from simulator.net.log import EventKind
 from simulator.net.server import CLIENT_BURST, serve
+from simulator.storage.generate import Plan, recording_frames
 from tests.e2e.conftest import (
     EPOCH_NS,
     S,

@@ -1,5 +1,6 @@
-"""The lean WebSocket layer (`simulator.net.wire`) on 127.0.0.1, driven by a recording
-handler: handshakes (held or not), messages, keepalive, timeouts, closing.
+"""The server side of the WebSocket layer (`simulator.net.wire_server`) on 127.0.0.1,
+driven by a recording handler: handshakes (held or not), messages, keepalive, timeouts,
+closing.
 
 Timers are set short (tens of milliseconds) so the tests are quick; nothing asserts how
 long anything took: each test waits for the handler's callbacks, bounded by the test's
@@ -17,10 +18,15 @@ from websockets.exceptions import InvalidStatus
 from websockets.http11 import Request, Response
 
 from simulator.net import server as server_module
-from simulator.net.listener import close_of
 from simulator.net.log import EventKind
 from simulator.net.server import serve
-from simulator.net.wire import HandshakeAnswer, WireConfig, WireConnection, WireServer
+from simulator.net.wire import WireConfig, close_of
+from simulator.net.wire_server import (
+    HandshakeAnswer,
+    ServerConnection,
+    ServerHandler,
+    WireServer,
+)
 from tests.e2e.conftest import (
     async_test,
     client,
@@ -40,30 +46,30 @@ FAST = WireConfig(
 )
 
 
-class _Handler:
+class _Handler(ServerHandler):
     """A handler recording into queues (``opened``/``closed`` are callbacks, so the
     queues are named after what they hold)."""
 
     def __init__(self) -> None:
         #: How to answer the next handshakes, in turn; then they are accepted.
-        self.answers: list[Callable[[WireConnection], HandshakeAnswer]] = []
-        self.conns: asyncio.Queue[WireConnection] = asyncio.Queue()
+        self.answers: list[Callable[[ServerConnection], HandshakeAnswer]] = []
+        self.conns: asyncio.Queue[ServerConnection] = asyncio.Queue()
         self.messages: asyncio.Queue[str | bytes] = asyncio.Queue()
         self.ends: asyncio.Queue[tuple[int, str, str]] = asyncio.Queue()
         self.requests = 0
 
-    def handshake(self, conn: WireConnection, request: Request) -> HandshakeAnswer:
+    def handshake(self, conn: ServerConnection, request: Request) -> HandshakeAnswer:
         conn.index = self.requests
         self.requests += 1
         return self.answers.pop(0)(conn) if self.answers else None
 
-    def opened(self, conn: WireConnection) -> None:
+    def opened(self, conn: ServerConnection) -> None:
         self.conns.put_nowait(conn)
 
-    def message(self, conn: WireConnection, message: str | bytes) -> None:
+    def message(self, conn: ServerConnection, message: str | bytes) -> None:
         self.messages.put_nowait(message)
 
-    def closed(self, conn: WireConnection) -> None:
+    def closed(self, conn: ServerConnection) -> None:
         self.ends.put_nowait(close_of(conn))
 
 
@@ -169,7 +175,7 @@ async def test_refused_handshake_gets_the_handlers_response_and_never_opens() ->
     """A response from the handler is sent instead of the 101, and nothing opens."""
     server, handler, url = await started()
 
-    def refuse(conn: WireConnection) -> Response:
+    def refuse(conn: ServerConnection) -> Response:
         response = conn.protocol.reject(503, "busy\n")
         response.headers["Retry-After"] = "1"
         return response
@@ -232,7 +238,7 @@ async def test_client_that_answers_pings_stays_open_across_keepalive_rounds() ->
     ws = await client(url)  # websockets answers pings as it reads
     await handler.conns.get()
     reader = asyncio.ensure_future(close_code(ws))
-    await until(lambda: server._pings >= 4)
+    await until(lambda: server.keepalive.pings >= 4)
     assert not reader.done() and handler.ends.empty()
     await ws.close()
     await reader
@@ -261,8 +267,8 @@ async def test_connection_with_keepalive_stopped_is_not_pinged_until_it_restarts
     conn = await handler.conns.get()
     conn.stop_keepalive()
     ws.transport.pause_reading()
-    rounds = server._pings
-    await until(lambda: server._pings >= rounds + 4)
+    rounds = server.keepalive.pings
+    await until(lambda: server.keepalive.pings >= rounds + 4)
     assert handler.ends.empty() and conn.ping is None
     conn.start_keepalive()
     assert (await handler.ends.get())[0] == 1011
@@ -377,7 +383,7 @@ async def test_handler_failing_on_a_message_closes_that_client_with_1011_only() 
     await handler.conns.get()
     record = handler.message
 
-    def message(conn: WireConnection, message: str | bytes) -> None:
+    def message(conn: ServerConnection, message: str | bytes) -> None:
         if message == "boom":
             raise RuntimeError("a bug")
         record(conn, message)

@@ -1,19 +1,22 @@
-"""How `sim run` talks to a person or a script: log lines (plain or JSON) on stderr,
-or a live status table when stdout is a terminal. The first line on stdout is always
-the server's URL, so scripts can wait for it.
+"""How `sim run`, `sim replay` and `sim record` talk to a person or a script: log lines
+(plain or JSON) on stderr, or a live status table when stdout is a terminal. The first
+line on stdout is always the server's URL, so scripts can wait for it. SIGINT and
+SIGTERM stop them gracefully (:func:`stop_on_signals`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import signal
 import sys
 from collections.abc import Callable
 from typing import TextIO
 
 import orjson
 
-from simulator.net.log import Event
-from simulator.net.server import SimServer, Stats
+from simulator.net.log import Event, EventKind, EventLog
+from simulator.net.server import SimServer
+from simulator.net.stats import Stats
 
 
 def log_printer(fmt: str, stream: TextIO = sys.stderr) -> Callable[[Event], None]:
@@ -26,6 +29,31 @@ def log_printer(fmt: str, stream: TextIO = sys.stderr) -> Callable[[Event], None
         print(orjson.dumps(event.as_dict()).decode(), file=stream, flush=True)
 
     return json if fmt == "json" else plain
+
+
+def follow_log(log: EventLog, log_format: str, only: EventKind | None = None) -> None:
+    """Print the events logged so far and every later one (of kind ``only``, if given)."""
+    printer = log_printer(log_format)
+
+    def show(event: Event) -> None:
+        if only is None or event.kind is only:
+            printer(event)
+
+    for event in log.records:
+        show(event)
+    log.listen(show)
+
+
+def stop_on_signals() -> asyncio.Event:
+    """An event set by SIGINT or SIGTERM (graceful stop: clients get 1001, exit 0).
+
+    Call it from inside the running event loop.
+    """
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    return stop
 
 
 def status_table(server: SimServer, stats: Stats) -> object:

@@ -50,14 +50,14 @@ from simulator.core.model import (
 )
 from simulator.core.schedules import ScheduleCursor
 from simulator.errors import Problem, ScenarioError
-from simulator.scenario.lines import LineIndex
-from simulator.scenario.messages import SHOW_LIMIT, show
-from simulator.scenario_toml import (
+from simulator.scenario import (
     MAX_RATE_PER_S,
     load_scenario,
     mean_rate_per_s,
     parse_scenario,
 )
+from simulator.scenario.lines import LineIndex
+from simulator.scenario.messages import SHOW_LIMIT, show
 
 HEAD = '[scenario]\nname = "t"\n'  # two lines: streams appended below start on line 3
 

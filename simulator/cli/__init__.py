@@ -1,0 +1,40 @@
+"""The `sim` command: the only place that wires the layers together, and the only one
+that reads files for the network layer (which is handed loaded values).
+
+Every mistake in a user's file or arguments ends as one line per problem on stderr and
+exit code 2 (:func:`~simulator.cli.options.fail`); nothing a user can type produces a
+traceback. One module per kind of command:
+
+- :mod:`.options`             parameter types, shared options, loading a SCENARIO, exit 2;
+- :mod:`.scenario_commands`   ``validate``, ``generate``, ``plan``;
+- :mod:`.serve_commands`      ``run``, ``replay``;
+- :mod:`.record_commands`     ``record``;
+- :mod:`.recording_commands`  ``inspect``, ``diff``, ``recover``;
+- :mod:`.console`             log lines, the live status, stopping on SIGINT/SIGTERM;
+- :mod:`.summary`             what ``validate`` prints about a scenario.
+
+Heavy imports (asyncio servers, polars, rich) happen inside the commands, so that
+``sim --help`` stays quick.
+"""
+
+from __future__ import annotations
+
+import click
+
+from simulator.cli.record_commands import record
+from simulator.cli.recording_commands import diff, inspect, recover
+from simulator.cli.scenario_commands import generate, plan, validate
+from simulator.cli.serve_commands import replay, run
+from simulator.version import __version__
+
+__all__ = ["main"]
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="sim")
+def main() -> None:
+    """Scenario-driven WebSocket simulator: live mock feeds, seeded faults, record and replay."""
+
+
+for _command in (validate, generate, run, plan, inspect, diff, recover, replay, record):
+    main.add_command(_command)

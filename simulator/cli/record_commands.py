@@ -1,0 +1,195 @@
+"""``sim record``: real WebSocket sessions to a Parquet file, as a proxy between clients
+and a server (``--upstream``) or as a client of a server (``--connect``)."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from typing import TYPE_CHECKING
+
+import click
+
+from simulator.cli.options import DURATION, EXIT_USAGE, fail, redact_options, redaction
+from simulator.errors import SimError, UsageError
+
+if TYPE_CHECKING:
+    import ssl
+
+    from simulator.core.redact import Redactor
+
+
+@click.command()
+@click.option("--upstream", metavar="URL", help="Proxy: relay clients to this ws(s):// server.")
+@click.option("--connect", metavar="URL", help="Client: connect to this ws(s):// URL yourself.")
+@click.option("--out", required=True, type=click.Path(dir_okay=False), help="Parquet file.")
+@click.option(
+    "--listen",
+    default="127.0.0.1:3003",
+    show_default=True,
+    help="Proxy: HOST:PORT to accept clients on (port 0: a free one).",
+)
+@click.option("--send", multiple=True, help="Client: a text message to send first (repeatable).")
+@click.option("--header", multiple=True, help="Client: 'Name: value' for the handshake.")
+@click.option("--duration", type=DURATION, help="Stop after this long (default: until SIGINT).")
+@redact_options
+@click.option("--ca", type=click.Path(dir_okay=False, exists=True), help="CA (PEM) for wss://.")
+@click.option(
+    "--max-connections",
+    default=1000,
+    show_default=True,
+    type=click.IntRange(1, 100_000),
+    help="Proxy: clients at once; more get 503.",
+)
+@click.option("--log-format", type=click.Choice(["plain", "json"]), default="plain")
+@click.option("--quiet", is_flag=True, help="Print only the URL line.")
+def record(
+    upstream: str | None,
+    connect: str | None,
+    out: str,
+    listen: str,
+    send: tuple[str, ...],
+    header: tuple[str, ...],
+    duration: int | None,
+    redact: tuple[str, ...],
+    redact_key_file: str | None,
+    ca: str | None,
+    max_connections: int,
+    log_format: str,
+    quiet: bool,
+) -> None:
+    """Record real WebSocket sessions to a Parquet file.
+
+    With --upstream URL, a proxy: clients connect to --listen (the first line on stdout
+    is its URL) and are relayed to URL, path, query, subprotocols and headers included;
+    every message both ways is recorded. With --connect URL, sim is the client: it sends
+    the --send messages and records the feed for --duration. Authorization, cookies and
+    token query parameters are never written; --redact hashes (or removes) message
+    fields. SIGINT/SIGTERM stop cleanly; a killed recorder keeps what it flushed.
+    """
+    try:
+        if (upstream is None) == (connect is None):
+            raise UsageError("give exactly one of --upstream URL (proxy) or --connect URL")
+        if upstream is not None and (send or header):
+            raise UsageError("--send and --header go with --connect, not --upstream")
+        redactor = redaction(redact, redact_key_file)
+        if upstream is not None:
+            host, port = _listen_address(listen)
+            asyncio.run(
+                _proxy(
+                    upstream,
+                    out,
+                    host,
+                    port,
+                    duration,
+                    redactor,
+                    ca,
+                    max_connections,
+                    log_format,
+                    quiet,
+                )
+            )
+        else:
+            assert connect is not None
+            headers = [_header(h) for h in header]
+            asyncio.run(
+                _capture(connect, out, send, headers, duration, redactor, ca, log_format, quiet)
+            )
+    except OSError as e:
+        click.echo(f"sim: cannot record: {e.strerror or e}", err=True)
+        sys.exit(EXIT_USAGE)
+    except SimError as e:
+        from simulator.net.capture import CaptureError
+
+        if isinstance(e, CaptureError):
+            click.echo(f"sim: {e}", err=True)
+            sys.exit(1)
+        fail(e)
+
+
+def _listen_address(value: str) -> tuple[str, int]:
+    host, sep, port = value.rpartition(":")
+    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise UsageError(f"--listen {value!r}: must be HOST:PORT, like 127.0.0.1:3003")
+    return host.strip("[]") or "127.0.0.1", int(port)
+
+
+def _header(value: str) -> tuple[str, str]:
+    name, sep, content = value.partition(":")
+    if not sep or not name.strip():
+        raise UsageError(f"--header {value!r}: must be 'Name: value'")
+    return name.strip(), content.strip()
+
+
+def _trust(ca_file: str | None) -> ssl.SSLContext | None:
+    import ssl
+
+    return None if ca_file is None else ssl.create_default_context(cafile=ca_file)
+
+
+async def _proxy(
+    upstream: str,
+    out: str,
+    host: str,
+    port: int,
+    duration: int | None,
+    redactor: Redactor | None,
+    ca: str | None,
+    max_connections: int,
+    log_format: str,
+    quiet: bool,
+) -> None:
+    from simulator.cli.console import follow_log, stop_on_signals
+    from simulator.net.proxy import record_proxy
+
+    stop = stop_on_signals()
+    async with record_proxy(
+        upstream,
+        out,
+        host=host,
+        port=port,
+        redact=None if redactor is None else redactor.redact,
+        redaction=None if redactor is None else redactor.describe(),
+        ssl_context=_trust(ca),
+        max_connections=max_connections,
+    ) as proxy:
+        print(proxy.url, flush=True)
+        if not quiet:
+            follow_log(proxy.log, log_format)
+        stopped = asyncio.ensure_future(stop.wait())
+        await asyncio.wait({stopped}, timeout=None if duration is None else duration / 1e9)
+        stopped.cancel()
+
+
+async def _capture(
+    url: str,
+    out: str,
+    send: tuple[str, ...],
+    headers: list[tuple[str, str]],
+    duration: int | None,
+    redactor: Redactor | None,
+    ca: str | None,
+    log_format: str,
+    quiet: bool,
+) -> None:
+    from simulator.cli.console import follow_log, stop_on_signals
+    from simulator.net.capture import capture
+    from simulator.net.log import EventLog
+
+    log = EventLog()
+    if not quiet:
+        follow_log(log, log_format)
+    result = await capture(
+        url,
+        out,
+        send=send,
+        headers=headers,
+        duration_s=None if duration is None else duration / 1e9,
+        stop=stop_on_signals(),
+        redact=None if redactor is None else redactor.redact,
+        redaction=None if redactor is None else redactor.describe(),
+        ssl_context=_trust(ca),
+        log=log,
+    )
+    click.echo(
+        f"recorded {result.received} messages to {out} (closed {result.close_code})", err=True
+    )

@@ -1,0 +1,119 @@
+"""The commands that read a scenario and serve nothing: ``sim validate``, ``sim generate``
+and ``sim plan``."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import click
+
+from simulator.cli.options import DURATION, EPOCH, EXIT_USAGE, SEED, fail, load
+from simulator.errors import ScenarioError, SimError, UsageError
+
+
+@click.command()
+@click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False))
+def validate(files: tuple[str, ...]) -> None:
+    """Check scenario FILES; print a summary of each valid one.
+
+    Exit 0 when every file is valid, 2 when any is not (its problems on stderr).
+    """
+    from simulator.cli.summary import describe_scenario
+    from simulator.scenario import load_scenario
+
+    bad = 0
+    for path in files:
+        try:
+            scenario = load_scenario(path)
+        except ScenarioError as e:
+            bad += 1
+            for line in str(e).splitlines():
+                click.echo(line, err=True)
+            continue
+        for line in describe_scenario(scenario):
+            click.echo(line)
+    if bad:
+        sys.exit(EXIT_USAGE)
+
+
+@click.command()
+@click.argument("scenario_file", metavar="SCENARIO", type=click.Path(dir_okay=False))
+@click.option("--duration", type=DURATION, help="Virtual time to render (default: the scenario's).")
+@click.option(
+    "--out", required=True, type=click.Path(dir_okay=False), help="Parquet file to write."
+)
+@click.option("--seed", type=SEED, help="Override the scenario's seed.")
+@click.option("--connections", default=1, show_default=True, type=click.IntRange(1, 100_000))
+@click.option(
+    "--epoch",
+    type=EPOCH,
+    help="Virtual time 0 (default: the scenario's epoch, else 2026-01-01T00:00:00Z).",
+)
+def generate(
+    scenario_file: str,
+    duration: int | None,
+    out: str,
+    seed: int | None,
+    connections: int,
+    epoch: int | None,
+) -> None:
+    """Render SCENARIO in virtual time to a Parquet recording: exactly what `sim run` would
+    send each connection for the same seed."""
+    from simulator.storage.generate import Plan
+    from simulator.storage.generate import generate as render
+
+    scenario = load(scenario_file)
+    try:
+        plan = Plan.of(
+            scenario, duration_ns=duration, seed=seed, connections=connections, epoch_ns=epoch
+        )
+        with _progress(plan.duration_ns, f"generating {Path(out).name}") as progress:
+            written = render(plan, out, progress)
+    except SimError as e:
+        fail(e)
+    click.echo(f"wrote {written.rows} rows to {written.path}")
+
+
+@contextmanager
+def _progress(total_ns: int, label: str) -> Iterator[Callable[[int], None]]:
+    """A progress bar on stderr when it is a terminal; a no-op callback otherwise."""
+    if not sys.stderr.isatty():
+        yield lambda _t: None
+        return
+    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TextColumn("{task.percentage:>3.0f}%"),
+        TimeRemainingColumn(),
+        transient=True,
+        console=__import__("rich.console").console.Console(stderr=True),
+    ) as bar:
+        task = bar.add_task(label, total=total_ns)
+        yield lambda t: bar.update(task, completed=t)
+
+
+@click.command()
+@click.argument("scenario_file", metavar="SCENARIO", type=click.Path(dir_okay=False))
+@click.option("--duration", type=DURATION, help="Scenario time to plan (default: the scenario's).")
+@click.option("--connections", default=1, show_default=True, type=click.IntRange(1, 10_000))
+@click.option("--seed", type=SEED, help="Override the scenario's seed.")
+@click.option("--max-hits", default=20, show_default=True, type=click.IntRange(0, 1_000_000))
+def plan(
+    scenario_file: str, duration: int | None, connections: int, seed: int | None, max_hits: int
+) -> None:
+    """Print SCENARIO's fault timeline without serving anything: the connection and server
+    faults with their times, and the messages each message fault hits. Same seed, same plan.
+    """
+    from simulator.core.fault_report import plan_report
+
+    scenario = load(scenario_file)
+    span = duration if duration is not None else scenario.duration_ns
+    if span is None:
+        fail(UsageError("a duration is needed: pass --duration or set scenario.duration"))
+    for line in plan_report(scenario, seed, span, connections, max_hits=max_hits):
+        click.echo(line)

@@ -1,0 +1,289 @@
+"""The commands that serve clients until stopped: ``sim run`` (a scenario) and
+``sim replay`` (a recording).
+
+Files are loaded here, not in :mod:`simulator.net`: the network layer is given a
+:class:`~simulator.core.model.Scenario`, and a function that makes the
+:class:`~simulator.core.faults.FaultPlan` of ``--faults``, never a path to a TOML file.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+import click
+
+from simulator.cli.options import (
+    DURATION,
+    EPOCH,
+    EXIT_USAGE,
+    SEED,
+    SpeedType,
+    fail,
+    load,
+    redact_key,
+    redact_options,
+    redaction,
+)
+from simulator.errors import SimError, UsageError
+
+if TYPE_CHECKING:
+    from simulator.core.faults import FaultPlan
+    from simulator.core.model import Scenario
+    from simulator.core.redact import Redactor
+
+
+@click.command()
+@click.argument("scenario_file", metavar="SCENARIO", type=click.Path(dir_okay=False))
+@click.option("--host", help="Interface to bind (default: the scenario's, else 127.0.0.1).")
+@click.option("--port", type=click.IntRange(0, 65535), help="0 picks a free port.")
+@click.option("--seed", type=SEED, help="Override the scenario's seed.")
+@click.option("--speed", default=1.0, show_default=True, type=click.FloatRange(min=0.001))
+@click.option("--duration", type=DURATION, help="Stop after this much scenario time.")
+@click.option("--epoch", type=EPOCH, help="Wall time of scenario time 0 (default: now).")
+@click.option("--max-connections", type=click.IntRange(1, 100_000))
+@click.option("--log-format", type=click.Choice(["plain", "json"]), default="plain")
+@click.option("--quiet", is_flag=True, help="Print only the URL line.")
+@click.option(
+    "--record",
+    type=click.Path(dir_okay=False),
+    help="Record what is served (faults included) to this Parquet file.",
+)
+@redact_options
+def run(
+    scenario_file: str,
+    host: str | None,
+    port: int | None,
+    seed: int | None,
+    speed: float,
+    duration: int | None,
+    epoch: int | None,
+    max_connections: int | None,
+    log_format: str,
+    quiet: bool,
+    record: str | None,
+    redact: tuple[str, ...],
+    redact_key_file: str | None,
+) -> None:
+    """Serve SCENARIO over WebSocket until SIGINT/SIGTERM (or --duration).
+
+    The first line on stdout is the URL (ws://HOST:PORT). With a terminal on stdout a
+    live status is shown; otherwise events are logged to stderr, one per line.
+    """
+    import dataclasses
+
+    scenario = load(scenario_file)
+    if max_connections is not None:
+        scenario = dataclasses.replace(
+            scenario,
+            server=dataclasses.replace(scenario.server, max_connections=max_connections),
+        )
+    try:
+        if redact and record is None:
+            raise UsageError("--redact applies to what --record writes: give --record FILE")
+        redactor = redaction(redact, redact_key_file)
+        asyncio.run(
+            _serve(
+                scenario,
+                host,
+                port,
+                seed,
+                speed,
+                duration,
+                epoch,
+                log_format,
+                quiet,
+                record,
+                redactor,
+            )
+        )
+    except OSError as e:
+        click.echo(f"sim: cannot serve: {e.strerror or e}", err=True)
+        sys.exit(EXIT_USAGE)
+    except SimError as e:
+        fail(e)
+
+
+async def _serve(
+    scenario: Scenario,
+    host: str | None,
+    port: int | None,
+    seed: int | None,
+    speed: float,
+    duration: int | None,
+    epoch: int | None,
+    log_format: str,
+    quiet: bool,
+    record: str | None,
+    redactor: Redactor | None,
+) -> None:
+    from simulator.cli.console import follow_log, live_status, stop_on_signals
+    from simulator.net.log import EventKind
+    from simulator.net.server import serve
+
+    stop = stop_on_signals()
+    async with serve(
+        scenario,
+        host=host,
+        port=port,
+        seed=seed,
+        speed=speed,
+        duration_ns=duration,
+        epoch_ns=epoch,
+        record=record,
+        redact=redactor,
+    ) as server:
+        print(server.url, flush=True)
+        status = None
+        if not quiet:
+            if sys.stdout.isatty() and log_format == "plain":
+                # The live status shows the rest; warnings still get a line of their own.
+                status = asyncio.ensure_future(live_status(server))
+                follow_log(server.log, log_format, only=EventKind.WARNING)
+            else:
+                follow_log(server.log, log_format)
+        finished = asyncio.ensure_future(server.wait())
+        stopped = asyncio.ensure_future(stop.wait())
+        await asyncio.wait({finished, stopped}, return_when=asyncio.FIRST_COMPLETED)
+        for task in (finished, stopped, status):
+            if task is not None:
+                task.cancel()
+
+
+@click.command()
+@click.argument("file", type=click.Path(dir_okay=False))
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=3002, show_default=True, type=click.IntRange(0, 65535))
+@click.option("--speed", default="1", show_default=True, type=SpeedType(), help="X or max.")
+@click.option("--loop", is_flag=True, help="Start each connection's recording again at its end.")
+@click.option("--conn", type=click.IntRange(min=0), help="Serve this recorded connection to all.")
+@click.option("--strict", is_flag=True, help="Close with 1008 on a message not in the recording.")
+@click.option(
+    "--free-run",
+    is_flag=True,
+    help="Wait for no client message: send everything on the recorded timeline.",
+)
+@click.option(
+    "--faults",
+    type=click.Path(dir_okay=False),
+    help="Inject the [[fault]]s of this scenario or faults file.",
+)
+@click.option("--seed", type=SEED, help="Override the faults file's seed.")
+@click.option(
+    "--ignore",
+    multiple=True,
+    metavar="JSONPATH",
+    help="Leave this field out when matching client messages (repeatable).",
+)
+@click.option(
+    "--redact-key-file",
+    type=click.Path(dir_okay=False, exists=True),
+    help="Key the recording's --redact hashes were made with (default: $SIM_REDACT_KEY).",
+)
+@click.option("--log-format", type=click.Choice(["plain", "json"]), default="plain")
+@click.option("--quiet", is_flag=True, help="Print only the URL line.")
+def replay(
+    file: str,
+    host: str,
+    port: int,
+    speed: float | None,
+    loop: bool,
+    conn: int | None,
+    strict: bool,
+    free_run: bool,
+    faults: str | None,
+    seed: int | None,
+    ignore: tuple[str, ...],
+    redact_key_file: str | None,
+    log_format: str,
+    quiet: bool,
+) -> None:
+    """Serve a recording again: client i gets recorded connection i (or --conn), pushes on
+    the recorded timeline scaled by --speed, replies once the client sends what they answer.
+    --faults injects the [[fault]]s of a scenario or faults file, as `sim run` does.
+
+    The first line on stdout is the URL. Stops on SIGINT/SIGTERM (clients get 1001).
+    """
+    try:
+        key = redact_key(redact_key_file)
+        asyncio.run(
+            _replay(
+                file,
+                host,
+                port,
+                speed,
+                loop,
+                conn,
+                strict,
+                free_run,
+                None if faults is None else fault_loader(faults, seed),
+                ignore,
+                key,
+                log_format,
+                quiet,
+            )
+        )
+    except OSError as e:
+        click.echo(f"sim: cannot serve: {e.strerror or e}", err=True)
+        sys.exit(EXIT_USAGE)
+    except SimError as e:
+        fail(e)
+
+
+def fault_loader(faults_file: str, seed: int | None) -> Callable[[list[str]], FaultPlan]:
+    """What ``replay(faults=...)`` calls with the recording's stream names: it loads the
+    faults of ``faults_file`` (a scenario or a faults file), which may name those streams,
+    with ``seed`` (if given) instead of the file's.
+
+    The function raises :class:`~simulator.errors.ScenarioError` for a bad file, so the
+    recording is read, and checked, before the faults file is.
+    """
+
+    def load(streams: list[str]) -> FaultPlan:
+        from simulator.core.faults import FaultPlan
+        from simulator.scenario import load_faults
+
+        found = load_faults(faults_file, streams)
+        return FaultPlan(found.faults, found.seed if seed is None else seed)
+
+    return load
+
+
+async def _replay(
+    file: str,
+    host: str,
+    port: int,
+    speed: float | None,
+    loop: bool,
+    conn: int | None,
+    strict: bool,
+    free_run: bool,
+    faults: Callable[[list[str]], FaultPlan] | None,
+    ignore: tuple[str, ...],
+    key: bytes | None,
+    log_format: str,
+    quiet: bool,
+) -> None:
+    from simulator.cli.console import follow_log, stop_on_signals
+    from simulator.net.replay import replay as serve_replay
+
+    stop = stop_on_signals()
+    async with serve_replay(
+        file,
+        host=host,
+        port=port,
+        speed=speed,
+        loop=loop,
+        conn=conn,
+        strict=strict,
+        faults=faults,
+        redact_key=key,
+        ignore=ignore,
+        free_run=free_run,
+    ) as server:
+        print(server.url, flush=True)
+        if not quiet:
+            follow_log(server.log, log_format)
+        await stop.wait()

@@ -1,0 +1,84 @@
+"""What every part of the network layer shares: close codes, the timed wait, and the
+warning for a server reachable from other hosts."""
+
+from __future__ import annotations
+
+import asyncio
+
+from websockets.frames import CloseCode
+
+from simulator.net.log import EventKind, EventLog
+
+CLOSE_NORMAL = CloseCode.NORMAL_CLOSURE
+CLOSE_GOING_AWAY = CloseCode.GOING_AWAY
+CLOSE_ABNORMAL = CloseCode.ABNORMAL_CLOSURE
+CLOSE_POLICY_VIOLATION = CloseCode.POLICY_VIOLATION
+CLOSE_INTERNAL_ERROR = CloseCode.INTERNAL_ERROR
+CLOSE_TRY_AGAIN_LATER = CloseCode.TRY_AGAIN_LATER
+CLOSE_NO_STATUS = CloseCode.NO_STATUS_RCVD
+#: Seconds a peer has to complete a closing handshake before its socket is dropped: no
+#: close, and so no stop, waits longer on a peer that reads nothing.
+CLOSE_TIMEOUT_S = 2.0
+#: Close codes that are never sent in a close frame (RFC 6455 §7.4.1): a recorded one
+#: means the connection ended without a closing handshake.
+NOT_ON_THE_WIRE = frozenset({1005, 1006, 1015})
+
+
+def sendable(code: int) -> bool:
+    """Whether ``code`` may stand in a close frame (RFC 6455 §7.4)."""
+    return code not in NOT_ON_THE_WIRE and 1000 <= code <= 4999
+
+
+#: How close to a deadline :func:`sleep_until` stops sleeping and yields instead.
+SPIN_S = 0.001
+
+
+async def sleep_until(when: float) -> None:
+    """Wait until loop time ``when``. The selector sleeps in whole milliseconds, rounded
+    up, so a plain sleep is up to 1 ms late: sleep to within SPIN_S of ``when``, then
+    yield to the loop (which goes on serving I/O) until it is reached."""
+    loop = asyncio.get_running_loop()
+    delay = when - loop.time()
+    if getattr(loop, "exact_timers", False):
+        # A virtual clock fires timers exactly on time, and does not move while tasks
+        # yield: spinning there would never end.
+        await asyncio.sleep(delay)
+        return
+    if delay > SPIN_S:
+        await asyncio.sleep(delay - SPIN_S)
+    while loop.time() < when:
+        await asyncio.sleep(0)
+
+
+def warn_if_public(host: str, log: EventLog) -> None:
+    """Log a warning when ``host`` binds every interface (the default is loopback)."""
+    if host in ("0.0.0.0", "::", ""):
+        log.emit(
+            EventKind.WARNING,
+            message=f"listening on all interfaces ({host!r}): reachable from other hosts",
+        )
+
+
+class ScenarioClock:
+    """Scenario time on the event loop's clock: ``speed`` scenario seconds pass per
+    second of loop time, from :meth:`start` on. (The loop's clock is the real one, or
+    the virtual one of :mod:`simulator.testing.virtual_time`.)"""
+
+    __slots__ = ("speed", "start_at")
+
+    def __init__(self, speed: float) -> None:
+        self.speed = speed
+        self.start_at = 0.0
+
+    def start(self) -> None:
+        """Scenario time 0 is now."""
+        self.start_at = asyncio.get_running_loop().time()
+
+    def virtual_ns(self) -> int:
+        """Scenario time now, in ns since :meth:`start`."""
+        elapsed = asyncio.get_running_loop().time() - self.start_at
+        return int(elapsed * self.speed * 1e9)
+
+    def loop_time(self, virtual_ns: int) -> float:
+        """The loop time at which scenario time ``virtual_ns`` falls."""
+        return self.start_at + virtual_ns / 1e9 / self.speed

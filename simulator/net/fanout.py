@@ -1,0 +1,118 @@
+"""Fan-out for `sim run`: one batch of timeline messages to every client that should
+have it. Each message is framed once; the frames a subscription set selects are
+joined once and written to every client with that set. With message faults in force,
+each (client, message) goes through the fault injector instead."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from simulator.core.timeline import Batch
+from simulator.net.common import ScenarioClock
+from simulator.net.faulting import FaultInjector
+from simulator.net.recorder import Recorder
+from simulator.net.send_path import Client, text_frame
+from simulator.net.stats import Counters
+
+
+@dataclass(frozen=True, slots=True)
+class Sent:
+    """One message as a client was sent it (kept when ``log_sends`` is on)."""
+
+    conn: int
+    t_ns: int  # virtual time the timeline planned it for
+    stream: str
+    payload: bytes
+
+
+class Fanout:
+    """Sends batches for one server. Set ``recorder`` to record what is sent."""
+
+    def __init__(
+        self,
+        names: Sequence[str],
+        types: Sequence[str],
+        clock: ScenarioClock,
+        counters: Counters,
+        faults: FaultInjector | None,
+        log_sends: bool,
+    ) -> None:
+        self._names = list(names)
+        self._types = list(types)
+        self._clock = clock
+        self._counters = counters
+        self._faults = faults if faults is not None and faults.has_message_faults else None
+        self.recorder: Recorder | None = None
+        self.sent: list[Sent] | None = [] if log_sends else None
+
+    def send(self, batch: Batch, origin_ns: int, targets: Sequence[Client]) -> None:
+        """Send ``batch`` (whose times count from scenario time ``origin_ns``) to each
+        of ``targets`` that is subscribed to a message's type."""
+        self._count(batch, origin_ns)
+        if self._faults is not None:
+            self._send_through_faults(batch, origin_ns, targets)
+            return
+        frames = [text_frame(p) for p in batch.payloads]
+        streams = batch.stream.tolist()
+        planned = batch.t_ns.tolist()
+        groups: dict[frozenset[str] | None, list[Client]] = {}
+        for client in targets:
+            groups.setdefault(client.subscriptions, []).append(client)
+        recorder, sent, names = self.recorder, self.sent, self._names
+        for subs, members in groups.items():
+            if subs is None:
+                picked = list(range(len(frames)))
+            else:
+                types = self._types
+                picked = [k for k, s in enumerate(streams) if types[s] in subs]
+            if not picked:
+                continue
+            chosen = [frames[k] for k in picked]
+            data = b"".join(chosen)
+            if recorder is not None:
+                sent_streams: list[str | None] = [names[streams[k]] for k in picked]
+                sent_payloads = [batch.payloads[k] for k in picked]
+            for client in members:
+                client.deliver(data, chosen)
+                if recorder is not None:
+                    recorder.sent(client.index, sent_streams, sent_payloads)
+                if sent is not None:
+                    sent.extend(
+                        Sent(client.index, planned[k], names[streams[k]], batch.payloads[k])
+                        for k in picked
+                    )
+
+    def _count(self, batch: Batch, origin_ns: int) -> None:
+        counters = self._counters
+        for i, n in zip(*np.unique(batch.stream, return_counts=True), strict=True):
+            counters.messages_by_stream[self._names[i]] += int(n)
+        loop_now = asyncio.get_running_loop().time()
+        loop_time = self._clock.loop_time
+        for t in batch.t_ns.tolist():
+            counters.lateness_ns.append(int((loop_now - loop_time(origin_ns + t)) * 1e9))
+
+    def _send_through_faults(self, batch: Batch, origin_ns: int, targets: Sequence[Client]) -> None:
+        """The slow path: one decision per (client, message), made by the fault planner."""
+        assert self._faults is not None
+        deliver = self._faults.deliver
+        types, names = self._types, self._names
+        rows = list(
+            zip(
+                batch.t_ns.tolist(),
+                batch.stream.tolist(),
+                batch.seq.tolist(),
+                batch.payloads,
+                strict=True,
+            )
+        )
+        for client in targets:
+            subs = client.subscriptions
+            for t, s, seq, payload in rows:
+                if subs is None or types[s] in subs:
+                    deliver(client, origin_ns + t, names[s], seq, payload)
+                    if self.sent is not None:
+                        self.sent.append(Sent(client.index, t, names[s], payload))

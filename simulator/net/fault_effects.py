@@ -1,0 +1,158 @@
+"""What injected faults do to one client's send path: hold frames back (reorder), send
+them later (delay), stall the connection (half-open), throttle it, reset it.
+
+The planner (:mod:`simulator.core.faults`) decides; :mod:`simulator.net.faulting`
+carries decisions out at the right moment by calling these effects, which wrap the
+plain send path of :class:`~simulator.net.send_path.Client`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from simulator.net.send_path import Client
+
+
+class FaultEffects:
+    """A client's state under injected faults (``client.faulted``; absent on clients
+    without any)."""
+
+    __slots__ = (
+        "bytes_per_s",
+        "caps",
+        "credit",
+        "draining",
+        "held",
+        "ordered",
+        "stalled",
+        "stalled_frames",
+        "stalls",
+    )
+
+    #: How often a throttled connection's queue is drained, in seconds.
+    TICK_S = 0.01
+
+    def __init__(self) -> None:
+        self.stalled = False
+        self.stalls = 0  # stalls in force (they nest)
+        self.stalled_frames = 0
+        self.caps: list[float] = []  # throttles in force; the lowest applies
+        self.bytes_per_s: float | None = None
+        self.credit = 0.0
+        self.draining = False
+        self.held: list[tuple[list[int], list[bytes]]] = []  # ([messages to wait], frames)
+        self.ordered: deque[tuple[float, list[bytes]]] = deque()
+
+    @property
+    def paces_sends(self) -> bool:
+        """Whether frames leave only at this fault's pace (stalled or throttled)."""
+        return self.stalled or self.bytes_per_s is not None
+
+    def holds(self, client: Client, data: bytes, frames: list[bytes]) -> bool:
+        """Called by the send path before it writes: take ``frames`` if a stall or a
+        throttle is in force (and say so)."""
+        if self.stalled:
+            self.stalled_frames += len(frames)
+            return True
+        if self.bytes_per_s is not None:
+            client.queue(data, frames)
+            self._schedule_drain(client)
+            return True
+        return False
+
+    # ------------------------------------------------------------------ message faults
+
+    def send_frames(self, client: Client, frames: list[bytes]) -> None:
+        """Send one message's frames now (or behind an order-keeping delay), then let
+        frames held back for reordering count it."""
+        if self.ordered:
+            self.ordered[-1][1].extend(frames)
+        else:
+            client.deliver(b"".join(frames), frames)
+        due: list[bytes] = []
+        for wait, held in self.held:
+            wait[0] -= 1
+            if wait[0] <= 0:
+                due.extend(held)
+        self.held = [entry for entry in self.held if entry[0][0] > 0]
+        if due:
+            client.deliver(b"".join(due), due)
+
+    def hold(self, frames: list[bytes], after: int) -> None:
+        """Hold ``frames`` back until ``after`` more messages have been sent."""
+        self.held.append(([after], frames))
+
+    def send_later(
+        self, client: Client, frames: list[bytes], delay_s: float, keep_order: bool
+    ) -> None:
+        """Send ``frames`` after ``delay_s``; with ``keep_order`` later messages wait too."""
+        loop = asyncio.get_running_loop()
+        if not keep_order:
+            loop.call_later(delay_s, client.deliver, b"".join(frames), frames)
+            return
+        release = loop.time() + delay_s
+        if self.ordered:
+            release = max(release, self.ordered[-1][0])
+        self.ordered.append((release, list(frames)))
+        loop.call_at(release, self._release_ordered, client)
+
+    def _release_ordered(self, client: Client) -> None:
+        now = asyncio.get_running_loop().time()
+        while self.ordered and self.ordered[0][0] <= now:
+            _, frames = self.ordered.popleft()
+            client.deliver(b"".join(frames), frames)
+
+    # ------------------------------------------------------------------ connection faults
+
+    def stall(self, client: Client) -> None:
+        """Half-open: send nothing, read nothing (so pings go unanswered). Stalls nest:
+        the connection wakes only when every stall in force has ended."""
+        self.stalls += 1
+        if self.stalls > 1:
+            return
+        self.stalled = True
+        client.ws.transport.pause_reading()
+        client.ws.stop_keepalive()
+
+    def unstall(self, client: Client) -> None:
+        self.stalls = max(0, self.stalls - 1)
+        if self.stalls:
+            return
+        self.stalled = False
+        client.ws.transport.resume_reading()
+        client.ws.start_keepalive()
+
+    def throttle(self, client: Client, bytes_per_s: float) -> None:
+        """Cap what is sent to ``bytes_per_s`` of wall-clock time; with several caps in
+        force the lowest applies."""
+        self.caps.append(bytes_per_s)
+        self.bytes_per_s = min(self.caps)
+        self._schedule_drain(client)
+
+    def unthrottle(self, client: Client, bytes_per_s: float) -> None:
+        """End one cap set by :meth:`throttle`; the others stay in force."""
+        if bytes_per_s in self.caps:
+            self.caps.remove(bytes_per_s)
+        self.bytes_per_s = min(self.caps) if self.caps else None
+        if self.bytes_per_s is None:
+            client.flush_pending()
+
+    def _schedule_drain(self, client: Client) -> None:
+        if not self.draining:
+            self.draining = True
+            asyncio.get_running_loop().call_later(self.TICK_S, self._drain, client)
+
+    def _drain(self, client: Client) -> None:
+        """Write what the byte budget allows, every tick, while frames are queued."""
+        self.draining = False
+        if self.bytes_per_s is None or not client.open:
+            return
+        self.credit = min(self.credit + self.bytes_per_s * self.TICK_S, self.bytes_per_s)
+        batch = client.take(int(self.credit), whole=True)
+        self.credit -= sum(len(f) for f in batch)
+        client.write(batch)
+        if client.pending:
+            self._schedule_drain(client)

@@ -1,0 +1,183 @@
+"""One served client as the server sees it: its subscriptions, its bounded send path,
+its counters.
+
+Frames are written straight to the transport, pre-serialised: a server-side text frame
+is the same bytes for every client (no mask, no compression), so a message is framed
+once and the frames due in one loop tick go out to each client in one ``write``.
+When a client stops reading, its socket buffer fills up to ``send_buffer_bytes``;
+after that frames queue here, bounded by the same number of bytes, and the policy
+decides: drop the oldest queued frames (counted), or close with 1013.
+
+Injected faults act on this path through :class:`~simulator.net.fault_effects.FaultEffects`
+(``client.faulted``, created on the first fault): a stall holds frames back, a throttle
+drains the queue at its own pace.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+from websockets.frames import Frame, Opcode
+from websockets.protocol import State
+
+from simulator.core.model import SlowConsumerPolicy
+from simulator.core.protocol import Subscriptions
+from simulator.core.rates import TokenBucket
+from simulator.net.common import CLOSE_TRY_AGAIN_LATER
+from simulator.net.fault_effects import FaultEffects
+from simulator.net.wire_server import ServerConnection
+
+
+def text_frame(payload: bytes) -> bytes:
+    """The wire bytes of an unmasked, uncompressed text frame (RFC 6455 §5.2)."""
+    return Frame(Opcode.TEXT, payload).serialize(mask=False)
+
+
+def binary_frame(payload: bytes) -> bytes:
+    """The wire bytes of an unmasked binary frame (see :func:`text_frame`)."""
+    return Frame(Opcode.BINARY, payload).serialize(mask=False)
+
+
+class Client:
+    """Server-side state of one connection. Create it once the handshake is done."""
+
+    __slots__ = (
+        "closing",
+        "connected_at",
+        "epoch_ns",
+        "faulted",
+        "frames_dropped",
+        "frames_sent",
+        "inbound",
+        "index",
+        "limit",
+        "on_slow",
+        "pending",
+        "pending_bytes",
+        "policy",
+        "remote",
+        "subscriptions",
+        "ws",
+    )
+
+    def __init__(
+        self,
+        index: int,
+        ws: ServerConnection,
+        *,
+        send_buffer_bytes: int,
+        policy: SlowConsumerPolicy,
+        connected_at: float,
+        epoch_ns: int,
+        on_slow: Callable[[Client, str, int], None],
+        inbound: TokenBucket | None = None,
+    ) -> None:
+        self.index = index
+        self.ws = ws
+        self.subscriptions: Subscriptions = None
+        self.limit = send_buffer_bytes
+        self.policy = policy
+        # Created on first use: most clients never queue, and an empty deque is ~760 bytes.
+        self.pending: deque[bytes] | None = None
+        self.pending_bytes = 0
+        self.frames_sent = 0
+        self.frames_dropped = 0
+        self.closing = False
+        self.faulted: FaultEffects | None = None  # injected faults in force, once there is any
+        self.connected_at = connected_at
+        self.epoch_ns = epoch_ns  # wall time of this client's virtual time 0 (per-connection)
+        self.remote: Any = ws.remote_address
+        self.on_slow = on_slow
+        self.inbound = inbound  # the limit on what the client sends, if any
+        ws.on_resume = self.flush_pending
+
+    @property
+    def open(self) -> bool:
+        return not self.closing and self.ws.protocol.state is State.OPEN
+
+    def deliver(self, data: bytes, frames: list[bytes]) -> None:
+        """Send ``frames`` (``data`` is them joined), or queue them if the socket is full."""
+        if not self.open:
+            return
+        faulted = self.faulted
+        if faulted is not None and faulted.holds(self, data, frames):
+            return
+        transport = self.ws.transport
+        # Queue only once the buffer is over the limit: asyncio has then paused us, and
+        # will call resume_writing (hence flush_pending) when it drains.
+        if not self.pending and transport.get_write_buffer_size() <= self.limit:
+            transport.write(data)
+            self.frames_sent += len(frames)
+            return
+        if self.policy is SlowConsumerPolicy.CLOSE:
+            self.close_slow()
+            return
+        self.queue(data, frames)
+
+    def queue(self, data: bytes, frames: list[bytes]) -> None:
+        """Queue ``frames`` behind what is queued, dropping the oldest past the limit."""
+        if self.pending is None:
+            self.pending = deque()
+        self.pending.extend(frames)
+        self.pending_bytes += len(data)
+        dropped = 0
+        while self.pending_bytes > self.limit and self.pending:
+            self.pending_bytes -= len(self.pending.popleft())
+            dropped += 1
+        if dropped:
+            self.frames_dropped += dropped
+            self.on_slow(self, "dropped", dropped)
+
+    def take(self, budget: int, whole: bool) -> list[bytes]:
+        """Dequeue frames worth at most ``budget`` bytes; with ``whole=False`` the last
+        one may cross it (it is the socket's room, not a hard cap)."""
+        batch: list[bytes] = []
+        pending = self.pending
+        while pending and (len(pending[0]) <= budget if whole else budget > 0):
+            frame = pending.popleft()
+            self.pending_bytes -= len(frame)
+            budget -= len(frame)
+            batch.append(frame)
+        return batch
+
+    def write(self, batch: list[bytes]) -> None:
+        """Write dequeued frames to the socket."""
+        if batch:
+            self.ws.transport.write(b"".join(batch))
+            self.frames_sent += len(batch)
+
+    def flush_pending(self) -> None:
+        """Move queued frames to the socket while it has room (called when it drains)."""
+        if not self.pending or not self.open:
+            return
+        if self.faulted is not None and self.faulted.paces_sends:
+            return  # a stall sends nothing; a throttle drains at its own pace
+        self.write(self.take(self.limit - self.ws.transport.get_write_buffer_size(), False))
+
+    def close_slow(self) -> None:
+        """Close with 1013: the client could not keep up."""
+        if self.closing:
+            return
+        self.on_slow(self, "closed", 0)
+        self.close(CLOSE_TRY_AGAIN_LATER, "slow consumer")
+
+    def close(self, code: int, reason: str) -> None:
+        """Start the closing handshake; nothing more is sent to this client. It ends
+        within the close timeout (aborted if the client does not answer)."""
+        if self.closing:
+            return
+        self.closing = True
+        self.ws.start_close(code, reason)
+
+    def reset(self) -> None:
+        """Drop the TCP connection with no close frame: the client sees 1006."""
+        self.closing = True
+        self.ws.abort()
+
+    def faults(self) -> FaultEffects:
+        """The client's fault effects (created on first use)."""
+        if self.faulted is None:
+            self.faulted = FaultEffects()
+        return self.faulted
