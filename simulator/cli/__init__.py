@@ -9,6 +9,7 @@ traceback. One module per kind of command:
 - :mod:`.scenario_commands`   ``validate``, ``generate``, ``plan``;
 - :mod:`.serve_commands`      ``run``, ``replay``;
 - :mod:`.record_commands`     ``record``;
+- :mod:`.connect_command`     ``connect`` (the reference resilient client);
 - :mod:`.recording_commands`  ``inspect``, ``diff``, ``recover``;
 - :mod:`.console`             log lines, the live status, stopping on SIGINT/SIGTERM;
 - :mod:`.summary`             what ``validate`` prints about a scenario.
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 import click
 
+from simulator.cli.connect_command import connect
 from simulator.cli.record_commands import record
 from simulator.cli.recording_commands import diff, inspect, recover
 from simulator.cli.scenario_commands import generate, plan, validate
@@ -36,5 +38,5 @@ def main() -> None:
     """Scenario-driven WebSocket simulator: live mock feeds, seeded faults, record and replay."""
 
 
-for _command in (validate, generate, run, plan, inspect, diff, recover, replay, record):
+for _command in (validate, generate, run, plan, inspect, diff, recover, replay, record, connect):
     main.add_command(_command)

@@ -19,6 +19,8 @@ from simulator.core.durations import parse_duration
 from simulator.errors import ScenarioError, SimError, UsageError
 
 if TYPE_CHECKING:
+    import ssl
+
     from simulator.core.model import Scenario
     from simulator.core.redact import Redactor
 
@@ -139,3 +141,18 @@ def load(path: str) -> Scenario:
         return load_scenario(path)
     except ScenarioError as e:
         fail(e)
+
+
+def header_pair(value: str) -> tuple[str, str]:
+    """A ``--header 'Name: value'`` as a pair; raises :class:`UsageError` otherwise."""
+    name, sep, content = value.partition(":")
+    if not sep or not name.strip():
+        raise UsageError(f"--header {value!r}: must be 'Name: value'")
+    return name.strip(), content.strip()
+
+
+def trust(ca_file: str | None) -> ssl.SSLContext | None:
+    """The TLS context trusting ``--ca FILE`` (``None``: the system's CAs)."""
+    import ssl
+
+    return None if ca_file is None else ssl.create_default_context(cafile=ca_file)

@@ -9,12 +9,18 @@ from typing import TYPE_CHECKING
 
 import click
 
-from simulator.cli.options import DURATION, EXIT_USAGE, fail, redact_options, redaction
+from simulator.cli.options import (
+    DURATION,
+    EXIT_USAGE,
+    fail,
+    header_pair,
+    redact_options,
+    redaction,
+    trust,
+)
 from simulator.errors import SimError, UsageError
 
 if TYPE_CHECKING:
-    import ssl
-
     from simulator.core.redact import Redactor
 
 
@@ -90,7 +96,7 @@ def record(
             )
         else:
             assert connect is not None
-            headers = [_header(h) for h in header]
+            headers = [header_pair(h) for h in header]
             asyncio.run(
                 _capture(connect, out, send, headers, duration, redactor, ca, log_format, quiet)
             )
@@ -111,19 +117,6 @@ def _listen_address(value: str) -> tuple[str, int]:
     if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
         raise UsageError(f"--listen {value!r}: must be HOST:PORT, like 127.0.0.1:3003")
     return host.strip("[]") or "127.0.0.1", int(port)
-
-
-def _header(value: str) -> tuple[str, str]:
-    name, sep, content = value.partition(":")
-    if not sep or not name.strip():
-        raise UsageError(f"--header {value!r}: must be 'Name: value'")
-    return name.strip(), content.strip()
-
-
-def _trust(ca_file: str | None) -> ssl.SSLContext | None:
-    import ssl
-
-    return None if ca_file is None else ssl.create_default_context(cafile=ca_file)
 
 
 async def _proxy(
@@ -149,7 +142,7 @@ async def _proxy(
         port=port,
         redact=None if redactor is None else redactor.redact,
         redaction=None if redactor is None else redactor.describe(),
-        ssl_context=_trust(ca),
+        ssl_context=trust(ca),
         max_connections=max_connections,
     ) as proxy:
         print(proxy.url, flush=True)
@@ -187,7 +180,7 @@ async def _capture(
         stop=stop_on_signals(),
         redact=None if redactor is None else redactor.redact,
         redaction=None if redactor is None else redactor.describe(),
-        ssl_context=_trust(ca),
+        ssl_context=trust(ca),
         log=log,
     )
     click.echo(

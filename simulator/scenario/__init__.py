@@ -28,7 +28,7 @@ them in this order, each depending only on the ones above it:
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from simulator.core.model import Scenario
 from simulator.core.rates import mean_rate_per_s
@@ -47,6 +47,7 @@ __all__ = [
     "mean_rate_per_s",
     "parse_faults",
     "parse_scenario",
+    "scenario_from_dict",
 ]
 
 
@@ -101,6 +102,22 @@ def parse_scenario(text: str | bytes, source: str = "<scenario>") -> Scenario:
     """
     doc, decoded = parse_toml(text, source)
     ctx = Context(source, LineIndex(decoded))
+    scenario = build_scenario(ctx, doc)
+    if ctx.problems:
+        raise ScenarioError(ctx.problems)
+    if scenario is None:  # pragma: no cover - a builder gave up without saying why
+        raise AssertionError("scenario not built but no problem recorded")
+    return scenario
+
+
+def scenario_from_dict(doc: Mapping[str, object], source: str = "<dict>") -> Scenario:
+    """Validate a scenario given as the tables a TOML file would hold
+    (``{"scenario": {...}, "stream": [{...}]}``); problems name ``source`` and the key
+    path, with no line.
+
+    Raises :class:`ScenarioError` (and nothing else) listing every problem found.
+    """
+    ctx = Context(source, LineIndex(""))
     scenario = build_scenario(ctx, doc)
     if ctx.problems:
         raise ScenarioError(ctx.problems)

@@ -1,0 +1,29 @@
+"""The reference resilient client: reconnects with jittered backoff, classifies closes,
+detects half-open connections, resubscribes, reports gaps and duplicates (see
+:mod:`simulator.client.resilient`). The front door of the package."""
+
+from simulator.client.events import (
+    ClientEvent,
+    Duplicate,
+    Gap,
+    Message,
+    Retry,
+    State,
+    StateChanged,
+    as_dict,
+)
+from simulator.client.resilient import ClientConfig, OfflineQueueFull, ResilientClient
+
+__all__ = [
+    "ClientConfig",
+    "ClientEvent",
+    "Duplicate",
+    "Gap",
+    "Message",
+    "OfflineQueueFull",
+    "ResilientClient",
+    "Retry",
+    "State",
+    "StateChanged",
+    "as_dict",
+]

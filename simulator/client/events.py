@@ -1,0 +1,95 @@
+"""What the reference client tells its application: its state, and events."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from typing import Any
+
+
+class State(enum.Enum):
+    """Where the client is. ``BACKOFF`` waits before the next attempt; ``STOPPED`` is
+    final (``close()`` was called, or the server said not to come back)."""
+
+    CONNECTING = "connecting"
+    OPEN = "open"
+    CLOSING = "closing"
+    BACKOFF = "backoff"
+    STOPPED = "stopped"
+
+
+@dataclass(frozen=True, slots=True)
+class StateChanged:
+    """The client entered ``state``; ``delay_s`` and ``reason`` say why it backs off or
+    stopped."""
+
+    state: State
+    at: float  # loop time
+    delay_s: float | None = None
+    reason: str | None = None
+    event = "state"
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """A message for the application. ``stream`` and ``seq`` are the envelope's ``type``
+    and ``seq`` when it has them; ``data`` is the parsed JSON (``None`` if it was not
+    JSON), ``raw`` the message as received."""
+
+    at: float
+    raw: str | bytes
+    data: Any
+    stream: str | None = None
+    seq: int | None = None
+    late: bool = False  # an older seq, reported missing before, arrived after all
+    event = "message"
+
+
+@dataclass(frozen=True, slots=True)
+class Gap:
+    """Messages ``first`` to ``last`` (inclusive) of ``stream`` never arrived."""
+
+    at: float
+    stream: str
+    first: int
+    last: int
+    event = "gap"
+
+
+@dataclass(frozen=True, slots=True)
+class Duplicate:
+    """Message ``seq`` of ``stream`` arrived again; it was not delivered twice."""
+
+    at: float
+    stream: str
+    seq: int
+    event = "duplicate"
+
+
+@dataclass(frozen=True, slots=True)
+class Retry:
+    """The client will try again in ``delay_s`` (attempt ``attempt``, counting failures
+    since the last stable connection) because of ``reason``."""
+
+    at: float
+    delay_s: float
+    reason: str
+    attempt: int
+    event = "retry"
+
+
+ClientEvent = StateChanged | Message | Gap | Duplicate | Retry
+
+
+def as_dict(event: ClientEvent) -> dict[str, Any]:
+    """``event`` as a JSON-able dict with its ``event`` name (what ``sim connect
+    --log-format json`` prints)."""
+    fields: dict[str, Any] = {"event": event.event}
+    for name in event.__slots__:
+        value = getattr(event, name)
+        if isinstance(value, enum.Enum):
+            value = value.value
+        elif isinstance(value, bytes):
+            value = value.decode(errors="replace")
+        fields[name] = value
+    return fields

@@ -1,0 +1,396 @@
+"""The reference resilient client: the Python counterpart of a dashboard's
+reconnecting WebSocket hook, with each behaviour a documented, tested promise.
+
+* **Reconnects with full-jitter exponential backoff**, seeded; the attempt count resets
+  only after a connection stayed open ``backoff.stable_s``, never on a bare handshake
+  (a server that accepts and closes at once is not hammered).
+* **Classifies why a connection ended** (:mod:`simulator.core.close_policy`): stops on
+  1008, 4xxx, 401/403 and the like; retries on 1006, 1011, 1012, 1013, 5xx, 429, and
+  honours ``Retry-After`` up to a cap. A failed first connect is retried too.
+* **Detects a half-open connection** within ``heartbeat_interval_s +
+  heartbeat_timeout_s``: it sends the feed's application ping each interval and drops
+  the socket when nothing at all came back within the timeout. Heartbeat timers belong
+  to one connection: a stale one never touches the next socket.
+* **At most one live socket**, and :meth:`close` cancels any pending reconnect and
+  leaves no task, timer or socket behind.
+* **Resubscribes to exactly the active subscription set** after every reconnect, after
+  re-sending the preamble (auth, session) messages.
+* **Gaps and duplicates from each stream's ``seq``** (:mod:`simulator.core.sequence`):
+  a duplicate is never delivered twice, every gap is reported with its range.
+* **Messages sent while offline** wait in a bounded queue and are sent once, in order,
+  when the next connection opens.
+* **Observable**: every state change and event goes to the listeners
+  (:meth:`listen`), see :mod:`simulator.client.events`.
+
+Time is the event loop's (a virtual clock in tests) and randomness a seeded generator:
+a run is a function of the seed and of what the server does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+import ssl as ssl_module
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from simulator.client.events import (
+    ClientEvent,
+    Duplicate,
+    Gap,
+    Message,
+    Retry,
+    State,
+    StateChanged,
+)
+from simulator.core.backoff import Backoff, BackoffPolicy
+from simulator.core.close_policy import CloseClass, ClosePolicy, Verdict
+from simulator.core.sequence import SequenceTracker
+from simulator.errors import ConnectError, SimError
+from simulator.net.wire import Connection, Handler, WireConfig, close_of
+from simulator.net.wire_client import ClientConnection, OpenTransport, connect
+
+
+class OfflineQueueFull(SimError):
+    """:meth:`ResilientClient.send` while offline, with the queue at its limit."""
+
+
+@dataclass(frozen=True, slots=True)
+class ClientConfig:
+    """How the client behaves; every time is in seconds of the event loop's clock."""
+
+    backoff: BackoffPolicy = field(default_factory=BackoffPolicy)
+    close_policy: ClosePolicy = field(default_factory=ClosePolicy)
+    #: Send ``ping_message`` this often; ``None``: no application heartbeat.
+    heartbeat_interval_s: float | None = 10.0
+    #: After a heartbeat ping, drop the connection if nothing arrived within this.
+    heartbeat_timeout_s: float = 10.0
+    ping_message: str = '{"type":"ping"}'
+    subscribe_type: str = "subscribe"
+    unsubscribe_type: str = "unsubscribe"
+    open_timeout_s: float = 10.0
+    close_timeout_s: float = 2.0
+    #: Messages kept while offline; more raise :class:`OfflineQueueFull`.
+    queue_limit: int = 1000
+    #: ``True``: each connection's streams count ``seq`` from 1 again (a per-connection
+    #: feed); ``False``: ``seq`` runs on across connections (a broadcast feed), so what
+    #: was missed while away is reported as a gap.
+    seq_per_connection: bool = False
+    max_size: int | None = 2**20
+
+
+class _Session(Handler):
+    """One connection's events, handed to its client while it is the live one."""
+
+    def __init__(self, client: ResilientClient) -> None:
+        self.client = client
+        self.ended = asyncio.Event()
+        self.heartbeat_failed = False
+        self.opened_at: float | None = None
+        self.heard_at = 0.0
+        self.timer: asyncio.TimerHandle | None = None
+
+    def message(self, conn: Connection, message: str | bytes) -> None:
+        self.heard_at = asyncio.get_running_loop().time()
+        self.client._received(message)
+
+    def control(self, conn: Connection, frame: Any) -> None:
+        self.heard_at = asyncio.get_running_loop().time()  # a pong is a sign of life too
+
+    def closed(self, conn: Connection) -> None:
+        self.stop_heartbeat()
+        self.ended.set()
+
+    def stop_heartbeat(self) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+
+
+class ResilientClient:
+    """Keeps a connection to ``url`` open for as long as it runs. Start it with
+    :meth:`start` (or ``async with``), stop it with :meth:`close`.
+
+    ``subscriptions`` is the initial active set (``None``: whatever the server sends by
+    default); ``preamble`` messages (auth, session) are sent first on every connection.
+    ``headers`` go with every handshake; ``ssl`` verifies a ``wss://`` server (default:
+    the system's CAs). ``open_transport`` replaces the socket (tests: a server's
+    in-memory transport). ``seed`` seeds the backoff's jitter.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        config: ClientConfig | None = None,
+        subscriptions: Sequence[str] | None = None,
+        preamble: Sequence[str] = (),
+        headers: Sequence[tuple[str, str]] = (),
+        seed: int = 0,
+        ssl: ssl_module.SSLContext | None = None,
+        open_transport: OpenTransport | None = None,
+    ) -> None:
+        self.url = url
+        self.config = config if config is not None else ClientConfig()
+        self.subscriptions: set[str] | None = None if subscriptions is None else set(subscriptions)
+        self.preamble = tuple(preamble)
+        self.headers = tuple(headers)
+        self.state = State.STOPPED
+        self.stop_reason: str | None = None
+        self.connections = 0  # connections opened so far
+        self._open_transport = open_transport
+        self._ssl = ssl
+        self._rng = random.Random(seed)
+        self._backoff = Backoff(self.config.backoff)
+        self._tracker = SequenceTracker()
+        self._outbox: deque[str] = deque()
+        self._listeners: list[Callable[[ClientEvent], None]] = []
+        self._conn: ClientConnection | None = None
+        self._session: _Session | None = None
+        self._runner: asyncio.Task[None] | None = None
+        self._closing = False
+
+    # ------------------------------------------------------------------ public
+
+    def listen(self, listener: Callable[[ClientEvent], None]) -> Callable[[], None]:
+        """Call ``listener`` with every event from now on; returns a function that stops it.
+        Listeners run on the event loop and must not block."""
+        self._listeners.append(listener)
+        return lambda: self._listeners.remove(listener)
+
+    async def start(self) -> None:
+        """Start connecting (and reconnecting) in the background; return at once."""
+        if self._runner is not None:
+            return
+        self._closing = False
+        self._runner = asyncio.ensure_future(self._run())
+
+    async def __aenter__(self) -> ResilientClient:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def wait_stopped(self) -> None:
+        """Return once the client has stopped (closed, or told by the server to stop)."""
+        if self._runner is not None:
+            await asyncio.shield(self._runner)
+
+    async def close(self) -> None:
+        """Stop: cancel any pending reconnect, close the connection (bounded by the close
+        timeout), and leave no task, timer or socket behind."""
+        self._closing = True
+        runner, self._runner = self._runner, None
+        if runner is not None and not runner.done():
+            runner.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await runner
+        await self._drop_connection()
+        if self.state is not State.STOPPED:
+            self._set_state(State.STOPPED, reason=self.stop_reason or "closed")
+
+    @property
+    def is_open(self) -> bool:
+        return self._conn is not None and self._conn.is_open
+
+    def send(self, message: str) -> None:
+        """Send ``message`` now, or once connected (queued while offline, in order, each
+        sent once). Raises :class:`OfflineQueueFull` past ``queue_limit``."""
+        if self.state is State.OPEN and self._conn is not None and self._conn.is_open:
+            self._conn.send(message)
+            return
+        if len(self._outbox) >= self.config.queue_limit:
+            raise OfflineQueueFull(
+                f"queue_limit={self.config.queue_limit}: the offline queue is full"
+            )
+        self._outbox.append(message)
+
+    def subscribe(self, *types: str) -> None:
+        """Add ``types`` to the active set (told to the server now if connected, and on
+        every reconnect)."""
+        if self.subscriptions is None:
+            self.subscriptions = set()
+        self.subscriptions.update(types)
+        if self.state is State.OPEN and self._conn is not None:
+            self._conn.send(self._subscription(self.config.subscribe_type, sorted(types)))
+
+    def unsubscribe(self, *types: str) -> None:
+        """Remove ``types`` from the active set."""
+        if self.subscriptions is None:
+            return
+        self.subscriptions.difference_update(types)
+        if self.state is State.OPEN and self._conn is not None:
+            self._conn.send(self._subscription(self.config.unsubscribe_type, sorted(types)))
+
+    # ------------------------------------------------------------------ the loop
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        while not self._closing:
+            self._set_state(State.CONNECTING)
+            session = _Session(self)
+            uptime: float | None = None
+            try:
+                conn = await connect(
+                    self.url,
+                    session,
+                    config=WireConfig(
+                        max_size=self.config.max_size,
+                        ping_interval=None,
+                        ping_timeout=None,
+                        open_timeout=self.config.open_timeout_s,
+                        close_timeout=self.config.close_timeout_s,
+                    ),
+                    headers=self.headers,
+                    ssl=self._ssl,
+                    open_transport=self._open_transport,
+                )
+            except ConnectError as e:
+                # A Retry-After may be an HTTP-date: it counts from the wall clock.
+                verdict = self.config.close_policy.on_refusal(
+                    e.status, _retry_after(e), now=time.time()
+                )
+            else:
+                self._conn, self._session = conn, session
+                session.opened_at = loop.time()
+                self._opened(conn, session)
+                await session.ended.wait()
+                uptime = loop.time() - session.opened_at
+                self._conn = self._session = None
+                if session.heartbeat_failed:
+                    verdict = CloseClass(Verdict.RETRY, "heartbeat timeout: no sign of life")
+                else:
+                    code, reason, by = close_of(conn)
+                    verdict = self.config.close_policy.on_close(
+                        None if by == "network" else code, reason
+                    )
+            if self._closing:
+                break
+            if verdict.verdict is Verdict.STOP:
+                self.stop_reason = verdict.reason
+                self._set_state(State.STOPPED, reason=verdict.reason)
+                return
+            attempt = self._backoff.attempt
+            delay = self._backoff.next_delay_s(
+                self._rng.random(), uptime_s=uptime, retry_after_s=verdict.retry_after_s
+            )
+            self._emit(Retry(loop.time(), delay, verdict.reason, attempt))
+            self._set_state(State.BACKOFF, delay_s=delay, reason=verdict.reason)
+            await asyncio.sleep(delay)
+
+    def _opened(self, conn: ClientConnection, session: _Session) -> None:
+        """A new connection is the live one: preamble, subscriptions, offline queue,
+        heartbeat, in that order."""
+        self.connections += 1
+        if self.config.seq_per_connection:
+            self._tracker.restart()
+        for message in self.preamble:
+            conn.send(message)
+        if self.subscriptions is not None:
+            if self.subscriptions:
+                conn.send(
+                    self._subscription(self.config.subscribe_type, sorted(self.subscriptions))
+                )
+            else:
+                conn.send(self._subscription(self.config.unsubscribe_type, "*"))
+        while self._outbox and conn.is_open:
+            conn.send(self._outbox.popleft())
+        session.heard_at = asyncio.get_running_loop().time()
+        self._set_state(State.OPEN)
+        self._arm_heartbeat(conn, session)
+
+    def _arm_heartbeat(self, conn: ClientConnection, session: _Session) -> None:
+        interval = self.config.heartbeat_interval_s
+        if interval is None:
+            return
+        loop = asyncio.get_running_loop()
+        session.timer = loop.call_later(interval, self._beat, conn, session)
+
+    def _beat(self, conn: ClientConnection, session: _Session) -> None:
+        """Each interval: ping, and check what was heard after the last ping."""
+        if session.ended.is_set() or not conn.is_open:
+            return
+        loop = asyncio.get_running_loop()
+        conn.send(self.config.ping_message)
+        sent_at = loop.time()
+        session.timer = loop.call_later(
+            self.config.heartbeat_timeout_s, self._check, conn, session, sent_at
+        )
+
+    def _check(self, conn: ClientConnection, session: _Session, sent_at: float) -> None:
+        if session.ended.is_set():
+            return
+        if session.heard_at < sent_at:
+            # Half-open: nothing at all since the ping. Drop the socket (a close frame
+            # would wait on a peer that is not there).
+            session.heartbeat_failed = True
+            conn.abort()
+            return
+        interval = self.config.heartbeat_interval_s
+        assert interval is not None
+        wait = max(0.0, sent_at + interval - asyncio.get_running_loop().time())
+        session.timer = asyncio.get_running_loop().call_later(wait, self._beat, conn, session)
+
+    async def _drop_connection(self) -> None:
+        conn, session = self._conn, self._session
+        self._conn = self._session = None
+        if session is not None:
+            session.stop_heartbeat()
+        if conn is not None and not conn.lost:
+            self._set_state(State.CLOSING)
+            await conn.close()
+
+    # ------------------------------------------------------------------ messages
+
+    def _received(self, raw: str | bytes) -> None:
+        loop_time = asyncio.get_running_loop().time()
+        try:
+            data = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            data = None
+        stream = seq = None
+        if isinstance(data, dict):
+            kind, number = data.get("type"), data.get("seq")
+            if isinstance(kind, str) and isinstance(number, int) and not isinstance(number, bool):
+                stream, seq = kind, number
+        late = False
+        if stream is not None and seq is not None:
+            seen = self._tracker.observe(stream, seq)
+            if seen.gap is not None:
+                self._emit(Gap(loop_time, stream, seen.gap[0], seen.gap[1]))
+            if seen.duplicate or seen.too_old:
+                # Too old to tell from a duplicate: not delivered, reported as one.
+                self._emit(Duplicate(loop_time, stream, seq))
+            if not seen.deliver:
+                return
+            late = seen.late
+        self._emit(Message(loop_time, raw, data, stream, seq, late))
+
+    # ------------------------------------------------------------------ reporting
+
+    def _subscription(self, kind: str, streams: Sequence[str] | str) -> str:
+        return orjson.dumps({"type": kind, "streams": streams}).decode()
+
+    def _set_state(
+        self, state: State, *, delay_s: float | None = None, reason: str | None = None
+    ) -> None:
+        self.state = state
+        self._emit(StateChanged(state, asyncio.get_running_loop().time(), delay_s, reason))
+
+    def _emit(self, event: ClientEvent) -> None:
+        for listener in list(self._listeners):
+            listener(event)
+
+
+def _retry_after(error: ConnectError) -> str | None:
+    for name, value in error.headers:
+        if name.lower() == "retry-after":
+            return value
+    return None

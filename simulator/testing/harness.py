@@ -1,0 +1,161 @@
+"""Run a client against a live `sim` server, in virtual time (in-memory transports, the
+default) or over real loopback sockets (time compressed by ``speed``).
+
+::
+
+    from simulator.testing import run_sim
+
+    async def check(sim: RunningSim) -> None:
+        client = ResilientClient(sim.url, open_transport=sim.open_transport)
+        await client.start()
+        await sim.sleep(120)          # two minutes of scenario time
+        await client.close()
+        assert sim.sent_to(0)          # what connection 0 was sent
+
+    run_sim(check, "scenarios/outage.toml", seed=7)
+
+Under hypothesis the fault plan and seed of every example are noted, so a failure
+prints the minimal plan as ``[[fault]]`` TOML and the seed that reproduce it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any, TypeVar
+
+from simulator.core.model import Fault, Scenario
+from simulator.errors import UsageError
+from simulator.net.fanout import Sent
+from simulator.net.faulting import Injected
+from simulator.net.server import SimServer, serve
+from simulator.net.wire_client import OpenTransport
+from simulator.testing.virtual_time import run
+
+T = TypeVar("T")
+
+#: What a scenario may be given as: a loaded one, a TOML file, or a dict of the tables
+#: a TOML file would hold.
+ScenarioLike = Scenario | str | Path | Mapping[str, Any]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class RunningSim:
+    """The server a check runs against. Connect to ``url``, passing ``open_transport``
+    to the client when it is not ``None`` (virtual time: there is no socket)."""
+
+    server: SimServer
+    url: str
+    open_transport: OpenTransport | None
+    speed: float
+
+    @property
+    def injected(self) -> list[Injected]:
+        """Every fault carried out so far, in order: the fault log."""
+        return self.server.injected
+
+    def sent_to(self, conn: int) -> list[Sent]:
+        """Every message sent to connection ``conn`` so far (through its faults: a
+        dropped one is not there, a duplicated one is there twice)."""
+        sent = self.server.sent or []
+        return [s for s in sent if s.conn == conn]
+
+    def now(self) -> float:
+        """Scenario time now, in seconds since the server started."""
+        return self.server.virtual_ns() / 1e9
+
+    async def sleep(self, scenario_s: float) -> None:
+        """Wait ``scenario_s`` seconds of scenario time."""
+        await asyncio.sleep(scenario_s / self.speed)
+
+    async def sleep_until(self, scenario_s: float) -> None:
+        """Wait until scenario time ``scenario_s``."""
+        await asyncio.sleep(max(0.0, scenario_s - self.now()) / self.speed)
+
+
+def load(scenario: ScenarioLike) -> Scenario:
+    """``scenario`` as a :class:`Scenario`: loaded, read from a TOML file, or built from
+    a dict of TOML tables."""
+    from simulator.scenario import load_scenario, scenario_from_dict
+
+    if isinstance(scenario, Scenario):
+        return scenario
+    if isinstance(scenario, Mapping):
+        return scenario_from_dict(scenario)
+    return load_scenario(scenario)
+
+
+def run_sim(
+    check: Callable[[RunningSim], Awaitable[T]],
+    scenario: ScenarioLike,
+    *,
+    seed: int | None = None,
+    faults: Sequence[Fault] | None = None,
+    real_sockets: bool = False,
+    speed: float = 1.0,
+    epoch_ns: int | None = 0,
+    timeout_real_s: float = 60.0,
+) -> T:
+    """Serve ``scenario`` (its ``[[fault]]``s replaced by ``faults`` when given) with
+    ``seed``, run ``check`` against it, stop the server, and return what ``check``
+    returned.
+
+    By default everything runs on a virtual clock over in-memory transports: minutes
+    of scenario time take milliseconds, and the run is exactly reproducible. With
+    ``real_sockets`` the server listens on 127.0.0.1 and time is the wall clock,
+    compressed by ``speed`` (clients must then connect to ``url`` for real).
+    """
+    if speed <= 0:
+        raise UsageError(f"speed={speed!r}: must be > 0")
+    loaded = load(scenario)
+    if faults is not None:
+        loaded = dataclasses.replace(loaded, faults=tuple(faults))
+    _note(loaded, seed)
+
+    async def main() -> T:
+        async with serve(
+            loaded,
+            host="127.0.0.1",
+            port=0,
+            seed=seed,
+            speed=speed,
+            epoch_ns=epoch_ns,
+            log_sends=True,
+            in_memory=not real_sockets,
+        ) as server:
+            sim = RunningSim(
+                server,
+                server.url,
+                None if real_sockets else server.open_transport,
+                speed,
+            )
+            return await check(sim)
+
+    if real_sockets:
+        return asyncio.run(asyncio.wait_for(main(), timeout_real_s))
+    return run(main(), timeout_real_s=timeout_real_s)
+
+
+def _note(scenario: Scenario, seed: int | None) -> None:
+    """Under hypothesis, note the faults and seed of this example (printed for the
+    minimal failing one)."""
+    try:
+        from hypothesis import note
+        from hypothesis.control import currently_in_test_context
+    except ImportError:  # hypothesis is a test dependency
+        return
+    if not currently_in_test_context():
+        return
+    from simulator.core.flat_plan import from_faults, to_toml
+
+    try:
+        text = to_toml(from_faults(scenario.faults))
+    except ValueError:
+        text = "\n".join(repr(f) for f in scenario.faults)
+    used = scenario.seed if seed is None else seed
+    note(
+        f"scenario {scenario.name!r}, seed {used}; its faults as TOML "
+        f"(rerun with `sim plan` / `sim run` and --seed {used}):\n{text}"
+    )

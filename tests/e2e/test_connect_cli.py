@@ -1,0 +1,112 @@
+"""`sim connect` as a real process against `sim run` (in this process, on 127.0.0.1): one
+JSON object a line, reconnects through faults, and an exit status that says why it
+stopped."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from typing import Any
+
+import orjson
+
+from simulator.net.server import serve
+from tests.e2e.conftest import async_test, scenario
+from tests.e2e.test_run_cli import ENV
+
+FEED = """
+[scenario]
+name = "fast"
+
+[[stream]]
+name = "tick"
+every = "50ms"
+[stream.fields]
+n = { dist = "counter" }
+
+[[stream]]
+name = "tock"
+every = "50ms"
+[stream.fields]
+n = { dist = "counter" }
+"""
+
+
+async def sim_connect(*args: str) -> tuple[int, list[dict[str, Any]], str]:
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "simulator",
+        "connect",
+        *args,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env=ENV,
+    )
+    out, err = await asyncio.wait_for(process.communicate(), 60)
+    lines = [orjson.loads(line) for line in out.splitlines() if line.strip()]
+    assert process.returncode is not None
+    return process.returncode, lines, err.decode()
+
+
+@async_test(timeout=90)
+async def test_connect_prints_json_lines_reconnects_and_resubscribes() -> None:
+    """Closed with 1012 every second, `sim connect --subscribe tick` comes back within
+    its backoff and gets only tick messages, before and after; exit 0 at --duration."""
+    sc = scenario(
+        FEED
+        + """
+[[fault]]
+kind = "disconnect"
+every = "1s"
+code = 1012
+"""
+    )
+    async with serve(sc, port=0) as server:
+        code, lines, err = await sim_connect(
+            server.url,
+            "--subscribe",
+            "tick",
+            "--duration",
+            "2500ms",
+            "--backoff-base",
+            "100ms",
+            "--log-format",
+            "json",
+        )
+    assert code == 0, err
+    assert "Traceback" not in err
+    events = [line["event"] for line in lines]
+    assert {"message", "state", "retry"} <= set(events)
+    opens = [line for line in lines if line["event"] == "state" and line["state"] == "open"]
+    assert len(opens) >= 2
+    streams = {
+        line["stream"] for line in lines if line["event"] == "message" and line["stream"]
+    }
+    assert streams == {"tick"}
+    retries = [line for line in lines if line["event"] == "retry"]
+    assert retries and all("1012" in r["reason"] for r in retries)
+    assert all(0 <= r["delay_s"] < 0.1 * 2 ** r["attempt"] for r in retries)
+
+
+@async_test(timeout=60)
+async def test_connect_exits_1_when_the_server_says_not_to_come_back() -> None:
+    sc = scenario(
+        FEED
+        + """
+[[fault]]
+kind = "reject"
+status = 403
+"""
+    )
+    async with serve(sc, port=0) as server:
+        code, _, err = await sim_connect(server.url, "--duration", "10s")
+    assert code == 1
+    assert "403" in err and "Traceback" not in err
+
+
+@async_test(timeout=60)
+async def test_connect_usage_errors_exit_2_with_one_line() -> None:
+    code, _, err = await sim_connect("ws://127.0.0.1:9/", "--header", "no-colon")
+    assert code == 2
+    assert err.strip().count("\n") == 0 and "--header" in err
