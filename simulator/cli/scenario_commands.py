@@ -7,11 +7,15 @@ import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from simulator.cli.options import DURATION, EPOCH, EXIT_USAGE, SEED, fail, load
 from simulator.errors import ScenarioError, SimError, UsageError
+
+if TYPE_CHECKING:
+    from simulator.core.model import Scenario
 
 
 @click.command()
@@ -103,17 +107,73 @@ def _progress(total_ns: int, label: str) -> Iterator[Callable[[int], None]]:
 @click.option("--connections", default=1, show_default=True, type=click.IntRange(1, 10_000))
 @click.option("--seed", type=SEED, help="Override the scenario's seed.")
 @click.option("--max-hits", default=20, show_default=True, type=click.IntRange(0, 1_000_000))
+@click.option(
+    "--flat",
+    is_flag=True,
+    help="Print the faults that form a flat plan (one time, one connection each) as a table"
+    " and as [[fault]] TOML, instead of the timeline.",
+)
+@click.option("--toml", "as_toml", is_flag=True, help="Print only the flat plan's [[fault]] TOML.")
 def plan(
-    scenario_file: str, duration: int | None, connections: int, seed: int | None, max_hits: int
+    scenario_file: str,
+    duration: int | None,
+    connections: int,
+    seed: int | None,
+    max_hits: int,
+    flat: bool,
+    as_toml: bool,
 ) -> None:
     """Print SCENARIO's fault timeline without serving anything: the connection and server
     faults with their times, and the messages each message fault hits. Same seed, same plan.
+
+    With --flat or --toml, print its faults as a flat plan instead (docs/faults.md, "Fault
+    plans as flat data"); faults of another shape are listed as left out (on stderr with
+    --toml). The other options do not apply then.
     """
     from simulator.core.fault_report import plan_report
 
+    if flat and as_toml:
+        fail(UsageError("--flat and --toml: give one (--flat prints the TOML too)"))
     scenario = load(scenario_file)
+    if flat or as_toml:
+        _print_flat(scenario, table=flat)
+        return
     span = duration if duration is not None else scenario.duration_ns
     if span is None:
         fail(UsageError("a duration is needed: pass --duration or set scenario.duration"))
     for line in plan_report(scenario, seed, span, connections, max_hits=max_hits):
         click.echo(line)
+
+
+def _print_flat(scenario: Scenario, *, table: bool) -> None:
+    """``sim plan --flat`` (``table``) and ``--toml``."""
+    from simulator.core.flat_plan import PlannedFault, from_fault, plan_table, to_toml
+
+    flat: list[PlannedFault] = []
+    names: list[str] = []
+    left_out: list[str] = []
+    for fault in scenario.faults:
+        try:
+            flat.append(from_fault(fault))
+        except ValueError as e:
+            left_out.append(str(e))
+        else:
+            names.append(fault.name)
+    if not table:
+        for why in left_out:
+            click.echo(f"left out: {why}", err=True)
+        click.echo(to_toml(flat), nl=False)
+        return
+    total = len(scenario.faults)
+    click.echo(f"flat plan of {scenario.name!r}: {len(flat)} of {total} fault{'s' * (total != 1)}")
+    if flat:
+        for line in plan_table(flat):
+            click.echo(f"  {line}")
+        click.echo("  (" + ", ".join(f"#{i} is {n!r}" for i, n in enumerate(names)) + ")")
+    if left_out:
+        click.echo("left out (not of the flat shape):")
+        for why in left_out:
+            click.echo(f"  {why}")
+    if flat:
+        click.echo("")
+        click.echo(to_toml(flat), nl=False)

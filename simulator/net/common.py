@@ -77,7 +77,9 @@ class ScenarioClock:
     def virtual_ns(self) -> int:
         """Scenario time now, in ns since :meth:`start`."""
         elapsed = asyncio.get_running_loop().time() - self.start_at
-        return int(elapsed * self.speed * 1e9)
+        # round, not int: a float just under a whole ns is that ns (asyncio runs a timer
+        # due within its clock resolution, so an instant may be read 1 ns early).
+        return round(elapsed * self.speed * 1e9)
 
     def loop_time(self, virtual_ns: int) -> float:
         """The loop time at which scenario time ``virtual_ns`` falls."""

@@ -76,6 +76,8 @@ class FaultInjector:
         self._speed = speed
         self._faults: dict[int, Any] = {}  # conn -> ConnectionFaults
         self._opened: dict[int, int] = {}
+        #: Scenario time up to which each connection's faults are planned (excluded).
+        self._conn_planned: dict[int, int] = {}
         self._planned_until = 0
         self._timers: list[asyncio.TimerHandle] = []
         self._mass_windows: list[FaultEvent] = []
@@ -118,12 +120,14 @@ class FaultInjector:
             if window.t_ns <= opened_ns and (window.end_ns is None or opened_ns < window.end_ns):
                 self._apply_server(window, [client])
         horizon = max(self._planned_until, opened_ns + 1)
+        self._conn_planned[client.index] = horizon
         for event in connection_schedule(self.plan, client.index, horizon, opened_ns=opened_ns):
             self._at(event.t_ns, self._apply_connection, event, client)
 
     def disconnected(self, client: Client) -> None:
         self._faults.pop(client.index, None)
         self._opened.pop(client.index, None)
+        self._conn_planned.pop(client.index, None)
 
     async def run(self) -> None:
         """Plan server and connection faults window by window, for as long as it runs."""
@@ -137,12 +141,18 @@ class FaultInjector:
                     self._at(event.t_ns, self._apply_server, event, None)
             for client in self._clients():
                 opened = self._opened.get(client.index)
-                if opened is None or start == 0:
-                    continue  # planned up to the window when it connected
+                if opened is None:
+                    continue
+                # From where this connection's plan stands: one that opened after the
+                # window began (before this loop woke) has its first events already.
+                planned = self._conn_planned.get(client.index, start)
+                if planned >= end:
+                    continue
                 events = connection_schedule(self.plan, client.index, end, opened_ns=opened)
                 for event in events:
-                    if event.t_ns >= start:
+                    if event.t_ns >= planned:
                         self._at(event.t_ns, self._apply_connection, event, client)
+                self._conn_planned[client.index] = end
             await asyncio.sleep(max(0.0, self._loop_time(end) - loop.time()))
             start = end
 

@@ -16,7 +16,6 @@ from collections.abc import Awaitable, Callable, Sequence
 from websockets.client import ClientProtocol
 from websockets.exceptions import InvalidURI
 from websockets.http11 import USER_AGENT, Request, Response
-from websockets.protocol import State
 from websockets.typing import Subprotocol
 from websockets.uri import parse_uri
 
@@ -62,7 +61,9 @@ class ClientConnection(Connection):
     def _handshake(self, event: Request | Response) -> None:
         assert isinstance(event, Response)
         self.response = event
-        if self.protocol.state is State.OPEN:
+        # Not the state: a close frame read together with the 101 has already moved
+        # the protocol on to CLOSING, and the connection did open.
+        if self.protocol.handshake_exc is None:
             interval = self.config.ping_interval
             if interval is not None:
                 self._keepalive = Keepalive((self,), interval, self.config.ping_timeout)

@@ -94,6 +94,7 @@ def run_sim(
     seed: int | None = None,
     faults: Sequence[Fault] | None = None,
     real_sockets: bool = False,
+    virtual_time: bool | None = None,
     speed: float = 1.0,
     epoch_ns: int | None = 0,
     timeout_real_s: float = 60.0,
@@ -104,11 +105,17 @@ def run_sim(
 
     By default everything runs on a virtual clock over in-memory transports: minutes
     of scenario time take milliseconds, and the run is exactly reproducible. With
-    ``real_sockets`` the server listens on 127.0.0.1 and time is the wall clock,
-    compressed by ``speed`` (clients must then connect to ``url`` for real).
+    ``real_sockets`` the server listens on 127.0.0.1 (clients connect to ``url`` for
+    real, with any library) and time is the wall clock, compressed by ``speed``; add
+    ``virtual_time=True`` to keep the virtual clock over those sockets (loopback
+    delivers at once, so a client on the same loop runs its timers in virtual time:
+    its backoff and timeouts too). ``timeout_real_s`` bounds the run in real time.
     """
     if speed <= 0:
         raise UsageError(f"speed={speed!r}: must be > 0")
+    virtual = not real_sockets if virtual_time is None else virtual_time
+    if virtual and speed != 1.0:
+        raise UsageError(f"speed={speed!r}: virtual time needs no speed-up (leave it at 1)")
     loaded = load(scenario)
     if faults is not None:
         loaded = dataclasses.replace(loaded, faults=tuple(faults))
@@ -133,7 +140,7 @@ def run_sim(
             )
             return await check(sim)
 
-    if real_sockets:
+    if not virtual:
         return asyncio.run(asyncio.wait_for(main(), timeout_real_s))
     return run(main(), timeout_real_s=timeout_real_s)
 
@@ -148,14 +155,12 @@ def _note(scenario: Scenario, seed: int | None) -> None:
         return
     if not currently_in_test_context():
         return
-    from simulator.core.flat_plan import from_faults, to_toml
+    from simulator.core.flat_plan import from_faults
+    from simulator.testing.strategies import plan_report
 
-    try:
-        text = to_toml(from_faults(scenario.faults))
-    except ValueError:
-        text = "\n".join(repr(f) for f in scenario.faults)
     used = scenario.seed if seed is None else seed
-    note(
-        f"scenario {scenario.name!r}, seed {used}; its faults as TOML "
-        f"(rerun with `sim plan` / `sim run` and --seed {used}):\n{text}"
-    )
+    try:
+        text = plan_report(from_faults(scenario.faults), used)
+    except ValueError:  # faults that are not a flat plan: shown as they are
+        text = f"scenario seed {used}; faults:\n" + "\n".join(repr(f) for f in scenario.faults)
+    note(f"scenario {scenario.name!r}: {text}")

@@ -80,9 +80,7 @@ code = 1012
     assert {"message", "state", "retry"} <= set(events)
     opens = [line for line in lines if line["event"] == "state" and line["state"] == "open"]
     assert len(opens) >= 2
-    streams = {
-        line["stream"] for line in lines if line["event"] == "message" and line["stream"]
-    }
+    streams = {line["stream"] for line in lines if line["event"] == "message" and line["stream"]}
     assert streams == {"tick"}
     retries = [line for line in lines if line["event"] == "retry"]
     assert retries and all("1012" in r["reason"] for r in retries)
