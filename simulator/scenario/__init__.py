@@ -101,13 +101,7 @@ def parse_scenario(text: str | bytes, source: str = "<scenario>") -> Scenario:
     Raises :class:`ScenarioError` (and nothing else) listing every problem found.
     """
     doc, decoded = parse_toml(text, source)
-    ctx = Context(source, LineIndex(decoded))
-    scenario = build_scenario(ctx, doc)
-    if ctx.problems:
-        raise ScenarioError(ctx.problems)
-    if scenario is None:  # pragma: no cover - a builder gave up without saying why
-        raise AssertionError("scenario not built but no problem recorded")
-    return scenario
+    return _built(Context(source, LineIndex(decoded)), doc)
 
 
 def scenario_from_dict(doc: Mapping[str, object], source: str = "<dict>") -> Scenario:
@@ -117,7 +111,10 @@ def scenario_from_dict(doc: Mapping[str, object], source: str = "<dict>") -> Sce
 
     Raises :class:`ScenarioError` (and nothing else) listing every problem found.
     """
-    ctx = Context(source, LineIndex(""))
+    return _built(Context(source, LineIndex("")), doc)
+
+
+def _built(ctx: Context, doc: Mapping[str, object]) -> Scenario:
     scenario = build_scenario(ctx, doc)
     if ctx.problems:
         raise ScenarioError(ctx.problems)

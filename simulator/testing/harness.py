@@ -122,7 +122,7 @@ def run_sim(
     _note(loaded, seed)
 
     async def main() -> T:
-        async with serve(
+        async with asyncio.timeout(None if virtual else timeout_real_s), serve(
             loaded,
             host="127.0.0.1",
             port=0,
@@ -141,7 +141,7 @@ def run_sim(
             return await check(sim)
 
     if not virtual:
-        return asyncio.run(asyncio.wait_for(main(), timeout_real_s))
+        return asyncio.run(main())
     return run(main(), timeout_real_s=timeout_real_s)
 
 

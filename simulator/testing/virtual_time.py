@@ -216,11 +216,21 @@ def run(main: Coroutine[Any, Any, T], *, timeout_real_s: float | None = 30.0) ->
         loop = runner.get_loop()
         assert isinstance(loop, VirtualClockLoop)
         loop.limit_real_time(timeout_real_s)
+        result: list[T] = []
         try:
-            return runner.run(main)
+            runner.run(_keep(main, result))
+            return result[0]
         except RealTimeExceeded:
             loop.limit_real_time(timeout_real_s)  # for the runner's clean-up on exit
             raise
+
+
+async def _keep(main: Coroutine[Any, Any, T], into: list[T]) -> None:
+    """Run ``main`` and keep its result aside. The main task itself returns ``None``:
+    on leaving, ``asyncio.Runner`` restores the SIGINT handler, and the message built
+    on the way holds the task, whose result would be turned into text (a large result
+    took milliseconds)."""
+    into.append(await main)
 
 
 def _check_limit(seconds: float | None) -> None:
