@@ -17,8 +17,9 @@ reconnecting WebSocket hook, with each behaviour a documented, tested promise.
   re-sending the preamble (auth, session) messages.
 * **Gaps and duplicates from each stream's ``seq``** (:mod:`simulator.core.sequence`):
   a duplicate is never delivered twice, every gap is reported with its range.
-* **Messages sent while offline** wait in a bounded queue and are sent once, in order,
-  when the next connection opens.
+* **Messages sent while offline** wait in a bounded queue and are written once, in
+  order, when the next connection opens (at most once: one written to a connection
+  that drops at once is not sent again).
 * **Observable**: every state change and event goes to the listeners
   (:meth:`listen`), see :mod:`simulator.client.events`.
 
@@ -30,6 +31,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import random
 import ssl as ssl_module
 import time
@@ -54,7 +56,9 @@ from simulator.core.close_policy import CloseClass, ClosePolicy, Verdict
 from simulator.core.sequence import SequenceTracker
 from simulator.errors import ConnectError, SimError
 from simulator.net.wire import Connection, Handler, WireConfig, close_of
-from simulator.net.wire_client import ClientConnection, OpenTransport, connect
+from simulator.net.wire_client import ClientConnection, OpenTransport, check_url, connect
+
+logger = logging.getLogger(__name__)
 
 
 class OfflineQueueFull(SimError):
@@ -94,7 +98,13 @@ class _Session(Handler):
         self.heartbeat_failed = False
         self.opened_at: float | None = None
         self.heard_at = 0.0
-        self.timer: asyncio.TimerHandle | None = None
+        self.timers: list[asyncio.TimerHandle] = []
+
+    def opened(self, conn: Connection) -> None:
+        # Called from the read that completes the handshake, before any message that
+        # came with it: the new connection becomes the live one first.
+        assert isinstance(conn, ClientConnection)
+        self.client._opened(conn, self)
 
     def message(self, conn: Connection, message: str | bytes) -> None:
         self.heard_at = asyncio.get_running_loop().time()
@@ -108,9 +118,14 @@ class _Session(Handler):
         self.ended.set()
 
     def stop_heartbeat(self) -> None:
-        if self.timer is not None:
-            self.timer.cancel()
-            self.timer = None
+        for timer in self.timers:
+            timer.cancel()
+        self.timers.clear()
+
+    def later(self, delay: float, callback: Any, *args: Any) -> None:
+        """A heartbeat timer of this connection (cancelled with it)."""
+        self.timers = [t for t in self.timers if not t.cancelled()]
+        self.timers.append(asyncio.get_running_loop().call_later(delay, callback, *args))
 
 
 class ResilientClient:
@@ -136,6 +151,7 @@ class ResilientClient:
         ssl: ssl_module.SSLContext | None = None,
         open_transport: OpenTransport | None = None,
     ) -> None:
+        check_url(url)
         self.url = url
         self.config = config if config is not None else ClientConfig()
         self.subscriptions: set[str] | None = None if subscriptions is None else set(subscriptions)
@@ -154,6 +170,7 @@ class ResilientClient:
         self._conn: ClientConnection | None = None
         self._session: _Session | None = None
         self._runner: asyncio.Task[None] | None = None
+        self._closer: asyncio.Future[None] | None = None  # a close() under way
         self._closing = False
 
     # ------------------------------------------------------------------ public
@@ -165,10 +182,16 @@ class ResilientClient:
         return lambda: self._listeners.remove(listener)
 
     async def start(self) -> None:
-        """Start connecting (and reconnecting) in the background; return at once."""
-        if self._runner is not None:
+        """Start connecting (and reconnecting) in the background; return at once. After
+        a stop (``close()``, or the server's word) it starts afresh: a close still under
+        way is waited for, ``stop_reason`` is cleared, the backoff starts over."""
+        if self._closer is not None:
+            await asyncio.shield(self._closer)
+        if self._runner is not None and not self._runner.done():
             return
         self._closing = False
+        self.stop_reason = None
+        self._backoff.reset()
         self._runner = asyncio.ensure_future(self._run())
 
     async def __aenter__(self) -> ResilientClient:
@@ -185,7 +208,19 @@ class ResilientClient:
 
     async def close(self) -> None:
         """Stop: cancel any pending reconnect, close the connection (bounded by the close
-        timeout), and leave no task, timer or socket behind."""
+        timeout), and leave no task, timer or socket behind. Every caller returns once
+        that is done."""
+        if self._closer is None:
+            self._closer = asyncio.ensure_future(self._close())
+        await asyncio.shield(self._closer)
+
+    async def _close(self) -> None:
+        try:
+            await self._stop_everything()
+        finally:
+            self._closer = None
+
+    async def _stop_everything(self) -> None:
         self._closing = True
         runner, self._runner = self._runner, None
         if runner is not None and not runner.done():
@@ -201,8 +236,10 @@ class ResilientClient:
         return self._conn is not None and self._conn.is_open
 
     def send(self, message: str) -> None:
-        """Send ``message`` now, or once connected (queued while offline, in order, each
-        sent once). Raises :class:`OfflineQueueFull` past ``queue_limit``."""
+        """Send ``message`` now, or once connected (queued while offline, in order).
+        Each is written once, at most: one written to a connection that then drops is
+        not sent again (the application resends what needs an answer, e.g. on a
+        ``State.OPEN`` event). Raises :class:`OfflineQueueFull` past ``queue_limit``."""
         if self.state is State.OPEN and self._conn is not None and self._conn.is_open:
             self._conn.send(message)
             return
@@ -258,16 +295,18 @@ class ResilientClient:
                     e.status, _retry_after(e), now=time.time()
                 )
             else:
-                self._conn, self._session = conn, session
-                session.opened_at = loop.time()
-                self._opened(conn, session)
                 await session.ended.wait()
+                assert session.opened_at is not None
                 uptime = loop.time() - session.opened_at
                 self._conn = self._session = None
+                code, reason, by = close_of(conn)
                 if session.heartbeat_failed:
                     verdict = CloseClass(Verdict.RETRY, "heartbeat timeout: no sign of life")
+                elif by == "client":
+                    # This client failed the connection itself (a message over max_size,
+                    # invalid UTF-8, a bug): not the server's word, so no reason to stop.
+                    verdict = CloseClass(Verdict.RETRY, f"closed by this client ({code})")
                 else:
-                    code, reason, by = close_of(conn)
                     verdict = self.config.close_policy.on_close(
                         None if by == "network" else code, reason
                     )
@@ -287,7 +326,9 @@ class ResilientClient:
 
     def _opened(self, conn: ClientConnection, session: _Session) -> None:
         """A new connection is the live one: preamble, subscriptions, offline queue,
-        heartbeat, in that order."""
+        heartbeat, in that order (before any message that came with the handshake)."""
+        self._conn, self._session = conn, session
+        session.opened_at = asyncio.get_running_loop().time()
         self.connections += 1
         if self.config.seq_per_connection:
             self._tracker.restart()
@@ -307,36 +348,30 @@ class ResilientClient:
         self._arm_heartbeat(conn, session)
 
     def _arm_heartbeat(self, conn: ClientConnection, session: _Session) -> None:
-        interval = self.config.heartbeat_interval_s
-        if interval is None:
-            return
-        loop = asyncio.get_running_loop()
-        session.timer = loop.call_later(interval, self._beat, conn, session)
+        if self.config.heartbeat_interval_s is not None:
+            session.later(self.config.heartbeat_interval_s, self._beat, conn, session)
 
     def _beat(self, conn: ClientConnection, session: _Session) -> None:
-        """Each interval: ping, and check what was heard after the last ping."""
+        """Every interval: ping, and check after the timeout that something came back.
+        Pings go out on their own clock, so a silent peer is found within interval +
+        timeout whatever the two are."""
         if session.ended.is_set() or not conn.is_open:
-            return
-        loop = asyncio.get_running_loop()
-        conn.send(self.config.ping_message)
-        sent_at = loop.time()
-        session.timer = loop.call_later(
-            self.config.heartbeat_timeout_s, self._check, conn, session, sent_at
-        )
-
-    def _check(self, conn: ClientConnection, session: _Session, sent_at: float) -> None:
-        if session.ended.is_set():
-            return
-        if session.heard_at < sent_at:
-            # Half-open: nothing at all since the ping. Drop the socket (a close frame
-            # would wait on a peer that is not there).
-            session.heartbeat_failed = True
-            conn.abort()
             return
         interval = self.config.heartbeat_interval_s
         assert interval is not None
-        wait = max(0.0, sent_at + interval - asyncio.get_running_loop().time())
-        session.timer = asyncio.get_running_loop().call_later(wait, self._beat, conn, session)
+        conn.send(self.config.ping_message)
+        sent_at = asyncio.get_running_loop().time()
+        session.later(self.config.heartbeat_timeout_s, self._check, conn, session, sent_at)
+        session.later(interval, self._beat, conn, session)
+
+    def _check(self, conn: ClientConnection, session: _Session, sent_at: float) -> None:
+        if session.ended.is_set() or session.heard_at >= sent_at:
+            return
+        # Half-open: nothing at all since the ping. Drop the socket (a close frame would
+        # wait on a peer that is not there).
+        session.heartbeat_failed = True
+        session.stop_heartbeat()
+        conn.abort()
 
     async def _drop_connection(self) -> None:
         conn, session = self._conn, self._session
@@ -386,7 +421,12 @@ class ResilientClient:
 
     def _emit(self, event: ClientEvent) -> None:
         for listener in list(self._listeners):
-            listener(event)
+            try:
+                listener(event)
+            except Exception:
+                # The application's bug: logged, and the client goes on (a listener
+                # must not be able to stop the reconnect loop or fail a connection).
+                logger.exception("a listener of the client failed on %r", event)
 
 
 def _retry_after(error: ConnectError) -> str | None:

@@ -14,12 +14,12 @@ import ssl as ssl_module
 from collections.abc import Awaitable, Callable, Sequence
 
 from websockets.client import ClientProtocol
-from websockets.exceptions import InvalidURI
+from websockets.exceptions import InvalidHandshake, InvalidURI
 from websockets.http11 import USER_AGENT, Request, Response
 from websockets.typing import Subprotocol
 from websockets.uri import parse_uri
 
-from simulator.errors import ConnectError
+from simulator.errors import ConnectError, UsageError
 from simulator.net.wire import Connection, Handler, Keepalive, WireConfig
 
 #: Opens the transport of a new connection: given the protocol factory, return what
@@ -92,6 +92,15 @@ class ClientConnection(Connection):
             reason = str(exc) if exc is not None else "connection closed during the handshake"
             self._opening.set_exception(ConnectError(reason))
 
+    def give_up(self) -> None:
+        """The opening is abandoned: drop the socket, if any, and forget the outcome."""
+        if not self._opening.done():
+            self._opening.cancel()
+        elif not self._opening.cancelled():
+            self._opening.exception()  # retrieved: no "never retrieved" log
+        if hasattr(self, "transport"):
+            self.transport.abort()
+
     async def opened_or_failed(self) -> None:
         """Return once the opening handshake succeeded; raise :class:`ConnectError` if it
         failed."""
@@ -122,7 +131,7 @@ async def connect(
     """
     try:
         uri = parse_uri(url)
-    except InvalidURI as e:
+    except (InvalidURI, ValueError) as e:  # ValueError: urllib's, e.g. "Invalid IPv6 URL"
         raise ConnectError(str(e)) from None
     protocol = ClientProtocol(
         uri,
@@ -151,11 +160,16 @@ async def connect(
         raise ConnectError(f"TLS: {e.reason or e}") from None
     except OSError as e:
         raise ConnectError(e.strerror or str(e) or type(e).__name__) from None
+    except (ValueError, InvalidHandshake) as e:
+        # From the socket layer: a port out of range, a host name no resolver takes
+        # (UnicodeError is a ValueError), a header value websockets refuses.
+        raise ConnectError(str(e) or type(e).__name__) from None
     finally:
         # Timed out, refused, or cancelled (a server stopping while its handshake
-        # waited on this upstream): no socket is left behind.
-        if not opened and hasattr(conn, "transport"):
-            conn.transport.abort()
+        # waited on this upstream): no socket is left behind, and nobody waits for
+        # the opening any more.
+        if not opened:
+            conn.give_up()
     return conn
 
 
@@ -181,3 +195,14 @@ def gateway_status(error: ConnectError) -> int:
     if error.status is not None:
         return error.status
     return 504 if error.timed_out else 502
+
+
+def check_url(url: str) -> None:
+    """Raise :class:`~simulator.errors.UsageError` unless ``url`` is a ``ws://`` or
+    ``wss://`` URL with a host and a port in range: mistakes no retry will mend."""
+    try:
+        uri = parse_uri(url)
+    except (InvalidURI, ValueError) as e:
+        raise UsageError(f"{url!r}: {e}") from None
+    if not 0 < uri.port < 65536:
+        raise UsageError(f"{url!r}: port {uri.port} is out of range")

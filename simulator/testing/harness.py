@@ -57,8 +57,9 @@ class RunningSim:
         return self.server.injected
 
     def sent_to(self, conn: int) -> list[Sent]:
-        """Every message sent to connection ``conn`` so far (through its faults: a
-        dropped one is not there, a duplicated one is there twice)."""
+        """Every message the timeline handed connection ``conn`` so far, before its
+        message faults: a dropped one is there (and in :attr:`injected` as a ``drop``),
+        a duplicated one is there once (its copies are ``duplicate`` records)."""
         sent = self.server.sent or []
         return [s for s in sent if s.conn == conn]
 
