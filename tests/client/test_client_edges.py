@@ -1,0 +1,236 @@
+"""The reference client at the edges a review found: messages that come with the
+handshake, listeners that raise, concurrent closes, restarts, the heartbeat's bound
+for any interval and timeout, URLs no retry can mend. A scripted server on the wire
+layer, on the virtual clock."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import Any
+
+import orjson
+import pytest
+
+from simulator.client import (
+    ClientConfig,
+    ClientEvent,
+    Duplicate,
+    Gap,
+    Message,
+    ResilientClient,
+    State,
+    StateChanged,
+)
+from simulator.core.backoff import BackoffPolicy
+from simulator.errors import UsageError
+from simulator.net.memory import open_pipe
+from simulator.net.wire import Connection, WireConfig
+from simulator.net.wire_client import OpenTransport
+from simulator.net.wire_server import ServerHandler, WireServer
+from simulator.testing.virtual_time import run
+
+POLICY = BackoffPolicy(base_s=0.5, cap_s=8.0, stable_s=5.0)
+
+
+class Scripted(ServerHandler):
+    """A server that does what ``on_open`` says with each connection it opens."""
+
+    def __init__(self, on_open: Callable[[Connection], None] = lambda conn: None) -> None:
+        self.on_open = on_open
+        self.conns: list[Connection] = []
+
+    def opened(self, conn: Connection) -> None:
+        conn.index = len(self.conns)
+        self.conns.append(conn)
+        self.on_open(conn)
+
+
+def serving(handler: Scripted) -> OpenTransport:
+    server = WireServer(handler, WireConfig(ping_interval=None, ping_timeout=None))
+    server.start()
+
+    async def opener(factory: Any) -> Any:
+        return await open_pipe(server.connection, factory)
+
+    return opener
+
+
+def tick(conn: Connection, seq: int) -> None:
+    conn.send(orjson.dumps({"type": "tick", "seq": seq}).decode())
+
+
+def test_messages_that_come_with_the_handshake_count_on_the_new_connection() -> None:
+    """A per-connection feed: connection 1 sends 1-4 in the read that opens it. They
+    are checked against connection 1's sequence, not connection 0's: none is a
+    duplicate, and a gap on connection 1 (5 missing) is reported."""
+
+    async def main() -> tuple[list[int], list[ClientEvent]]:
+        def on_open(conn: Connection) -> None:
+            if conn.index == 0:
+                for seq in (1, 2, 3, 4):
+                    tick(conn, seq)
+                asyncio.get_running_loop().call_later(1.0, conn.abort)
+            else:
+                for seq in (1, 2, 3, 4, 6):
+                    tick(conn, seq)
+
+        config = ClientConfig(backoff=POLICY, heartbeat_interval_s=None, seq_per_connection=True)
+        client = ResilientClient(
+            "ws://feed.test/", config=config, open_transport=serving(Scripted(on_open))
+        )
+        events: list[ClientEvent] = []
+        client.listen(events.append)
+        await client.start()
+        await asyncio.sleep(5)
+        await client.close()
+        seqs = [e.seq for e in events if isinstance(e, Message) and e.seq is not None]
+        return seqs, events
+
+    seqs, events = run(main())
+    assert seqs == [1, 2, 3, 4, 1, 2, 3, 4, 6]
+    assert not [e for e in events if isinstance(e, Duplicate)]
+    assert [(g.first, g.last) for g in events if isinstance(g, Gap)] == [(5, 5)]
+    opened = [
+        i for i, e in enumerate(events) if isinstance(e, StateChanged) and e.state is State.OPEN
+    ]
+    first_message = [i for i, e in enumerate(events) if isinstance(e, Message)]
+    assert opened[0] < first_message[0]  # the connection is open before it delivers
+
+
+def test_a_listener_that_raises_neither_stops_the_client_nor_fails_its_connection() -> None:
+    async def main() -> tuple[State, int, int]:
+        def on_open(conn: Connection) -> None:
+            for seq in range(1, 4):
+                tick(conn, seq)
+
+        client = ResilientClient(
+            "ws://feed.test/",
+            config=ClientConfig(backoff=POLICY, heartbeat_interval_s=None),
+            open_transport=serving(Scripted(on_open)),
+        )
+        got: list[ClientEvent] = []
+
+        def broken(event: ClientEvent) -> None:
+            raise RuntimeError("the application's bug")
+
+        client.listen(broken)
+        client.listen(got.append)
+        await client.start()
+        await asyncio.sleep(3)
+        state, connections = client.state, client.connections
+        await client.close()
+        return state, connections, len([e for e in got if isinstance(e, Message)])
+
+    state, connections, messages = run(main())
+    assert (state, connections, messages) == (State.OPEN, 1, 3)
+
+
+def test_every_concurrent_close_returns_once_the_socket_is_closed() -> None:
+    async def main() -> list[bool]:
+        server = Scripted()
+        client = ResilientClient(
+            "ws://feed.test/",
+            config=ClientConfig(backoff=POLICY, heartbeat_interval_s=None),
+            open_transport=serving(server),
+        )
+        await client.start()
+        await asyncio.sleep(1)
+        # The server reads nothing: the close takes the whole close timeout.
+        server.conns[0].transport.pause_reading()
+        seen: list[bool] = []
+
+        async def closer() -> None:
+            await client.close()
+            seen.append(server.conns[0].lost)
+
+        await asyncio.gather(closer(), closer())
+        return seen
+
+    assert run(main()) == [True, True]
+
+
+def test_start_after_the_server_said_stop_starts_afresh() -> None:
+    async def main() -> tuple[str | None, State, str | None, int]:
+        def on_open(conn: Connection) -> None:
+            if conn.index == 0:
+                conn.start_close(4001, "token expired")
+
+        client = ResilientClient(
+            "ws://feed.test/",
+            config=ClientConfig(backoff=POLICY, heartbeat_interval_s=None),
+            open_transport=serving(Scripted(on_open)),
+        )
+        await client.start()
+        await asyncio.sleep(3)
+        reason = client.stop_reason
+        await client.start()
+        await asyncio.sleep(3)
+        state, after, connections = client.state, client.stop_reason, client.connections
+        await client.close()
+        return reason, state, after, connections
+
+    reason, state, after, connections = run(main())
+    assert reason is not None and "4001" in reason
+    assert (state, after, connections) == (State.OPEN, None, 2)
+
+
+@pytest.mark.parametrize(("interval", "timeout"), [(1.0, 1.0), (1.0, 3.0), (2.0, 5.0), (3.0, 0.5)])
+def test_a_silent_peer_is_found_within_interval_plus_timeout_for_any_pair(
+    interval: float, timeout: float
+) -> None:
+    """The peer goes silent (reads and sends nothing) at 10.5 s."""
+
+    async def main() -> float:
+        server = Scripted()
+        config = ClientConfig(
+            backoff=POLICY, heartbeat_interval_s=interval, heartbeat_timeout_s=timeout
+        )
+        client = ResilientClient("ws://feed.test/", config=config, open_transport=serving(server))
+
+        def answer(conn: Connection) -> None:
+            # An application pong to every ping, while the peer is alive.
+            conn.handler = _Ponger(conn.handler)
+
+        server.on_open = answer
+        left: list[float] = []
+        client.listen(
+            lambda e: (
+                left.append(e.at)
+                if isinstance(e, StateChanged) and e.state is State.BACKOFF
+                else None
+            )
+        )
+        await client.start()
+        await asyncio.sleep(10.5)
+        server.conns[0].transport.pause_reading()
+        assert isinstance(server.conns[0].handler, _Ponger)
+        server.conns[0].handler.silent = True
+        await asyncio.sleep(interval + timeout + 1)
+        await client.close()
+        return left[0] - 10.5
+
+    assert 0 < run(main()) <= interval + timeout + 1e-6
+
+
+class _Ponger(ServerHandler):
+    """Wraps a server handler: answers each text message with a pong, unless silent."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        self.silent = False
+
+    def message(self, conn: Connection, message: str | bytes) -> None:
+        if not self.silent:
+            conn.send('{"type":"pong"}')
+
+    def closed(self, conn: Connection) -> None:
+        self.inner.closed(conn)
+
+
+@pytest.mark.parametrize(
+    "url", ["http://feed.test/", "ws://127.0.0.1:99999/", "ws://[::1/", "feed.test"]
+)
+def test_a_url_no_retry_can_mend_is_refused_at_once(url: str) -> None:
+    with pytest.raises(UsageError):
+        ResilientClient(url)
