@@ -505,3 +505,55 @@ def test_the_herd_property_fails_on_a_client_without_jitter() -> None:
 
     with pytest.raises(AssertionError):
         spread_enough(*reconnect_spread_s(make))
+
+
+class BrokenIgnoresTheCap(ResilientClient):
+    """Doubles its delay for ever: no cap."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._backoff = _Uncapped(self.config.backoff)
+
+
+class _Uncapped(Backoff):
+    def next_delay_s(
+        self, draw: float, *, uptime_s: float | None, retry_after_s: float | None = None
+    ) -> float:
+        self.attempt += 1
+        return 0.999 * self.policy.base_s * self.policy.factor ** (self.attempt - 1)
+
+
+#: A server down for a minute: a client retrying through it reaches the cap.
+LONG_OUTAGE = (PlannedFault(2 * S, FaultKind.OUTAGE, duration_ns=60 * S),)
+
+
+def test_the_delay_bounds_fail_on_a_client_without_a_cap() -> None:
+    delays_within_bounds(run_client(LONG_OUTAGE))
+    with pytest.raises(AssertionError):
+        delays_within_bounds(run_client(LONG_OUTAGE, broken(BrokenIgnoresTheCap)))
+
+
+def test_a_failure_reproduces_from_its_printed_plan_and_seed() -> None:
+    """What a failure prints — the plan as [[fault]] TOML, and the seed — is enough to
+    run the same example again, event for event."""
+    from simulator.core.flat_plan import from_faults
+    from simulator.scenario import parse_faults
+    from simulator.testing.strategies import plan_report
+
+    plan, seed = OUTAGE, 77
+    report = plan_report(plan, seed)
+    toml = report[report.index("\n[[fault]]") : report.index("To run it again")]
+    again = from_faults(parse_faults(toml, []).faults)
+    assert f"seed {seed}" in report and again == plan
+
+    def timeline(run: Run) -> list[tuple[str, float]]:
+        return [(type(e).__name__, e.at) for e in run.events if not isinstance(e, Message)]
+
+    first = run_client(plan, broken(BrokenGivesUp), seed=seed)
+    second = run_client(again, broken(BrokenGivesUp), seed=seed)
+    with pytest.raises(AssertionError) as failure:
+        comes_back(first)
+    with pytest.raises(AssertionError) as same:
+        comes_back(second)
+    assert str(failure.value) == str(same.value)
+    assert timeline(first) == timeline(second)
