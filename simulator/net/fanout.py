@@ -87,10 +87,12 @@ class Fanout:
                     )
 
     def _count(self, batch: Batch, origin_ns: int) -> None:
+        # The clock first: lateness is when the batch reached the send path, not after
+        # the counting below.
+        loop_now = asyncio.get_running_loop().time()
         counters = self._counters
         for i, n in zip(*np.unique(batch.stream, return_counts=True), strict=True):
             counters.messages_by_stream[self._names[i]] += int(n)
-        loop_now = asyncio.get_running_loop().time()
         loop_time = self._clock.loop_time
         for t in batch.t_ns.tolist():
             counters.lateness_ns.append(int((loop_now - loop_time(origin_ns + t)) * 1e9))
