@@ -131,12 +131,6 @@ class Connection(asyncio.Protocol):
             self.protocol.send_binary(message)
         self.flush()
 
-    def send_text_bytes(self, payload: bytes) -> None:
-        """Send UTF-8 ``payload`` as a text frame, as it is (no decode and encode)."""
-        if self.protocol.state is State.OPEN:
-            self.protocol.send_text(payload)
-            self.flush()
-
     def send_ping(self, data: bytes) -> None:
         if self.protocol.state is State.OPEN:
             self.protocol.send_ping(data)

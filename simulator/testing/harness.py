@@ -149,11 +149,9 @@ def run_sim(
 def _note(scenario: Scenario, seed: int | None) -> None:
     """Under hypothesis, note the faults and seed of this example (printed for the
     minimal failing one)."""
-    try:
-        from hypothesis import note
-        from hypothesis.control import currently_in_test_context
-    except ImportError:  # hypothesis is a test dependency
-        return
+    from hypothesis import note
+    from hypothesis.control import currently_in_test_context
+
     if not currently_in_test_context():
         return
     from simulator.core.flat_plan import from_faults

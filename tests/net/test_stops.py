@@ -33,7 +33,8 @@ from simulator.testing.virtual_time import run
 
 SAMPLE = Path(__file__).parents[2] / "recordings" / "energy-dashboard-sample.parquet"
 
-#: 64 KB messages every millisecond: a client that reads nothing is backed up at once.
+#: A message every millisecond: what a client that reads nothing leaves unread piles up
+#: in the server's buffer, ahead of any close frame.
 FLOOD = """
 [scenario]
 name = "flood"
@@ -46,10 +47,10 @@ every = "1ms"
 pad = { choice = ["PAD"] }
 """
 
-#: Half-open from the start: the server reads nothing and sends nothing for an hour.
-STALLED = """
+#: A counter every 100 ms, and the faults appended to it.
+TICKS = """
 [scenario]
-name = "stalled"
+name = "ticks"
 seed = 1
 
 [[stream]]
@@ -57,12 +58,18 @@ name = "tick"
 every = "100ms"
 [stream.fields]
 n = { dist = "counter" }
+"""
 
+#: Half-open from the start: the server reads nothing and sends nothing for an hour.
+STALLED = (
+    TICKS
+    + """
 [[fault]]
 kind = "stall"
 at = "0s"
 duration = "1h"
 """
+)
 
 
 def scenario(text: str) -> Scenario:
@@ -194,21 +201,14 @@ def test_no_module_of_sim_uses_websockets_asyncio_or_subclasses_websockets() -> 
 
 
 #: Every handshake held for a minute before it is accepted.
-SLOW_GATE = """
-[scenario]
-name = "slow-gate"
-seed = 1
-
-[[stream]]
-name = "tick"
-every = "100ms"
-[stream.fields]
-n = { dist = "counter" }
-
+SLOW_GATE = (
+    TICKS
+    + """
 [[fault]]
 kind = "reject"
 delay = "60s"
 """
+)
 
 
 def test_stopping_the_proxy_during_an_upstream_handshake_leaves_no_upstream_socket(
