@@ -524,16 +524,7 @@ async def _close_like(leg: Connection, code: int, reason: str) -> None:
         return  # closing or closed already
     if not sendable(code):
         if code != CLOSE_NO_STATUS:
-            # No close frame, as on the other side; but what is already written still
-            # goes out first. (An abort would send a reset, and the peer's kernel would
-            # throw away what it had received and not yet read.)
-            transport = leg.transport
-            if transport.can_write_eof():
-                transport.write_eof()
-            else:
-                transport.close()
-            # A peer that keeps its half open is dropped after the close timeout.
-            asyncio.get_running_loop().call_later(leg.config.close_timeout, transport.abort)
+            leg.end_without_close()  # as on the other side, after what was relayed
             return
         code, reason = CLOSE_NORMAL, ""  # a close frame without a status
     await leg.close(code, reason)  # bounded: aborted after the close timeout

@@ -75,6 +75,7 @@ class Connection(asyncio.Protocol):
     __slots__ = (
         "_close_timer",
         "_drained",
+        "_ended",
         "_fragments",
         "_open_timer",
         "_paused",
@@ -109,6 +110,7 @@ class Connection(asyncio.Protocol):
         self._waiter: asyncio.Future[None] | None = None  # created by wait_closed
         self._paused = False  # writing: the transport's buffer is over its high-water mark
         self._drained: asyncio.Future[None] | None = None  # created by drain
+        self._ended = False  # end_without_close: nothing more is written
 
     # ------------------------------------------------------------------ public
 
@@ -156,6 +158,19 @@ class Connection(asyncio.Protocol):
         """Drop the TCP connection with no close frame: the peer sees 1006."""
         self.transport.abort()
 
+    def end_without_close(self) -> None:
+        """End the connection with no close frame (the peer sees 1006), but after what
+        was already written: half-close the TCP connection (an abort would reset it,
+        and the peer's kernel would discard what it had not yet read). Nothing more is
+        written, automatic answers included; a peer that keeps its half open is dropped
+        after ``close_timeout``."""
+        self._ended = True
+        if self.transport.can_write_eof():
+            self.transport.write_eof()
+        else:
+            self.transport.close()
+        asyncio.get_running_loop().call_later(self.config.close_timeout, self.transport.abort)
+
     async def wait_closed(self) -> None:
         """Return once the TCP connection is closed."""
         if self.lost:
@@ -192,6 +207,9 @@ class Connection(asyncio.Protocol):
         """Write what the sans-I/O protocol has to send; arm the close timer when it
         expects the TCP connection to end. Call it after every ``protocol.send_*``."""
         protocol, transport = self.protocol, self.transport
+        if self._ended:
+            protocol.data_to_send()  # discarded: the TCP connection is half-closed
+            return
         for data in protocol.data_to_send():
             if data:
                 transport.write(data)

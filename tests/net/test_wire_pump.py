@@ -183,3 +183,21 @@ def test_a_close_out_that_is_never_answered_aborts_after_close_timeout() -> None
 
     before, after, _ = run(main())
     assert (before, after) == (False, True)  # not a moment before the timeout, and then
+
+
+def test_after_ending_without_a_close_nothing_more_is_written() -> None:
+    """A connection ended with no close frame (half-closed, as the proxy passes on a
+    drop) writes nothing more: not a pong, not a close frame (asyncio raises on a write
+    after EOF)."""
+
+    async def main() -> tuple[bool, bytes, bool]:
+        conn, tape, client, _ = opened_pair()
+        conn.end_without_close()
+        client.send_ping(b"still there?")
+        from_client(client, conn)
+        conn.start_close(CloseCode.GOING_AWAY)
+        await asyncio.sleep(CONFIG.close_timeout + 0.1)
+        return tape.eof, tape.take(), tape.aborted
+
+    eof, written, aborted = run(main())
+    assert (eof, written, aborted) == (True, b"", True)  # and dropped after close_timeout
