@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import email.utils
+import functools
 import http
 import ssl
 import time
@@ -49,7 +50,7 @@ from simulator.net.handshake import too_many_connections
 from simulator.net.listener import Listener
 from simulator.net.log import EventKind, EventLog
 from simulator.net.recorder import Recorder
-from simulator.net.wire import Connection, Handler, WireConfig
+from simulator.net.wire import CLIENT_FRAMES_PER_S, Connection, Handler, WireConfig
 from simulator.net.wire_client import ClientConnection, OpenTransport, connect, gateway_status
 from simulator.net.wire_server import HandshakeAnswer, ServerConnection
 from simulator.storage.schema import Kind, Sender, new_metadata
@@ -180,7 +181,7 @@ class _Relay(Handler):
         for message in self.early:
             self.client.send(message)
         self.early = []
-        self.upstream.transport.resume_reading()
+        self.upstream.release_reading("handshake")
 
     # ------------------------------------------------------------------ events
 
@@ -201,8 +202,8 @@ class _Relay(Handler):
         dst.send(message)
         if dst.transport.get_write_buffer_size() > _WRITE_LIMIT:
             # Backpressure: read no more from this side until the other drains.
-            conn.transport.pause_reading()
-            dst.on_resume = conn.transport.resume_reading
+            conn.hold_reading("backpressure")
+            dst.on_resume = functools.partial(conn.release_reading, "backpressure")
 
     def record_early(self) -> None:
         """The `open` row is written: record what the upstream sent with its response."""
@@ -252,10 +253,10 @@ class _Relay(Handler):
         other = self.other(leg)
         if other is None:
             return
-        if not other.lost and not other.transport.is_reading():
-            # Paused by backpressure toward the side that ended: its answer to our
+        if not other.lost:
+            # Maybe held by backpressure toward the side that ended: its answer to our
             # close must be read.
-            other.transport.resume_reading()
+            other.release_all_reading()
         self.proxy.spawn_close(other, ending.code, ending.reason)
 
 
@@ -308,6 +309,7 @@ class RecordingProxy(Listener):
             ping_timeout=None,
             open_timeout=self._open_timeout + 10,
             close_timeout=CLOSE_TIMEOUT_S,
+            max_frames_per_s=CLIENT_FRAMES_PER_S,
         )
         await self._listen(config, self.requested_port)
         self._spawn(self.recorder.run())
@@ -388,7 +390,7 @@ class RecordingProxy(Listener):
             self._opening -= 1
         # Nothing goes to the client before its handshake is answered: hold the
         # upstream's messages (those that came with its response are kept in order).
-        upstream.transport.pause_reading()
+        upstream.hold_reading("handshake")
         relay.upstream = upstream
         self._relays[index] = relay
         handshake["subprotocol"] = redacted_subprotocol(upstream.subprotocol)

@@ -62,7 +62,7 @@ from simulator.net.handshake import fault_answer
 from simulator.net.listener import Listener
 from simulator.net.log import EventKind, EventLog
 from simulator.net.send_path import Client, binary_frame, text_frame
-from simulator.net.wire import Connection, WireConfig, close_of
+from simulator.net.wire import CLIENT_FRAMES_PER_S, Connection, WireConfig, close_of
 from simulator.net.wire_server import HandshakeAnswer, ServerConnection
 from simulator.storage.reader import read_metadata, scan_recording
 from simulator.storage.schema import RecordingMetadata, error_reason
@@ -220,6 +220,7 @@ class ReplayServer(Listener):
             # The opening handshake includes waiting out injected handshake delays.
             open_timeout=10 + self._handshake_delay_s,
             close_timeout=CLOSE_TIMEOUT_S,
+            max_frames_per_s=CLIENT_FRAMES_PER_S,
         )
         await self._listen(config, self.requested_port)
         self.log.emit(EventKind.LISTENING, url=self.url, mode="replay")

@@ -202,8 +202,7 @@ class WireServer:
             if conn.protocol.state is State.OPEN:
                 conn.start_close(code, reason)
                 # Read the client's close frame even from a connection paused by a fault.
-                if not conn.transport.is_reading():
-                    conn.transport.resume_reading()
+                conn.release_all_reading()
         if self._held:
             await asyncio.wait(list(self._held))
         for conn in list(self.connections):
