@@ -58,7 +58,7 @@ from simulator.net.common import (
     sleep_until,
 )
 from simulator.net.faulting import FaultInjector, Injected, longest_handshake_delay_s
-from simulator.net.handshake import fault_answer
+from simulator.net.handshake import fault_answer, too_many_connections
 from simulator.net.listener import Listener
 from simulator.net.log import EventKind, EventLog
 from simulator.net.send_path import Client, binary_frame, text_frame
@@ -71,6 +71,8 @@ from simulator.storage.schema import RecordingMetadata, error_reason
 _LOAD_ROWS = 50_000
 #: Unexpected client messages kept in ``server.unexpected`` (all are counted and logged).
 MAX_UNEXPECTED_KEPT = 1000
+#: Client messages up to this size are accepted, and any as large as a recorded one.
+MIN_MESSAGE_LIMIT = 2**20
 #: Frames written straight to a socket while its buffer holds less than this.
 _ROOM = 256 * 1024
 #: Yield to the event loop after this many frames written without waiting.
@@ -147,8 +149,11 @@ class ReplayServer(Listener):
         log_sends: bool,
         faults: FaultPlan | None = None,
         speed: float | None = 1.0,
+        max_connections: int = 1000,
     ) -> None:
         super().__init__(host, EventLog())
+        self.max_connections = max_connections
+        self._max_size = MIN_MESSAGE_LIMIT  # raised to the largest recorded client message
         self.plans = plans
         self.order = sorted(plans)
         self.requested_port = port
@@ -210,12 +215,14 @@ class ReplayServer(Listener):
                 )
             self._expected[conn] = ExpectedIndex(expected)
             self._sends[conn] = len(expected) < len(plan.steps)
+            for e in plan.expected:
+                self._max_size = max(self._max_size, len(e.payload))
 
     async def start(self) -> None:
         self._prepare()
         self.clock.start()
         config = WireConfig(
-            max_size=16 * 2**20,
+            max_size=self._max_size,
             write_limit=_ROOM,
             # The opening handshake includes waiting out injected handshake delays.
             open_timeout=10 + self._handshake_delay_s,
@@ -248,7 +255,11 @@ class ReplayServer(Listener):
 
     def handshake(self, conn: ServerConnection, request: Request) -> HandshakeAnswer:
         """Number the connection by handshake attempt and, with faults, let the fault
-        plan refuse or delay it, as the live server does."""
+        plan refuse or delay it, as the live server does. Past ``max_connections``
+        clients, 503."""
+        if len(self._sessions) >= self.max_connections:
+            self.log.emit(EventKind.REJECTED, reason="max_connections", limit=self.max_connections)
+            return too_many_connections(conn.protocol)
         if self.faults is None:
             conn.index = self._next_index
             self._next_index += 1
@@ -532,6 +543,7 @@ async def replay(
     redact_key: bytes | None = None,
     ignore: Sequence[str] = (),
     free_run: bool = False,
+    max_connections: int = 1000,
 ) -> AsyncIterator[ReplayServer]:
     """Serve the recording at ``path`` until the block ends.
 
@@ -553,6 +565,10 @@ async def replay(
     fields left out of the comparison of client messages, on both sides. ``free_run``
     waits for no client message: every recorded server message, replies included, is
     sent at its recorded offset, and what clients send is ignored.
+
+    At most ``max_connections`` clients at once: further handshakes get 503 with
+    ``Retry-After: 1``. A client message larger than the largest recorded one (and
+    than 1 MiB) closes its connection with 1009.
 
     Raises :class:`RecordingError` (bad file) or :class:`UsageError` (bad argument)
     before listening.
@@ -576,6 +592,7 @@ async def replay(
         log_sends=log_sends,
         faults=faults,
         speed=speed,
+        max_connections=max_connections,
     )
     server.redact = client_redactor(metadata, redact_key, server.log)
     server.ignore = ignoring(ignore)
