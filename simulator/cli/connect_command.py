@@ -75,7 +75,13 @@ EXIT_STOPPED_BY_SERVER = 1
 )
 @click.option("--no-heartbeat", is_flag=True, help="Send no application pings.")
 @click.option("--seed", type=SEED, default=0, show_default=True, help="Seeds the jitter.")
-@click.option("--ca", type=click.Path(dir_okay=False, exists=True), help="CA (PEM) for wss://.")
+@click.option(
+    "--tls-ca",
+    "--ca",
+    "ca",
+    type=click.Path(dir_okay=False, exists=True),
+    help="CA (PEM) for wss://.",
+)
 @click.option(
     "--log-format",
     type=click.Choice(["plain", "json"]),

@@ -156,3 +156,35 @@ def trust(ca_file: str | None) -> ssl.SSLContext | None:
     import ssl
 
     return None if ca_file is None else ssl.create_default_context(cafile=ca_file)
+
+
+def tls_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """``--tls-cert``/``--tls-key``, ``--tls-self-signed`` and ``--tls-dir``, for the
+    commands that serve: given to ``command`` as one ``tls`` argument, a
+    :class:`simulator.cli.tls.TLSOptions` (resolve it with ``serving_tls``)."""
+    import functools
+
+    from simulator.cli.tls import TLSOptions
+
+    @functools.wraps(command)
+    def with_tls(
+        *args: Any,
+        tls_cert: str | None,
+        tls_key: str | None,
+        tls_self_signed: bool,
+        tls_dir: str | None,
+        **kwargs: Any,
+    ) -> Any:
+        tls = TLSOptions(tls_cert, tls_key, tls_self_signed, tls_dir)
+        return command(*args, tls=tls, **kwargs)
+
+    # Paths unchecked by click: serving_tls says what is wrong with them in one line.
+    for name, metavar, text in (  # bottom up: --help lists them in the reverse order
+        ("--tls-dir", "DIR", "Where --tls-self-signed writes (default: a temp dir)."),
+        ("--tls-self-signed", None, "Serve wss:// with a throwaway localhost certificate."),
+        ("--tls-key", "FILE", "Private key (PEM, unencrypted) of --tls-cert."),
+        ("--tls-cert", "FILE", "Serve wss:// with this certificate chain (PEM)."),
+    ):
+        kind = {"is_flag": True} if metavar is None else {"metavar": metavar}
+        with_tls = click.option(name, help=text, **kind)(with_tls)
+    return with_tls

@@ -16,11 +16,13 @@ from simulator.cli.options import (
     header_pair,
     redact_options,
     redaction,
+    tls_options,
     trust,
 )
 from simulator.errors import SimError, UsageError
 
 if TYPE_CHECKING:
+    from simulator.cli.tls import ServingTLS, TLSOptions
     from simulator.core.redact import Redactor
 
 
@@ -48,6 +50,7 @@ if TYPE_CHECKING:
 )
 @click.option("--log-format", type=click.Choice(["plain", "json"]), default="plain")
 @click.option("--quiet", is_flag=True, help="Print only the URL line.")
+@tls_options
 def record(
     upstream: str | None,
     connect: str | None,
@@ -62,6 +65,7 @@ def record(
     max_connections: int,
     log_format: str,
     quiet: bool,
+    tls: TLSOptions,
 ) -> None:
     """Record real WebSocket sessions to a Parquet file.
 
@@ -72,14 +76,19 @@ def record(
     token query parameters are never written; --redact hashes (or removes) message
     fields. SIGINT/SIGTERM stop cleanly; a killed recorder keeps what it flushed.
     """
+    from simulator.cli.tls import serving_tls
+
     try:
         if (upstream is None) == (connect is None):
             raise UsageError("give exactly one of --upstream URL (proxy) or --connect URL")
         if upstream is not None and (send or header):
             raise UsageError("--send and --header go with --connect, not --upstream")
+        if connect is not None and tls.given:
+            raise UsageError("--tls-* serve the proxy's --listen side: they go with --upstream")
         redactor = redaction(redact, redact_key_file)
         if upstream is not None:
             host, port = _listen_address(listen)
+            served = serving_tls(tls)
             asyncio.run(
                 _proxy(
                     upstream,
@@ -92,6 +101,7 @@ def record(
                     max_connections,
                     log_format,
                     quiet,
+                    served,
                 )
             )
         else:
@@ -130,8 +140,10 @@ async def _proxy(
     max_connections: int,
     log_format: str,
     quiet: bool,
+    tls: ServingTLS | None,
 ) -> None:
     from simulator.cli.console import follow_log, stop_on_signals
+    from simulator.cli.tls import announce
     from simulator.net.proxy import record_proxy
 
     stop = stop_on_signals()
@@ -144,9 +156,11 @@ async def _proxy(
         redaction=None if redactor is None else redactor.describe(),
         ssl_context=trust(ca),
         max_connections=max_connections,
+        tls=None if tls is None else tls.context,
     ) as proxy:
         print(proxy.url, flush=True)
         if not quiet:
+            announce(tls, proxy.url, log_format)
             follow_log(proxy.log, log_format)
         stopped = asyncio.ensure_future(stop.wait())
         await asyncio.wait({stopped}, timeout=None if duration is None else duration / 1e9)

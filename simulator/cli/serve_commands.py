@@ -26,10 +26,12 @@ from simulator.cli.options import (
     redact_key,
     redact_options,
     redaction,
+    tls_options,
 )
 from simulator.errors import SimError, UsageError
 
 if TYPE_CHECKING:
+    from simulator.cli.tls import ServingTLS, TLSOptions
     from simulator.core.faults import FaultPlan
     from simulator.core.model import Scenario
     from simulator.core.redact import Redactor
@@ -52,6 +54,7 @@ if TYPE_CHECKING:
     help="Record what is served (faults included) to this Parquet file.",
 )
 @redact_options
+@tls_options
 def run(
     scenario_file: str,
     host: str | None,
@@ -66,6 +69,7 @@ def run(
     record: str | None,
     redact: tuple[str, ...],
     redact_key_file: str | None,
+    tls: TLSOptions,
 ) -> None:
     """Serve SCENARIO over WebSocket until SIGINT/SIGTERM (or --duration).
 
@@ -73,6 +77,8 @@ def run(
     live status is shown; otherwise events are logged to stderr, one per line.
     """
     import dataclasses
+
+    from simulator.cli.tls import serving_tls
 
     scenario = load(scenario_file)
     if max_connections is not None:
@@ -84,6 +90,7 @@ def run(
         if redact and record is None:
             raise UsageError("--redact applies to what --record writes: give --record FILE")
         redactor = redaction(redact, redact_key_file)
+        served = serving_tls(tls)
         asyncio.run(
             _serve(
                 scenario,
@@ -97,6 +104,7 @@ def run(
                 quiet,
                 record,
                 redactor,
+                served,
             )
         )
     except OSError as e:
@@ -118,8 +126,10 @@ async def _serve(
     quiet: bool,
     record: str | None,
     redactor: Redactor | None,
+    tls: ServingTLS | None,
 ) -> None:
     from simulator.cli.console import follow_log, live_status, stop_on_signals
+    from simulator.cli.tls import announce
     from simulator.net.log import EventKind
     from simulator.net.server import serve
 
@@ -134,8 +144,11 @@ async def _serve(
         epoch_ns=epoch,
         record=record,
         redact=redactor,
+        tls=None if tls is None else tls.context,
     ) as server:
         print(server.url, flush=True)
+        if not quiet:
+            announce(tls, server.url, log_format)
         status = None
         if not quiet:
             if sys.stdout.isatty() and log_format == "plain":
@@ -184,6 +197,7 @@ async def _serve(
 )
 @click.option("--log-format", type=click.Choice(["plain", "json"]), default="plain")
 @click.option("--quiet", is_flag=True, help="Print only the URL line.")
+@tls_options
 def replay(
     file: str,
     host: str,
@@ -199,6 +213,7 @@ def replay(
     redact_key_file: str | None,
     log_format: str,
     quiet: bool,
+    tls: TLSOptions,
 ) -> None:
     """Serve a recording again: client i gets recorded connection i (or --conn), pushes on
     the recorded timeline scaled by --speed, replies once the client sends what they answer.
@@ -206,8 +221,11 @@ def replay(
 
     The first line on stdout is the URL. Stops on SIGINT/SIGTERM (clients get 1001).
     """
+    from simulator.cli.tls import serving_tls
+
     try:
         key = redact_key(redact_key_file)
+        served = serving_tls(tls)
         asyncio.run(
             _replay(
                 file,
@@ -223,6 +241,7 @@ def replay(
                 key,
                 log_format,
                 quiet,
+                served,
             )
         )
     except OSError as e:
@@ -265,8 +284,10 @@ async def _replay(
     key: bytes | None,
     log_format: str,
     quiet: bool,
+    tls: ServingTLS | None,
 ) -> None:
     from simulator.cli.console import follow_log, stop_on_signals
+    from simulator.cli.tls import announce
     from simulator.net.replay import replay as serve_replay
 
     stop = stop_on_signals()
@@ -282,8 +303,10 @@ async def _replay(
         redact_key=key,
         ignore=ignore,
         free_run=free_run,
+        tls=None if tls is None else tls.context,
     ) as server:
         print(server.url, flush=True)
         if not quiet:
+            announce(tls, server.url, log_format)
             follow_log(server.log, log_format)
         await stop.wait()

@@ -566,6 +566,7 @@ async def record_proxy(
     log_sends: bool = False,
     in_memory: bool = False,
     open_upstream: OpenTransport | None = None,
+    tls: ssl.SSLContext | None = None,
 ) -> AsyncIterator[RecordingProxy]:
     """Relay clients to ``upstream`` (``ws://`` or ``wss://``), recording to ``out``.
 
@@ -578,6 +579,8 @@ async def record_proxy(
     (about the last second is lost; ``sim recover``). ``in_memory`` opens no socket:
     clients connect with ``open_transport=proxy.open_transport``; ``open_upstream``
     replaces the sockets to the upstream (see :func:`simulator.net.wire_client.connect`).
+    ``tls`` makes the listening side ``wss://`` (a server context:
+    :func:`simulator.net.tls.server_context`); ``ssl_context`` is the upstream's.
 
     Raises :class:`UsageError` for a bad URL, :class:`RecordingError` for an
     unwritable ``out``, before listening.
@@ -598,6 +601,7 @@ async def record_proxy(
         log_sends=log_sends,
         open_upstream=open_upstream,
     )
+    proxy.tls = tls
     try:
         await proxy.start()
     except BaseException:

@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import ssl
 from collections import Counter
 from collections.abc import AsyncIterator, Callable, Hashable, Sequence
 from dataclasses import dataclass, field
@@ -544,6 +545,7 @@ async def replay(
     ignore: Sequence[str] = (),
     free_run: bool = False,
     max_connections: int = 1000,
+    tls: ssl.SSLContext | None = None,
 ) -> AsyncIterator[ReplayServer]:
     """Serve the recording at ``path`` until the block ends.
 
@@ -564,7 +566,8 @@ async def replay(
     compared (docs/redaction.md). ``ignore`` lists JSONPaths (``$.id``, ``$..ts``) of
     fields left out of the comparison of client messages, on both sides. ``free_run``
     waits for no client message: every recorded server message, replies included, is
-    sent at its recorded offset, and what clients send is ignored.
+    sent at its recorded offset, and what clients send is ignored. ``tls`` serves
+    ``wss://`` (a server context: :func:`simulator.net.tls.server_context`).
 
     At most ``max_connections`` clients at once: further handshakes get 503 with
     ``Retry-After: 1``. A client message larger than the largest recorded one (and
@@ -597,6 +600,7 @@ async def replay(
     server.redact = client_redactor(metadata, redact_key, server.log)
     server.ignore = ignoring(ignore)
     server.free_run = free_run
+    server.tls = tls
     await server.start()
     try:
         yield server

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ssl
 import time
 from collections import deque
 from collections.abc import AsyncIterator
@@ -470,6 +471,7 @@ async def serve(
     record: str | Path | None = None,
     redact: Redactor | None = None,
     in_memory: bool = False,
+    tls: ssl.SSLContext | None = None,
 ) -> AsyncIterator[SimServer]:
     """Serve ``scenario`` (load a file with :func:`simulator.scenario.load_scenario`)
     until the block ends.
@@ -482,7 +484,8 @@ async def serve(
     not for long runs. ``record`` writes the session to that Parquet file (crash-safe
     segments, compacted when the block ends); ``redact`` is applied to every message
     before it is recorded (what clients send may hold secrets; see
-    :class:`simulator.core.redact.Redactor`).
+    :class:`simulator.core.redact.Redactor`). ``tls`` serves ``wss://`` (a server
+    context: :func:`simulator.net.tls.server_context`).
     """
     if not isinstance(scenario, Scenario):
         raise UsageError(f"serve() takes a loaded Scenario, not {type(scenario).__name__}")
@@ -498,6 +501,7 @@ async def serve(
         record=record,
         redact=redact,
     )
+    server.tls = tls
     await server.start()
     try:
         yield server

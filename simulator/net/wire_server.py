@@ -23,6 +23,7 @@ import asyncio
 import http
 import logging
 import socket
+import ssl
 from collections.abc import Awaitable
 
 from websockets.frames import CloseCode
@@ -130,10 +131,19 @@ class WireServer:
         if config.ping_interval is not None:
             self.keepalive = Keepalive(self.connections, config.ping_interval, config.ping_timeout)
 
-    async def listen(self, host: str, port: int) -> None:
-        """Start accepting connections on ``host``:``port`` (``0``: a free port)."""
+    async def listen(self, host: str, port: int, tls: ssl.SSLContext | None = None) -> None:
+        """Start accepting connections on ``host``:``port`` (``0``: a free port); with
+        ``tls``, TLS connections only (``wss://``)."""
         loop = asyncio.get_running_loop()
-        self._server = await loop.create_server(self.connection, host, port)
+        self._server = await loop.create_server(
+            self.connection,
+            host,
+            port,
+            ssl=tls,
+            # A connection exists for the server from the end of its TLS handshake on:
+            # one that never finishes it is dropped as one that never upgrades is.
+            ssl_handshake_timeout=None if tls is None else self.config.open_timeout,
+        )
         self.start()
 
     def start(self) -> None:
