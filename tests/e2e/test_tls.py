@@ -32,7 +32,7 @@ from simulator.net.tls import make_self_signed, server_context
 from simulator.net.wire import Handler
 from simulator.net.wire_client import connect as wire_connect
 from simulator.storage.reader import read_recording
-from tests.e2e.conftest import DASHBOARD, async_test, client, receive, scenario
+from tests.e2e.conftest import DASHBOARD, async_test, client, close_code, receive, scenario
 from tests.e2e.test_record_cli import FEED, server_messages
 from tests.e2e.test_run_cli import ENV, Running, sim, sim_serving
 
@@ -237,3 +237,21 @@ def test_record_connect_refuses_the_listening_tls_options(tmp_path: Path) -> Non
     assert plus_tls.stderr.strip() == (
         "--tls-* serve the proxy's --listen side: they go with --upstream"
     )
+
+
+@pytest.mark.parametrize(
+    ("fault", "code"),
+    [('kind = "disconnect"\ncode = 4001', 4001), ('kind = "reset"', 1006)],
+    ids=["disconnect", "reset"],
+)
+@async_test(timeout=60)
+async def test_connection_faults_reach_a_tls_client_as_they_would_over_tcp(
+    tmp_path: Path, fault: str, code: int
+) -> None:
+    """A close frame goes through TLS; a reset (no close frame) ends the TLS stream
+    without one, and the client sees 1006."""
+    made = make_self_signed(tmp_path)
+    sc = scenario(FEED + f'\n[[fault]]\n{fault}\nat = "200ms"\n')
+    async with serve(sc, port=0, tls=server_context(made.cert_file, made.key_file)) as server:
+        ws = await client(server.url, ssl=trusting(made.ca_file))
+        assert await close_code(ws) == code
