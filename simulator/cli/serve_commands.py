@@ -148,7 +148,7 @@ async def _serve(
     ) as server:
         print(server.url, flush=True)
         if not quiet:
-            announce(tls, server.url, log_format)
+            announce(tls, server.url, log_format, health=True)
         status = None
         if not quiet:
             if sys.stdout.isatty() and log_format == "plain":

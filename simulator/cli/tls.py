@@ -76,10 +76,16 @@ def serving_tls(options: TLSOptions) -> ServingTLS | None:
 
 
 def announce(
-    tls: ServingTLS | None, url: str, log_format: str, stream: TextIO = sys.stderr
+    tls: ServingTLS | None,
+    url: str,
+    log_format: str,
+    *,
+    health: bool = False,
+    stream: TextIO = sys.stderr,
 ) -> None:
     """Tell how to trust a throwaway certificate (nothing for a given one): on
-    ``stream``, as plain lines or one JSON object (``log_format``)."""
+    ``stream``, as plain lines or one JSON object (``log_format``). ``health``: the
+    server answers ``GET /healthz``, so a curl line can show the trust at work."""
     if tls is None or tls.made is None:
         return
     made = tls.made
@@ -95,12 +101,12 @@ def announce(
         }
         print(orjson.dumps(line).decode(), file=stream, flush=True)
         return
-    health = url.replace("wss://", "https://", 1) + "/healthz"
+    health_url = url.replace("wss://", "https://", 1) + "/healthz"
     ca = made.ca_file
     lines = [
         f"throwaway TLS certificate for {', '.join(made.names)} "
         f"(until {made.not_after:%Y-%m-%d}); trust its CA: {ca}",
-        f"  curl --cacert {ca} {health}",
+        *([f"  curl --cacert {ca} {health_url}"] if health else []),
         f"  Python: ssl.create_default_context(cafile='{ca}')",
         f"  Node: NODE_EXTRA_CA_CERTS={ca} node your-client.js",
         f"  Chromium: --ignore-certificate-errors-spki-list={made.spki_sha256}",
