@@ -255,3 +255,15 @@ async def test_connection_faults_reach_a_tls_client_as_they_would_over_tcp(
     async with serve(sc, port=0, tls=server_context(made.cert_file, made.key_file)) as server:
         ws = await client(server.url, ssl=trusting(made.ca_file))
         assert await close_code(ws) == code
+
+
+@async_test(timeout=60)
+async def test_a_throwaway_certificate_in_a_temp_dir_is_removed_at_exit() -> None:
+    async with sim_serving("run", DASHBOARD, "--port", "0", "--tls-self-signed") as running:
+        lines = await trust_lines(running)
+        ca = Path(lines[0].rsplit("trust its CA: ", 1)[1])
+        assert ca.is_file()
+        running.process.send_signal(signal.SIGTERM)
+        code, _, err = await running.finish()
+    assert code == 0, err
+    assert not ca.parent.exists()
