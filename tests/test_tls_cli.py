@@ -84,3 +84,14 @@ def test_options_that_do_not_go_together_are_refused(options: TLSOptions, messag
 def test_no_tls_option_serves_plain_ws() -> None:
     assert serving_tls(TLSOptions()) is None
     assert not TLSOptions().given
+
+
+def test_a_url_on_a_host_the_certificate_does_not_name_is_pointed_out(served: ServingTLS) -> None:
+    out = io.StringIO()
+    announce(served, "wss://0.0.0.0:3002", "plain", stream=out)
+    assert out.getvalue().splitlines()[-1] == (
+        "sim:   it is not valid for 0.0.0.0: connect to localhost or 127.0.0.1"
+    )
+    out = io.StringIO()
+    announce(served, URL, "plain", stream=out)
+    assert "not valid" not in out.getvalue()

@@ -14,6 +14,7 @@ import sys
 import tempfile
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, TextIO
+from urllib.parse import urlsplit
 
 import orjson
 
@@ -112,5 +113,9 @@ def announce(
         f"  Chromium: --ignore-certificate-errors-spki-list={made.spki_sha256}",
         "  or import the CA as an authority in the browser (docs/tls.md)",
     ]
+    host = urlsplit(url).hostname
+    if host is not None and host not in made.names:
+        # --host 0.0.0.0: the URL's host is no name a client can verify.
+        lines.append(f"  it is not valid for {host}: connect to localhost or 127.0.0.1")
     for text in lines:
         print(f"sim: {text}", file=stream, flush=True)
