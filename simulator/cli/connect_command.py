@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 
 import click
 
+from simulator.cli.help_text import epilog
 from simulator.cli.options import DURATION, EXIT_USAGE, SEED, fail, header_pair, trust
 from simulator.errors import SimError
 
@@ -21,7 +22,7 @@ if TYPE_CHECKING:
 EXIT_STOPPED_BY_SERVER = 1
 
 
-@click.command()
+@click.command(epilog=epilog("connect"))
 @click.argument("url")
 @click.option(
     "--subscribe",
@@ -75,7 +76,11 @@ EXIT_STOPPED_BY_SERVER = 1
 )
 @click.option("--no-heartbeat", is_flag=True, help="Send no application pings.")
 @click.option("--seed", type=SEED, default=0, show_default=True, help="Seeds the jitter.")
-@click.option("--ca", type=click.Path(dir_okay=False, exists=True), help="CA (PEM) for wss://.")
+@click.option(
+    "--ca",
+    type=click.Path(dir_okay=False, exists=True),
+    help="CA (PEM) to trust for wss:// (default: the system's).",
+)
 @click.option(
     "--log-format",
     type=click.Choice(["plain", "json"]),

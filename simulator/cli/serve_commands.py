@@ -15,14 +15,19 @@ from typing import TYPE_CHECKING
 
 import click
 
+from simulator.cli.help_text import epilog
 from simulator.cli.options import (
     DURATION,
     EPOCH,
-    EXIT_USAGE,
     SEED,
     SpeedType,
+    claim_output,
     fail,
+    force_option,
+    listen_address,
+    listen_option,
     load,
+    network_failure,
     redact_key,
     redact_options,
     redaction,
@@ -35,27 +40,57 @@ if TYPE_CHECKING:
     from simulator.core.redact import Redactor
 
 
-@click.command()
+@click.command(epilog=epilog("run"))
 @click.argument("scenario_file", metavar="SCENARIO", type=click.Path(dir_okay=False))
-@click.option("--host", help="Interface to bind (default: the scenario's, else 127.0.0.1).")
-@click.option("--port", type=click.IntRange(0, 65535), help="0 picks a free port.")
-@click.option("--seed", type=SEED, help="Override the scenario's seed.")
-@click.option("--speed", default=1.0, show_default=True, type=click.FloatRange(min=0.001))
-@click.option("--duration", type=DURATION, help="Stop after this much scenario time.")
+@click.option(
+    "--host",
+    help="Interface to bind (default: the scenario's [server] host, else 127.0.0.1).",
+)
+@click.option(
+    "--port",
+    type=click.IntRange(0, 65535),
+    help="Port to listen on; 0 picks a free one (default: the scenario's, else 3002).",
+)
+@listen_option("the scenario's, else 127.0.0.1:3002")
+@click.option("--seed", type=SEED, help="Override the scenario's seed (default: the scenario's).")
+@click.option(
+    "--speed",
+    default=1.0,
+    show_default=True,
+    type=click.FloatRange(min=0.001),
+    help="Scenario time runs this many times faster than wall time.",
+)
+@click.option(
+    "--duration",
+    type=DURATION,
+    help="Stop after this much scenario time (default: the scenario's, else never).",
+)
 @click.option("--epoch", type=EPOCH, help="Wall time of scenario time 0 (default: now).")
-@click.option("--max-connections", type=click.IntRange(1, 100_000))
-@click.option("--log-format", type=click.Choice(["plain", "json"]), default="plain")
+@click.option(
+    "--max-connections",
+    type=click.IntRange(1, 100_000),
+    help="Clients at once; more get 503 (default: the scenario's, else 1000).",
+)
+@click.option(
+    "--log-format",
+    type=click.Choice(["plain", "json"]),
+    default="plain",
+    help="One line per event on stderr: plain text or a JSON object.",
+)
 @click.option("--quiet", is_flag=True, help="Print only the URL line.")
 @click.option(
     "--record",
     type=click.Path(dir_okay=False),
-    help="Record what is served (faults included) to this Parquet file.",
+    help="Record what is served (faults included) to this Parquet file (refused if it "
+    "exists, unless --force).",
 )
+@force_option
 @redact_options
 def run(
     scenario_file: str,
     host: str | None,
     port: int | None,
+    listen: str | None,
     seed: int | None,
     speed: float,
     duration: int | None,
@@ -64,6 +99,7 @@ def run(
     log_format: str,
     quiet: bool,
     record: str | None,
+    force: bool,
     redact: tuple[str, ...],
     redact_key_file: str | None,
 ) -> None:
@@ -81,8 +117,11 @@ def run(
             server=dataclasses.replace(scenario.server, max_connections=max_connections),
         )
     try:
+        host, port = listen_address(listen, host, port)
         if redact and record is None:
             raise UsageError("--redact applies to what --record writes: give --record FILE")
+        if record is not None:
+            claim_output(record, force)
         redactor = redaction(redact, redact_key_file)
         asyncio.run(
             _serve(
@@ -100,8 +139,7 @@ def run(
             )
         )
     except OSError as e:
-        click.echo(f"sim: cannot serve: {e.strerror or e}", err=True)
-        sys.exit(EXIT_USAGE)
+        network_failure(e, "serve")
     except SimError as e:
         fail(e)
 
@@ -152,13 +190,30 @@ async def _serve(
                 task.cancel()
 
 
-@click.command()
+@click.command(epilog=epilog("replay"))
 @click.argument("file", type=click.Path(dir_okay=False))
-@click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--port", default=3002, show_default=True, type=click.IntRange(0, 65535))
-@click.option("--speed", default="1", show_default=True, type=SpeedType(), help="X or max.")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Interface to bind.")
+@click.option(
+    "--port",
+    default=3002,
+    show_default=True,
+    type=click.IntRange(0, 65535),
+    help="Port to listen on; 0 picks a free one.",
+)
+@listen_option("127.0.0.1:3002")
+@click.option(
+    "--speed",
+    default="1",
+    show_default=True,
+    type=SpeedType(),
+    help="Recorded time runs this many times faster; max: as fast as possible.",
+)
 @click.option("--loop", is_flag=True, help="Start each connection's recording again at its end.")
-@click.option("--conn", type=click.IntRange(min=0), help="Serve this recorded connection to all.")
+@click.option(
+    "--conn",
+    type=click.IntRange(min=0),
+    help="Serve this recorded connection to all (default: client i gets connection i).",
+)
 @click.option("--strict", is_flag=True, help="Close with 1008 on a message not in the recording.")
 @click.option(
     "--free-run",
@@ -170,7 +225,9 @@ async def _serve(
     type=click.Path(dir_okay=False),
     help="Inject the [[fault]]s of this scenario or faults file.",
 )
-@click.option("--seed", type=SEED, help="Override the faults file's seed.")
+@click.option(
+    "--seed", type=SEED, help="Override the faults file's seed (default: the file's, else 0)."
+)
 @click.option(
     "--ignore",
     multiple=True,
@@ -182,12 +239,18 @@ async def _serve(
     type=click.Path(dir_okay=False, exists=True),
     help="Key the recording's --redact hashes were made with (default: $SIM_REDACT_KEY).",
 )
-@click.option("--log-format", type=click.Choice(["plain", "json"]), default="plain")
+@click.option(
+    "--log-format",
+    type=click.Choice(["plain", "json"]),
+    default="plain",
+    help="One line per event on stderr: plain text or a JSON object.",
+)
 @click.option("--quiet", is_flag=True, help="Print only the URL line.")
 def replay(
     file: str,
     host: str,
     port: int,
+    listen: str | None,
     speed: float | None,
     loop: bool,
     conn: int | None,
@@ -208,6 +271,7 @@ def replay(
     """
     try:
         key = redact_key(redact_key_file)
+        host, port = listen_address(listen, host, port)
         asyncio.run(
             _replay(
                 file,
@@ -226,8 +290,7 @@ def replay(
             )
         )
     except OSError as e:
-        click.echo(f"sim: cannot serve: {e.strerror or e}", err=True)
-        sys.exit(EXIT_USAGE)
+        network_failure(e, "serve")
     except SimError as e:
         fail(e)
 

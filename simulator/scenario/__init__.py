@@ -7,7 +7,8 @@ holds every problem found (not just the first), one line each::
     scenarios/x.toml:3: stream[0].evry: unknown key; did you mean 'every'? (allowed: ...)
 
 :func:`load_faults` and :func:`parse_faults` read the ``[[fault]]`` tables to apply to a
-recording (``sim replay --faults``). The language itself is documented in
+recording (``sim replay --faults``); :func:`load_scenario_or_faults` reads either kind
+of file (``sim validate``). The language itself is documented in
 ``docs/scenario-reference.md``.
 
 Import from here: the modules below are private and may change. A file goes through
@@ -33,7 +34,7 @@ from collections.abc import Mapping, Sequence
 from simulator.core.model import Scenario
 from simulator.core.rates import mean_rate_per_s
 from simulator.errors import Problem, ScenarioError
-from simulator.scenario.document import FaultSet, build_fault_set, build_scenario
+from simulator.scenario.document import TOP_TABLES, FaultSet, build_fault_set, build_scenario
 from simulator.scenario.lines import LineIndex
 from simulator.scenario.reader import Context
 from simulator.scenario.streams import MAX_RATE_PER_S
@@ -44,6 +45,7 @@ __all__ = [
     "FaultSet",
     "load_faults",
     "load_scenario",
+    "load_scenario_or_faults",
     "mean_rate_per_s",
     "parse_faults",
     "parse_scenario",
@@ -60,8 +62,9 @@ def load_scenario(path: str | os.PathLike[str]) -> Scenario:
     return parse_scenario(_read(path), os.fsdecode(path))
 
 
-def load_faults(path: str | os.PathLike[str], stream_names: Sequence[str]) -> FaultSet:
-    """Read the faults to apply to a recording whose streams are ``stream_names``.
+def load_faults(path: str | os.PathLike[str], stream_names: Sequence[str] | None) -> FaultSet:
+    """Read the faults to apply to a recording whose streams are ``stream_names``
+    (``None``: not known, any stream may be named).
 
     The file is a whole scenario (its ``[[fault]]`` tables are used) or a faults file:
     an optional ``[scenario]`` with a ``seed``, and ``[[fault]]`` tables. Raises
@@ -71,11 +74,28 @@ def load_faults(path: str | os.PathLike[str], stream_names: Sequence[str]) -> Fa
     return parse_faults(_read(path), stream_names, os.fsdecode(path))
 
 
+def load_scenario_or_faults(path: str | os.PathLike[str]) -> Scenario | FaultSet:
+    """Read the file at ``path`` as what it is: a faults file (``[[fault]]`` tables and
+    no ``[[stream]]``) as :func:`load_faults` would, with any stream name allowed, else
+    a scenario. Raises :class:`ScenarioError` as :func:`load_scenario` does."""
+    source = os.fsdecode(path)
+    doc, decoded = parse_toml(_read(path), source, TOP_TABLES)
+    ctx = Context(source, LineIndex(decoded))
+    if "fault" in doc and "stream" not in doc:
+        faults = build_fault_set(ctx, doc, None)
+        if ctx.problems:
+            raise ScenarioError(ctx.problems)
+        if faults is None:  # pragma: no cover - a builder gave up without saying why
+            raise AssertionError("faults not built but no problem recorded")
+        return faults
+    return _built(ctx, doc)
+
+
 def parse_faults(
-    text: str | bytes, stream_names: Sequence[str], source: str = "<faults>"
+    text: str | bytes, stream_names: Sequence[str] | None, source: str = "<faults>"
 ) -> FaultSet:
     """:func:`load_faults` for text already read; ``source`` names it in errors."""
-    doc, decoded = parse_toml(text, source)
+    doc, decoded = parse_toml(text, source, TOP_TABLES)
     ctx = Context(source, LineIndex(decoded))
     faults = build_fault_set(ctx, doc, stream_names)
     if ctx.problems:
@@ -100,7 +120,7 @@ def parse_scenario(text: str | bytes, source: str = "<scenario>") -> Scenario:
 
     Raises :class:`ScenarioError` (and nothing else) listing every problem found.
     """
-    doc, decoded = parse_toml(text, source)
+    doc, decoded = parse_toml(text, source, TOP_TABLES)
     return _built(Context(source, LineIndex(decoded)), doc)
 
 
