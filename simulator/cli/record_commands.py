@@ -30,8 +30,16 @@ if TYPE_CHECKING:
 
 
 @click.command(epilog=epilog("record"))
-@click.option("--upstream", metavar="URL", help="Proxy: relay clients to this ws(s):// server.")
-@click.option("--connect", metavar="URL", help="Client: connect to this ws(s):// URL yourself.")
+@click.option(
+    "--upstream",
+    metavar="URL",
+    help="Proxy: relay clients to this ws(s):// server (default: none; this or --connect).",
+)
+@click.option(
+    "--connect",
+    metavar="URL",
+    help="Client: connect to this ws(s):// URL yourself (default: none; this or --upstream).",
+)
 @click.option(
     "--out",
     required=True,

@@ -81,8 +81,8 @@ if TYPE_CHECKING:
 @click.option(
     "--record",
     type=click.Path(dir_okay=False),
-    help="Record what is served (faults included) to this Parquet file (refused if it "
-    "exists, unless --force).",
+    help="Record what is served (faults included) to this Parquet file, refused if it "
+    "exists, unless --force (default: no recording).",
 )
 @force_option
 @redact_options
@@ -223,7 +223,7 @@ async def _serve(
 @click.option(
     "--faults",
     type=click.Path(dir_okay=False),
-    help="Inject the [[fault]]s of this scenario or faults file.",
+    help="Inject the [[fault]]s of this scenario or faults file (default: none).",
 )
 @click.option(
     "--seed", type=SEED, help="Override the faults file's seed (default: the file's, else 0)."

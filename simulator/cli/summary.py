@@ -127,6 +127,8 @@ def _value(v: object) -> str:
         return f"{v:g}"
     if isinstance(v, str):
         return repr(v)
+    if isinstance(v, tuple | list):
+        return "[" + ", ".join(_value(item) for item in v) + "]"
     if dataclasses.is_dataclass(v) and not isinstance(v, type):
         kind = type(v).__name__.removesuffix("Latency").lower()
         return f"{kind}({', '.join(f'{k}={t}' for k, t in _fields(v))})"
