@@ -65,7 +65,7 @@ def test_on_each_connection_the_client_subscribes_then_pings_and_gets_every_stre
     assert set(sent[0]["streams"]) == DASHBOARD_TYPES
     assert {m["type"] for m in sent[1:]} == {"ping"}
     assert len(sent) >= 5  # a ping every 10 s for about 90 s
-    assert DASHBOARD_TYPES <= {m["type"] for m in got}
+    assert {m["type"] for m in got} >= DASHBOARD_TYPES
     assert sum(m["type"] == "pong" for m in got) == len(sent) - 1
 
 
