@@ -34,7 +34,7 @@ from collections.abc import Mapping, Sequence
 from simulator.core.model import Scenario
 from simulator.core.rates import mean_rate_per_s
 from simulator.errors import Problem, ScenarioError
-from simulator.scenario.document import TOP_TABLES, FaultSet, build_fault_set, build_scenario
+from simulator.scenario.document import FaultSet, build_fault_set, build_scenario
 from simulator.scenario.lines import LineIndex
 from simulator.scenario.reader import Context
 from simulator.scenario.streams import MAX_RATE_PER_S
@@ -62,9 +62,8 @@ def load_scenario(path: str | os.PathLike[str]) -> Scenario:
     return parse_scenario(_read(path), os.fsdecode(path))
 
 
-def load_faults(path: str | os.PathLike[str], stream_names: Sequence[str] | None) -> FaultSet:
-    """Read the faults to apply to a recording whose streams are ``stream_names``
-    (``None``: not known, any stream may be named).
+def load_faults(path: str | os.PathLike[str], stream_names: Sequence[str]) -> FaultSet:
+    """Read the faults to apply to a recording whose streams are ``stream_names``.
 
     The file is a whole scenario (its ``[[fault]]`` tables are used) or a faults file:
     an optional ``[scenario]`` with a ``seed``, and ``[[fault]]`` tables. Raises
@@ -76,26 +75,34 @@ def load_faults(path: str | os.PathLike[str], stream_names: Sequence[str] | None
 
 def load_scenario_or_faults(path: str | os.PathLike[str]) -> Scenario | FaultSet:
     """Read the file at ``path`` as what it is: a faults file (``[[fault]]`` tables and
-    no ``[[stream]]``) as :func:`load_faults` would, with any stream name allowed, else
-    a scenario. Raises :class:`ScenarioError` as :func:`load_scenario` does."""
-    source = os.fsdecode(path)
-    doc, decoded = parse_toml(_read(path), source, TOP_TABLES)
-    ctx = Context(source, LineIndex(decoded))
+    no ``[[stream]]``) as :func:`load_faults` reads it, any stream name allowed (it is
+    checked against a recording or scenario only once it meets one), else a scenario.
+    Raises :class:`ScenarioError` as :func:`load_scenario` does."""
+    data, source = _read(path), os.fsdecode(path)
+    doc, _ = parse_toml(data, source)
     if "fault" in doc and "stream" not in doc:
-        faults = build_fault_set(ctx, doc, None)
-        if ctx.problems:
-            raise ScenarioError(ctx.problems)
-        if faults is None:  # pragma: no cover - a builder gave up without saying why
-            raise AssertionError("faults not built but no problem recorded")
-        return faults
-    return _built(ctx, doc)
+        return parse_faults(data, _streams_named(doc["fault"]), source)
+    return parse_scenario(data, source)
+
+
+def _streams_named(faults: object) -> list[str]:
+    """Every stream name the ``[[fault]]`` tables give in ``streams``: the streams a
+    faults file read on its own may name."""
+    tables = faults if isinstance(faults, list) else []
+    return [
+        name
+        for table in tables
+        if isinstance(table, dict) and isinstance(table.get("streams"), list)
+        for name in table["streams"]
+        if isinstance(name, str)
+    ]
 
 
 def parse_faults(
-    text: str | bytes, stream_names: Sequence[str] | None, source: str = "<faults>"
+    text: str | bytes, stream_names: Sequence[str], source: str = "<faults>"
 ) -> FaultSet:
     """:func:`load_faults` for text already read; ``source`` names it in errors."""
-    doc, decoded = parse_toml(text, source, TOP_TABLES)
+    doc, decoded = parse_toml(text, source)
     ctx = Context(source, LineIndex(decoded))
     faults = build_fault_set(ctx, doc, stream_names)
     if ctx.problems:
@@ -120,7 +127,7 @@ def parse_scenario(text: str | bytes, source: str = "<scenario>") -> Scenario:
 
     Raises :class:`ScenarioError` (and nothing else) listing every problem found.
     """
-    doc, decoded = parse_toml(text, source, TOP_TABLES)
+    doc, decoded = parse_toml(text, source)
     return _built(Context(source, LineIndex(decoded)), doc)
 
 

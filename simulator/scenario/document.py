@@ -15,14 +15,13 @@ from simulator.scenario.reader import ABSENT, Context, Table
 from simulator.scenario.server import build_protocol, build_server
 from simulator.scenario.streams import build_envelope, build_streams
 
-__all__ = ["TOP_TABLES", "FaultSet", "build_fault_set", "build_scenario"]
+__all__ = ["FaultSet", "build_fault_set", "build_scenario"]
 
 _MAX_SEED: Final = 2**63 - 1
 _UNIX_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 _EPOCH_RANGE: Final = (_UNIX_EPOCH, datetime(2100, 1, 1, tzinfo=UTC))
 
 _TOP_KEYS: Final = ("scenario", "server", "envelope", "protocol", "stream", "fault")
-TOP_TABLES: Final = _TOP_KEYS  # what a misspelt table header is compared with (.text)
 _SCENARIO_KEYS: Final = ("name", "description", "seed", "epoch", "duration")
 
 
@@ -71,10 +70,9 @@ class FaultSet(NamedTuple):
 
 
 def build_fault_set(
-    ctx: Context, doc: Mapping[str, object], stream_names: Sequence[str] | None
+    ctx: Context, doc: Mapping[str, object], stream_names: Sequence[str]
 ) -> FaultSet | None:
-    """The faults ``doc`` declares, for a recording whose streams are ``stream_names``
-    (``None``: not known yet, so any stream may be named).
+    """The faults ``doc`` declares, for a recording whose streams are ``stream_names``.
 
     ``doc`` is either a whole scenario (checked as one; its faults may name only
     streams the recording has too) or a faults file: an optional ``[scenario]`` (for
@@ -87,7 +85,7 @@ def build_fault_set(
         mark = ctx.mark()
         for i, fault in enumerate(scenario.faults):
             for j, name in enumerate(fault.target.streams):
-                if stream_names is not None and name not in stream_names:
+                if name not in stream_names:
                     what = "stream in the recording"
                     ctx.bad(("fault", i, "streams", j), name, unknown(what, name, stream_names))
         return None if ctx.failed_since(mark) else FaultSet(scenario.faults, scenario.seed)
@@ -99,8 +97,7 @@ def build_fault_set(
         meta.only(_SCENARIO_KEYS)
         seed = meta.integer("seed", default=0, lo=0, hi=_MAX_SEED)
     raw = top.get("fault", "one or more [[fault]] tables (or a whole scenario)")
-    names = None if stream_names is None else tuple(stream_names)
-    faults = build_faults(ctx, raw, names) if raw is not ABSENT else None
+    faults = build_faults(ctx, raw, tuple(stream_names)) if raw is not ABSENT else None
     if faults is None or seed is None:
         return None
     return FaultSet(faults, seed)

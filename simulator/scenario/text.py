@@ -14,14 +14,19 @@ from typing import Final
 
 from simulator.errors import Problem, ScenarioError
 
-__all__ = ["parse_toml"]
+__all__ = ["TOP_TABLES", "parse_toml"]
 
 _NOT_TEXT = re.compile("[\\x00\\ud800-\\udfff]")  # NUL, or a lone surrogate in a str
 _UTF8_BOM: Final = b"\xef\xbb\xbf"
 
 
+#: The top-level tables of a scenario or faults file: a table header that misspells one
+#: gets a did-you-mean (the same names as ``document._TOP_KEYS``; a test checks it).
+TOP_TABLES: Final = ("scenario", "server", "envelope", "protocol", "stream", "fault")
+
+
 def parse_toml(
-    data: str | bytes, source: str, tables: Sequence[str] = ()
+    data: str | bytes, source: str, tables: Sequence[str] = TOP_TABLES
 ) -> tuple[dict[str, object], str]:
     """The TOML document in ``data`` and its decoded text (for :mod:`.lines`).
 
