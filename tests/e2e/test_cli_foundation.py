@@ -8,7 +8,6 @@ import re
 import shutil
 import subprocess
 import sys
-import tomllib
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -99,15 +98,14 @@ def test_validate_accepts_every_shipped_scenario_with_a_line_per_stream_and_faul
     assert result.stderr == ""
     header, *lines = result.stdout.splitlines()
     assert header.startswith(f"{path}: ok: ")
-    doc = tomllib.loads(path.read_text())
-    names = [s["name"] for s in doc["stream"]]
-    faults = doc.get("fault", [])
-    assert len(lines) == len(names) + len(faults)
+    scenario = load_scenario(path)
+    names = [s.name for s in scenario.streams]
+    assert len(lines) == len(names) + len(scenario.faults)
     for line, name in zip(lines, names, strict=False):
         assert line.split()[0] == name
         assert line.endswith(" msg/s")
-    for line, fault in zip(lines[len(names) :], faults, strict=True):
-        assert line.split()[:3] == ["fault", repr(fault["name"]), fault["kind"]]
+    for line, fault in zip(lines[len(names) :], scenario.faults, strict=True):
+        assert line.split()[:3] == ["fault", repr(fault.name), fault.kind.value]
 
 
 def test_validate_summary_gives_the_declared_mean_rates() -> None:
