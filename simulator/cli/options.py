@@ -144,8 +144,19 @@ def load(path: str) -> Scenario:
     try:
         return load_scenario(path)
     except ScenarioError as e:
-        hint = scenario_hint(path)
-        fail(UsageError(f"{e}\n{hint}") if hint else e)
+        fail(with_hint(e, scenario_hint(path)))
+
+
+def with_hint(error: SimError, hint: str | None) -> SimError:
+    """``error`` with one more line, ``hint``, when there is one."""
+    return UsageError(f"{error}\n{hint}") if hint else error
+
+
+def recording_hint(path: str) -> str | None:
+    """What to tell someone who gave a scenario where a recording belongs."""
+    if Path(path).suffix == ".toml":
+        return f"{path} looks like a scenario, not a recording: `sim run {path}` serves it"
+    return None
 
 
 PARQUET_MAGIC = b"PAR1"

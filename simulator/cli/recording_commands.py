@@ -8,7 +8,7 @@ import sys
 import click
 
 from simulator.cli.help_text import epilog
-from simulator.cli.options import fail
+from simulator.cli.options import fail, recording_hint, with_hint
 from simulator.errors import SimError
 
 
@@ -26,7 +26,7 @@ def inspect(file: str, as_json: bool) -> None:
     try:
         summary = summarise(file)
     except SimError as e:
-        fail(e)
+        fail(with_hint(e, recording_hint(file)))
     if as_json:
         click.echo(orjson.dumps(summary_json(summary), option=orjson.OPT_INDENT_2).decode())
     else:

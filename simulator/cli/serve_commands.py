@@ -28,9 +28,11 @@ from simulator.cli.options import (
     listen_option,
     load,
     network_failure,
+    recording_hint,
     redact_key,
     redact_options,
     redaction,
+    with_hint,
 )
 from simulator.errors import SimError, UsageError
 
@@ -292,7 +294,7 @@ def replay(
     except OSError as e:
         network_failure(e, "serve")
     except SimError as e:
-        fail(e)
+        fail(with_hint(e, recording_hint(file)))
 
 
 def fault_loader(faults_file: str, seed: int | None) -> Callable[[list[str]], FaultPlan]:

@@ -191,6 +191,14 @@ def test_a_recording_given_as_a_scenario_points_at_sim_replay(command: str) -> N
     assert not Path("never.parquet").exists()
 
 
+@pytest.mark.parametrize("command", ["replay", "inspect"])
+def test_a_scenario_given_as_a_recording_points_at_sim_run(command: str) -> None:
+    extra = ["--port", "0"] if command == "replay" else []
+    result = sim(command, DASHBOARD, *extra)
+    assert_usage_error(result, f"{DASHBOARD}: not a Parquet file", f"`sim run {DASHBOARD}`")
+    assert result.stdout == ""
+
+
 def test_a_missing_scenario_lists_the_scenarios_beside_it_with_the_closest_first() -> None:
     missing = ROOT / "scenarios" / "energy-dashbord.toml"
     result = sim("run", missing)
