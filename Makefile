@@ -5,6 +5,8 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# make run PORT=3005 (PORT=0: a free port, shown on the first line)
+PORT ?= 3002
 
 .PHONY: run test lint bench lock clean
 
@@ -16,7 +18,7 @@ $(STAMP): pyproject.toml requirements.lock
 	touch $(STAMP)
 
 run: $(STAMP)
-	$(BIN)/sim run scenarios/energy-dashboard.toml --port 3002
+	$(BIN)/sim run scenarios/energy-dashboard.toml --port $(PORT)
 
 test: $(STAMP)
 	$(BIN)/ruff check simulator tests bench

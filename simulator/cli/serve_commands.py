@@ -15,18 +15,25 @@ from typing import TYPE_CHECKING
 
 import click
 
+from simulator.cli.help_text import epilog
 from simulator.cli.options import (
     DURATION,
     EPOCH,
-    EXIT_USAGE,
     SEED,
     SpeedType,
+    claim_output,
     fail,
+    force_option,
+    listen_address,
+    listen_option,
     load,
+    network_failure,
+    recording_hint,
     redact_key,
     redact_options,
     redaction,
     tls_options,
+    with_hint,
 )
 from simulator.errors import SimError, UsageError
 
@@ -37,28 +44,58 @@ if TYPE_CHECKING:
     from simulator.core.redact import Redactor
 
 
-@click.command()
+@click.command(epilog=epilog("run"))
 @click.argument("scenario_file", metavar="SCENARIO", type=click.Path(dir_okay=False))
-@click.option("--host", help="Interface to bind (default: the scenario's, else 127.0.0.1).")
-@click.option("--port", type=click.IntRange(0, 65535), help="0 picks a free port.")
-@click.option("--seed", type=SEED, help="Override the scenario's seed.")
-@click.option("--speed", default=1.0, show_default=True, type=click.FloatRange(min=0.001))
-@click.option("--duration", type=DURATION, help="Stop after this much scenario time.")
+@click.option(
+    "--host",
+    help="Interface to bind (default: the scenario's [server] host, else 127.0.0.1).",
+)
+@click.option(
+    "--port",
+    type=click.IntRange(0, 65535),
+    help="Port to listen on; 0 picks a free one (default: the scenario's, else 3002).",
+)
+@listen_option("the scenario's, else 127.0.0.1:3002")
+@click.option("--seed", type=SEED, help="Override the scenario's seed (default: the scenario's).")
+@click.option(
+    "--speed",
+    default=1.0,
+    show_default=True,
+    type=click.FloatRange(min=0.001),
+    help="Scenario time runs this many times faster than wall time.",
+)
+@click.option(
+    "--duration",
+    type=DURATION,
+    help="Stop after this much scenario time (default: the scenario's, else never).",
+)
 @click.option("--epoch", type=EPOCH, help="Wall time of scenario time 0 (default: now).")
-@click.option("--max-connections", type=click.IntRange(1, 100_000))
-@click.option("--log-format", type=click.Choice(["plain", "json"]), default="plain")
+@click.option(
+    "--max-connections",
+    type=click.IntRange(1, 100_000),
+    help="Clients at once; more get 503 (default: the scenario's, else 1000).",
+)
+@click.option(
+    "--log-format",
+    type=click.Choice(["plain", "json"]),
+    default="plain",
+    help="One line per event on stderr: plain text or a JSON object.",
+)
 @click.option("--quiet", is_flag=True, help="Print only the URL line.")
 @click.option(
     "--record",
     type=click.Path(dir_okay=False),
-    help="Record what is served (faults included) to this Parquet file.",
+    help="Record what is served (faults included) to this Parquet file, refused if it "
+    "exists, unless --force (default: no recording).",
 )
+@force_option
 @redact_options
 @tls_options
 def run(
     scenario_file: str,
     host: str | None,
     port: int | None,
+    listen: str | None,
     seed: int | None,
     speed: float,
     duration: int | None,
@@ -67,6 +104,7 @@ def run(
     log_format: str,
     quiet: bool,
     record: str | None,
+    force: bool,
     redact: tuple[str, ...],
     redact_key_file: str | None,
     tls: TLSOptions,
@@ -87,8 +125,11 @@ def run(
             server=dataclasses.replace(scenario.server, max_connections=max_connections),
         )
     try:
+        host, port = listen_address(listen, host, port)
         if redact and record is None:
             raise UsageError("--redact applies to what --record writes: give --record FILE")
+        if record is not None:
+            claim_output(record, force)
         redactor = redaction(redact, redact_key_file)
         served = serving_tls(tls)
         asyncio.run(
@@ -108,8 +149,7 @@ def run(
             )
         )
     except OSError as e:
-        click.echo(f"sim: cannot serve: {e.strerror or e}", err=True)
-        sys.exit(EXIT_USAGE)
+        network_failure(e, "serve")
     except SimError as e:
         fail(e)
 
@@ -165,13 +205,30 @@ async def _serve(
                 task.cancel()
 
 
-@click.command()
+@click.command(epilog=epilog("replay"))
 @click.argument("file", type=click.Path(dir_okay=False))
-@click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--port", default=3002, show_default=True, type=click.IntRange(0, 65535))
-@click.option("--speed", default="1", show_default=True, type=SpeedType(), help="X or max.")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Interface to bind.")
+@click.option(
+    "--port",
+    default=3002,
+    show_default=True,
+    type=click.IntRange(0, 65535),
+    help="Port to listen on; 0 picks a free one.",
+)
+@listen_option("127.0.0.1:3002")
+@click.option(
+    "--speed",
+    default="1",
+    show_default=True,
+    type=SpeedType(),
+    help="Recorded time runs this many times faster; max: as fast as possible.",
+)
 @click.option("--loop", is_flag=True, help="Start each connection's recording again at its end.")
-@click.option("--conn", type=click.IntRange(min=0), help="Serve this recorded connection to all.")
+@click.option(
+    "--conn",
+    type=click.IntRange(min=0),
+    help="Serve this recorded connection to all (default: client i gets connection i).",
+)
 @click.option("--strict", is_flag=True, help="Close with 1008 on a message not in the recording.")
 @click.option(
     "--free-run",
@@ -181,9 +238,11 @@ async def _serve(
 @click.option(
     "--faults",
     type=click.Path(dir_okay=False),
-    help="Inject the [[fault]]s of this scenario or faults file.",
+    help="Inject the [[fault]]s of this scenario or faults file (default: none).",
 )
-@click.option("--seed", type=SEED, help="Override the faults file's seed.")
+@click.option(
+    "--seed", type=SEED, help="Override the faults file's seed (default: the file's, else 0)."
+)
 @click.option(
     "--ignore",
     multiple=True,
@@ -195,13 +254,19 @@ async def _serve(
     type=click.Path(dir_okay=False, exists=True),
     help="Key the recording's --redact hashes were made with (default: $SIM_REDACT_KEY).",
 )
-@click.option("--log-format", type=click.Choice(["plain", "json"]), default="plain")
+@click.option(
+    "--log-format",
+    type=click.Choice(["plain", "json"]),
+    default="plain",
+    help="One line per event on stderr: plain text or a JSON object.",
+)
 @click.option("--quiet", is_flag=True, help="Print only the URL line.")
 @tls_options
 def replay(
     file: str,
     host: str,
     port: int,
+    listen: str | None,
     speed: float | None,
     loop: bool,
     conn: int | None,
@@ -225,6 +290,7 @@ def replay(
 
     try:
         key = redact_key(redact_key_file)
+        host, port = listen_address(listen, host, port)
         served = serving_tls(tls)
         asyncio.run(
             _replay(
@@ -245,10 +311,9 @@ def replay(
             )
         )
     except OSError as e:
-        click.echo(f"sim: cannot serve: {e.strerror or e}", err=True)
-        sys.exit(EXIT_USAGE)
+        network_failure(e, "serve")
     except SimError as e:
-        fail(e)
+        fail(with_hint(e, recording_hint(file)))
 
 
 def fault_loader(faults_file: str, seed: int | None) -> Callable[[list[str]], FaultPlan]:

@@ -7,7 +7,8 @@ holds every problem found (not just the first), one line each::
     scenarios/x.toml:3: stream[0].evry: unknown key; did you mean 'every'? (allowed: ...)
 
 :func:`load_faults` and :func:`parse_faults` read the ``[[fault]]`` tables to apply to a
-recording (``sim replay --faults``). The language itself is documented in
+recording (``sim replay --faults``); :func:`load_scenario_or_faults` reads either kind
+of file (``sim validate``). The language itself is documented in
 ``docs/scenario-reference.md``.
 
 Import from here: the modules below are private and may change. A file goes through
@@ -44,6 +45,7 @@ __all__ = [
     "FaultSet",
     "load_faults",
     "load_scenario",
+    "load_scenario_or_faults",
     "mean_rate_per_s",
     "parse_faults",
     "parse_scenario",
@@ -69,6 +71,31 @@ def load_faults(path: str | os.PathLike[str], stream_names: Sequence[str]) -> Fa
     names a stream the recording does not have.
     """
     return parse_faults(_read(path), stream_names, os.fsdecode(path))
+
+
+def load_scenario_or_faults(path: str | os.PathLike[str]) -> Scenario | FaultSet:
+    """Read the file at ``path`` as what it is: a faults file (``[[fault]]`` tables and
+    no ``[[stream]]``) as :func:`load_faults` reads it, any stream name allowed (it is
+    checked against a recording or scenario only once it meets one), else a scenario.
+    Raises :class:`ScenarioError` as :func:`load_scenario` does."""
+    data, source = _read(path), os.fsdecode(path)
+    doc, _ = parse_toml(data, source)
+    if "fault" in doc and "stream" not in doc:
+        return parse_faults(data, _streams_named(doc["fault"]), source)
+    return parse_scenario(data, source)
+
+
+def _streams_named(faults: object) -> list[str]:
+    """Every stream name the ``[[fault]]`` tables give in ``streams``: the streams a
+    faults file read on its own may name."""
+    tables = faults if isinstance(faults, list) else []
+    return [
+        name
+        for table in tables
+        if isinstance(table, dict) and isinstance(table.get("streams"), list)
+        for name in table["streams"]
+        if isinstance(name, str)
+    ]
 
 
 def parse_faults(

@@ -126,9 +126,11 @@ async def test_the_printed_curl_command_reaches_healthz(tmp_path: Path) -> None:
 @async_test(timeout=60)
 async def test_replay_serves_a_recording_over_tls_with_a_given_certificate() -> None:
     frame = read_recording(SAMPLE).frame.filter(pl.col("kind") == "text")
-    recorded = frame.filter(pl.col("sender") == "server")["payload"].to_list()
+    first = frame.filter((pl.col("sender") == "server") & (pl.col("conn") == 0))
+    recorded = first["payload"].to_list()
     args = (
         *("replay", SAMPLE, "--port", "0", "--speed", "max", "--free-run", "--quiet"),
+        *("--conn", "0"),
         *("--tls-cert", DATA / "localhost-cert.pem", "--tls-key", DATA / "localhost-key.pem"),
     )
     async with sim_serving(*args) as replayer:
