@@ -140,6 +140,8 @@ def test_retry_statuses_carry_the_parsed_retry_after(status: int) -> None:
     ("reason", "hint"),
     [
         ("retry after 5", 5.0),
+        ("retry-after=5", 5.0),  # what `sim` sends for respond = "close"
+        ("retry-after=0", 0.0),
         ("try again in 2.5 s", 2.5),
         ("retry in 500ms", 0.5),
         ("back in 2 minutes", 120.0),
