@@ -15,7 +15,7 @@ from simulator.net.server import serve
 from tests.e2e.conftest import EPOCH_NS
 from tests.net.conftest import virtual_test
 from tests.net.memory_client import connected, frames_until_closed, memory_websocket
-from tests.net.test_faults import assert_reported, feed, fault, injected
+from tests.net.test_faults import assert_reported, fault, feed, injected
 
 
 @pytest.mark.parametrize(
@@ -55,9 +55,7 @@ async def test_outage_with_respond_close_accepts_then_closes_with_1013_and_retry
     """During an outage with ``respond = "close"`` a handshake succeeds, then the
     connection is closed at once, before any message, with 1013 and
     ``retry-after=1`` (10 s at 20x); the server never counts it as a client."""
-    sc = feed(
-        fault("down", "outage", at="0s", duration="20s", retry_after="10s", respond="close")
-    )
+    sc = feed(fault("down", "outage", at="0s", duration="20s", retry_after="10s", respond="close"))
     async with serve(sc, speed=20, epoch_ns=EPOCH_NS, in_memory=True) as server:
         ws = await memory_websocket(server)
         frames, closed = await frames_until_closed(ws)
