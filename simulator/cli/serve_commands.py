@@ -51,6 +51,11 @@ if TYPE_CHECKING:
     type=click.Path(dir_okay=False),
     help="Record what is served (faults included) to this Parquet file.",
 )
+@click.option(
+    "--faults",
+    type=click.Path(dir_okay=False),
+    help="Add the [[fault]]s of this scenario or faults file to SCENARIO's own.",
+)
 @redact_options
 def run(
     scenario_file: str,
@@ -64,6 +69,7 @@ def run(
     log_format: str,
     quiet: bool,
     record: str | None,
+    faults: str | None,
     redact: tuple[str, ...],
     redact_key_file: str | None,
 ) -> None:
@@ -75,6 +81,8 @@ def run(
     import dataclasses
 
     scenario = load(scenario_file)
+    if faults is not None:
+        scenario = with_faults(scenario, faults)
     if max_connections is not None:
         scenario = dataclasses.replace(
             scenario,
@@ -229,6 +237,18 @@ def replay(
         click.echo(f"sim: cannot serve: {e.strerror or e}", err=True)
         sys.exit(EXIT_USAGE)
     except SimError as e:
+        fail(e)
+
+
+def with_faults(scenario: Scenario, faults_file: str) -> Scenario:
+    """``scenario`` with the faults of ``faults_file`` added (``run --faults``), or
+    exit 2 with the file's problems."""
+    from simulator.errors import ScenarioError
+    from simulator.scenario import add_faults
+
+    try:
+        return add_faults(scenario, faults_file)
+    except ScenarioError as e:
         fail(e)
 
 

@@ -146,10 +146,11 @@ def build_faults(
         name = fault_raw.get("name", f"fault[{i}]") if isinstance(fault_raw, dict) else None
         if isinstance(name, str):
             if name in first_use:
+                first = ctx.name_of(("fault", first_use[name]), ("fault", i))
                 ctx.bad(
                     ("fault", i, "name"),
                     name,
-                    f"already the name of fault[{first_use[name]}]: fault names must be unique",
+                    f"already the name of {first}: fault names must be unique",
                 )
             else:
                 first_use[name] = i
