@@ -115,8 +115,11 @@ class ServerConnection(Connection):
         if protocol.state is not State.CONNECTING or self.transport.is_closing():
             return  # the client went away while the handshake was held
         close = answer if isinstance(answer, CloseAtOnce) else None
-        response = protocol.accept(request) if answer is None or close else answer
-        assert isinstance(response, Response)
+        if answer is None or close is not None:
+            response = protocol.accept(request)
+        else:
+            assert isinstance(answer, Response)
+            response = answer
         if response.status_code == http.HTTPStatus.SWITCHING_PROTOCOLS and not self.server.serving:
             response = protocol.reject(
                 http.HTTPStatus.SERVICE_UNAVAILABLE, "Server is shutting down.\n"
