@@ -89,6 +89,11 @@ if TYPE_CHECKING:
     "exists, unless --force (default: no recording).",
 )
 @force_option
+@click.option(
+    "--faults",
+    type=click.Path(dir_okay=False),
+    help="Add the [[fault]]s of this scenario or faults file to SCENARIO's own (default: none).",
+)
 @redact_options
 @tls_options
 def run(
@@ -105,6 +110,7 @@ def run(
     quiet: bool,
     record: str | None,
     force: bool,
+    faults: str | None,
     redact: tuple[str, ...],
     redact_key_file: str | None,
     tls: TLSOptions,
@@ -119,6 +125,8 @@ def run(
     from simulator.cli.tls import serving_tls
 
     scenario = load(scenario_file)
+    if faults is not None:
+        scenario = with_faults(scenario, faults)
     if max_connections is not None:
         scenario = dataclasses.replace(
             scenario,
@@ -314,6 +322,18 @@ def replay(
         network_failure(e, "serve")
     except SimError as e:
         fail(with_hint(e, recording_hint(file)))
+
+
+def with_faults(scenario: Scenario, faults_file: str) -> Scenario:
+    """``scenario`` with the faults of ``faults_file`` added (``run --faults``), or
+    exit 2 with the file's problems."""
+    from simulator.errors import ScenarioError
+    from simulator.scenario import add_faults
+
+    try:
+        return add_faults(scenario, faults_file)
+    except ScenarioError as e:
+        fail(e)
 
 
 def fault_loader(faults_file: str, seed: int | None) -> Callable[[list[str]], FaultPlan]:

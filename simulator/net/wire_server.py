@@ -25,6 +25,7 @@ import logging
 import socket
 import ssl
 from collections.abc import Awaitable
+from dataclasses import dataclass
 
 from websockets.frames import CloseCode
 from websockets.http11 import Request, Response
@@ -34,6 +35,7 @@ from websockets.server import ServerProtocol
 from simulator.net.wire import Connection, Handler, Keepalive, WireConfig
 
 __all__ = [
+    "CloseAtOnce",
     "HandshakeAnswer",
     "ServerConnection",
     "ServerHandler",
@@ -43,10 +45,26 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
+
+@dataclass(frozen=True, slots=True)
+class CloseAtOnce:
+    """A handshake answer: accept, then close at once with ``code`` and ``reason``
+    before anything else is sent. The handler is never told the connection opened.
+
+    This is how a server refuses a browser in a way it can read: the browser's
+    WebSocket API shows nothing of an HTTP refusal (only close 1006), but it does
+    show a close code and reason."""
+
+    code: int
+    reason: str = ""
+
+
 #: The handler's answer to a handshake: ``None`` accepts it, a response refuses it (or
 #: accepts it with headers of its own, when it is a 101 from ``conn.protocol.accept``),
-#: an awaitable (of either) holds it without holding up other connections.
-HandshakeAnswer = Response | None | Awaitable[Response | None]
+#: :class:`CloseAtOnce` accepts it only to close it, an awaitable (of any of them) holds
+#: it without holding up other connections.
+Immediate = Response | CloseAtOnce | None
+HandshakeAnswer = Immediate | Awaitable[Immediate]
 
 
 class ServerHandler(Handler):
@@ -91,13 +109,18 @@ class ServerConnection(Connection):
         else:
             self.respond(event, answer)
 
-    def respond(self, request: Request, response: Response | None) -> None:
-        """Finish the opening handshake: accept it (``None``) or send ``response``."""
+    def respond(self, request: Request, answer: Immediate) -> None:
+        """Finish the opening handshake: accept it (``None``), send a response, or accept
+        it and close at once (:class:`CloseAtOnce`)."""
         protocol = self.protocol
         if protocol.state is not State.CONNECTING or self.transport.is_closing():
             return  # the client went away while the handshake was held
-        if response is None:
+        close = answer if isinstance(answer, CloseAtOnce) else None
+        if answer is None or close is not None:
             response = protocol.accept(request)
+        else:
+            assert isinstance(answer, Response)
+            response = answer
         if response.status_code == http.HTTPStatus.SWITCHING_PROTOCOLS and not self.server.serving:
             response = protocol.reject(
                 http.HTTPStatus.SERVICE_UNAVAILABLE, "Server is shutting down.\n"
@@ -106,6 +129,9 @@ class ServerConnection(Connection):
         self.flush()
         if response.status_code == http.HTTPStatus.SWITCHING_PROTOCOLS:
             self.path = request.path
+            if close is not None:
+                self.start_close(close.code, close.reason)
+                return
             self._open()
 
 
@@ -172,18 +198,17 @@ class WireServer:
     def serving(self) -> bool:
         return self._accepting
 
-    def hold(
-        self, conn: ServerConnection, request: Request, answer: Awaitable[Response | None]
-    ) -> None:
+    def hold(self, conn: ServerConnection, request: Request, answer: Awaitable[Immediate]) -> None:
         """Answer ``conn``'s handshake once ``answer`` is ready (in a task of its own)."""
         task = asyncio.ensure_future(self._answer_later(conn, request, answer))
         self._held.add(task)
         task.add_done_callback(self._held.discard)
 
     async def _answer_later(
-        self, conn: ServerConnection, request: Request, answer: Awaitable[Response | None]
+        self, conn: ServerConnection, request: Request, answer: Awaitable[Immediate]
     ) -> None:
         protocol = conn.protocol
+        response: Immediate
         try:
             response = await answer
         except asyncio.CancelledError:  # the server is closing

@@ -98,7 +98,7 @@ def test_validate_accepts_every_shipped_scenario_with_a_line_per_stream_and_faul
     assert result.stderr == ""
     header, *lines = result.stdout.splitlines()
     assert header.startswith(f"{path}: ok: ")
-    scenario = load_scenario(path)
+    scenario = load_scenario(path)  # a file may extend another
     names = [s.name for s in scenario.streams]
     assert len(lines) == len(names) + len(scenario.faults)
     for line, name in zip(lines, names, strict=False):
