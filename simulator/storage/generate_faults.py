@@ -25,14 +25,18 @@ Rows (as a live recording holds them): ``open`` when a handshake is accepted; a 
 row (``conn = -1`` for outage and mass_disconnect) with the fault as JSON for everything
 injected, including ``handshake_refused``/``handshake_delayed`` on the attempt's
 connection number (a refused attempt has no ``open`` row); a ``close`` row with the code
-and reason (1006 and ``""`` for a reset or an outage). A message row is written when the
+and reason (1006 and ``""`` for a reset or an outage). A close takes no time, except on
+a stalled connection: the server does not read the client's answer, so the close
+completes when the close timeout (2 s) drops it, and messages handed to it meanwhile
+still have rows, as in a live recording. A message row is written when the
 message is handed to the connection's send path, as the recorder does: a delayed or
 held-back (reordered) message has its row at its scheduled time, beside its ``delay`` or
 ``reorder`` fault row; a corrupted one carries the corrupted bytes; a duplicated one has
 one row per copy; a dropped one has only its ``drop`` fault row.
 
 At one instant, events happen in this order: server faults, connection faults, stall
-ends, handshake attempts (client order), then messages (to connections in the order they
+ends, closes completing (a connection being closed is still counted and fed until then),
+handshake attempts (client order), then messages (to connections in the order they
 opened). The live server does not plan the order of events at one instant (timers due
 together), so a recording may interleave them differently; each connection's own rows
 are in the same order unless two of its events fall on the same nanosecond.
@@ -72,9 +76,15 @@ DEFAULT_RECONNECT_AFTER_NS: Final = 1_000_000_000
 
 #: The close code of a connection that ended without a close frame (RFC 6455 §7.1.5).
 CLOSE_ABNORMAL: Final = 1006
+#: How long the server waits for a client to answer its close frame before it drops the
+#: connection: ``simulator.net.common.CLOSE_TIMEOUT_S`` (storage may not import net).
+CLOSE_TIMEOUT_NS: Final = 2_000_000_000
 
-# Order of events due at the same instant (see the module docstring).
-_SERVER, _CONNECTION, _STALL_END, _HANDSHAKE = range(4)
+# Order of events due at the same instant (see the module docstring). A close completes
+# after the faults of its instant: on the live server the closing handshake takes a few
+# loop iterations, and every timer due at that instant runs first, so a second fault at
+# the same instant still finds the connection there (and counts it).
+_SERVER, _CONNECTION, _STALL_END, _CLOSED, _HANDSHAKE = range(5)
 
 
 def unrendered(scenario: Scenario) -> list[str]:
@@ -135,6 +145,10 @@ class _Connection:
     client: int
     faults: ConnectionFaults
     feed: _Feed | None  # per-connection mode only
+    stalls: int = 0  # stalls in force (they nest)
+    #: The close code and reason once the server started closing it: it is still fed
+    #: (and recorded) until the close completes, but no longer faulted.
+    closing: tuple[int, str] | None = None
 
 
 class _Feed:
@@ -271,9 +285,28 @@ class _Session:
             self.at(event.t_ns, _CONNECTION, self.connection_fault, event, conn)
 
     def close(self, t: int, conn: _Connection, code: int, reason: str) -> None:
-        """``conn`` ends at ``t``; its client connects again after the reconnect delay."""
-        if self.open.pop(conn.index, None) is None:
+        """The server starts closing ``conn`` at ``t`` (as ``Client.close``). The client
+        answers at once, but a stalled server does not read the answer: then the close
+        completes when the close timeout drops the connection."""
+        if conn.closing is not None or self.open.get(conn.index) is not conn:
             return
+        conn.closing = (code, reason)
+        done = t + CLOSE_TIMEOUT_NS if conn.stalls else t
+        self.at(done, _CLOSED, self.ended, conn)
+
+    def reset(self, t: int, conn: _Connection) -> None:
+        """The server drops ``conn`` with no close frame (as ``Client.reset``); one it
+        was closing ends with the close frame it sent."""
+        if conn.closing is None:
+            conn.closing = (CLOSE_ABNORMAL, "")
+        self.at(t, _CLOSED, self.ended, conn)
+
+    def ended(self, t: int, conn: _Connection) -> None:
+        """``conn`` is gone at ``t``; its client connects again after the reconnect delay."""
+        if self.open.get(conn.index) is not conn:
+            return
+        del self.open[conn.index]
+        code, reason = conn.closing or (CLOSE_ABNORMAL, "")
         self.rows().add(t, conn.index, Kind.CLOSE, code=code, reason=reason)
         self.at(t + self.reconnect_ns, _HANDSHAKE, self.attempt, conn.client)
 
@@ -281,7 +314,7 @@ class _Session:
 
     def connection_fault(self, t: int, event: FaultEvent, conn: _Connection) -> None:
         """As FaultInjector._apply_connection."""
-        if self.open.get(conn.index) is not conn:
+        if self.open.get(conn.index) is not conn or conn.closing is not None:
             return
         kind, name, index = event.kind, event.fault, conn.index
         if kind is FaultKind.DISCONNECT:
@@ -289,9 +322,10 @@ class _Session:
             self.close(t, conn, int(event.params["code"]), str(event.params["reason"]))
         elif kind is FaultKind.RESET:
             self.fault_row(t, index, kind.value, name)
-            self.close(t, conn, CLOSE_ABNORMAL, "")
+            self.reset(t, conn)
         elif kind is FaultKind.STALL:
             self.fault_row(t, index, kind.value, name, end_ns=event.end_ns)
+            conn.stalls += 1
             if event.end_ns is not None:
                 self.at(event.end_ns, _STALL_END, self.stall_end, event, conn)
         elif kind is FaultKind.THROTTLE:
@@ -299,8 +333,9 @@ class _Session:
             self.fault_row(t, index, kind.value, name, bytes_per_s=bps, end_ns=event.end_ns)
 
     def stall_end(self, t: int, event: FaultEvent, conn: _Connection) -> None:
-        if self.open.get(conn.index) is conn:
+        if self.open.get(conn.index) is conn and conn.closing is None:
             self.fault_row(t, conn.index, "stall_end", event.fault)
+            conn.stalls -= 1
 
     def server_fault(
         self, t: int, event: FaultEvent, only: list[_Connection] | None = None
@@ -312,7 +347,7 @@ class _Session:
             end, n = event.end_ns, len(targets)
             self.fault_row(t, None, event.kind.value, event.fault, end_ns=end, connections=n)
             for conn in targets:
-                self.close(t, conn, CLOSE_ABNORMAL, "")
+                self.reset(t, conn)
         elif event.kind is FaultKind.MASS_DISCONNECT:
             if only is None and event.end_ns is not None:
                 self.mass_windows.append(event)
