@@ -263,7 +263,9 @@ def test_the_delay_counts_from_a_fractional_now(offset: int, fraction: float) ->
     when = datetime.fromtimestamp(NOW, UTC) + timedelta(seconds=offset)
     imf = when.strftime("%a, %d %b %Y %H:%M:%S GMT")
     # NOW - fraction is a float near 1.8e9: it keeps the fraction to about 2.4e-7 s.
-    assert parse_retry_after(imf, now=NOW - fraction) == pytest.approx(offset + fraction, abs=1e-6)
+    assert parse_retry_after(imf, now=NOW - fraction) == pytest.approx(
+        offset + fraction, abs=1e-6
+    )
 
 
 @pytest.mark.parametrize(

@@ -93,3 +93,5 @@ async def test_outage_resets_clients_and_refuses_handshakes_with_503_and_retry_a
     assert response.headers["Retry-After"] == "3"
     [refusal] = injected(server, "handshake_refused")
     assert (refusal.detail["status"], refusal.detail["retry_after_s"]) == (503, 3)
+
+

@@ -289,7 +289,7 @@ def test_generate_agrees_with_sim_run_for_any_flat_plan(plan: FlatPlan) -> None:
 
 
 def test_the_close_timeout_is_the_live_servers() -> None:
-    assert CLOSE_TIMEOUT_NS == int(CLOSE_TIMEOUT_S * S)
+    assert int(CLOSE_TIMEOUT_S * S) == CLOSE_TIMEOUT_NS
 
 
 def test_only_stalls_are_noted_as_not_rendered_in_full() -> None:
