@@ -62,7 +62,8 @@ from simulator.core.faults import (
     server_schedule,
 )
 from simulator.core.model import FaultKind, Mode
-from simulator.core.timeline import Batch, Timeline
+from simulator.core.rates import mean_rate_per_s
+from simulator.core.timeline import Timeline
 from simulator.storage.schema import Kind
 
 if TYPE_CHECKING:
@@ -79,6 +80,10 @@ CLOSE_ABNORMAL: Final = 1006
 #: How long the server waits for a client to answer its close frame before it drops the
 #: connection: ``simulator.net.common.CLOSE_TIMEOUT_S`` (storage may not import net).
 CLOSE_TIMEOUT_NS: Final = 2_000_000_000
+
+#: Messages a feed reads from its timeline at a time (memory against speed; no effect
+#: on the rows).
+_FEED_WINDOW_MESSAGES: Final = 1024
 
 # Order of events due at the same instant (see the module docstring). A close completes
 # after the faults of its instant: on the live server the closing handshake takes a few
@@ -152,21 +157,50 @@ class _Connection:
 
 
 class _Feed:
-    """A timeline whose time 0 falls at scenario time ``origin_ns``."""
+    """A timeline whose time 0 falls at scenario time ``origin_ns``, read a window of
+    about ``_FEED_WINDOW_MESSAGES`` messages at a time (reading it one instant at a time
+    costs more than deciding the faults)."""
 
-    __slots__ = ("origin_ns", "timeline")
+    __slots__ = ("_names", "_pending", "_pos", "_window_ns", "origin_ns", "timeline")
 
-    def __init__(self, timeline: Timeline, origin_ns: int) -> None:
+    def __init__(self, timeline: Timeline, origin_ns: int, names: list[str]) -> None:
         self.timeline = timeline
         self.origin_ns = origin_ns
+        self._names = names
+        rate = sum(mean_rate_per_s(s.schedule) for s in timeline.scenario.streams)
+        self._window_ns = max(1_000_000, int(_FEED_WINDOW_MESSAGES / max(rate, 1e-9) * 1e9))
+        self._pending: list[tuple[int, str, int, bytes]] = []  # (time, stream, seq, payload)
+        self._pos = 0
 
     def next_ns(self) -> int | None:
-        t = self.timeline.next_time()
-        return None if t is None else self.origin_ns + t
+        """When the next message is due (scenario time), ``None`` when none is left."""
+        if self._pos >= len(self._pending):
+            nxt = self.timeline.next_time()
+            if nxt is None:
+                return None
+            batch = self.timeline.take_until(nxt + self._window_ns)
+            names, origin = self._names, self.origin_ns
+            self._pending = [
+                (origin + t, names[s], q, p)
+                for t, s, q, p in zip(
+                    batch.t_ns.tolist(),
+                    batch.stream.tolist(),
+                    batch.seq.tolist(),
+                    batch.payloads,
+                    strict=True,
+                )
+            ]
+            self._pos = 0
+        return self._pending[self._pos][0]
 
-    def take_at(self, t_ns: int) -> Batch:
+    def take_at(self, t_ns: int) -> list[tuple[int, str, int, bytes]]:
         """The messages due at scenario time ``t_ns`` (the feed's next time)."""
-        return self.timeline.take_until(t_ns - self.origin_ns + 1)
+        start = end = self._pos
+        pending = self._pending
+        while end < len(pending) and pending[end][0] == t_ns:
+            end += 1
+        self._pos = end
+        return pending[start:end]
 
 
 class _Session:
@@ -188,7 +222,11 @@ class _Session:
         self.broadcast = (
             None
             if self.per_connection
-            else _Feed(Timeline(plan.scenario, plan.seed, scope=None, epoch_ns=plan.epoch_ns), 0)
+            else _Feed(
+                Timeline(plan.scenario, plan.seed, scope=None, epoch_ns=plan.epoch_ns),
+                0,
+                self.names,
+            )
         )
 
     # ------------------------------------------------------------------ scheduling
@@ -275,7 +313,7 @@ class _Session:
             timeline = Timeline(
                 self.scenario, self.plan.seed, scope=index, epoch_ns=self.plan.epoch_ns + t
             )
-            feed = _Feed(timeline, t)
+            feed = _Feed(timeline, t, self.names)
         conn = _Connection(index, client, self.faults.connection(index), feed)
         self.open[index] = conn
         for window in self.mass_windows:
@@ -363,16 +401,14 @@ class _Session:
 
     def messages(self, t: int, feed: _Feed) -> None:
         """The messages ``feed`` has due at ``t``, to each connection it feeds."""
-        batch = feed.take_at(t)
-        streams = [self.names[s] for s in batch.stream.tolist()]
-        seqs = batch.seq.tolist()
+        due = feed.take_at(t)
         targets = (
             list(self.open.values())
             if self.broadcast is not None
             else [c for c in self.open.values() if c.feed is feed]
         )
         for conn in targets:  # one connection's messages, then the next's, as the fanout
-            for stream, seq, payload in zip(streams, seqs, batch.payloads, strict=True):
+            for _, stream, seq, payload in due:
                 decision = conn.faults.decide(stream, seq, payload, t)
                 self.message(t, conn.index, stream, seq, payload, decision)
 
