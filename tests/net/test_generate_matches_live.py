@@ -20,6 +20,7 @@ import asyncio
 import dataclasses
 import tempfile
 from collections import defaultdict
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -224,7 +225,22 @@ def check_agreement(scene: Scenario, tmp_path: Path, **kwargs: Any) -> dict[int,
     generated = render(scene, tmp_path / "generated.parquet", **kwargs)
     expected = by_connection(live, held)
     assert_same_rows(expected, by_connection(generated))
+    assert_times_are_scenario_times(generated)
     return expected
+
+
+def assert_times_are_scenario_times(generated: pl.DataFrame) -> None:
+    """A generated row's ``t_ns`` is the scenario time the live server stamps on it: the
+    fault JSON's ``t_ns``, and a message's ``timestamp`` (ms) less the epoch (corrupted
+    messages aside)."""
+    faults = generated.filter(pl.col("kind") == "fault").select("t_ns", "fault").rows()
+    assert all(orjson.loads(f)["t_ns"] == t for t, f in faults)
+    for t, payload in generated.filter(pl.col("kind") == "text").select("t_ns", "payload").rows():
+        try:
+            stamp = datetime.fromisoformat(orjson.loads(payload)["timestamp"])
+        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
+            continue  # corrupted on purpose
+        assert round(stamp.timestamp() * 1000) == (EPOCH_NS + t) // 1_000_000
 
 
 def fault_kinds(rows: dict[int, list[Row]]) -> set[str]:
