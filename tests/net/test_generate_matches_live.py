@@ -314,3 +314,17 @@ def test_only_stalls_are_noted_as_not_rendered_in_full() -> None:
     every = scenario(list(FAULTS.values()))
     notes = unrendered(every)
     assert len(notes) == 1 and "'f" in notes[0] and "(stall)" in notes[0]
+
+
+@pytest.mark.parametrize("mode", ["broadcast", "per-connection"])
+def test_faults_that_never_fire_leave_every_connection_as_without_faults(
+    mode: str, tmp_path: Path
+) -> None:
+    """The faulted rendering and the batched one agree: a disconnect due after the end
+    changes no connection's rows (rows of one instant may interleave connections
+    differently: the faulted one sends one connection's messages, then the next's)."""
+    late = 'kind = "disconnect"\nat = "1h"'
+    clean = render(scenario([], mode=mode), tmp_path / "clean.parquet", clients=3)
+    faulted = render(scenario([late], mode=mode), tmp_path / "faulted.parquet", clients=3)
+    assert by_connection(faulted) == by_connection(clean)
+    assert faulted.height == clean.height
