@@ -88,6 +88,14 @@ def validate(files: tuple[str, ...]) -> None:
     help="Virtual time 0 (default: the scenario's epoch, else 2026-01-01T00:00:00Z).",
 )
 @force_option
+@click.option(
+    "--reconnect-after",
+    type=DURATION,
+    default="1s",
+    show_default=True,
+    help="With [[fault]]s: a client connects again this long after its connection ended"
+    " or its handshake was refused.",
+)
 def generate(
     scenario_file: str,
     duration: int | None,
@@ -96,17 +104,30 @@ def generate(
     connections: int,
     epoch: int | None,
     force: bool,
+    reconnect_after: int,
 ) -> None:
     """Render SCENARIO in virtual time to a Parquet recording: exactly what `sim run` would
-    send each connection for the same seed."""
+    send each connection for the same seed.
+
+    With [[fault]]s, the file holds what a recording of `sim run` would: the faults as
+    the server decides them, for clients that connect at 0 s, send nothing, and connect
+    again --reconnect-after a disconnect or a refused handshake (docs/determinism.md)."""
     from simulator.storage.generate import Plan
     from simulator.storage.generate import generate as render
+    from simulator.storage.generate_faults import unrendered
 
     scenario = load(scenario_file)
+    for note in unrendered(scenario):
+        click.echo(f"note: {note}", err=True)
     try:
         claim_output(out, force, segments=False)
         plan = Plan.of(
-            scenario, duration_ns=duration, seed=seed, connections=connections, epoch_ns=epoch
+            scenario,
+            duration_ns=duration,
+            seed=seed,
+            connections=connections,
+            epoch_ns=epoch,
+            reconnect_after_ns=reconnect_after,
         )
         with _progress(plan.duration_ns, f"generating {Path(out).name}") as progress:
             written = render(plan, out, progress)

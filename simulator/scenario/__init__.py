@@ -106,7 +106,8 @@ def load_scenario_or_faults(path: str | os.PathLike[str]) -> Scenario | FaultSet
     Raises :class:`ScenarioError` as :func:`load_scenario` does."""
     data, source = _read(path), os.fsdecode(path)
     doc, _ = parse_toml(data, source)
-    extends = isinstance(doc.get("scenario"), dict) and "extends" in doc["scenario"]
+    header = doc.get("scenario")
+    extends = isinstance(header, dict) and "extends" in header
     if "fault" in doc and "stream" not in doc and not extends:
         return parse_faults(data, _streams_named(doc["fault"]), source)
     return parse_scenario(data, source)
