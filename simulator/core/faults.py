@@ -31,7 +31,7 @@ import math
 import struct
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Final, TypeAlias
+from typing import Any, Final, TypeAlias
 
 from simulator.core.corrupt import corrupt
 from simulator.core.draws import Draws, derive_key, unit
@@ -656,6 +656,20 @@ class HandshakeDecision:
     @property
     def accept(self) -> bool:
         return self.status is None
+
+    def report(self, speed: float) -> tuple[str, dict[str, Any]]:
+        """What a recording holds of this decision (when it has ``faults``): its kind
+        (``handshake_refused`` or ``handshake_delayed``) and details, with the wait the
+        client is told at ``speed``. The live server and ``sim generate`` both write it."""
+        retry = self.retry_after_ns
+        detail: dict[str, Any] = {
+            "status": self.status,
+            "retry_after_s": None if retry is None else retry_after_at_speed(retry, speed),
+            "delay_ns": self.delay_ns,
+        }
+        if self.status is not None and self.respond is not Respond.HTTP:
+            detail |= {"respond": self.respond.value, "close_code": self.close_code}
+        return "handshake_" + ("delayed" if self.status is None else "refused"), detail
 
 
 class Handshakes:

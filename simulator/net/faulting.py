@@ -28,10 +28,9 @@ from simulator.core.faults import (
     HandshakeDecision,
     Handshakes,
     connection_schedule,
-    retry_after_at_speed,
     server_schedule,
 )
-from simulator.core.model import Fault, FaultKind, Reject, Respond
+from simulator.core.model import Fault, FaultKind, Reject
 from simulator.net.log import EventKind, EventLog
 from simulator.net.recorder import Recorder
 from simulator.net.send_path import Client, binary_frame, text_frame
@@ -100,22 +99,8 @@ class FaultInjector:
         """Decide the next handshake attempt; its ``attempt`` is the connection index."""
         decision = self._handshakes.decide(self._virtual_ns())
         if decision.faults:
-            what = "refused" if decision.status is not None else "delayed"
-            # What the client is told: wall seconds at this speed.
-            retry = decision.retry_after_ns
-            told = None if retry is None else retry_after_at_speed(retry, self._speed)
-            extra: dict[str, Any] = {}
-            if decision.status is not None and decision.respond is not Respond.HTTP:
-                extra = {"respond": decision.respond.value, "close_code": decision.close_code}
-            self._report(
-                "handshake_" + what,
-                ",".join(decision.faults),
-                decision.attempt,
-                status=decision.status,
-                retry_after_s=told,
-                delay_ns=decision.delay_ns,
-                **extra,
-            )
+            kind, detail = decision.report(self._speed)
+            self._report(kind, ",".join(decision.faults), decision.attempt, **detail)
         return decision
 
     # ------------------------------------------------------------------ connections

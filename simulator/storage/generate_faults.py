@@ -289,15 +289,8 @@ class _Session:
             return
         decision = self.handshakes.decide(t)
         if decision.faults:
-            self.fault_row(
-                t,
-                decision.attempt,
-                "handshake_" + ("refused" if decision.status is not None else "delayed"),
-                ",".join(decision.faults),
-                status=decision.status,
-                retry_after_s=decision.retry_after_s,
-                delay_ns=decision.delay_ns,
-            )
+            kind, detail = decision.report(1.0)  # virtual time: scenario seconds
+            self.fault_row(t, decision.attempt, kind, ",".join(decision.faults), **detail)
         answered = t + decision.delay_ns
         if decision.status is not None:
             self.at(answered + self.reconnect_ns, _HANDSHAKE, self.attempt, client)

@@ -85,6 +85,9 @@ FAULTS: dict[str, str] = {
     "stall": 'kind = "stall"\nwindow = { start = "500ms", end = "1500ms" }',
     "throttle": 'kind = "throttle"\nwindow = { start = "300ms", end = "2s" }\nbytes_per_s = 300',
     "outage": 'kind = "outage"\nat = "1s"\nduration = "800ms"\nretry_after = "2s"',
+    "outage-close": 'kind = "outage"\nat = "1s"\nduration = "800ms"\nrespond = "close"',
+    "reject-close": 'kind = "reject"\nwindow = { start = "0s", end = "1s" }\nstatus = 401\n'
+    'respond = "close"',
     "mass_disconnect": 'kind = "mass_disconnect"\nwindow = { start = "1200ms", end = "1700ms" }'
     "\ncode = 1012",
     "reject": 'kind = "reject"\nwindow = { start = "0s", end = "1s" }\nstatus = 429\n'
