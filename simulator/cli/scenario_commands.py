@@ -20,13 +20,27 @@ if TYPE_CHECKING:
 
 @click.command()
 @click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False))
-def validate(files: tuple[str, ...]) -> None:
+@click.option(
+    "--against",
+    metavar="SPEC",
+    type=click.Path(dir_okay=False),
+    help="An AsyncAPI document: render --messages per stream and report each message that"
+    " breaks its payload schema, with the JSON path (exit 1 if any does).",
+)
+@click.option("--messages", default=100, show_default=True, type=click.IntRange(1, 100_000))
+def validate(files: tuple[str, ...], against: str | None, messages: int) -> None:
     """Check scenario FILES; print a summary of each valid one.
 
     Exit 0 when every file is valid, 2 when any is not (its problems on stderr).
     """
     from simulator.cli.summary import describe_scenario
     from simulator.scenario import load_scenario
+
+    if against is not None:
+        from simulator.cli.contract_commands import check_against
+
+        check_against(against, files, messages)
+        return
 
     bad = 0
     for path in files:

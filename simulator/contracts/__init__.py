@@ -1,0 +1,12 @@
+"""Contracts the ecosystem speaks: AsyncAPI 3.0 out of a scenario and a scenario out of
+AsyncAPI, messages checked against a contract, and the JSON Schema of scenario files.
+
+Import from here; the modules below are private:
+
+- :mod:`.payload_schema`  a stream's messages as a JSON Schema (pure);
+- :mod:`.asyncapi`        a scenario as an AsyncAPI 3.0 document (pure);
+- :mod:`.spec`            reading an AsyncAPI document (YAML or JSON) and its payloads;
+- :mod:`.from_asyncapi`   an AsyncAPI document → a scenario skeleton (TOML text);
+- :mod:`.conformance`     N rendered messages per stream checked against a document;
+- :mod:`.scenario_schema` the JSON Schema of scenario files, shipped beside this module.
+"""
