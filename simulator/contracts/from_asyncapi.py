@@ -128,7 +128,7 @@ def _server_lines(spec: Spec, info: Mapping[str, Any]) -> list[str]:
 
 
 def _stream_name(message: SpecMessage, taken: set[str]) -> str:
-    base = message.stream or _STREAM_NAME.sub("_", message.key) or "stream"
+    base = message.stream or _STREAM_NAME.sub("_", message.name or message.key) or "stream"
     name, n = base, 2
     while name in taken:
         name, n = f"{base}_{n}", n + 1
@@ -146,7 +146,8 @@ def _stream_lines(spec: Spec, message: SpecMessage, taken: set[str]) -> list[str
     lines += _schedule_lines(message.extensions)
     if envelope != _DEFAULT_ENVELOPE:
         lines.append(f"envelope = {toml_value(envelope)}{notes.comment()}")
-    lines.append("[stream.fields]")
+    if data:
+        lines.append("[stream.fields]")
     for key, (value, guesses) in data.items():
         lines.append(f"{toml_key(key)} = {toml_value(value)}{guesses.comment()}")
     return lines
@@ -194,9 +195,6 @@ def _envelope(
             value = _example(spec, schema, key, guesses)
             envelope[key] = _dollar(value)
             notes.add(key, "a constant: sim draws values only inside the $data object")
-    if data_key is None:
-        envelope["data"] = "$data"
-        notes.add("data", "the payload has no object property to hold the fields")
     return envelope, stream_type, fields, notes
 
 
@@ -420,6 +418,12 @@ def _array(
     if isinstance(items, list):
         items = items[0] if items else {}
     item = _field(spec, _merged(spec, items, "#"), "item", here or name, guesses, depth + 1)
+    if isinstance(item, dict) and "template" in item:
+        # A template names its message's fields: as a list item it has none to name.
+        label = re.sub(r"[{}]", "", name) or "item"
+        item = {"choice": [f"{label}-{i}" for i in range(1, 4)]}
+        guesses.notes.pop()  # the template's own note no longer holds
+        guesses.add(f"{here or name}.item", "one of three made-up strings")
     if isinstance(item, str | list):
         item = {"const": item}  # an array or string item reads as a constant either way
     return {"list": {"min": min(lo, _MAX_LIST), "max": min(int(hi), _MAX_LIST)}, "item": item}
