@@ -103,7 +103,12 @@ j = { const = { k = [1, 2] } }
 [[protocol.rule]]
 name = "balance"
 match = { type = "get_balance" }
-reply = { type = "balance", account = "{request.account}", at = "{now}", label = "acct {request.account}", list = [1, "x"] }
+[protocol.rule.reply]
+type = "balance"
+account = "{request.account}"
+at = "{now}"
+label = "acct {request.account}"
+list = [1, "x"]
 """
 
 

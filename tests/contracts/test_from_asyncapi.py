@@ -72,11 +72,11 @@ def test_every_field_line_says_what_was_guessed() -> None:
     lines = text.splitlines()
     for stream in doc["stream"]:
         for key, value in stream.get("fields", {}).items():
-            line = next(l for l in lines if l.startswith(f"{key} = "))
+            line = next(x for x in lines if x.startswith(f"{key} = "))
             constant = not isinstance(value, dict)
             assert constant or "# guess:" in line, line
     assert 'every = "1s"  # guess: the contract gives no schedule' in lines
-    assert any(l.startswith("seed = 1  # guess") for l in lines)
+    assert any(x.startswith("seed = 1  # guess") for x in lines)
 
 
 def test_a_payload_without_a_data_object_becomes_envelope_constants() -> None:
@@ -99,9 +99,11 @@ def test_the_skeleton_serves_and_its_live_messages_keep_the_contract() -> None:
     messages = spec.messages()
 
     async def main() -> list[dict[str, object]]:
-        async with serve(scenario, port=0, speed=50) as server:
-            async with websockets.connect(server.url) as ws:
-                return [json.loads(await ws.recv()) for _ in range(12)]
+        async with (
+            serve(scenario, port=0, speed=50) as server,
+            websockets.connect(server.url) as ws,
+        ):
+            return [json.loads(await ws.recv()) for _ in range(12)]
 
     received = asyncio.run(asyncio.wait_for(main(), 30))
     by_type = {s.type: s for s in scenario.streams}
@@ -138,7 +140,8 @@ def test_sim_new_writes_a_scenario_that_sim_validate_accepts(tmp_path: Path) -> 
             "only local references",
         ),
         (
-            "asyncapi: 3.0.0\nchannels:\n  c:\n    messages:\n      m: {$ref: '#/components/messages/nope'}\n",
+            "asyncapi: 3.0.0\nchannels:\n  c:\n    messages:\n"
+            "      m: {$ref: '#/components/messages/nope'}\n",
             "points at nothing",
         ),
         ("asyncapi: 3.0.0\ninfo: {title: x, version: '1'}\n", "no messages"),
