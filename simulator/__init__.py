@@ -11,6 +11,8 @@ change. Layers, from the inside out::
     simulator.net       asyncio + websockets: live server, replay, proxy, capture
     simulator.client    (not written yet)
     simulator.testing   (not written yet)
+    simulator.contracts AsyncAPI 3.0 out of and into scenarios, messages checked against
+                        a contract, the JSON Schema of scenario files
     simulator.cli       the `sim` command: loads files, wires the layers together
 
 A module may import from its own layer, from the base (``simulator.errors``,
@@ -22,6 +24,7 @@ A module may import from its own layer, from the base (``simulator.errors``,
     net       -> core, storage
     client    -> core, net
     testing   -> core, scenario, storage, net, client
+    contracts -> core, scenario
     cli       -> everything
 
 ``tests/test_layers.py`` holds the same table and fails on any other import. So below
