@@ -22,6 +22,8 @@ from __future__ import annotations
 
 import ast
 import json
+import shutil
+import subprocess
 import sys
 import tomllib
 from collections.abc import Iterator, Sequence
@@ -241,3 +243,34 @@ def test_sim_schema_prints_the_shipped_file(tmp_path: Path) -> None:
     assert printed.returncode == 0
     assert printed.stdout == scenario_schema_text()
     assert json.loads(printed.stdout)["title"] == "sim scenario file"
+
+
+def _taplo() -> str:
+    """taplo (the PyPI wheel of the TOML toolkit behind Even Better TOML), if installed."""
+    found = shutil.which("taplo", path=str(Path(sys.executable).parent)) or shutil.which("taplo")
+    if found is None:
+        pytest.skip("taplo is not installed (pip install taplo)")
+    return found
+
+
+def test_taplo_reads_the_schema_directive_and_passes_every_shipped_scenario() -> None:
+    """What an editor does with the #:schema line: taplo lint finds and applies it."""
+    result = subprocess.run(
+        [_taplo(), "lint", *map(str, SCENARIOS)], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+
+
+def test_taplo_marks_a_misspelt_key_through_the_schema_directive(tmp_path: Path) -> None:
+    schema = tmp_path / "scenario.schema.json"
+    schema.write_text(scenario_schema_text())
+    bad = tmp_path / "bad.toml"
+    bad.write_text(
+        '#:schema ./scenario.schema.json\n[scenario]\nname = "x"\nsed = 1\n'
+        '[[stream]]\nname = "s"\nevery = "1s"\n'
+    )
+    result = subprocess.run(
+        [_taplo(), "lint", str(bad)], capture_output=True, text=True, timeout=60, cwd=tmp_path
+    )
+    assert result.returncode != 0
+    assert "'sed' was unexpected" in result.stderr
