@@ -145,12 +145,33 @@ def _stream_lines(spec: Spec, message: SpecMessage, taken: set[str]) -> list[str
         lines.append(f"type = {toml_value(stream_type)}")
     lines += _schedule_lines(message.extensions)
     if envelope != _DEFAULT_ENVELOPE:
-        lines.append(f"envelope = {toml_value(envelope)}{notes.comment()}")
+        lines.append(f"envelope = {_toml(spec, envelope, notes, message)}{notes.comment()}")
     if data:
         lines.append("[stream.fields]")
     for key, (value, guesses) in data.items():
-        lines.append(f"{toml_key(key)} = {toml_value(value)}{guesses.comment()}")
+        lines.append(f"{toml_key(key)} = {_toml(spec, value, guesses, message)}{guesses.comment()}")
     return lines
+
+
+def _toml(spec: Spec, value: Any, guesses: _Guesses, message: SpecMessage) -> str:
+    """``value`` as TOML; ``null`` inside it (TOML has none) becomes the string 'null'."""
+    cleaned = _without_nulls(value)
+    if cleaned != value:
+        guesses.add("", "null has no TOML form: the string 'null' instead")
+    try:
+        return toml_value(cleaned)
+    except ValueError as e:
+        raise spec.error(message.payload_pointer.lstrip("#/").replace("/", "."), str(e)) from None
+
+
+def _without_nulls(value: Any) -> Any:
+    if value is None:
+        return "null"
+    if isinstance(value, dict):
+        return {k: _without_nulls(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_without_nulls(v) for v in value]
+    return value
 
 
 def _schedule_lines(ext: Mapping[str, Any]) -> list[str]:
@@ -180,6 +201,9 @@ def _envelope(
         if key == data_key:
             envelope[key] = "$data"
             for sub, sub_raw in (schema.get("properties") or {}).items():
+                if not sub:
+                    notes.add(key, "left out a property with an empty name (a field needs one)")
+                    continue
                 guesses = _Guesses()
                 value = _field(spec, _merged(spec, sub_raw, "#"), sub, "", guesses, 0)
                 fields[sub] = (value, guesses)
@@ -246,12 +270,10 @@ def _field(
 ) -> Any:
     """A field definition (a TOML value) drawing values that ``schema`` accepts."""
     here = f"{path}.{name}".lstrip(".") if path else ""
-    for branch_key in ("oneOf", "anyOf"):
-        if branch_key in schema and "type" not in schema and "const" not in schema:
-            branches = [_merged(spec, b, "#") for b in schema[branch_key]]
-            usable = [b for b in branches if _schema_type(b) != "null"] or branches
-            guesses.add(here, f"the first of {branch_key}")
-            schema = usable[0] if usable else {}
+    chosen = _first_branch(spec, schema)
+    if chosen is not schema:
+        guesses.add(here, "the first non-null branch of oneOf/anyOf")
+        schema = dict(chosen)
     if "const" in schema:
         return _constant(schema["const"], here, guesses)
     if isinstance(schema.get("enum"), list):
@@ -275,6 +297,20 @@ def _field(
         return _object(spec, schema, here, guesses, depth)
     guesses.add(here, f"no generator for type {kind!r}: a constant")
     return _constant(_example(spec, schema, name, guesses), here, guesses)
+
+
+def _first_branch(spec: Spec, schema: Mapping[str, Any]) -> Mapping[str, Any]:
+    """``schema``, or for a ``oneOf``/``anyOf`` without a type of its own, its first
+    branch that is not ``null`` (followed down when that is one in turn)."""
+    node = schema
+    for _ in range(_MAX_DEPTH):
+        key = next((k for k in ("oneOf", "anyOf") if k in node), None)
+        if key is None or "type" in node or "const" in node:
+            break
+        branches = [_merged(spec, b, "#") for b in node[key]]
+        usable = [b for b in branches if _schema_type(b) != "null"] or branches
+        node = usable[0] if usable else {}
+    return node
 
 
 def _constant(value: Any, here: str, guesses: _Guesses) -> Any:
@@ -419,29 +455,34 @@ def _array(
         items = items[0] if items else {}
     item = _field(spec, _merged(spec, items, "#"), "item", here or name, guesses, depth + 1)
     if isinstance(item, dict) and "template" in item:
-        # A template names its message's fields: as a list item it has none to name.
-        label = re.sub(r"[{}]", "", name) or "item"
-        item = {"choice": [f"{label}-{i}" for i in range(1, 4)]}
-        guesses.notes.pop()  # the template's own note no longer holds
-        guesses.add(f"{here or name}.item", "one of three made-up strings")
+        # sim cannot compile a template as a list item (it fills templates from their
+        # object's fields): the template's text for messages 1 to 3 instead.
+        text = item["template"]
+        item = {"choice": [_filled(text, i) for i in range(1, 4)]}
+        guesses.add(f"{here or name}.item", f"one of three values of {text!r}")
     if isinstance(item, str | list):
         item = {"const": item}  # an array or string item reads as a constant either way
     return {"list": {"min": min(lo, _MAX_LIST), "max": min(int(hi), _MAX_LIST)}, "item": item}
 
 
 def _object(spec: Spec, schema: dict[str, Any], here: str, guesses: _Guesses, depth: int) -> Any:
+    properties: dict[str, Any] = schema.get("properties") or {}
+    generator_named = [k for k in properties if k in _GENERATOR_KEYS]
+    if generator_named:
+        # A table holding 'dist', 'list'... is a generator, not an object: only a
+        # constant object can carry such a key.
+        guesses.add(here, f"a constant: {generator_named[0]!r} would read as a generator key")
+        return {"const": _example(spec, schema, here, guesses)}
     out: dict[str, Any] = {}
-    for key, raw in (schema.get("properties") or {}).items():
+    for key, raw in properties.items():
+        if not key:
+            guesses.add(here, "left out a property with an empty name (a field needs one)")
+            continue
         value = _field(spec, _merged(spec, raw, "#"), key, here or "", guesses, depth + 1)
-        if key in _GENERATOR_KEYS or (
-            isinstance(value, str | list)
-            and difflib.get_close_matches(key, _TYPO_TARGETS, n=1, cutoff=0.75)
+        if isinstance(value, str | list) and difflib.get_close_matches(
+            key, _TYPO_TARGETS, n=1, cutoff=0.75
         ):
-            # Inside an object, these names would read as a generator: say "constant".
-            if isinstance(value, dict):
-                guesses.add(f"{here}.{key}", "a constant: the name reads as a generator key")
-                value = _example(spec, _merged(spec, raw, "#"), key, guesses)
-            value = {"const": value}
+            value = {"const": value}  # else the loader takes 'dsit = "x"' for a typo
         out[key] = value
     if not out:
         return {"const": {}}
@@ -450,6 +491,7 @@ def _object(spec: Spec, schema: dict[str, Any], here: str, guesses: _Guesses, de
 
 def _example(spec: Spec, schema: Mapping[str, Any], name: str, guesses: _Guesses) -> Any:
     """One value ``schema`` accepts, for a constant."""
+    schema = _first_branch(spec, schema)
     if "const" in schema:
         return schema["const"]
     if isinstance(schema.get("enum"), list) and schema["enum"]:
@@ -465,12 +507,44 @@ def _example(spec: Spec, schema: Mapping[str, Any], name: str, guesses: _Guesses
     if kind == "boolean":
         return False
     if kind == "array":
-        return []
+        items = schema.get("items", {})
+        item = _merged(spec, items[0] if isinstance(items, list) and items else items, "#")
+        return [_example(spec, item, name, guesses)] * int(schema.get("minItems", 0) or 0)
     if kind == "object":
         return {
             k: _example(spec, _merged(spec, v, "#"), k, guesses)
             for k, v in (schema.get("properties") or {}).items()
         }
-    if kind == "string" and schema.get("format") == "date-time":
-        return "2026-01-01T00:00:00Z"
+    if kind == "string":
+        return _example_string(schema, name)
+    return name
+
+
+_FIXED_STRINGS: Final = {
+    "date-time": "2026-01-01T00:00:00Z",
+    "uuid": "00000000-0000-4000-8000-000000000000",
+    "date": "2026-01-01",
+    "time": "12:00:00Z",
+    "email": "user@example.com",
+    "uri": "https://example.com/",
+    "hostname": "example.com",
+    "ipv4": "192.0.2.1",
+    "ipv6": "2001:db8::1",
+}
+
+
+def _filled(template: str, seq: int) -> str:
+    """What ``template`` (made here: ``{seq}`` only) gives for message ``seq``."""
+    return template.format(seq=seq)
+
+
+def _example_string(schema: Mapping[str, Any], name: str) -> str:
+    fmt = schema.get("format")
+    if isinstance(fmt, str) and fmt in _FIXED_STRINGS:
+        return _FIXED_STRINGS[fmt]
+    template = _template_from_pattern(schema.get("pattern"))
+    if template is not None:
+        return _filled(template, 1)
+    if "minLength" in schema or "maxLength" in schema:
+        return "x" * int(schema.get("minLength", 1) or 1)
     return name

@@ -1,4 +1,5 @@
-"""Reading an AsyncAPI 3.0 document (YAML or JSON) and finding its messages and payloads.
+"""Reading an AsyncAPI 3.0 document (YAML or JSON) and finding its messages and payloads;
+writing one as YAML (:func:`dump_yaml`).
 
 :func:`load_spec` raises only :class:`~simulator.errors.ContractError`, naming the file
 and the line or JSON path. Local references (``$ref: '#/components/...'``) are followed;
@@ -92,7 +93,10 @@ class Spec:
             channel_node, channel_at = self.resolve(channel, f"#/channels/{_esc(channel_key)}")
             if not isinstance(channel_node, dict):
                 raise self.error(_dotted(channel_at), "must be a channel object")
-            for key, raw in (channel_node.get("messages") or {}).items():
+            channel_messages = channel_node.get("messages") or {}
+            if not isinstance(channel_messages, dict):
+                raise self.error(_dotted(channel_at) + ".messages", "must be a mapping")
+            for key, raw in channel_messages.items():
                 at = f"{channel_at}/messages/{_esc(key)}"
                 message, pointer = self.resolve(raw, at)
                 if pointer in seen:
@@ -134,7 +138,10 @@ class Spec:
             op, at = self.resolve(raw, f"#/operations/{_esc(op_key)}")
             if not isinstance(op, dict) or op.get("action") != action:
                 continue
-            for i, ref in enumerate(op.get("messages") or []):
+            refs = op.get("messages") or []
+            if not isinstance(refs, list):
+                raise self.error(_dotted(at) + ".messages", "must be a list of $ref")
+            for i, ref in enumerate(refs):
                 _, pointer = self.resolve(ref, f"{at}/messages/{i}")
                 yield pointer, op
 
@@ -171,6 +178,16 @@ def _dotted(pointer: str) -> str:
     return ".".join(parts)
 
 
+class _JsonLoader(yaml.SafeLoader):
+    """YAML as JSON sees it: ``2026-01-01`` stays a string (a JSON Schema has no dates)."""
+
+
+_JsonLoader.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:timestamp"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+
+
 def load_spec(path: str | os.PathLike[str]) -> Spec:
     """Read the AsyncAPI document at ``path``; raises :class:`ContractError` only."""
     source = os.fsdecode(path)
@@ -185,7 +202,7 @@ def load_spec(path: str | os.PathLike[str]) -> Spec:
 def parse_spec(text: str | bytes, source: str = "<asyncapi>") -> Spec:
     """:func:`load_spec` for text already read."""
     try:
-        doc = yaml.safe_load(text)
+        doc = yaml.load(text, Loader=_JsonLoader)  # a SafeLoader (below): no arbitrary objects
     except yaml.MarkedYAMLError as e:
         mark = e.problem_mark or e.context_mark
         line = str(mark.line + 1) if mark is not None else None

@@ -23,8 +23,9 @@ def toml_key(key: str) -> str:
 
 def _string(text: str) -> str:
     # A JSON string literal is a TOML basic string: the same escapes (\" \\ \n \uXXXX...),
-    # and json.dumps never writes the one JSON escape TOML lacks ("\/").
-    return json.dumps(text, ensure_ascii=False)
+    # and json.dumps never writes the one JSON escape TOML lacks ("\/"). TOML also
+    # wants DEL escaped, which JSON leaves as it is.
+    return json.dumps(text, ensure_ascii=False).replace("\x7f", "\\u007f")
 
 
 def toml_value(value: object) -> str:
