@@ -10,3 +10,25 @@ Import from here; the modules below are private:
 - :mod:`.conformance`     N rendered messages per stream checked against a document;
 - :mod:`.scenario_schema` the JSON Schema of scenario files, shipped beside this module.
 """
+
+from simulator.contracts.asyncapi import asyncapi_document
+from simulator.contracts.conformance import Violation, check_scenario, render_messages
+from simulator.contracts.from_asyncapi import skeleton_toml
+from simulator.contracts.payload_schema import message_schema
+from simulator.contracts.scenario_schema import scenario_schema, scenario_schema_text
+from simulator.contracts.spec import Spec, dump_yaml, load_spec, parse_spec
+
+__all__ = [
+    "Spec",
+    "Violation",
+    "asyncapi_document",
+    "check_scenario",
+    "dump_yaml",
+    "load_spec",
+    "message_schema",
+    "parse_spec",
+    "render_messages",
+    "scenario_schema",
+    "scenario_schema_text",
+    "skeleton_toml",
+]
