@@ -27,7 +27,13 @@ if TYPE_CHECKING:
     help="An AsyncAPI document: render --messages per stream and report each message that"
     " breaks its payload schema, with the JSON path (exit 1 if any does).",
 )
-@click.option("--messages", default=100, show_default=True, type=click.IntRange(1, 100_000))
+@click.option(
+    "--messages",
+    default=100,
+    show_default=True,
+    type=click.IntRange(1, 100_000),
+    help="With --against: messages to render per stream.",
+)
 def validate(files: tuple[str, ...], against: str | None, messages: int) -> None:
     """Check scenario FILES; print a summary of each valid one.
 
