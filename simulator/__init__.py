@@ -26,6 +26,8 @@ Layers, from the inside out::
     simulator.net       asyncio + websockets: live server, replay, proxy, capture
     simulator.client    the reference resilient client
     simulator.testing   the test kit: virtual time, run_sim, pytest plugin, strategies
+    simulator.contracts AsyncAPI 3.0 out of and into scenarios, messages checked against
+                        a contract, the JSON Schema of scenario files
     simulator.cli       the `sim` command: loads files, wires the layers together
 
 A module may import from its own layer, from the base (``simulator.errors``,
@@ -37,6 +39,7 @@ A module may import from its own layer, from the base (``simulator.errors``,
     net       -> core, storage
     client    -> core, net
     testing   -> core, scenario, storage, net, client
+    contracts -> core, scenario
     cli       -> everything
 
 ``tests/test_layers.py`` holds the same table and fails on any other import. So below

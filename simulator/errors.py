@@ -6,6 +6,7 @@ Every error this package raises on purpose derives from :class:`SimError`::
     ├── ScenarioError          a scenario file is wrong (file, line, key path, what is allowed)
     ├── RecordingError         a recording file is missing, truncated or not ours
     ├── UsageError             a command-line or library argument is out of range
+    ├── ContractError          an AsyncAPI document cannot be read or used (file, JSON path)
     ├── ConnectError           a WebSocket connection could not be opened (refused with an
     │                          HTTP status, unreachable, timed out, TLS)
     ├── CaptureError           `sim record --connect` could not capture the feed
@@ -78,6 +79,17 @@ class RecordingError(SimError):
 
 class UsageError(SimError):
     """An argument given to a command or to the library API is not allowed."""
+
+
+class ContractError(SimError):
+    """An AsyncAPI document cannot be read or used: ``file``, where in it (``where``: a
+    line, or a JSON path like ``components.messages.x.payload``) and what is wrong."""
+
+    def __init__(self, file: str, where: str | None, message: str) -> None:
+        self.file = file
+        self.where = where
+        self.message = message
+        super().__init__(f"{file}:{where}: {message}" if where else f"{file}: {message}")
 
 
 class ConnectError(SimError):

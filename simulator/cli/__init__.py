@@ -11,6 +11,7 @@ traceback. One module per kind of command:
 - :mod:`.record_commands`     ``record``;
 - :mod:`.connect_command`     ``connect`` (the reference resilient client);
 - :mod:`.recording_commands`  ``inspect``, ``diff``, ``recover``;
+- :mod:`.contract_commands`   ``asyncapi``, ``new``, ``schema`` (and ``validate --against``);
 - :mod:`.console`             log lines, the live status, stopping on SIGINT/SIGTERM;
 - :mod:`.summary`             what ``validate`` prints about a scenario;
 - :mod:`.help_text`           the examples and doc page that end every ``--help``.
@@ -27,6 +28,7 @@ from __future__ import annotations
 import click
 
 from simulator.cli.connect_command import connect
+from simulator.cli.contract_commands import asyncapi, new, schema
 from simulator.cli.help_text import epilog
 from simulator.cli.record_commands import record
 from simulator.cli.recording_commands import diff, inspect, recover
@@ -52,4 +54,6 @@ def main(ctx: click.Context) -> None:
 
 
 for _command in (validate, generate, run, plan, inspect, diff, recover, replay, record, connect):
+    main.add_command(_command)
+for _command in (asyncapi, new, schema):
     main.add_command(_command)

@@ -19,6 +19,7 @@ _EXAMPLES: Final[dict[str, tuple[tuple[str, ...], str]]] = {
         (
             "sim validate scenarios/*.toml",
             "sim validate my-faults.toml       # a faults-only file (for --faults)",
+            "sim validate --against feed.yaml scenarios/energy-dashboard.toml",
         ),
         "docs/scenario-reference.md",
     ),
@@ -90,6 +91,27 @@ _EXAMPLES: Final[dict[str, tuple[tuple[str, ...], str]]] = {
             "sim connect ws://127.0.0.1:3002 --log-format json --no-heartbeat",
         ),
         "docs/testing-your-client.md",
+    ),
+    "asyncapi": (
+        (
+            "sim asyncapi scenarios/energy-dashboard.toml -o feed.yaml",
+            "sim asyncapi scenarios/energy-dashboard.toml --format json",
+        ),
+        "docs/contracts.md",
+    ),
+    "new": (
+        (
+            "sim new --from-asyncapi feed.yaml -o scenarios/feed.toml",
+            "sim new --from-asyncapi contract.json          # the skeleton on stdout",
+        ),
+        "docs/contracts.md",
+    ),
+    "schema": (
+        (
+            "sim schema -o scenario.schema.json",
+            "sim schema | python -m json.tool | less",
+        ),
+        "docs/contracts.md",
     ),
 }
 

@@ -31,7 +31,21 @@ if TYPE_CHECKING:
 
 @click.command(epilog=epilog("validate"))
 @click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False))
-def validate(files: tuple[str, ...]) -> None:
+@click.option(
+    "--against",
+    metavar="SPEC",
+    type=click.Path(dir_okay=False),
+    help="An AsyncAPI document: render --messages per stream and report each message that"
+    " breaks its payload schema, with the JSON path; exit 1 if any does (default: none).",
+)
+@click.option(
+    "--messages",
+    default=100,
+    show_default=True,
+    type=click.IntRange(1, 100_000),
+    help="With --against: messages to render per stream.",
+)
+def validate(files: tuple[str, ...], against: str | None, messages: int) -> None:
     """Check scenario FILES, or faults files (only [[fault]] tables, for --faults); print
     a summary of each valid one: its streams and its faults.
 
@@ -40,6 +54,12 @@ def validate(files: tuple[str, ...]) -> None:
     from simulator.cli.summary import describe_fault_set, describe_scenario
     from simulator.core.model import Scenario
     from simulator.scenario import load_scenario_or_faults
+
+    if against is not None:
+        from simulator.cli.contract_commands import check_against
+
+        check_against(against, files, messages)
+        return
 
     bad = 0
     for path in files:
