@@ -48,7 +48,8 @@ ALLOWED: dict[str, frozenset[str]] = {
     "net": frozenset({"core", "storage"}),
     "client": frozenset({"core", "net"}),
     "testing": frozenset({"core", "scenario", "storage", "net", "client"}),
-    "cli": frozenset({"core", "scenario", "storage", "net", "client", "testing"}),
+    "inspector": frozenset({"core", "scenario", "net"}),
+    "cli": frozenset({"core", "scenario", "storage", "net", "client", "testing", "inspector"}),
 }
 
 FORBIDDEN_IN_CORE = ["asyncio", "websockets", "polars", "click", "rich", "random"]

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 
 import click
 
+from simulator.cli.inspector_options import inspector_options, start_inspector
 from simulator.cli.options import (
     DURATION,
     EPOCH,
@@ -52,6 +53,7 @@ if TYPE_CHECKING:
     help="Record what is served (faults included) to this Parquet file.",
 )
 @redact_options
+@inspector_options
 def run(
     scenario_file: str,
     host: str | None,
@@ -66,6 +68,8 @@ def run(
     record: str | None,
     redact: tuple[str, ...],
     redact_key_file: str | None,
+    no_inspector: bool,
+    control_from_any: bool,
 ) -> None:
     """Serve SCENARIO over WebSocket until SIGINT/SIGTERM (or --duration).
 
@@ -97,6 +101,7 @@ def run(
                 quiet,
                 record,
                 redactor,
+                (no_inspector, control_from_any),
             )
         )
     except OSError as e:
@@ -118,6 +123,7 @@ async def _serve(
     quiet: bool,
     record: str | None,
     redactor: Redactor | None,
+    inspector: tuple[bool, bool] = (False, False),
 ) -> None:
     from simulator.cli.console import follow_log, live_status, stop_on_signals
     from simulator.net.log import EventKind
@@ -136,6 +142,7 @@ async def _serve(
         redact=redactor,
     ) as server:
         print(server.url, flush=True)
+        start_inspector(server, *inspector, quiet)
         status = None
         if not quiet:
             if sys.stdout.isatty() and log_format == "plain":

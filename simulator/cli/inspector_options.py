@@ -1,0 +1,42 @@
+"""``--no-inspector`` and ``--control-from-any``: the options of the commands that serve
+the inspector (docs/inspector.md), and attaching it."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import click
+
+if TYPE_CHECKING:
+    from simulator.net.server import SimServer
+
+
+def inspector_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """Add the inspector's two options (parameters ``no_inspector``, ``control_from_any``)."""
+    command = click.option(
+        "--control-from-any",
+        is_flag=True,
+        help="Accept POST /control/* from any address, not only loopback (anyone who can"
+        " reach the port can then disconnect clients).",
+    )(command)
+    return click.option(
+        "--no-inspector",
+        is_flag=True,
+        help="Serve WebSocket only: no page at /, no /status, /events or /control/*"
+        " (GET /healthz stays).",
+    )(command)
+
+
+def start_inspector(
+    server: SimServer, no_inspector: bool, control_from_any: bool, quiet: bool
+) -> None:
+    """Serve the inspector on ``server``'s port unless ``no_inspector``; say where on
+    stderr (stdout's first line stays the WebSocket URL)."""
+    if no_inspector:
+        return
+    from simulator.inspector import attach
+
+    attach(server, allow_remote_control=control_from_any)
+    if not quiet:
+        click.echo(f"inspector: {server.url.replace('ws://', 'http://', 1)}/", err=True)
