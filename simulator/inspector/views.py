@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import time
 from typing import Any, Protocol
 
 from simulator.core.flat_plan import PlannedFault, from_fault, to_toml
 from simulator.core.model import Fault, Mode
+from simulator.core.model import Protocol as FeedProtocol
 from simulator.core.rates import mean_rate_per_s
 from simulator.net.log import EventLog
 from simulator.net.on_demand import OnDemandFaults
@@ -44,6 +46,16 @@ def plan_toml(faults: tuple[Fault, ...]) -> tuple[str, list[str]]:
         except ValueError as e:
             left_out.append(str(e))
     return to_toml(flat), left_out
+
+
+def protocol_names(protocol: FeedProtocol) -> dict[str, str]:
+    """The message types the page sends and expects (a scenario may rename them)."""
+    return {
+        "ping": protocol.ping_type,
+        "pong": protocol.pong_type,
+        "subscribe": protocol.subscribe_type,
+        "unsubscribe": protocol.unsubscribe_type,
+    }
 
 
 def client_status(client: Client, now: float) -> dict[str, Any]:
@@ -100,6 +112,7 @@ class RunView:
                 for s in scenario.streams
             ],
             "per_connection": scenario.server.mode is Mode.PER_CONNECTION,
+            "protocol": protocol_names(scenario.protocol),
             "faults": [f.name for f in scenario.faults],
             "plan_toml": toml,
             "plan_left_out": left_out,
@@ -112,4 +125,5 @@ class RunView:
         stats = dataclasses.asdict(server.stats())
         now = asyncio.get_running_loop().time()
         stats["connections"] = [client_status(c, now) for c in list(server.clients.values())]
+        stats["time"] = time.time()  # the page's clock for the events' wall times
         return stats
