@@ -32,9 +32,12 @@ def is_loopback(peer: str | None) -> bool:
     if peer is None:
         return False
     try:
-        return ipaddress.ip_address(peer.split("%")[0]).is_loopback
+        address = ipaddress.ip_address(peer.split("%")[0])
     except ValueError:
         return False
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return address.ipv4_mapped.is_loopback  # ::ffff:127.0.0.1 on a dual-stack socket
+    return address.is_loopback
 
 
 def refusal(request: HttpRequest, allow_remote: bool) -> HttpResponse | None:
@@ -89,11 +92,14 @@ def trigger_fault(view: View, request: HttpRequest) -> HttpResponse:
     if not isinstance(table, dict):
         return _bad("", "the body must be one fault table: a JSON object", type(table).__name__)
     kind = table.get("kind")
-    if kind is not None and kind not in _NOW_KIND_NAMES and kind in [k.value for k in FaultKind]:
+    if kind is not None and kind not in _NOW_KIND_NAMES:
+        planned_only = kind in [k.value for k in FaultKind]
         return _bad(
             "kind",
             f"kind {kind!r} acts on messages as a plan schedules them: put it in the scenario"
-            " (or a --faults file); these can be triggered now",
+            " (or a --faults file); these can be triggered now"
+            if planned_only
+            else f"unknown kind: one of {', '.join(_NOW_KIND_NAMES)} can be triggered now",
             kind,
             _NOW_KIND_NAMES,
         )
