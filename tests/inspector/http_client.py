@@ -47,7 +47,8 @@ async def request(
     body: bytes = b"",
     headers: dict[str, str] | None = None,
 ) -> Answer:
-    """Send one request to the server at ``url`` (ws:// or http://) and read the answer."""
+    """Send one request to the server at ``url`` (ws:// or http://) and read the answer
+    (status 0: the server closed the connection without one)."""
     host, port = host_port(url)
     sent_headers = dict(headers or {})
     if json_body is not None:
@@ -59,7 +60,10 @@ async def request(
         writer.write(_request_bytes(conn, method, path, f"{host}:{port}", body, sent_headers))
         status, response_headers, content = 0, {}, bytearray()
         while True:
-            event = conn.next_event()
+            try:
+                event = conn.next_event()
+            except h11.RemoteProtocolError:
+                return Answer(0, {}, b"")  # closed with no answer at all (status 0)
             if event is h11.NEED_DATA:
                 conn.receive_data(await reader.read(65536))
                 continue
