@@ -25,7 +25,7 @@ const page = {
   pings: new Map(), nextPing: 1,
   paused: false, log: [], pending: [], dirty: false, filter: "", filterStream: "",
   status: null, samples: [], clockOffset: 0,   // server wall time - browser wall time (s)
-  faults: [], conns: new Map(),
+  faults: [], conns: new Map(), latest: 0,
 };
 
 // ------------------------------------------------------------------ start
@@ -243,7 +243,9 @@ function openEvents() {
   source.addEventListener("log", (e) => onServerLog(JSON.parse(e.data)));
 }
 
-function serverNow() { return Date.now() / 1000 + page.clockOffset; }
+// Server wall time now; never before the newest event seen (the status that set the
+// offset may be older than an event).
+function serverNow() { return Math.max(Date.now() / 1000 + page.clockOffset, page.latest); }
 
 function onStatus(status) {
   page.status = status;
@@ -256,6 +258,7 @@ function onStatus(status) {
 
 function onServerLog(batch) {
   for (const e of batch.events) {
+    page.latest = Math.max(page.latest, e.time);
     if (e.event === "fault") {
       const speed = page.info ? page.info.speed : 1;
       const end = e.end_ns != null ? e.time + (e.end_ns - e.t_ns) / 1e9 / speed : null;
@@ -322,18 +325,23 @@ function sparkline(s) {
     rates.push(dt > 0 ? n / dt : 0);
     expected.push(s.expected_per_s * (page.info.per_connection ? samples[i].open : 1));
   }
-  const top = Math.max(1e-9, ...rates, ...expected) * 1.15;
-  const points = (values) => values.map((v, i) =>
-    `${(200 * (i + SPARK_POINTS - values.length) / SPARK_POINTS).toFixed(1)},${(23 - 22 * v / top).toFixed(1)}`).join(" ");
-  for (const [cls, values] of [["exp", expected], ["act", rates]]) {
-    const line = document.createElementNS(NS, "polyline");
-    line.setAttribute("class", cls);
-    line.setAttribute("points", points(values));
-    svg.append(line);
-  }
+  const exp = expected.length ? expected[expected.length - 1]
+    : s.expected_per_s * (page.info.per_connection ? (page.status ? page.status.connections_open : 0) : 1);
+  const top = Math.max(1e-9, ...rates, exp) * 1.15;
+  const y = (v) => (23 - 22 * v / top).toFixed(1);
+  // Expected: the scenario's rate now, across the whole width (dashed).
+  const flat = document.createElementNS(NS, "line");
+  flat.setAttribute("class", "exp");
+  for (const [k, v] of [["x1", 0], ["x2", 200], ["y1", y(exp)], ["y2", y(exp)]]) flat.setAttribute(k, v);
+  svg.append(flat);
+  // Actual: one point per status sample, the newest on the right.
+  const line = document.createElementNS(NS, "polyline");
+  line.setAttribute("class", "act");
+  line.setAttribute("points", rates.map((v, i) =>
+    `${(200 * (i + 1 + SPARK_POINTS - rates.length) / SPARK_POINTS).toFixed(1)},${y(v)}`).join(" "));
+  svg.append(line);
   const title = document.createElementNS(NS, "title");
   const last = rates.length ? rates[rates.length - 1] : 0;
-  const exp = expected.length ? expected[expected.length - 1] : s.expected_per_s;
   title.textContent = `${s.name}: expected ${exp.toFixed(2)} msg/s, actual ${last.toFixed(2)} msg/s`;
   svg.append(title);
   svg.dataset.expected = exp;
@@ -399,7 +407,7 @@ function renderConnections(status) {
     button.addEventListener("click", () => control("/control/disconnect", { conn: c.conn }));
     return el("tr", { id: "conn-" + c.conn },
       el("td", {}, String(c.conn)),
-      el("td", {}, live ? (live.stalled ? "stalled" : live.state) : "closed"),
+      el("td", {}, live ? (live.stalled ? "stalled" : live.state) : c.end ? "closed" : "open"),
       el("td", {}, (live && live.remote) || c.remote || ""),
       el("td", { className: "num" }, String(live ? live.sent : c.sent ?? "")),
       el("td", { className: "num" }, String(live ? live.dropped : c.dropped ?? "")),
