@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 if TYPE_CHECKING:
+    from simulator.net.replay import ReplayServer
     from simulator.net.server import SimServer
 
 
@@ -29,14 +30,19 @@ def inspector_options(command: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def start_inspector(
-    server: SimServer, no_inspector: bool, control_from_any: bool, quiet: bool
+    server: SimServer | ReplayServer,
+    no_inspector: bool,
+    control_from_any: bool,
+    quiet: bool,
+    source: str = "",
 ) -> None:
     """Serve the inspector on ``server``'s port unless ``no_inspector``; say where on
-    stderr (stdout's first line stays the WebSocket URL)."""
+    stderr (stdout's first line stays the WebSocket URL). ``source``: the recording a
+    replay serves."""
     if no_inspector:
         return
     from simulator.inspector import attach
 
-    attach(server, allow_remote_control=control_from_any)
+    attach(server, allow_remote_control=control_from_any, source=source)
     if not quiet:
         click.echo(f"inspector: {server.url.replace('ws://', 'http://', 1)}/", err=True)

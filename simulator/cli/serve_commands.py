@@ -191,6 +191,7 @@ async def _serve(
 )
 @click.option("--log-format", type=click.Choice(["plain", "json"]), default="plain")
 @click.option("--quiet", is_flag=True, help="Print only the URL line.")
+@inspector_options
 def replay(
     file: str,
     host: str,
@@ -206,6 +207,8 @@ def replay(
     redact_key_file: str | None,
     log_format: str,
     quiet: bool,
+    no_inspector: bool,
+    control_from_any: bool,
 ) -> None:
     """Serve a recording again: client i gets recorded connection i (or --conn), pushes on
     the recorded timeline scaled by --speed, replies once the client sends what they answer.
@@ -230,6 +233,7 @@ def replay(
                 key,
                 log_format,
                 quiet,
+                (no_inspector, control_from_any),
             )
         )
     except OSError as e:
@@ -272,6 +276,7 @@ async def _replay(
     key: bytes | None,
     log_format: str,
     quiet: bool,
+    inspector: tuple[bool, bool] = (False, False),
 ) -> None:
     from simulator.cli.console import follow_log, stop_on_signals
     from simulator.net.replay import replay as serve_replay
@@ -291,6 +296,7 @@ async def _replay(
         free_run=free_run,
     ) as server:
         print(server.url, flush=True)
+        start_inspector(server, *inspector, quiet, source=file)
         if not quiet:
             follow_log(server.log, log_format)
         await stop.wait()

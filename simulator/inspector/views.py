@@ -7,14 +7,17 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import time
+from collections import Counter
 from typing import Any, Protocol
 
 from simulator.core.flat_plan import PlannedFault, from_fault, to_toml
 from simulator.core.model import Fault, Mode
 from simulator.core.model import Protocol as FeedProtocol
 from simulator.core.rates import mean_rate_per_s
+from simulator.core.replay_plan import Push
 from simulator.net.log import EventLog
 from simulator.net.on_demand import OnDemandFaults
+from simulator.net.replay import ReplayServer, recorded_streams
 from simulator.net.send_path import Client
 from simulator.net.server import SimServer
 
@@ -127,3 +130,98 @@ class RunView:
         stats["connections"] = [client_status(c, now) for c in list(server.clients.values())]
         stats["time"] = time.time()  # the page's clock for the events' wall times
         return stats
+
+
+#: Recorded push times sent to the page per recorded connection, at most.
+TIMELINE_POINTS = 400
+
+
+class ReplayView:
+    """``sim replay``'s :class:`~simulator.net.replay.ReplayServer`: the recording's
+    timeline per recorded connection, and where each client's replay stands."""
+
+    def __init__(self, server: ReplayServer, source: str) -> None:
+        self.server = server
+        self.source = source
+        self.log = server.log
+
+    @property
+    def on_demand(self) -> OnDemandFaults | None:
+        return None
+
+    @property
+    def stream_names(self) -> list[str]:
+        return recorded_streams(self.server.plans)
+
+    def info(self) -> dict[str, Any]:
+        server = self.server
+        plans = server.plans
+        pushes: Counter[str] = Counter()
+        timelines = {}
+        for conn, plan in plans.items():
+            times = [s.at_ns / 1e9 for s in plan.steps if isinstance(s, Push)]
+            pushes.update(s.stream for s in plan.steps if isinstance(s, Push) and s.stream)
+            step = max(1, len(times) // TIMELINE_POINTS)
+            timelines[str(conn)] = {"duration_s": plan.duration_ns / 1e9, "pushes": times[::step]}
+        total_s = sum(p.duration_ns for p in plans.values()) / 1e9
+        faults = () if server.faults is None else server.faults.plan.faults
+        toml, left_out = plan_toml(tuple(faults))
+        return {
+            "command": "replay",
+            "scenario": self.source,
+            "url": server.url,
+            "mode": "replay",
+            "speed": server.speed if server.speed is not None else "max",
+            "seed": None if server.faults is None else server.faults.plan.seed,
+            "duration_s": None,
+            # Each client replays one recorded connection: a rate per open client.
+            "streams": [
+                {
+                    "name": name,
+                    "type": name,
+                    "expected_per_s": pushes[name] / total_s if total_s else 0.0,
+                }
+                for name in self.stream_names
+            ],
+            "per_connection": True,
+            "protocol": protocol_names(FeedProtocol()),
+            "faults": [f.name for f in faults],
+            "plan_toml": toml,
+            "plan_left_out": left_out,
+            "recorded": timelines,
+        }
+
+    def status(self) -> dict[str, Any]:
+        server = self.server
+        uptime = asyncio.get_running_loop().time() - server.clock.start_at
+        faults = {} if server.faults is None else dict(server.faults.counts)
+        return {
+            "uptime_s": uptime,
+            "virtual_s": server.virtual_ns() / 1e9,
+            "connections_open": len(server.positions()),
+            "connections_total": server.connections_total,
+            "messages_by_stream": dict(server.sent_by_stream),
+            "frames_sent": server.frames_sent,
+            "frames_dropped": 0,
+            "slow_closed": 0,
+            "client_errors": server.unexpected_count,
+            "rejected": 0,
+            "lateness_p50_ms": None,
+            "lateness_p99_ms": None,
+            "faults_by_kind": faults,
+            "connections": [
+                {
+                    "conn": p["conn"],
+                    "state": "open",
+                    "stalled": False,
+                    "remote": None,
+                    "sent": None,
+                    "dropped": None,
+                    "pending_bytes": None,
+                    **p,
+                }
+                for p in server.positions()
+            ],
+            "replay": server.positions(),
+            "time": time.time(),
+        }

@@ -93,12 +93,12 @@ class Sim:
 
 @pytest.fixture
 def sim_run() -> Iterator[object]:
-    """Start ``sim run ARGS...`` (a function); every process is killed at the end."""
+    """Start ``sim run ARGS...`` (or ``command``); every process is killed at the end."""
     started: list[subprocess.Popen[str]] = []
 
-    def start(*args: str | Path) -> Sim:
+    def start(*args: str | Path, command: str = "run") -> Sim:
         process = subprocess.Popen(
-            [sys.executable, "-m", "simulator", "run", *map(str, args), "--port", "0", "--quiet"],
+            [sys.executable, "-m", "simulator", command, *map(str, args), "--port", "0", "--quiet"],
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,
             text=True,

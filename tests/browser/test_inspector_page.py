@@ -23,6 +23,7 @@ pytestmark = pytest.mark.browser
 
 DASHBOARD = ROOT / "scenarios" / "energy-dashboard.toml"
 OUTAGE = ROOT / "scenarios" / "outage.toml"
+SAMPLE = ROOT / "recordings" / "energy-dashboard-sample.parquet"
 STREAMS = ("system_stats", "dashboard_stats", "energy_market", "notification", "transaction")
 
 
@@ -149,3 +150,19 @@ def test_outage_shows_on_the_fault_lane_and_the_page_reconnects_by_itself(
         "the page to reconnect after the outage",
     )
     screenshot("outage")
+
+
+def test_a_replay_shows_each_clients_position_in_its_recording(
+    browser: WebDriver, sim_run: Callable[..., Sim], screenshot: Callable[[str], Any]
+) -> None:
+    sim = sim_run(SAMPLE, "--free-run", "--loop", command="replay")
+    open_page(browser, sim)
+    marker = wait(
+        browser,
+        lambda d: d.find_elements(By.CSS_SELECTOR, "#replay-0 .position"),
+        "the replay position marker",
+    )[0]
+    assert 0 <= float(marker.get_attribute("data-fraction")) <= 1
+    assert browser.find_elements(By.CSS_SELECTOR, "#replay-0 .push")  # the recorded pushes
+    assert not browser.find_element(By.ID, "control").is_displayed()  # sim run's only
+    screenshot("replay")

@@ -12,6 +12,7 @@ import asyncio
 import dataclasses
 import json
 import socket
+from pathlib import Path
 
 import pytest
 from websockets.exceptions import InvalidStatus
@@ -21,6 +22,7 @@ from simulator.inspector import feed as feed_module
 from simulator.inspector import http as http_module
 from simulator.inspector.http import HttpRequest
 from simulator.net.log import EventKind
+from simulator.net.replay import replay
 from simulator.net.server import serve
 from tests.e2e.conftest import async_test, client, close_code, connected, expect_event, scenario
 from tests.inspector.http_client import EventReader, host_port, request
@@ -309,3 +311,30 @@ async def test_a_subscriber_that_does_not_read_is_dropped_and_the_others_go_on(
         assert last["events"]
         reading.close()
         stuck.close()
+
+
+SAMPLE = Path(__file__).resolve().parents[2] / "recordings" / "energy-dashboard-sample.parquet"
+
+
+@async_test()
+async def test_replay_status_says_where_each_client_is_in_its_recorded_connection() -> None:
+    async with replay(SAMPLE, port=0, free_run=True, loop=True) as server:
+        attach(server, source=str(SAMPLE))
+        info = (await request(server.url, "GET", "/info")).json()
+        assert info["command"] == "replay" and info["scenario"] == str(SAMPLE)
+        recorded = info["recorded"]
+        assert set(recorded) == {str(c) for c in server.plans}
+        for conn, plan in server.plans.items():
+            assert recorded[str(conn)]["duration_s"] == plan.duration_ns / 1e9
+            assert recorded[str(conn)]["pushes"] == sorted(recorded[str(conn)]["pushes"])
+        ws = await client(server.url)
+        await ws.recv()
+        status = (await request(server.url, "GET", "/status")).json()
+        [where] = status["replay"]
+        assert where["conn"] == 0 and where["recorded_conn"] == server.recorded_conn_for(0)
+        assert 0 <= where["step"] < where["steps"] and where["position_s"] >= 0
+        assert status["frames_sent"] >= 1 and status["connections_open"] == 1
+        # A replay takes no faults on demand.
+        answer = await request(server.url, "POST", "/control/disconnect", json_body={})
+        assert answer.status == 404
+        await ws.close()

@@ -34,7 +34,8 @@ async function start() {
   const info = await (await fetch("/info")).json();
   page.info = info;
   $("scenario").textContent = info.scenario;
-  $("url").textContent = `${info.url} · ${info.mode} · x${info.speed} · seed ${info.seed}`;
+  $("url").textContent = `${info.url} · ${info.mode} · x${info.speed}` + (info.seed != null ? ` · seed ${info.seed}` : "");
+  $("control").hidden = info.command !== "run";  // the control endpoint is sim run's
   $("log-cap").textContent = LOG_CAP;
   for (const s of info.streams) addStream(s);
   $("plan").textContent = info.plan_toml || "# no [[fault]] of the flat shape in this scenario";
@@ -303,6 +304,33 @@ function renderServer() {
   }
   renderTimeline();
   renderConnections(status);
+  if (status.replay) renderReplay(status.replay);
+}
+
+// sim replay: the recorded connection's pushes as ticks, and where the client is now.
+function renderReplay(positions) {
+  $("replay").hidden = false;
+  const rows = [];
+  for (const p of positions) {
+    const recorded = page.info.recorded[String(p.recorded_conn)];
+    const span = Math.max(1e-9, p.duration_s);
+    const bar = el("div", { className: "replay-bar", id: "replay-" + p.conn });
+    for (const t of recorded ? recorded.pushes : []) {
+      const tick = el("div", { className: "push" });
+      tick.style.left = (100 * t / span) + "%";
+      bar.append(tick);
+    }
+    const marker = el("div", { className: "position" });
+    const at = Math.min(1, p.position_s / span);
+    marker.style.left = (100 * at) + "%";
+    marker.dataset.fraction = at.toFixed(4);
+    bar.append(marker);
+    rows.push(
+      el("div", {}, `conn ${p.conn} ← recorded ${p.recorded_conn}` + (p.round ? ` (round ${p.round + 1})` : "")),
+      bar,
+      el("div", { className: "muted" }, `${Math.min(p.position_s, p.duration_s).toFixed(1)} / ${p.duration_s.toFixed(1)} s`));
+  }
+  $("replay-lanes").replaceChildren(...rows);
 }
 
 function sum(f) { let n = 0; for (const s of page.streams.values()) n += f(s); return n; }
@@ -409,11 +437,11 @@ function renderConnections(status) {
       el("td", {}, String(c.conn)),
       el("td", {}, live ? (live.stalled ? "stalled" : live.state) : c.end ? "closed" : "open"),
       el("td", {}, (live && live.remote) || c.remote || ""),
-      el("td", { className: "num" }, String(live ? live.sent : c.sent ?? "")),
-      el("td", { className: "num" }, String(live ? live.dropped : c.dropped ?? "")),
-      el("td", { className: "num" }, live ? String(live.pending_bytes) : ""),
+      el("td", { className: "num" }, String((live ? live.sent : c.sent) ?? "")),
+      el("td", { className: "num" }, String((live ? live.dropped : c.dropped) ?? "")),
+      el("td", { className: "num" }, String((live && live.pending_bytes) ?? "")),
       el("td", {}, c.code != null ? `${c.code} ${c.reason || ""} (${c.by})` : ""),
-      el("td", {}, live ? button : ""));
+      el("td", {}, live && page.info.command === "run" ? button : ""));
   }));
 }
 
