@@ -302,12 +302,7 @@ function renderServer() {
   ];
   $("counters").replaceChildren(...counters.map(([label, value]) =>
     el("div", { className: "counter" }, el("b", {}, String(value)), el("span", {}, label))));
-  for (const s of page.streams.values()) {
-    s.cells.received.textContent = s.received;
-    s.cells.gaps.textContent = s.gaps;
-    s.cells.dups.textContent = s.dups;
-    s.cells.spark.replaceChildren(sparkline(s));
-  }
+  for (const s of page.streams.values()) s.cells.spark.replaceChildren(sparkline(s));
   renderTimeline();
   renderConnections(status);
   if (status.replay) renderReplay(status.replay);
@@ -337,6 +332,15 @@ function renderReplay(positions) {
       el("div", { className: "muted" }, `${Math.min(p.position_s, p.duration_s).toFixed(1)} / ${p.duration_s.toFixed(1)} s`));
   }
   $("replay-lanes").replaceChildren(...rows);
+}
+
+// The page's own counts, in the same frame as the log lines they count.
+function renderStreamCounts() {
+  for (const s of page.streams.values()) {
+    s.cells.received.textContent = s.received;
+    s.cells.gaps.textContent = s.gaps;
+    s.cells.dups.textContent = s.dups;
+  }
 }
 
 function sum(f) { let n = 0; for (const s of page.streams.values()) n += f(s); return n; }
@@ -527,7 +531,7 @@ function bindControls() {
 
 let lastServerRender = 0;
 function frame(now) {
-  if (page.dirty) { page.dirty = false; renderLog(false); }
+  if (page.dirty) { page.dirty = false; renderLog(false); renderStreamCounts(); }
   // The server panel changes at most twice a second; the time axis moves every frame
   // it is redrawn, so redraw it four times a second.
   if (page.statusDirty || now - lastServerRender > 250) {
