@@ -11,6 +11,7 @@ change. Layers, from the inside out::
     simulator.net       asyncio + websockets: live server, replay, proxy, capture
     simulator.client    (not written yet)
     simulator.testing   (not written yet)
+    simulator.inspector the page, status, events and control API beside the WebSocket port
     simulator.cli       the `sim` command: loads files, wires the layers together
 
 A module may import from its own layer, from the base (``simulator.errors``,
@@ -22,6 +23,7 @@ A module may import from its own layer, from the base (``simulator.errors``,
     net       -> core, storage
     client    -> core, net
     testing   -> core, scenario, storage, net, client
+    inspector -> core, scenario, net
     cli       -> everything
 
 ``tests/test_layers.py`` holds the same table and fails on any other import. So below
