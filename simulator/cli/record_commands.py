@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 
 import click
 
+from simulator.cli.inspector_options import load_inspector, no_inspector_option, start_inspector
 from simulator.cli.options import (
     DURATION,
     EXIT_USAGE,
@@ -48,6 +49,7 @@ if TYPE_CHECKING:
 )
 @click.option("--log-format", type=click.Choice(["plain", "json"]), default="plain")
 @click.option("--quiet", is_flag=True, help="Print only the URL line.")
+@no_inspector_option
 def record(
     upstream: str | None,
     connect: str | None,
@@ -62,6 +64,7 @@ def record(
     max_connections: int,
     log_format: str,
     quiet: bool,
+    no_inspector: bool,
 ) -> None:
     """Record real WebSocket sessions to a Parquet file.
 
@@ -92,6 +95,7 @@ def record(
                     max_connections,
                     log_format,
                     quiet,
+                    no_inspector,
                 )
             )
         else:
@@ -130,11 +134,13 @@ async def _proxy(
     max_connections: int,
     log_format: str,
     quiet: bool,
+    no_inspector: bool = False,
 ) -> None:
     from simulator.cli.console import follow_log, stop_on_signals
     from simulator.net.proxy import record_proxy
 
     stop = stop_on_signals()
+    load_inspector(no_inspector)
     async with record_proxy(
         upstream,
         out,
@@ -146,6 +152,7 @@ async def _proxy(
         max_connections=max_connections,
     ) as proxy:
         print(proxy.url, flush=True)
+        start_inspector(proxy, no_inspector, False, quiet or log_format != "plain")
         if not quiet:
             follow_log(proxy.log, log_format)
         stopped = asyncio.ensure_future(stop.wait())

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from simulator.cli.inspector_options import inspector_options, start_inspector
+from simulator.cli.inspector_options import inspector_options, load_inspector, start_inspector
 from simulator.cli.options import (
     DURATION,
     EPOCH,
@@ -130,6 +130,7 @@ async def _serve(
     from simulator.net.server import serve
 
     stop = stop_on_signals()
+    load_inspector(inspector[0])
     async with serve(
         scenario,
         host=host,
@@ -142,7 +143,7 @@ async def _serve(
         redact=redactor,
     ) as server:
         print(server.url, flush=True)
-        start_inspector(server, *inspector, quiet)
+        start_inspector(server, *inspector, quiet or log_format != "plain")
         status = None
         if not quiet:
             if sys.stdout.isatty() and log_format == "plain":
@@ -282,6 +283,7 @@ async def _replay(
     from simulator.net.replay import replay as serve_replay
 
     stop = stop_on_signals()
+    load_inspector(inspector[0])
     async with serve_replay(
         file,
         host=host,
@@ -296,7 +298,7 @@ async def _replay(
         free_run=free_run,
     ) as server:
         print(server.url, flush=True)
-        start_inspector(server, *inspector, quiet, source=file)
+        start_inspector(server, *inspector, quiet or log_format != "plain", source=file)
         if not quiet:
             follow_log(server.log, log_format)
         await stop.wait()

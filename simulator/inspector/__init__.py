@@ -11,7 +11,8 @@ Attach it to a running server with :func:`attach`::
 from __future__ import annotations
 
 from simulator.inspector.app import Inspector
-from simulator.inspector.views import ReplayView, RunView
+from simulator.inspector.views import RecordView, ReplayView, RunView
+from simulator.net.proxy import RecordingProxy
 from simulator.net.replay import ReplayServer
 from simulator.net.server import SimServer
 
@@ -19,14 +20,22 @@ __all__ = ["Inspector", "attach"]
 
 
 def attach(
-    server: SimServer | ReplayServer, *, allow_remote_control: bool = False, source: str = ""
+    server: SimServer | ReplayServer | RecordingProxy,
+    *,
+    allow_remote_control: bool = False,
+    source: str = "",
 ) -> Inspector:
-    """Serve the inspector on ``server``'s port from now on (a live server, or a replay
-    of the recording named ``source``); the control endpoint answers loopback peers
-    only unless ``allow_remote_control`` (a replay takes no faults on demand). The
-    event streams end when the server stops."""
-    view: RunView | ReplayView
-    view = RunView(server) if isinstance(server, SimServer) else ReplayView(server, source)
+    """Serve the inspector on ``server``'s port from now on (a live server, a replay of
+    the recording named ``source``, or a recording proxy); the control endpoint answers
+    loopback peers only unless ``allow_remote_control`` (only a live server takes faults
+    on demand). The event streams end when the server stops."""
+    view: RunView | ReplayView | RecordView
+    if isinstance(server, SimServer):
+        view = RunView(server)
+    elif isinstance(server, ReplayServer):
+        view = ReplayView(server, source)
+    else:
+        view = RecordView(server)
     inspector = Inspector(view, allow_remote_control=allow_remote_control)
     server.serve_http(inspector)
     return inspector

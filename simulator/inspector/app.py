@@ -16,6 +16,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 from importlib import resources
 
 from simulator.inspector import control
@@ -38,7 +39,8 @@ _CONTENT_TYPES = {
 }
 
 
-def _static_files() -> dict[str, bytes]:
+@functools.cache
+def load_static() -> dict[str, bytes]:
     """The page's files, read once from the package."""
     folder = resources.files("simulator.inspector").joinpath("static")
     found: dict[str, bytes] = {}
@@ -65,7 +67,7 @@ class Inspector:
         self.view = view
         self.allow_remote_control = allow_remote_control
         self.feed = EventFeed(view.log, view.status)
-        self._static = _static_files()
+        self._static = load_static()
 
     # ------------------------------------------------------------------ HttpRouter
 
@@ -95,7 +97,7 @@ class Inspector:
             if path == "/control/disconnect":
                 return control.disconnect(self.view, request)
             return error_response(404, f"no control {path}: /control/faults, /control/disconnect")
-        if method not in ("GET", "HEAD"):
+        if method != "GET":
             return _not_allowed("GET")
         if path in ("/", "/index.html"):
             return self._file("index.html")

@@ -14,9 +14,11 @@ from simulator.core.flat_plan import PlannedFault, from_fault, to_toml
 from simulator.core.model import Fault, Mode
 from simulator.core.model import Protocol as FeedProtocol
 from simulator.core.rates import mean_rate_per_s
+from simulator.core.redact import redact_url
 from simulator.core.replay_plan import Push
 from simulator.net.log import EventLog
 from simulator.net.on_demand import OnDemandFaults
+from simulator.net.proxy import RecordingProxy
 from simulator.net.replay import ReplayServer, recorded_streams
 from simulator.net.send_path import Client
 from simulator.net.server import SimServer
@@ -223,5 +225,79 @@ class ReplayView:
                 for p in server.positions()
             ],
             "replay": server.positions(),
+            "time": time.time(),
+        }
+
+
+class RecordView:
+    """``sim record``'s :class:`~simulator.net.proxy.RecordingProxy`: the traffic passing
+    through (the page does not connect to the feed by itself: it would be recorded)."""
+
+    def __init__(self, proxy: RecordingProxy) -> None:
+        self.proxy = proxy
+        self.log = proxy.log
+        self._started = asyncio.get_running_loop().time()
+
+    @property
+    def on_demand(self) -> OnDemandFaults | None:
+        return None
+
+    @property
+    def stream_names(self) -> list[str]:
+        return []
+
+    def info(self) -> dict[str, Any]:
+        proxy = self.proxy
+        return {
+            "command": "record",
+            "scenario": f"record → {redact_url(proxy.upstream)}",
+            "url": proxy.url,
+            "mode": "record",
+            "speed": 1,
+            "seed": None,
+            "duration_s": None,
+            "streams": [],
+            "per_connection": True,
+            "protocol": protocol_names(FeedProtocol()),
+            "faults": [],
+            "plan_toml": "",
+            "plan_left_out": [],
+        }
+
+    def status(self) -> dict[str, Any]:
+        proxy = self.proxy
+        uptime = asyncio.get_running_loop().time() - self._started
+        relayed = dict(proxy.relayed)
+        return {
+            "uptime_s": uptime,
+            "virtual_s": uptime,
+            "connections_open": proxy.connections,
+            "connections_total": proxy.connections_total,
+            "messages_by_stream": {},
+            "frames_sent": relayed.get("server", 0),
+            "frames_dropped": 0,
+            "slow_closed": 0,
+            "client_errors": 0,
+            "rejected": 0,
+            "lateness_p50_ms": None,
+            "lateness_p99_ms": None,
+            "faults_by_kind": {},
+            "relayed": {
+                "from upstream": relayed.get("server", 0),
+                "from clients": relayed.get("client", 0),
+            },
+            "recorded_rows": proxy.recorder.rows,
+            "connections": [
+                {
+                    "conn": i,
+                    "state": "open",
+                    "stalled": False,
+                    "remote": None,
+                    "sent": None,
+                    "dropped": None,
+                    "pending_bytes": None,
+                }
+                for i in proxy.open_sessions()
+            ],
             "time": time.time(),
         }

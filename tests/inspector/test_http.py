@@ -22,6 +22,7 @@ from simulator.inspector import feed as feed_module
 from simulator.inspector import http as http_module
 from simulator.inspector.http import HttpRequest
 from simulator.net.log import EventKind
+from simulator.net.proxy import record_proxy
 from simulator.net.replay import replay
 from simulator.net.server import serve
 from tests.e2e.conftest import async_test, client, close_code, connected, expect_event, scenario
@@ -338,3 +339,25 @@ async def test_replay_status_says_where_each_client_is_in_its_recorded_connectio
         answer = await request(server.url, "POST", "/control/disconnect", json_body={})
         assert answer.status == 404
         await ws.close()
+
+
+@async_test()
+async def test_a_recording_proxy_shows_the_traffic_passing_through(tmp_path: Path) -> None:
+    async with serve(FEED, port=0) as upstream:
+        async with record_proxy(upstream.url, tmp_path / "through.parquet") as proxy:
+            attach(proxy)
+            info = (await request(proxy.url, "GET", "/info")).json()
+            assert info["command"] == "record" and info["streams"] == []
+            ws = await client(proxy.url)
+            await ws.send('{"type": "ping", "id": "through"}')
+            while '"through"' not in await ws.recv():
+                pass
+            status = (await request(proxy.url, "GET", "/status")).json()
+            assert status["relayed"]["from clients"] == 1
+            assert status["relayed"]["from upstream"] >= 1  # the pong, at least
+            assert status["connections_open"] == 1 and status["connections_total"] == 1
+            assert [c["conn"] for c in status["connections"]] == [0]
+            # The proxy takes no faults on demand.
+            answer = await request(proxy.url, "POST", "/control/disconnect", json_body={})
+            assert answer.status == 404
+            await ws.close()

@@ -37,12 +37,18 @@ async function start() {
   $("scenario").textContent = info.scenario;
   $("url").textContent = `${info.url} · ${info.mode} · x${info.speed}` + (info.seed != null ? ` · seed ${info.seed}` : "");
   $("control").hidden = info.command !== "run";  // the control endpoint is sim run's
+  if (info.command === "record") {
+    // What the page sent through a recording proxy would be recorded: it connects only
+    // when asked (Connect).
+    page.wanted = false;
+    $("streams").hidden = true;
+  }
   $("log-cap").textContent = LOG_CAP;
   for (const s of info.streams) addStream(s);
   $("plan").textContent = info.plan_toml || "# no [[fault]] of the flat shape in this scenario";
   $("plan-left-out").textContent = info.plan_left_out.map((w) => "left out: " + w).join("\n");
   bindControls();
-  connect();
+  if (page.wanted) connect(); else setState("closed", "not connected");
   openEvents();
   requestAnimationFrame(frame);
 }
@@ -299,6 +305,7 @@ function renderServer() {
     ["gaps (page)", sum((s) => s.gaps)], ["duplicates (page)", sum((s) => s.dups)],
     ["virtual time", status.virtual_s.toFixed(1) + " s"],
     ...Object.entries(status.faults_by_kind).map(([k, n]) => ["fault " + k, n]),
+    ...Object.entries(status.relayed || {}).map(([k, n]) => ["messages " + k, n]),
   ];
   $("counters").replaceChildren(...counters.map(([label, value]) =>
     el("div", { className: "counter" }, el("b", {}, String(value)), el("span", {}, label))));
