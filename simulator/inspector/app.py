@@ -31,6 +31,9 @@ from simulator.inspector.http import (
 )
 from simulator.inspector.views import View
 
+#: Lateness samples behind the p50/p99 of the status sent on /events.
+LIVE_LATENESS_SAMPLES = 5_000
+
 _CONTENT_TYPES = {
     ".html": "text/html; charset=utf-8",
     ".css": "text/css; charset=utf-8",
@@ -66,7 +69,9 @@ class Inspector:
     def __init__(self, view: View, *, allow_remote_control: bool = False) -> None:
         self.view = view
         self.allow_remote_control = allow_remote_control
-        self.feed = EventFeed(view.log, view.status)
+        # Twice a second to every page: lateness over the newest messages only (sorting
+        # all the recent samples would hold the event loop, and the feed, for ms).
+        self.feed = EventFeed(view.log, lambda: view.status(LIVE_LATENESS_SAMPLES))
         self._static = load_static()
 
     # ------------------------------------------------------------------ HttpRouter

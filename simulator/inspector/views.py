@@ -31,7 +31,7 @@ class View(Protocol):
 
     def info(self) -> dict[str, Any]: ...
 
-    def status(self) -> dict[str, Any]: ...
+    def status(self, lateness_newest: int | None = None) -> dict[str, Any]: ...
 
     @property
     def on_demand(self) -> OnDemandFaults | None: ...
@@ -123,11 +123,12 @@ class RunView:
             "plan_left_out": left_out,
         }
 
-    def status(self) -> dict[str, Any]:
+    def status(self, lateness_newest: int | None = None) -> dict[str, Any]:
         """``server.stats()`` as a dict (the terminal status's figures), with the open
-        connections and scenario time."""
+        connections and the server's wall clock; lateness over the ``lateness_newest``
+        newest messages only, if given."""
         server = self.server
-        stats = dataclasses.asdict(server.stats())
+        stats = dataclasses.asdict(server.stats(lateness_newest))
         now = asyncio.get_running_loop().time()
         stats["connections"] = [client_status(c, now) for c in list(server.clients.values())]
         stats["time"] = time.time()  # the page's clock for the events' wall times
@@ -193,7 +194,7 @@ class ReplayView:
             "recorded": timelines,
         }
 
-    def status(self) -> dict[str, Any]:
+    def status(self, lateness_newest: int | None = None) -> dict[str, Any]:
         server = self.server
         uptime = asyncio.get_running_loop().time() - server.clock.start_at
         faults = {} if server.faults is None else dict(server.faults.counts)
@@ -264,7 +265,7 @@ class RecordView:
             "plan_left_out": [],
         }
 
-    def status(self) -> dict[str, Any]:
+    def status(self, lateness_newest: int | None = None) -> dict[str, Any]:
         proxy = self.proxy
         uptime = asyncio.get_running_loop().time() - self._started
         relayed = dict(proxy.relayed)

@@ -414,9 +414,11 @@ class SimServer(Listener):
 
     # ------------------------------------------------------------------ status
 
-    def stats(self) -> Stats:
+    def stats(self, lateness_newest: int | None = None) -> Stats:
+        """The counters now; lateness over the ``lateness_newest`` newest messages only,
+        if given (all the recent samples take milliseconds to sort)."""
         c = self._counters
-        p50, p99 = c.lateness_ms()
+        p50, p99 = c.lateness_ms(lateness_newest)
         uptime = asyncio.get_running_loop().time() - self.clock.start_at
         clients = self.clients.values()
         return Stats(
