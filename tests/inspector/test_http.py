@@ -343,21 +343,23 @@ async def test_replay_status_says_where_each_client_is_in_its_recorded_connectio
 
 @async_test()
 async def test_a_recording_proxy_shows_the_traffic_passing_through(tmp_path: Path) -> None:
-    async with serve(FEED, port=0) as upstream:
-        async with record_proxy(upstream.url, tmp_path / "through.parquet") as proxy:
-            attach(proxy)
-            info = (await request(proxy.url, "GET", "/info")).json()
-            assert info["command"] == "record" and info["streams"] == []
-            ws = await client(proxy.url)
-            await ws.send('{"type": "ping", "id": "through"}')
-            while '"through"' not in await ws.recv():
-                pass
-            status = (await request(proxy.url, "GET", "/status")).json()
-            assert status["relayed"]["from clients"] == 1
-            assert status["relayed"]["from upstream"] >= 1  # the pong, at least
-            assert status["connections_open"] == 1 and status["connections_total"] == 1
-            assert [c["conn"] for c in status["connections"]] == [0]
-            # The proxy takes no faults on demand.
-            answer = await request(proxy.url, "POST", "/control/disconnect", json_body={})
-            assert answer.status == 404
-            await ws.close()
+    async with (
+        serve(FEED, port=0) as upstream,
+        record_proxy(upstream.url, tmp_path / "through.parquet") as proxy,
+    ):
+        attach(proxy)
+        info = (await request(proxy.url, "GET", "/info")).json()
+        assert info["command"] == "record" and info["streams"] == []
+        ws = await client(proxy.url)
+        await ws.send('{"type": "ping", "id": "through"}')
+        while '"through"' not in await ws.recv():
+            pass
+        status = (await request(proxy.url, "GET", "/status")).json()
+        assert status["relayed"]["from clients"] == 1
+        assert status["relayed"]["from upstream"] >= 1  # the pong, at least
+        assert status["connections_open"] == 1 and status["connections_total"] == 1
+        assert [c["conn"] for c in status["connections"]] == [0]
+        # The proxy takes no faults on demand.
+        answer = await request(proxy.url, "POST", "/control/disconnect", json_body={})
+        assert answer.status == 404
+        await ws.close()
