@@ -5,6 +5,8 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# make run PORT=3005 (PORT=0: a free port, shown on the first line)
+PORT ?= 3002
 
 .PHONY: run test lint bench lock clean browser
 
@@ -16,7 +18,7 @@ $(STAMP): pyproject.toml requirements.lock
 	touch $(STAMP)
 
 run: $(STAMP)
-	$(BIN)/sim run scenarios/energy-dashboard.toml --port 3002
+	$(BIN)/sim run scenarios/energy-dashboard.toml --port $(PORT)
 
 # The inspector's browser tests need Chromium and its WebDriver (Debian packages); as
 # root on Debian they are installed where missing, elsewhere the tests say how (and skip,

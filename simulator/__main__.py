@@ -1,3 +1,3 @@
 from simulator.cli import main
 
-main()
+main(prog_name="sim")

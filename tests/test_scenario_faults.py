@@ -39,6 +39,7 @@ from simulator.core.model import (
     Reject,
     Reorder,
     Reset,
+    Respond,
     Stall,
     Throttle,
     UniformLatency,
@@ -503,6 +504,34 @@ INVALID: list[tuple[str, str, str]] = [
         "x.toml:12: fault[0].retry_after = '1s': only allowed with status 429 or 503",
     ),
     (
+        "respond_unknown",
+        faulty('kind = "outage"\nat = "1s"\nduration = "1s"\nrespond = "ws"\n'),
+        "x.toml:13: fault[0].respond = 'ws': unknown respond (allowed: http, close)",
+    ),
+    (
+        "respond_on_a_delay",
+        faulty('kind = "reject"\ndelay = "1s"\nrespond = "close"\n'),
+        "x.toml:12: fault[0].respond = 'close': only allowed with status: a delayed handshake"
+        " is accepted, not refused",
+    ),
+    (
+        "close_code_without_respond_close",
+        faulty('kind = "reject"\nstatus = 401\nclose_code = 4401\n'),
+        "x.toml:12: fault[0].close_code = 4401: only allowed with respond = 'close' (an HTTP"
+        " refusal has a status, not a close code)",
+    ),
+    (
+        "close_code_reserved",
+        faulty('kind = "reject"\nstatus = 401\nrespond = "close"\nclose_code = 1006\n'),
+        "x.toml:13: fault[0].close_code = 1006: must be a close code a server may send:"
+        " 1000-1003, 1007-1014 or 3000-4999",
+    ),
+    (
+        "close_code_on_an_outage",
+        faulty('kind = "outage"\nat = "1s"\nduration = "1s"\nclose_code = 4000\n'),
+        "x.toml:13: fault[0].close_code: not for kind 'outage' (only for reject)",
+    ),
+    (
         "reject_every_without_duration",
         faulty('kind = "reject"\nstatus = 503\nevery = "1m"\n'),
         "x.toml:9: fault[0].duration: missing: required with 'every' (how long each occurrence"
@@ -619,6 +648,26 @@ VALID: list[tuple[str, Fault]] = [
     (
         'kind = "reject"\nstatus = 429\nretry_after = "10s"\n',
         Fault("fault[0]", Reject(429, retry_after_ns=10 * S)),
+    ),
+    (
+        'kind = "outage"\nat = "1s"\nduration = "5s"\nrespond = "close"\n',
+        Fault("fault[0]", Outage(5 * S, Respond.CLOSE), FaultSchedule(FaultAt(S), 5 * S)),
+    ),
+    (
+        'kind = "reject"\nstatus = 403\nrespond = "close"\n',
+        Fault("fault[0]", Reject(403, respond=Respond.CLOSE, close_code=4403)),
+    ),
+    (
+        'kind = "reject"\nstatus = 503\nrespond = "close"\n',
+        Fault("fault[0]", Reject(503, respond=Respond.CLOSE, close_code=1013)),
+    ),
+    (
+        'kind = "reject"\nstatus = 401\nrespond = "close"\nclose_code = 1008\n',
+        Fault("fault[0]", Reject(401, respond=Respond.CLOSE, close_code=1008)),
+    ),
+    (
+        'kind = "reject"\nstatus = 401\nrespond = "http"\n',
+        Fault("fault[0]", Reject(401)),
     ),
     (
         'kind = "reject"\ndelay = "3s"\npoisson = "1m"\nduration = "10s"\n',

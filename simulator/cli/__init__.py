@@ -12,7 +12,11 @@ traceback. One module per kind of command:
 - :mod:`.connect_command`     ``connect`` (the reference resilient client);
 - :mod:`.recording_commands`  ``inspect``, ``diff``, ``recover``;
 - :mod:`.console`             log lines, the live status, stopping on SIGINT/SIGTERM;
-- :mod:`.summary`             what ``validate`` prints about a scenario.
+- :mod:`.summary`             what ``validate`` prints about a scenario;
+- :mod:`.help_text`           the examples and doc page that end every ``--help``.
+
+Every option shows its default in ``--help`` (``show_default`` for the whole group); an
+option whose default depends on something else says so in its help text.
 
 Heavy imports (asyncio servers, polars, rich) happen inside the commands, so that
 ``sim --help`` stays quick.
@@ -23,6 +27,7 @@ from __future__ import annotations
 import click
 
 from simulator.cli.connect_command import connect
+from simulator.cli.help_text import epilog
 from simulator.cli.record_commands import record
 from simulator.cli.recording_commands import diff, inspect, recover
 from simulator.cli.scenario_commands import generate, plan, validate
@@ -32,10 +37,18 @@ from simulator.version import __version__
 __all__ = ["main"]
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(
+    context_settings={"help_option_names": ["-h", "--help"], "show_default": True},
+    invoke_without_command=True,
+    epilog=epilog("sim"),
+)
 @click.version_option(__version__, prog_name="sim")
-def main() -> None:
+@click.pass_context
+def main(ctx: click.Context) -> None:
     """Scenario-driven WebSocket simulator: live mock feeds, seeded faults, record and replay."""
+    if ctx.invoked_subcommand is None:
+        # A bare `sim` is a question, not a mistake: answer it, and exit 0.
+        click.echo(ctx.get_help())
 
 
 for _command in (validate, generate, run, plan, inspect, diff, recover, replay, record, connect):

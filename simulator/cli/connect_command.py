@@ -4,12 +4,14 @@ for people watching a feed."""
 from __future__ import annotations
 
 import asyncio
+import os
 import sys
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import click
 
+from simulator.cli.help_text import epilog
 from simulator.cli.options import DURATION, EXIT_USAGE, SEED, fail, header_pair, trust
 from simulator.errors import SimError
 
@@ -21,7 +23,7 @@ if TYPE_CHECKING:
 EXIT_STOPPED_BY_SERVER = 1
 
 
-@click.command()
+@click.command(epilog=epilog("connect"))
 @click.argument("url")
 @click.option(
     "--subscribe",
@@ -75,7 +77,13 @@ EXIT_STOPPED_BY_SERVER = 1
 )
 @click.option("--no-heartbeat", is_flag=True, help="Send no application pings.")
 @click.option("--seed", type=SEED, default=0, show_default=True, help="Seeds the jitter.")
-@click.option("--ca", type=click.Path(dir_okay=False, exists=True), help="CA (PEM) for wss://.")
+@click.option(
+    "--tls-ca",
+    "--ca",
+    "ca",
+    type=click.Path(dir_okay=False, exists=True),
+    help="CA (PEM) to trust for wss:// (default: the system's).",
+)
 @click.option(
     "--log-format",
     type=click.Choice(["plain", "json"]),
@@ -145,7 +153,7 @@ async def _watch(client: ResilientClient, duration_ns: int | None, log_format: s
     from simulator.cli.console import stop_on_signals
 
     stop = stop_on_signals()
-    client.listen(_printer(log_format))
+    client.listen(_printer(log_format, stop.set))
     await client.start()
     waits = {asyncio.ensure_future(stop.wait()), asyncio.ensure_future(client.wait_stopped())}
     await asyncio.wait(
@@ -160,7 +168,9 @@ async def _watch(client: ResilientClient, duration_ns: int | None, log_format: s
     return by_server
 
 
-def _printer(log_format: str) -> Callable[[ClientEvent], None]:
+def _printer(log_format: str, stop: Callable[[], None]) -> Callable[[ClientEvent], None]:
+    """What prints each event; when stdout is closed (``sim connect ... | head``), it
+    calls ``stop`` instead of raising, so the session ends quietly."""
     import orjson
 
     from simulator.client import Message, as_dict
@@ -179,4 +189,15 @@ def _printer(log_format: str) -> Callable[[ClientEvent], None]:
         )
         print(f"sim: {fields['event']} {what}".rstrip(), file=sys.stderr, flush=True)
 
-    return json_line if log_format == "json" else plain
+    printer = json_line if log_format == "json" else plain
+
+    def quietly(event: ClientEvent) -> None:
+        try:
+            printer(event)
+        except BrokenPipeError:
+            # As the Python docs advise for SIGPIPE: point stdout at devnull, so that
+            # the interpreter's final flush does not raise again, and stop.
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            stop()
+
+    return quietly

@@ -61,4 +61,9 @@ def start_inspector(
 
     attach(server, allow_remote_control=control_from_any, source=source)
     if not quiet:
-        click.echo(f"inspector: {server.url.replace('ws://', 'http://', 1)}/", err=True)
+        page = (
+            "https://" + server.url.removeprefix("wss://")
+            if server.url.startswith("wss://")
+            else "http://" + server.url.removeprefix("ws://")
+        )
+        click.echo(f"inspector: {page}/", err=True)

@@ -1,5 +1,7 @@
 """What the commands share: parameter types, the ``--redact`` options, loading a
-SCENARIO argument, and :func:`fail`, the one way a user's mistake ends.
+SCENARIO argument, the address to listen on (``--listen HOST:PORT`` or ``--host`` and
+``--port``), claiming an output file (``--force``), and :func:`fail`, the one way a
+user's mistake ends.
 
 Every mistake in a user's file or arguments ends in :func:`fail`: one line per problem
 on stderr and exit code 2; nothing a user can type produces a traceback.
@@ -7,11 +9,12 @@ on stderr and exit code 2; nothing a user can type produces a traceback.
 
 from __future__ import annotations
 
+import errno
 import sys
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar, cast
 
 import click
 
@@ -134,13 +137,141 @@ def redaction(specs: tuple[str, ...], key_file: str | None) -> Redactor | None:
 
 
 def load(path: str) -> Scenario:
-    """Load a scenario or exit 2 with its problems."""
+    """Load a scenario or exit 2 with its problems (for a recording or a missing file,
+    with a hint: :func:`scenario_hint`)."""
     from simulator.scenario import load_scenario
 
     try:
         return load_scenario(path)
     except ScenarioError as e:
-        fail(e)
+        fail(with_hint(e, scenario_hint(path)))
+
+
+def with_hint(error: SimError, hint: str | None) -> SimError:
+    """``error`` with one more line, ``hint``, when there is one."""
+    return UsageError(f"{error}\n{hint}") if hint else error
+
+
+def recording_hint(path: str) -> str | None:
+    """What to tell someone who gave a scenario where a recording belongs."""
+    if Path(path).suffix == ".toml":
+        return f"{path} looks like a scenario, not a recording: `sim run {path}` serves it"
+    return None
+
+
+PARQUET_MAGIC = b"PAR1"
+
+
+def scenario_hint(path: str) -> str | None:
+    """What to tell someone whose SCENARIO argument could not be loaded, if anything
+    more than the file's problems: that a recording is served by ``sim replay``, or,
+    for a file that does not exist, which scenarios there are (in its directory, else
+    in ``scenarios/``)."""
+    file = Path(path)
+    if file.is_file():
+        with file.open("rb") as f:
+            is_parquet = f.read(4) == PARQUET_MAGIC
+        if is_parquet or file.suffix == ".parquet":
+            return (
+                f"{path} is a recording, not a scenario: `sim replay {path}` serves it, "
+                f"`sim inspect {path}` summarises it"
+            )
+        return None
+    if file.exists():
+        return None
+    candidates = [file.parent, Path("scenarios")] if file.parent != Path() else [Path("scenarios")]
+    for folder in candidates:
+        found = sorted(folder.glob("*.toml")) if folder.is_dir() else []
+        if found:
+            import difflib
+
+            names = [str(f) for f in found]
+            close = difflib.get_close_matches(str(file), names, n=1, cutoff=0.5)
+            mean = f"did you mean {close[0]}? " if close else ""
+            return f"{mean}scenarios in {folder}/: {', '.join(f.name for f in found)}"
+    return None
+
+
+HostT = TypeVar("HostT", bound=str | None)
+PortT = TypeVar("PortT", bound=int | None)
+
+
+def listen_address(listen: str | None, host: HostT, port: PortT) -> tuple[HostT, PortT]:
+    """The address to serve on: ``--listen HOST:PORT``, else ``--host`` and ``--port``
+    (either may be ``None``: the command's default). Raises :class:`UsageError` for
+    both spellings at once or a malformed ``--listen``."""
+    if listen is None:
+        return host, port
+    ctx = click.get_current_context()
+    given = [
+        f"--{name}"
+        for name in ("host", "port")
+        if ctx.get_parameter_source(name) not in (None, click.core.ParameterSource.DEFAULT)
+    ]
+    if given:
+        raise UsageError(f"--listen and {' and '.join(given)}: give the address one way")
+    name, sep, number = listen.rpartition(":")
+    if not sep or not number.isdigit() or not 0 <= int(number) <= 65535:
+        raise UsageError(f"--listen {listen!r}: must be HOST:PORT, like 127.0.0.1:3003")
+    # A concrete address fits wherever a default (or None) would have.
+    return cast(HostT, name.strip("[]") or "127.0.0.1"), cast(PortT, int(number))
+
+
+def listen_option(default: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """``--listen HOST:PORT``, the other spelling of ``--host`` and ``--port``."""
+    return click.option(
+        "--listen",
+        metavar="HOST:PORT",
+        help=f"The same as --host HOST --port PORT (default: {default}).",
+    )
+
+
+def claim_output(path: str, force: bool, *, segments: bool = True) -> None:
+    """Make sure writing the recording ``path`` overwrites nothing unless ``force``;
+    with ``force``, remove the previous file (and, for ``segments``, the segments a
+    killed recorder left) first. Raises :class:`UsageError` otherwise."""
+    import shutil
+
+    from simulator.storage.writer import segment_dir
+
+    out = Path(path)
+    leftovers = segment_dir(out) if segments else None
+    if out.is_dir():
+        raise UsageError(f"{path}: is a directory")
+    if not force:
+        if out.exists():
+            raise UsageError(f"{path}: already exists; pass --force to overwrite it")
+        if leftovers is not None and leftovers.exists():
+            raise UsageError(
+                f"{path}: a killed recorder left segments in {leftovers}; "
+                f"`sim recover {path}` rebuilds the file, --force discards them"
+            )
+        return
+    try:
+        out.unlink(missing_ok=True)
+        if leftovers is not None and leftovers.exists():
+            shutil.rmtree(leftovers)
+    except OSError as e:
+        raise UsageError(f"{path}: cannot remove the previous one: {e.strerror or e}") from None
+
+
+def force_option(command: Callable[..., Any]) -> Callable[..., Any]:
+    """``--force``: overwrite an existing output file."""
+    return click.option("--force", is_flag=True, help="Overwrite the output file if it exists.")(
+        command
+    )
+
+
+def network_failure(error: OSError, doing: str) -> NoReturn:
+    """Exit 2 with one line for an OSError of the network (``doing``: ``serve``,
+    ``record``, ...); an address in use gets the way out."""
+    reason = error.strerror or str(error)
+    if error.errno == errno.EADDRINUSE:
+        reason = (
+            f"{reason}; stop what is using it, or pick another port (--port 0 picks a free one)"
+        )
+    click.echo(f"sim: cannot {doing}: {reason}", err=True)
+    sys.exit(EXIT_USAGE)
 
 
 def header_pair(value: str) -> tuple[str, str]:
@@ -156,3 +287,35 @@ def trust(ca_file: str | None) -> ssl.SSLContext | None:
     import ssl
 
     return None if ca_file is None else ssl.create_default_context(cafile=ca_file)
+
+
+def tls_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """``--tls-cert``/``--tls-key``, ``--tls-self-signed`` and ``--tls-dir``, for the
+    commands that serve: given to ``command`` as one ``tls`` argument, a
+    :class:`simulator.cli.tls.TLSOptions` (resolve it with ``serving_tls``)."""
+    import functools
+
+    from simulator.cli.tls import TLSOptions
+
+    @functools.wraps(command)
+    def with_tls(
+        *args: Any,
+        tls_cert: str | None,
+        tls_key: str | None,
+        tls_self_signed: bool,
+        tls_dir: str | None,
+        **kwargs: Any,
+    ) -> Any:
+        tls = TLSOptions(tls_cert, tls_key, tls_self_signed, tls_dir)
+        return command(*args, tls=tls, **kwargs)
+
+    # Paths unchecked by click: serving_tls says what is wrong with them in one line.
+    for name, metavar, text in (  # bottom up: --help lists them in the reverse order
+        ("--tls-dir", "DIR", "Where --tls-self-signed writes (default: a temp dir)."),
+        ("--tls-self-signed", None, "Serve wss:// with a throwaway localhost certificate."),
+        ("--tls-key", "FILE", "Private key (PEM, unencrypted) of --tls-cert (default: none)."),
+        ("--tls-cert", "FILE", "Serve wss:// with this certificate chain (PEM) (default: ws://)."),
+    ):
+        kind = {"is_flag": True} if metavar is None else {"metavar": metavar}
+        with_tls = click.option(name, help=text, **kind)(with_tls)
+    return with_tls

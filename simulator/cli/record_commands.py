@@ -9,37 +9,69 @@ from typing import TYPE_CHECKING
 
 import click
 
+from simulator.cli.help_text import epilog
 from simulator.cli.inspector_options import load_inspector, no_inspector_option, start_inspector
 from simulator.cli.options import (
     DURATION,
-    EXIT_USAGE,
+    claim_output,
     fail,
+    force_option,
     header_pair,
+    listen_address,
+    listen_option,
+    network_failure,
     redact_options,
     redaction,
+    tls_options,
     trust,
 )
 from simulator.errors import SimError, UsageError
 
 if TYPE_CHECKING:
+    from simulator.cli.tls import ServingTLS, TLSOptions
     from simulator.core.redact import Redactor
 
 
-@click.command()
-@click.option("--upstream", metavar="URL", help="Proxy: relay clients to this ws(s):// server.")
-@click.option("--connect", metavar="URL", help="Client: connect to this ws(s):// URL yourself.")
-@click.option("--out", required=True, type=click.Path(dir_okay=False), help="Parquet file.")
+@click.command(epilog=epilog("record"))
 @click.option(
-    "--listen",
-    default="127.0.0.1:3003",
-    show_default=True,
-    help="Proxy: HOST:PORT to accept clients on (port 0: a free one).",
+    "--upstream",
+    metavar="URL",
+    help="Proxy: relay clients to this ws(s):// server (default: none; this or --connect).",
 )
+@click.option(
+    "--connect",
+    metavar="URL",
+    help="Client: connect to this ws(s):// URL yourself (default: none; this or --upstream).",
+)
+@click.option(
+    "--out",
+    required=True,
+    type=click.Path(dir_okay=False),
+    help="Parquet file to write (refused if it exists, unless --force).",
+)
+@force_option
+@click.option(
+    "--host", default="127.0.0.1", show_default=True, help="Proxy: interface to accept clients on."
+)
+@click.option(
+    "--port",
+    default=3003,
+    show_default=True,
+    type=click.IntRange(0, 65535),
+    help="Proxy: port to accept clients on; 0 picks a free one.",
+)
+@listen_option("127.0.0.1:3003")
 @click.option("--send", multiple=True, help="Client: a text message to send first (repeatable).")
-@click.option("--header", multiple=True, help="Client: 'Name: value' for the handshake.")
+@click.option(
+    "--header", multiple=True, help="Client: 'Name: value' for the handshake (repeatable)."
+)
 @click.option("--duration", type=DURATION, help="Stop after this long (default: until SIGINT).")
 @redact_options
-@click.option("--ca", type=click.Path(dir_okay=False, exists=True), help="CA (PEM) for wss://.")
+@click.option(
+    "--ca",
+    type=click.Path(dir_okay=False, exists=True),
+    help="CA (PEM) to trust for wss:// (default: the system's).",
+)
 @click.option(
     "--max-connections",
     default=1000,
@@ -47,14 +79,23 @@ if TYPE_CHECKING:
     type=click.IntRange(1, 100_000),
     help="Proxy: clients at once; more get 503.",
 )
-@click.option("--log-format", type=click.Choice(["plain", "json"]), default="plain")
+@click.option(
+    "--log-format",
+    type=click.Choice(["plain", "json"]),
+    default="plain",
+    help="One line per event on stderr: plain text or a JSON object.",
+)
 @click.option("--quiet", is_flag=True, help="Print only the URL line.")
+@tls_options
 @no_inspector_option
 def record(
     upstream: str | None,
     connect: str | None,
     out: str,
-    listen: str,
+    force: bool,
+    host: str,
+    port: int,
+    listen: str | None,
     send: tuple[str, ...],
     header: tuple[str, ...],
     duration: int | None,
@@ -64,25 +105,39 @@ def record(
     max_connections: int,
     log_format: str,
     quiet: bool,
+    tls: TLSOptions,
     no_inspector: bool,
 ) -> None:
     """Record real WebSocket sessions to a Parquet file.
 
-    With --upstream URL, a proxy: clients connect to --listen (the first line on stdout
-    is its URL) and are relayed to URL, path, query, subprotocols and headers included;
-    every message both ways is recorded. With --connect URL, sim is the client: it sends
-    the --send messages and records the feed for --duration. Authorization, cookies and
-    token query parameters are never written; --redact hashes (or removes) message
-    fields. SIGINT/SIGTERM stop cleanly; a killed recorder keeps what it flushed.
+    With --upstream URL, a proxy: clients connect to --host/--port (or --listen
+    HOST:PORT; the first line on stdout is its URL) and are relayed to URL, path, query,
+    subprotocols and headers included; every message both ways is recorded. With
+    --connect URL, sim is the client: it sends the --send messages and records the feed
+    for --duration.
+
+    Without --redact only the handshake is cleaned: credential headers (Authorization,
+    Cookie, X-Api-Key, ...), URL userinfo, token-like query parameters and token
+    subprotocols are written as [redacted]; messages are written as sent. --redact
+    hashes (or removes) message fields (docs/redaction.md). SIGINT/SIGTERM stop
+    cleanly; a killed recorder keeps what it flushed.
     """
+    from simulator.cli.tls import serving_tls
+
     try:
         if (upstream is None) == (connect is None):
             raise UsageError("give exactly one of --upstream URL (proxy) or --connect URL")
         if upstream is not None and (send or header):
             raise UsageError("--send and --header go with --connect, not --upstream")
+        if connect is not None and tls.given:
+            raise UsageError("--tls-* serve the proxy's --listen side: they go with --upstream")
+        if upstream is None and listen is not None:
+            raise UsageError("--listen goes with --upstream (the proxy), not --connect")
+        host, port = listen_address(listen, host, port)
+        claim_output(out, force)
         redactor = redaction(redact, redact_key_file)
         if upstream is not None:
-            host, port = _listen_address(listen)
+            served = serving_tls(tls)
             asyncio.run(
                 _proxy(
                     upstream,
@@ -95,6 +150,7 @@ def record(
                     max_connections,
                     log_format,
                     quiet,
+                    served,
                     no_inspector,
                 )
             )
@@ -105,8 +161,7 @@ def record(
                 _capture(connect, out, send, headers, duration, redactor, ca, log_format, quiet)
             )
     except OSError as e:
-        click.echo(f"sim: cannot record: {e.strerror or e}", err=True)
-        sys.exit(EXIT_USAGE)
+        network_failure(e, "record")
     except SimError as e:
         from simulator.net.capture import CaptureError
 
@@ -114,13 +169,6 @@ def record(
             click.echo(f"sim: {e}", err=True)
             sys.exit(1)
         fail(e)
-
-
-def _listen_address(value: str) -> tuple[str, int]:
-    host, sep, port = value.rpartition(":")
-    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
-        raise UsageError(f"--listen {value!r}: must be HOST:PORT, like 127.0.0.1:3003")
-    return host.strip("[]") or "127.0.0.1", int(port)
 
 
 async def _proxy(
@@ -134,9 +182,11 @@ async def _proxy(
     max_connections: int,
     log_format: str,
     quiet: bool,
+    tls: ServingTLS | None,
     no_inspector: bool = False,
 ) -> None:
     from simulator.cli.console import follow_log, stop_on_signals
+    from simulator.cli.tls import announce
     from simulator.net.proxy import record_proxy
 
     stop = stop_on_signals()
@@ -150,10 +200,12 @@ async def _proxy(
         redaction=None if redactor is None else redactor.describe(),
         ssl_context=trust(ca),
         max_connections=max_connections,
+        tls=None if tls is None else tls.context,
     ) as proxy:
         print(proxy.url, flush=True)
         start_inspector(proxy, no_inspector, False, quiet or log_format != "plain")
         if not quiet:
+            announce(tls, proxy.url, log_format)
             follow_log(proxy.log, log_format)
         stopped = asyncio.ensure_future(stop.wait())
         await asyncio.wait({stopped}, timeout=None if duration is None else duration / 1e9)

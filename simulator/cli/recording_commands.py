@@ -7,11 +7,12 @@ import sys
 
 import click
 
-from simulator.cli.options import fail
+from simulator.cli.help_text import epilog
+from simulator.cli.options import fail, recording_hint, with_hint
 from simulator.errors import SimError
 
 
-@click.command()
+@click.command(epilog=epilog("inspect"))
 @click.argument("file", type=click.Path(dir_okay=False))
 @click.option("--json", "as_json", is_flag=True, help="One JSON object, for machines.")
 def inspect(file: str, as_json: bool) -> None:
@@ -25,7 +26,7 @@ def inspect(file: str, as_json: bool) -> None:
     try:
         summary = summarise(file)
     except SimError as e:
-        fail(e)
+        fail(with_hint(e, recording_hint(file)))
     if as_json:
         click.echo(orjson.dumps(summary_json(summary), option=orjson.OPT_INDENT_2).decode())
     else:
@@ -33,7 +34,7 @@ def inspect(file: str, as_json: bool) -> None:
             click.echo(line)
 
 
-@click.command()
+@click.command(epilog=epilog("diff"))
 @click.argument("a", type=click.Path(dir_okay=False))
 @click.argument("b", type=click.Path(dir_okay=False))
 @click.option("--ignore-timing", is_flag=True, help="Compare messages only.")
@@ -52,7 +53,7 @@ def diff(a: str, b: str, ignore_timing: bool) -> None:
     sys.exit(0 if result.equivalent else 1)
 
 
-@click.command()
+@click.command(epilog=epilog("recover"))
 @click.argument("file", type=click.Path(dir_okay=False))
 def recover(file: str) -> None:
     """Rebuild FILE from the segments a killed recorder left in FILE.segments/."""

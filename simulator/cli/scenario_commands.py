@@ -11,50 +11,90 @@ from typing import TYPE_CHECKING
 
 import click
 
-from simulator.cli.options import DURATION, EPOCH, EXIT_USAGE, SEED, fail, load
+from simulator.cli.help_text import epilog
+from simulator.cli.options import (
+    DURATION,
+    EPOCH,
+    EXIT_USAGE,
+    SEED,
+    claim_output,
+    fail,
+    force_option,
+    load,
+    scenario_hint,
+)
 from simulator.errors import ScenarioError, SimError, UsageError
 
 if TYPE_CHECKING:
     from simulator.core.model import Scenario
 
 
-@click.command()
+@click.command(epilog=epilog("validate"))
 @click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False))
 def validate(files: tuple[str, ...]) -> None:
-    """Check scenario FILES; print a summary of each valid one.
+    """Check scenario FILES, or faults files (only [[fault]] tables, for --faults); print
+    a summary of each valid one: its streams and its faults.
 
     Exit 0 when every file is valid, 2 when any is not (its problems on stderr).
     """
-    from simulator.cli.summary import describe_scenario
-    from simulator.scenario import load_scenario
+    from simulator.cli.summary import describe_fault_set, describe_scenario
+    from simulator.core.model import Scenario
+    from simulator.scenario import load_scenario_or_faults
 
     bad = 0
     for path in files:
         try:
-            scenario = load_scenario(path)
+            found = load_scenario_or_faults(path)
         except ScenarioError as e:
             bad += 1
-            for line in str(e).splitlines():
+            hint = scenario_hint(path)
+            for line in [*str(e).splitlines(), *([hint] if hint else [])]:
                 click.echo(line, err=True)
             continue
-        for line in describe_scenario(scenario):
+        if isinstance(found, Scenario):
+            lines = describe_scenario(found)
+        else:
+            lines = describe_fault_set(path, found)
+        for line in lines:
             click.echo(line)
     if bad:
         sys.exit(EXIT_USAGE)
 
 
-@click.command()
+@click.command(epilog=epilog("generate"))
 @click.argument("scenario_file", metavar="SCENARIO", type=click.Path(dir_okay=False))
-@click.option("--duration", type=DURATION, help="Virtual time to render (default: the scenario's).")
 @click.option(
-    "--out", required=True, type=click.Path(dir_okay=False), help="Parquet file to write."
+    "--duration",
+    type=DURATION,
+    help="Virtual time to render (default: the scenario's duration; needed without one).",
 )
-@click.option("--seed", type=SEED, help="Override the scenario's seed.")
-@click.option("--connections", default=1, show_default=True, type=click.IntRange(1, 100_000))
+@click.option(
+    "--out",
+    required=True,
+    type=click.Path(dir_okay=False),
+    help="Parquet file to write (refused if it exists, unless --force).",
+)
+@click.option("--seed", type=SEED, help="Override the scenario's seed (default: the scenario's).")
+@click.option(
+    "--connections",
+    default=1,
+    show_default=True,
+    type=click.IntRange(1, 100_000),
+    help="Connections to render, all open from time 0.",
+)
 @click.option(
     "--epoch",
     type=EPOCH,
     help="Virtual time 0 (default: the scenario's epoch, else 2026-01-01T00:00:00Z).",
+)
+@force_option
+@click.option(
+    "--reconnect-after",
+    type=DURATION,
+    default="1s",
+    show_default=True,
+    help="With [[fault]]s: a client connects again this long after its connection ended"
+    " or its handshake was refused.",
 )
 def generate(
     scenario_file: str,
@@ -63,16 +103,31 @@ def generate(
     seed: int | None,
     connections: int,
     epoch: int | None,
+    force: bool,
+    reconnect_after: int,
 ) -> None:
     """Render SCENARIO in virtual time to a Parquet recording: exactly what `sim run` would
-    send each connection for the same seed."""
+    send each connection for the same seed.
+
+    With [[fault]]s, the file holds what a recording of `sim run` would: the faults as
+    the server decides them, for clients that connect at 0 s, send nothing, and connect
+    again --reconnect-after a disconnect or a refused handshake (docs/determinism.md)."""
     from simulator.storage.generate import Plan
     from simulator.storage.generate import generate as render
+    from simulator.storage.generate_faults import unrendered
 
     scenario = load(scenario_file)
+    for note in unrendered(scenario):
+        click.echo(f"note: {note}", err=True)
     try:
+        claim_output(out, force, segments=False)
         plan = Plan.of(
-            scenario, duration_ns=duration, seed=seed, connections=connections, epoch_ns=epoch
+            scenario,
+            duration_ns=duration,
+            seed=seed,
+            connections=connections,
+            epoch_ns=epoch,
+            reconnect_after_ns=reconnect_after,
         )
         with _progress(plan.duration_ns, f"generating {Path(out).name}") as progress:
             written = render(plan, out, progress)
@@ -101,12 +156,28 @@ def _progress(total_ns: int, label: str) -> Iterator[Callable[[int], None]]:
         yield lambda t: bar.update(task, completed=t)
 
 
-@click.command()
+@click.command(epilog=epilog("plan"))
 @click.argument("scenario_file", metavar="SCENARIO", type=click.Path(dir_okay=False))
-@click.option("--duration", type=DURATION, help="Scenario time to plan (default: the scenario's).")
-@click.option("--connections", default=1, show_default=True, type=click.IntRange(1, 10_000))
-@click.option("--seed", type=SEED, help="Override the scenario's seed.")
-@click.option("--max-hits", default=20, show_default=True, type=click.IntRange(0, 1_000_000))
+@click.option(
+    "--duration",
+    type=DURATION,
+    help="Scenario time to plan (default: the scenario's duration; needed without one).",
+)
+@click.option(
+    "--connections",
+    default=1,
+    show_default=True,
+    type=click.IntRange(1, 10_000),
+    help="Connections to plan for, all open from time 0.",
+)
+@click.option("--seed", type=SEED, help="Override the scenario's seed (default: the scenario's).")
+@click.option(
+    "--max-hits",
+    default=20,
+    show_default=True,
+    type=click.IntRange(0, 1_000_000),
+    help="List at most this many messages hit by each message fault.",
+)
 @click.option(
     "--flat",
     is_flag=True,

@@ -15,49 +15,94 @@ from typing import TYPE_CHECKING
 
 import click
 
+from simulator.cli.help_text import epilog
 from simulator.cli.inspector_options import inspector_options, load_inspector, start_inspector
 from simulator.cli.options import (
     DURATION,
     EPOCH,
-    EXIT_USAGE,
     SEED,
     SpeedType,
+    claim_output,
     fail,
+    force_option,
+    listen_address,
+    listen_option,
     load,
+    network_failure,
+    recording_hint,
     redact_key,
     redact_options,
     redaction,
+    tls_options,
+    with_hint,
 )
 from simulator.errors import SimError, UsageError
 
 if TYPE_CHECKING:
+    from simulator.cli.tls import ServingTLS, TLSOptions
     from simulator.core.faults import FaultPlan
     from simulator.core.model import Scenario
     from simulator.core.redact import Redactor
 
 
-@click.command()
+@click.command(epilog=epilog("run"))
 @click.argument("scenario_file", metavar="SCENARIO", type=click.Path(dir_okay=False))
-@click.option("--host", help="Interface to bind (default: the scenario's, else 127.0.0.1).")
-@click.option("--port", type=click.IntRange(0, 65535), help="0 picks a free port.")
-@click.option("--seed", type=SEED, help="Override the scenario's seed.")
-@click.option("--speed", default=1.0, show_default=True, type=click.FloatRange(min=0.001))
-@click.option("--duration", type=DURATION, help="Stop after this much scenario time.")
+@click.option(
+    "--host",
+    help="Interface to bind (default: the scenario's [server] host, else 127.0.0.1).",
+)
+@click.option(
+    "--port",
+    type=click.IntRange(0, 65535),
+    help="Port to listen on; 0 picks a free one (default: the scenario's, else 3002).",
+)
+@listen_option("the scenario's, else 127.0.0.1:3002")
+@click.option("--seed", type=SEED, help="Override the scenario's seed (default: the scenario's).")
+@click.option(
+    "--speed",
+    default=1.0,
+    show_default=True,
+    type=click.FloatRange(min=0.001),
+    help="Scenario time runs this many times faster than wall time.",
+)
+@click.option(
+    "--duration",
+    type=DURATION,
+    help="Stop after this much scenario time (default: the scenario's, else never).",
+)
 @click.option("--epoch", type=EPOCH, help="Wall time of scenario time 0 (default: now).")
-@click.option("--max-connections", type=click.IntRange(1, 100_000))
-@click.option("--log-format", type=click.Choice(["plain", "json"]), default="plain")
+@click.option(
+    "--max-connections",
+    type=click.IntRange(1, 100_000),
+    help="Clients at once; more get 503 (default: the scenario's, else 1000).",
+)
+@click.option(
+    "--log-format",
+    type=click.Choice(["plain", "json"]),
+    default="plain",
+    help="One line per event on stderr: plain text or a JSON object.",
+)
 @click.option("--quiet", is_flag=True, help="Print only the URL line.")
 @click.option(
     "--record",
     type=click.Path(dir_okay=False),
-    help="Record what is served (faults included) to this Parquet file.",
+    help="Record what is served (faults included) to this Parquet file, refused if it "
+    "exists, unless --force (default: no recording).",
+)
+@force_option
+@click.option(
+    "--faults",
+    type=click.Path(dir_okay=False),
+    help="Add the [[fault]]s of this scenario or faults file to SCENARIO's own (default: none).",
 )
 @redact_options
+@tls_options
 @inspector_options
 def run(
     scenario_file: str,
     host: str | None,
     port: int | None,
+    listen: str | None,
     seed: int | None,
     speed: float,
     duration: int | None,
@@ -66,8 +111,11 @@ def run(
     log_format: str,
     quiet: bool,
     record: str | None,
+    force: bool,
+    faults: str | None,
     redact: tuple[str, ...],
     redact_key_file: str | None,
+    tls: TLSOptions,
     no_inspector: bool,
     control_from_any: bool,
 ) -> None:
@@ -78,16 +126,24 @@ def run(
     """
     import dataclasses
 
+    from simulator.cli.tls import serving_tls
+
     scenario = load(scenario_file)
+    if faults is not None:
+        scenario = with_faults(scenario, faults)
     if max_connections is not None:
         scenario = dataclasses.replace(
             scenario,
             server=dataclasses.replace(scenario.server, max_connections=max_connections),
         )
     try:
+        host, port = listen_address(listen, host, port)
         if redact and record is None:
             raise UsageError("--redact applies to what --record writes: give --record FILE")
+        if record is not None:
+            claim_output(record, force)
         redactor = redaction(redact, redact_key_file)
+        served = serving_tls(tls)
         asyncio.run(
             _serve(
                 scenario,
@@ -101,12 +157,12 @@ def run(
                 quiet,
                 record,
                 redactor,
+                served,
                 (no_inspector, control_from_any),
             )
         )
     except OSError as e:
-        click.echo(f"sim: cannot serve: {e.strerror or e}", err=True)
-        sys.exit(EXIT_USAGE)
+        network_failure(e, "serve")
     except SimError as e:
         fail(e)
 
@@ -123,9 +179,11 @@ async def _serve(
     quiet: bool,
     record: str | None,
     redactor: Redactor | None,
+    tls: ServingTLS | None,
     inspector: tuple[bool, bool] = (False, False),
 ) -> None:
     from simulator.cli.console import follow_log, live_status, stop_on_signals
+    from simulator.cli.tls import announce
     from simulator.net.log import EventKind
     from simulator.net.server import serve
 
@@ -141,8 +199,11 @@ async def _serve(
         epoch_ns=epoch,
         record=record,
         redact=redactor,
+        tls=None if tls is None else tls.context,
     ) as server:
         print(server.url, flush=True)
+        if not quiet:
+            announce(tls, server.url, log_format, health=True)
         start_inspector(server, *inspector, quiet or log_format != "plain")
         status = None
         if not quiet:
@@ -160,13 +221,30 @@ async def _serve(
                 task.cancel()
 
 
-@click.command()
+@click.command(epilog=epilog("replay"))
 @click.argument("file", type=click.Path(dir_okay=False))
-@click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--port", default=3002, show_default=True, type=click.IntRange(0, 65535))
-@click.option("--speed", default="1", show_default=True, type=SpeedType(), help="X or max.")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Interface to bind.")
+@click.option(
+    "--port",
+    default=3002,
+    show_default=True,
+    type=click.IntRange(0, 65535),
+    help="Port to listen on; 0 picks a free one.",
+)
+@listen_option("127.0.0.1:3002")
+@click.option(
+    "--speed",
+    default="1",
+    show_default=True,
+    type=SpeedType(),
+    help="Recorded time runs this many times faster; max: as fast as possible.",
+)
 @click.option("--loop", is_flag=True, help="Start each connection's recording again at its end.")
-@click.option("--conn", type=click.IntRange(min=0), help="Serve this recorded connection to all.")
+@click.option(
+    "--conn",
+    type=click.IntRange(min=0),
+    help="Serve this recorded connection to all (default: client i gets connection i).",
+)
 @click.option("--strict", is_flag=True, help="Close with 1008 on a message not in the recording.")
 @click.option(
     "--free-run",
@@ -176,9 +254,11 @@ async def _serve(
 @click.option(
     "--faults",
     type=click.Path(dir_okay=False),
-    help="Inject the [[fault]]s of this scenario or faults file.",
+    help="Inject the [[fault]]s of this scenario or faults file (default: none).",
 )
-@click.option("--seed", type=SEED, help="Override the faults file's seed.")
+@click.option(
+    "--seed", type=SEED, help="Override the faults file's seed (default: the file's, else 0)."
+)
 @click.option(
     "--ignore",
     multiple=True,
@@ -190,13 +270,20 @@ async def _serve(
     type=click.Path(dir_okay=False, exists=True),
     help="Key the recording's --redact hashes were made with (default: $SIM_REDACT_KEY).",
 )
-@click.option("--log-format", type=click.Choice(["plain", "json"]), default="plain")
+@click.option(
+    "--log-format",
+    type=click.Choice(["plain", "json"]),
+    default="plain",
+    help="One line per event on stderr: plain text or a JSON object.",
+)
 @click.option("--quiet", is_flag=True, help="Print only the URL line.")
+@tls_options
 @inspector_options
 def replay(
     file: str,
     host: str,
     port: int,
+    listen: str | None,
     speed: float | None,
     loop: bool,
     conn: int | None,
@@ -208,6 +295,7 @@ def replay(
     redact_key_file: str | None,
     log_format: str,
     quiet: bool,
+    tls: TLSOptions,
     no_inspector: bool,
     control_from_any: bool,
 ) -> None:
@@ -217,8 +305,12 @@ def replay(
 
     The first line on stdout is the URL. Stops on SIGINT/SIGTERM (clients get 1001).
     """
+    from simulator.cli.tls import serving_tls
+
     try:
         key = redact_key(redact_key_file)
+        host, port = listen_address(listen, host, port)
+        served = serving_tls(tls)
         asyncio.run(
             _replay(
                 file,
@@ -234,13 +326,25 @@ def replay(
                 key,
                 log_format,
                 quiet,
+                served,
                 (no_inspector, control_from_any),
             )
         )
     except OSError as e:
-        click.echo(f"sim: cannot serve: {e.strerror or e}", err=True)
-        sys.exit(EXIT_USAGE)
+        network_failure(e, "serve")
     except SimError as e:
+        fail(with_hint(e, recording_hint(file)))
+
+
+def with_faults(scenario: Scenario, faults_file: str) -> Scenario:
+    """``scenario`` with the faults of ``faults_file`` added (``run --faults``), or
+    exit 2 with the file's problems."""
+    from simulator.errors import ScenarioError
+    from simulator.scenario import add_faults
+
+    try:
+        return add_faults(scenario, faults_file)
+    except ScenarioError as e:
         fail(e)
 
 
@@ -277,9 +381,11 @@ async def _replay(
     key: bytes | None,
     log_format: str,
     quiet: bool,
+    tls: ServingTLS | None,
     inspector: tuple[bool, bool] = (False, False),
 ) -> None:
     from simulator.cli.console import follow_log, stop_on_signals
+    from simulator.cli.tls import announce
     from simulator.net.replay import replay as serve_replay
 
     stop = stop_on_signals()
@@ -296,9 +402,11 @@ async def _replay(
         redact_key=key,
         ignore=ignore,
         free_run=free_run,
+        tls=None if tls is None else tls.context,
     ) as server:
         print(server.url, flush=True)
         start_inspector(server, *inspector, quiet or log_format != "plain", source=file)
         if not quiet:
+            announce(tls, server.url, log_format)
             follow_log(server.log, log_format)
         await stop.wait()

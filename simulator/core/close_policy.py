@@ -17,7 +17,8 @@ Defaults, from what retrying can and cannot fix:
   1011, 1012, 1013, 1014, any unknown code, no HTTP response at all (unreachable,
   timed out, TLS), 408, 429 and 5xx, honouring ``Retry-After`` (RFC 9110 §10.2.3).
 - A close with **1013** ("try again later") whose reason holds a delay
-  (``"retry after 5"``, ``"try again in 500ms"``) gives that delay as
+  (``"retry-after=5"``, as ``sim`` sends for ``respond = "close"``; ``"retry after
+  5"``, ``"try again in 500ms"``) gives that delay as
   :attr:`CloseClass.retry_after_s`: the in-band equivalent of ``Retry-After``, which a
   browser never gets to read (it sees only 1006 for a refused handshake, ws#2277).
 

@@ -31,7 +31,7 @@ import math
 import struct
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Final, TypeAlias
+from typing import Any, Final, TypeAlias
 
 from simulator.core.corrupt import corrupt
 from simulator.core.draws import Draws, derive_key, unit
@@ -62,6 +62,7 @@ from simulator.core.model import (
     ParetoLatency,
     Reject,
     Reorder,
+    Respond,
     Scenario,
     Throttle,
     Trigger,
@@ -79,6 +80,7 @@ __all__ = [
     "connection_schedule",
     "decide",
     "plan_faults",
+    "retry_after_at_speed",
     "server_schedule",
 ]
 
@@ -88,6 +90,9 @@ _DOUBLE_SCALE: Final = 2.0**-53
 _CHUNK: Final = 256  # words drawn at a time by chains and Poisson schedules (no effect on output)
 
 Params: TypeAlias = Mapping[str, int | float | str]
+
+#: What an outage with ``respond = "close"`` closes with: 1013, Try Again Later.
+OUTAGE_CLOSE_CODE: Final = 1013
 
 
 # ============================================================================ the plan
@@ -501,7 +506,9 @@ class FaultEvent:
     an instant one or one that never ends. ``params`` are the kind's parameters:
     ``code`` and ``reason`` (disconnect, mass_disconnect), ``bytes_per_s`` (throttle),
     ``retry_after_s`` (outage, reject with a status), ``status``, ``delay_ns`` and
-    ``limit`` (reject). ``occurrence`` counts the fault's occurrences from 0.
+    ``limit`` (reject), ``respond`` (``"close"``, only when not HTTP: outage, reject)
+    and ``close_code`` (reject with ``respond = "close"``). ``occurrence`` counts the
+    fault's occurrences from 0.
     """
 
     t_ns: int
@@ -518,6 +525,17 @@ def _retry_after_s(ns: int) -> int:
     return -(-ns // _NS_PER_S)
 
 
+def retry_after_at_speed(ns: int, speed: float) -> int:
+    """The whole seconds of wall time to tell a client to wait for ``ns`` of scenario time
+    when the server runs at ``speed``: ``ns / speed``, rounded up to a whole second
+    (``Retry-After`` is whole seconds, RFC 9110 §10.2.3, and a client must never come
+    back too early). A wait of more than 0 is at least 1 s; 0 stays 0 ("at once")."""
+    if ns <= 0:
+        return 0
+    wall_ns = round(ns / speed)
+    return max(1, -(-wall_ns // _NS_PER_S))
+
+
 def _params(fault: Fault) -> dict[str, int | float | str]:
     action = fault.action
     if isinstance(action, Disconnect | MassDisconnect):
@@ -525,9 +543,14 @@ def _params(fault: Fault) -> dict[str, int | float | str]:
     if isinstance(action, Throttle):
         return {"bytes_per_s": action.bytes_per_s}
     if isinstance(action, Outage):
-        return {"retry_after_s": _retry_after_s(action.retry_after_ns)}
+        params: dict[str, int | float | str] = {
+            "retry_after_s": _retry_after_s(action.retry_after_ns)
+        }
+        if action.respond is Respond.CLOSE:
+            params["respond"] = action.respond.value
+        return params
     if isinstance(action, Reject):
-        params: dict[str, int | float | str] = {}
+        params = {}
         if action.status is not None:
             params["status"] = action.status
         if action.retry_after_ns is not None:
@@ -536,6 +559,9 @@ def _params(fault: Fault) -> dict[str, int | float | str]:
             params["delay_ns"] = action.delay_ns
         if fault.schedule.limit is not None:
             params["limit"] = fault.schedule.limit
+        if action.respond is Respond.CLOSE and action.close_code is not None:
+            params["respond"] = action.respond.value
+            params["close_code"] = action.close_code
         return params
     return {}
 
@@ -609,8 +635,13 @@ def server_schedule(plan: FaultPlan, horizon_ns: int) -> list[FaultEvent]:
 class HandshakeDecision:
     """The answer to handshake ``attempt`` (counted from 0, refused ones included).
 
-    Wait ``delay_ns``, then refuse with HTTP ``status`` (adding ``Retry-After:
-    retry_after_s`` when it is not ``None``), or accept when ``status`` is ``None``.
+    Wait ``delay_ns``, then accept when ``status`` is ``None``, else refuse. A refusal
+    with ``respond`` HTTP is an HTTP ``status`` response, with a ``Retry-After`` header
+    when ``retry_after_ns`` is not ``None``; with ``respond`` CLOSE the handshake is
+    accepted and the connection closed at once with ``close_code`` (its reason carries
+    the retry-after). ``retry_after_ns`` is scenario time: a server running at a speed
+    tells clients :func:`retry_after_at_speed` of it. ``retry_after_s`` is it in whole
+    scenario seconds, rounded up (what ``sim plan`` shows).
     """
 
     attempt: int
@@ -618,10 +649,27 @@ class HandshakeDecision:
     retry_after_s: int | None = None
     delay_ns: int = 0
     faults: tuple[str, ...] = ()
+    retry_after_ns: int | None = None
+    respond: Respond = Respond.HTTP
+    close_code: int | None = None
 
     @property
     def accept(self) -> bool:
         return self.status is None
+
+    def report(self, speed: float) -> tuple[str, dict[str, Any]]:
+        """What a recording holds of this decision (when it has ``faults``): its kind
+        (``handshake_refused`` or ``handshake_delayed``) and details, with the wait the
+        client is told at ``speed``. The live server and ``sim generate`` both write it."""
+        retry = self.retry_after_ns
+        detail: dict[str, Any] = {
+            "status": self.status,
+            "retry_after_s": None if retry is None else retry_after_at_speed(retry, speed),
+            "delay_ns": self.delay_ns,
+        }
+        if self.status is not None and self.respond is not Respond.HTTP:
+            detail |= {"respond": self.respond.value, "close_code": self.close_code}
+        return "handshake_" + ("delayed" if self.status is None else "refused"), detail
 
 
 class Handshakes:
@@ -655,7 +703,16 @@ class Handshakes:
             action = fault.action
             if isinstance(action, Outage) and _active(fault, occurrences, t_ns):
                 retry = _retry_after_s(action.retry_after_ns)
-                return HandshakeDecision(attempt, 503, retry, 0, (fault.name,))
+                return HandshakeDecision(
+                    attempt,
+                    503,
+                    retry,
+                    0,
+                    (fault.name,),
+                    retry_after_ns=action.retry_after_ns,
+                    respond=action.respond,
+                    close_code=OUTAGE_CLOSE_CODE if action.respond is Respond.CLOSE else None,
+                )
         delay = 0
         names: list[str] = []
         for i, (fault, occurrences) in enumerate(zip(faults, self._occurrences, strict=True)):
@@ -672,7 +729,16 @@ class Handshakes:
             if action.status is not None:
                 after = action.retry_after_ns
                 retry_s = None if after is None else _retry_after_s(after)
-                return HandshakeDecision(attempt, action.status, retry_s, delay, tuple(names))
+                return HandshakeDecision(
+                    attempt,
+                    action.status,
+                    retry_s,
+                    delay,
+                    tuple(names),
+                    retry_after_ns=after,
+                    respond=action.respond,
+                    close_code=action.close_code,
+                )
             delay += action.delay_ns or 0
         return HandshakeDecision(attempt, None, None, delay, tuple(names))
 

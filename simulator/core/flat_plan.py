@@ -44,6 +44,7 @@ from simulator.core.model import (
     Outage,
     Reject,
     Reset,
+    Respond,
     Stall,
     Throttle,
 )
@@ -449,6 +450,8 @@ def _params_of(fault: Fault) -> tuple[tuple[str, Any], ...]:
         return (("bytes_per_s", action.bytes_per_s),)
     if isinstance(action, Duplicate):
         return (("copies", action.copies),)
+    if isinstance(action, Outage | Reject) and action.respond is not Respond.HTTP:
+        raise _not_flat(fault, "respond = 'close' (flat outages and rejects answer in HTTP)")
     if isinstance(action, Outage):
         return (("retry_after_ns", action.retry_after_ns),)
     if isinstance(action, Reject):

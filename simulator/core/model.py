@@ -508,22 +508,36 @@ class Throttle:
     bytes_per_s: float
 
 
+class Respond(enum.Enum):
+    """How a refused handshake is answered (the ``respond`` key of outage and reject)."""
+
+    HTTP = "http"  # an HTTP error response (a browser sees only close 1006)
+    CLOSE = "close"  # accept, then close at once with a close code (a browser sees it)
+
+
 @dataclass(frozen=True, slots=True)
 class Outage:
-    """Drop every connection and refuse handshakes (503, ``Retry-After``) while it lasts."""
+    """Drop every connection and refuse handshakes (503, ``Retry-After``) while it lasts;
+    with ``respond`` CLOSE, accept them and close at once with 1013 instead."""
 
     kind: ClassVar[FaultKind] = FaultKind.OUTAGE
     retry_after_ns: int
+    respond: Respond = Respond.HTTP
 
 
 @dataclass(frozen=True, slots=True)
 class Reject:
-    """Refuse handshakes with ``status`` (then ``delay_ns`` is ``None``), or delay them."""
+    """Refuse handshakes with ``status`` (then ``delay_ns`` is ``None``), or delay them.
+
+    With ``respond`` CLOSE a refusal accepts the handshake and closes at once with
+    ``close_code`` (never ``None`` then: the loader fills in the status's default)."""
 
     kind: ClassVar[FaultKind] = FaultKind.REJECT
     status: int | None = None
     retry_after_ns: int | None = None
     delay_ns: int | None = None
+    respond: Respond = Respond.HTTP
+    close_code: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

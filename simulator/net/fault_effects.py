@@ -114,7 +114,7 @@ class FaultEffects:
         if self.stalls > 1:
             return
         self.stalled = True
-        client.ws.transport.pause_reading()
+        client.ws.hold_reading("stall")
         client.ws.stop_keepalive()
 
     def unstall(self, client: Client) -> None:
@@ -122,7 +122,7 @@ class FaultEffects:
         if self.stalls:
             return
         self.stalled = False
-        client.ws.transport.resume_reading()
+        client.ws.release_reading("stall")
         client.ws.start_keepalive()
 
     def throttle(self, client: Client, bytes_per_s: float) -> None:

@@ -99,15 +99,8 @@ class FaultInjector:
         """Decide the next handshake attempt; its ``attempt`` is the connection index."""
         decision = self._handshakes.decide(self._virtual_ns())
         if decision.faults:
-            what = "refused" if decision.status is not None else "delayed"
-            self._report(
-                "handshake_" + what,
-                ",".join(decision.faults),
-                decision.attempt,
-                status=decision.status,
-                retry_after_s=decision.retry_after_s,
-                delay_ns=decision.delay_ns,
-            )
+            kind, detail = decision.report(self._speed)
+            self._report(kind, ",".join(decision.faults), decision.attempt, **detail)
         return decision
 
     # ------------------------------------------------------------------ connections

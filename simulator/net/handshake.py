@@ -1,6 +1,6 @@
 """How a server of `sim` answers an opening handshake before it accepts it: the health
 check, the connection limit, and the handshake faults of the plan (refusals with a
-status and ``Retry-After``, delays)."""
+status and ``Retry-After`` or, with ``respond = "close"``, a close frame; delays)."""
 
 from __future__ import annotations
 
@@ -11,8 +11,9 @@ import orjson
 from websockets.http11 import Request, Response
 from websockets.server import ServerProtocol
 
-from simulator.core.faults import HandshakeDecision
-from simulator.net.wire_server import HandshakeAnswer
+from simulator.core.faults import HandshakeDecision, retry_after_at_speed
+from simulator.core.model import Respond
+from simulator.net.wire_server import CloseAtOnce, HandshakeAnswer, Immediate
 
 
 def is_health_check(request: Request) -> bool:
@@ -38,21 +39,44 @@ def too_many_connections(protocol: ServerProtocol) -> Response:
 def fault_answer(
     protocol: ServerProtocol, decision: HandshakeDecision, speed: float
 ) -> HandshakeAnswer:
-    """The answer the fault plan gives this handshake: ``None`` (accept), a refusal
-    with the decided status (and ``Retry-After``), either one after the decided delay
-    (scenario time, divided by ``speed``)."""
-    refusal = None
+    """The answer the fault plan gives this handshake: ``None`` (accept), a refusal,
+    either one after the decided delay (scenario time, divided by ``speed``).
+
+    A refusal is an HTTP response with the decided status (and ``Retry-After``), or,
+    for a fault with ``respond = "close"``, :class:`CloseAtOnce` with its close code
+    and a reason that carries the retry-after (see :func:`close_reason`). Every time
+    told to the client is wall time: scenario time divided by ``speed``."""
+    refusal: Immediate = None
     if decision.status is not None:
-        phrase = http.HTTPStatus(decision.status).phrase
-        refusal = protocol.reject(decision.status, f"{phrase}\n")
-        if decision.retry_after_s is not None:
-            refusal.headers["Retry-After"] = str(decision.retry_after_s)
+        retry = (
+            None
+            if decision.retry_after_ns is None
+            else retry_after_at_speed(decision.retry_after_ns, speed)
+        )
+        if decision.respond is Respond.CLOSE:
+            assert decision.close_code is not None
+            refusal = CloseAtOnce(decision.close_code, close_reason(decision.status, retry))
+        else:
+            phrase = http.HTTPStatus(decision.status).phrase
+            response = protocol.reject(decision.status, f"{phrase}\n")
+            if retry is not None:
+                response.headers["Retry-After"] = str(retry)
+            refusal = response
     if decision.delay_ns:
         # Held in a task of its own: other handshakes go on meanwhile.
         return _after(decision.delay_ns / 1e9 / speed, refusal)
     return refusal
 
 
-async def _after(delay_s: float, response: Response | None) -> Response | None:
+def close_reason(status: int, retry_after_s: int | None) -> str:
+    """The reason of a refusal sent as a close frame: ``retry-after=N`` (whole seconds
+    of wall time, as ``Retry-After``) when the client is told when to come back, else
+    the HTTP status's phrase (``Unauthorized``)."""
+    if retry_after_s is not None:
+        return f"retry-after={retry_after_s}"
+    return http.HTTPStatus(status).phrase
+
+
+async def _after(delay_s: float, answer: Immediate) -> Immediate:
     await asyncio.sleep(delay_s)
-    return response
+    return answer

@@ -5,6 +5,7 @@ in-memory transports), its URL, and the background tasks it must cancel on stop.
 from __future__ import annotations
 
 import asyncio
+import ssl
 from collections.abc import Callable, Coroutine
 from typing import Any
 
@@ -21,6 +22,8 @@ class Listener(ServerHandler):
     def __init__(self, host: str, log: EventLog) -> None:
         self.host = host
         self.log = log
+        #: Serve ``wss://`` with this context (set it before starting; ``None``: ``ws://``).
+        self.tls: ssl.SSLContext | None = None
         self._wire: WireServer | None = None
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -31,7 +34,7 @@ class Listener(ServerHandler):
         if port is None:
             self._wire.start()
             return
-        await self._wire.listen(self.host, port)
+        await self._wire.listen(self.host, port, self.tls)
         warn_if_public(self.host, self.log)
 
     def serve_http(self, router: HttpRouter | None) -> None:
@@ -51,12 +54,14 @@ class Listener(ServerHandler):
 
     @property
     def url(self) -> str:
-        """The ``ws://`` URL of the listening socket (``ws://memory`` without one)."""
+        """The ``ws://`` (``wss://`` with :attr:`tls`) URL of the listening socket
+        (``ws://memory`` without one)."""
         assert self._wire is not None, "not started"
         if not self._wire.listening:
             return "ws://memory/"
         host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"ws://{host}:{self.port}"
+        scheme = "ws" if self.tls is None else "wss"
+        return f"{scheme}://{host}:{self.port}"
 
     async def open_transport(
         self, factory: Callable[[], asyncio.Protocol]

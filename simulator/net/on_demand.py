@@ -10,14 +10,13 @@ the stats, a row in the recording) and are kept in :attr:`OnDemandFaults.injecte
 from __future__ import annotations
 
 import asyncio
-import http
 from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
-from websockets.http11 import Response
 from websockets.server import ServerProtocol
 
+from simulator.core.faults import OUTAGE_CLOSE_CODE, HandshakeDecision
 from simulator.core.model import (
     ConnectionList,
     Disconnect,
@@ -31,9 +30,11 @@ from simulator.core.model import (
     Throttle,
 )
 from simulator.net.faulting import Injected
+from simulator.net.handshake import fault_answer
 from simulator.net.log import EventKind, EventLog
 from simulator.net.recorder import Recorder
 from simulator.net.send_path import Client
+from simulator.net.wire_server import HandshakeAnswer
 
 #: The kinds that can be triggered now (message kinds act per message: they belong in
 #: a plan, where their schedule says which messages).
@@ -68,8 +69,8 @@ class OnDemandFaults:
         self._clients = clients
         self._speed = speed
         self._recorder = recorder
-        # A refusal in force: (loop time it ends, status, Retry-After seconds, fault name).
-        self._refusal: tuple[float, int, int | None, str] | None = None
+        # A refusal in force: the loop time it ends, and how handshakes are answered.
+        self._refusal: tuple[float, HandshakeDecision] | None = None
         self._handles: list[asyncio.TimerHandle] = []
 
     def trigger(self, fault: Fault) -> list[int]:
@@ -99,19 +100,23 @@ class OnDemandFaults:
             client.close(code, reason)
         return [c.index for c in hit]
 
-    def refusal(self, protocol: ServerProtocol) -> Response | None:
-        """The refusal of a handshake arriving now, while one is in force."""
+    def refusal(self, protocol: ServerProtocol) -> HandshakeAnswer:
+        """The refusal of a handshake arriving now, while one is in force (``None``
+        otherwise): an HTTP response or a close at once, as the plan's would be."""
         if self._refusal is None:
             return None
-        until, status, retry_after_s, name = self._refusal
+        until, decision = self._refusal
         if asyncio.get_running_loop().time() >= until:
             self._refusal = None
             return None
-        self._report("handshake_refused", name, None, status=status, retry_after_s=retry_after_s)
-        response = protocol.reject(status, f"{http.HTTPStatus(status).phrase}\n")
-        if retry_after_s is not None:
-            response.headers["Retry-After"] = str(retry_after_s)
-        return response
+        self._report(
+            "handshake_refused",
+            decision.faults[0],
+            None,
+            status=decision.status,
+            respond=decision.respond.value,
+        )
+        return fault_answer(protocol, decision, self._speed)
 
     def close(self) -> None:
         for handle in self._handles:
@@ -160,11 +165,23 @@ class OnDemandFaults:
     def _refuse(self, fault: Fault, action: Outage | Reject, duration_ns: int | None) -> list[int]:
         assert duration_ns is not None, "the control endpoint requires a duration"
         until = asyncio.get_running_loop().time() + duration_ns / 1e9 / self._speed
-        status = 503 if isinstance(action, Outage) else (action.status or 503)
-        retry_ns: int | None = action.retry_after_ns
-        # Retry-After is wall time, whole seconds, rounded up: the scenario's time at speed.
-        retry_s = None if retry_ns is None else max(1, -(-int(retry_ns / self._speed) // 10**9))
-        self._refusal = (until, status, retry_s, fault.name)
+        close_code: int | None
+        if isinstance(action, Outage):
+            status, close_code = 503, OUTAGE_CLOSE_CODE
+        else:
+            status, close_code = action.status or 503, action.close_code
+        # Told to clients as the plan's refusals are (fault_answer: wall time at speed).
+        self._refusal = (
+            until,
+            HandshakeDecision(
+                attempt=0,
+                status=status,
+                faults=(fault.name,),
+                retry_after_ns=action.retry_after_ns,
+                respond=action.respond,
+                close_code=close_code,
+            ),
+        )
         targets = self._targets(fault) if isinstance(action, Outage) else []
         self._report(
             action.kind.value,

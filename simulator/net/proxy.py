@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import email.utils
+import functools
 import http
 import ssl
 import time
@@ -50,7 +51,7 @@ from simulator.net.handshake import too_many_connections
 from simulator.net.listener import Listener
 from simulator.net.log import EventKind, EventLog
 from simulator.net.recorder import Recorder
-from simulator.net.wire import Connection, Handler, WireConfig
+from simulator.net.wire import CLIENT_FRAMES_PER_S, Connection, Handler, WireConfig
 from simulator.net.wire_client import ClientConnection, OpenTransport, connect, gateway_status
 from simulator.net.wire_server import HandshakeAnswer, ServerConnection
 from simulator.storage.schema import Kind, Sender, new_metadata
@@ -181,7 +182,7 @@ class _Relay(Handler):
         for message in self.early:
             self.client.send(message)
         self.early = []
-        self.upstream.transport.resume_reading()
+        self.upstream.release_reading("handshake")
 
     # ------------------------------------------------------------------ events
 
@@ -202,8 +203,8 @@ class _Relay(Handler):
         dst.send(message)
         if dst.transport.get_write_buffer_size() > _WRITE_LIMIT:
             # Backpressure: read no more from this side until the other drains.
-            conn.transport.pause_reading()
-            dst.on_resume = conn.transport.resume_reading
+            conn.hold_reading("backpressure")
+            dst.on_resume = functools.partial(conn.release_reading, "backpressure")
 
     def record_early(self) -> None:
         """The `open` row is written: record what the upstream sent with its response."""
@@ -254,10 +255,10 @@ class _Relay(Handler):
         other = self.other(leg)
         if other is None:
             return
-        if not other.lost and not other.transport.is_reading():
-            # Paused by backpressure toward the side that ended: its answer to our
+        if not other.lost:
+            # Maybe held by backpressure toward the side that ended: its answer to our
             # close must be read.
-            other.transport.resume_reading()
+            other.release_all_reading()
         self.proxy.spawn_close(other, ending.code, ending.reason)
 
 
@@ -311,6 +312,7 @@ class RecordingProxy(Listener):
             ping_timeout=None,
             open_timeout=self._open_timeout + 10,
             close_timeout=CLOSE_TIMEOUT_S,
+            max_frames_per_s=CLIENT_FRAMES_PER_S,
         )
         await self._listen(config, self.requested_port)
         self._spawn(self.recorder.run())
@@ -400,7 +402,7 @@ class RecordingProxy(Listener):
             self._opening -= 1
         # Nothing goes to the client before its handshake is answered: hold the
         # upstream's messages (those that came with its response are kept in order).
-        upstream.transport.pause_reading()
+        upstream.hold_reading("handshake")
         relay.upstream = upstream
         self._relays[index] = relay
         handshake["subprotocol"] = redacted_subprotocol(upstream.subprotocol)
@@ -576,6 +578,7 @@ async def record_proxy(
     log_sends: bool = False,
     in_memory: bool = False,
     open_upstream: OpenTransport | None = None,
+    tls: ssl.SSLContext | None = None,
 ) -> AsyncIterator[RecordingProxy]:
     """Relay clients to ``upstream`` (``ws://`` or ``wss://``), recording to ``out``.
 
@@ -588,6 +591,8 @@ async def record_proxy(
     (about the last second is lost; ``sim recover``). ``in_memory`` opens no socket:
     clients connect with ``open_transport=proxy.open_transport``; ``open_upstream``
     replaces the sockets to the upstream (see :func:`simulator.net.wire_client.connect`).
+    ``tls`` makes the listening side ``wss://`` (a server context:
+    :func:`simulator.net.tls.server_context`); ``ssl_context`` is the upstream's.
 
     Raises :class:`UsageError` for a bad URL, :class:`RecordingError` for an
     unwritable ``out``, before listening.
@@ -608,6 +613,7 @@ async def record_proxy(
         log_sends=log_sends,
         open_upstream=open_upstream,
     )
+    proxy.tls = tls
     try:
         await proxy.start()
     except BaseException:

@@ -192,8 +192,11 @@ class Recorder:
         loop = asyncio.get_running_loop()
         while self._writer is not None:
             await asyncio.sleep(FLUSH_EVERY_S)
-            # A cancelled wait leaves the thread to finish its batch: close() waits.
-            await loop.run_in_executor(self._executor, self._write, self._take())
+            # Shielded: cancelling the wait must not cancel the batch. An unshielded
+            # cancel cancels the work item if the thread has not started it yet, and
+            # its rows are lost; shielded, the thread writes it and close() waits.
+            batch = loop.run_in_executor(self._executor, self._write, self._take())
+            await asyncio.shield(batch)
             if self._failure is not None:
                 self._fail(self._failure)
 

@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import ssl
 from collections import Counter
 from collections.abc import AsyncIterator, Callable, Hashable, Sequence
 from dataclasses import dataclass, field
@@ -58,11 +59,11 @@ from simulator.net.common import (
     sleep_until,
 )
 from simulator.net.faulting import FaultInjector, Injected, longest_handshake_delay_s
-from simulator.net.handshake import fault_answer
+from simulator.net.handshake import fault_answer, too_many_connections
 from simulator.net.listener import Listener
 from simulator.net.log import EventKind, EventLog
 from simulator.net.send_path import Client, binary_frame, text_frame
-from simulator.net.wire import Connection, WireConfig, close_of
+from simulator.net.wire import CLIENT_FRAMES_PER_S, Connection, WireConfig, close_of
 from simulator.net.wire_server import HandshakeAnswer, ServerConnection
 from simulator.storage.reader import read_metadata, scan_recording
 from simulator.storage.schema import RecordingMetadata, error_reason
@@ -71,6 +72,8 @@ from simulator.storage.schema import RecordingMetadata, error_reason
 _LOAD_ROWS = 50_000
 #: Unexpected client messages kept in ``server.unexpected`` (all are counted and logged).
 MAX_UNEXPECTED_KEPT = 1000
+#: Client messages up to this size are accepted, and any as large as a recorded one.
+MIN_MESSAGE_LIMIT = 2**20
 #: Frames written straight to a socket while its buffer holds less than this.
 _ROOM = 256 * 1024
 #: Yield to the event loop after this many frames written without waiting.
@@ -152,8 +155,11 @@ class ReplayServer(Listener):
         log_sends: bool,
         faults: FaultPlan | None = None,
         speed: float | None = 1.0,
+        max_connections: int = 1000,
     ) -> None:
         super().__init__(host, EventLog())
+        self.max_connections = max_connections
+        self._max_size = MIN_MESSAGE_LIMIT  # raised to the largest recorded client message
         self.plans = plans
         self.order = sorted(plans)
         self.requested_port = port
@@ -216,16 +222,19 @@ class ReplayServer(Listener):
                 )
             self._expected[conn] = ExpectedIndex(expected)
             self._sends[conn] = len(expected) < len(plan.steps)
+            for e in plan.expected:
+                self._max_size = max(self._max_size, len(e.payload))
 
     async def start(self) -> None:
         self._prepare()
         self.clock.start()
         config = WireConfig(
-            max_size=16 * 2**20,
+            max_size=self._max_size,
             write_limit=_ROOM,
             # The opening handshake includes waiting out injected handshake delays.
             open_timeout=10 + self._handshake_delay_s,
             close_timeout=CLOSE_TIMEOUT_S,
+            max_frames_per_s=CLIENT_FRAMES_PER_S,
         )
         await self._listen(config, self.requested_port)
         self.log.emit(EventKind.LISTENING, url=self.url, mode="replay")
@@ -280,7 +289,11 @@ class ReplayServer(Listener):
 
     def handshake(self, conn: ServerConnection, request: Request) -> HandshakeAnswer:
         """Number the connection by handshake attempt and, with faults, let the fault
-        plan refuse or delay it, as the live server does."""
+        plan refuse or delay it, as the live server does. Past ``max_connections``
+        clients, 503."""
+        if len(self._sessions) >= self.max_connections:
+            self.log.emit(EventKind.REJECTED, reason="max_connections", limit=self.max_connections)
+            return too_many_connections(conn.protocol)
         if self.faults is None:
             conn.index = self._next_index
             self._next_index += 1
@@ -569,6 +582,8 @@ async def replay(
     redact_key: bytes | None = None,
     ignore: Sequence[str] = (),
     free_run: bool = False,
+    max_connections: int = 1000,
+    tls: ssl.SSLContext | None = None,
 ) -> AsyncIterator[ReplayServer]:
     """Serve the recording at ``path`` until the block ends.
 
@@ -589,7 +604,12 @@ async def replay(
     compared (docs/redaction.md). ``ignore`` lists JSONPaths (``$.id``, ``$..ts``) of
     fields left out of the comparison of client messages, on both sides. ``free_run``
     waits for no client message: every recorded server message, replies included, is
-    sent at its recorded offset, and what clients send is ignored.
+    sent at its recorded offset, and what clients send is ignored. ``tls`` serves
+    ``wss://`` (a server context: :func:`simulator.net.tls.server_context`).
+
+    At most ``max_connections`` clients at once: further handshakes get 503 with
+    ``Retry-After: 1``. A client message larger than the largest recorded one (and
+    than 1 MiB) closes its connection with 1009.
 
     Raises :class:`RecordingError` (bad file) or :class:`UsageError` (bad argument)
     before listening.
@@ -613,10 +633,12 @@ async def replay(
         log_sends=log_sends,
         faults=faults,
         speed=speed,
+        max_connections=max_connections,
     )
     server.redact = client_redactor(metadata, redact_key, server.log)
     server.ignore = ignoring(ignore)
     server.free_run = free_run
+    server.tls = tls
     await server.start()
     try:
         yield server

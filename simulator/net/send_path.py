@@ -47,6 +47,8 @@ class Client:
         "closing",
         "connected_at",
         "epoch_ns",
+        "error_budget",
+        "errors",
         "faulted",
         "frames_dropped",
         "frames_sent",
@@ -91,6 +93,8 @@ class Client:
         self.remote: Any = ws.remote_address
         self.on_slow = on_slow
         self.inbound = inbound  # the limit on what the client sends, if any
+        self.errors = 0  # invalid messages it sent
+        self.error_budget: TokenBucket | None = None  # created on its first error
         ws.on_resume = self.flush_pending
 
     @property

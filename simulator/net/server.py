@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ssl
 import time
 from collections import Counter, deque
 from collections.abc import AsyncIterator
@@ -58,7 +59,7 @@ from simulator.net.pump import pump
 from simulator.net.recorder import Recorder
 from simulator.net.send_path import Client, text_frame
 from simulator.net.stats import Counters, Stats
-from simulator.net.wire import Connection, WireConfig, close_of
+from simulator.net.wire import CLIENT_FRAMES_PER_S, Connection, WireConfig, close_of
 from simulator.net.wire_server import HandshakeAnswer, ServerConnection
 from simulator.storage.schema import new_metadata
 from simulator.version import __version__
@@ -66,6 +67,14 @@ from simulator.version import __version__
 #: Messages a client may send per second (and at once) before it is closed with 1008.
 CLIENT_RATE_PER_S = 200.0
 CLIENT_BURST = 400.0
+#: Invalid messages a client may send (each answered with an error reply): this many at
+#: once, then this many a second; past that it is closed with 1008. A client that sends
+#: garbage gets a few answers, not thousands.
+CLIENT_ERROR_BURST = 20.0
+CLIENT_ERROR_RATE_PER_S = 2.0
+#: Errors logged per connection; the rest are counted, and the count is logged when it
+#: disconnects (a summary, not thousands of lines).
+CLIENT_ERRORS_LOGGED = 5
 #: Rendering a timeline chunk blocks the loop: keep chunks small on a live server.
 LIVE_MAX_CHUNK = 256
 
@@ -165,6 +174,7 @@ class SimServer(Listener):
             # allow for the longest one.
             open_timeout=10 + longest_handshake_delay_s(self.scenario.faults, self.speed),
             close_timeout=CLOSE_TIMEOUT_S,
+            max_frames_per_s=CLIENT_FRAMES_PER_S,
         )
         await self._listen(config, self.requested_port)
         try:
@@ -362,6 +372,7 @@ class SimServer(Listener):
             by=by,
             sent=client.frames_sent,
             dropped=client.frames_dropped,
+            **({"errors": client.errors} if client.errors > CLIENT_ERRORS_LOGGED else {}),
         )
 
     def _on_message(self, client: Client, message: str | bytes) -> None:
@@ -375,10 +386,25 @@ class SimServer(Listener):
                 protocol, message, client.subscriptions, self._types, self.now_iso()
             )
         client.subscriptions = outcome.subscriptions
-        if outcome.error is not None:
-            self._counters.client_errors += 1
-            self.log.emit(EventKind.CLIENT_ERROR, conn=client.index, error=outcome.error)
+        if outcome.error is not None and self._over_error_budget(client, outcome.error):
+            return
         self._reply(client, outcome)
+
+    def _over_error_budget(self, client: Client, error: str) -> bool:
+        """Count an invalid message; close the client with 1008 (and say True) once it
+        has sent too many."""
+        self._counters.client_errors += 1
+        client.errors += 1
+        if client.errors <= CLIENT_ERRORS_LOGGED:
+            self.log.emit(EventKind.CLIENT_ERROR, conn=client.index, error=error)
+        now = asyncio.get_running_loop().time()
+        if client.error_budget is None:
+            client.error_budget = TokenBucket(CLIENT_ERROR_RATE_PER_S, CLIENT_ERROR_BURST, now)
+        if client.error_budget.allow(now):
+            return False
+        self.log.emit(EventKind.RATE_LIMITED, conn=client.index, limit=CLIENT_ERROR_RATE_PER_S)
+        client.close(CLOSE_POLICY_VIOLATION, "too many invalid messages")
+        return True
 
     def _reply(self, client: Client, outcome: Outcome) -> None:
         loop = asyncio.get_running_loop()
@@ -460,6 +486,7 @@ async def serve(
     record: str | Path | None = None,
     redact: Redactor | None = None,
     in_memory: bool = False,
+    tls: ssl.SSLContext | None = None,
 ) -> AsyncIterator[SimServer]:
     """Serve ``scenario`` (load a file with :func:`simulator.scenario.load_scenario`)
     until the block ends.
@@ -472,7 +499,8 @@ async def serve(
     not for long runs. ``record`` writes the session to that Parquet file (crash-safe
     segments, compacted when the block ends); ``redact`` is applied to every message
     before it is recorded (what clients send may hold secrets; see
-    :class:`simulator.core.redact.Redactor`).
+    :class:`simulator.core.redact.Redactor`). ``tls`` serves ``wss://`` (a server
+    context: :func:`simulator.net.tls.server_context`).
     """
     if not isinstance(scenario, Scenario):
         raise UsageError(f"serve() takes a loaded Scenario, not {type(scenario).__name__}")
@@ -488,6 +516,7 @@ async def serve(
         record=record,
         redact=redact,
     )
+    server.tls = tls
     await server.start()
     try:
         yield server

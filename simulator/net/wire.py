@@ -35,10 +35,33 @@ from simulator.net.common import CLOSE_ABNORMAL
 
 logger = logging.getLogger(__name__)
 
+#: First byte of a whole pong / close frame (FIN, opcode), masked or not.
+_PONG_FIN = 0x80 | Opcode.PONG.value
+_CLOSE_FIN = 0x80 | Opcode.CLOSE.value
+
+
+#: Bytes of what the peer sent parsed in one go: a bigger read is parsed in slices of
+#: this size, one slice per loop iteration, so one connection's batch (100k tiny frames
+#: in a read) cannot hold the loop while the other connections wait.
+READ_SLICE_BYTES = 8192
+#: What a fragment counts against ``max_size`` at least, in bytes: so a message of
+#: endless empty continuation frames meets the limit too (by number of fragments).
+FRAGMENT_MIN_CHARGE = 64
+#: Close code and reason for a peer over its frame budget.
+FRAME_FLOOD_REASON = "frame rate limit exceeded"
+#: The frame budget servers give each client, per second (``WireConfig.max_frames_per_s``):
+#: far above what a client of a feed sends (a few subscribes and pings a second), far
+#: below a flood.
+CLIENT_FRAMES_PER_S = 1000
+
 
 @dataclass(frozen=True, slots=True)
 class WireConfig:
-    """Limits and timers, in bytes and seconds (``None`` turns one off)."""
+    """Limits and timers, in bytes and seconds (``None`` turns one off).
+
+    ``max_frames_per_s`` is the peer's frame budget: every frame it sends counts (data,
+    continuation, ping, pong, close), in windows of one second; past it, the connection
+    is failed with 1008. Servers set it; a client reading a feed does not."""
 
     max_size: int | None = 2**20
     write_limit: int = 2**16  # high-water mark of the transport's write buffer
@@ -46,6 +69,7 @@ class WireConfig:
     ping_timeout: float | None = 20.0
     open_timeout: float | None = 10.0
     close_timeout: float = 10.0
+    max_frames_per_s: int | None = None
 
 
 class Handler:
@@ -73,13 +97,19 @@ class Connection(asyncio.Protocol):
     :meth:`start_close` or :meth:`close`."""
 
     __slots__ = (
+        "_backlog",
         "_close_timer",
         "_drained",
         "_ended",
+        "_fragment_charge",
         "_fragments",
+        "_frames_in_window",
+        "_held_pong",
         "_open_timer",
         "_paused",
+        "_read_holds",
         "_waiter",
+        "_window_ends",
         "config",
         "handler",
         "index",
@@ -111,6 +141,12 @@ class Connection(asyncio.Protocol):
         self._paused = False  # writing: the transport's buffer is over its high-water mark
         self._drained: asyncio.Future[None] | None = None  # created by drain
         self._ended = False  # end_without_close: nothing more is written
+        self._fragment_charge = 0  # what the fragments so far count against max_size
+        self._read_holds: set[str] = set()  # why reading is paused (see hold_reading)
+        self._backlog = bytearray()  # read, not yet parsed (see READ_SLICE_BYTES)
+        self._held_pong: bytes | None = None  # the latest pong, while writing is paused
+        self._window_ends = 0.0  # end of the current frame-budget window (loop time)
+        self._frames_in_window = 0
 
     # ------------------------------------------------------------------ public
 
@@ -188,6 +224,26 @@ class Connection(asyncio.Protocol):
             self._drained = asyncio.get_running_loop().create_future()
         await asyncio.shield(self._drained)
 
+    def hold_reading(self, reason: str) -> None:
+        """Read nothing more from the peer until :meth:`release_reading` with the same
+        ``reason`` (a fault's stall, backpressure from another connection...). Holds
+        with different reasons stack: reading resumes when the last one is released."""
+        if not self._read_holds and not self.lost:
+            self.transport.pause_reading()
+        self._read_holds.add(reason)
+
+    def release_reading(self, reason: str) -> None:
+        """Release the hold ``reason`` (no effect if it is not held)."""
+        if reason not in self._read_holds:
+            return
+        self._read_holds.discard(reason)
+        self._resume_reading()
+
+    def release_all_reading(self) -> None:
+        """Release every hold: the peer's close frame must be read whatever held it."""
+        self._read_holds.clear()
+        self._resume_reading()
+
     def stop_keepalive(self) -> None:
         """Send no keepalive ping (and forget the one in flight) until :meth:`start_keepalive`."""
         self.keepalive = False
@@ -212,6 +268,14 @@ class Connection(asyncio.Protocol):
             return
         for data in protocol.data_to_send():
             if data:
+                if self._paused and data[0] == _PONG_FIN:
+                    # The peer reads nothing of ours: answer only its latest ping, once
+                    # it reads again (RFC 6455 §5.5.3 allows that), or a ping flood
+                    # piles pongs up in memory.
+                    self._held_pong = data
+                    continue
+                if data[0] == _CLOSE_FIN:
+                    self._held_pong = None  # a close ends the connection: no pong after it
                 transport.write(data)
             elif transport.can_write_eof():
                 transport.write_eof()  # half-close: the peer closes the TCP connection
@@ -233,6 +297,49 @@ class Connection(asyncio.Protocol):
             self._open_timer = asyncio.get_running_loop().call_later(timeout, transport.abort)
 
     def data_received(self, data: bytes) -> None:
+        if self._backlog or len(data) > READ_SLICE_BYTES:
+            self._backlog += data
+            if "parse" not in self._read_holds:
+                self.hold_reading("parse")
+                asyncio.get_running_loop().call_soon(self._parse_backlog)
+            return
+        self._receive(data)
+
+    def _parse_backlog(self) -> None:
+        """Parse one slice of the backlog, then let the loop serve the others."""
+        if self.lost:
+            return
+        if len(self._read_holds) > 1:
+            return  # another hold (a stall...): its release parses on
+        chunk = bytes(self._backlog[:READ_SLICE_BYTES])
+        del self._backlog[:READ_SLICE_BYTES]
+        self._receive(chunk)
+        if self._backlog and not self.lost:
+            asyncio.get_running_loop().call_soon(self._parse_backlog)
+        else:
+            self.release_reading("parse")
+
+    def _resume_reading(self) -> None:
+        if self.lost:
+            return
+        if self._read_holds == {"parse"}:
+            asyncio.get_running_loop().call_soon(self._parse_backlog)
+        elif not self._read_holds:
+            self.transport.resume_reading()
+
+    def _over_frame_budget(self, frames: int) -> bool:
+        """Count ``frames`` against the peer's budget; True once it is spent."""
+        limit = self.config.max_frames_per_s
+        if limit is None:
+            return False
+        now = asyncio.get_running_loop().time()
+        if now >= self._window_ends:
+            self._window_ends = now + 1.0
+            self._frames_in_window = 0
+        self._frames_in_window += frames
+        return self._frames_in_window > limit
+
+    def _receive(self, data: bytes) -> None:
         protocol = self.protocol
         # Messages are delivered until a close: the peer's (in this data) or ours
         # (before it). Parsing the whole read first moves the protocol to CLOSING, so
@@ -240,6 +347,12 @@ class Connection(asyncio.Protocol):
         deliver = protocol.close_sent is None
         protocol.receive_data(data)
         events = protocol.events_received()
+        if self.opened and self._over_frame_budget(len(events)) and protocol.state is State.OPEN:
+            # A flood, whatever kind of frame: nothing of this batch is delivered.
+            self._backlog.clear()
+            protocol.data_to_send()  # the automatic answers to the flood: not sent
+            self.fail(CloseCode.POLICY_VIOLATION, FRAME_FLOOD_REASON)
+            return
         self.flush()  # automatic answers: pongs, the close frame echoed
         for event in events:
             if isinstance(event, Frame):
@@ -263,6 +376,8 @@ class Connection(asyncio.Protocol):
         self.lost = True
         self.ping = None
         self._paused = False
+        self._held_pong = None
+        self._backlog = bytearray()
         for waiter in (self._waiter, self._drained):
             if waiter is not None and not waiter.done():
                 waiter.set_result(None)
@@ -279,6 +394,9 @@ class Connection(asyncio.Protocol):
 
     def resume_writing(self) -> None:
         self._paused = False
+        if self._held_pong is not None and not self._ended:
+            self.transport.write(self._held_pong)
+            self._held_pong = None
         if self._drained is not None:
             self._drained.set_result(None)
             self._drained = None
@@ -315,6 +433,13 @@ class Connection(asyncio.Protocol):
             if self._fragments is None:
                 return  # the protocol has already failed the connection
             self._fragments.append(bytes(frame.data))
+            self._fragment_charge += max(len(frame.data), FRAGMENT_MIN_CHARGE)
+            limit = self.config.max_size
+            if limit is not None and self._fragment_charge > limit:
+                # websockets counts bytes only: endless empty fragments never meet it.
+                self._fragments = None
+                self.fail(CloseCode.MESSAGE_TOO_BIG, "too many fragments")
+                return
             if not frame.fin:
                 return
             text = self._fragments[0] == b"t"
@@ -324,6 +449,7 @@ class Connection(asyncio.Protocol):
             if not frame.fin:
                 # A marker first: one list, no second slot for the message's opcode.
                 self._fragments = [b"t" if opcode is Opcode.TEXT else b"b", bytes(frame.data)]
+                self._fragment_charge = max(len(frame.data), FRAGMENT_MIN_CHARGE)
                 return
             text = opcode is Opcode.TEXT
             data = bytes(frame.data)

@@ -23,7 +23,9 @@ import asyncio
 import http
 import logging
 import socket
+import ssl
 from collections.abc import Awaitable
+from dataclasses import dataclass
 from typing import Protocol as _Protocol
 
 from websockets.frames import CloseCode
@@ -34,6 +36,7 @@ from websockets.server import ServerProtocol
 from simulator.net.wire import Connection, Handler, Keepalive, WireConfig
 
 __all__ = [
+    "CloseAtOnce",
     "HandshakeAnswer",
     "HttpExchange",
     "HttpRouter",
@@ -45,10 +48,26 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
+
+@dataclass(frozen=True, slots=True)
+class CloseAtOnce:
+    """A handshake answer: accept, then close at once with ``code`` and ``reason``
+    before anything else is sent. The handler is never told the connection opened.
+
+    This is how a server refuses a browser in a way it can read: the browser's
+    WebSocket API shows nothing of an HTTP refusal (only close 1006), but it does
+    show a close code and reason."""
+
+    code: int
+    reason: str = ""
+
+
 #: The handler's answer to a handshake: ``None`` accepts it, a response refuses it (or
 #: accepts it with headers of its own, when it is a 101 from ``conn.protocol.accept``),
-#: an awaitable (of either) holds it without holding up other connections.
-HandshakeAnswer = Response | None | Awaitable[Response | None]
+#: :class:`CloseAtOnce` accepts it only to close it, an awaitable (of any of them) holds
+#: it without holding up other connections.
+Immediate = Response | CloseAtOnce | None
+HandshakeAnswer = Immediate | Awaitable[Immediate]
 
 
 class ServerHandler(Handler):
@@ -149,13 +168,18 @@ class ServerConnection(Connection):
         else:
             self.respond(event, answer)
 
-    def respond(self, request: Request, response: Response | None) -> None:
-        """Finish the opening handshake: accept it (``None``) or send ``response``."""
+    def respond(self, request: Request, answer: Immediate) -> None:
+        """Finish the opening handshake: accept it (``None``), send a response, or accept
+        it and close at once (:class:`CloseAtOnce`)."""
         protocol = self.protocol
         if protocol.state is not State.CONNECTING or self.transport.is_closing():
             return  # the client went away while the handshake was held
-        if response is None:
+        close = answer if isinstance(answer, CloseAtOnce) else None
+        if answer is None or close is not None:
             response = protocol.accept(request)
+        else:
+            assert isinstance(answer, Response)
+            response = answer
         if response.status_code == http.HTTPStatus.SWITCHING_PROTOCOLS and not self.server.serving:
             response = protocol.reject(
                 http.HTTPStatus.SERVICE_UNAVAILABLE, "Server is shutting down.\n"
@@ -164,6 +188,9 @@ class ServerConnection(Connection):
         self.flush()
         if response.status_code == http.HTTPStatus.SWITCHING_PROTOCOLS:
             self.path = request.path
+            if close is not None:
+                self.start_close(close.code, close.reason)
+                return
             self._open()
 
 
@@ -191,10 +218,19 @@ class WireServer:
         if config.ping_interval is not None:
             self.keepalive = Keepalive(self.connections, config.ping_interval, config.ping_timeout)
 
-    async def listen(self, host: str, port: int) -> None:
-        """Start accepting connections on ``host``:``port`` (``0``: a free port)."""
+    async def listen(self, host: str, port: int, tls: ssl.SSLContext | None = None) -> None:
+        """Start accepting connections on ``host``:``port`` (``0``: a free port); with
+        ``tls``, TLS connections only (``wss://``)."""
         loop = asyncio.get_running_loop()
-        self._server = await loop.create_server(self.connection, host, port)
+        self._server = await loop.create_server(
+            self.connection,
+            host,
+            port,
+            ssl=tls,
+            # A connection exists for the server from the end of its TLS handshake on:
+            # one that never finishes it is dropped as one that never upgrades is.
+            ssl_handshake_timeout=None if tls is None else self.config.open_timeout,
+        )
         self.start()
 
     def start(self) -> None:
@@ -223,18 +259,17 @@ class WireServer:
     def serving(self) -> bool:
         return self._accepting
 
-    def hold(
-        self, conn: ServerConnection, request: Request, answer: Awaitable[Response | None]
-    ) -> None:
+    def hold(self, conn: ServerConnection, request: Request, answer: Awaitable[Immediate]) -> None:
         """Answer ``conn``'s handshake once ``answer`` is ready (in a task of its own)."""
         task = asyncio.ensure_future(self._answer_later(conn, request, answer))
         self._held.add(task)
         task.add_done_callback(self._held.discard)
 
     async def _answer_later(
-        self, conn: ServerConnection, request: Request, answer: Awaitable[Response | None]
+        self, conn: ServerConnection, request: Request, answer: Awaitable[Immediate]
     ) -> None:
         protocol = conn.protocol
+        response: Immediate
         try:
             response = await answer
         except asyncio.CancelledError:  # the server is closing
@@ -263,8 +298,7 @@ class WireServer:
             if conn.protocol.state is State.OPEN:
                 conn.start_close(code, reason)
                 # Read the client's close frame even from a connection paused by a fault.
-                if not conn.transport.is_reading():
-                    conn.transport.resume_reading()
+                conn.release_all_reading()
         if self._held:
             await asyncio.wait(list(self._held))
         for conn in list(self.connections):

@@ -22,7 +22,7 @@ _UNIX_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 _EPOCH_RANGE: Final = (_UNIX_EPOCH, datetime(2100, 1, 1, tzinfo=UTC))
 
 _TOP_KEYS: Final = ("scenario", "server", "envelope", "protocol", "stream", "fault")
-_SCENARIO_KEYS: Final = ("name", "description", "seed", "epoch", "duration")
+_SCENARIO_KEYS: Final = ("name", "description", "seed", "epoch", "duration", "extends")
 
 
 def build_scenario(ctx: Context, doc: Mapping[str, object]) -> Scenario | None:
@@ -70,13 +70,18 @@ class FaultSet(NamedTuple):
 
 
 def build_fault_set(
-    ctx: Context, doc: Mapping[str, object], stream_names: Sequence[str]
+    ctx: Context,
+    doc: Mapping[str, object],
+    stream_names: Sequence[str],
+    taken: Mapping[str, str] | None = None,
 ) -> FaultSet | None:
     """The faults ``doc`` declares, for a recording whose streams are ``stream_names``.
 
     ``doc`` is either a whole scenario (checked as one; its faults may name only
     streams the recording has too) or a faults file: an optional ``[scenario]`` (for
-    its ``seed``) and one or more ``[[fault]]``. ``None`` with the reasons in ``ctx``.
+    its ``seed``) and one or more ``[[fault]]``. ``taken`` maps names of faults they
+    join to the file that has them: a fault named the same is reported. ``None`` with
+    the reasons in ``ctx``.
     """
     if "stream" in doc:
         scenario = build_scenario(ctx, doc)
@@ -88,6 +93,7 @@ def build_fault_set(
                 if name not in stream_names:
                     what = "stream in the recording"
                     ctx.bad(("fault", i, "streams", j), name, unknown(what, name, stream_names))
+        _check_taken(ctx, scenario.faults, taken or {})
         return None if ctx.failed_since(mark) else FaultSet(scenario.faults, scenario.seed)
     top = Table(ctx, doc, ())
     top.only(("scenario", "fault"))
@@ -100,7 +106,21 @@ def build_fault_set(
     faults = build_faults(ctx, raw, tuple(stream_names)) if raw is not ABSENT else None
     if faults is None or seed is None:
         return None
-    return FaultSet(faults, seed)
+    mark = ctx.mark()
+    _check_taken(ctx, faults, taken or {})
+    return None if ctx.failed_since(mark) else FaultSet(faults, seed)
+
+
+def _check_taken(ctx: Context, faults: Sequence[Fault], taken: Mapping[str, str]) -> None:
+    # Built faults are the file's [[fault]] tables one for one, in order.
+    for i, fault in enumerate(faults):
+        if fault.name in taken:
+            ctx.bad(
+                ("fault", i, "name"),
+                fault.name,
+                f"already the name of a fault of {taken[fault.name]}: fault names must be"
+                " unique (a name seeds the fault's draws); give this one a name of its own",
+            )
 
 
 class _Header(NamedTuple):

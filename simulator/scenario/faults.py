@@ -46,6 +46,7 @@ from simulator.core.model import (
     Reject,
     Reorder,
     Reset,
+    Respond,
     Stall,
     Throttle,
     Trigger,
@@ -62,6 +63,10 @@ MAX_DEPTH: Final = 100
 MAX_REASON_BYTES: Final = 123  # RFC 6455 5.5: a control frame's payload is at most 125 bytes
 REJECT_STATUSES: Final = (401, 403, 429, 503)
 RETRY_STATUSES: Final = (429, 503)
+#: What a reject with ``respond = "close"`` closes with, by status, unless ``close_code``
+#: says: 4000 + the status for auth refusals (a common convention, as in graphql-ws),
+#: 1013 (Try Again Later) for those a client should retry.
+REJECT_CLOSE_CODES: Final = {401: 4401, 403: 4403, 429: 1013, 503: 1013}
 
 _TRIGGERS: Final = ("at", "every", "window", "poisson")
 _SCHEDULE: Final = (*_TRIGGERS, "duration", "limit")
@@ -89,8 +94,16 @@ _KIND_KEYS: Final[dict[FaultKind, tuple[str, ...]]] = {
     FaultKind.RESET: (),
     FaultKind.STALL: ("duration",),
     FaultKind.THROTTLE: ("bytes_per_s", "duration"),
-    FaultKind.OUTAGE: ("duration", "retry_after"),
-    FaultKind.REJECT: ("status", "delay", "retry_after", "duration", "after_connections"),
+    FaultKind.OUTAGE: ("duration", "retry_after", "respond"),
+    FaultKind.REJECT: (
+        "status",
+        "delay",
+        "retry_after",
+        "respond",
+        "close_code",
+        "duration",
+        "after_connections",
+    ),
     FaultKind.MASS_DISCONNECT: ("code", "reason"),
 }
 
@@ -133,10 +146,11 @@ def build_faults(
         name = fault_raw.get("name", f"fault[{i}]") if isinstance(fault_raw, dict) else None
         if isinstance(name, str):
             if name in first_use:
+                first = ctx.name_of(("fault", first_use[name]), ("fault", i))
                 ctx.bad(
                     ("fault", i, "name"),
                     name,
-                    f"already the name of fault[{first_use[name]}]: fault names must be unique",
+                    f"already the name of {first}: fault names must be unique",
                 )
             else:
                 first_use[name] = i
@@ -512,13 +526,13 @@ def _burst_loss(t: Table, schedule: FaultSchedule | None) -> FaultAction | None:
     return BurstLoss(loss, burst)
 
 
-def _close_code(t: Table, default: int) -> int | None:
-    code = t.integer("code", default=default)
+def _close_code(t: Table, default: int | None, key: str = "code") -> int | None:
+    code = t.integer(key, default=default)
     if code is not None and not (
         1000 <= code <= 1003 or 1007 <= code <= 1014 or 3000 <= code <= 4999
     ):
         t.ctx.bad(
-            t.at("code"),
+            t.at(key),
             code,
             "must be a close code a server may send: 1000-1003, 1007-1014 or 3000-4999",
         )
@@ -567,17 +581,24 @@ def _throttle(t: Table, schedule: FaultSchedule | None) -> FaultAction | None:
     return None if rate is None else Throttle(rate)
 
 
+def _respond(t: Table) -> Respond | None:
+    return t.choose("respond", Respond, "respond", default=Respond.HTTP)
+
+
 def _outage(t: Table, schedule: FaultSchedule | None) -> FaultAction | None:
+    respond = _respond(t)
     retry = t.duration("retry_after", positive=False)
+    if respond is None:
+        return None
     if retry is not None:
-        return Outage(retry)
+        return Outage(retry, respond)
     if schedule is None or "retry_after" in t:
         return None
     # By default a client is told to come back when the outage is over.
     window = schedule.trigger
     if isinstance(window, FaultWindow):
-        return Outage(window.end_ns - window.start_ns)
-    return None if schedule.duration_ns is None else Outage(schedule.duration_ns)
+        return Outage(window.end_ns - window.start_ns, respond)
+    return None if schedule.duration_ns is None else Outage(schedule.duration_ns, respond)
 
 
 def _reject(t: Table, schedule: FaultSchedule | None) -> FaultAction | None:
@@ -597,9 +618,25 @@ def _reject(t: Table, schedule: FaultSchedule | None) -> FaultAction | None:
     retry = t.duration("retry_after", positive=False)
     if "retry_after" in t and status not in RETRY_STATUSES and not t.ctx.failed_since(mark):
         t.ctx.bad(t.at("retry_after"), t.data["retry_after"], "only allowed with status 429 or 503")
-    if t.ctx.failed_since(mark) or (status is None and delay is None):
+    respond = _respond(t)
+    if "respond" in t and "delay" in t:
+        t.ctx.bad(
+            t.at("respond"),
+            t.data["respond"],
+            "only allowed with status: a delayed handshake is accepted, not refused",
+        )
+    close_code = _close_code(t, None, "close_code") if "close_code" in t else None
+    if "close_code" in t and respond is not Respond.CLOSE:
+        t.ctx.bad(
+            t.at("close_code"),
+            t.data["close_code"],
+            "only allowed with respond = 'close' (an HTTP refusal has a status, not a close code)",
+        )
+    if t.ctx.failed_since(mark) or (status is None and delay is None) or respond is None:
         return None
-    return Reject(status, retry, delay)
+    if respond is Respond.CLOSE and close_code is None and status is not None:
+        close_code = REJECT_CLOSE_CODES[status]
+    return Reject(status, retry, delay, respond, close_code)
 
 
 _ACTIONS: Final[dict[FaultKind, Callable[[Table, FaultSchedule | None], FaultAction | None]]] = {

@@ -13,10 +13,10 @@ from __future__ import annotations
 import difflib
 import enum
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, time
-from typing import Final, TypeVar
+from typing import Final, TypeAlias, TypeVar
 
 from simulator.core.durations import ALLOWED as DURATION_ALLOWED
 from simulator.core.durations import parse_duration
@@ -42,18 +42,42 @@ ABSENT: Final = _Absent.ABSENT
 """What :meth:`Table.get` returns for a key that is not in the table."""
 
 
+#: Where a key path of a document was written: the file, its line index, and the
+#: path in that file (see :mod:`.extends`, whose documents join several files).
+Located: TypeAlias = tuple[str, LineIndex, KeyPath]
+
+
 @dataclass
 class Context:
-    """Where problems go: each gets the file, the line of its key path, and the path."""
+    """Where problems go: each gets the file, the line of its key path, and the path.
+
+    ``locate`` is set for a document joined from several files (``extends``): it says
+    in which file, and at which path there, each key path of the document was written.
+    """
 
     source: str
     index: LineIndex
     problems: list[Problem] = field(default_factory=list)
+    locate: Callable[[KeyPath], Located] | None = None
+
+    def where(self, path: KeyPath) -> Located:
+        """The file, its line index and the path in it where ``path`` was written."""
+        return (self.source, self.index, path) if self.locate is None else self.locate(path)
 
     def report(self, path: KeyPath, message: str, found: str | None = None) -> None:
         """Record a problem at ``path``; ``found`` is the offending value, already shown."""
-        line = self.index.line_of(path)
-        self.problems.append(Problem(self.source, line, render_path(path), message, found))
+        source, index, local = self.where(path)
+        line = index.line_of(local)
+        self.problems.append(Problem(source, line, render_path(local), message, found))
+
+    def name_of(self, path: KeyPath, seen_from: KeyPath) -> str:
+        """``path`` as a reader of the file of ``seen_from`` finds it: ``fault[0]``, or
+        ``fault[0] of base.toml:12`` when it was written in another file."""
+        source, index, local = self.where(path)
+        if source == self.where(seen_from)[0]:
+            return render_path(local)
+        line = index.line_of(local)
+        return f"{render_path(local)} of {source}" + ("" if line is None else f":{line}")
 
     def bad(self, path: KeyPath, value: object, allowed: str) -> None:
         """``<path> = <value found>: <what is allowed>``"""

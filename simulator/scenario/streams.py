@@ -72,10 +72,11 @@ def build_streams(
         name = stream_raw.get("name") if isinstance(stream_raw, dict) else None
         if isinstance(name, str):
             if name in first_use:
+                first = ctx.name_of(("stream", first_use[name]), ("stream", i))
                 ctx.bad(
                     ("stream", i, "name"),
                     name,
-                    f"already the name of stream[{first_use[name]}]: stream names must be unique",
+                    f"already the name of {first}: stream names must be unique",
                 )
             else:
                 first_use[name] = i

@@ -6,27 +6,40 @@ the reading at once, and carry no key path.
 
 from __future__ import annotations
 
+import difflib
 import re
 import tomllib
+from collections.abc import Sequence
 from typing import Final
 
 from simulator.errors import Problem, ScenarioError
 
-__all__ = ["parse_toml"]
+__all__ = ["TOP_TABLES", "parse_toml"]
 
 _NOT_TEXT = re.compile("[\\x00\\ud800-\\udfff]")  # NUL, or a lone surrogate in a str
 _UTF8_BOM: Final = b"\xef\xbb\xbf"
 
 
-def parse_toml(data: str | bytes, source: str) -> tuple[dict[str, object], str]:
+#: The top-level tables of a scenario or faults file: a table header that misspells one
+#: gets a did-you-mean (the same names as ``document._TOP_KEYS``; a test checks it).
+TOP_TABLES: Final = ("scenario", "server", "envelope", "protocol", "stream", "fault")
+
+
+def parse_toml(
+    data: str | bytes, source: str, tables: Sequence[str] = TOP_TABLES
+) -> tuple[dict[str, object], str]:
     """The TOML document in ``data`` and its decoded text (for :mod:`.lines`).
 
     Raises :class:`ScenarioError` with one file-level problem when ``data`` is not UTF-8
-    text, not TOML, or empty: nothing else can be checked then.
+    text, not TOML, or empty: nothing else can be checked then. When it is not TOML
+    and a table header misspells one of ``tables`` (the top-level tables allowed), a
+    did-you-mean for it comes first: ``[[streams]]`` followed by ``[stream.fields]``
+    is the usual cause of tomllib's "Cannot overwrite a value".
     """
 
     def fail(line: int | None, message: str) -> ScenarioError:
-        return ScenarioError([Problem(source, line, "", message)])
+        hints = _misspelt_headers(text, source, tables)
+        return ScenarioError([*hints, Problem(source, line, "", message)])
 
     text, binary_at = _decode(data)
     if binary_at is not None:
@@ -46,6 +59,30 @@ def parse_toml(data: str | bytes, source: str) -> tuple[dict[str, object], str]:
     if not doc:
         raise fail(None, "empty scenario: needs a [scenario] table and at least one [[stream]]")
     return doc, text
+
+
+# A table header ([name...] or [[name...]]) and its first key, when that key is bare.
+_HEADER = re.compile(r"^[ \t]*(\[\[?)[ \t]*([A-Za-z0-9_-]+)[^\n]*$", re.MULTILINE)
+
+
+def _misspelt_headers(text: str, source: str, tables: Sequence[str]) -> list[Problem]:
+    """A did-you-mean for each header whose first key is close to, but not, one of
+    ``tables`` (each name once, at its first line)."""
+    problems: list[Problem] = []
+    seen: set[str] = set()
+    for m in _HEADER.finditer(text):
+        name = m[2]
+        if name in tables or name in seen:
+            continue
+        seen.add(name)
+        close = difflib.get_close_matches(name, tables, n=1)
+        if close:
+            header = m[0].strip()
+            meant = header.replace(name, close[0], 1)
+            line = text.count("\n", 0, m.start()) + 1
+            message = f"{header}: unknown table; did you mean {meant}?"
+            problems.append(Problem(source, line, "", message))
+    return problems
 
 
 def _decode(data: str | bytes) -> tuple[str, int | None]:

@@ -21,6 +21,7 @@ from simulator.core.model import Mode, Scenario
 from simulator.core.rates import mean_rate_per_s
 from simulator.core.timeline import DEFAULT_EPOCH_NS, Batch, Timeline
 from simulator.errors import RecordingError, UsageError
+from simulator.storage.generate_faults import DEFAULT_RECONNECT_AFTER_NS, Rows, render_faulted
 from simulator.storage.schema import SCHEMA, Kind, Sender, encode_metadata, event_batch
 from simulator.storage.schema import new_metadata as _new_metadata
 from simulator.version import __version__
@@ -39,6 +40,9 @@ class Plan:
     duration_ns: int
     connections: int
     epoch_ns: int
+    #: With ``[[fault]]``s: how long a client waits to connect again after its
+    #: connection ended or its handshake was refused (see :mod:`.generate_faults`).
+    reconnect_after_ns: int = DEFAULT_RECONNECT_AFTER_NS
 
     @classmethod
     def of(
@@ -49,6 +53,7 @@ class Plan:
         seed: int | None = None,
         connections: int = 1,
         epoch_ns: int | None = None,
+        reconnect_after_ns: int | None = None,
     ) -> Plan:
         """Fill defaults from the scenario; raises :class:`UsageError` for impossible values."""
         duration = duration_ns if duration_ns is not None else scenario.duration_ns
@@ -56,6 +61,9 @@ class Plan:
             raise UsageError("a duration is needed: pass --duration or set scenario.duration")
         if connections < 1:
             raise UsageError(f"connections={connections}: must be >= 1")
+        reconnect = DEFAULT_RECONNECT_AFTER_NS if reconnect_after_ns is None else reconnect_after_ns
+        if reconnect <= 0:
+            raise UsageError(f"reconnect_after_ns={reconnect}: must be > 0")
         epoch = epoch_ns if epoch_ns is not None else scenario.epoch_ns
         return cls(
             scenario=scenario,
@@ -63,6 +71,7 @@ class Plan:
             duration_ns=duration,
             connections=connections,
             epoch_ns=DEFAULT_EPOCH_NS if epoch is None else epoch,
+            reconnect_after_ns=reconnect,
         )
 
     @property
@@ -82,9 +91,14 @@ def recording_frames(
 ) -> Iterator[pl.DataFrame]:
     """The plan's rows, in recording order: an ``open`` row per connection at time 0,
     then every message each connection receives, by time (ties: connection index).
+    With ``[[fault]]``s, the rows a recording of `sim run` would hold for scripted
+    clients (see :mod:`simulator.storage.generate_faults`).
 
     ``progress`` is called with the virtual time reached after each frame.
     """
+    if plan.scenario.faults:
+        yield from _faulted_frames(plan, progress)
+        return
     n = plan.connections
     conns = np.arange(n, dtype=np.int32)
     yield event_batch(
@@ -118,6 +132,34 @@ def recording_frames(
             yield frame
         if progress is not None:
             progress(t)
+
+
+def _faulted_frames(plan: Plan, progress: Callable[[int], None] | None) -> Iterator[pl.DataFrame]:
+    next_seq = 0
+    for rows, t in render_faulted(plan, plan.reconnect_after_ns, EVENTS_PER_FRAME):
+        if len(rows):
+            yield _rows_frame(rows, plan, next_seq)
+            next_seq += len(rows)
+        if progress is not None:
+            progress(t)
+
+
+def _rows_frame(rows: Rows, plan: Plan, first_seq: int) -> pl.DataFrame:
+    t = np.asarray(rows.t_ns, dtype=np.int64)
+    return event_batch(
+        seq=np.arange(first_seq, first_seq + len(rows), dtype=np.int64),
+        t_ns=t,
+        wall_ns=t + plan.epoch_ns,
+        session=plan.session,
+        conn=np.asarray(rows.conn, dtype=np.int32),
+        sender=Sender.SERVER,
+        kind=rows.kind,
+        stream=rows.stream,
+        payload=rows.payload,
+        close_code=rows.close_code,
+        close_reason=rows.close_reason,
+        fault=rows.fault,
+    )
 
 
 def _frame(
@@ -177,6 +219,7 @@ def generate(plan: Plan, out: str | Path, progress: Callable[[int], None] | None
             "duration_ns": plan.duration_ns,
             "epoch_ns": plan.epoch_ns,
             "mode": plan.scenario.server.mode.value,
+            **({"reconnect_after_ns": plan.reconnect_after_ns} if plan.scenario.faults else {}),
         },
     )
 

@@ -144,6 +144,67 @@ def test_a_refused_first_connect_is_retried_and_retry_after_is_honoured() -> Non
     assert opened_at is not None and opened_at >= 5.0
 
 
+def test_a_1013_close_whose_reason_says_retry_after_is_honoured_like_the_header() -> None:
+    """Handshakes of the first 5 s are accepted, then closed at once with 1013
+    ``retry-after=3`` (``respond = "close"``): the client waits at least 3 s each
+    time, as for ``Retry-After: 3``, then gets in."""
+
+    async def check(sim: RunningSim) -> tuple[list[Retry], float | None]:
+        client = client_of(sim)
+        watch = Watch(client)
+        await client.start()
+        await sim.sleep(20)
+        opened = [e.at for e in watch.of(StateChanged) if e.state is State.OPEN]
+        await client.close()
+        # The first OPEN is of a connection closed at once: the one that stays is last.
+        return watch.of(Retry), opened[-1] if opened else None
+
+    sc = feed(
+        {
+            "name": "busy",
+            "kind": "reject",
+            "status": 503,
+            "retry_after": "3s",
+            "respond": "close",
+            "window": {"start": "0s", "end": "5s"},
+        }
+    )
+    retries, opened_at = run_sim(check, sc)
+    refused = [r for r in retries if "1013" in r.reason]
+    assert refused and refused == retries
+    assert all(r.delay_s >= 3.0 for r in refused)
+    assert opened_at is not None and opened_at >= 5.0
+
+
+def test_a_1013_retry_after_is_capped_as_the_header_is() -> None:
+    """``retry-after=30`` with ``retry_after_cap_s = 1``: the first wait is exactly the
+    cap (the jittered backoff of attempt 0 is below it), not 30 s."""
+
+    async def check(sim: RunningSim) -> list[Retry]:
+        config = ClientConfig(
+            backoff=BackoffPolicy(base_s=0.5, factor=2.0, cap_s=8.0, retry_after_cap_s=1.0)
+        )
+        client = client_of(sim, config)
+        watch = Watch(client)
+        await client.start()
+        await sim.sleep(3)
+        await client.close()
+        return watch.of(Retry)
+
+    sc = feed(
+        {
+            "name": "down",
+            "kind": "outage",
+            "at": "0s",
+            "duration": "30s",
+            "respond": "close",
+        }
+    )
+    retries = run_sim(check, sc)
+    assert retries[0].delay_s == 1.0
+    assert "1013" in retries[0].reason
+
+
 def test_a_401_refusal_stops_the_client() -> None:
     async def check(sim: RunningSim) -> tuple[State, str | None]:
         client = client_of(sim)

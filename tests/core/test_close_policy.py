@@ -140,6 +140,8 @@ def test_retry_statuses_carry_the_parsed_retry_after(status: int) -> None:
     ("reason", "hint"),
     [
         ("retry after 5", 5.0),
+        ("retry-after=5", 5.0),  # what `sim` sends for respond = "close"
+        ("retry-after=0", 0.0),
         ("try again in 2.5 s", 2.5),
         ("retry in 500ms", 0.5),
         ("back in 2 minutes", 120.0),
@@ -263,9 +265,7 @@ def test_the_delay_counts_from_a_fractional_now(offset: int, fraction: float) ->
     when = datetime.fromtimestamp(NOW, UTC) + timedelta(seconds=offset)
     imf = when.strftime("%a, %d %b %Y %H:%M:%S GMT")
     # NOW - fraction is a float near 1.8e9: it keeps the fraction to about 2.4e-7 s.
-    assert parse_retry_after(imf, now=NOW - fraction) == pytest.approx(
-        offset + fraction, abs=1e-6
-    )
+    assert parse_retry_after(imf, now=NOW - fraction) == pytest.approx(offset + fraction, abs=1e-6)
 
 
 @pytest.mark.parametrize(

@@ -22,6 +22,7 @@ from simulator.core.faults import (
     connection_schedule,
     decide,
     plan_faults,
+    retry_after_at_speed,
     server_schedule,
 )
 from simulator.core.model import (
@@ -669,3 +670,33 @@ def test_the_fault_planner_imports_only_the_pure_core() -> None:
     assert {m for m in modules if m.startswith("simulator.")} <= {
         m for m in modules if m.startswith("simulator.core.")
     }
+
+
+# ----------------------------------------------------------------------------- Retry-After
+
+
+@given(
+    ns=st.integers(min_value=0, max_value=10**6 * S),
+    speed=st.floats(min_value=0.001, max_value=1000.0),
+)
+def test_retry_after_at_speed_is_the_wall_wait_rounded_up_to_a_whole_second(
+    ns: int, speed: float
+) -> None:
+    """Never shorter than the scenario wait takes in wall time (to the nanosecond), never
+    a whole second longer; a wait of more than 0 is at least 1 s, and 0 stays 0."""
+    told = retry_after_at_speed(ns, speed)
+    wall_ns = ns / speed
+    assert told * S >= wall_ns - 1
+    if ns == 0:
+        assert told == 0
+    else:
+        assert told >= 1
+        assert told == 1 or (told - 1) * S < wall_ns + 1
+
+
+@pytest.mark.parametrize(
+    ("ns", "speed", "told"),
+    [(10 * S, 20, 1), (10 * S, 1, 10), (10 * S, 4, 3), (3 * S, 0.5, 6), (2500 * MS, 1, 3)],
+)
+def test_retry_after_at_speed_examples_of_the_docs(ns: int, speed: float, told: int) -> None:
+    assert retry_after_at_speed(ns, speed) == told

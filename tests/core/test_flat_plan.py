@@ -309,6 +309,11 @@ def test_a_fault_the_loader_would_refuse_is_refused_when_made(
             'kind = "reject"\nat = "1s"\nstatus = 401\nafter_connections = 2',
             "after_connections: a flat fault",
         ),
+        (
+            'kind = "outage"\nat = "1s"\nduration = "1s"\nrespond = "close"',
+            "respond = 'close' (flat outages and rejects answer in HTTP)",
+        ),
+        ('kind = "reject"\nat = "1s"\nstatus = 401\nrespond = "close"', "respond = 'close'"),
     ],
 )  # fmt: skip
 def test_a_fault_of_another_shape_is_refused_by_name(table: str, why: str) -> None:

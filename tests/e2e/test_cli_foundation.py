@@ -8,7 +8,6 @@ import re
 import shutil
 import subprocess
 import sys
-import tomllib
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -89,18 +88,24 @@ def dashboard(tmp_path_factory: pytest.TempPathFactory) -> pl.DataFrame:
 
 
 @pytest.mark.parametrize("path", SCENARIOS, ids=lambda p: p.name)
-def test_validate_accepts_every_shipped_scenario_with_a_line_per_stream(path: Path) -> None:
-    """Each file in scenarios/ is valid; the summary names every stream with its mean rate."""
+def test_validate_accepts_every_shipped_scenario_with_a_line_per_stream_and_fault(
+    path: Path,
+) -> None:
+    """Each file in scenarios/ is valid; the summary names every stream with its mean rate,
+    then every fault with its kind."""
     result = sim("validate", path)
     assert result.returncode == 0, result.stderr
     assert result.stderr == ""
     header, *lines = result.stdout.splitlines()
     assert header.startswith(f"{path}: ok: ")
-    names = [s["name"] for s in tomllib.loads(path.read_text())["stream"]]
-    assert len(lines) == len(names)
-    for line, name in zip(lines, names, strict=True):
+    scenario = load_scenario(path)  # a file may extend another
+    names = [s.name for s in scenario.streams]
+    assert len(lines) == len(names) + len(scenario.faults)
+    for line, name in zip(lines, names, strict=False):
         assert line.split()[0] == name
         assert line.endswith(" msg/s")
+    for line, fault in zip(lines[len(names) :], scenario.faults, strict=True):
+        assert line.split()[:3] == ["fault", repr(fault.name), fault.kind.value]
 
 
 def test_validate_summary_gives_the_declared_mean_rates() -> None:
@@ -163,7 +168,7 @@ def test_validate_of_a_missing_file_says_it_cannot_be_read(tmp_path: Path) -> No
     missing = tmp_path / "missing.toml"
     result = sim("validate", missing)
     assert_usage_error(result)
-    assert result.stderr.strip() == f"{missing}: cannot read: No such file or directory"
+    assert result.stderr.splitlines()[0] == f"{missing}: cannot read: No such file or directory"
 
 
 def test_console_script_runs_the_same_command() -> None:

@@ -5,6 +5,7 @@ stopped."""
 from __future__ import annotations
 
 import asyncio
+import os
 import sys
 from typing import Any
 
@@ -80,7 +81,17 @@ code = 1012
     assert {"message", "state", "retry"} <= set(events)
     opens = [line for line in lines if line["event"] == "state" and line["state"] == "open"]
     assert len(opens) >= 2
-    streams = {line["stream"] for line in lines if line["event"] == "message" and line["stream"]}
+    # Until its subscribe lands (the server's `subscribed` reply), a new connection gets
+    # every stream, as the protocol says; from then on only tick.
+    streams: set[str] = set()
+    subscribed = False
+    for line in lines:
+        if line["event"] == "state" and line["state"] == "open":
+            subscribed = False
+        elif line["event"] == "message" and (line["data"] or {}).get("type") == "subscribed":
+            subscribed = True
+        elif line["event"] == "message" and subscribed and line["stream"]:
+            streams.add(line["stream"])
     assert streams == {"tick"}
     retries = [line for line in lines if line["event"] == "retry"]
     assert retries and all("1012" in r["reason"] for r in retries)
@@ -108,3 +119,24 @@ async def test_connect_usage_errors_exit_2_with_one_line() -> None:
     code, _, err = await sim_connect("ws://127.0.0.1:9/", "--header", "no-colon")
     assert code == 2
     assert err.strip().count("\n") == 0 and "--header" in err
+
+
+@async_test(timeout=60)
+async def test_a_reader_that_goes_away_ends_the_session_quietly() -> None:
+    """`sim connect URL | head -1`: once stdout is closed, no traceback, exit 0."""
+    async with serve(scenario(FEED), port=0) as server:
+        read_end, write_end = os.pipe()
+        process = await asyncio.create_subprocess_exec(
+            *(sys.executable, "-m", "simulator", "connect", server.url, "--duration", "30s"),
+            stdout=write_end,
+            stderr=asyncio.subprocess.PIPE,
+            env=ENV,
+        )
+        os.close(write_end)
+        with os.fdopen(read_end, "rb") as reader:  # the reader is gone, as `head` exits
+            await asyncio.to_thread(reader.readline)
+        assert process.stderr is not None
+        err = await asyncio.wait_for(process.stderr.read(), 30)
+        code = await asyncio.wait_for(process.wait(), 30)
+    assert "Traceback" not in err.decode()
+    assert code == 0

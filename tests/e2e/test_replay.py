@@ -8,10 +8,10 @@ from typing import Any
 
 import pytest
 from websockets.asyncio.client import ClientConnection
-from websockets.exceptions import ConnectionClosed
+from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from simulator.errors import RecordingError, UsageError
-from simulator.net.replay import MAX_UNEXPECTED_KEPT, replay
+from simulator.net.replay import MAX_UNEXPECTED_KEPT, MIN_MESSAGE_LIMIT, replay
 from simulator.net.server import serve
 from simulator.storage.schema import event_batch, new_metadata
 from simulator.storage.writer import RecordingWriter
@@ -310,6 +310,8 @@ async def test_a_flood_of_unexpected_messages_is_counted_not_kept(tmp_path: Path
         ws = await client(server.url)
         for k in range(MAX_UNEXPECTED_KEPT + 5):
             await ws.send(f"junk {k}")
+            if k % 900 == 899:
+                await asyncio.sleep(1.05)  # under the frame budget (CLIENT_FRAMES_PER_S)
         while server.unexpected_count < MAX_UNEXPECTED_KEPT + 5:
             await asyncio.sleep(0.01)
         await ws.close()
@@ -370,3 +372,32 @@ async def test_free_run_sends_everything_without_waiting_for_the_client(tmp_path
     with pytest.raises(UsageError, match="strict"):
         async with replay(out, free_run=True, strict=True):
             pass
+
+
+@async_test()
+async def test_past_max_connections_a_handshake_gets_503_and_the_others_go_on(
+    tmp_path: Path,
+) -> None:
+    out = write(tmp_path / "c.parquet", [opened(0), push(0, 1, b"a")])
+    async with replay(out, speed=None, loop=True, max_connections=1) as server:
+        first = await client(server.url)
+        with pytest.raises(InvalidStatus) as refused:
+            await client(server.url)
+        assert refused.value.response.status_code == 503
+        assert refused.value.response.headers["Retry-After"] == "1"
+        assert await first.recv() == "a"  # the one within the limit is served
+        await first.close()
+
+
+@async_test()
+async def test_a_client_message_larger_than_any_recorded_and_than_1_mib_gets_1009(
+    tmp_path: Path,
+) -> None:
+    out = write(tmp_path / "m.parquet", [opened(0), said(0, 1, PING.encode())])
+    async with replay(out, speed=None) as server:
+        ws = await client(server.url, max_size=None)
+        await ws.send("x" * (MIN_MESSAGE_LIMIT + 1))
+        with pytest.raises(ConnectionClosed):
+            while True:
+                await ws.recv()
+        assert ws.close_code == 1009

@@ -23,7 +23,12 @@ from websockets.protocol import State
 
 from simulator.core.timeline import Timeline
 from simulator.net.log import EventKind
-from simulator.net.server import CLIENT_BURST, serve
+from simulator.net.server import (
+    CLIENT_BURST,
+    CLIENT_ERROR_BURST,
+    CLIENT_ERRORS_LOGGED,
+    serve,
+)
 from simulator.storage.generate import Plan, recording_frames
 from tests.e2e.conftest import (
     EPOCH_NS,
@@ -421,6 +426,38 @@ async def test_client_flooding_past_the_rate_limit_is_closed_with_1008() -> None
         after = await receive_until(bystander, lambda m: m["seq"] >= before[-1]["seq"] + 20)
         assert seqs_contiguous([m["seq"] for m in before + after])
         await bystander.close()
+
+
+@async_test()
+async def test_a_client_sending_garbage_gets_a_few_answers_and_log_lines_then_1008() -> None:
+    """Invalid messages are answered up to CLIENT_ERROR_BURST at once; past it the client
+    is closed with 1008. Only CLIENT_ERRORS_LOGGED are logged one by one; the rest are
+    summed up when it disconnects."""
+    async with serve(scenario(QUIET), port=0) as server:
+        index, ws = await connected(server)
+        logged: list[object] = []
+        server.log.listen(
+            lambda e: logged.append(e) if e.kind is EventKind.CLIENT_ERROR else None
+        )
+        gone = expect_event(server, EventKind.DISCONNECTED, conn=index)
+        try:
+            for _ in range(int(CLIENT_ERROR_BURST) * 10):
+                await ws.send("{not json")
+        except ConnectionClosed:
+            pass
+        replies = 0
+        try:
+            while True:
+                message = json.loads(await ws.recv())
+                assert message["error"] == "invalid_json"
+                replies += 1
+        except ConnectionClosed:
+            pass
+        assert ws.close_code == 1008 and ws.close_reason == "too many invalid messages"
+        assert replies == CLIENT_ERROR_BURST
+        disconnected = await gone
+        assert len(logged) == CLIENT_ERRORS_LOGGED
+        assert disconnected.detail["errors"] == CLIENT_ERROR_BURST + 1
 
 
 @async_test()

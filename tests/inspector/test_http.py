@@ -363,3 +363,15 @@ async def test_a_recording_proxy_shows_the_traffic_passing_through(tmp_path: Pat
         answer = await request(proxy.url, "POST", "/control/disconnect", json_body={})
         assert answer.status == 404
         await ws.close()
+
+
+@async_test()
+async def test_control_outage_with_respond_close_closes_new_connections_with_1013() -> None:
+    async with serve(FEED, port=0, speed=10) as server:
+        attach(server)
+        table = {"kind": "outage", "duration": "60s", "retry_after": "20s", "respond": "close"}
+        answer = await request(server.url, "POST", "/control/faults", json_body=table)
+        assert answer.status == 200, answer.body
+        ws = await client(server.url)  # accepted, then closed at once: what a browser sees
+        assert await close_code(ws) == 1013
+        assert ws.close_reason == "retry-after=2"  # 20 s of scenario time at speed 10

@@ -29,9 +29,8 @@ from simulator.net.server import serve
 from simulator.net.wire import Connection, Handler
 from simulator.net.wire_client import ClientConnection, OpenTransport, connect
 from simulator.scenario import parse_scenario
+from simulator.storage.generate import Plan, generate
 from simulator.testing.virtual_time import run
-
-SAMPLE = Path(__file__).parents[2] / "recordings" / "energy-dashboard-sample.parquet"
 
 #: A message every millisecond: what a client that reads nothing leaves unread piles up
 #: in the server's buffer, ahead of any close frame.
@@ -110,9 +109,16 @@ def test_live_server_stops_within_its_close_timeout_with_a_client_that_reads_not
     assert run(main()) == pytest.approx(server_module.CLOSE_TIMEOUT_S, abs=0.01)
 
 
-def test_replay_stops_within_its_close_timeout_with_a_client_that_reads_nothing() -> None:
+def test_replay_stops_within_its_close_timeout_with_a_client_that_reads_nothing(
+    tmp_path: Path,
+) -> None:
+    # A recording of the flood, rendered offline: replayed as fast as possible and in a
+    # loop, it fills the deaf client's buffers.
+    flood = tmp_path / "flood.parquet"
+    generate(Plan.of(scenario(FLOOD), duration_ns=2 * 10**9), flood)
+
     async def main() -> float:
-        block = replay(SAMPLE, speed=None, loop=True, free_run=True, in_memory=True)
+        block = replay(flood, speed=None, loop=True, free_run=True, in_memory=True)
         server = await block.__aenter__()
         await deaf_client(server.open_transport)
         await asyncio.sleep(1.0)  # the pump is stuck waiting for room

@@ -64,6 +64,12 @@ class Tape(asyncio.Transport):
     def is_reading(self) -> bool:
         return self.reading
 
+    def pause_reading(self) -> None:
+        self.reading = False
+
+    def resume_reading(self) -> None:
+        self.reading = True
+
 
 class Log(Handler):
     def __init__(self) -> None:
@@ -82,7 +88,9 @@ class Log(Handler):
         self.events.append(("closed", None))
 
 
-def opened_pair() -> tuple[ServerConnection, Tape, ClientProtocol, Log]:
+def opened_pair(
+    config: WireConfig = CONFIG,
+) -> tuple[ServerConnection, Tape, ClientProtocol, Log]:
     """A server connection past its handshake, its tape, and the client's protocol."""
     log = Log()
 
@@ -91,7 +99,7 @@ def opened_pair() -> tuple[ServerConnection, Tape, ClientProtocol, Log]:
             return None
 
     handler = Server()
-    server = WireServer(handler, CONFIG)
+    server = WireServer(handler, config)
     server.start()
     conn = server.connection()
     tape = Tape()

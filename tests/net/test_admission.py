@@ -1,0 +1,181 @@
+"""What a hostile peer can make the pump do is bounded (issue #13): every frame kind
+counts against the frame budget, a ping flood from a peer that reads nothing leaves one
+pong pending, endless empty fragments meet the message limit, and a big read is parsed
+a slice at a time. Bytes in, bytes out, on the virtual clock (see test_wire_pump)."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from typing import Any
+
+import pytest
+from websockets.client import ClientProtocol
+from websockets.frames import CloseCode, Frame, Opcode
+
+from simulator.net.wire import (
+    FRAGMENT_MIN_CHARGE,
+    FRAME_FLOOD_REASON,
+    READ_SLICE_BYTES,
+)
+from simulator.testing.virtual_time import run
+from tests.net.test_wire_pump import CONFIG, from_client, opened_pair
+
+BUDGET = 50
+BUDGETED = dataclasses.replace(CONFIG, max_frames_per_s=BUDGET)
+
+
+def frames_out(client: ClientProtocol, data: bytes) -> list[Frame]:
+    client.receive_data(data)
+    return [e for e in client.events_received() if isinstance(e, Frame)]
+
+
+def send_frames(client: ClientProtocol, kind: str, n: int) -> None:
+    """``n`` frames of one kind, as a client sends them."""
+    if kind == "continuation":
+        client.send_text(b"", fin=False)
+        for _ in range(n - 1):
+            client.send_continuation(b"", fin=False)
+        return
+    for k in range(n):
+        if kind == "ping":
+            client.send_ping(str(k).encode())
+        elif kind == "pong":
+            client.send_pong(str(k).encode())
+        else:
+            client.send_text(b"{}")
+
+
+@pytest.mark.parametrize("kind", ["ping", "pong", "text", "continuation"])
+def test_every_frame_kind_counts_against_the_budget_and_a_flood_is_failed_with_1008(
+    kind: str,
+) -> None:
+    async def main(n: int) -> tuple[list[Frame], list[tuple[str, Any]]]:
+        conn, tape, client, log = opened_pair(BUDGETED)
+        send_frames(client, kind, n)
+        from_client(client, conn)
+        return frames_out(client, tape.take()), log.events[1:]
+
+    within, delivered = run(main(BUDGET))
+    assert not any(f.opcode is Opcode.CLOSE for f in within)
+    assert len(delivered) == (0 if kind == "continuation" else BUDGET)
+    flood, delivered = run(main(BUDGET + 1))
+    [close] = [f for f in flood if f.opcode is Opcode.CLOSE]
+    assert close.data[2:].decode() == FRAME_FLOOD_REASON
+    assert int.from_bytes(close.data[:2]) == CloseCode.POLICY_VIOLATION
+    assert not any(f.opcode is Opcode.PONG for f in flood)  # the flood gets no answers
+    assert delivered == []
+
+
+def test_the_budget_is_a_second_long_and_starts_again() -> None:
+    async def main() -> list[Frame]:
+        conn, tape, client, _ = opened_pair(BUDGETED)
+        for _ in range(3):
+            send_frames(client, "text", BUDGET)
+            from_client(client, conn)
+            await asyncio.sleep(1.0)
+        return frames_out(client, tape.take())
+
+    assert not any(f.opcode is Opcode.CLOSE for f in run(main()))
+
+
+def test_a_ping_flood_from_a_peer_that_reads_nothing_leaves_only_its_latest_pong() -> None:
+    """While the transport's buffer is full, pongs are not written (they would pile up
+    in memory); when it drains, the latest ping gets its pong (RFC 6455 §5.5.3)."""
+
+    async def main() -> tuple[list[Frame], list[Frame]]:
+        conn, tape, client, _ = opened_pair()
+        conn.pause_writing()  # the transport says: the peer reads nothing
+        send_frames(client, "ping", 500)
+        from_client(client, conn)
+        while_paused = frames_out(client, tape.take())
+        conn.resume_writing()
+        return while_paused, frames_out(client, tape.take())
+
+    while_paused, after = run(main())
+    assert while_paused == []
+    assert [(f.opcode, f.data) for f in after] == [(Opcode.PONG, b"499")]
+
+
+def test_a_close_while_a_pong_is_held_drops_the_pong() -> None:
+    async def main() -> list[Frame]:
+        conn, tape, client, _ = opened_pair()
+        conn.pause_writing()
+        send_frames(client, "ping", 3)
+        from_client(client, conn)
+        conn.start_close(CloseCode.GOING_AWAY)
+        conn.resume_writing()
+        return frames_out(client, tape.take())
+
+    assert [f.opcode for f in run(main())] == [Opcode.CLOSE]  # no pong after a close
+
+
+def test_endless_empty_fragments_meet_the_message_limit_by_number() -> None:
+    limit = FRAGMENT_MIN_CHARGE * 100
+    config = dataclasses.replace(CONFIG, max_size=limit)
+
+    async def main(fragments: int) -> list[Frame]:
+        conn, tape, client, _ = opened_pair(config)
+        send_frames(client, "continuation", fragments)
+        from_client(client, conn)
+        return frames_out(client, tape.take())
+
+    assert run(main(100)) == []
+    [close] = run(main(101))
+    assert close.opcode is Opcode.CLOSE
+    assert int.from_bytes(close.data[:2]) == CloseCode.MESSAGE_TOO_BIG
+
+
+def test_a_big_read_is_parsed_a_slice_at_a_time_while_the_loop_serves_others() -> None:
+    """A read of thousands of tiny frames is parsed READ_SLICE_BYTES at a time, one
+    slice per loop iteration, reading paused meanwhile; the message arrives whole."""
+
+    async def main() -> tuple[list[int], list[str], bool, bool]:
+        conn, tape, client, log = opened_pair()
+        sizes: list[int] = []
+        receive = conn.protocol.receive_data
+
+        def measured(data: bytes) -> None:
+            sizes.append(len(data))
+            receive(data)
+
+        conn.protocol.receive_data = measured  # type: ignore[method-assign]
+        client.send_text(b"a", fin=False)
+        for _ in range(10_000):
+            client.send_continuation(b"a", fin=False)
+        client.send_continuation(b"a", fin=True)
+        order: list[str] = []
+        asyncio.get_running_loop().call_soon(order.append, "another connection served")
+        from_client(client, conn)
+        paused_while_parsing = not tape.reading
+        while not any(kind == "message" for kind, _ in log.events):
+            await asyncio.sleep(0)
+        order.append("message delivered")
+        [(_, message)] = [e for e in log.events if e[0] == "message"]
+        return sizes, order, paused_while_parsing, tape.reading and message == "a" * 10_002
+
+    sizes, order, paused, whole = run(main())
+    assert len(sizes) > 5 and max(sizes) <= READ_SLICE_BYTES
+    assert order == ["another connection served", "message delivered"]
+    assert paused and whole  # paused while parsing, reading again after, nothing lost
+
+
+def test_holds_stack_a_stall_stops_the_parsing_of_a_backlog_until_released() -> None:
+    async def main() -> tuple[int, int]:
+        conn, _, client, log = opened_pair()
+        for _ in range(3 * READ_SLICE_BYTES // 10):
+            client.send_text(b"{}")
+        from_client(client, conn)
+        conn.hold_reading("stall")
+        for _ in range(10):
+            await asyncio.sleep(0)
+        during = len(log.events) - 1
+        conn.release_reading("stall")
+        for _ in range(10):
+            await asyncio.sleep(0)
+        return during, len(log.events) - 1
+
+    during, after = run(main())
+    assert during < after == 3 * READ_SLICE_BYTES // 10
+
+
