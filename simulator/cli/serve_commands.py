@@ -122,7 +122,8 @@ def run(
     """Serve SCENARIO over WebSocket until SIGINT/SIGTERM (or --duration).
 
     The first line on stdout is the URL (ws://HOST:PORT). With a terminal on stdout a
-    live status is shown; otherwise events are logged to stderr, one per line.
+    live status is shown; otherwise events are logged to stderr, one per line. A browser
+    at http://HOST:PORT/ gets the inspector page (docs/inspector.md).
     """
     import dataclasses
 
