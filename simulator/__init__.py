@@ -28,6 +28,7 @@ Layers, from the inside out::
     simulator.testing   the test kit: virtual time, run_sim, pytest plugin, strategies
     simulator.contracts AsyncAPI 3.0 out of and into scenarios, messages checked against
                         a contract, the JSON Schema of scenario files
+    simulator.inspector the page, status, events and control API beside the WebSocket port
     simulator.cli       the `sim` command: loads files, wires the layers together
 
 A module may import from its own layer, from the base (``simulator.errors``,
@@ -40,6 +41,7 @@ A module may import from its own layer, from the base (``simulator.errors``,
     client    -> core, net
     testing   -> core, scenario, storage, net, client
     contracts -> core, scenario
+    inspector -> core, scenario, net
     cli       -> everything
 
 ``tests/test_layers.py`` holds the same table and fails on any other import. So below

@@ -49,7 +49,10 @@ ALLOWED: dict[str, frozenset[str]] = {
     "client": frozenset({"core", "net"}),
     "testing": frozenset({"core", "scenario", "storage", "net", "client"}),
     "contracts": frozenset({"core", "scenario"}),
-    "cli": frozenset({"core", "scenario", "storage", "net", "client", "testing", "contracts"}),
+    "inspector": frozenset({"core", "scenario", "net"}),
+    "cli": frozenset(
+        {"core", "scenario", "storage", "net", "client", "testing", "contracts", "inspector"}
+    ),
 }
 
 FORBIDDEN_IN_CORE = ["asyncio", "websockets", "polars", "click", "rich", "random"]

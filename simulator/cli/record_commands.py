@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 import click
 
 from simulator.cli.help_text import epilog
+from simulator.cli.inspector_options import load_inspector, no_inspector_option, start_inspector
 from simulator.cli.options import (
     DURATION,
     claim_output,
@@ -86,6 +87,7 @@ if TYPE_CHECKING:
 )
 @click.option("--quiet", is_flag=True, help="Print only the URL line.")
 @tls_options
+@no_inspector_option
 def record(
     upstream: str | None,
     connect: str | None,
@@ -104,6 +106,7 @@ def record(
     log_format: str,
     quiet: bool,
     tls: TLSOptions,
+    no_inspector: bool,
 ) -> None:
     """Record real WebSocket sessions to a Parquet file.
 
@@ -148,6 +151,7 @@ def record(
                     log_format,
                     quiet,
                     served,
+                    no_inspector,
                 )
             )
         else:
@@ -179,12 +183,14 @@ async def _proxy(
     log_format: str,
     quiet: bool,
     tls: ServingTLS | None,
+    no_inspector: bool = False,
 ) -> None:
     from simulator.cli.console import follow_log, stop_on_signals
     from simulator.cli.tls import announce
     from simulator.net.proxy import record_proxy
 
     stop = stop_on_signals()
+    load_inspector(no_inspector)
     async with record_proxy(
         upstream,
         out,
@@ -197,6 +203,7 @@ async def _proxy(
         tls=None if tls is None else tls.context,
     ) as proxy:
         print(proxy.url, flush=True)
+        start_inspector(proxy, no_inspector, False, quiet or log_format != "plain")
         if not quiet:
             announce(tls, proxy.url, log_format)
             follow_log(proxy.log, log_format)

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 import click
 
 from simulator.cli.help_text import epilog
+from simulator.cli.inspector_options import inspector_options, load_inspector, start_inspector
 from simulator.cli.options import (
     DURATION,
     EPOCH,
@@ -96,6 +97,7 @@ if TYPE_CHECKING:
 )
 @redact_options
 @tls_options
+@inspector_options
 def run(
     scenario_file: str,
     host: str | None,
@@ -114,11 +116,14 @@ def run(
     redact: tuple[str, ...],
     redact_key_file: str | None,
     tls: TLSOptions,
+    no_inspector: bool,
+    control_from_any: bool,
 ) -> None:
     """Serve SCENARIO over WebSocket until SIGINT/SIGTERM (or --duration).
 
     The first line on stdout is the URL (ws://HOST:PORT). With a terminal on stdout a
-    live status is shown; otherwise events are logged to stderr, one per line.
+    live status is shown; otherwise events are logged to stderr, one per line. A browser
+    at http://HOST:PORT/ gets the inspector page (docs/inspector.md).
     """
     import dataclasses
 
@@ -154,6 +159,7 @@ def run(
                 record,
                 redactor,
                 served,
+                (no_inspector, control_from_any),
             )
         )
     except OSError as e:
@@ -175,6 +181,7 @@ async def _serve(
     record: str | None,
     redactor: Redactor | None,
     tls: ServingTLS | None,
+    inspector: tuple[bool, bool] = (False, False),
 ) -> None:
     from simulator.cli.console import follow_log, live_status, stop_on_signals
     from simulator.cli.tls import announce
@@ -182,6 +189,7 @@ async def _serve(
     from simulator.net.server import serve
 
     stop = stop_on_signals()
+    load_inspector(inspector[0])
     async with serve(
         scenario,
         host=host,
@@ -197,6 +205,7 @@ async def _serve(
         print(server.url, flush=True)
         if not quiet:
             announce(tls, server.url, log_format, health=True)
+        start_inspector(server, *inspector, quiet or log_format != "plain")
         status = None
         if not quiet:
             if sys.stdout.isatty() and log_format == "plain":
@@ -270,6 +279,7 @@ async def _serve(
 )
 @click.option("--quiet", is_flag=True, help="Print only the URL line.")
 @tls_options
+@inspector_options
 def replay(
     file: str,
     host: str,
@@ -287,6 +297,8 @@ def replay(
     log_format: str,
     quiet: bool,
     tls: TLSOptions,
+    no_inspector: bool,
+    control_from_any: bool,
 ) -> None:
     """Serve a recording again: client i gets recorded connection i (or --conn), pushes on
     the recorded timeline scaled by --speed, replies once the client sends what they answer.
@@ -316,6 +328,7 @@ def replay(
                 log_format,
                 quiet,
                 served,
+                (no_inspector, control_from_any),
             )
         )
     except OSError as e:
@@ -370,12 +383,14 @@ async def _replay(
     log_format: str,
     quiet: bool,
     tls: ServingTLS | None,
+    inspector: tuple[bool, bool] = (False, False),
 ) -> None:
     from simulator.cli.console import follow_log, stop_on_signals
     from simulator.cli.tls import announce
     from simulator.net.replay import replay as serve_replay
 
     stop = stop_on_signals()
+    load_inspector(inspector[0])
     async with serve_replay(
         file,
         host=host,
@@ -391,6 +406,7 @@ async def _replay(
         tls=None if tls is None else tls.context,
     ) as server:
         print(server.url, flush=True)
+        start_inspector(server, *inspector, quiet or log_format != "plain", source=file)
         if not quiet:
             announce(tls, server.url, log_format)
             follow_log(server.log, log_format)

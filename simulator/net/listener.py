@@ -12,7 +12,7 @@ from typing import Any
 from simulator.net.common import warn_if_public
 from simulator.net.log import EventLog
 from simulator.net.memory import open_pipe
-from simulator.net.wire_server import ServerHandler, WireConfig, WireServer
+from simulator.net.wire_server import HttpRouter, ServerHandler, WireConfig, WireServer
 
 
 class Listener(ServerHandler):
@@ -36,6 +36,12 @@ class Listener(ServerHandler):
             return
         await self._wire.listen(self.host, port, self.tls)
         warn_if_public(self.host, self.log)
+
+    def serve_http(self, router: HttpRouter | None) -> None:
+        """Answer plain HTTP requests (not WebSocket handshakes) on the same port with
+        ``router`` from now on (``None``: stop); ``GET /healthz`` stays the server's."""
+        assert self._wire is not None, "not started"
+        self._wire.http = router
 
     @property
     def serving(self) -> bool:

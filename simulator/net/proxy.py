@@ -25,6 +25,7 @@ import functools
 import http
 import ssl
 import time
+from collections import Counter
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -211,6 +212,7 @@ class _Relay(Handler):
             self._record(Sender.SERVER, message)
 
     def _record(self, sender: Sender, message: str | bytes) -> None:
+        self.proxy.relayed[sender] += 1
         self.proxy.recorder.message(self.index, sender, message)
         if self.proxy.sent is not None:
             self.proxy.sent.append(Relayed(self.index, sender, message))
@@ -292,6 +294,7 @@ class RecordingProxy(Listener):
         self._opening = 0  # handshakes waiting for their upstream
         self._open_upstream_transport = open_upstream
         self.connections = 0  # relayed client connections still open
+        self.relayed: Counter[str] = Counter()  # messages recorded, by sender (server, client)
         self._leg_config = WireConfig(
             max_size=max_size,
             write_limit=_WRITE_LIMIT,
@@ -338,6 +341,15 @@ class RecordingProxy(Listener):
             if not relay.relaying and relay.upstream is not None:
                 relay.upstream.abort()  # opened for a handshake the shutdown refused
         self.recorder.close()
+
+    @property
+    def connections_total(self) -> int:
+        """Client handshakes relayed so far (refused ones included)."""
+        return self._next_index
+
+    def open_sessions(self) -> list[int]:
+        """The connection indices of the sessions relaying now."""
+        return [i for i, r in list(self._relays.items()) if r.relaying and r.ending is None]
 
     # ------------------------------------------------------------------ handshake
 

@@ -115,6 +115,11 @@ class _Session:
     client: Client | None = None  # with faults: the send path they act on
     seqs: Counter[str] = field(default_factory=Counter)  # pushes so far, by stream
     pump: asyncio.Task[None] | None = None
+    # Where the replay stands (what the inspector shows): the loop time the current
+    # round's offsets count from, the step under way, and the round (from 0).
+    origin: float = 0.0
+    step: int = 0
+    round: int = 0
 
     @property
     def index(self) -> int:
@@ -163,6 +168,7 @@ class ReplayServer(Listener):
         self.strict = strict
         self.sent: list[Replayed] | None = [] if log_sends else None
         self._written = 0  # frames written on the fast path (for yielding)
+        self.sent_by_stream: Counter[str] = Counter()  # pushes sent, by recorded stream
         self.unexpected: list[Unexpected] = []  # the first MAX_UNEXPECTED_KEPT of them
         self.unexpected_count = 0
         # Applied to client messages before matching, as they were when recorded.
@@ -244,6 +250,33 @@ class ReplayServer(Listener):
         if self.faults is not None:
             self.faults.close()
         await self._close(CLOSE_GOING_AWAY)
+
+    def positions(self) -> list[dict[str, object]]:
+        """Where each client's replay stands: connection, recorded connection, step (of
+        how many), round, and seconds into the round (wall time, at speed)."""
+        now = asyncio.get_running_loop().time()
+        return [
+            {
+                "conn": s.index,
+                "recorded_conn": s.recorded,
+                "step": s.step,
+                "steps": len(s.plan.steps),
+                "round": s.round,
+                "position_s": max(0.0, now - s.origin),
+                "duration_s": s.plan.duration_ns / 1e9,
+            }
+            for s in list(self._sessions.values())
+        ]
+
+    @property
+    def connections_total(self) -> int:
+        """Clients that have connected (each replays one recorded connection)."""
+        return self._next_client
+
+    @property
+    def frames_sent(self) -> int:
+        """Recorded server messages sent so far, to all clients."""
+        return self._written
 
     def recorded_conn_for(self, index: int) -> int:
         """The recorded connection that the ``index``-th client replays."""
@@ -345,7 +378,9 @@ class ReplayServer(Listener):
         plan = session.plan
         sends = self._sends[session.recorded]
         while True:
-            for step in plan.steps:
+            session.origin = origin
+            for i, step in enumerate(plan.steps):
+                session.step = i
                 if isinstance(step, Push):
                     await sleep_until(origin + step.at_ns / 1e9)
                     await self._send(session, step)
@@ -368,6 +403,7 @@ class ReplayServer(Listener):
                 return
             # The next round starts where the recording ended, or now if late.
             origin = max(origin + plan.duration_ns / 1e9, loop.time())
+            session.round += 1
             session.restart()
             await asyncio.sleep(0)
 
@@ -387,6 +423,8 @@ class ReplayServer(Listener):
                 conn.transport.write(framed(step.payload))
         if self.sent is not None:
             self.sent.append(Replayed(session.index, session.recorded, step.payload, step.frame))
+        if isinstance(step, Push) and step.stream is not None:
+            self.sent_by_stream[step.stream] += 1
         self._written += 1
         if self._written % _YIELD_EVERY == 0:
             await asyncio.sleep(0)

@@ -21,7 +21,7 @@ import asyncio
 import contextlib
 import ssl
 import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -54,6 +54,7 @@ from simulator.net.handshake import (
 )
 from simulator.net.listener import Listener
 from simulator.net.log import EventKind, EventLog
+from simulator.net.on_demand import OnDemandFaults
 from simulator.net.pump import pump
 from simulator.net.recorder import Recorder
 from simulator.net.send_path import Client, text_frame
@@ -125,6 +126,14 @@ class SimServer(Listener):
                 clients=lambda: list(self.clients.values()),
                 speed=speed,
             )
+        #: Faults triggered while it runs (the inspector's control endpoint).
+        self.on_demand = OnDemandFaults(
+            self.log,
+            virtual_ns=self.clock.virtual_ns,
+            clients=lambda: list(self.clients.values()),
+            speed=speed,
+            recorder=lambda: self.recorder,
+        )
         self._types = [s.type for s in scenario.streams]
         self._fanout = Fanout(
             [s.name for s in scenario.streams],
@@ -216,6 +225,7 @@ class SimServer(Listener):
         self.log.emit(EventKind.STOPPING, connections=len(self.clients))
         if self.faults is not None:
             self.faults.close()
+        self.on_demand.close()
         await self._close(CLOSE_GOING_AWAY)
         if self.recorder is not None:
             self.recorder.close()
@@ -286,13 +296,14 @@ class SimServer(Listener):
             return too_many_connections(protocol)
         # Connections are numbered by handshake attempt, so that fault targeting (which
         # counts attempts, refused ones included) and connection indices agree.
+        refused = self.on_demand.refusal(protocol)
         if self.faults is None:
             conn.index = self._next_index
             self._next_index += 1
-            return None
+            return refused
         decision = self.faults.handshake()
         conn.index = decision.attempt
-        return fault_answer(protocol, decision, self.speed)
+        return refused or fault_answer(protocol, decision, self.speed)
 
     def opened(self, conn: Connection) -> None:
         assert isinstance(conn, ServerConnection)
@@ -429,9 +440,11 @@ class SimServer(Listener):
 
     # ------------------------------------------------------------------ status
 
-    def stats(self) -> Stats:
+    def stats(self, lateness_newest: int | None = None) -> Stats:
+        """The counters now; lateness over the ``lateness_newest`` newest messages only,
+        if given (all the recent samples take milliseconds to sort)."""
         c = self._counters
-        p50, p99 = c.lateness_ms()
+        p50, p99 = c.lateness_ms(lateness_newest)
         uptime = asyncio.get_running_loop().time() - self.clock.start_at
         clients = self.clients.values()
         return Stats(
@@ -447,7 +460,9 @@ class SimServer(Listener):
             rejected=c.rejected,
             lateness_p50_ms=p50,
             lateness_p99_ms=p99,
-            faults_by_kind={} if self.faults is None else dict(self.faults.counts),
+            faults_by_kind=dict(
+                self.on_demand.counts + (Counter() if self.faults is None else self.faults.counts)
+            ),
         )
 
 

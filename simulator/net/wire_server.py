@@ -26,6 +26,7 @@ import socket
 import ssl
 from collections.abc import Awaitable
 from dataclasses import dataclass
+from typing import Protocol as _Protocol
 
 from websockets.frames import CloseCode
 from websockets.http11 import Request, Response
@@ -37,6 +38,8 @@ from simulator.net.wire import Connection, Handler, Keepalive, WireConfig
 __all__ = [
     "CloseAtOnce",
     "HandshakeAnswer",
+    "HttpExchange",
+    "HttpRouter",
     "ServerConnection",
     "ServerHandler",
     "WireConfig",
@@ -75,10 +78,34 @@ class ServerHandler(Handler):
         return None
 
 
+#: A request head longer than this is left to websockets (which refuses it).
+MAX_SNIFFED_HEAD = 16 * 1024
+
+
+class HttpExchange(_Protocol):
+    """A plain HTTP exchange that has taken over a connection from the WebSocket pump."""
+
+    def data_received(self, data: bytes) -> None: ...
+
+    def connection_lost(self, exc: Exception | None) -> None: ...
+
+
+class HttpRouter(_Protocol):
+    """Who answers plain HTTP on a :class:`WireServer`'s port (the inspector)."""
+
+    def take(
+        self, head: bytes, transport: asyncio.Transport
+    ) -> HttpExchange | None:
+        """Called with the first request's head (up to its blank line): return an
+        exchange to answer it over ``transport`` (it is fed the bytes received from now
+        on, ``head`` included), or ``None`` to leave it to the WebSocket handshake."""
+        ...
+
+
 class ServerConnection(Connection):
     """One client connection, as the server sees it; ``path`` is its request's."""
 
-    __slots__ = ("path", "server")
+    __slots__ = ("_head", "_http", "path", "server")
 
     protocol: ServerProtocol
 
@@ -88,10 +115,42 @@ class ServerConnection(Connection):
         )
         self.server = server
         self.path: str | None = None  # of the handshake request
+        # With an HTTP router, the first request's head is read here before websockets
+        # sees it (websockets parses GET only and never reads a body).
+        self._head: bytes | None = b"" if server.http is not None else None
+        self._http: HttpExchange | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
         self.server.connections.add(self)
+
+    def data_received(self, data: bytes) -> None:
+        if self._http is not None:
+            self._http.data_received(data)
+            return
+        if self._head is not None:
+            head = self._head + data
+            end = head.find(b"\r\n\r\n")
+            if end < 0 and len(head) <= MAX_SNIFFED_HEAD:
+                self._head = head
+                return
+            self._head = None
+            router = self.server.http
+            exchange = None
+            if end >= 0 and router is not None:
+                exchange = router.take(head[: end + 4], self.transport)
+            if exchange is not None:
+                self._http = exchange  # not a WebSocket: no open timeout, no keepalive
+                self._cancel_open_timer()
+                exchange.data_received(head)
+                return
+            data = head
+        super().data_received(data)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._http is not None:
+            self._http.connection_lost(exc)
+        super().connection_lost(exc)
 
     def _lost(self) -> None:
         self.server.connections.discard(self)
@@ -148,6 +207,8 @@ class WireServer:
     def __init__(self, handler: ServerHandler, config: WireConfig) -> None:
         self.handler = handler
         self.config = config
+        #: Answers plain HTTP requests on the same port, if set (before ``listen``).
+        self.http: HttpRouter | None = None
         #: Every connection not yet lost (handshaking, open or closing).
         self.connections: set[ServerConnection] = set()
         self._server: asyncio.Server | None = None

@@ -1,0 +1,183 @@
+"""The control endpoint: faults on demand, over HTTP, on top of any scenario.
+
+``POST /control/faults`` takes one fault table as JSON (the keys of a ``[[fault]]``
+TOML table), checks it with the scenario reader's own rules and carries it out now;
+``POST /control/disconnect`` closes all connections or one. docs/inspector.md documents
+both. A refusal is a JSON 400 naming the key, what was found and what is allowed.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from typing import Any
+
+import orjson
+
+from simulator.core.model import ConnectionList, Disconnect, FaultKind
+from simulator.inspector.http import HttpRequest, HttpResponse, error_response, json_response
+from simulator.inspector.views import View
+from simulator.net.on_demand import NOW_KINDS
+from simulator.scenario.faults import build_faults
+from simulator.scenario.lines import LineIndex
+from simulator.scenario.reader import Context
+
+#: The code ``/control/disconnect`` closes with by default: 1012 (service restart), a
+#: close after which a client is expected to reconnect.
+DEFAULT_DISCONNECT_CODE = 1012
+_TRIGGERS = ("at", "every", "window", "poisson")
+_NOW_KIND_NAMES = [k.value for k in NOW_KINDS]
+
+
+def is_loopback(peer: str | None) -> bool:
+    if peer is None:
+        return False
+    try:
+        address = ipaddress.ip_address(peer.split("%")[0])
+    except ValueError:
+        return False
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return address.ipv4_mapped.is_loopback  # ::ffff:127.0.0.1 on a dual-stack socket
+    return address.is_loopback
+
+
+def refusal(request: HttpRequest, allow_remote: bool) -> HttpResponse | None:
+    """Why a control request may not be carried out, or ``None``: a peer that is not on
+    this machine (unless ``allow_remote``), a body that is not declared JSON (a browser
+    page of another site could send a form, but not JSON, without asking first), a
+    request from another site's page (its ``Origin``)."""
+    if not allow_remote and not is_loopback(request.peer):
+        return error_response(
+            403,
+            f"control requests are accepted from loopback addresses only (this came from"
+            f" {request.peer}); start sim with --control-from-any to allow others",
+        )
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if request.body and content_type != "application/json":
+        return error_response(
+            415, f"Content-Type {content_type or '(none)'}: send application/json"
+        )
+    origin = request.headers.get("origin")
+    host = request.headers.get("host")
+    if origin is not None and host is not None and origin.split("://", 1)[-1] != host:
+        return error_response(403, f"Origin {origin} is not this server ({host})")
+    return None
+
+
+def _body(request: HttpRequest) -> tuple[object, HttpResponse | None]:
+    if not request.body.strip():
+        return {}, None
+    try:
+        return orjson.loads(request.body), None
+    except orjson.JSONDecodeError as e:
+        return None, error_response(400, f"body is not JSON: {e}")
+
+
+def _bad(key: str, message: str, found: object = None, allowed: object = None) -> HttpResponse:
+    extra: dict[str, Any] = {"key": key}
+    if found is not None:
+        extra["found"] = found
+    if allowed is not None:
+        extra["allowed"] = allowed
+    return error_response(400, message, **extra)
+
+
+def trigger_fault(view: View, request: HttpRequest) -> HttpResponse:
+    """``POST /control/faults``."""
+    on_demand = view.on_demand
+    if on_demand is None:
+        return error_response(404, "this server takes no faults on demand")
+    table, failed = _body(request)
+    if failed is not None:
+        return failed
+    if not isinstance(table, dict):
+        return _bad("", "the body must be one fault table: a JSON object", type(table).__name__)
+    kind = table.get("kind")
+    if kind is not None and kind not in _NOW_KIND_NAMES:
+        planned_only = kind in [k.value for k in FaultKind]
+        return _bad(
+            "kind",
+            f"kind {kind!r} acts on messages as a plan schedules them: put it in the scenario"
+            " (or a --faults file); these can be triggered now"
+            if planned_only
+            else f"unknown kind: one of {', '.join(_NOW_KIND_NAMES)} can be triggered now",
+            kind,
+            _NOW_KIND_NAMES,
+        )
+    for key in _TRIGGERS:
+        if key in table:
+            return _bad(
+                key,
+                "the control endpoint carries a fault out now: leave out at, every, window"
+                " and poisson (a schedule belongs in the scenario)",
+                table[key],
+            )
+    if "limit" in table:
+        return _bad("limit", "not for a fault carried out now (it happens once)", table["limit"])
+    if kind in ("outage", "reject") and "duration" not in table:
+        return _bad("duration", f"required for {kind} on demand: how long handshakes are refused")
+    # Checked as the scenario reader checks a [[fault]] table, as if it were due now.
+    ctx = Context("POST /control/faults", LineIndex(""))
+    faults = build_faults(ctx, [{"name": "control", **table, "at": "0s"}], view.stream_names)
+    if ctx.problems or not faults:
+        problems = [
+            {
+                "key": p.path.removeprefix("fault[0]").lstrip("."),
+                "message": p.message,
+                **({"found": p.found} if p.found is not None else {}),
+            }
+            for p in ctx.problems
+        ]
+        first = problems[0] if problems else {"key": "", "message": "invalid fault"}
+        return error_response(400, first["message"], key=first["key"], problems=problems)
+    fault = faults[0]
+    chosen = fault.target.connections
+    if chosen is not None and not isinstance(chosen, ConnectionList):
+        return _bad(
+            "connections",
+            "on demand, connections is a list of connection indices",
+            table.get("connections"),
+        )
+    hit = on_demand.trigger(fault)
+    return json_response(
+        200, {"triggered": fault.kind.value, "fault": fault.name, "connections": hit}
+    )
+
+
+def disconnect(view: View, request: HttpRequest) -> HttpResponse:
+    """``POST /control/disconnect``: ``{"conn": N}`` (absent or null: all), ``"code"``
+    (default 1012) and ``"reason"``, checked as a ``disconnect`` fault's are."""
+    on_demand = view.on_demand
+    if on_demand is None:
+        return error_response(404, "this server takes no faults on demand")
+    body, failed = _body(request)
+    if failed is not None:
+        return failed
+    if not isinstance(body, dict):
+        return _bad("", "the body must be a JSON object", type(body).__name__)
+    unknown = sorted(set(body) - {"conn", "code", "reason"})
+    if unknown:
+        return _bad(unknown[0], "unknown key", allowed=["conn", "code", "reason"])
+    conn = body.get("conn")
+    if conn is not None and (isinstance(conn, bool) or not isinstance(conn, int) or conn < 0):
+        return _bad("conn", "must be a connection index (an integer >= 0), or null for all", conn)
+    table = {
+        "kind": "disconnect",
+        "code": body.get("code", DEFAULT_DISCONNECT_CODE),
+        "reason": body.get("reason", ""),
+        "at": "0s",
+    }
+    ctx = Context("POST /control/disconnect", LineIndex(""))
+    faults = build_faults(ctx, [table], view.stream_names)
+    if ctx.problems or not faults:
+        p = ctx.problems[0]
+        key = p.path.removeprefix("fault[0]").lstrip(".")
+        return error_response(
+            400, p.message, key=key, **({"found": p.found} if p.found is not None else {})
+        )
+    action = faults[0].action
+    assert isinstance(action, Disconnect)
+    code = action.code
+    hit = on_demand.disconnect(None if conn is None else [conn], code, action.reason)
+    if conn is not None and not hit:
+        return error_response(404, f"no open connection {conn}", key="conn")
+    return json_response(200, {"disconnected": hit, "code": code})

@@ -1,0 +1,552 @@
+// The sim inspector page: a client of the feed (top left) and a window on the server
+// through /events (top right). Plain JavaScript, no build step, nothing from a CDN.
+"use strict";
+
+const LOG_CAP = 2000;        // log entries kept (the oldest go first)
+const LOG_SHOWN = 200;       // of which at most this many are in the DOM
+const LOG_SHOWN_PER_FRAME = 50;  // new lines put in the DOM per animation frame, at most
+const WINDOW_S = 60;         // the timeline shows the last minute
+const RATE_WINDOW_S = 5;     // actual rates are averaged over this much time
+const SPARK_POINTS = 120;    // status samples kept per stream (one per 0.5 s)
+const BACKOFF_BASE_MS = 500, BACKOFF_CAP_MS = 5000, HEALTHY_AFTER_MS = 5000;
+const LANES_SHOWN = 8;       // connection swimlanes (the most recent)
+
+const $ = (id) => document.getElementById(id);
+const el = (tag, props = {}, ...children) => {
+  const node = Object.assign(document.createElement(tag), props);
+  for (const child of children) node.append(child);
+  return node;
+};
+
+const page = {
+  info: null,
+  streams: new Map(),   // type -> {name, type, expected, received, gaps, dups, lastSeq, row cells}
+  subs: null,           // null: every stream; else the Set of subscribed types
+  ws: null, wanted: true, attempt: 0, reconnects: 0, openedAt: 0, retryTimer: null,
+  pings: new Map(), nextPing: 1,
+  paused: false, log: [], pending: [], dirty: false, filter: "", filterStream: "",
+  status: null, samples: [], clockOffset: 0,   // server wall time - browser wall time (s)
+  faults: [], conns: new Map(), latest: 0,
+};
+
+// ------------------------------------------------------------------ start
+
+async function start() {
+  const info = await (await fetch("/info")).json();
+  page.info = info;
+  $("scenario").textContent = info.scenario;
+  $("url").textContent = `${info.url} · ${info.mode} · x${info.speed}` + (info.seed != null ? ` · seed ${info.seed}` : "");
+  $("control").hidden = info.command !== "run";  // the control endpoint is sim run's
+  if (info.command === "record") {
+    // What the page sent through a recording proxy would be recorded: it connects only
+    // when asked (Connect).
+    page.wanted = false;
+    $("streams").hidden = true;
+  }
+  $("log-cap").textContent = LOG_CAP;
+  for (const s of info.streams) addStream(s);
+  $("plan").textContent = info.plan_toml || "# no [[fault]] of the flat shape in this scenario";
+  $("plan-left-out").textContent = info.plan_left_out.map((w) => "left out: " + w).join("\n");
+  bindControls();
+  if (page.wanted) connect(); else setState("closed", "not connected");
+  openEvents();
+  requestAnimationFrame(frame);
+}
+
+function addStream(s) {
+  const box = el("input", { type: "checkbox", checked: true, id: "sub-" + s.type });
+  box.addEventListener("change", () => setSubscribed(s.type, box.checked));
+  const cells = {
+    received: el("td", { className: "num" }, "0"),
+    gaps: el("td", { className: "num" }, "0"),
+    dups: el("td", { className: "num" }, "0"),
+    spark: el("td"),
+  };
+  const row = el("tr", { id: "stream-" + s.type }, el("td", {}, box), el("td", {}, s.name),
+    cells.received, cells.gaps, cells.dups, cells.spark);
+  $("streams").tBodies[0].append(row);
+  page.streams.set(s.type, { ...s, received: 0, gaps: 0, dups: 0, lastSeq: null, cells, box });
+  $("log-stream").append(el("option", { value: s.type }, s.type));
+}
+
+// ------------------------------------------------------------------ the feed client
+
+function wsUrl() {
+  return (location.protocol === "https:" ? "wss://" : "ws://") + location.host + "/";
+}
+
+function setState(state, text) {
+  const badge = $("state");
+  badge.dataset.state = state;
+  badge.textContent = text || state;
+  $("connect").textContent = page.wanted ? "Disconnect" : "Connect";
+}
+
+function connect() {
+  clearTimeout(page.retryTimer);
+  page.retryTimer = null;
+  $("retry-info").textContent = "";
+  setState("connecting");
+  const ws = new WebSocket(wsUrl());
+  page.ws = ws;
+  ws.onopen = () => {
+    if (page.ws !== ws) return;
+    page.openedAt = performance.now();
+    for (const s of page.streams.values()) s.lastSeq = null;  // seq restarts being tracked
+    setState("open", "connected");
+    note("connected to " + wsUrl());
+    resubscribe();
+  };
+  ws.onmessage = (event) => { if (page.ws === ws) received(event.data); };
+  ws.onclose = (event) => {
+    if (page.ws !== ws) return;
+    page.ws = null;
+    const what = `closed ${event.code}${event.reason ? " " + event.reason : ""}` +
+      (event.wasClean ? "" : " (no close frame)");
+    $("close-info").textContent = what;
+    note(what);
+    if (page.wanted) scheduleReconnect(event); else setState("closed");
+  };
+}
+
+// Exponential backoff with jitter; reset only after a connection stayed up a while (a
+// server that accepts and closes at once must not get a tight loop); a close reason
+// carrying retry-after=N is honoured.
+function scheduleReconnect(event) {
+  if (page.openedAt && performance.now() - page.openedAt >= HEALTHY_AFTER_MS) page.attempt = 0;
+  page.openedAt = 0;
+  const ceiling = Math.min(BACKOFF_CAP_MS, BACKOFF_BASE_MS * 2 ** page.attempt);
+  let delay = ceiling / 2 + Math.random() * ceiling / 2;
+  const hint = /retry-after=(\d+)/.exec(event.reason || "");
+  if (hint) delay = Math.max(delay, Math.min(60, Number(hint[1])) * 1000);
+  page.attempt += 1;
+  const due = performance.now() + delay;
+  setState("waiting", "reconnecting");
+  const tick = () => {
+    if (!page.retryTimer) return;
+    const left = Math.max(0, (due - performance.now()) / 1000);
+    $("retry-info").textContent = `retry ${page.attempt} in ${left.toFixed(1)} s`;
+  };
+  tick();
+  page.retryTimer = setTimeout(() => {
+    page.reconnects += 1;
+    $("reconnects").textContent = page.reconnects;
+    connect();
+  }, delay);
+  const countdown = setInterval(() => (page.retryTimer ? tick() : clearInterval(countdown)), 200);
+}
+
+function send(message) {
+  if (page.ws && page.ws.readyState === WebSocket.OPEN) {
+    page.ws.send(JSON.stringify(message));
+    return true;
+  }
+  return false;
+}
+
+function ping() {
+  const id = "inspector-" + page.nextPing++;
+  if (send({ type: page.info.protocol.ping, id })) page.pings.set(id, performance.now());
+  else note("ping: not connected");
+}
+
+function setSubscribed(type, on) {
+  const all = [...page.streams.keys()];
+  if (page.subs === null) page.subs = new Set(all);
+  if (on) page.subs.add(type); else page.subs.delete(type);
+  if (page.subs.size === all.length) page.subs = null;
+  const p = page.info.protocol;
+  send(on ? { type: p.subscribe, streams: [type] } : { type: p.unsubscribe, streams: [type] });
+}
+
+// Subscriptions die with a connection: ask again for exactly the active set.
+function resubscribe() {
+  if (page.subs === null) return;
+  const off = [...page.streams.keys()].filter((t) => !page.subs.has(t));
+  if (off.length) send({ type: page.info.protocol.unsubscribe, streams: off });
+}
+
+function received(text) {
+  let message = null;
+  try { message = JSON.parse(text); } catch (e) { /* shown as it came */ }
+  const type = message && typeof message === "object" ? message.type : undefined;
+  if (type === page.info.protocol.pong && page.pings.has(message.id)) {
+    const rtt = performance.now() - page.pings.get(message.id);
+    page.pings.delete(message.id);
+    $("rtt").textContent = rtt.toFixed(1) + " ms";
+  }
+  const stream = page.streams.get(type);
+  if (stream) {
+    stream.received += 1;
+    const seq = message.seq;
+    if (Number.isInteger(seq)) {
+      if (stream.lastSeq !== null && seq > stream.lastSeq + 1) stream.gaps += seq - stream.lastSeq - 1;
+      if (stream.lastSeq !== null && seq <= stream.lastSeq) stream.dups += 1;
+      stream.lastSeq = Math.max(seq, stream.lastSeq ?? seq);
+    }
+  }
+  addLog({ t: Date.now(), stream: type === undefined ? "(no type)" : String(type), text, sys: !stream });
+}
+
+function note(text) {
+  addLog({ t: Date.now(), stream: "(page)", text, sys: true });
+}
+
+// ------------------------------------------------------------------ the log
+
+function addLog(entry) {
+  page.pending.push(entry);
+  // Trimmed now and then, not per message: bounded at twice the cap.
+  if (page.pending.length >= 2 * LOG_CAP) page.pending.splice(0, page.pending.length - LOG_CAP);
+  page.dirty = true;
+}
+
+function matches(entry) {
+  if (page.filterStream && entry.stream !== page.filterStream) return false;
+  return !page.filter || entry.text.toLowerCase().includes(page.filter);
+}
+
+const shownEntries = new WeakMap();  // log <li> -> its entry (one click listener for all)
+
+function logItem(entry) {
+  const item = el("li", { className: entry.sys ? "sys" : "" },
+    el("span", { className: "t" }, new Date(entry.t).toISOString().slice(11, 23)),
+    el("span", { className: "s" }, entry.stream), entry.text.length > 400 ? entry.text.slice(0, 400) + "…" : entry.text);
+  item.dataset.stream = entry.stream;
+  shownEntries.set(item, entry);
+  return item;
+}
+
+function showDetail(entry) {
+  const detail = $("log-detail");
+  try { detail.textContent = JSON.stringify(JSON.parse(entry.text), null, 2); }
+  catch (e) { detail.textContent = entry.text; }
+  detail.hidden = false;
+}
+
+// One batch per animation frame: whatever arrived since the last frame goes in at once.
+function renderLog(rebuild) {
+  const list = $("log");
+  let fresh = [];
+  if (!page.paused && page.pending.length) {
+    fresh = page.pending;
+    page.pending = [];
+    page.log.push(...fresh);
+    if (page.log.length > LOG_CAP) page.log.splice(0, page.log.length - LOG_CAP);
+  }
+  if (rebuild) {
+    list.replaceChildren(...page.log.filter(matches).slice(-LOG_SHOWN).reverse().map(logItem));
+  } else if (fresh.length) {
+    // Only the newest go into the DOM: at 1,000 msg/s nobody reads the rest scrolling by
+    // (they are kept in page.log, and shown when the log is paused or filtered).
+    const shown = fresh.slice(-LOG_SHOWN_PER_FRAME * 4).filter(matches).slice(-LOG_SHOWN_PER_FRAME);
+    list.prepend(...shown.reverse().map(logItem));
+    while (list.childElementCount > LOG_SHOWN) list.lastElementChild.remove();
+  }
+  $("log-count").textContent = page.log.length;
+}
+
+// ------------------------------------------------------------------ the server, via /events
+
+function openEvents() {
+  const source = new EventSource("/events");
+  source.onopen = () => { $("server-state").textContent = "server: watching /events"; };
+  source.onerror = () => { $("server-state").textContent = "server: /events lost, retrying"; };
+  source.addEventListener("status", (e) => onStatus(JSON.parse(e.data)));
+  source.addEventListener("log", (e) => onServerLog(JSON.parse(e.data)));
+}
+
+// Server wall time now; never before the newest event seen (the status that set the
+// offset may be older than an event).
+function serverNow() { return Math.max(Date.now() / 1000 + page.clockOffset, page.latest); }
+
+function onStatus(status) {
+  page.status = status;
+  page.clockOffset = status.time - Date.now() / 1000;
+  page.samples.push({ t: status.uptime_s, counts: status.messages_by_stream, open: status.connections_open });
+  if (page.samples.length > SPARK_POINTS + 20) page.samples.shift();
+  page.dirty = true;
+  page.statusDirty = true;
+}
+
+function onServerLog(batch) {
+  for (const e of batch.events) {
+    page.latest = Math.max(page.latest, e.time);
+    if (e.event === "fault") {
+      const speed = page.info ? page.info.speed : 1;
+      const end = e.end_ns != null ? e.time + (e.end_ns - e.t_ns) / 1e9 / speed : null;
+      page.faults.push({ time: e.time, end, kind: e.injected, conn: e.conn, name: e.fault, source: e.source });
+      if (page.faults.length > 1000) page.faults.shift();
+    } else if (e.event === "connected") {
+      page.conns.set(e.conn, { conn: e.conn, start: e.time, end: null, code: null, remote: e.remote });
+    } else if (e.event === "disconnected") {
+      const c = page.conns.get(e.conn) || { conn: e.conn, start: e.time };
+      Object.assign(c, { end: e.time, code: e.code, reason: e.reason, by: e.by, sent: e.sent, dropped: e.dropped });
+      page.conns.set(e.conn, c);
+    }
+    if (["fault", "connected", "disconnected", "rejected", "warning", "slow_consumer"].includes(e.event)) {
+      const { event, time, ...rest } = e;
+      addLog({ t: time * 1000, stream: "(server)", text: JSON.stringify({ event, ...rest }), sys: true });
+    }
+  }
+  while (page.conns.size > 200) page.conns.delete(page.conns.keys().next().value);
+  page.statusDirty = true;
+}
+
+function renderServer() {
+  const status = page.status;
+  if (!status) return;
+  const counters = [
+    ["connections open", status.connections_open], ["connections total", status.connections_total],
+    ["frames sent", status.frames_sent], ["frames dropped", status.frames_dropped],
+    ["lateness p50", fmtMs(status.lateness_p50_ms)], ["lateness p99", fmtMs(status.lateness_p99_ms)],
+    ["rejected", status.rejected], ["slow closed", status.slow_closed],
+    ["client errors", status.client_errors],
+    ["gaps (page)", sum((s) => s.gaps)], ["duplicates (page)", sum((s) => s.dups)],
+    ["virtual time", status.virtual_s.toFixed(1) + " s"],
+    ...Object.entries(status.faults_by_kind).map(([k, n]) => ["fault " + k, n]),
+    ...Object.entries(status.relayed || {}).map(([k, n]) => ["messages " + k, n]),
+  ];
+  $("counters").replaceChildren(...counters.map(([label, value]) =>
+    el("div", { className: "counter" }, el("b", {}, String(value)), el("span", {}, label))));
+  for (const s of page.streams.values()) s.cells.spark.replaceChildren(sparkline(s));
+  renderTimeline();
+  renderConnections(status);
+  if (status.replay) renderReplay(status.replay);
+}
+
+// sim replay: the recorded connection's pushes as ticks, and where the client is now.
+function renderReplay(positions) {
+  $("replay").hidden = false;
+  const rows = [];
+  for (const p of positions) {
+    const recorded = page.info.recorded[String(p.recorded_conn)];
+    const span = Math.max(1e-9, p.duration_s);
+    const bar = el("div", { className: "replay-bar", id: "replay-" + p.conn });
+    for (const t of recorded ? recorded.pushes : []) {
+      const tick = el("div", { className: "push" });
+      tick.style.left = (100 * t / span) + "%";
+      bar.append(tick);
+    }
+    const marker = el("div", { className: "position" });
+    const at = Math.min(1, p.position_s / span);
+    marker.style.left = (100 * at) + "%";
+    marker.dataset.fraction = at.toFixed(4);
+    bar.append(marker);
+    rows.push(
+      el("div", {}, `conn ${p.conn} ← recorded ${p.recorded_conn}` + (p.round ? ` (round ${p.round + 1})` : "")),
+      bar,
+      el("div", { className: "muted" }, `${Math.min(p.position_s, p.duration_s).toFixed(1)} / ${p.duration_s.toFixed(1)} s`));
+  }
+  $("replay-lanes").replaceChildren(...rows);
+}
+
+// The page's own counts, in the same frame as the log lines they count.
+function renderStreamCounts() {
+  for (const s of page.streams.values()) {
+    s.cells.received.textContent = s.received;
+    s.cells.gaps.textContent = s.gaps;
+    s.cells.dups.textContent = s.dups;
+  }
+}
+
+function sum(f) { let n = 0; for (const s of page.streams.values()) n += f(s); return n; }
+function fmtMs(ms) { return ms == null ? "–" : ms.toFixed(2) + " ms"; }
+
+// Expected (dashed) against actual (solid) msg/s of one stream, from the server's counts.
+function sparkline(s) {
+  const NS = "http://www.w3.org/2000/svg";
+  const svg = document.createElementNS(NS, "svg");
+  svg.setAttribute("class", "spark");
+  svg.setAttribute("viewBox", "0 0 200 24");
+  const samples = page.samples.slice(-SPARK_POINTS);
+  const rates = [], expected = [];
+  for (let i = 1; i < samples.length; i++) {
+    let j = i - 1;
+    while (j > 0 && samples[i].t - samples[j].t < RATE_WINDOW_S) j--;
+    const dt = samples[i].t - samples[j].t;
+    if (dt < RATE_WINDOW_S * 0.9) continue;  // too short a span for a rate yet
+    const n = (samples[i].counts[s.name] || 0) - (samples[j].counts[s.name] || 0);
+    rates.push(dt > 0 ? n / dt : 0);
+    expected.push(s.expected_per_s * (page.info.per_connection ? samples[i].open : 1));
+  }
+  const exp = expected.length ? expected[expected.length - 1]
+    : s.expected_per_s * (page.info.per_connection ? (page.status ? page.status.connections_open : 0) : 1);
+  const top = Math.max(1e-9, ...rates, exp) * 1.15;
+  const y = (v) => (23 - 22 * v / top).toFixed(1);
+  // Expected: the scenario's rate now, across the whole width (dashed).
+  const flat = document.createElementNS(NS, "line");
+  flat.setAttribute("class", "exp");
+  for (const [k, v] of [["x1", 0], ["x2", 200], ["y1", y(exp)], ["y2", y(exp)]]) flat.setAttribute(k, v);
+  svg.append(flat);
+  // Actual: one point per status sample, the newest on the right.
+  const line = document.createElementNS(NS, "polyline");
+  line.setAttribute("class", "act");
+  line.setAttribute("points", rates.map((v, i) =>
+    `${(200 * (i + 1 + SPARK_POINTS - rates.length) / SPARK_POINTS).toFixed(1)},${y(v)}`).join(" "));
+  svg.append(line);
+  const title = document.createElementNS(NS, "title");
+  const last = rates.length ? rates[rates.length - 1] : 0;
+  title.textContent = `${s.name}: expected ${exp.toFixed(2)} msg/s, actual ${last.toFixed(2)} msg/s`;
+  svg.append(title);
+  svg.dataset.expected = exp;
+  svg.dataset.actual = last;
+  return svg;
+}
+
+function xOf(time, now) { return Math.max(0, Math.min(100, 100 - (now - time) / WINDOW_S * 100)); }
+
+// Fault lane and connection swimlanes on one time axis (the last WINDOW_S seconds).
+function renderTimeline() {
+  const now = serverNow();
+  const lane = $("fault-lane");
+  lane.replaceChildren(...page.faults.filter((f) => (f.end ?? f.time) >= now - WINDOW_S).map((f) => {
+    const left = xOf(f.time, now);
+    const mark = el("div", { className: "fault-mark" + (f.end ? " span" : "") });
+    mark.style.left = left + "%";
+    if (f.end) mark.style.width = Math.max(0.5, xOf(f.end, now) - left) + "%";
+    mark.title = `${f.kind} (${f.name}${f.source ? ", " + f.source : ""})` + (f.conn == null ? " server-wide" : " conn " + f.conn);
+    mark.dataset.kind = f.kind;
+    return mark;
+  }));
+  const recent = [...page.conns.values()].filter((c) => (c.end ?? now) >= now - WINDOW_S).slice(-LANES_SHOWN);
+  const rows = [];
+  for (const c of recent) {
+    const bar = el("div", { className: "lane", id: "lane-" + c.conn });
+    const span = el("div", { className: "conn-span" + (c.end ? "" : " open") });
+    const left = xOf(c.start, now);
+    span.style.left = left + "%";
+    span.style.width = Math.max(0.5, xOf(c.end ?? now, now) - left) + "%";
+    span.title = c.end ? `conn ${c.conn}: closed ${c.code} ${c.reason || ""} by ${c.by}` : `conn ${c.conn}: open`;
+    bar.append(span);
+    if (c.end) {
+      const end = el("div", { className: "conn-end", title: `close ${c.code}` });
+      end.style.left = xOf(c.end, now) + "%";
+      bar.append(end);
+    }
+    for (const f of page.faults) {
+      if (f.conn !== c.conn || f.time < now - WINDOW_S) continue;
+      const mark = el("div", { className: "fault-mark", title: f.kind });
+      mark.style.left = xOf(f.time, now) + "%";
+      bar.append(mark);
+    }
+    rows.push(el("div", { className: "lane-label" }, "conn " + c.conn), bar);
+  }
+  $("swimlanes").replaceChildren(...rows);
+  $("swimlanes").style.display = "contents";
+  const axis = $("axis");
+  axis.replaceChildren(...[60, 45, 30, 15, 0].map((ago) => {
+    const tick = el("span", {}, ago ? `-${ago}s` : "now");
+    tick.style.left = (100 - ago / WINDOW_S * 100) + "%";
+    return tick;
+  }));
+}
+
+function renderConnections(status) {
+  const open = new Map(status.connections.map((c) => [c.conn, c]));
+  const all = [...page.conns.values()].slice(-20).reverse();
+  for (const c of open.values()) if (!page.conns.has(c.conn)) all.unshift({ conn: c.conn });
+  $("connections").tBodies[0].replaceChildren(...all.map((c) => {
+    const live = open.get(c.conn);
+    const button = el("button", { textContent: "disconnect" });
+    button.addEventListener("click", () => control("/control/disconnect", { conn: c.conn }));
+    return el("tr", { id: "conn-" + c.conn },
+      el("td", {}, String(c.conn)),
+      el("td", {}, live ? (live.stalled ? "stalled" : live.state) : c.end ? "closed" : "open"),
+      el("td", {}, (live && live.remote) || c.remote || ""),
+      el("td", { className: "num" }, String((live ? live.sent : c.sent) ?? "")),
+      el("td", { className: "num" }, String((live ? live.dropped : c.dropped) ?? "")),
+      el("td", { className: "num" }, String((live && live.pending_bytes) ?? "")),
+      el("td", {}, c.code != null ? `${c.code} ${c.reason || ""} (${c.by})` : ""),
+      el("td", {}, live && page.info.command === "run" ? button : ""));
+  }));
+}
+
+// ------------------------------------------------------------------ controls
+
+async function control(path, body) {
+  const out = $("control-result");
+  try {
+    const response = await fetch(path, {
+      method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body),
+    });
+    out.textContent = `${response.status} ${JSON.stringify(await response.json(), null, 2)}`;
+  } catch (e) {
+    out.textContent = "failed: " + e;
+  }
+}
+
+async function copyPlan() {
+  const text = $("plan").textContent;
+  try {
+    await navigator.clipboard.writeText(text);
+  } catch (e) {  // no clipboard permission: select it for Ctrl+C
+    const range = document.createRange();
+    range.selectNodeContents($("plan"));
+    getSelection().removeAllRanges();
+    getSelection().addRange(range);
+    $("copy-result").textContent = "selected: press Ctrl+C";
+    return;
+  }
+  $("copy-result").textContent = "copied";
+}
+
+function bindControls() {
+  $("connect").addEventListener("click", () => {
+    page.wanted = !page.wanted;
+    if (page.wanted) connect();
+    else {
+      clearTimeout(page.retryTimer);
+      page.retryTimer = null;
+      $("retry-info").textContent = "";
+      if (page.ws) page.ws.close(1000, "closed from the inspector"); else setState("closed");
+    }
+  });
+  $("reconnect").addEventListener("click", () => {
+    page.wanted = true;
+    const old = page.ws;
+    page.ws = null;
+    if (old) old.close(1000, "reconnect from the inspector");
+    connect();
+  });
+  $("ping").addEventListener("click", ping);
+  $("pause").addEventListener("click", () => {
+    page.paused = !page.paused;
+    $("pause").textContent = page.paused ? "Resume" : "Pause";
+    if (!page.paused) renderLog(true);
+  });
+  $("log").addEventListener("click", (event) => {
+    const item = event.target.closest("li");
+    if (item && shownEntries.has(item)) showDetail(shownEntries.get(item));
+  });
+  $("clear").addEventListener("click", () => { page.log = []; page.pending = []; renderLog(true); });
+  $("log-filter").addEventListener("input", (e) => { page.filter = e.target.value.toLowerCase(); renderLog(true); });
+  $("log-stream").addEventListener("change", (e) => { page.filterStream = e.target.value; renderLog(true); });
+  for (const name of ["(page)", "(server)"]) $("log-stream").append(el("option", { value: name }, name));
+  $("copy-plan").addEventListener("click", copyPlan);
+  $("disconnect-all").addEventListener("click", () => control("/control/disconnect", {}));
+  for (const button of document.querySelectorAll("button.preset")) {
+    button.addEventListener("click", () => control("/control/faults", JSON.parse(button.dataset.fault)));
+  }
+  $("trigger").addEventListener("click", () => {
+    let body;
+    try { body = JSON.parse($("fault-json").value); }
+    catch (e) { $("control-result").textContent = "not JSON: " + e.message; return; }
+    control("/control/faults", body);
+  });
+}
+
+let lastServerRender = 0;
+function frame(now) {
+  if (page.dirty) { page.dirty = false; renderLog(false); renderStreamCounts(); }
+  // The server panel changes at most twice a second; the time axis moves every frame
+  // it is redrawn, so redraw it four times a second.
+  if (page.statusDirty || now - lastServerRender > 250) {
+    page.statusDirty = false;
+    lastServerRender = now;
+    renderServer();
+  }
+  requestAnimationFrame(frame);
+}
+
+start();

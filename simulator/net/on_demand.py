@@ -1,0 +1,220 @@
+"""Faults triggered now, from outside the scenario's plan (the inspector's control
+endpoint): a disconnect, reset, stall, throttle, outage, handshake refusal or mass
+disconnect carried out at once on the live connections.
+
+The plan (:mod:`simulator.net.faulting`) stays what the seed makes it; these come on
+top, are reported the same way (a ``fault`` event with ``source="control"``, a count in
+the stats, a row in the recording) and are kept in :attr:`OnDemandFaults.injected`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from collections.abc import Callable
+from typing import Any
+
+from websockets.server import ServerProtocol
+
+from simulator.core.faults import OUTAGE_CLOSE_CODE, HandshakeDecision
+from simulator.core.model import (
+    ConnectionList,
+    Disconnect,
+    Fault,
+    FaultKind,
+    MassDisconnect,
+    Outage,
+    Reject,
+    Reset,
+    Stall,
+    Throttle,
+)
+from simulator.net.faulting import Injected
+from simulator.net.handshake import fault_answer
+from simulator.net.log import EventKind, EventLog
+from simulator.net.recorder import Recorder
+from simulator.net.send_path import Client
+from simulator.net.wire_server import HandshakeAnswer
+
+#: The kinds that can be triggered now (message kinds act per message: they belong in
+#: a plan, where their schedule says which messages).
+NOW_KINDS = (
+    FaultKind.DISCONNECT,
+    FaultKind.RESET,
+    FaultKind.STALL,
+    FaultKind.THROTTLE,
+    FaultKind.OUTAGE,
+    FaultKind.REJECT,
+    FaultKind.MASS_DISCONNECT,
+)
+
+
+class OnDemandFaults:
+    """Carries out faults given while the server runs. ``clients()`` lists the open
+    clients; ``recorder()`` the server's recorder, if it records."""
+
+    def __init__(
+        self,
+        log: EventLog,
+        *,
+        virtual_ns: Callable[[], int],
+        clients: Callable[[], list[Client]],
+        speed: float,
+        recorder: Callable[[], Recorder | None] = lambda: None,
+    ) -> None:
+        self.log = log
+        self.injected: list[Injected] = []
+        self.counts: Counter[str] = Counter()
+        self._virtual_ns = virtual_ns
+        self._clients = clients
+        self._speed = speed
+        self._recorder = recorder
+        # A refusal in force: the loop time it ends, and how handshakes are answered.
+        self._refusal: tuple[float, HandshakeDecision] | None = None
+        self._handles: list[asyncio.TimerHandle] = []
+
+    def trigger(self, fault: Fault) -> list[int]:
+        """Carry out ``fault`` now (its kind must be in :data:`NOW_KINDS`; its trigger is
+        ignored: now is when). Returns the connections it hit."""
+        action = fault.action
+        duration_ns = fault.schedule.duration_ns
+        if isinstance(action, (Outage, Reject)):
+            return self._refuse(fault, action, duration_ns)
+        targets = self._targets(fault)
+        if isinstance(action, MassDisconnect):
+            self._report(
+                action.kind.value, fault.name, None, code=action.code, connections=len(targets)
+            )
+            for client in targets:
+                client.close(action.code, action.reason)
+            return [c.index for c in targets]
+        for client in targets:
+            self._on_connection(fault, client, duration_ns)
+        return [c.index for c in targets]
+
+    def disconnect(self, indexes: list[int] | None, code: int, reason: str) -> list[int]:
+        """Close the open connections ``indexes`` (``None``: all) with ``code`` now."""
+        hit = [c for c in self._clients() if indexes is None or c.index in indexes]
+        for client in hit:
+            self._report("disconnect", "control", client.index, code=code)
+            client.close(code, reason)
+        return [c.index for c in hit]
+
+    def refusal(self, protocol: ServerProtocol) -> HandshakeAnswer:
+        """The refusal of a handshake arriving now, while one is in force (``None``
+        otherwise): an HTTP response or a close at once, as the plan's would be."""
+        if self._refusal is None:
+            return None
+        until, decision = self._refusal
+        if asyncio.get_running_loop().time() >= until:
+            self._refusal = None
+            return None
+        self._report(
+            "handshake_refused",
+            decision.faults[0],
+            None,
+            status=decision.status,
+            respond=decision.respond.value,
+        )
+        return fault_answer(protocol, decision, self._speed)
+
+    def close(self) -> None:
+        for handle in self._handles:
+            handle.cancel()
+
+    # ------------------------------------------------------------------ inside
+
+    def _targets(self, fault: Fault) -> list[Client]:
+        chosen = fault.target.connections
+        after = fault.target.after_connections
+        return [
+            c
+            for c in self._clients()
+            if c.open
+            and c.index >= after
+            and (not isinstance(chosen, ConnectionList) or c.index in chosen.indexes)
+        ]
+
+    def _on_connection(self, fault: Fault, client: Client, duration_ns: int | None) -> None:
+        action = fault.action
+        if isinstance(action, Disconnect):
+            self._report(action.kind.value, fault.name, client.index, code=action.code)
+            client.close(action.code, action.reason)
+        elif isinstance(action, Reset):
+            self._report(action.kind.value, fault.name, client.index)
+            client.reset()
+        elif isinstance(action, Stall):
+            end = self._end_ns(duration_ns)
+            self._report(action.kind.value, fault.name, client.index, end_ns=end)
+            client.faults().stall(client)
+            if duration_ns is not None:
+                self._later(duration_ns, self._unstall, fault.name, client)
+        elif isinstance(action, Throttle):
+            bps = action.bytes_per_s
+            end = self._end_ns(duration_ns)
+            self._report(action.kind.value, fault.name, client.index, bytes_per_s=bps, end_ns=end)
+            client.faults().throttle(client, bps)
+            if duration_ns is not None:
+                self._later(duration_ns, client.faults().unthrottle, client, bps)
+
+    def _unstall(self, name: str, client: Client) -> None:
+        if client.open:
+            self._report("stall_end", name, client.index)
+            client.faults().unstall(client)
+
+    def _refuse(self, fault: Fault, action: Outage | Reject, duration_ns: int | None) -> list[int]:
+        assert duration_ns is not None, "the control endpoint requires a duration"
+        until = asyncio.get_running_loop().time() + duration_ns / 1e9 / self._speed
+        close_code: int | None
+        if isinstance(action, Outage):
+            status, close_code = 503, OUTAGE_CLOSE_CODE
+        else:
+            status, close_code = action.status or 503, action.close_code
+        # Told to clients as the plan's refusals are (fault_answer: wall time at speed).
+        self._refusal = (
+            until,
+            HandshakeDecision(
+                attempt=0,
+                status=status,
+                faults=(fault.name,),
+                retry_after_ns=action.retry_after_ns,
+                respond=action.respond,
+                close_code=close_code,
+            ),
+        )
+        targets = self._targets(fault) if isinstance(action, Outage) else []
+        self._report(
+            action.kind.value,
+            fault.name,
+            None,
+            end_ns=self._end_ns(duration_ns),
+            status=status,
+            connections=len(targets),
+        )
+        for client in targets:
+            client.reset()
+        return [c.index for c in targets]
+
+    def _end_ns(self, duration_ns: int | None) -> int | None:
+        return None if duration_ns is None else self._virtual_ns() + duration_ns
+
+    def _later(self, duration_ns: int, callback: Callable[..., None], *args: Any) -> None:
+        loop = asyncio.get_running_loop()
+        self._handles.append(loop.call_later(duration_ns / 1e9 / self._speed, callback, *args))
+
+    def _report(self, kind: str, fault: str, conn: int | None, **detail: Any) -> None:
+        t = self._virtual_ns()
+        self.injected.append(Injected(t, kind, fault, conn, detail))
+        self.counts[kind] += 1
+        self.log.emit(
+            EventKind.FAULT,
+            conn=conn,
+            injected=kind,
+            fault=fault,
+            t_ns=t,
+            source="control",
+            **detail,
+        )
+        recorder = self._recorder()
+        if recorder is not None:
+            recorder.fault(conn, {"kind": kind, "fault": fault, "t_ns": t, **detail})
