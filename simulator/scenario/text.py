@@ -62,7 +62,11 @@ def parse_toml(
 
 
 # A table header ([name...] or [[name...]]) and its first key, when that key is bare.
-_HEADER = re.compile(r"^[ \t]*(\[\[?)[ \t]*([A-Za-z0-9_-]+)[^\n]*$", re.MULTILINE)
+# The key must end where a key ends (a dot or the closing bracket): "[scen\x1erio]" has
+# no bare first key to correct, and is left to the TOML parser's own message.
+_HEADER = re.compile(
+    r"^[ \t]*(\[\[?)[ \t]*([A-Za-z0-9_-]+)(?=[ \t]*[.\]])[^\n]*$", re.MULTILINE
+)
 
 
 def _misspelt_headers(text: str, source: str, tables: Sequence[str]) -> list[Problem]:
@@ -78,6 +82,8 @@ def _misspelt_headers(text: str, source: str, tables: Sequence[str]) -> list[Pro
         close = difflib.get_close_matches(name, tables, n=1)
         if close:
             header = m[0].strip()
+            if not header.isprintable():
+                header = f"{m[1]}{name}{']' * len(m[1])}"
             meant = header.replace(name, close[0], 1)
             line = text.count("\n", 0, m.start()) + 1
             message = f"{header}: unknown table; did you mean {meant}?"
