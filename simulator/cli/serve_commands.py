@@ -16,7 +16,12 @@ from typing import TYPE_CHECKING
 import click
 
 from simulator.cli.help_text import epilog
-from simulator.cli.inspector_options import inspector_options, load_inspector, start_inspector
+from simulator.cli.inspector_options import (
+    inspector_options,
+    load_inspector,
+    no_inspector_option,
+    start_inspector,
+)
 from simulator.cli.options import (
     DURATION,
     EPOCH,
@@ -278,8 +283,15 @@ async def _serve(
     help="One line per event on stderr: plain text or a JSON object.",
 )
 @click.option("--quiet", is_flag=True, help="Print only the URL line.")
+@click.option(
+    "--max-connections",
+    default=1000,
+    show_default=True,
+    type=click.IntRange(1, 100_000),
+    help="Clients at once; more get 503 with Retry-After: 1.",
+)
 @tls_options
-@inspector_options
+@no_inspector_option
 def replay(
     file: str,
     host: str,
@@ -296,9 +308,9 @@ def replay(
     redact_key_file: str | None,
     log_format: str,
     quiet: bool,
+    max_connections: int,
     tls: TLSOptions,
     no_inspector: bool,
-    control_from_any: bool,
 ) -> None:
     """Serve a recording again: client i gets recorded connection i (or --conn), pushes on
     the recorded timeline scaled by --speed, replies once the client sends what they answer.
@@ -328,7 +340,8 @@ def replay(
                 log_format,
                 quiet,
                 served,
-                (no_inspector, control_from_any),
+                max_connections,
+                (no_inspector, False),  # replay has no control endpoint
             )
         )
     except OSError as e:
@@ -383,6 +396,7 @@ async def _replay(
     log_format: str,
     quiet: bool,
     tls: ServingTLS | None,
+    max_connections: int,
     inspector: tuple[bool, bool] = (False, False),
 ) -> None:
     from simulator.cli.console import follow_log, stop_on_signals
@@ -404,6 +418,7 @@ async def _replay(
         ignore=ignore,
         free_run=free_run,
         tls=None if tls is None else tls.context,
+        max_connections=max_connections,
     ) as server:
         print(server.url, flush=True)
         start_inspector(server, *inspector, quiet or log_format != "plain", source=file)

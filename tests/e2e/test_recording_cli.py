@@ -8,6 +8,12 @@ import sys
 from pathlib import Path
 
 import pytest
+from websockets.asyncio.client import connect
+from websockets.exceptions import InvalidStatus
+from websockets.protocol import State
+
+from tests.e2e.conftest import async_test
+from tests.e2e.test_run_cli import sim_serving
 
 SIM = [sys.executable, "-m", "simulator"]
 
@@ -109,3 +115,17 @@ def test_sim_replay_serves_a_recorded_session_again(tmp_path: Path) -> None:
     finally:
         if proc.poll() is None:
             proc.kill()
+
+
+@async_test(timeout=60)
+async def test_sim_replay_max_connections_refuses_the_one_past_it_with_503(
+    recordings: tuple[Path, Path],
+) -> None:
+    args = ("replay", recordings[0], "--port", "0", "--free-run", "--loop", "--quiet")
+    async with sim_serving(*args, "--max-connections", "1") as replayer:
+        first = await connect(replayer.url, max_queue=None, proxy=None)
+        with pytest.raises(InvalidStatus) as refused:
+            await connect(replayer.url, proxy=None)
+        assert refused.value.response.status_code == 503
+        assert first.state is State.OPEN
+        await first.close()
