@@ -35,6 +35,7 @@ from simulator.cli.options import (
     tls_options,
     with_hint,
 )
+from simulator.cli.workers import WORKERS
 from simulator.errors import SimError, UsageError
 
 if TYPE_CHECKING:
@@ -76,6 +77,14 @@ if TYPE_CHECKING:
     help="Clients at once; more get 503 (default: the scenario's, else 1000).",
 )
 @click.option(
+    "--workers",
+    type=WORKERS,
+    default="1",
+    show_default=True,
+    help="Processes serving the same feed on one port (SO_REUSEPORT); auto: one per core."
+    " Worker w of N numbers its connections w, w+N, ... (docs/scale-out.md).",
+)
+@click.option(
     "--log-format",
     type=click.Choice(["plain", "json"]),
     default="plain",
@@ -84,9 +93,10 @@ if TYPE_CHECKING:
 @click.option("--quiet", is_flag=True, help="Print only the URL line.")
 @click.option(
     "--record",
-    type=click.Path(dir_okay=False),
-    help="Record what is served (faults included) to this Parquet file, refused if it "
-    "exists, unless --force (default: no recording).",
+    type=click.Path(),
+    help="Record what is served (faults included) to this Parquet file (with --workers: a "
+    "directory, one worker=W/part.parquet each), refused if it exists, unless --force "
+    "(default: no recording).",
 )
 @force_option
 @click.option(
@@ -106,6 +116,7 @@ def run(
     duration: int | None,
     epoch: int | None,
     max_connections: int | None,
+    workers: int,
     log_format: str,
     quiet: bool,
     record: str | None,
@@ -136,10 +147,30 @@ def run(
         host, port = listen_address(listen, host, port)
         if redact and record is None:
             raise UsageError("--redact applies to what --record writes: give --record FILE")
-        if record is not None:
+        if record is not None and workers == 1:
             claim_output(record, force)
         redactor = redaction(redact, redact_key_file)
         served = serving_tls(tls)
+        if workers > 1:
+            from simulator.cli.workers import run_workers
+
+            run_workers(
+                scenario,
+                workers,
+                host=host,
+                port=port,
+                seed=seed,
+                speed=speed,
+                duration_ns=duration,
+                epoch_ns=epoch,
+                log_format=log_format,
+                quiet=quiet,
+                record=record,
+                force=force,
+                redactor=redactor,
+                tls_options=tls,
+                tls=served,
+            )
         asyncio.run(
             _serve(
                 scenario,
@@ -214,7 +245,7 @@ async def _serve(
 
 
 @click.command(epilog=epilog("replay"))
-@click.argument("file", type=click.Path(dir_okay=False))
+@click.argument("file", type=click.Path())
 @click.option("--host", default="127.0.0.1", show_default=True, help="Interface to bind.")
 @click.option(
     "--port",
