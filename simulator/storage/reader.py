@@ -66,7 +66,7 @@ def recording_parts(path: str | os.PathLike[str]) -> list[Path]:
         elif found.is_file() and found.suffix == ".parquet":
             parts.append(found)
     if not parts:
-        raise RecordingError(os.fspath(root), "a directory with no recording (*.parquet) in it")
+        raise RecordingError(os.fspath(root), "is a directory with no recording (*.parquet) in it")
     return parts
 
 
