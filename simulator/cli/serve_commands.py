@@ -35,7 +35,7 @@ from simulator.cli.options import (
     tls_options,
     with_hint,
 )
-from simulator.cli.workers import WORKERS
+from simulator.cli.workers import INSTANCE, WORKERS
 from simulator.errors import SimError, UsageError
 
 if TYPE_CHECKING:
@@ -85,6 +85,12 @@ if TYPE_CHECKING:
     " Worker w of N numbers its connections w, w+N, ... (docs/scale-out.md).",
 )
 @click.option(
+    "--instance",
+    type=INSTANCE,
+    help="I/M: this is instance I (from 0) of M serving one feed on M hosts: number the "
+    "connections apart from the others' (default: 0/1, alone).",
+)
+@click.option(
     "--log-format",
     type=click.Choice(["plain", "json"]),
     default="plain",
@@ -117,6 +123,7 @@ def run(
     epoch: int | None,
     max_connections: int | None,
     workers: int,
+    instance: tuple[int, int] | None,
     log_format: str,
     quiet: bool,
     record: str | None,
@@ -157,6 +164,7 @@ def run(
             run_workers(
                 scenario,
                 workers,
+                instance=instance or (0, 1),
                 host=host,
                 port=port,
                 seed=seed,
@@ -185,6 +193,7 @@ def run(
                 record,
                 redactor,
                 served,
+                instance or (0, 1),
             )
         )
     except OSError as e:
@@ -206,9 +215,11 @@ async def _serve(
     record: str | None,
     redactor: Redactor | None,
     tls: ServingTLS | None,
+    instance: tuple[int, int],
 ) -> None:
     from simulator.cli.console import follow_log, live_status, stop_on_signals
     from simulator.cli.tls import announce
+    from simulator.core.numbering import Numbering
     from simulator.net.log import EventKind
     from simulator.net.server import serve
 
@@ -224,6 +235,7 @@ async def _serve(
         record=record,
         redact=redactor,
         tls=None if tls is None else tls.context,
+        numbering=Numbering(*instance),
     ) as server:
         print(server.url, flush=True)
         if not quiet:

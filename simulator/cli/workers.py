@@ -81,6 +81,41 @@ class WorkersType(click.ParamType):  # type: ignore[type-arg]
 WORKERS = WorkersType()
 
 
+class InstanceType(click.ParamType):  # type: ignore[type-arg]
+    """``--instance I/M``: instance ``I`` (from 0) of ``M``, as a pair."""
+
+    name = "I/M"
+
+    def convert(
+        self, value: Any, param: click.Parameter | None, ctx: click.Context | None
+    ) -> tuple[int, int]:
+        if isinstance(value, tuple):
+            return value
+        index, _, count = str(value).partition("/")
+        try:
+            pair = int(index), int(count)
+        except ValueError:
+            pair = (-1, 0)
+        if not 0 <= pair[0] < pair[1] <= MAX_WORKERS:
+            self.fail(
+                f"{value!r}: give I/M, instance I of M, with 0 <= I < M <= {MAX_WORKERS} "
+                "(e.g. 0/3, 1/3, 2/3 on three hosts)",
+                param,
+                ctx,
+            )
+        return pair
+
+
+INSTANCE = InstanceType()
+
+
+def numbering(instance: tuple[int, int], worker: int, workers: int) -> Numbering:
+    """Worker ``worker`` of ``workers`` on instance ``I`` of ``M``: slot ``I*workers +
+    worker`` of ``M*workers``, so no two workers of any instance share an index."""
+    index, count = instance
+    return Numbering(index * workers + worker, count * workers)
+
+
 @dataclass(frozen=True, slots=True)
 class WorkerSpec:
     """What every worker serves, and how it talks (sent to each spawned process)."""
@@ -105,25 +140,27 @@ def part_path(record_dir: str | os.PathLike[str], worker: int) -> Path:
     return Path(record_dir) / f"worker={worker}" / "part.parquet"
 
 
-def claim_record_dir(record_dir: str, workers: int, force: bool) -> None:
+def claim_record_dir(record_dir: str, workers: list[int], force: bool, *, alone: bool) -> None:
     """Make sure ``--record DIR`` with workers overwrites nothing unless ``force``
-    (then the ``worker=*`` partitions in it are removed). Raises :class:`UsageError`."""
+    (then the partitions in it are removed: all ``worker=*`` when ``alone``, else those of
+    ``workers``, so that instances can share a directory). Raises :class:`UsageError`."""
     root = Path(record_dir)
     if root.exists() and not root.is_dir():
         raise UsageError(
             f"{record_dir}: with --workers, --record names a directory (one part per worker)"
         )
-    old = sorted(root.glob("worker=*")) if root.is_dir() else []
+    mine = [part_path(root, w).parent for w in workers]
+    old = sorted(root.glob("worker=*") if alone else (p for p in mine if p.exists()))
     if old and not force:
         raise UsageError(f"{record_dir}: already holds a recording; pass --force to overwrite it")
     try:
         for partition in old:
             shutil.rmtree(partition)
-        for worker in range(workers):
+        for worker in workers:
             part_path(root, worker).parent.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise UsageError(f"{record_dir}: cannot write there: {e.strerror or e}") from None
-    for worker in range(workers):
+    for worker in workers:
         claim_output(str(part_path(root, worker)), force)
 
 
@@ -306,6 +343,7 @@ def run_workers(
     scenario: Scenario,
     workers: int,
     *,
+    instance: tuple[int, int],
     host: str | None,
     port: int | None,
     seed: int | None,
@@ -322,8 +360,9 @@ def run_workers(
 ) -> NoReturn:
     """``sim run --workers N`` (N > 1), after the options were checked: fix what the
     workers must share (epoch, port), then :func:`serve_workers`."""
+    slots = [numbering(instance, w, workers) for w in range(workers)]
     if record is not None:
-        claim_record_dir(record, workers, force)
+        claim_record_dir(record, [n.worker for n in slots], force, alone=instance[1] == 1)
     tls_files = None
     if tls_options.cert and tls_options.key:
         tls_files = (tls_options.cert, tls_options.key)
@@ -345,11 +384,11 @@ def run_workers(
         quiet=quiet,
         status=not quiet and sys.stdout.isatty() and log_format == "plain",
     )
-    serve_workers(spec, workers, tls)
+    serve_workers(spec, slots, tls)
 
 
-def serve_workers(spec: WorkerSpec, workers: int, tls: ServingTLS | None) -> NoReturn:
-    """Run ``workers`` worker processes serving ``spec`` until they stop; print the URL
+def serve_workers(spec: WorkerSpec, slots: list[Numbering], tls: ServingTLS | None) -> NoReturn:
+    """Run a worker process for each of ``slots`` serving ``spec`` until they stop; print the URL
     first; exit 0 when they stopped on a signal or at the end of the duration, 2 when
     one could not start (its error printed), 1 when one failed while serving.
 
@@ -366,14 +405,12 @@ def serve_workers(spec: WorkerSpec, workers: int, tls: ServingTLS | None) -> NoR
     context = multiprocessing.get_context("spawn")  # no fork: polars' threads do not survive one
     children: list[_Child] = []
     try:
-        for worker in range(workers):
+        for slot in slots:
             ours, theirs = context.Pipe()
-            process = context.Process(
-                target=_work, args=(spec, Numbering(worker, workers), theirs), name=f"sim-{worker}"
-            )
+            process = context.Process(target=_work, args=(spec, slot, theirs), name=f"sim-{slot}")
             process.start()
             theirs.close()
-            children.append(_Child(worker, process, ours))
+            children.append(_Child(slot.worker, process, ours))
         code = asyncio.run(_supervise(spec, children, tls))
     finally:
         for child in children:

@@ -244,3 +244,39 @@ async def test_per_connection_feeds_are_a_function_of_the_index_on_any_worker() 
     for index, (payloads, epoch) in received.items():
         timeline = Timeline(sc, seed=11, scope=index, epoch_ns=epoch)
         assert payloads == timeline.take_until(60 * S).payloads[:k], index
+
+
+@async_test(timeout=60)
+async def test_an_instance_numbers_its_connections_apart_from_the_others() -> None:
+    """--instance 1/3 (host 1 of 3) numbers its connections 1, 4, 7 and says so on
+    /healthz; so do the records of its connections."""
+    args = ("--port", "0", "--instance", "1/3", "--log-format", "json")
+    async with sim_run(DASHBOARD, *args) as running:
+        log = Stderr()
+        reader = asyncio.ensure_future(log.follow(running))
+        sockets = [await client(running.url) for _ in range(3)]
+        connections = await log.wait_for("connected", 3)
+        answer = await asyncio.to_thread(healthz, running.url)
+        running.process.send_signal(signal.SIGTERM)
+        assert set(await asyncio.gather(*(close_code(ws) for ws in sockets))) == {1001}
+        assert await running.process.wait() == 0
+        await reader
+    assert sorted(e["conn"] for e in connections) == [1, 4, 7]
+    assert (answer["worker"], answer["workers"]) == (1, 3)
+
+
+def test_instance_slots_never_collide() -> None:
+    """Worker w of N on instance I of M is slot I*N + w of M*N: every index once."""
+    from simulator.cli.workers import numbering
+
+    handed = [
+        numbering((i, 3), w, 2).index(k) for i in range(3) for w in range(2) for k in range(50)
+    ]
+    assert sorted(handed) == list(range(300))
+
+
+def test_a_bad_instance_is_a_usage_error() -> None:
+    for bad in ("3/3", "1", "a/b", "-1/2"):
+        result = sim("run", DASHBOARD, "--instance", bad)
+        assert result.returncode == 2
+        assert "--instance" in result.stderr and "I/M" in result.stderr, result.stderr
