@@ -197,13 +197,14 @@ def main(argv: list[str] | None = None) -> int:
                 file=sys.stderr,
                 flush=True,
             )
-    if args.idle:
-        for rep in range(1, 3):
+    sizes = [int(n) for n in args.idle.split(",") if n]
+    for rep in range(1, 3 if sizes else 1):
+        for n in sizes:
             for workers in counts if rep % 2 else counts[::-1]:
-                row = idle(workers, args.idle, rep, anchors, logdir)
+                row = idle(workers, n, rep, anchors, logdir)
                 rows.append(row)
                 print(
-                    f"# idle x{workers} rep={rep}: "
+                    f"# idle x{workers} n={n} rep={rep}: "
                     + ("failed" if row["failed"] else f"{row['kb_per_conn']:.2f} KB/conn"),
                     file=sys.stderr,
                     flush=True,

@@ -20,6 +20,7 @@ worker logs its own events to stderr, naming itself (``worker=1``).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import multiprocessing
 import os
@@ -55,6 +56,8 @@ STOP_SIGNALS: Final = {signal.SIGINT, signal.SIGTERM}
 REPORT_EVERY_S: Final = 0.5
 #: A worker told to stop that is still running after this long is killed.
 STOP_TIMEOUT_S: Final = 60.0
+#: A worker's exit code when its supervisor went away before it could tell it anything.
+EXIT_STOPPED: Final = 1
 #: Most workers ``--workers`` accepts.
 MAX_WORKERS: Final = 256
 
@@ -210,12 +213,19 @@ def _work(spec: WorkerSpec, numbering: Numbering, link: Link) -> None:
     """A worker process: serve until stopped, telling the supervisor over ``link``."""
     try:
         asyncio.run(_serve_one(spec, numbering, link))
+    except (BrokenPipeError, EOFError):
+        sys.exit(EXIT_STOPPED)  # the supervisor is gone (killed): nobody to tell
     except OSError as e:
-        link.send({"error": network_failure_text(e, "serve")})
+        _tell(link, {"error": network_failure_text(e, "serve")})
         sys.exit(EXIT_USAGE)
     except SimError as e:
-        link.send({"error": str(e)})
+        _tell(link, {"error": str(e)})
         sys.exit(EXIT_USAGE)
+
+
+def _tell(link: Link, message: dict[str, Any]) -> None:
+    with contextlib.suppress(OSError):
+        link.send(message)
 
 
 async def _serve_one(spec: WorkerSpec, numbering: Numbering, link: Link) -> None:
@@ -233,14 +243,19 @@ async def _serve_one(spec: WorkerSpec, numbering: Numbering, link: Link) -> None
     told: asyncio.Future[Any] = loop.create_future()
 
     def hear() -> None:
+        try:
+            message = link.recv()
+        except (EOFError, OSError):  # the supervisor is gone: so are we
+            message = None
+            stop.set()
         if not told.done():
-            told.set_result(link.recv())
+            told.set_result(message)
 
     loop.add_reader(link.fileno(), hear)
     stopped: asyncio.Future[Any] = asyncio.ensure_future(stop.wait())
     await asyncio.wait([told, stopped], return_when=asyncio.FIRST_COMPLETED)
-    loop.remove_reader(link.fileno())
     if stopped.done() or not told.done():
+        loop.remove_reader(link.fileno())
         return
     async with serve(
         spec.scenario,
@@ -257,6 +272,8 @@ async def _serve_one(spec: WorkerSpec, numbering: Numbering, link: Link) -> None
         origin_wall_ns=told.result(),
         reuse_port=True,
     ) as server:
+        # From now on the link is readable only when the supervisor has gone (killed):
+        # hear() stops this worker then, rather than leave it serving on its own.
         link.send({"listening": server.url})
         if not spec.quiet:
             only = EventKind.WARNING if spec.status else None
@@ -264,14 +281,19 @@ async def _serve_one(spec: WorkerSpec, numbering: Numbering, link: Link) -> None
 
         async def report() -> None:
             while True:
-                link.send({"stats": dataclasses.asdict(server.stats())})
+                try:
+                    link.send({"stats": dataclasses.asdict(server.stats())})
+                except OSError:  # the supervisor is gone
+                    stop.set()
+                    return
                 await asyncio.sleep(REPORT_EVERY_S)
 
         tasks = [asyncio.ensure_future(server.wait()), stopped, asyncio.ensure_future(report())]
         await asyncio.wait(tasks[:2], return_when=asyncio.FIRST_COMPLETED)
         for task in tasks:
             task.cancel()
-    link.send({"stats": dataclasses.asdict(server.stats())})  # the final count
+    with contextlib.suppress(OSError):
+        link.send({"stats": dataclasses.asdict(server.stats())})  # the final count
 
 
 # --------------------------------------------------------------------------- the supervisor
@@ -325,7 +347,8 @@ class _Board:
                     if all(c.ready for c in self.children):
                         origin = time.time_ns()
                         for c in self.children:
-                            c.link.send(origin)
+                            with contextlib.suppress(OSError):  # it has gone: seen at exit
+                                c.link.send(origin)
                 elif "listening" in message:
                     child.url = message["listening"]
                     if all(c.url is not None for c in self.children):
@@ -407,7 +430,9 @@ def serve_workers(spec: WorkerSpec, slots: list[Numbering], tls: ServingTLS | No
     try:
         for slot in slots:
             ours, theirs = context.Pipe()
-            process = context.Process(target=_work, args=(spec, slot, theirs), name=f"sim-{slot}")
+            process = context.Process(
+                target=_work, args=(spec, slot, theirs), name=f"sim-{slot.worker}"
+            )
             process.start()
             theirs.close()
             children.append(_Child(slot.worker, process, ours))
