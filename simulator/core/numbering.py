@@ -11,19 +11,18 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from simulator.errors import UsageError
-
 
 @dataclass(frozen=True, slots=True)
 class Numbering:
-    """Worker ``worker`` of ``workers``: which connection indices it hands out."""
+    """Worker ``worker`` of ``workers``: which connection indices it hands out. Raises
+    ``ValueError`` unless ``0 <= worker < workers`` (the CLI checks its options first)."""
 
     worker: int = 0
     workers: int = 1
 
     def __post_init__(self) -> None:
         if self.workers < 1 or not 0 <= self.worker < self.workers:
-            raise UsageError(
+            raise ValueError(
                 f"worker {self.worker} of {self.workers}: need workers >= 1 and "
                 "0 <= worker < workers"
             )

@@ -10,7 +10,6 @@ from hypothesis import strategies as st
 from simulator.core.faults import FaultPlan, Handshakes
 from simulator.core.model import Fault, FaultSchedule, FaultTarget, FaultWindow, Reject
 from simulator.core.numbering import Numbering
-from simulator.errors import UsageError
 
 S = 1_000_000_000
 
@@ -30,7 +29,7 @@ def test_one_server_alone_numbers_0_1_2() -> None:
 
 @pytest.mark.parametrize(("worker", "workers"), [(2, 2), (-1, 2), (0, 0)])
 def test_a_worker_outside_its_count_is_refused(worker: int, workers: int) -> None:
-    with pytest.raises(UsageError, match="worker"):
+    with pytest.raises(ValueError, match="worker"):
         Numbering(worker, workers)
 
 
