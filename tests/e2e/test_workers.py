@@ -280,3 +280,21 @@ def test_a_bad_instance_is_a_usage_error() -> None:
         result = sim("run", DASHBOARD, "--instance", bad)
         assert result.returncode == 2
         assert "--instance" in result.stderr and "I/M" in result.stderr, result.stderr
+
+
+@async_test(timeout=60)
+async def test_ctrl_c_to_the_supervisor_stops_every_worker_and_exits_0() -> None:
+    """SIGINT to the supervisor alone (not its process group): it forwards SIGTERM to
+    each worker, waits for them and exits 0."""
+    async with sim_run(DASHBOARD, "--port", "0", "--workers", "2") as running:
+        ws = await client(running.url)
+        running.process.send_signal(signal.SIGINT)
+        assert await close_code(ws) == 1001
+        code, out, err = await running.finish()
+    assert code == 0, err
+    assert out == ""
+    assert "Traceback" not in err
+    assert {f"sim: worker={w} stopping" for w in (0, 1)} <= {
+        line.split(" connections=")[0] for line in err.splitlines()
+    }
+    assert err.splitlines()[-1].startswith("sim: workers_stopped workers=2 connections_total=1")
