@@ -87,8 +87,8 @@ if TYPE_CHECKING:
 @click.option(
     "--instance",
     type=INSTANCE,
-    help="I/M: this is instance I (from 0) of M serving one feed on M hosts: number the "
-    "connections apart from the others' (default: 0/1, alone).",
+    help="This is instance I (from 0) of M serving one feed (M hosts behind a load "
+    "balancer): number connections apart from the others' (default: 0/1, alone).",
 )
 @click.option(
     "--log-format",
