@@ -10,30 +10,37 @@ import asyncio
 import signal
 import sys
 from collections.abc import Callable
-from typing import TextIO
+from typing import Protocol, TextIO
 
 import orjson
 
+from simulator.core.model import Scenario
 from simulator.net.log import Event, EventKind, EventLog
-from simulator.net.server import SimServer
 from simulator.net.stats import Stats
 
 
-def log_printer(fmt: str, stream: TextIO = sys.stderr) -> Callable[[Event], None]:
-    """A listener printing each event as one line, ``plain`` or ``json``."""
+def log_printer(
+    fmt: str, stream: TextIO = sys.stderr, worker: int | None = None
+) -> Callable[[Event], None]:
+    """A listener printing each event as one line, ``plain`` or ``json``; ``worker``
+    (one of ``sim run --workers``) is named on every line."""
+    prefix = "sim: " if worker is None else f"sim: worker={worker} "
+    tag = {} if worker is None else {"worker": worker}
 
     def plain(event: Event) -> None:
-        print(f"sim: {event.as_text()}", file=stream, flush=True)
+        print(f"{prefix}{event.as_text()}", file=stream, flush=True)
 
     def json(event: Event) -> None:
-        print(orjson.dumps(event.as_dict()).decode(), file=stream, flush=True)
+        print(orjson.dumps({**event.as_dict(), **tag}).decode(), file=stream, flush=True)
 
     return json if fmt == "json" else plain
 
 
-def follow_log(log: EventLog, log_format: str, only: EventKind | None = None) -> None:
+def follow_log(
+    log: EventLog, log_format: str, only: EventKind | None = None, worker: int | None = None
+) -> None:
     """Print the events logged so far and every later one (of kind ``only``, if given)."""
-    printer = log_printer(log_format)
+    printer = log_printer(log_format, worker=worker)
 
     def show(event: Event) -> None:
         if only is None or event.kind is only:
@@ -56,7 +63,22 @@ def stop_on_signals() -> asyncio.Event:
     return stop
 
 
-def status_table(server: SimServer, stats: Stats) -> object:
+class StatusSource(Protocol):
+    """What the live status shows: a :class:`SimServer`, or the workers of one run."""
+
+    @property
+    def scenario(self) -> Scenario: ...
+
+    @property
+    def url(self) -> str: ...
+
+    @property
+    def speed(self) -> float: ...
+
+    def stats(self) -> Stats: ...
+
+
+def status_table(server: StatusSource, stats: Stats) -> object:
     """A rich renderable of ``stats`` (imported lazily: rich is only needed on a TTY)."""
     from rich.table import Table
 
@@ -84,7 +106,7 @@ def status_table(server: SimServer, stats: Stats) -> object:
     return table
 
 
-async def live_status(server: SimServer, refresh_s: float = 0.5) -> None:
+async def live_status(server: StatusSource, refresh_s: float = 0.5) -> None:
     """Redraw the status table until cancelled."""
     from rich.console import Console
     from rich.live import Live

@@ -265,13 +265,18 @@ def force_option(command: Callable[..., Any]) -> Callable[..., Any]:
 def network_failure(error: OSError, doing: str) -> NoReturn:
     """Exit 2 with one line for an OSError of the network (``doing``: ``serve``,
     ``record``, ...); an address in use gets the way out."""
+    click.echo(network_failure_text(error, doing), err=True)
+    sys.exit(EXIT_USAGE)
+
+
+def network_failure_text(error: OSError, doing: str) -> str:
+    """The line :func:`network_failure` prints."""
     reason = error.strerror or str(error)
     if error.errno == errno.EADDRINUSE:
         reason = (
             f"{reason}; stop what is using it, or pick another port (--port 0 picks a free one)"
         )
-    click.echo(f"sim: cannot {doing}: {reason}", err=True)
-    sys.exit(EXIT_USAGE)
+    return f"sim: cannot {doing}: {reason}"
 
 
 def header_pair(value: str) -> tuple[str, str]:

@@ -13,7 +13,7 @@ from simulator.errors import SimError
 
 
 @click.command(epilog=epilog("inspect"))
-@click.argument("file", type=click.Path(dir_okay=False))
+@click.argument("file", type=click.Path())
 @click.option("--json", "as_json", is_flag=True, help="One JSON object, for machines.")
 def inspect(file: str, as_json: bool) -> None:
     """Summarise a recording: connections, duration, messages per stream and direction,
@@ -35,8 +35,8 @@ def inspect(file: str, as_json: bool) -> None:
 
 
 @click.command(epilog=epilog("diff"))
-@click.argument("a", type=click.Path(dir_okay=False))
-@click.argument("b", type=click.Path(dir_okay=False))
+@click.argument("a", type=click.Path())
+@click.argument("b", type=click.Path())
 @click.option("--ignore-timing", is_flag=True, help="Compare messages only.")
 def diff(a: str, b: str, ignore_timing: bool) -> None:
     """Compare two recordings connection by connection: identical message sequences, the

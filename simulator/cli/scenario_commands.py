@@ -205,6 +205,13 @@ def _progress(total_ns: int, label: str) -> Iterator[Callable[[int], None]]:
     " and as [[fault]] TOML, instead of the timeline.",
 )
 @click.option("--toml", "as_toml", is_flag=True, help="Print only the flat plan's [[fault]] TOML.")
+@click.option(
+    "--workers",
+    default=1,
+    show_default=True,
+    type=click.IntRange(1, 256),
+    help="Show which worker of `sim run --workers N` serves each connection.",
+)
 def plan(
     scenario_file: str,
     duration: int | None,
@@ -213,6 +220,7 @@ def plan(
     max_hits: int,
     flat: bool,
     as_toml: bool,
+    workers: int,
 ) -> None:
     """Print SCENARIO's fault timeline without serving anything: the connection and server
     faults with their times, and the messages each message fault hits. Same seed, same plan.
@@ -232,7 +240,7 @@ def plan(
     span = duration if duration is not None else scenario.duration_ns
     if span is None:
         fail(UsageError("a duration is needed: pass --duration or set scenario.duration"))
-    for line in plan_report(scenario, seed, span, connections, max_hits=max_hits):
+    for line in plan_report(scenario, seed, span, connections, max_hits=max_hits, workers=workers):
         click.echo(line)
 
 

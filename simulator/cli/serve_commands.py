@@ -41,6 +41,7 @@ from simulator.cli.options import (
     tls_options,
     with_hint,
 )
+from simulator.cli.workers import INSTANCE, WORKERS
 from simulator.errors import SimError, UsageError
 
 if TYPE_CHECKING:
@@ -82,6 +83,20 @@ if TYPE_CHECKING:
     help="Clients at once; more get 503 (default: the scenario's, else 1000).",
 )
 @click.option(
+    "--workers",
+    type=WORKERS,
+    default="1",
+    show_default=True,
+    help="Processes serving the same feed on one port (SO_REUSEPORT); auto: one per core."
+    " Worker w of N numbers its connections w, w+N, ... (docs/scale-out.md).",
+)
+@click.option(
+    "--instance",
+    type=INSTANCE,
+    help="This is instance I (from 0) of M serving one feed (M hosts behind a load "
+    "balancer): number connections apart from the others' (default: 0/1, alone).",
+)
+@click.option(
     "--log-format",
     type=click.Choice(["plain", "json"]),
     default="plain",
@@ -90,9 +105,10 @@ if TYPE_CHECKING:
 @click.option("--quiet", is_flag=True, help="Print only the URL line.")
 @click.option(
     "--record",
-    type=click.Path(dir_okay=False),
-    help="Record what is served (faults included) to this Parquet file, refused if it "
-    "exists, unless --force (default: no recording).",
+    type=click.Path(),
+    help="Record what is served (faults included) to this Parquet file (with --workers: a "
+    "directory, one worker=W/part.parquet each), refused if it exists, unless --force "
+    "(default: no recording).",
 )
 @force_option
 @click.option(
@@ -113,6 +129,8 @@ def run(
     duration: int | None,
     epoch: int | None,
     max_connections: int | None,
+    workers: int,
+    instance: tuple[int, int] | None,
     log_format: str,
     quiet: bool,
     record: str | None,
@@ -146,10 +164,36 @@ def run(
         host, port = listen_address(listen, host, port)
         if redact and record is None:
             raise UsageError("--redact applies to what --record writes: give --record FILE")
-        if record is not None:
+        if record is not None and workers == 1:
             claim_output(record, force)
         redactor = redaction(redact, redact_key_file)
         served = serving_tls(tls)
+        if workers > 1:
+            from simulator.cli.workers import run_workers
+
+            if not (no_inspector or quiet):
+                # Each worker would show only its own clients: no page rather than a
+                # page that misleads.
+                click.echo("note: no inspector with --workers (docs/scale-out.md)", err=True)
+
+            run_workers(
+                scenario,
+                workers,
+                instance=instance or (0, 1),
+                host=host,
+                port=port,
+                seed=seed,
+                speed=speed,
+                duration_ns=duration,
+                epoch_ns=epoch,
+                log_format=log_format,
+                quiet=quiet,
+                record=record,
+                force=force,
+                redactor=redactor,
+                tls_options=tls,
+                tls=served,
+            )
         asyncio.run(
             _serve(
                 scenario,
@@ -164,6 +208,7 @@ def run(
                 record,
                 redactor,
                 served,
+                instance or (0, 1),
                 (no_inspector, control_from_any),
             )
         )
@@ -186,10 +231,12 @@ async def _serve(
     record: str | None,
     redactor: Redactor | None,
     tls: ServingTLS | None,
+    instance: tuple[int, int],
     inspector: tuple[bool, bool] = (False, False),
 ) -> None:
     from simulator.cli.console import follow_log, live_status, stop_on_signals
     from simulator.cli.tls import announce
+    from simulator.core.numbering import Numbering
     from simulator.net.log import EventKind
     from simulator.net.server import serve
 
@@ -206,6 +253,7 @@ async def _serve(
         record=record,
         redact=redactor,
         tls=None if tls is None else tls.context,
+        numbering=Numbering(*instance),
     ) as server:
         print(server.url, flush=True)
         if not quiet:
@@ -228,7 +276,7 @@ async def _serve(
 
 
 @click.command(epilog=epilog("replay"))
-@click.argument("file", type=click.Path(dir_okay=False))
+@click.argument("file", type=click.Path())
 @click.option("--host", default="127.0.0.1", show_default=True, help="Interface to bind.")
 @click.option(
     "--port",

@@ -31,6 +31,7 @@ def plan_report(
     connections: int,
     *,
     max_hits: int = 20,
+    workers: int = 1,
 ) -> list[str]:
     """The fault plan as lines of text: what ``sim plan`` prints.
 
@@ -38,7 +39,9 @@ def plan_report(
     server and connection events in time order, then for each message-level fault the
     messages it hits, as ``conn <i> <stream>: seq ...`` (at most ``max_hits`` a line).
     Messages come from the timeline: in broadcast mode one for all connections, in
-    per-connection mode one per connection.
+    per-connection mode one per connection. With ``workers`` (``sim run --workers``),
+    each connection is shown with the worker that hands out its index (``conn 3 (w1)``:
+    worker ``i % workers``, see :class:`~simulator.core.numbering.Numbering`).
     """
     if duration_ns <= 0 or connections < 1:
         raise ValueError("plan_report needs duration_ns > 0 and connections >= 1")
@@ -48,29 +51,38 @@ def plan_report(
         f" of scenario time, {connections} connection{'s' if connections > 1 else ''}"
         " open from 0s",
     ]
+    if workers > 1:
+        lines.append(
+            f"{workers} workers: worker w numbers its connections w, w+{workers}, "
+            f"w+{2 * workers}, ... (conn i is on worker i % {workers}, shown as wN)"
+        )
     if not plan.faults:
         return [*lines, "no faults"]
     lines.append("server")
     server = server_schedule(plan, duration_ns)
-    lines.extend(f"  {_event_line(e)}" for e in server)
+    lines.extend(f"  {_event_line(e, workers)}" for e in server)
     if not server:
         lines.append("  nothing")
     lines.append("connections")
     events = [e for c in range(connections) for e in connection_schedule(plan, c, duration_ns)]
     events.sort(key=lambda e: e.t_ns)
-    lines.extend(f"  {_event_line(e)}" for e in events)
+    lines.extend(f"  {_event_line(e, workers)}" for e in events)
     if not events:
         lines.append("  nothing")
     lines.append("messages")
     if plan.message_faults:
-        lines.extend(_message_lines(scenario, plan, duration_ns, connections, max_hits))
+        lines.extend(_message_lines(scenario, plan, duration_ns, connections, max_hits, workers))
     else:
         lines.append("  nothing")
     return lines
 
 
-def _event_line(e: FaultEvent) -> str:
-    who = "server" if e.conn is None else f"conn {e.conn}"
+def _who(conn: int, workers: int) -> str:
+    return f"conn {conn}" if workers == 1 else f"conn {conn} (w{conn % workers})"
+
+
+def _event_line(e: FaultEvent, workers: int = 1) -> str:
+    who = "server" if e.conn is None else _who(e.conn, workers)
     parts = [f"{_when(e.t_ns):>10}", who, e.kind.value, repr(e.fault)]
     if e.end_ns is not None:
         parts.append(f"until {_when(e.end_ns)}")
@@ -82,7 +94,12 @@ _REPORT_STEP_NS: Final = 10 * _NS_PER_S  # timeline read this much at a time
 
 
 def _message_lines(
-    scenario: Scenario, plan: FaultPlan, duration_ns: int, connections: int, max_hits: int
+    scenario: Scenario,
+    plan: FaultPlan,
+    duration_ns: int,
+    connections: int,
+    max_hits: int,
+    workers: int,
 ) -> list[str]:
     names = [s.name for s in scenario.streams]
     broadcast = scenario.server.mode is Mode.BROADCAST
@@ -115,7 +132,8 @@ def _message_lines(
         out.append(f"  {fault.kind.value} {fault.name!r}: {total} of {seen[i]} messages{share}")
         for (c, stream), texts in sorted(hits[i].items()):
             more = f" … (+{len(texts) - max_hits} more)" if len(texts) > max_hits else ""
-            out.append(f"    conn {c} {stream}: seq {', '.join(texts[:max_hits])}{more}")
+            seqs = ", ".join(texts[:max_hits])
+            out.append(f"    {_who(c, workers)} {stream}: seq {seqs}{more}")
     return out
 
 

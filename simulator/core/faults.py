@@ -68,6 +68,7 @@ from simulator.core.model import (
     Trigger,
     UniformLatency,
 )
+from simulator.core.numbering import Numbering
 
 __all__ = [
     "NO_FAULT",
@@ -681,12 +682,16 @@ class Handshakes:
     arrival order; the answers are a pure function of the attempts' times in that order.
     If the server numbers connections, it should number attempts (so that connection
     ``i`` is attempt ``i``), which keeps connection targeting and this counting aligned.
+
+    One of several workers (``numbering``) numbers its attempts ``worker + k*workers``:
+    ``after_connections`` compares that index; ``limit`` counts this worker's refusals.
     """
 
-    __slots__ = ("_occurrences", "_used", "attempts", "plan")
+    __slots__ = ("_occurrences", "_used", "attempts", "numbering", "plan")
 
-    def __init__(self, plan: FaultPlan) -> None:
+    def __init__(self, plan: FaultPlan, numbering: Numbering | None = None) -> None:
         self.plan = plan
+        self.numbering = numbering if numbering is not None else Numbering()
         self.attempts = 0
         self._used = [0] * len(plan.server_faults)
         self._occurrences = tuple(
@@ -695,8 +700,9 @@ class Handshakes:
         )
 
     def decide(self, t_ns: int) -> HandshakeDecision:
-        """The answer to the next attempt, arriving at scenario time ``t_ns``."""
-        attempt = self.attempts
+        """The answer to the next attempt, arriving at scenario time ``t_ns``; its
+        ``attempt`` is the connection index (see :class:`Numbering`)."""
+        attempt = self.numbering.index(self.attempts)
         self.attempts += 1
         faults = self.plan.server_faults
         for fault, occurrences in zip(faults, self._occurrences, strict=True):

@@ -69,9 +69,9 @@ class ScenarioClock:
         self.speed = speed
         self.start_at = 0.0
 
-    def start(self) -> None:
-        """Scenario time 0 is now."""
-        self.start_at = asyncio.get_running_loop().time()
+    def start(self, elapsed_s: float = 0.0) -> None:
+        """Scenario time 0 is now, or was ``elapsed_s`` seconds (of wall time) ago."""
+        self.start_at = asyncio.get_running_loop().time() - elapsed_s
 
     def virtual_ns(self) -> int:
         """Scenario time now, in ns since :meth:`start`."""

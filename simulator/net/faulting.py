@@ -31,6 +31,7 @@ from simulator.core.faults import (
     server_schedule,
 )
 from simulator.core.model import Fault, FaultKind, Reject
+from simulator.core.numbering import Numbering
 from simulator.net.log import EventKind, EventLog
 from simulator.net.recorder import Recorder
 from simulator.net.send_path import Client, binary_frame, text_frame
@@ -63,13 +64,14 @@ class FaultInjector:
         loop_time: Callable[[int], float],
         clients: Callable[[], list[Client]],
         speed: float,
+        numbering: Numbering | None = None,
     ) -> None:
         self.plan = plan
         self.log = log
         self.injected: list[Injected] = []
         self.counts: Counter[str] = Counter()
         self.has_message_faults = bool(plan.message_faults)
-        self._handshakes = Handshakes(plan)
+        self._handshakes = Handshakes(plan, numbering)
         self._virtual_ns = virtual_ns
         self._loop_time = loop_time
         self._clients = clients

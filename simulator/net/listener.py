@@ -24,6 +24,10 @@ class Listener(ServerHandler):
         self.log = log
         #: Serve ``wss://`` with this context (set it before starting; ``None``: ``ws://``).
         self.tls: ssl.SSLContext | None = None
+        #: Share the port with other processes listening on it with this flag too
+        #: (``SO_REUSEPORT``: the kernel spreads connections among them; set it before
+        #: starting). ``sim run --workers`` does.
+        self.reuse_port = False
         self._wire: WireServer | None = None
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -34,7 +38,7 @@ class Listener(ServerHandler):
         if port is None:
             self._wire.start()
             return
-        await self._wire.listen(self.host, port, self.tls)
+        await self._wire.listen(self.host, port, self.tls, reuse_port=self.reuse_port)
         warn_if_public(self.host, self.log)
 
     def serve_http(self, router: HttpRouter | None) -> None:

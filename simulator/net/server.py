@@ -32,6 +32,7 @@ from websockets.http11 import Request
 
 from simulator.core.faults import plan_faults
 from simulator.core.model import Mode, Scenario, TimeFormat
+from simulator.core.numbering import Numbering
 from simulator.core.protocol import Outcome, Reply, binary_refused, handle_text
 from simulator.core.rates import TokenBucket
 from simulator.core.redact import Redactor, redact_url
@@ -95,6 +96,8 @@ class SimServer(Listener):
         log_sends: bool,
         record: str | Path | None = None,
         redact: Redactor | None = None,
+        numbering: Numbering | None = None,
+        origin_wall_ns: int | None = None,
     ) -> None:
         if speed <= 0:
             raise UsageError(f"speed={speed}: must be > 0")
@@ -106,6 +109,10 @@ class SimServer(Listener):
         self.duration_ns = duration_ns
         self.epoch_ns = epoch_ns if epoch_ns is not None else scenario.epoch_ns
         self.clients: dict[int, Client] = {}
+        #: Which connection indices this server hands out (one of several workers).
+        self.numbering = numbering if numbering is not None else Numbering()
+        #: Wall time (ns) of scenario time 0, when fixed (workers share it); else start.
+        self.origin_wall_ns = origin_wall_ns
         self.clock = ScenarioClock(speed)
         self._counters = Counters()
         self._pumps: dict[int, asyncio.Task[None]] = {}  # per-connection mode
@@ -125,6 +132,7 @@ class SimServer(Listener):
                 loop_time=self.clock.loop_time,
                 clients=lambda: list(self.clients.values()),
                 speed=speed,
+                numbering=self.numbering,
             )
         #: Faults triggered while it runs (the inspector's control endpoint).
         self.on_demand = OnDemandFaults(
@@ -182,7 +190,12 @@ class SimServer(Listener):
         except BaseException:
             await self._close(CLOSE_GOING_AWAY)  # an unwritable path: stop, then fail
             raise
-        self.clock.start()
+        # Workers start a little apart: each sets its clock to the shared origin, so
+        # that they send the same message at the same moment.
+        behind_s = (
+            0.0 if self.origin_wall_ns is None else (time.time_ns() - self.origin_wall_ns) / 1e9
+        )
+        self.clock.start(max(behind_s, 0.0))
         self._wall_start = time.time()
         if self.epoch_ns is None:
             self.epoch_ns = time.time_ns()
@@ -207,6 +220,8 @@ class SimServer(Listener):
                         "speed": self.speed,
                         "mode": self.scenario.server.mode.value,
                         "redaction": {} if self.redactor is None else self.redactor.describe(),
+                        "worker": self.numbering.worker,
+                        "workers": self.numbering.workers,
                     },
                 ),
                 self.log,
@@ -284,7 +299,13 @@ class SimServer(Listener):
         protocol = conn.protocol
         if is_health_check(request):
             return health_response(
-                protocol, {"scenario": self.scenario.name, "connections": len(self.clients)}
+                protocol,
+                {
+                    "scenario": self.scenario.name,
+                    "connections": len(self.clients),
+                    "worker": self.numbering.worker,
+                    "workers": self.numbering.workers,
+                },
             )
         if len(self.clients) >= self.scenario.server.max_connections:
             self._counters.rejected += 1
@@ -295,10 +316,11 @@ class SimServer(Listener):
             )
             return too_many_connections(protocol)
         # Connections are numbered by handshake attempt, so that fault targeting (which
-        # counts attempts, refused ones included) and connection indices agree.
+        # counts attempts, refused ones included) and connection indices agree; a
+        # worker numbers its k-th attempt worker + k*workers (simulator.core.numbering).
         refused = self.on_demand.refusal(protocol)
         if self.faults is None:
-            conn.index = self._next_index
+            conn.index = self.numbering.index(self._next_index)
             self._next_index += 1
             return refused
         decision = self.faults.handshake()
@@ -487,6 +509,9 @@ async def serve(
     redact: Redactor | None = None,
     in_memory: bool = False,
     tls: ssl.SSLContext | None = None,
+    numbering: Numbering | None = None,
+    origin_wall_ns: int | None = None,
+    reuse_port: bool = False,
 ) -> AsyncIterator[SimServer]:
     """Serve ``scenario`` (load a file with :func:`simulator.scenario.load_scenario`)
     until the block ends.
@@ -501,6 +526,12 @@ async def serve(
     before it is recorded (what clients send may hold secrets; see
     :class:`simulator.core.redact.Redactor`). ``tls`` serves ``wss://`` (a server
     context: :func:`simulator.net.tls.server_context`).
+
+    Several processes serve one feed on one port (``sim run --workers``) with
+    ``reuse_port`` (``SO_REUSEPORT``), each with its ``numbering`` (worker ``w`` of ``n``
+    numbers its connections ``w, w+n, ...``), the same ``seed`` and ``epoch_ns``, and
+    the same ``origin_wall_ns``: the wall time (``time.time_ns()``) of scenario time 0,
+    so that their clocks agree (default: scenario time 0 is when it starts).
     """
     if not isinstance(scenario, Scenario):
         raise UsageError(f"serve() takes a loaded Scenario, not {type(scenario).__name__}")
@@ -515,8 +546,11 @@ async def serve(
         log_sends=log_sends,
         record=record,
         redact=redact,
+        numbering=numbering,
+        origin_wall_ns=origin_wall_ns,
     )
     server.tls = tls
+    server.reuse_port = reuse_port
     await server.start()
     try:
         yield server

@@ -218,15 +218,20 @@ class WireServer:
         if config.ping_interval is not None:
             self.keepalive = Keepalive(self.connections, config.ping_interval, config.ping_timeout)
 
-    async def listen(self, host: str, port: int, tls: ssl.SSLContext | None = None) -> None:
+    async def listen(
+        self, host: str, port: int, tls: ssl.SSLContext | None = None, *, reuse_port: bool = False
+    ) -> None:
         """Start accepting connections on ``host``:``port`` (``0``: a free port); with
-        ``tls``, TLS connections only (``wss://``)."""
+        ``tls``, TLS connections only (``wss://``); with ``reuse_port``, alongside other
+        sockets bound to that port with ``SO_REUSEPORT`` (the kernel spreads new
+        connections among the listening ones)."""
         loop = asyncio.get_running_loop()
         self._server = await loop.create_server(
             self.connection,
             host,
             port,
             ssl=tls,
+            reuse_port=reuse_port or None,
             # A connection exists for the server from the end of its TLS handshake on:
             # one that never finishes it is dropped as one that never upgrades is.
             ssl_handshake_timeout=None if tls is None else self.config.open_timeout,

@@ -600,7 +600,13 @@ async def test_healthz_answers_200_with_json_on_the_websocket_port() -> None:
         status, content_types, body = await asyncio.to_thread(get)
         assert status == 200
         assert content_types == ["application/json"]
-        assert json.loads(body) == {"status": "ok", "scenario": "quiet", "connections": 1}
+        assert json.loads(body) == {
+            "status": "ok",
+            "scenario": "quiet",
+            "connections": 1,
+            "worker": 0,  # of `sim run --workers`: a lone server is worker 0 of 1
+            "workers": 1,
+        }
         await ws.close()
 
 
