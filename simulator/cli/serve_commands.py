@@ -171,10 +171,9 @@ def run(
         if workers > 1:
             from simulator.cli.workers import run_workers
 
-            if not (no_inspector or quiet):
-                # Each worker would show only its own clients: no page rather than a
-                # page that misleads.
-                click.echo("note: no inspector with --workers (docs/scale-out.md)", err=True)
+            # Each worker would show only its own clients: no page rather than a page
+            # that misleads.
+            no_page = "no inspector page with --workers (docs/scale-out.md)"
 
             run_workers(
                 scenario,
@@ -193,6 +192,7 @@ def run(
                 redactor=redactor,
                 tls_options=tls,
                 tls=served,
+                notes=() if no_inspector else (no_page,),
             )
         asyncio.run(
             _serve(

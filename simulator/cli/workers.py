@@ -136,6 +136,7 @@ class WorkerSpec:
     log_format: str
     quiet: bool
     status: bool  # the supervisor shows a live status: log warnings only
+    notes: tuple[str, ...] = ()  # said on stderr once every worker listens
 
 
 def part_path(record_dir: str | os.PathLike[str], worker: int) -> Path:
@@ -380,9 +381,11 @@ def run_workers(
     redactor: Redactor | None,
     tls_options: TLSOptions,
     tls: ServingTLS | None,
+    notes: tuple[str, ...] = (),
 ) -> NoReturn:
     """``sim run --workers N`` (N > 1), after the options were checked: fix what the
-    workers must share (epoch, port), then :func:`serve_workers`."""
+    workers must share (epoch, port), then :func:`serve_workers`. ``notes`` are said on
+    stderr once every worker listens."""
     slots = [numbering(instance, w, workers) for w in range(workers)]
     if record is not None:
         claim_record_dir(record, [n.worker for n in slots], force, alone=instance[1] == 1)
@@ -406,6 +409,7 @@ def run_workers(
         log_format=log_format,
         quiet=quiet,
         status=not quiet and sys.stdout.isatty() and log_format == "plain",
+        notes=notes,
     )
     serve_workers(spec, slots, tls)
 
@@ -481,6 +485,8 @@ async def _supervise(spec: WorkerSpec, children: list[_Child], tls: ServingTLS |
         print(board.url, flush=True)
         if not spec.quiet:
             announce(tls, board.url, spec.log_format, health=True)
+            for note in spec.notes:
+                click.echo(f"note: {note}", err=True)
         if spec.status:
             status = asyncio.ensure_future(live_status(board))
         await asyncio.wait([stopped, *exits], return_when=asyncio.FIRST_COMPLETED)
