@@ -98,7 +98,8 @@ class _Session(Handler):
         self.heartbeat_failed = False
         self.opened_at: float | None = None
         self.heard_at = 0.0
-        self.timers: list[asyncio.TimerHandle] = []
+        # The heartbeat timers not run yet (a dict: cancelled in the order they were set).
+        self.timers: dict[asyncio.TimerHandle, None] = {}
 
     def opened(self, conn: Connection) -> None:
         # Called from the read that completes the handshake, before any message that
@@ -124,8 +125,15 @@ class _Session(Handler):
 
     def later(self, delay: float, callback: Any, *args: Any) -> None:
         """A heartbeat timer of this connection (cancelled with it)."""
-        self.timers = [t for t in self.timers if not t.cancelled()]
-        self.timers.append(asyncio.get_running_loop().call_later(delay, callback, *args))
+        # A timer leaves the dict when it runs: a run timer is not "cancelled", and
+        # keeping those made every call walk all the beats of the session so far.
+
+        def fire() -> None:
+            self.timers.pop(handle, None)
+            callback(*args)
+
+        handle = asyncio.get_running_loop().call_later(delay, fire)
+        self.timers[handle] = None
 
 
 class ResilientClient:
