@@ -12,7 +12,11 @@ The loop is an ordinary ``asyncio.SelectorEventLoop`` given a selector of our ow
 public asyncio API is used. Each time the loop polls for I/O:
 
 1. the real selector is polled without waiting, so the loop's self-pipe (and with it
-   ``call_soon_threadsafe`` from worker threads, signals) and real sockets keep working;
+   ``call_soon_threadsafe`` from worker threads, signals) and real sockets keep working.
+   While the self-pipe is all that is registered (in-memory transports only), it is
+   polled every 64th time only: a callback from a thread is queued before the pipe is
+   written to, so it runs anyway, and a signal handler added with
+   ``loop.add_signal_handler`` runs at most 64 iterations late;
 2. if nothing was ready and the loop has a timer, the clock jumps to it at once;
 3. if the loop has no timer at all, the real selector is waited on, in real time: a
    worker thread or a socket may be about to wake the loop. If nothing ever will, this is
@@ -77,6 +81,8 @@ class _AutojumpSelector(selectors.BaseSelector):
 
     def __init__(self) -> None:
         self._real = selectors.DefaultSelector()
+        self._registered = 0  # file objects registered with _real
+        self._polls = 0
         self.now = 0.0
         self.limit_s: float | None = None
         self.deadline: float | None = None  # on time.monotonic()
@@ -86,10 +92,14 @@ class _AutojumpSelector(selectors.BaseSelector):
     def register(
         self, fileobj: FileDescriptorLike, events: int, data: Any = None
     ) -> selectors.SelectorKey:
-        return self._real.register(fileobj, events, data)
+        key = self._real.register(fileobj, events, data)
+        self._registered += 1
+        return key
 
     def unregister(self, fileobj: FileDescriptorLike) -> selectors.SelectorKey:
-        return self._real.unregister(fileobj)
+        key = self._real.unregister(fileobj)
+        self._registered -= 1
+        return key
 
     def modify(
         self, fileobj: FileDescriptorLike, events: int, data: Any = None
@@ -110,9 +120,13 @@ class _AutojumpSelector(selectors.BaseSelector):
     def select(self, timeout: float | None = None) -> list[tuple[selectors.SelectorKey, int]]:
         if self.deadline is not None and time.monotonic() >= self.deadline:
             self._exceeded()
-        ready = self._real.select(0)
-        if ready:
-            return ready
+        self._polls += 1
+        # Polling is about a fifth of an idle iteration; with nothing registered but
+        # the loop's self-pipe (the first registration, made with the loop) it can wait.
+        if self._registered > 1 or timeout is None or not self._polls % _POLL_EVERY:
+            ready = self._real.select(0)
+            if ready:
+                return ready
         if timeout is None:
             return self._wait_for_real_events()
         if timeout > 0:
@@ -154,6 +168,10 @@ def _land(now: float, timeout: float) -> float:
         target = later
     return target
 
+
+#: With only the self-pipe registered, the real selector is polled once per this many
+#: loop iterations (see the module docstring).
+_POLL_EVERY = 64
 
 # The resolution asyncio's loop adds to time() when it looks for due timers (it reads
 # the same public value in BaseEventLoop.__init__).
