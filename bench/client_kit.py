@@ -83,6 +83,7 @@ from simulator.core.flat_plan import FlatPlan, PlannedFault, to_faults  # noqa: 
 from simulator.core.model import FaultKind, Scenario  # noqa: E402
 from simulator.net.server import serve  # noqa: E402
 from simulator.testing.harness import RunningSim, load, run_sim  # noqa: E402
+from simulator.testing.virtual_time import VirtualClockLoop  # noqa: E402
 from tests.client import test_properties as props  # noqa: E402
 
 S = 1_000_000_000
@@ -245,23 +246,11 @@ def make_check(
         await client.start()
         bound = props.comeback_bound_s(plan)
         end = max(MIN_SCENARIO_S, bound)
-        # The samples are a chain of timer callbacks, not a task that sleeps: the same
-        # instants, one loop iteration each instead of two (a task wakes up one
-        # iteration after its timer), and no task step (about 12 us a sample).
-        interval = sample_s / speed
-        timer: asyncio.TimerHandle | None = None
-
-        def tick() -> None:
-            nonlocal timer
-            sample()
-            timer = loop.call_later(interval, tick)
-
-        tick()
+        stop_sampling = _sample_every(loop, sample_s / speed, sample)
         await sim.sleep_until(bound)
         state_at_bound = client.state
         await sim.sleep_until(end)
-        assert timer is not None
-        timer.cancel()
+        stop_sampling()
         sample()
         final_conn = max(sim.server.clients, default=None)
         await client.close()
@@ -297,6 +286,40 @@ def make_check(
         )
 
     return check
+
+
+def _sample_every(
+    loop: asyncio.AbstractEventLoop, interval: float, sample: Callable[[], None]
+) -> Callable[[], None]:
+    """Call ``sample`` now and every ``interval`` of loop time; return what stops it.
+
+    On a virtual clock the samples are taken as the clock moves (``watch``): nothing runs
+    between two moves, so a sample read then is the state at its instant, and it costs
+    no loop iteration. Otherwise a chain of timer callbacks (not a task that sleeps: one
+    loop iteration a sample instead of two, and no task step)."""
+    start = loop.time()
+    if isinstance(loop, VirtualClockLoop):
+        taken = 0
+
+        def catch_up(_from: float, to: float) -> None:
+            nonlocal taken
+            while start + taken * interval < to:
+                sample()
+                taken += 1
+
+        sample()
+        taken = 1
+        return loop.watch(catch_up)
+
+    timer: asyncio.TimerHandle | None = None
+
+    def tick() -> None:
+        nonlocal timer
+        sample()
+        timer = loop.call_later(interval, tick)
+
+    tick()
+    return lambda: timer.cancel() if timer is not None else None
 
 
 def _coro_name(task: asyncio.Task[Any]) -> str:

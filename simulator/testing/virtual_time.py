@@ -47,7 +47,7 @@ import asyncio
 import math
 import selectors
 import time
-from collections.abc import Coroutine, Mapping
+from collections.abc import Callable, Coroutine, Mapping
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from simulator.errors import SimError, UsageError
@@ -84,6 +84,8 @@ class _AutojumpSelector(selectors.BaseSelector):
         self._registered = 0  # file objects registered with _real
         self._polls = 0
         self.now = 0.0
+        #: Called with (from, to) before each jump of the clock (VirtualClockLoop.watch).
+        self.watchers: list[Callable[[float, float], None]] = []
         self.limit_s: float | None = None
         self.deadline: float | None = None  # on time.monotonic()
 
@@ -130,13 +132,18 @@ class _AutojumpSelector(selectors.BaseSelector):
         if timeout is None:
             return self._wait_for_real_events()
         if timeout > 0:
-            self.now = _land(self.now, timeout)
+            self.move_to(_land(self.now, timeout))
         elif self.now + _RESOLUTION <= self.now:
             # The loop runs a timer once `when < time() + resolution`. From 2**24 s (194
             # days) on, a float step is wider than twice the resolution, that sum rounds
             # back to time(), and a timer due now would never run: let a step pass.
-            self.now = math.nextafter(self.now, math.inf)
+            self.move_to(math.nextafter(self.now, math.inf))
         return []
+
+    def move_to(self, new: float) -> None:
+        for watcher in self.watchers:
+            watcher(self.now, new)
+        self.now = new
 
     def _wait_for_real_events(self) -> list[tuple[selectors.SelectorKey, int]]:
         # No timer: only a thread, a signal or a socket can wake the loop, in real time.
@@ -201,7 +208,27 @@ class VirtualClockLoop(asyncio.SelectorEventLoop):
         iteration."""
         if not (math.isfinite(seconds) and seconds >= 0):
             raise UsageError(f"seconds={seconds!r}: must be a finite number >= 0")
-        self._autojump.now += seconds
+        self._autojump.move_to(self._autojump.now + seconds)
+
+    def watch(self, watcher: Callable[[float, float], None]) -> Callable[[], None]:
+        """Call ``watcher(start, end)`` each time the clock is about to move from
+        ``start`` to ``end``, before anything due at ``end`` runs; return a function
+        that stops the calls.
+
+        Nothing runs on the loop from ``start`` to ``end``, so whatever state the
+        watcher reads held over the whole span: this observes state at regular
+        instants (every 100 ms, say) without a timer, and without the loop iteration
+        each timer costs. The watcher runs inside the loop's poll for I/O: it must be
+        quick, must not raise, and must not schedule anything.
+        """
+        watchers = self._autojump.watchers
+        watchers.append(watcher)
+
+        def unwatch() -> None:
+            if watcher in watchers:
+                watchers.remove(watcher)
+
+        return unwatch
 
     def limit_real_time(self, seconds: float | None) -> None:
         """From now on, make the loop raise :class:`RealTimeExceeded` (out of
