@@ -11,6 +11,7 @@ scope of one stream and must be fed its messages in order.
 
 from __future__ import annotations
 
+import time
 import uuid
 from dataclasses import dataclass
 from typing import Protocol
@@ -315,6 +316,14 @@ def format_times(wall_ns: npt.NDArray[np.int64], fmt: TimeFormat) -> list[JSON]:
     if fmt is TimeFormat.EPOCH_MS:
         return millis.tolist()  # type: ignore[no-any-return]
     return (millis / 1000.0).tolist()  # type: ignore[no-any-return]
+
+
+def format_time_iso(wall_ns: int) -> str:
+    """One Unix ns time as :func:`format_times` writes it in ISO (the same string, for
+    any int64), without numpy: several times quicker for a single value (a pong's)."""
+    seconds, millis = divmod(wall_ns // 1_000_000, 1000)  # floor, as numpy's cast
+    # int64 ns are the years 1677 to 2262: %Y writes four digits.
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + f".{millis:03d}Z"
 
 
 class _Timestamp:
