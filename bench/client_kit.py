@@ -8,8 +8,11 @@ An example is what ``tests/client/test_properties.py`` runs for each hypothesis 
 stretched to two minutes: one ``run_sim`` of the scenario with a fault plan, the
 reference ``ResilientClient`` (the test's config: heartbeat 1 s + 1 s, backoff 0.5 s to
 4 s) started at 0 and subscribed to every stream, the server's view of its
-subscriptions sampled every 100 ms, run until max(120 s, the comeback bound), closed,
-6 s more, then the test's six properties (a)-(f) checked on what happened. The checks
+subscriptions sampled every 100 ms (the test samples every 500 ms), run until max(120 s,
+the comeback bound), closed, 6 s more, then the test's six properties (a)-(f) checked
+on what happened. The samples are read as the virtual clock moves
+(``VirtualClockLoop.watch``: no timer, no loop iteration of their own), or over real
+sockets from a chain of timer callbacks. The checks
 are the test's own functions, imported from it, except (c), which the test writes for
 its one-stream subscription and is restated here for any set.
 
@@ -239,9 +242,10 @@ def make_check(
         client.listen(events.append)
         subs: dict[int, list[frozenset[str] | None]] = {}
 
-        def sample() -> None:
+        def sample(times: int = 1) -> None:
+            """``times`` samples of the state now (of as many instants)."""
             for index, served in sim.server.clients.items():
-                subs.setdefault(index, []).append(served.subscriptions)
+                subs.setdefault(index, []).extend([served.subscriptions] * times)
 
         await client.start()
         bound = props.comeback_bound_s(plan)
@@ -289,25 +293,29 @@ def make_check(
 
 
 def _sample_every(
-    loop: asyncio.AbstractEventLoop, interval: float, sample: Callable[[], None]
+    loop: asyncio.AbstractEventLoop, interval: float, sample: Callable[[int], None]
 ) -> Callable[[], None]:
-    """Call ``sample`` now and every ``interval`` of loop time; return what stops it.
+    """Sample now and every ``interval`` of loop time (``sample(n)`` takes ``n`` samples
+    of the state now); return what stops it.
 
     On a virtual clock the samples are taken as the clock moves (``watch``): nothing runs
-    between two moves, so a sample read then is the state at its instant, and it costs
-    no loop iteration. Otherwise a chain of timer callbacks (not a task that sleeps: one
-    loop iteration a sample instead of two, and no task step)."""
+    between two moves, so the state then is the state at every instant the move skips
+    over, and it costs no loop iteration. Otherwise a chain of timer callbacks (not a
+    task that sleeps: one loop iteration a sample instead of two, and no task step)."""
     start = loop.time()
     if isinstance(loop, VirtualClockLoop):
         taken = 0
 
         def catch_up(_from: float, to: float) -> None:
             nonlocal taken
-            while start + taken * interval < to:
-                sample()
-                taken += 1
+            due = taken
+            while start + due * interval < to:
+                due += 1
+            if due > taken:
+                sample(due - taken)
+                taken = due
 
-        sample()
+        sample(1)
         taken = 1
         return loop.watch(catch_up)
 
@@ -315,7 +323,7 @@ def _sample_every(
 
     def tick() -> None:
         nonlocal timer
-        sample()
+        sample(1)
         timer = loop.call_later(interval, tick)
 
     tick()

@@ -98,8 +98,9 @@ class _Session(Handler):
         self.heartbeat_failed = False
         self.opened_at: float | None = None
         self.heard_at = 0.0
-        # The heartbeat timers not run yet (a dict: cancelled in the order they were set).
-        self.timers: dict[asyncio.TimerHandle, None] = {}
+        # The heartbeat timers not run yet, by id (a TimerHandle hashes and compares by
+        # its time: a beat and a check due together collide); in the order they were set.
+        self.timers: dict[int, asyncio.TimerHandle] = {}
 
     def opened(self, conn: Connection) -> None:
         # Called from the read that completes the handshake, before any message that
@@ -119,7 +120,7 @@ class _Session(Handler):
         self.ended.set()
 
     def stop_heartbeat(self) -> None:
-        for timer in self.timers:
+        for timer in self.timers.values():
             timer.cancel()
         self.timers.clear()
 
@@ -129,11 +130,12 @@ class _Session(Handler):
         # keeping those made every call walk all the beats of the session so far.
 
         def fire() -> None:
-            self.timers.pop(handle, None)
+            self.timers.pop(key, None)
             callback(*args)
 
         handle = asyncio.get_running_loop().call_later(delay, fire)
-        self.timers[handle] = None
+        key = id(handle)
+        self.timers[key] = handle
 
 
 class ResilientClient:
