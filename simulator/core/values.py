@@ -11,9 +11,9 @@ scope of one stream and must be fed its messages in order.
 
 from __future__ import annotations
 
-import time
 import uuid
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Protocol
 
 import numpy as np
@@ -318,12 +318,15 @@ def format_times(wall_ns: npt.NDArray[np.int64], fmt: TimeFormat) -> list[JSON]:
     return (millis / 1000.0).tolist()  # type: ignore[no-any-return]
 
 
+_UNIX_EPOCH = datetime(1970, 1, 1)
+
+
 def format_time_iso(wall_ns: int) -> str:
     """One Unix ns time as :func:`format_times` writes it in ISO (the same string, for
-    any int64), without numpy: several times quicker for a single value (a pong's)."""
+    any int64), without numpy: about 3x quicker for a single value (a pong's)."""
     seconds, millis = divmod(wall_ns // 1_000_000, 1000)  # floor, as numpy's cast
-    # int64 ns are the years 1677 to 2262: %Y writes four digits.
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + f".{millis:03d}Z"
+    # Whole seconds: isoformat() writes no fraction; int64 ns are 4-digit years.
+    return (_UNIX_EPOCH + timedelta(seconds=seconds)).isoformat() + f".{millis:03d}Z"
 
 
 class _Timestamp:
