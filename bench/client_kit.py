@@ -8,8 +8,11 @@ An example is what ``tests/client/test_properties.py`` runs for each hypothesis 
 stretched to two minutes: one ``run_sim`` of the scenario with a fault plan, the
 reference ``ResilientClient`` (the test's config: heartbeat 1 s + 1 s, backoff 0.5 s to
 4 s) started at 0 and subscribed to every stream, the server's view of its
-subscriptions sampled every 100 ms, run until max(120 s, the comeback bound), closed,
-6 s more, then the test's six properties (a)-(f) checked on what happened. The checks
+subscriptions sampled every 100 ms (the test samples every 500 ms), run until max(120 s,
+the comeback bound), closed, 6 s more, then the test's six properties (a)-(f) checked
+on what happened. The samples are read as the virtual clock moves
+(``VirtualClockLoop.watch``: no timer, no loop iteration of their own), or over real
+sockets from a chain of timer callbacks. The checks
 are the test's own functions, imported from it, except (c), which the test writes for
 its one-stream subscription and is restated here for any set.
 
@@ -83,6 +86,7 @@ from simulator.core.flat_plan import FlatPlan, PlannedFault, to_faults  # noqa: 
 from simulator.core.model import FaultKind, Scenario  # noqa: E402
 from simulator.net.server import serve  # noqa: E402
 from simulator.testing.harness import RunningSim, load, run_sim  # noqa: E402
+from simulator.testing.virtual_time import VirtualClockLoop  # noqa: E402
 from tests.client import test_properties as props  # noqa: E402
 
 S = 1_000_000_000
@@ -238,26 +242,20 @@ def make_check(
         client.listen(events.append)
         subs: dict[int, list[frozenset[str] | None]] = {}
 
-        def sample() -> None:
+        def sample(times: int = 1) -> None:
+            """``times`` samples of the state now (of as many instants)."""
             for index, served in sim.server.clients.items():
-                subs.setdefault(index, []).append(served.subscriptions)
+                subs.setdefault(index, []).extend([served.subscriptions] * times)
 
         await client.start()
         bound = props.comeback_bound_s(plan)
         end = max(MIN_SCENARIO_S, bound)
-        state_at_bound = None
-        # Bounded: one iteration per sample_s of scenario time, at most.
-        for _ in range(int(end / sample_s) + 10):
-            now = sim.now()
-            if state_at_bound is None and now >= bound:
-                state_at_bound = client.state
-            if now >= end:
-                break
-            sample()
-            await sim.sleep(min(sample_s, end - now))
+        stop_sampling = _sample_every(loop, sample_s / speed, sample)
+        await sim.sleep_until(bound)
+        state_at_bound = client.state
+        await sim.sleep_until(end)
+        stop_sampling()
         sample()
-        if state_at_bound is None:
-            state_at_bound = client.state
         final_conn = max(sim.server.clients, default=None)
         await client.close()
         await sim.sleep(max(props.POLICY.cap_s, props.POLICY.retry_after_cap_s) + 1)
@@ -292,6 +290,44 @@ def make_check(
         )
 
     return check
+
+
+def _sample_every(
+    loop: asyncio.AbstractEventLoop, interval: float, sample: Callable[[int], None]
+) -> Callable[[], None]:
+    """Sample now and every ``interval`` of loop time (``sample(n)`` takes ``n`` samples
+    of the state now); return what stops it.
+
+    On a virtual clock the samples are taken as the clock moves (``watch``): nothing runs
+    between two moves, so the state then is the state at every instant the move skips
+    over, and it costs no loop iteration. Otherwise a chain of timer callbacks (not a
+    task that sleeps: one loop iteration a sample instead of two, and no task step)."""
+    start = loop.time()
+    if isinstance(loop, VirtualClockLoop):
+        taken = 0
+
+        def catch_up(_from: float, to: float) -> None:
+            nonlocal taken
+            due = taken
+            while start + due * interval < to:
+                due += 1
+            if due > taken:
+                sample(due - taken)
+                taken = due
+
+        sample(1)
+        taken = 1
+        return loop.watch(catch_up)
+
+    timer: asyncio.TimerHandle | None = None
+
+    def tick() -> None:
+        nonlocal timer
+        sample(1)
+        timer = loop.call_later(interval, tick)
+
+    tick()
+    return lambda: timer.cancel() if timer is not None else None
 
 
 def _coro_name(task: asyncio.Task[Any]) -> str:

@@ -98,7 +98,9 @@ class _Session(Handler):
         self.heartbeat_failed = False
         self.opened_at: float | None = None
         self.heard_at = 0.0
-        self.timers: list[asyncio.TimerHandle] = []
+        # The heartbeat timers not run yet, by id (a TimerHandle hashes and compares by
+        # its time: a beat and a check due together collide); in the order they were set.
+        self.timers: dict[int, asyncio.TimerHandle] = {}
 
     def opened(self, conn: Connection) -> None:
         # Called from the read that completes the handshake, before any message that
@@ -118,14 +120,22 @@ class _Session(Handler):
         self.ended.set()
 
     def stop_heartbeat(self) -> None:
-        for timer in self.timers:
+        for timer in self.timers.values():
             timer.cancel()
         self.timers.clear()
 
     def later(self, delay: float, callback: Any, *args: Any) -> None:
         """A heartbeat timer of this connection (cancelled with it)."""
-        self.timers = [t for t in self.timers if not t.cancelled()]
-        self.timers.append(asyncio.get_running_loop().call_later(delay, callback, *args))
+        # A timer leaves the dict when it runs: a run timer is not "cancelled", and
+        # keeping those made every call walk all the beats of the session so far.
+
+        def fire() -> None:
+            self.timers.pop(key, None)
+            callback(*args)
+
+        handle = asyncio.get_running_loop().call_later(delay, fire)
+        key = id(handle)
+        self.timers[key] = handle
 
 
 class ResilientClient:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Protocol
 
 import numpy as np
@@ -315,6 +316,17 @@ def format_times(wall_ns: npt.NDArray[np.int64], fmt: TimeFormat) -> list[JSON]:
     if fmt is TimeFormat.EPOCH_MS:
         return millis.tolist()  # type: ignore[no-any-return]
     return (millis / 1000.0).tolist()  # type: ignore[no-any-return]
+
+
+_UNIX_EPOCH = datetime(1970, 1, 1)
+
+
+def format_time_iso(wall_ns: int) -> str:
+    """One Unix ns time as :func:`format_times` writes it in ISO (the same string, for
+    any int64), without numpy: about 3x quicker for a single value (a pong's)."""
+    seconds, millis = divmod(wall_ns // 1_000_000, 1000)  # floor, as numpy's cast
+    # Whole seconds: isoformat() writes no fraction; int64 ns are 4-digit years.
+    return (_UNIX_EPOCH + timedelta(seconds=seconds)).isoformat() + f".{millis:03d}Z"
 
 
 class _Timestamp:

@@ -9,8 +9,6 @@ import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-import numpy as np
-
 from simulator.core.timeline import Batch
 from simulator.net.common import ScenarioClock
 from simulator.net.faulting import FaultInjector
@@ -91,8 +89,11 @@ class Fanout:
         # the counting below.
         loop_now = asyncio.get_running_loop().time()
         counters = self._counters
-        for i, n in zip(*np.unique(batch.stream, return_counts=True), strict=True):
-            counters.messages_by_stream[self._names[i]] += int(n)
+        # A plain loop, not np.unique: a live batch holds one or two messages. Sorted,
+        # so that new streams enter the counter in scenario order, as they did.
+        by_stream, names = counters.messages_by_stream, self._names
+        for i in sorted(batch.stream.tolist()):
+            by_stream[names[i]] += 1
         loop_time = self._clock.loop_time
         for t in batch.t_ns.tolist():
             counters.lateness_ns.append(int((loop_now - loop_time(origin_ns + t)) * 1e9))

@@ -26,18 +26,17 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import orjson
 from websockets.http11 import Request
 
 from simulator.core.faults import plan_faults
-from simulator.core.model import Mode, Scenario, TimeFormat
+from simulator.core.model import Mode, Scenario
 from simulator.core.numbering import Numbering
 from simulator.core.protocol import Outcome, Reply, binary_refused, handle_text
 from simulator.core.rates import TokenBucket
 from simulator.core.redact import Redactor, redact_url
 from simulator.core.timeline import Batch, Timeline
-from simulator.core.values import format_times
+from simulator.core.values import format_time_iso
 from simulator.errors import UsageError
 from simulator.net.common import (
     CLOSE_GOING_AWAY,
@@ -258,8 +257,7 @@ class SimServer(Listener):
 
     def now_iso(self) -> str:
         assert self.epoch_ns is not None
-        wall = np.array([self.epoch_ns + self.virtual_ns()], dtype=np.int64)
-        return str(format_times(wall, TimeFormat.ISO)[0])
+        return format_time_iso(self.epoch_ns + self.virtual_ns())
 
     # ------------------------------------------------------------------ pumps
 

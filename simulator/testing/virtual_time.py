@@ -12,7 +12,11 @@ The loop is an ordinary ``asyncio.SelectorEventLoop`` given a selector of our ow
 public asyncio API is used. Each time the loop polls for I/O:
 
 1. the real selector is polled without waiting, so the loop's self-pipe (and with it
-   ``call_soon_threadsafe`` from worker threads, signals) and real sockets keep working;
+   ``call_soon_threadsafe`` from worker threads, signals) and real sockets keep working.
+   While the self-pipe is all that is registered (in-memory transports only), it is
+   polled every 64th time only: a callback from a thread is queued before the pipe is
+   written to, so it runs anyway, and a signal handler added with
+   ``loop.add_signal_handler`` runs at most 64 iterations late;
 2. if nothing was ready and the loop has a timer, the clock jumps to it at once;
 3. if the loop has no timer at all, the real selector is waited on, in real time: a
    worker thread or a socket may be about to wake the loop. If nothing ever will, this is
@@ -43,7 +47,7 @@ import asyncio
 import math
 import selectors
 import time
-from collections.abc import Coroutine, Mapping
+from collections.abc import Callable, Coroutine, Mapping
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from simulator.errors import SimError, UsageError
@@ -77,7 +81,11 @@ class _AutojumpSelector(selectors.BaseSelector):
 
     def __init__(self) -> None:
         self._real = selectors.DefaultSelector()
+        self._registered = 0  # file objects registered with _real
+        self._polls = 0
         self.now = 0.0
+        #: Called with (from, to) before each jump of the clock (VirtualClockLoop.watch).
+        self.watchers: list[Callable[[float, float], None]] = []
         self.limit_s: float | None = None
         self.deadline: float | None = None  # on time.monotonic()
 
@@ -86,10 +94,14 @@ class _AutojumpSelector(selectors.BaseSelector):
     def register(
         self, fileobj: FileDescriptorLike, events: int, data: Any = None
     ) -> selectors.SelectorKey:
-        return self._real.register(fileobj, events, data)
+        key = self._real.register(fileobj, events, data)
+        self._registered += 1
+        return key
 
     def unregister(self, fileobj: FileDescriptorLike) -> selectors.SelectorKey:
-        return self._real.unregister(fileobj)
+        key = self._real.unregister(fileobj)
+        self._registered -= 1
+        return key
 
     def modify(
         self, fileobj: FileDescriptorLike, events: int, data: Any = None
@@ -110,19 +122,28 @@ class _AutojumpSelector(selectors.BaseSelector):
     def select(self, timeout: float | None = None) -> list[tuple[selectors.SelectorKey, int]]:
         if self.deadline is not None and time.monotonic() >= self.deadline:
             self._exceeded()
-        ready = self._real.select(0)
-        if ready:
-            return ready
+        self._polls += 1
+        # Polling is about a fifth of an idle iteration; with nothing registered but
+        # the loop's self-pipe (the first registration, made with the loop) it can wait.
+        if self._registered > 1 or timeout is None or not self._polls % _POLL_EVERY:
+            ready = self._real.select(0)
+            if ready:
+                return ready
         if timeout is None:
             return self._wait_for_real_events()
         if timeout > 0:
-            self.now = _land(self.now, timeout)
+            self.move_to(_land(self.now, timeout))
         elif self.now + _RESOLUTION <= self.now:
             # The loop runs a timer once `when < time() + resolution`. From 2**24 s (194
             # days) on, a float step is wider than twice the resolution, that sum rounds
             # back to time(), and a timer due now would never run: let a step pass.
-            self.now = math.nextafter(self.now, math.inf)
+            self.move_to(math.nextafter(self.now, math.inf))
         return []
+
+    def move_to(self, new: float) -> None:
+        for watcher in self.watchers:
+            watcher(self.now, new)
+        self.now = new
 
     def _wait_for_real_events(self) -> list[tuple[selectors.SelectorKey, int]]:
         # No timer: only a thread, a signal or a socket can wake the loop, in real time.
@@ -155,6 +176,10 @@ def _land(now: float, timeout: float) -> float:
     return target
 
 
+#: With only the self-pipe registered, the real selector is polled once per this many
+#: loop iterations (see the module docstring).
+_POLL_EVERY = 64
+
 # The resolution asyncio's loop adds to time() when it looks for due timers (it reads
 # the same public value in BaseEventLoop.__init__).
 _RESOLUTION = time.get_clock_info("monotonic").resolution
@@ -183,7 +208,27 @@ class VirtualClockLoop(asyncio.SelectorEventLoop):
         iteration."""
         if not (math.isfinite(seconds) and seconds >= 0):
             raise UsageError(f"seconds={seconds!r}: must be a finite number >= 0")
-        self._autojump.now += seconds
+        self._autojump.move_to(self._autojump.now + seconds)
+
+    def watch(self, watcher: Callable[[float, float], None]) -> Callable[[], None]:
+        """Call ``watcher(start, end)`` each time the clock is about to move from
+        ``start`` to ``end``, before anything due at ``end`` runs; return a function
+        that stops the calls.
+
+        Nothing runs on the loop from ``start`` to ``end``, so whatever state the
+        watcher reads held over the whole span: this observes state at regular
+        instants (every 100 ms, say) without a timer, and without the loop iteration
+        each timer costs. The watcher runs inside the loop's poll for I/O: it must be
+        quick, must not raise, and must not schedule anything.
+        """
+        watchers = self._autojump.watchers
+        watchers.append(watcher)
+
+        def unwatch() -> None:
+            if watcher in watchers:
+                watchers.remove(watcher)
+
+        return unwatch
 
     def limit_real_time(self, seconds: float | None) -> None:
         """From now on, make the loop raise :class:`RealTimeExceeded` (out of

@@ -29,7 +29,7 @@ from simulator.core.model import (
     Uuid,
     Walk,
 )
-from simulator.core.timeline import Timeline
+from simulator.core.timeline import Batch, Timeline
 
 S = 1_000_000_000
 
@@ -145,6 +145,30 @@ def test_events_come_in_time_then_stream_then_seq_order(seed: int) -> None:
     for i in range(len(MIXED.streams)):
         seqs = batch.seq[batch.stream == i]
         assert (seqs == np.arange(1, len(seqs) + 1)).all()
+
+
+@settings(max_examples=30, deadline=None)
+@given(step=st.integers(S // 10, 5 * S), seed=st.integers(0, 2**32))
+def test_small_batches_merge_streams_as_large_ones_do(step: int, seed: int) -> None:
+    """A few messages from several streams are merged in plain Python, many with numpy:
+    the same rows (time, stream, seq, payload) and the same dtypes either way."""
+
+    def rows(batches: list[Batch]) -> list[tuple[int, int, int, bytes]]:
+        return [
+            row
+            for b in batches
+            for row in zip(
+                b.t_ns.tolist(), b.stream.tolist(), b.seq.tolist(), b.payloads, strict=True
+            )
+        ]
+
+    large = Timeline(MIXED, seed=seed).take_until(60 * S)
+    assert len(large) > 32  # the numpy path
+    timeline = Timeline(MIXED, seed=seed)
+    small = [timeline.take_until(min(t, 60 * S)) for t in range(step, 60 * S + step, step)]
+    assert rows(small) == rows([large])
+    for b in small:
+        assert (b.t_ns.dtype, b.stream.dtype, b.seq.dtype) == (np.int64, np.int16, np.int64)
 
 
 def test_a_stop_inside_a_chunk_ends_the_stream_and_keeps_earlier_messages() -> None:

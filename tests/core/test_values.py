@@ -43,7 +43,15 @@ from simulator.core.model import (
     Uuid,
     Walk,
 )
-from simulator.core.values import Context, _fold, compile_fields, compile_object, shape
+from simulator.core.values import (
+    Context,
+    _fold,
+    compile_fields,
+    compile_object,
+    format_time_iso,
+    format_times,
+    shape,
+)
 
 EPOCH_NS = 1_767_225_600_000_000_000  # 2026-01-01T00:00:00Z
 S = 1_000_000_000
@@ -611,3 +619,13 @@ def test_fold_reflects_a_small_overshoot_back_by_the_same_amount(
     d = data.draw(st.floats(0, width))
     out = _fold(np.asarray([hi + d, lo - d]), lo, hi).tolist()
     assert out == pytest.approx([hi - d, lo + d], rel=0, abs=ulps(lo, hi, 8))
+
+
+@settings(max_examples=300, deadline=None)
+@given(wall_ns=st.integers(-(2**63) + 1_000_000_000, 2**63 - 1))
+@example(wall_ns=0)
+@example(wall_ns=-1)  # floors to the millisecond before the epoch, as numpy does
+@example(wall_ns=EPOCH_NS + 123_456_789)
+def test_format_time_iso_writes_what_format_times_writes(wall_ns: int) -> None:
+    expected = format_times(np.array([wall_ns], dtype=np.int64), TimeFormat.ISO)[0]
+    assert format_time_iso(wall_ns) == expected

@@ -142,6 +142,69 @@ def test_advance_moves_the_clock_now_and_due_timers_run_next() -> None:
     assert run(main()) == (10.0, [10.0])
 
 
+def test_a_watcher_sees_every_move_of_the_clock_before_what_is_due_runs() -> None:
+    """The spans a watcher is given join up from the first move to the last (jumps to
+    timers and advance() alike), each before the callbacks due at its end run; after
+    unwatch() it is told nothing more."""
+
+    async def main() -> tuple[list[tuple[float, float, list[str]]], float]:
+        loop = virtual_loop()
+        ran: list[str] = []
+        spans: list[tuple[float, float, list[str]]] = []
+        unwatch = loop.watch(lambda start, end: spans.append((start, end, list(ran))))
+        loop.call_later(1.5, ran.append, "timer at 1.5")
+        await asyncio.sleep(1)
+        loop.advance(2)
+        await asyncio.sleep(0)
+        await asyncio.sleep(0.25)
+        unwatch()
+        unwatch()  # twice is harmless
+        await asyncio.sleep(5)
+        return spans, loop.time()
+
+    spans, end = run(main())
+    assert spans == [
+        (0.0, 1.0, []),
+        (1.0, 3.0, []),  # advance(2): the timer at 1.5 is due, it has not run yet
+        (3.0, 3.25, ["timer at 1.5"]),
+    ]
+    assert end == 8.25
+
+
+def test_sampling_from_a_watcher_sees_what_a_sampling_timer_sees() -> None:
+    """Samples every 100 ms taken from the clock's moves equal those of a timer every
+    100 ms, when the state changes between sampling instants."""
+
+    async def main() -> tuple[list[int], list[int]]:
+        loop = virtual_loop()
+        state = [0]
+        for k in range(1, 40):
+            loop.call_at(k * 0.37 + 0.013, lambda: state.__setitem__(0, state[0] + 1))
+        by_timer: list[int] = []
+        by_watch: list[int] = []
+        taken = [0]
+
+        def watch(start: float, end: float) -> None:
+            while 0.05 + taken[0] * 0.1 < end:
+                by_watch.append(state[0])
+                taken[0] += 1
+
+        def tick(k: int) -> None:
+            by_timer.append(state[0])
+            if k < 100:
+                loop.call_at(0.05 + (k + 1) * 0.1, tick, k + 1)
+
+        loop.call_at(0.05, tick, 0)
+        unwatch = loop.watch(watch)
+        await asyncio.sleep(0.05 + 100 * 0.1 + 0.01)
+        unwatch()
+        return by_timer, by_watch
+
+    by_timer, by_watch = run(main())
+    assert len(by_timer) == 101
+    assert by_watch == by_timer
+
+
 def test_a_zero_delay_timer_runs_on_a_clock_past_194_days() -> None:
     """Past 2**24 s, time() + the loop's resolution rounds back to time(): a timer due
     now still runs, one float step later."""
