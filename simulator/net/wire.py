@@ -263,8 +263,10 @@ class Connection(asyncio.Protocol):
         """Write what the sans-I/O protocol has to send; arm the close timer when it
         expects the TCP connection to end. Call it after every ``protocol.send_*``."""
         protocol, transport = self.protocol, self.transport
-        if self._ended:
-            protocol.data_to_send()  # discarded: the TCP connection is half-closed
+        if self._ended or transport.is_closing():
+            # Discarded: the TCP connection is half-closed, or reset by the peer (its
+            # connection_lost comes a loop turn later: a write now only warns).
+            protocol.data_to_send()
             return
         for data in protocol.data_to_send():
             if data:
