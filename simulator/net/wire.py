@@ -21,6 +21,7 @@ the in-memory pair of :mod:`simulator.net.memory`.
 from __future__ import annotations
 
 import asyncio
+import codecs
 import logging
 import struct
 from collections.abc import Iterable
@@ -39,6 +40,8 @@ logger = logging.getLogger(__name__)
 _PONG_FIN = 0x80 | Opcode.PONG.value
 _CLOSE_FIN = 0x80 | Opcode.CLOSE.value
 
+
+_UTF8 = codecs.getincrementaldecoder("utf-8")
 
 #: Bytes of what the peer sent parsed in one go: a bigger read is parsed in slices of
 #: this size, one slice per loop iteration, so one connection's batch (100k tiny frames
@@ -108,6 +111,7 @@ class Connection(asyncio.Protocol):
         "_open_timer",
         "_paused",
         "_read_holds",
+        "_utf8",
         "_waiter",
         "_window_ends",
         "config",
@@ -135,6 +139,7 @@ class Connection(asyncio.Protocol):
         self.keepalive = True  # pinged by the keepalive timer (off while stalled)
         self.ping: bytes | None = None  # payload of the keepalive ping awaiting its pong
         self._fragments: list[bytes] | None = None  # b"t" or b"b" (text or binary), then payloads
+        self._utf8: codecs.IncrementalDecoder | None = None  # checks a fragmented text
         self._open_timer: asyncio.TimerHandle | None = None
         self._close_timer: asyncio.TimerHandle | None = None
         self._waiter: asyncio.Future[None] | None = None  # created by wait_closed
@@ -414,6 +419,22 @@ class Connection(asyncio.Protocol):
     def _lost(self) -> None:
         """The TCP connection is gone (before ``handler.closed``); sides may override."""
 
+    def _utf8_checked(self, data: bytes | bytearray | memoryview, fin: bool) -> bool:
+        """Check one fragment of a text message as it arrives: a sequence that can
+        never be valid UTF-8 fails the connection now (1007), not once the rest of the
+        message has come, which may be never (Autobahn 6.4.x, "fail fast")."""
+        assert self._utf8 is not None
+        try:
+            # Checked only: the message is decoded whole when complete.
+            self._utf8.decode(data, final=fin)
+        except UnicodeDecodeError as exc:
+            self._fragments = self._utf8 = None
+            self.fail(CloseCode.INVALID_DATA, f"{exc.reason} in a fragment")
+            return False
+        if fin:
+            self._utf8 = None
+        return True
+
     def _open(self) -> None:
         """The opening handshake is over: tell the handler."""
         self._cancel_open_timer()
@@ -434,12 +455,14 @@ class Connection(asyncio.Protocol):
         if opcode is Opcode.CONT:
             if self._fragments is None:
                 return  # the protocol has already failed the connection
+            if self._utf8 is not None and not self._utf8_checked(frame.data, frame.fin):
+                return
             self._fragments.append(bytes(frame.data))
             self._fragment_charge += max(len(frame.data), FRAGMENT_MIN_CHARGE)
             limit = self.config.max_size
             if limit is not None and self._fragment_charge > limit:
                 # websockets counts bytes only: endless empty fragments never meet it.
-                self._fragments = None
+                self._fragments = self._utf8 = None
                 self.fail(CloseCode.MESSAGE_TOO_BIG, "too many fragments")
                 return
             if not frame.fin:
@@ -450,6 +473,10 @@ class Connection(asyncio.Protocol):
         elif opcode is Opcode.TEXT or opcode is Opcode.BINARY:
             if not frame.fin:
                 # A marker first: one list, no second slot for the message's opcode.
+                if opcode is Opcode.TEXT:
+                    self._utf8 = _UTF8()
+                    if not self._utf8_checked(frame.data, False):
+                        return
                 self._fragments = [b"t" if opcode is Opcode.TEXT else b"b", bytes(frame.data)]
                 self._fragment_charge = max(len(frame.data), FRAGMENT_MIN_CHARGE)
                 return

@@ -118,9 +118,11 @@ async def target(kind: str, recording: Path, tmp_path: Path) -> AsyncIterator[Ta
             yield Target(
                 proxy.url,
                 proxy.log,
-                lambda: len(proxy._wire.connections)  # type: ignore[union-attr]
-                + len(upstream._wire.connections)  # type: ignore[union-attr]
-                + len(proxy._relays),
+                lambda: (
+                    len(proxy._wire.connections)  # type: ignore[union-attr]
+                    + len(upstream._wire.connections)  # type: ignore[union-attr]
+                    + len(proxy._relays)
+                ),
                 legs=3,
             )
 
