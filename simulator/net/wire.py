@@ -64,7 +64,11 @@ class WireConfig:
 
     ``max_frames_per_s`` is the peer's frame budget: every frame it sends counts (data,
     continuation, ping, pong, close), in windows of one second; past it, the connection
-    is failed with 1008. Servers set it; a client reading a feed does not."""
+    is failed with 1008. Servers set it; a client reading a feed does not.
+
+    ``max_handshakes`` (servers only) caps the connections whose opening request has not
+    arrived yet: past it, the oldest of them is dropped, so that TCP connections that
+    never finish their request (slowloris) cannot keep new clients out."""
 
     max_size: int | None = 2**20
     write_limit: int = 2**16  # high-water mark of the transport's write buffer
@@ -73,6 +77,7 @@ class WireConfig:
     open_timeout: float | None = 10.0
     close_timeout: float = 10.0
     max_frames_per_s: int | None = None
+    max_handshakes: int | None = 1000
 
 
 class Handler:

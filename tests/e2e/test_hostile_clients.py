@@ -40,7 +40,8 @@ from simulator.net.log import EventKind, EventLog
 from simulator.net.proxy import record_proxy
 from simulator.net.replay import replay
 from simulator.net.server import CLIENT_ERROR_BURST, CLIENT_ERRORS_LOGGED, serve
-from simulator.net.wire import CLIENT_FRAMES_PER_S, FRAGMENT_MIN_CHARGE
+from simulator.net.wire import CLIENT_FRAMES_PER_S, FRAGMENT_MIN_CHARGE, Connection, WireConfig
+from simulator.net.wire_server import ServerHandler, WireServer
 from simulator.storage.generate import Plan, generate
 from tests.e2e import attackers
 from tests.e2e.conftest import S, async_test, client, scenario, seqs_contiguous
@@ -391,3 +392,44 @@ async def test_fifty_clients_that_never_read_are_held_to_bounded_memory(
 
     await under_attack(kind, recording, tmp_path, attack)
     assert held == [50]
+
+
+# ---------------------------------------------------------------- slowloris
+
+
+class _Echo(ServerHandler):
+    def message(self, conn: Connection, message: str | bytes) -> None:
+        conn.send(message)
+
+
+@async_test()
+async def test_slowloris_past_max_handshakes_drops_the_oldest_and_new_clients_get_in() -> None:
+    """Connections that never finish their request: past ``max_handshakes`` the oldest
+    is dropped (not the newest refused), so a real client still gets in."""
+    cap = 10
+    wire = WireServer(_Echo(), WireConfig(ping_interval=None, max_handshakes=cap))
+    await wire.listen("127.0.0.1", 0)
+    url = f"ws://127.0.0.1:{wire.sockets[0].getsockname()[1]}/"
+    slow: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
+    try:
+        for _ in range(cap + 5):
+            reader, writer = await asyncio.open_connection(
+                "127.0.0.1", wire.sockets[0].getsockname()[1]
+            )
+            writer.write(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n")  # and never the rest
+            slow.append((reader, writer))
+        while wire.handshakes_dropped < 5:
+            await asyncio.sleep(0.01)
+        assert len(wire.handshaking) == cap
+        for reader, _ in slow[:5]:  # the oldest: dropped
+            with contextlib.suppress(ConnectionError):
+                assert await reader.read() == b""
+        ws = await client(url)
+        await ws.send("still served")
+        assert await ws.recv() == "still served"
+        await ws.close()
+        assert wire.handshakes_dropped == 6  # the client's connection dropped one more
+    finally:
+        for _, writer in slow:
+            writer.transport.abort()
+        await wire.close()
