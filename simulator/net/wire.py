@@ -47,6 +47,11 @@ _UTF8 = codecs.getincrementaldecoder("utf-8")
 #: this size, one slice per loop iteration, so one connection's batch (100k tiny frames
 #: in a read) cannot hold the loop while the other connections wait.
 READ_SLICE_BYTES = 8192
+#: A slice is READ_SLICE_BYTES shared among the connections that have a backlog to parse
+#: (in this process), down to this: so that a loop turn parses about READ_SLICE_BYTES in
+#: all, however many connections flood at once, and timers (a feed's next tick) are not
+#: kept waiting behind 50 slices.
+MIN_SLICE_BYTES = 512
 #: What a fragment counts against ``max_size`` at least, in bytes: so a message of
 #: endless empty continuation frames meets the limit too (by number of fragments).
 FRAGMENT_MIN_CHARGE = 64
@@ -56,6 +61,10 @@ FRAME_FLOOD_REASON = "frame rate limit exceeded"
 #: far above what a client of a feed sends (a few subscribes and pings a second), far
 #: below a flood.
 CLIENT_FRAMES_PER_S = 1000
+
+
+#: The connections with a backlog to parse (see MIN_SLICE_BYTES).
+_parsing: set[Connection] = set()
 
 
 @dataclass(frozen=True, slots=True)
@@ -311,6 +320,7 @@ class Connection(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         if self._backlog or len(data) > READ_SLICE_BYTES:
             self._backlog += data
+            _parsing.add(self)
             if "parse" not in self._read_holds:
                 self.hold_reading("parse")
                 asyncio.get_running_loop().call_soon(self._parse_backlog)
@@ -318,17 +328,20 @@ class Connection(asyncio.Protocol):
         self._receive(data)
 
     def _parse_backlog(self) -> None:
-        """Parse one slice of the backlog, then let the loop serve the others."""
+        """Parse one slice of the backlog (READ_SLICE_BYTES shared among the connections
+        parsing one), then let the loop serve the others."""
         if self.lost:
             return
         if len(self._read_holds) > 1:
             return  # another hold (a stall...): its release parses on
-        chunk = bytes(self._backlog[:READ_SLICE_BYTES])
-        del self._backlog[:READ_SLICE_BYTES]
+        size = max(MIN_SLICE_BYTES, READ_SLICE_BYTES // max(1, len(_parsing)))
+        chunk = bytes(self._backlog[:size])
+        del self._backlog[:size]
         self._receive(chunk)
         if self._backlog and not self.lost:
             asyncio.get_running_loop().call_soon(self._parse_backlog)
         else:
+            _parsing.discard(self)
             self.release_reading("parse")
 
     def _resume_reading(self) -> None:
@@ -390,6 +403,7 @@ class Connection(asyncio.Protocol):
         self._paused = False
         self._held_pong = None
         self._backlog = bytearray()
+        _parsing.discard(self)
         for waiter in (self._waiter, self._drained):
             if waiter is not None and not waiter.done():
                 waiter.set_result(None)
