@@ -124,6 +124,7 @@ class Connection(asyncio.Protocol):
         "_held_pong",
         "_open_timer",
         "_paused",
+        "_read_at",
         "_read_holds",
         "_utf8",
         "_waiter",
@@ -164,6 +165,7 @@ class Connection(asyncio.Protocol):
         self._read_holds: set[str] = set()  # why reading is paused (see hold_reading)
         self._backlog = bytearray()  # read, not yet parsed (see READ_SLICE_BYTES)
         self._held_pong: bytes | None = None  # the latest pong, while writing is paused
+        self._read_at = 0.0  # loop time of the latest read (frames count as of then)
         self._window_ends = 0.0  # end of the current frame-budget window (loop time)
         self._frames_in_window = 0
 
@@ -276,6 +278,9 @@ class Connection(asyncio.Protocol):
         ``reason``, then discard whatever the peer sends."""
         if self.protocol.state is State.OPEN:
             self.protocol.fail(code, reason)
+            # The protocol discards what comes next: so is what was read and not yet
+            # parsed, at once rather than a slice a turn (a failed flooder costs nothing).
+            self._backlog.clear()
             self.flush()
 
     def flush(self) -> None:
@@ -318,6 +323,7 @@ class Connection(asyncio.Protocol):
             self._open_timer = asyncio.get_running_loop().call_later(timeout, transport.abort)
 
     def data_received(self, data: bytes) -> None:
+        self._read_at = asyncio.get_running_loop().time()
         if self._backlog or len(data) > READ_SLICE_BYTES:
             self._backlog += data
             _parsing.add(self)
@@ -353,11 +359,13 @@ class Connection(asyncio.Protocol):
             self.transport.resume_reading()
 
     def _over_frame_budget(self, frames: int) -> bool:
-        """Count ``frames`` against the peer's budget; True once it is spent."""
+        """Count ``frames`` against the peer's budget; True once it is spent. They count
+        as of when they were read, not parsed: a flood parsed slowly (slices shared with
+        other flooders) is still a flood."""
         limit = self.config.max_frames_per_s
         if limit is None:
             return False
-        now = asyncio.get_running_loop().time()
+        now = self._read_at
         if now >= self._window_ends:
             self._window_ends = now + 1.0
             self._frames_in_window = 0
