@@ -41,6 +41,7 @@ _PONG_FIN = 0x80 | Opcode.PONG.value
 _CLOSE_FIN = 0x80 | Opcode.CLOSE.value
 
 
+#: Checks a fragmented text message fragment by fragment (see Connection._utf8_checked).
 _UTF8 = codecs.getincrementaldecoder("utf-8")
 
 #: Bytes of what the peer sent parsed in one go: a bigger read is parsed in slices of
