@@ -119,6 +119,7 @@ class Connection(asyncio.Protocol):
         "_close_timer",
         "_drained",
         "_ended",
+        "_failed",
         "_fragment_charge",
         "_fragments",
         "_frames_in_window",
@@ -162,6 +163,7 @@ class Connection(asyncio.Protocol):
         self._paused = False  # writing: the transport's buffer is over its high-water mark
         self._drained: asyncio.Future[None] | None = None  # created by drain
         self._ended = False  # end_without_close: nothing more is written
+        self._failed = False  # fail: nothing more is parsed
         self._fragment_charge = 0  # what the fragments so far count against max_size
         self._read_holds: set[str] = set()  # why reading is paused (see hold_reading)
         self._backlog = bytearray()  # read, not yet parsed (see READ_SLICE_BYTES)
@@ -280,7 +282,9 @@ class Connection(asyncio.Protocol):
         if self.protocol.state is State.OPEN:
             self.protocol.fail(code, reason)
             # The protocol discards what comes next: so is what was read and not yet
-            # parsed, at once rather than a slice a turn (a failed flooder costs nothing).
+            # parsed, at once rather than a slice a turn, and what is read from now on
+            # (a failed flooder costs nothing).
+            self._failed = True
             self._backlog.clear()
             self.flush()
 
@@ -324,6 +328,8 @@ class Connection(asyncio.Protocol):
             self._open_timer = asyncio.get_running_loop().call_later(timeout, transport.abort)
 
     def data_received(self, data: bytes) -> None:
+        if self._failed:
+            return  # the protocol would discard it (see fail)
         self._read_at = asyncio.get_running_loop().time()
         if self._backlog or len(data) > READ_SLICE_BYTES:
             self._backlog += data
