@@ -70,8 +70,11 @@ from simulator.storage.schema import RecordingMetadata, error_reason
 
 #: Rows read from a recording at a time.
 _LOAD_ROWS = 50_000
-#: Unexpected client messages kept in ``server.unexpected`` (all are counted and logged).
+#: Unexpected client messages kept in ``server.unexpected`` (all are counted).
 MAX_UNEXPECTED_KEPT = 1000
+#: Unexpected messages logged one by one per connection; the rest are counted in its
+#: ``disconnected`` line (a garbage flood makes a few log lines, not thousands).
+UNEXPECTED_LOGGED = 5
 #: Client messages up to this size are accepted, and any as large as a recorded one.
 MIN_MESSAGE_LIMIT = 2**20
 #: Frames written straight to a socket while its buffer holds less than this.
@@ -114,6 +117,7 @@ class _Session:
     closing: bool = False  # a strict close is under way
     client: Client | None = None  # with faults: the send path they act on
     seqs: Counter[str] = field(default_factory=Counter)  # pushes so far, by stream
+    unexpected: int = 0  # client messages not in the recorded connection
     pump: asyncio.Task[None] | None = None
     # Where the replay stands (what the inspector shows): the loop time the current
     # round's offsets count from, the step under way, and the round (from 0).
@@ -337,7 +341,15 @@ class ReplayServer(Listener):
             self.faults.disconnected(session.client)
             del self.clients[index]
         code, reason, by = close_of(conn)
-        self.log.emit(EventKind.DISCONNECTED, conn=index, code=code, reason=reason, by=by)
+        unlogged = session.unexpected > UNEXPECTED_LOGGED
+        self.log.emit(
+            EventKind.DISCONNECTED,
+            conn=index,
+            code=code,
+            reason=reason,
+            by=by,
+            **({"unexpected": session.unexpected} if unlogged else {}),
+        )
 
     def message(self, conn: Connection, message: str | bytes) -> None:
         session = self._sessions.get(conn.index if conn.index is not None else -1)
@@ -357,16 +369,18 @@ class ReplayServer(Listener):
             session.met(found)
             return
         self.unexpected_count += 1
+        session.unexpected += 1
         index, recorded = session.index, session.recorded
         if len(self.unexpected) < MAX_UNEXPECTED_KEPT:
             self.unexpected.append(Unexpected(index, recorded, payload, frame))
-        self.log.emit(
-            EventKind.CLIENT_ERROR,
-            conn=index,
-            error="unexpected message: not in the recorded connection",
-            recorded_conn=recorded,
-            payload=payload[:200].decode(errors="replace"),
-        )
+        if session.unexpected <= UNEXPECTED_LOGGED:
+            self.log.emit(
+                EventKind.CLIENT_ERROR,
+                conn=index,
+                error="unexpected message: not in the recorded connection",
+                recorded_conn=recorded,
+                payload=payload[:200].decode(errors="replace"),
+            )
         if self.strict:
             session.closing = True
             conn.start_close(CLOSE_POLICY_VIOLATION, "unexpected message")
@@ -416,7 +430,9 @@ class ReplayServer(Listener):
             conn = session.conn
             if conn.transport.get_write_buffer_size() >= _ROOM:
                 await conn.drain()
-            if conn.protocol.state is State.OPEN:
+            # A transport reset by the peer is closing before the protocol hears of it
+            # (connection_lost comes a loop turn later): writing to it only warns.
+            if conn.protocol.state is State.OPEN and not conn.transport.is_closing():
                 # No compression is negotiated, so the frame's bytes are fixed: framed
                 # here, written straight to the transport.
                 framed = text_frame if step.frame is Frame.TEXT else binary_frame

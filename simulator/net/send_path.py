@@ -185,6 +185,15 @@ class Client:
         self.closing = True
         self.ws.start_close(code, reason)
 
+    def fail(self, code: int, reason: str) -> None:
+        """Fail the connection (RFC 6455 §7.1.7), for a client that broke the rules: a
+        close frame, then the TCP connection is closed without waiting for its answer,
+        and nothing more it sends is parsed (a flood costs nothing after this)."""
+        if self.closing:
+            return
+        self.closing = True
+        self.ws.fail(code, reason)
+
     def reset(self) -> None:
         """Drop the TCP connection with no close frame: the client sees 1006."""
         self.closing = True

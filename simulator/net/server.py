@@ -364,7 +364,7 @@ class SimServer(Listener):
         assert client.inbound is not None
         if not client.inbound.allow(asyncio.get_running_loop().time()):
             self.log.emit(EventKind.RATE_LIMITED, conn=client.index, limit=CLIENT_RATE_PER_S)
-            client.close(CLOSE_POLICY_VIOLATION, "message rate limit exceeded")
+            client.fail(CLOSE_POLICY_VIOLATION, "message rate limit exceeded")
             return
         self._on_message(client, message)
 
@@ -423,7 +423,7 @@ class SimServer(Listener):
         if client.error_budget.allow(now):
             return False
         self.log.emit(EventKind.RATE_LIMITED, conn=client.index, limit=CLIENT_ERROR_RATE_PER_S)
-        client.close(CLOSE_POLICY_VIOLATION, "too many invalid messages")
+        client.fail(CLOSE_POLICY_VIOLATION, "too many invalid messages")
         return True
 
     def _reply(self, client: Client, outcome: Outcome) -> None:

@@ -21,6 +21,7 @@ the in-memory pair of :mod:`simulator.net.memory`.
 from __future__ import annotations
 
 import asyncio
+import codecs
 import logging
 import struct
 from collections.abc import Iterable
@@ -40,10 +41,18 @@ _PONG_FIN = 0x80 | Opcode.PONG.value
 _CLOSE_FIN = 0x80 | Opcode.CLOSE.value
 
 
+#: Checks a fragmented text message fragment by fragment (see Connection._utf8_checked).
+_UTF8 = codecs.getincrementaldecoder("utf-8")
+
 #: Bytes of what the peer sent parsed in one go: a bigger read is parsed in slices of
 #: this size, one slice per loop iteration, so one connection's batch (100k tiny frames
 #: in a read) cannot hold the loop while the other connections wait.
 READ_SLICE_BYTES = 8192
+#: A slice is READ_SLICE_BYTES shared among the connections that have a backlog to parse
+#: (in this process), down to this: so that a loop turn parses about READ_SLICE_BYTES in
+#: all, however many connections flood at once, and timers (a feed's next tick) are not
+#: kept waiting behind 50 slices.
+MIN_SLICE_BYTES = 512
 #: What a fragment counts against ``max_size`` at least, in bytes: so a message of
 #: endless empty continuation frames meets the limit too (by number of fragments).
 FRAGMENT_MIN_CHARGE = 64
@@ -55,13 +64,21 @@ FRAME_FLOOD_REASON = "frame rate limit exceeded"
 CLIENT_FRAMES_PER_S = 1000
 
 
+#: The connections with a backlog to parse (see MIN_SLICE_BYTES).
+_parsing: set[Connection] = set()
+
+
 @dataclass(frozen=True, slots=True)
 class WireConfig:
     """Limits and timers, in bytes and seconds (``None`` turns one off).
 
     ``max_frames_per_s`` is the peer's frame budget: every frame it sends counts (data,
     continuation, ping, pong, close), in windows of one second; past it, the connection
-    is failed with 1008. Servers set it; a client reading a feed does not."""
+    is failed with 1008. Servers set it; a client reading a feed does not.
+
+    ``max_handshakes`` (servers only) caps the connections whose opening request has not
+    arrived yet: past it, the oldest of them is dropped, so that TCP connections that
+    never finish their request (slowloris) cannot keep new clients out."""
 
     max_size: int | None = 2**20
     write_limit: int = 2**16  # high-water mark of the transport's write buffer
@@ -70,6 +87,7 @@ class WireConfig:
     open_timeout: float | None = 10.0
     close_timeout: float = 10.0
     max_frames_per_s: int | None = None
+    max_handshakes: int | None = 1000
 
 
 class Handler:
@@ -101,13 +119,16 @@ class Connection(asyncio.Protocol):
         "_close_timer",
         "_drained",
         "_ended",
+        "_failed",
         "_fragment_charge",
         "_fragments",
         "_frames_in_window",
         "_held_pong",
         "_open_timer",
         "_paused",
+        "_read_at",
         "_read_holds",
+        "_utf8",
         "_waiter",
         "_window_ends",
         "config",
@@ -135,16 +156,19 @@ class Connection(asyncio.Protocol):
         self.keepalive = True  # pinged by the keepalive timer (off while stalled)
         self.ping: bytes | None = None  # payload of the keepalive ping awaiting its pong
         self._fragments: list[bytes] | None = None  # b"t" or b"b" (text or binary), then payloads
+        self._utf8: codecs.IncrementalDecoder | None = None  # checks a fragmented text
         self._open_timer: asyncio.TimerHandle | None = None
         self._close_timer: asyncio.TimerHandle | None = None
         self._waiter: asyncio.Future[None] | None = None  # created by wait_closed
         self._paused = False  # writing: the transport's buffer is over its high-water mark
         self._drained: asyncio.Future[None] | None = None  # created by drain
         self._ended = False  # end_without_close: nothing more is written
+        self._failed = False  # fail: nothing more is parsed
         self._fragment_charge = 0  # what the fragments so far count against max_size
         self._read_holds: set[str] = set()  # why reading is paused (see hold_reading)
         self._backlog = bytearray()  # read, not yet parsed (see READ_SLICE_BYTES)
         self._held_pong: bytes | None = None  # the latest pong, while writing is paused
+        self._read_at = 0.0  # loop time of the latest read (frames count as of then)
         self._window_ends = 0.0  # end of the current frame-budget window (loop time)
         self._frames_in_window = 0
 
@@ -257,14 +281,21 @@ class Connection(asyncio.Protocol):
         ``reason``, then discard whatever the peer sends."""
         if self.protocol.state is State.OPEN:
             self.protocol.fail(code, reason)
+            # The protocol discards what comes next: so is what was read and not yet
+            # parsed, at once rather than a slice a turn, and what is read from now on
+            # (a failed flooder costs nothing).
+            self._failed = True
+            self._backlog.clear()
             self.flush()
 
     def flush(self) -> None:
         """Write what the sans-I/O protocol has to send; arm the close timer when it
         expects the TCP connection to end. Call it after every ``protocol.send_*``."""
         protocol, transport = self.protocol, self.transport
-        if self._ended:
-            protocol.data_to_send()  # discarded: the TCP connection is half-closed
+        if self._ended or transport.is_closing():
+            # Discarded: the TCP connection is half-closed, or reset by the peer (its
+            # connection_lost comes a loop turn later: a write now only warns).
+            protocol.data_to_send()
             return
         for data in protocol.data_to_send():
             if data:
@@ -297,8 +328,12 @@ class Connection(asyncio.Protocol):
             self._open_timer = asyncio.get_running_loop().call_later(timeout, transport.abort)
 
     def data_received(self, data: bytes) -> None:
+        if self._failed:
+            return  # the protocol would discard it (see fail)
+        self._read_at = asyncio.get_running_loop().time()
         if self._backlog or len(data) > READ_SLICE_BYTES:
             self._backlog += data
+            _parsing.add(self)
             if "parse" not in self._read_holds:
                 self.hold_reading("parse")
                 asyncio.get_running_loop().call_soon(self._parse_backlog)
@@ -306,17 +341,20 @@ class Connection(asyncio.Protocol):
         self._receive(data)
 
     def _parse_backlog(self) -> None:
-        """Parse one slice of the backlog, then let the loop serve the others."""
+        """Parse one slice of the backlog (READ_SLICE_BYTES shared among the connections
+        parsing one), then let the loop serve the others."""
         if self.lost:
             return
         if len(self._read_holds) > 1:
             return  # another hold (a stall...): its release parses on
-        chunk = bytes(self._backlog[:READ_SLICE_BYTES])
-        del self._backlog[:READ_SLICE_BYTES]
+        size = max(MIN_SLICE_BYTES, READ_SLICE_BYTES // max(1, len(_parsing)))
+        chunk = bytes(self._backlog[:size])
+        del self._backlog[:size]
         self._receive(chunk)
         if self._backlog and not self.lost:
             asyncio.get_running_loop().call_soon(self._parse_backlog)
         else:
+            _parsing.discard(self)
             self.release_reading("parse")
 
     def _resume_reading(self) -> None:
@@ -328,11 +366,13 @@ class Connection(asyncio.Protocol):
             self.transport.resume_reading()
 
     def _over_frame_budget(self, frames: int) -> bool:
-        """Count ``frames`` against the peer's budget; True once it is spent."""
+        """Count ``frames`` against the peer's budget; True once it is spent. They count
+        as of when they were read, not parsed: a flood parsed slowly (slices shared with
+        other flooders) is still a flood."""
         limit = self.config.max_frames_per_s
         if limit is None:
             return False
-        now = asyncio.get_running_loop().time()
+        now = self._read_at
         if now >= self._window_ends:
             self._window_ends = now + 1.0
             self._frames_in_window = 0
@@ -378,6 +418,7 @@ class Connection(asyncio.Protocol):
         self._paused = False
         self._held_pong = None
         self._backlog = bytearray()
+        _parsing.discard(self)
         for waiter in (self._waiter, self._drained):
             if waiter is not None and not waiter.done():
                 waiter.set_result(None)
@@ -412,6 +453,22 @@ class Connection(asyncio.Protocol):
     def _lost(self) -> None:
         """The TCP connection is gone (before ``handler.closed``); sides may override."""
 
+    def _utf8_checked(self, data: bytes | bytearray | memoryview, fin: bool) -> bool:
+        """Check one fragment of a text message as it arrives: a sequence that can
+        never be valid UTF-8 fails the connection now (1007), not once the rest of the
+        message has come, which may be never (Autobahn 6.4.x, "fail fast")."""
+        assert self._utf8 is not None
+        try:
+            # Checked only: the message is decoded whole when complete.
+            self._utf8.decode(data, final=fin)
+        except UnicodeDecodeError as exc:
+            self._fragments = self._utf8 = None
+            self.fail(CloseCode.INVALID_DATA, f"{exc.reason} in a fragment")
+            return False
+        if fin:
+            self._utf8 = None
+        return True
+
     def _open(self) -> None:
         """The opening handshake is over: tell the handler."""
         self._cancel_open_timer()
@@ -432,12 +489,14 @@ class Connection(asyncio.Protocol):
         if opcode is Opcode.CONT:
             if self._fragments is None:
                 return  # the protocol has already failed the connection
+            if self._utf8 is not None and not self._utf8_checked(frame.data, frame.fin):
+                return
             self._fragments.append(bytes(frame.data))
             self._fragment_charge += max(len(frame.data), FRAGMENT_MIN_CHARGE)
             limit = self.config.max_size
             if limit is not None and self._fragment_charge > limit:
                 # websockets counts bytes only: endless empty fragments never meet it.
-                self._fragments = None
+                self._fragments = self._utf8 = None
                 self.fail(CloseCode.MESSAGE_TOO_BIG, "too many fragments")
                 return
             if not frame.fin:
@@ -448,6 +507,10 @@ class Connection(asyncio.Protocol):
         elif opcode is Opcode.TEXT or opcode is Opcode.BINARY:
             if not frame.fin:
                 # A marker first: one list, no second slot for the message's opcode.
+                if opcode is Opcode.TEXT:
+                    self._utf8 = _UTF8()
+                    if not self._utf8_checked(frame.data, False):
+                        return
                 self._fragments = [b"t" if opcode is Opcode.TEXT else b"b", bytes(frame.data)]
                 self._fragment_charge = max(len(frame.data), FRAGMENT_MIN_CHARGE)
                 return

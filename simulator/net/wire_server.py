@@ -11,7 +11,8 @@ tasks did is done by callbacks and by server-wide timers:
   only a handshake the handler wants to hold (an awaitable answer) gets a task;
 * one :class:`~simulator.net.wire.Keepalive` timer pings every open connection;
 * handshakes that never finish are aborted after ``open_timeout``, closing handshakes
-  after ``close_timeout`` (per-connection timers, only while in those states).
+  after ``close_timeout`` (per-connection timers, only while in those states); past
+  ``max_handshakes`` connections whose request has not arrived, the oldest is dropped.
 
 Build it with :meth:`WireServer.listen` (sockets) or feed it connections with
 :meth:`WireServer.connection` (any transport); stop it with :meth:`WireServer.close`.
@@ -123,6 +124,7 @@ class ServerConnection(Connection):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
         self.server.connections.add(self)
+        self.server.awaiting_request(self)
 
     def data_received(self, data: bytes) -> None:
         if self._http is not None:
@@ -154,9 +156,11 @@ class ServerConnection(Connection):
 
     def _lost(self) -> None:
         self.server.connections.discard(self)
+        self.server.handshaking.pop(self, None)
 
     def _handshake(self, event: Request | Response) -> None:
         assert isinstance(event, Request)
+        self.server.handshaking.pop(self, None)  # its request is in: no slowloris
         handler = self.server.handler
         try:
             answer = handler.handshake(self, event)
@@ -211,6 +215,10 @@ class WireServer:
         self.http: HttpRouter | None = None
         #: Every connection not yet lost (handshaking, open or closing).
         self.connections: set[ServerConnection] = set()
+        #: Connections whose opening request has not arrived, oldest first.
+        self.handshaking: dict[ServerConnection, None] = {}
+        #: Connections dropped because ``config.max_handshakes`` were waiting already.
+        self.handshakes_dropped = 0
         self._server: asyncio.Server | None = None
         self._accepting = False
         self._held: set[asyncio.Task[None]] = set()
@@ -248,6 +256,20 @@ class WireServer:
         """A new connection of this server: the protocol factory for a transport (pass
         it to ``loop.create_server`` or to :func:`simulator.net.memory.open_pipe`)."""
         return ServerConnection(self)
+
+    def awaiting_request(self, conn: ServerConnection) -> None:
+        """``conn`` is connected, its request not yet in. Past ``config.max_handshakes``
+        such connections, the oldest is dropped: a client that takes that long to send
+        a request is the likeliest to be one that never will (slowloris), and new
+        clients still get in (a 503 to them instead would let the slow ones keep
+        everyone out until ``open_timeout``)."""
+        self.handshaking[conn] = None
+        limit = self.config.max_handshakes
+        if limit is not None and len(self.handshaking) > limit:
+            oldest = next(iter(self.handshaking))
+            del self.handshaking[oldest]
+            self.handshakes_dropped += 1
+            oldest.transport.abort()
 
     @property
     def listening(self) -> bool:
