@@ -264,8 +264,12 @@ class Connection(asyncio.Protocol):
         self._resume_reading()
 
     def release_all_reading(self) -> None:
-        """Release every hold: the peer's close frame must be read whatever held it."""
+        """Release every hold: the peer's close frame must be read whatever held it.
+        What was read and not yet parsed is parsed first (the parse hold stays)."""
+        parsing = "parse" in self._read_holds
         self._read_holds.clear()
+        if parsing:
+            self._read_holds.add("parse")
         self._resume_reading()
 
     def stop_keepalive(self) -> None:

@@ -179,3 +179,25 @@ def test_holds_stack_a_stall_stops_the_parsing_of_a_backlog_until_released() -> 
     assert during < after == 3 * READ_SLICE_BYTES // 10
 
 
+
+
+def test_releasing_every_hold_parses_what_was_already_read() -> None:
+    """A stop releases every hold to read the close frame: a backlog that a stall held
+    is parsed then, not left until more data arrives."""
+
+    async def main() -> tuple[int, int]:
+        conn, _, client, log = opened_pair()
+        for _ in range(3 * READ_SLICE_BYTES // 10):
+            client.send_text(b"{}")
+        from_client(client, conn)
+        conn.hold_reading("stall")
+        for _ in range(10):
+            await asyncio.sleep(0)
+        during = len(log.events) - 1
+        conn.release_all_reading()
+        for _ in range(10):
+            await asyncio.sleep(0)
+        return during, len(log.events) - 1
+
+    during, after = run(main())
+    assert during < after == 3 * READ_SLICE_BYTES // 10
