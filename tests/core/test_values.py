@@ -43,7 +43,9 @@ from simulator.core.model import (
     Uuid,
     Walk,
 )
-from simulator.core.values import Context, _fold, compile_fields, compile_object, shape
+from simulator.core.bounds import fold as _fold
+from simulator.core.bounds import shape
+from simulator.core.values import Context, compile_fields, compile_object
 
 EPOCH_NS = 1_767_225_600_000_000_000  # 2026-01-01T00:00:00Z
 S = 1_000_000_000
