@@ -67,6 +67,11 @@ class VType(enum.Enum):
     def numeric(self) -> bool:
         return self in (VType.INT, VType.FLOAT)
 
+    @property
+    def article(self) -> str:
+        """``an integer``, ``a string``: for messages."""
+        return f"an {self.value}" if self is VType.INT else f"a {self.value}"
+
 
 class ExprError(Exception):
     """What is wrong with an expression, and at which column (1-based) of its text."""
@@ -363,7 +368,7 @@ def check(tree: Expr, types: Mapping[str, VType]) -> VType:
             return VType.BOOL
         if op in ("==", "!="):
             if not (a == b or (a.numeric and b.numeric)):
-                raise ExprError(f"{op!r} compares a {a.value} with a {b.value}", tree.at)
+                raise ExprError(f"{op!r} compares {a.article} with {b.article}", tree.at)
             return VType.BOOL
         _want(a, (VType.INT, VType.FLOAT), f"{op!r}", tree.at)
         _want(b, (VType.INT, VType.FLOAT), f"{op!r}", tree.at)
@@ -381,7 +386,9 @@ def check(tree: Expr, types: Mapping[str, VType]) -> VType:
             return a
         if a.numeric and b.numeric:
             return VType.FLOAT
-        raise ExprError(f"if() gives a {a.value} or a {b.value}: both must be one type", tree.at)
+        raise ExprError(
+            f"if() gives {a.article} or {b.article}: both must be one type", tree.at
+        )
     for t in args:
         _want(t, (VType.INT, VType.FLOAT), f"{f}()", tree.at)
     if f == "round":
@@ -398,8 +405,8 @@ def check(tree: Expr, types: Mapping[str, VType]) -> VType:
 
 def _want(t: VType, allowed: tuple[VType, ...], what: str, at: int) -> None:
     if t not in allowed:
-        names = " or ".join(a.value for a in allowed)
-        raise ExprError(f"{what} needs a {names}, got a {t.value}", at)
+        wanted = "a number" if allowed == (VType.INT, VType.FLOAT) else allowed[0].article
+        raise ExprError(f"{what} needs {wanted}, got {t.article}", at)
 
 
 # ----------------------------------------------------------------------------- evaluation

@@ -182,7 +182,7 @@ def _infer(
                     ctx.bad(
                         (*path, name, "initial"),
                         d.initial,
-                        f"is a {before.value} but the expression gives a {t.value}",
+                        f"is {before.article} but the expression gives {t.article}",
                     )
                     return None
             if before != t:
@@ -203,7 +203,7 @@ def _infer(
             ctx.bad(
                 (*path, name, "expr"),
                 d.text,
-                f"gives a {t.value}: min, max and round need a number",
+                f"gives {t.article}: min, max and round need a number",
             )
         out[name] = t
     return None if ctx.failed_since(mark) else out
