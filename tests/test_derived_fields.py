@@ -100,7 +100,8 @@ def test_a_recurrence_is_computed_message_by_message_as_written() -> None:
         total = prev_total + abs(a)
         if total > 50:
             total = 100 - total
-        assert (r["a"], r["b"], r["tag"]) == (pytest.approx(a), pytest.approx(b), "up" if a > b else "down")
+        expected = (pytest.approx(a), pytest.approx(b), "up" if a > b else "down")
+        assert (r["a"], r["b"], r["tag"]) == expected
         assert r["total"] == pytest.approx(total)
         prev_a, prev_b, prev_total = a, b, total
 
@@ -117,7 +118,8 @@ def test_expressions_read_builtins_strings_and_booleans() -> None:
         6,
     )
     assert [r["signed"] for r in rows] == [1, -2, 3, -4, 5, -6]
-    assert [r["flag"] for r in rows] == [False, *(r["up"] and i % 3 != 0 for i, r in enumerate(rows) if i)]
+    flags = [bool(r["up"]) and i % 3 != 0 for i, r in enumerate(rows)]
+    assert [r["flag"] for r in rows] == flags
     assert rows[2]["pct"] == 100.0 and isinstance(rows[0]["signed"], int)
 
 
@@ -170,11 +172,13 @@ def test_a_spread_cycle_and_a_spread_object_merge_and_expressions_read_their_key
 
 
 def test_reflected_bounds_leave_nothing_on_the_bound_where_clipped_ones_pile_up() -> None:
-    text = scenario("""
-        clipped = { dist = "lognormal", mu = 9.9, sigma = 0.5, min = 5000, max = 50000, round = 2 }
-        reflected = { dist = "lognormal", mu = 9.9, sigma = 0.5, min = 5000, max = 50000, round = 2, bounds = "reflect" }
-        walk = { dist = "walk", start = 1, step = 2, min = 0, max = 10, round = 2 }
-        sticky = { dist = "walk", start = 1, step = 2, min = 0, max = 10, round = 2, bounds = "clip" }
+    volume = 'dist = "lognormal", mu = 9.9, sigma = 0.5, min = 5000, max = 50000, round = 2'
+    walk = 'dist = "walk", start = 1, step = 2, min = 0, max = 10, round = 2'
+    text = scenario(f"""
+        clipped = {{ {volume} }}
+        reflected = {{ {volume}, bounds = "reflect" }}
+        walk = {{ {walk} }}
+        sticky = {{ {walk}, bounds = "clip" }}
         """)
     rows = data(text, 3000)
     on_bound = {k: sum(r[k] in (5000, 50000, 0, 10) for r in rows) for k in rows[0]}
@@ -217,7 +221,8 @@ ERRORS = [
     ),
     (
         "initial_of_another_type",
-        'a = 1\nt = { expr = "if(a > 0, 1, 0) + 0 * a", initial = "zero" }\nu = { expr = "prev.t" }\n',
+        'a = 1\nt = { expr = "if(a > 0, 1, 0) + 0 * a", initial = "zero" }\n'
+        'u = { expr = "prev.t" }\n',
         "x.toml:9: stream[0].fields.t.initial = 'zero': is a string but the expression gives"
         " an integer",
     ),
@@ -229,19 +234,19 @@ ERRORS = [
     ),
     (
         "spread_keys_differ",
-        'n = { spread = true, choice = [{ a = 1 }, { b = 2 }] }\n',
+        "n = { spread = true, choice = [{ a = 1 }, { b = 2 }] }\n",
         "x.toml:8: stream[0].fields.n.choice[1]: has keys b where the first has a: the objects"
         " of a spread field need the same keys in the same order (every message has them)",
     ),
     (
         "spread_of_plain_values",
-        'n = { spread = true, choice = [1, 2] }\n',
+        "n = { spread = true, choice = [1, 2] }\n",
         "x.toml:8: stream[0].fields.n.choice: spread = true needs every value to be an object"
         " ({ a = 1, ... })",
     ),
     (
         "spread_key_clash",
-        'a = 1\nn = { spread = true, cycle = [{ a = 2 }] }\n',
+        "a = 1\nn = { spread = true, cycle = [{ a = 2 }] }\n",
         "x.toml:9: stream[0].fields.n: spreads key 'a', which the object already has: each"
         " key once",
     ),
@@ -252,7 +257,7 @@ ERRORS = [
     ),
     (
         "round_of_a_string",
-        'x = { expr = "\'a\'", round = 2 }\n',
+        "x = { expr = \"'a'\", round = 2 }\n",
         "x.toml:8: stream[0].fields.x.expr = \"'a'\": gives a string: min, max and round need"
         " a number",
     ),
@@ -311,7 +316,15 @@ def test_one_message_at_a_time_gives_what_a_whole_chunk_gives(text: str, seed: i
 
 @pytest.mark.parametrize(
     ("text", "column"),
-    [("", 1), ("a +", 4), ("max(a)", 1), ("foo(a)", 1), ("a < b < c", 3), ("prev.", 6), ("a $ b", 3)],
+    [
+        ("", 1),
+        ("a +", 4),
+        ("max(a)", 1),
+        ("foo(a)", 1),
+        ("a < b < c", 3),
+        ("prev.", 6),
+        ("a $ b", 3),
+    ],
 )
 def test_a_malformed_expression_names_the_column(text: str, column: int) -> None:
     with pytest.raises(ExprError) as info:

@@ -20,6 +20,8 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
+from simulator.core.bounds import fold as _fold
+from simulator.core.bounds import shape
 from simulator.core.draws import Draws
 from simulator.core.model import (
     JSON,
@@ -43,8 +45,6 @@ from simulator.core.model import (
     Uuid,
     Walk,
 )
-from simulator.core.bounds import fold as _fold
-from simulator.core.bounds import shape
 from simulator.core.values import Context, compile_fields, compile_object
 
 EPOCH_NS = 1_767_225_600_000_000_000  # 2026-01-01T00:00:00Z
