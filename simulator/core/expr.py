@@ -386,9 +386,7 @@ def check(tree: Expr, types: Mapping[str, VType]) -> VType:
             return a
         if a.numeric and b.numeric:
             return VType.FLOAT
-        raise ExprError(
-            f"if() gives {a.article} or {b.article}: both must be one type", tree.at
-        )
+        raise ExprError(f"if() gives {a.article} or {b.article}: both must be one type", tree.at)
     for t in args:
         _want(t, (VType.INT, VType.FLOAT), f"{f}()", tree.at)
     if f == "round":

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import ClassVar, TypeAlias
 
 from simulator.core.expr import Expr, VType
+from simulator.core.live import LiveKind
 
 JSON: TypeAlias = "bool | int | float | str | list[JSON] | dict[str, JSON] | None"
 
@@ -246,6 +247,14 @@ class Derived:
 
 
 @dataclass(frozen=True, slots=True)
+class Live:
+    """What the server knows when it sends the message (see :mod:`simulator.core.live`):
+    rendered as a placeholder, filled in by the sender."""
+
+    kind: LiveKind
+
+
+@dataclass(frozen=True, slots=True)
 class Spread:
     """A ``choice`` or ``cycle`` of objects, or an object, whose keys are merged into the
     parent object in place of the field (``spread = true``). Every object it can give
@@ -297,6 +306,7 @@ FieldSpec: TypeAlias = (
     | Timestamp
     | Template
     | Derived
+    | Live
     | Spread
     | Object
     | ListOf
@@ -735,9 +745,26 @@ class Scenario:
     source: str = "<scenario>"
     faults: tuple[Fault, ...] = ()
 
+    @property
+    def has_live(self) -> bool:
+        """Whether any message carries a live value (which its sender must fill in)."""
+        return any(_has_live(s.fields) for s in self.streams)
+
     def stream(self, name: str) -> Stream:
         """Return the stream called ``name``; raises :class:`KeyError` if there is none."""
         for s in self.streams:
             if s.name == name:
                 return s
         raise KeyError(name)
+
+
+def _has_live(spec: FieldSpec) -> bool:
+    if isinstance(spec, Live):
+        return True
+    if isinstance(spec, Object):
+        return any(_has_live(child) for _, child in spec.fields)
+    if isinstance(spec, Spread):
+        return _has_live(spec.inner)
+    if isinstance(spec, ListOf):
+        return _has_live(spec.item)
+    return False

@@ -21,6 +21,7 @@ import numpy.typing as npt
 from simulator.core.bounds import fold, shape
 from simulator.core.derived_values import DerivedFields
 from simulator.core.draws import Floats, Words, standard_normal, unit
+from simulator.core.live import placeholder
 from simulator.core.model import (
     JSON,
     Bool,
@@ -33,6 +34,7 @@ from simulator.core.model import (
     Exponential,
     FieldSpec,
     ListOf,
+    Live,
     LogNormal,
     Normal,
     Numeric,
@@ -100,6 +102,8 @@ def compile_fields(spec: FieldSpec) -> Generator:
         return _Uuid()
     if isinstance(spec, Timestamp):
         return _Timestamp(spec.format)
+    if isinstance(spec, Live):
+        return _Const(placeholder(spec.kind))
     raise TypeError(f"templates, derived and spread fields are evaluated by their object: {spec!r}")
 
 

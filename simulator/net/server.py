@@ -133,6 +133,7 @@ class SimServer(Listener):
             self._counters,
             self.faults,
             log_sends,
+            connected=(lambda: len(self.clients)) if scenario.has_live else None,
         )
 
     @property

@@ -25,6 +25,7 @@ from simulator.core.model import (
     Cycle,
     Derived,
     FieldSpec,
+    Live,
     Numeric,
     Object,
     Spread,
@@ -98,13 +99,16 @@ def check_object(ctx: Context, path: KeyPath, fields: list[tuple[str, FieldSpec]
     if not derived or ctx.failed_since(mark):
         return
     known: dict[str, VType | None] = {**BUILTINS, **sibling_types(Object(tuple(fields)))}
+    live = {n for n, spec in fields if isinstance(spec, Live)}
     for name, d in derived.items():
         at = (*path, name, "expr")
         for ref in refs(d.expr):
             if ref.name in derived or known.get(ref.name) is not None:
                 continue
             allowed = [*known, *derived]
-            if ref.name in known:
+            if ref.name in live:
+                message = f"{ref.name!r} is a live value, known only as the message is sent"
+            elif ref.name in known:
                 message = f"{ref.name!r} is an object, a list, null or of mixed types: not a value"
             else:
                 close = difflib.get_close_matches(ref.name, allowed, n=1)

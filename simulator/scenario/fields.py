@@ -12,6 +12,7 @@ import string
 from collections.abc import Callable, Mapping, Sequence
 from typing import Final
 
+from simulator.core.live import LiveKind
 from simulator.core.model import (
     JSON,
     Bool,
@@ -24,6 +25,7 @@ from simulator.core.model import (
     Exponential,
     FieldSpec,
     ListOf,
+    Live,
     LogNormal,
     Normal,
     Numeric,
@@ -73,7 +75,7 @@ _DISTS: Final[dict[str, tuple[str, ...]]] = {
     "timestamp": ("format",),
 }
 # A table holding one of these keys is a generator; any other table is an object of fields.
-_GENERATORS: Final = ("dist", "choice", "cycle", "const", "template", "list", "expr")
+_GENERATORS: Final = ("dist", "choice", "cycle", "const", "template", "list", "expr", "live")
 _GENERATOR_KEYS: Final[dict[str, tuple[str, ...]]] = {
     "choice": ("choice", "weights", "spread"),
     "cycle": ("cycle", "spread"),
@@ -81,6 +83,7 @@ _GENERATOR_KEYS: Final[dict[str, tuple[str, ...]]] = {
     "template": ("template",),
     "list": ("list", "item"),
     "expr": EXPR_KEYS,
+    "live": ("live",),
 }
 _TYPO_TARGETS: Final = (*_GENERATORS, "weights", "item")
 _TEMPLATE_BUILTINS: Final = ("seq", "index")
@@ -117,6 +120,9 @@ def _field(ctx: Context, value: object, path: KeyPath, depth: int) -> FieldSpec 
         return _const(ctx, t.at("const"), value["const"], depth + 1)
     if kind == "template":
         return _template(t)
+    if kind == "live":
+        live = t.choose("live", LiveKind, "live value")
+        return None if live is None else Live(live)
     return _list(t, depth)
 
 
@@ -157,7 +163,8 @@ def _object(
             unknown_kind.append(name)
         else:
             fields.append((name, spec))
-    templates = {n for n, spec in fields if isinstance(spec, Template)}
+    # A live value is filled in as the message goes out, after templates are rendered.
+    templates = {n for n, spec in fields if isinstance(spec, Template | Live)}
     siblings = [k for k in Object(tuple(fields)).keys if k not in templates]
     for name, spec in fields:
         if isinstance(spec, Template):
