@@ -417,7 +417,7 @@ INVALID: list[tuple[str, str | bytes, str]] = [
         "two_generators_in_one_field",
         fields("x = { choice = [1], cycle = [2] }\n"),
         "x.toml:7: stream[0].fields.x.cycle: together with 'choice': a field has one generator"
-        " (one of dist, choice, cycle, const, template, list, expr)",
+        " (one of dist, choice, cycle, const, template, list, expr, live)",
     ),
     (
         "infinite_constant",
