@@ -233,6 +233,12 @@ ERRORS = [
         " null or of mixed types: not a value",
     ),
     (
+        "template_is_not_read",
+        'id = { template = "tx_{seq}" }\nx = { expr = "id == \'tx_1\'" }\n',
+        "x.toml:9: stream[0].fields.x.expr = \"id == 'tx_1'\": at column 1: 'id' is a"
+        " template, filled in after derived fields",
+    ),
+    (
         "spread_keys_differ",
         "n = { spread = true, choice = [{ a = 1 }, { b = 2 }] }\n",
         "x.toml:8: stream[0].fields.n.choice[1]: has keys b where the first has a: the objects"

@@ -29,6 +29,7 @@ from simulator.core.model import (
     Numeric,
     Object,
     Spread,
+    Template,
 )
 from simulator.scenario.lines import KeyPath
 from simulator.scenario.messages import names
@@ -100,9 +101,14 @@ def check_object(ctx: Context, path: KeyPath, fields: list[tuple[str, FieldSpec]
         return
     known: dict[str, VType | None] = {**BUILTINS, **sibling_types(Object(tuple(fields)))}
     live = {n for n, spec in fields if isinstance(spec, Live)}
+    templates = {n for n, spec in fields if isinstance(spec, Template)}
     for name, d in derived.items():
         at = (*path, name, "expr")
         for ref in refs(d.expr):
+            if ref.name in templates:
+                message = f"{ref.name!r} is a template, filled in after derived fields"
+                ctx.bad(at, d.text, f"at column {ref.at}: {message}")
+                continue
             if ref.name in derived or known.get(ref.name) is not None:
                 continue
             allowed = [*known, *derived]
