@@ -2,8 +2,8 @@
 
 :func:`learn` reads the server's text messages of one connection (the first that has
 any) with a lazy polars scan, so only the needed columns of the needed rows are read,
-and groups them into streams: by the recorded ``stream`` column, else by the message's
-``type``. For each stream it fits the schedule to the inter-arrival times and each
+and groups them into streams: by the recorded ``stream`` column (rows without one are
+then replies to the client, and left out), else by the message's ``type``. For each stream it fits the schedule to the inter-arrival times and each
 field of ``data`` to its values (:mod:`.learn_fit`), detects derived relations between
 numeric fields and string fields that always go together (learned as one spread choice),
 and writes a scenario with a comment on every fit stating its quality.
@@ -124,7 +124,12 @@ def learn(path: str | Path) -> Learned:
         raise RecordingError(source, f"cannot read: {reason}") from e
     groups: dict[str, tuple[list[int], list[dict[str, Any]]]] = {}
     columns = (rows["t_ns"].to_list(), rows["stream"].to_list(), rows["payload"].to_list())
+    # Rows with no stream where others have one are replies to the client (pongs,
+    # acknowledgements), not part of the feed.
+    named = any(stream is not None for stream in columns[1])
     for t, stream, payload in zip(*columns, strict=True):
+        if named and stream is None:
+            continue
         try:
             message = orjson.loads(payload)
         except orjson.JSONDecodeError:
@@ -240,7 +245,8 @@ def _spread(
 ) -> list[LearnedField]:
     """String choices that always go together (one determines the others, like a
     notification's level and message) become one spread choice of objects."""
-    names = [k for k, v in strings.items() if len(set(v)) <= MAX_CHOICES and len(set(v)) > 1]
+    # Only categories (values that repeat) group: unique ids would pair with anything.
+    names = [k for k, v in strings.items() if 1 < len(set(v)) <= min(MAX_CHOICES, len(v) // 4)]
     group: list[str] = []
     for name in names:
         candidate = [*group, name]

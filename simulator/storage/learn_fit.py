@@ -24,6 +24,8 @@ Floats = npt.NDArray[np.float64]
 
 #: Share of messages a relation must hold for.
 RELATION_SHARE: Final = 0.99
+#: Gaps within this share of their mean are a fixed interval (a live feed jitters).
+FIXED_SPREAD: Final = 0.01
 #: Most distinct values a string field may have to be learned as a choice.
 MAX_CHOICES: Final = 50
 _UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}")
@@ -94,17 +96,20 @@ def _normal_cdf(mean: float, std: float) -> Callable[[Floats], Floats]:
 
 
 def fit_schedule(t_ns: Sequence[int]) -> Fit:
-    """``every``: fixed, a uniform interval or Poisson (``rate``), whichever the
-    inter-arrival times fit best; a stream of one message is ``at`` its time."""
+    """``every``: fixed (gaps within :data:`FIXED_SPREAD` of their mean), else a
+    uniform interval or Poisson (``rate``), whichever the inter-arrival times fit best;
+    a stream of one or two messages is ``at`` their times."""
     t = np.asarray(t_ns, dtype=np.int64)
     if len(t) < 3:
-        first = int(t[0]) if len(t) else 0
-        return Fit("at", f'at = ["{_duration(first)}"]', f"only {len(t)} messages")
+        offsets = ", ".join(f'"{_duration(int(x))}"' for x in (t if len(t) else [0]))
+        return Fit("at", f"at = [{offsets}]", f"only {len(t)} messages")
     gaps = np.diff(t).astype(np.float64)
     n = len(gaps)
     lo, hi, mean = float(gaps.min()), float(gaps.max()), float(gaps.mean())
-    if hi - lo <= max(1e-3 * mean, 1.0):
+    if hi - lo <= max(FIXED_SPREAD * mean, 1.0):
         every = round(float(np.median(gaps)))
+        if every >= 10**7:  # a live feed's jitter is not part of its interval
+            every = round(every / 10**6) * 10**6
         spread = (hi - lo) / mean
         start = "" if int(t[0]) == every else f'\nfirst = "{_duration(int(t[0]))}"'
         return Fit(
