@@ -3,8 +3,9 @@
 :func:`learn` reads the server's text messages of one connection (the first that has
 any) with a lazy polars scan, so only the needed columns of the needed rows are read,
 and groups them into streams: by the recorded ``stream`` column (rows without one are
-then replies to the client, and left out), else by the message's ``type``. For each stream it fits the schedule to the inter-arrival times and each
-field of ``data`` to its values (:mod:`.learn_fit`), detects derived relations between
+then replies to the client, and left out), else by the message's ``type``. For each
+stream it fits the schedule to the inter-arrival times and each field of ``data`` to
+its values (:mod:`.learn_fit`), detects derived relations between
 numeric fields and string fields that always go together (learned as one spread choice),
 and writes a scenario with a comment on every fit stating its quality.
 
