@@ -13,6 +13,11 @@ polars sink: the difference is the cost of rendering.
 
     .venv/bin/python bench/generate_throughput.py                  # 1m, 5m, 10m; 3 runs each
     .venv/bin/python bench/generate_throughput.py --durations 10m --repeat 5
+    .venv/bin/python bench/generate_throughput.py --scenario bench/high-rate-derived.toml
+
+``--scenario`` renders another one-stream scenario on the same 100 us schedule, such as
+``bench/high-rate-derived.toml`` (the same fields plus four derived ones: a difference,
+a percentage, a running total, a conditional).
 """
 
 from __future__ import annotations
@@ -78,13 +83,13 @@ def row_count(path: Path) -> int:
     return int(pl.scan_parquet(path).select(pl.len()).collect().item())
 
 
-def generate_argv(duration: str, out: Path) -> list[str]:
+def generate_argv(duration: str, out: Path, scenario: Path = SCENARIO) -> list[str]:
     return [
         sys.executable,
         "-m",
         "simulator",
         "generate",
-        str(SCENARIO),
+        str(scenario),
         "--duration",
         duration,
         "--out",
@@ -92,11 +97,12 @@ def generate_argv(duration: str, out: Path) -> list[str]:
     ]
 
 
-def sink_argv(rows: int, out: Path) -> list[str]:
-    return [sys.executable, str(Path(__file__).resolve()), SINK_CHILD_FLAG, str(rows), str(out)]
+def sink_argv(rows: int, out: Path, scenario: Path = SCENARIO) -> list[str]:
+    here = str(Path(__file__).resolve())
+    return [sys.executable, here, SINK_CHILD_FLAG, str(rows), str(out), str(scenario)]
 
 
-def sink_only(rows: int, out: str) -> None:
+def sink_only(rows: int, out: str, scenario: Path = SCENARIO) -> None:
     """The reference, run in a child: ``rows`` rows through generate's sink, no rendering.
 
     Same schema, frame size, metadata-free zstd ``sink_parquet`` from a registered IO
@@ -112,7 +118,7 @@ def sink_only(rows: int, out: str) -> None:
     from simulator.scenario import load_scenario
     from simulator.storage.schema import SCHEMA, Kind, Sender, event_batch
 
-    batch = Timeline(load_scenario(SCENARIO)).take_until((SINK_FRAME_ROWS + 1) * INTERVAL_NS)
+    batch = Timeline(load_scenario(scenario)).take_until((SINK_FRAME_ROWS + 1) * INTERVAL_NS)
     payloads = pl.Series("payload", batch.payloads[:SINK_FRAME_ROWS], dtype=pl.Binary)
     stream = pl.Series("stream", ["tick"] * SINK_FRAME_ROWS, dtype=pl.String)
 
@@ -160,13 +166,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--repeat", type=int, default=3, help="runs per point (median shown)")
     parser.add_argument("--timeout", type=float, default=300.0, help="seconds per run")
+    parser.add_argument(
+        "--scenario",
+        type=Path,
+        default=SCENARIO,
+        help="a one-stream scenario every 100us (default: bench/high-rate.toml)",
+    )
     args = parser.parse_args(argv)
+    scenario: Path = args.scenario
 
     from simulator.core.durations import parse_duration
 
     durations = [d.strip() for d in args.durations.split(",") if d.strip()]
     print(
-        f"sim generate {SCENARIO.name}: 10,000 msg/s, 6 fields; "
+        f"sim generate {scenario.name}: 10,000 msg/s; "
         f"{os.cpu_count()} CPUs, median of {args.repeat}, load average {os.getloadavg()[0]:.2f}"
     )
     header = (
@@ -181,8 +194,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         for duration in durations:
             events = expected_messages(parse_duration(duration))
             for label, cmd in [
-                (f"generate {duration}", generate_argv(duration, out)),
-                (f"  sink only {duration}", sink_argv(events, out)),
+                (f"generate {duration}", generate_argv(duration, out, scenario)),
+                (f"  sink only {duration}", sink_argv(events, out, scenario)),
             ]:
                 is_sink = label.startswith("  sink")
                 rows = events if is_sink else events + 1  # + the connection's open row
@@ -209,7 +222,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    if len(sys.argv) == 4 and sys.argv[1] == SINK_CHILD_FLAG:
-        sink_only(int(sys.argv[2]), sys.argv[3])
+    if len(sys.argv) == 5 and sys.argv[1] == SINK_CHILD_FLAG:
+        sink_only(int(sys.argv[2]), sys.argv[3], Path(sys.argv[4]))
     else:
         sys.exit(main())

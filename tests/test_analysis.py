@@ -220,8 +220,9 @@ def test_a_connection_in_only_one_file_is_reported_and_not_equivalent(tmp_path: 
 
     assert not result.equivalent
     assert (result.only_in_a, result.only_in_b) == ((), (1,))
-    # Broadcast mode: connection 0 received the same messages either way.
-    assert [(c.conn, c.identical) for c in result.connections] == [(0, True)]
+    # Broadcast mode: connection 0 received the same messages but for the dashboard's
+    # active_connections, the live count of clients (1, then 2).
+    assert [(c.conn, c.identical) for c in result.connections] == [(0, False)]
     assert f"only in {two}: conn 1" in "\n".join(diff_lines(result))
     assert diff(two, one).only_in_a == (1,)
 

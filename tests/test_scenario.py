@@ -325,7 +325,7 @@ INVALID: list[tuple[str, str | bytes, str]] = [
         "unknown_distribution_parameter",
         fields('cpu = { dist = "normal", mean = 1, sd = 2 }\n'),
         "x.toml:7: stream[0].fields.cpu.sd: unknown key; did you mean 'std'?"
-        " (allowed: dist, mean, std, min, max, round)",
+        " (allowed: dist, mean, std, min, max, round, bounds)",
     ),
     (
         "negative_std",
@@ -417,7 +417,7 @@ INVALID: list[tuple[str, str | bytes, str]] = [
         "two_generators_in_one_field",
         fields("x = { choice = [1], cycle = [2] }\n"),
         "x.toml:7: stream[0].fields.x.cycle: together with 'choice': a field has one generator"
-        " (one of dist, choice, cycle, const, template, list)",
+        " (one of dist, choice, cycle, const, template, list, expr, live)",
     ),
     (
         "infinite_constant",

@@ -12,6 +12,7 @@ traceback. One module per kind of command:
 - :mod:`.connect_command`     ``connect`` (the reference resilient client);
 - :mod:`.recording_commands`  ``inspect``, ``diff``, ``recover``;
 - :mod:`.contract_commands`   ``asyncapi``, ``new``, ``schema`` (and ``validate --against``);
+- :mod:`.learn_command`       ``learn`` (a scenario inferred from a recording);
 - :mod:`.console`             log lines, the live status, stopping on SIGINT/SIGTERM;
 - :mod:`.summary`             what ``validate`` prints about a scenario;
 - :mod:`.help_text`           the examples and doc page that end every ``--help``.
@@ -30,6 +31,7 @@ import click
 from simulator.cli.connect_command import connect
 from simulator.cli.contract_commands import asyncapi, new, schema
 from simulator.cli.help_text import epilog
+from simulator.cli.learn_command import learn
 from simulator.cli.record_commands import record
 from simulator.cli.recording_commands import diff, inspect, recover
 from simulator.cli.scenario_commands import generate, plan, validate
@@ -53,7 +55,19 @@ def main(ctx: click.Context) -> None:
         click.echo(ctx.get_help())
 
 
-for _command in (validate, generate, run, plan, inspect, diff, recover, replay, record, connect):
+for _command in (
+    validate,
+    generate,
+    run,
+    plan,
+    inspect,
+    diff,
+    recover,
+    replay,
+    record,
+    connect,
+    learn,
+):
     main.add_command(_command)
 for _command in (asyncapi, new, schema):
     main.add_command(_command)

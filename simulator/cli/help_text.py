@@ -60,6 +60,13 @@ _EXAMPLES: Final[dict[str, tuple[tuple[str, ...], str]]] = {
         ),
         "docs/record-and-replay.md",
     ),
+    "learn": (
+        (
+            "sim learn out/real.parquet -o scenarios/learned.toml",
+            "sim learn out/day.parquet -o out/day.toml --name day --force",
+        ),
+        "docs/learn.md",
+    ),
     "recover": (
         (
             "sim recover out/session.parquet   # after the recorder was killed",

@@ -20,6 +20,7 @@ from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT7
 
 from simulator.contracts.spec import Spec, SpecMessage
+from simulator.core.live import LiveState, fill
 from simulator.core.model import Scenario, Stream
 from simulator.core.timeline import DEFAULT_EPOCH_NS, StreamCursor
 
@@ -49,7 +50,8 @@ def render_messages(
     stream: Stream, count: int, *, seed: int, epoch_ns: int | None = None
 ) -> Iterator[tuple[int, bytes]]:
     """The first ``count`` messages of ``stream`` (fewer if it ends), as ``(seq, JSON
-    text)``, for the broadcast timeline; pure, in virtual time."""
+    text)``, for the broadcast timeline; pure, in virtual time. Live values are those
+    of one client connected from 0 s (as ``sim generate`` fills them)."""
     cursor = StreamCursor(stream, seed, None, epoch_ns or DEFAULT_EPOCH_NS, _CHUNK)
     sent = 0
     while sent < count:
@@ -60,7 +62,7 @@ def render_messages(
         for seq, payload in zip(seqs.tolist(), payloads, strict=True):
             if sent == count:
                 return
-            yield seq, payload
+            yield seq, fill(payload, LiveState(connection=0, connected=1, sent=sent, t_ns=t))
             sent += 1
 
 

@@ -13,6 +13,8 @@ import math
 import re
 from typing import Final
 
+from simulator.core.expr import VType
+from simulator.core.live import LiveKind
 from simulator.core.model import (
     JSON,
     Bool,
@@ -20,15 +22,18 @@ from simulator.core.model import (
     Const,
     Counter,
     Cycle,
+    Derived,
     Exponential,
     FieldSpec,
     ListOf,
+    Live,
     LogNormal,
     Normal,
     Numeric,
     Object,
     RandInt,
     Slot,
+    Spread,
     Stream,
     Template,
     TimeFormat,
@@ -89,7 +94,12 @@ def field_schema(spec: FieldSpec) -> Schema:
     if isinstance(spec, Choice | Cycle):
         return {"enum": list(spec.values)}
     if isinstance(spec, Object):
-        properties = {name: field_schema(sub) for name, sub in spec.fields}
+        properties: dict[str, Schema] = {}
+        for name, sub in spec.fields:
+            if isinstance(sub, Spread):
+                properties |= _spread_properties(sub)
+            else:
+                properties[name] = field_schema(sub)
         return {
             "type": "object",
             "properties": dict[str, JSON](properties),
@@ -124,7 +134,31 @@ def field_schema(spec: FieldSpec) -> Schema:
         return _numeric(Numeric(lo, spec.shape.max, spec.shape.round_to))
     if isinstance(spec, Normal | Walk):
         return _numeric(spec.shape)
+    if isinstance(spec, Derived):
+        if not spec.type.numeric:
+            return {"type": spec.type.value}
+        schema = _numeric(spec.shape)
+        if spec.type is VType.INT:
+            schema["type"] = "integer"
+        return schema
+    if isinstance(spec, Live):
+        # The server's count, time or index at send time: never negative.
+        return {"type": "number" if spec.kind is LiveKind.UPTIME_S else "integer", "minimum": 0}
     raise TypeError(f"no schema for field spec {spec!r}")  # pragma: no cover - all handled
+
+
+def _spread_properties(spread: Spread) -> dict[str, Schema]:
+    """The keys a spread field puts in its parent, each with the values it can take."""
+    inner = spread.inner
+    if isinstance(inner, Object):
+        properties = field_schema(inner)["properties"]
+        assert isinstance(properties, dict)
+        return {key: value for key, value in properties.items()}  # type: ignore[misc]
+    options = [value for value in inner.values if isinstance(value, dict)]
+    return {
+        key: {"enum": list({repr(o[key]): o[key] for o in options}.values())}
+        for key in spread.keys
+    }
 
 
 def _numeric(shape: Numeric) -> Schema:

@@ -13,6 +13,9 @@ import enum
 from dataclasses import dataclass, field
 from typing import ClassVar, TypeAlias
 
+from simulator.core.expr import Expr, VType
+from simulator.core.live import LiveKind
+
 JSON: TypeAlias = "bool | int | float | str | list[JSON] | dict[str, JSON] | None"
 
 
@@ -93,16 +96,26 @@ class Schedule:
 # ----------------------------------------------------------------------------- fields
 
 
+class Bounds(enum.Enum):
+    """What a draw outside ``[min, max]`` becomes (the ``bounds`` key)."""
+
+    CLIP = "clip"  # the nearest bound: values pile up on it
+    REFLECT = "reflect"  # mirrored back inside, as often as needed: nothing piles up
+
+
 @dataclass(frozen=True, slots=True)
 class Numeric:
-    """Shared post-processing of numeric draws: clip to ``[min, max]``, then round.
+    """Shared post-processing of numeric draws: bring into ``[min, max]`` (clipped or
+    reflected, see :class:`Bounds`), then round.
 
-    ``round_to`` is a number of decimals; ``0`` gives integers.
+    ``round_to`` is a number of decimals; ``0`` gives integers. Rounding never steps
+    outside the bounds (the last clip is to the rounding grid).
     """
 
     min: float | None = None
     max: float | None = None
     round_to: int | None = None
+    bounds: Bounds | None = None  # None: the distribution's default (walks reflect)
 
 
 @dataclass(frozen=True, slots=True)
@@ -171,7 +184,8 @@ class Bool:
 class Walk:
     """A random walk: each message adds ``N(0, step)``, pulled towards ``mean`` by
     ``revert`` (0 = none, 1 = all the way each step), kept inside ``[min, max]`` by
-    reflection at the bounds."""
+    reflection at the bounds (the loader's default for walks), or held on the bound it
+    stepped past with ``shape.bounds`` CLIP."""
 
     start: float
     step: float
@@ -213,8 +227,58 @@ class Template:
 
 
 @dataclass(frozen=True, slots=True)
+class Derived:
+    """A field computed from its siblings in this message and the stream's previous one.
+
+    ``expr`` reads sibling fields by name and the previous message's values as
+    ``prev.<name>`` (see :mod:`simulator.core.expr`); ``type`` is its checked type.
+    ``initial`` is the value ``prev.<this field>`` reads in the first message (``None``
+    when nothing reads it). In the first message ``prev.<field>`` of any other field
+    reads its current value, so a difference starts at 0. Derived fields see each
+    other's values after ``min``/``max`` and before ``round``, which applies only to
+    what is sent (a running total does not accumulate rounding).
+    """
+
+    text: str
+    expr: Expr
+    type: VType
+    initial: float | int | bool | str | None = None
+    shape: Numeric = Numeric()
+
+
+@dataclass(frozen=True, slots=True)
+class Live:
+    """What the server knows when it sends the message (see :mod:`simulator.core.live`):
+    rendered as a placeholder, filled in by the sender."""
+
+    kind: LiveKind
+
+
+@dataclass(frozen=True, slots=True)
+class Spread:
+    """A ``choice`` or ``cycle`` of objects, or an object, whose keys are merged into the
+    parent object in place of the field (``spread = true``). Every object it can give
+    has exactly ``keys``, in that order."""
+
+    inner: Choice | Cycle | Object
+    keys: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
 class Object:
     fields: tuple[tuple[str, FieldSpec], ...]
+
+    @property
+    def keys(self) -> tuple[str, ...]:
+        """The keys of the objects it makes: its field names, spread ones replaced by
+        their keys."""
+        out: list[str] = []
+        for name, spec in self.fields:
+            if isinstance(spec, Spread):
+                out.extend(spec.keys)
+            else:
+                out.append(name)
+        return tuple(out)
 
 
 @dataclass(frozen=True, slots=True)
@@ -241,6 +305,9 @@ FieldSpec: TypeAlias = (
     | Uuid
     | Timestamp
     | Template
+    | Derived
+    | Live
+    | Spread
     | Object
     | ListOf
 )
@@ -678,9 +745,26 @@ class Scenario:
     source: str = "<scenario>"
     faults: tuple[Fault, ...] = ()
 
+    @property
+    def has_live(self) -> bool:
+        """Whether any message carries a live value (which its sender must fill in)."""
+        return any(_has_live(s.fields) for s in self.streams)
+
     def stream(self, name: str) -> Stream:
         """Return the stream called ``name``; raises :class:`KeyError` if there is none."""
         for s in self.streams:
             if s.name == name:
                 return s
         raise KeyError(name)
+
+
+def _has_live(spec: FieldSpec) -> bool:
+    if isinstance(spec, Live):
+        return True
+    if isinstance(spec, Object):
+        return any(_has_live(child) for _, child in spec.fields)
+    if isinstance(spec, Spread):
+        return _has_live(spec.inner)
+    if isinstance(spec, ListOf):
+        return _has_live(spec.item)
+    return False

@@ -19,22 +19,29 @@ from typing import Protocol
 import numpy as np
 import numpy.typing as npt
 
+from simulator.core.bounds import fold, shape
+from simulator.core.derived_values import DerivedFields
 from simulator.core.draws import Floats, Words, standard_normal, unit
+from simulator.core.live import placeholder
 from simulator.core.model import (
     JSON,
     Bool,
+    Bounds,
     Choice,
     Const,
     Counter,
     Cycle,
+    Derived,
     Exponential,
     FieldSpec,
     ListOf,
+    Live,
     LogNormal,
     Normal,
     Numeric,
     Object,
     RandInt,
+    Spread,
     Template,
     TimeFormat,
     Timestamp,
@@ -96,36 +103,9 @@ def compile_fields(spec: FieldSpec) -> Generator:
         return _Uuid()
     if isinstance(spec, Timestamp):
         return _Timestamp(spec.format)
-    raise TypeError(f"templates are evaluated by their object, not compiled alone: {spec!r}")
-
-
-def shape(values: Floats, numeric: Numeric) -> list[JSON]:
-    """Clip, round, clip again, as JSON numbers.
-
-    The second clip uses the bounds snapped inwards to the rounding grid, so a rounded
-    value never steps outside the bounds nor shows more decimals than asked for
-    (``min = 0.5, round = 0`` gives 1, not 0). Bounds with no grid point between them
-    fall back to the bounds themselves.
-    """
-    lo, hi = numeric.min, numeric.max
-    if lo is not None or hi is not None:
-        values = np.clip(values, lo, hi)
-    r = numeric.round_to
-    if r is None:
-        return values.tolist()  # type: ignore[no-any-return]
-    values = np.round(values, r)
-    if lo is not None or hi is not None:
-        scale = 10.0**r
-        glo = None if lo is None else float(np.ceil(np.round(lo * scale, 6)) / scale)
-        ghi = None if hi is None else float(np.floor(np.round(hi * scale, 6)) / scale)
-        if glo is not None and ghi is not None and glo > ghi:
-            glo, ghi = lo, hi
-        values = np.clip(values, glo, ghi)
-        # Snapping is float arithmetic too: the bounds themselves always win.
-        values = np.clip(values, lo, hi)
-    if r == 0:
-        return np.rint(values).astype(np.int64).tolist()  # type: ignore[no-any-return]
-    return values.tolist()  # type: ignore[no-any-return]
+    if isinstance(spec, Live):
+        return _Const(placeholder(spec.kind))
+    raise TypeError(f"templates, derived and spread fields are evaluated by their object: {spec!r}")
 
 
 class _Const:
@@ -223,7 +203,8 @@ class _Walk:
     Without mean reversion the walk is vectorised: a walk reflected at its bounds is
     the free walk folded into the band (reflection commutes with adding steps), so we
     keep the free position and fold it on output. With reversion the pull depends on
-    the position, so it steps one message at a time.
+    the position, and a clipped walk (``bounds = "clip"``) stays on the bound it
+    stepped past, so those step one message at a time.
     """
 
     width = 2
@@ -236,54 +217,31 @@ class _Walk:
     def column(self, words: Words, ctx: Context) -> list[JSON]:
         s = self._spec
         steps = s.step * standard_normal(words[:, 0], words[:, 1])
-        if s.revert == 0.0:
+        if s.revert == 0.0 and s.shape.bounds is not Bounds.CLIP:
             # Sum from the exact last position so chunk boundaries never regroup the
             # additions (float sums depend on grouping; output must not).
             path = np.cumsum(np.concatenate(([self._x], steps)))
             self._x = float(path[-1])
-            return shape(_fold(path[:-1], s.shape.min, s.shape.max), s.shape)
-        return shape(self._reverting(steps.tolist()), s.shape)
+            return shape(fold(path[:-1], s.shape.min, s.shape.max), s.shape)
+        return shape(self._stepwise(steps.tolist()), s.shape)
 
-    def _reverting(self, steps: list[float]) -> Floats:
+    def _stepwise(self, steps: list[float]) -> Floats:
         s = self._spec
         lo = s.shape.min if s.shape.min is not None else -np.inf
         hi = s.shape.max if s.shape.max is not None else np.inf
         revert, mean = s.revert, self._mean
         out = np.empty(len(steps), dtype=np.float64)
         x = self._x
-        for i, step in enumerate(steps):
-            out[i] = x
-            x = float(_fold(np.asarray(x + revert * (mean - x) + step), lo, hi))
+        if s.shape.bounds is Bounds.CLIP:
+            for i, step in enumerate(steps):
+                out[i] = x
+                x = min(max(x + revert * (mean - x) + step, lo), hi)
+        else:
+            for i, step in enumerate(steps):
+                out[i] = x
+                x = float(fold(np.asarray(x + revert * (mean - x) + step), lo, hi))
         self._x = x
         return out
-
-
-def _fold(x: Floats, lo: float | None, hi: float | None) -> Floats:
-    """Reflect ``x`` into ``[lo, hi]`` as many times as needed (a triangle wave).
-
-    Values already inside are returned exactly as they are (the formula would cost
-    them a last bit), and folded ones are clipped against rounding at the edges.
-    """
-    has_lo = lo is not None and bool(np.isfinite(lo))
-    has_hi = hi is not None and bool(np.isfinite(hi))
-    if not has_lo and not has_hi:
-        return x
-    low = float(lo) if has_lo and lo is not None else -np.inf
-    high = float(hi) if has_hi and hi is not None else np.inf
-    inside = (x >= low) & (x <= high)
-    if inside.all():
-        return x
-    if has_lo and has_hi:
-        width = high - low
-        if width == 0:
-            return np.full_like(x, low)
-        phase = np.mod(x - low, 2 * width)
-        folded = low + width - np.abs(phase - width)
-    elif has_lo:
-        folded = low + np.abs(x - low)
-    else:
-        folded = high - np.abs(high - x)
-    return np.where(inside, x, np.clip(folded, low, high))
 
 
 class _Counter:
@@ -340,18 +298,30 @@ class _Timestamp:
 
 
 class _Object:
+    """An object's fields: generators first, then spread keys split out, then derived
+    fields (which read them), then templates (which may read any of them)."""
+
     def __init__(self, spec: Object) -> None:
-        self._keys = [name for name, _ in spec.fields]
+        self._keys = list(spec.keys)
         self._parts: list[tuple[str, Generator, int]] = []
+        self._spreads: list[tuple[str, tuple[str, ...]]] = []
         self._templates: list[tuple[str, Template]] = []
+        derived: dict[str, Derived] = {}
         offset = 0
         for name, child in spec.fields:
             if isinstance(child, Template):
                 self._templates.append((name, child))
                 continue
+            if isinstance(child, Derived):
+                derived[name] = child
+                continue
+            if isinstance(child, Spread):
+                self._spreads.append((name, child.keys))
+                child = child.inner
             gen = compile_fields(child)
             self._parts.append((name, gen, offset))
             offset += gen.width
+        self._derived = DerivedFields(derived) if derived else None
         self.width = offset
 
     @property
@@ -359,10 +329,16 @@ class _Object:
         return list(self._keys)
 
     def columns(self, words: Words, ctx: Context) -> list[list[JSON]]:
-        """The value columns of the fields, in declaration order."""
+        """The value columns of the keys, in order."""
         columns: dict[str, list[JSON]] = {
             name: gen.column(words[:, off : off + gen.width], ctx) for name, gen, off in self._parts
         }
+        for name, keys in self._spreads:
+            objects: list[dict[str, JSON]] = columns.pop(name)  # type: ignore[assignment]
+            for key in keys:
+                columns[key] = [o[key] for o in objects]
+        if self._derived is not None:
+            columns.update(self._derived.columns(columns, ctx.seq, ctx.index))
         for name, template in self._templates:
             columns[name] = self._render(template, columns, ctx)
         return [columns[k] for k in self._keys]

@@ -6,9 +6,10 @@ each (client, message) goes through the fault injector instead."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from simulator.core.live import LiveState, fill
 from simulator.core.timeline import Batch
 from simulator.net.common import ScenarioClock
 from simulator.net.faulting import FaultInjector
@@ -38,7 +39,10 @@ class Fanout:
         counters: Counters,
         faults: FaultInjector | None,
         log_sends: bool,
+        connected: Callable[[], int] | None = None,
     ) -> None:
+        """``connected`` (how many clients the server holds) turns on filling in live
+        values (:mod:`simulator.core.live`): each client then gets its own bytes."""
         self._names = list(names)
         self._types = list(types)
         self._clock = clock
@@ -46,6 +50,7 @@ class Fanout:
         self._faults = faults if faults is not None and faults.has_message_faults else None
         self.recorder: Recorder | None = None
         self.sent: list[Sent] | None = [] if log_sends else None
+        self._connected = connected
 
     def send(self, batch: Batch, origin_ns: int, targets: Sequence[Client]) -> None:
         """Send ``batch`` (whose times count from scenario time ``origin_ns``) to each
@@ -53,6 +58,9 @@ class Fanout:
         self._count(batch, origin_ns)
         if self._faults is not None:
             self._send_through_faults(batch, origin_ns, targets)
+            return
+        if self._connected is not None:
+            self._send_live(batch, origin_ns, targets)
             return
         frames = [text_frame(p) for p in batch.payloads]
         streams = batch.stream.tolist()
@@ -84,6 +92,31 @@ class Fanout:
                         for k in picked
                     )
 
+    def _send_live(self, batch: Batch, origin_ns: int, targets: Sequence[Client]) -> None:
+        """Live values: each client's own bytes (its index, its count of messages)."""
+        assert self._connected is not None
+        connected = self._connected()
+        types, names = self._types, self._names
+        rows = list(zip(batch.t_ns.tolist(), batch.stream.tolist(), batch.payloads, strict=True))
+        for client in targets:
+            subs = client.subscriptions
+            streams: list[str | None] = []
+            payloads: list[bytes] = []
+            for t, s, payload in rows:
+                if subs is None or types[s] in subs:
+                    state = LiveState(client.index, connected, client.live_sent, origin_ns + t)
+                    client.live_sent += 1
+                    streams.append(names[s])
+                    payloads.append(fill(payload, state))
+                    if self.sent is not None:
+                        self.sent.append(Sent(client.index, t, names[s], payloads[-1]))
+            if not payloads:
+                continue
+            frames = [text_frame(p) for p in payloads]
+            client.deliver(b"".join(frames), frames)
+            if self.recorder is not None:
+                self.recorder.sent(client.index, streams, payloads)
+
     def _count(self, batch: Batch, origin_ns: int) -> None:
         # The clock first: lateness is when the batch reached the send path, not after
         # the counting below.
@@ -103,6 +136,7 @@ class Fanout:
         assert self._faults is not None
         deliver = self._faults.deliver
         types, names = self._types, self._names
+        connected = self._connected
         rows = list(
             zip(
                 batch.t_ns.tolist(),
@@ -116,6 +150,12 @@ class Fanout:
             subs = client.subscriptions
             for t, s, seq, payload in rows:
                 if subs is None or types[s] in subs:
+                    if connected is not None:  # before faults see (or corrupt) the bytes
+                        state = LiveState(
+                            client.index, connected(), client.live_sent, origin_ns + t
+                        )
+                        client.live_sent += 1
+                        payload = fill(payload, state)
                     deliver(client, origin_ns + t, names[s], seq, payload)
                     if self.sent is not None:
                         self.sent.append(Sent(client.index, t, names[s], payload))

@@ -65,6 +65,7 @@ class Client:
         "inbound",
         "index",
         "limit",
+        "live_sent",
         "on_slow",
         "pending",
         "pending_bytes",
@@ -96,6 +97,7 @@ class Client:
         self.pending_bytes = 0
         self.frames_sent = 0
         self.frames_dropped = 0
+        self.live_sent = 0  # timeline messages handed to it (the live value messages_sent)
         self.closing = False
         self.faulted: FaultEffects | None = None  # injected faults in force, once there is any
         self.connected_at = connected_at

@@ -149,6 +149,7 @@ class SimServer(Listener):
             self._counters,
             self.faults,
             log_sends,
+            connected=(lambda: len(self.clients)) if scenario.has_live else None,
         )
 
     @property

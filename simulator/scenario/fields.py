@@ -12,21 +12,26 @@ import string
 from collections.abc import Callable, Mapping, Sequence
 from typing import Final
 
+from simulator.core.live import LiveKind
 from simulator.core.model import (
     JSON,
     Bool,
+    Bounds,
     Choice,
     Const,
     Counter,
     Cycle,
+    Derived,
     Exponential,
     FieldSpec,
     ListOf,
+    Live,
     LogNormal,
     Normal,
     Numeric,
     Object,
     RandInt,
+    Spread,
     Template,
     TimeFormat,
     Timestamp,
@@ -34,6 +39,7 @@ from simulator.core.model import (
     Uuid,
     Walk,
 )
+from simulator.scenario.derived import EXPR_KEYS, check_object, derived_field, spread_field
 from simulator.scenario.lines import KeyPath
 from simulator.scenario.messages import names, plain, quote, show, unknown
 from simulator.scenario.reader import ABSENT, Context, Table, json_value
@@ -52,29 +58,32 @@ def stream_fields(t: Table) -> Object | None:
     if not isinstance(raw, dict):
         t.ctx.bad(t.at("fields"), raw, "must be a table of fields ([stream.fields])")
         return None
-    return _object(t.ctx, raw, t.at("fields"), 0, typo_guard=False)
+    top = _object(t.ctx, raw, t.at("fields"), 0, typo_guard=False)
+    return top if isinstance(top, Object) else None
 
 
 _DISTS: Final[dict[str, tuple[str, ...]]] = {
     "uniform": ("min", "max", "round"),
-    "normal": ("mean", "std", "min", "max", "round"),
-    "lognormal": ("mu", "sigma", "min", "max", "round"),
-    "exponential": ("mean", "min", "max", "round"),
+    "normal": ("mean", "std", "min", "max", "round", "bounds"),
+    "lognormal": ("mu", "sigma", "min", "max", "round", "bounds"),
+    "exponential": ("mean", "min", "max", "round", "bounds"),
     "randint": ("min", "max"),
     "bool": ("p",),
-    "walk": ("start", "step", "min", "max", "revert", "mean", "round"),
+    "walk": ("start", "step", "min", "max", "revert", "mean", "round", "bounds"),
     "counter": ("start", "step"),
     "uuid": (),
     "timestamp": ("format",),
 }
 # A table holding one of these keys is a generator; any other table is an object of fields.
-_GENERATORS: Final = ("dist", "choice", "cycle", "const", "template", "list")
+_GENERATORS: Final = ("dist", "choice", "cycle", "const", "template", "list", "expr", "live")
 _GENERATOR_KEYS: Final[dict[str, tuple[str, ...]]] = {
-    "choice": ("choice", "weights"),
-    "cycle": ("cycle",),
+    "choice": ("choice", "weights", "spread"),
+    "cycle": ("cycle", "spread"),
     "const": ("const",),
     "template": ("template",),
     "list": ("list", "item"),
+    "expr": EXPR_KEYS,
+    "live": ("live",),
 }
 _TYPO_TARGETS: Final = (*_GENERATORS, "weights", "item")
 _TEMPLATE_BUILTINS: Final = ("seq", "index")
@@ -99,17 +108,30 @@ def _field(ctx: Context, value: object, path: KeyPath, depth: int) -> FieldSpec 
     kind = kinds[0]
     if kind == "dist":
         return _distribution(t)
+    if kind == "expr":
+        return derived_field(t)
     t.only(_GENERATOR_KEYS[kind])
     if kind == "choice":
-        return _choice(t, depth)
+        return _spread(t, _choice(t, depth))
     if kind == "cycle":
         values = _values(t, "cycle", depth)
-        return None if values is None else Cycle(values)
+        return _spread(t, None if values is None else Cycle(values))
     if kind == "const":
         return _const(ctx, t.at("const"), value["const"], depth + 1)
     if kind == "template":
         return _template(t)
+    if kind == "live":
+        live = t.choose("live", LiveKind, "live value")
+        return None if live is None else Live(live)
     return _list(t, depth)
+
+
+def _spread(t: Table, spec: FieldSpec | None) -> FieldSpec | None:
+    """The choice or cycle ``spec``, as a :class:`Spread` when ``spread = true``."""
+    flag = t.boolean("spread", default=False)
+    if spec is None or not flag:
+        return spec
+    return spread_field(t.ctx, t.path, spec)
 
 
 def _const(ctx: Context, path: KeyPath, value: object, depth: int) -> Const | None:
@@ -120,13 +142,17 @@ def _const(ctx: Context, path: KeyPath, value: object, depth: int) -> Const | No
 
 def _object(
     ctx: Context, data: Mapping[str, object], path: KeyPath, depth: int, *, typo_guard: bool
-) -> Object | None:
-    """Each key a field, in order; then check template references against siblings."""
+) -> Object | Spread | None:
+    """Each key a field, in order; then check template references and expressions
+    against siblings. A nested object with ``spread = true`` becomes a :class:`Spread`."""
     mark = ctx.mark()
     fields: list[tuple[str, FieldSpec]] = []
     unknown_kind: list[str] = []  # siblings that failed: may be referenced without more noise
+    spread = typo_guard and isinstance(data.get("spread"), bool)
     for name, value in data.items():
         at = (*path, name)
+        if spread and name == "spread":
+            continue
         if not name:
             ctx.report(at, "empty field name: a field needs a name")
             continue
@@ -137,11 +163,20 @@ def _object(
             unknown_kind.append(name)
         else:
             fields.append((name, spec))
-    siblings = [n for n, spec in fields if not isinstance(spec, Template)]
+    # A live value is filled in as the message goes out, after templates are rendered.
+    templates = {n for n, spec in fields if isinstance(spec, Template | Live)}
+    siblings = [k for k in Object(tuple(fields)).keys if k not in templates]
     for name, spec in fields:
         if isinstance(spec, Template):
             _check_templatenames(ctx, (*path, name, "template"), spec, [*siblings, *unknown_kind])
-    return None if ctx.failed_since(mark) else Object(tuple(fields))
+    if not ctx.failed_since(mark):
+        check_object(ctx, path, fields)
+    if ctx.failed_since(mark):
+        return None
+    obj = Object(tuple(fields))
+    if spread and data["spread"]:
+        return Spread(obj, obj.keys)
+    return obj
 
 
 def _looks_like_generator_typo(ctx: Context, at: KeyPath, name: str, value: object) -> bool:
@@ -180,12 +215,14 @@ def _distribution(t: Table) -> FieldSpec | None:
 
 
 def _shape(t: Table) -> Numeric | None:
-    """Optional ``min``/``max`` clip and ``round``, shared by the numeric distributions."""
+    """Optional ``min``/``max`` (clipped or reflected: ``bounds``) and ``round``, shared
+    by the numeric distributions."""
     mark = t.ctx.mark()
     lo, hi = t.number("min"), t.number("max")
     round_to = t.integer("round", lo=0, hi=_MAX_ROUND)
     t.ordered("min", lo, "max", hi)
-    return None if t.ctx.failed_since(mark) else Numeric(lo, hi, round_to)
+    bounds = t.choose("bounds", Bounds, "bounds")
+    return None if t.ctx.failed_since(mark) else Numeric(lo, hi, round_to, bounds)
 
 
 def _uniform(t: Table) -> FieldSpec | None:
@@ -403,6 +440,13 @@ def _list(t: Table, depth: int) -> FieldSpec | None:
     item = None if item_raw is ABSENT else _field(t.ctx, item_raw, t.at("item"), depth + 1)
     if isinstance(item, Template):
         _check_templatenames(t.ctx, (*t.at("item"), "template"), item, [])
+    if isinstance(item, Derived | Spread):
+        what = "an expression" if isinstance(item, Derived) else "a spread field"
+        t.ctx.report(
+            t.at("item"),
+            f"{what} needs sibling fields: make the item an object of fields"
+            " ({ a = ..., b = { expr = ... } })",
+        )
     if t.ctx.failed_since(mark) or item is None:
         return None
     return ListOf(item, lo, hi)

@@ -14,11 +14,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import numpy.typing as npt
 import polars as pl
 from polars.io.plugins import register_io_source
 
+from simulator.core.live import LiveState, fill
 from simulator.core.model import Mode, Scenario
 from simulator.core.rates import mean_rate_per_s
+from simulator.core.schedules import Times
 from simulator.core.timeline import DEFAULT_EPOCH_NS, Batch, Timeline
 from simulator.errors import RecordingError, UsageError
 from simulator.storage.generate_faults import DEFAULT_RECONNECT_AFTER_NS, Rows, render_faulted
@@ -121,11 +124,12 @@ def recording_frames(
         )
         for i in (range(n) if per_connection else range(1))
     ]
+    sent = [0] * n  # messages each connection was sent so far (for live values)
     t = 0
     while t < plan.duration_ns:
         t = min(t + window, plan.duration_ns)
         frame = _frame(
-            [tl.take_until(t) for tl in timelines], plan, names, next_seq, per_connection
+            [tl.take_until(t) for tl in timelines], plan, names, next_seq, per_connection, sent
         )
         next_seq += frame.height
         if frame.height:
@@ -162,8 +166,25 @@ def _rows_frame(rows: Rows, plan: Plan, first_seq: int) -> pl.DataFrame:
     )
 
 
+def _filled(
+    payloads: list[bytes], conn: npt.NDArray[np.int32], t: Times, n: int, sent: list[int]
+) -> list[bytes]:
+    """Live values as `sim run` fills them for ``n`` clients connected from 0 s that send
+    nothing: ``sent`` counts each connection's messages so far (updated)."""
+    out: list[bytes] = []
+    for payload, c, t_ns in zip(payloads, conn.tolist(), t.tolist(), strict=True):
+        out.append(fill(payload, LiveState(c, n, sent[c], t_ns)))
+        sent[c] += 1
+    return out
+
+
 def _frame(
-    batches: list[Batch], plan: Plan, names: pl.Series, first_seq: int, per_connection: bool
+    batches: list[Batch],
+    plan: Plan,
+    names: pl.Series,
+    first_seq: int,
+    per_connection: bool,
+    sent: list[int],
 ) -> pl.DataFrame:
     n = plan.connections
     if per_connection:
@@ -181,6 +202,8 @@ def _frame(
         stream = np.repeat(batch.stream, n)
         conn = np.tile(np.arange(n, dtype=np.int32), len(batch))
         payloads = batch.payloads if n == 1 else [p for p in batch.payloads for _ in range(n)]
+    if plan.scenario.has_live:
+        payloads = _filled(payloads, conn, t, n, sent)
     rows = len(t)
     return event_batch(
         seq=np.arange(first_seq, first_seq + rows, dtype=np.int64),

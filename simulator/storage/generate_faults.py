@@ -61,6 +61,7 @@ from simulator.core.faults import (
     plan_faults,
     server_schedule,
 )
+from simulator.core.live import LiveState, fill
 from simulator.core.model import FaultKind, Mode
 from simulator.core.rates import mean_rate_per_s
 from simulator.core.timeline import Timeline
@@ -151,6 +152,7 @@ class _Connection:
     faults: ConnectionFaults
     feed: _Feed | None  # per-connection mode only
     stalls: int = 0  # stalls in force (they nest)
+    sent: int = 0  # messages handed to it so far (the live value messages_sent)
     #: The close code and reason once the server started closing it: it is still fed
     #: (and recorded) until the close completes, but no longer faulted.
     closing: tuple[int, str] | None = None
@@ -400,8 +402,12 @@ class _Session:
             if self.broadcast is not None
             else [c for c in self.open.values() if c.feed is feed]
         )
+        live = self.scenario.has_live
         for conn in targets:  # one connection's messages, then the next's, as the fanout
             for _, stream, seq, payload in due:
+                if live:  # as the fanout fills them, before faults see the bytes
+                    payload = fill(payload, LiveState(conn.index, len(self.open), conn.sent, t))
+                    conn.sent += 1
                 decision = conn.faults.decide(stream, seq, payload, t)
                 self.message(t, conn.index, stream, seq, payload, decision)
 

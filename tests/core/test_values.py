@@ -20,6 +20,8 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
+from simulator.core.bounds import fold as _fold
+from simulator.core.bounds import shape
 from simulator.core.draws import Draws
 from simulator.core.model import (
     JSON,
@@ -45,12 +47,10 @@ from simulator.core.model import (
 )
 from simulator.core.values import (
     Context,
-    _fold,
     compile_fields,
     compile_object,
     format_time_iso,
     format_times,
-    shape,
 )
 
 EPOCH_NS = 1_767_225_600_000_000_000  # 2026-01-01T00:00:00Z

@@ -15,6 +15,7 @@ import polars as pl
 import pytest
 from polars.testing import assert_frame_equal
 
+from simulator.core.live import LiveState, fill
 from simulator.core.timeline import Timeline
 from simulator.scenario import load_scenario
 
@@ -191,11 +192,16 @@ def test_generate_twice_gives_identical_rows(dashboard: pl.DataFrame, tmp_path: 
 
 
 def test_generate_matches_the_timeline_rendered_directly(dashboard: pl.DataFrame) -> None:
-    """The file holds exactly what Timeline renders: same times, streams and payload bytes."""
+    """The file holds exactly what Timeline renders: same times, streams and payload
+    bytes, the live values filled in as `sim run` fills them for one client."""
     scenario = load_scenario(DASHBOARD)
     batch = Timeline(scenario).take_until(TEN_MINUTES)
     rows = texts(dashboard)
-    assert rows["payload"].to_list() == batch.payloads
+    filled = [
+        fill(p, LiveState(0, 1, k, t))
+        for k, (p, t) in enumerate(zip(batch.payloads, batch.t_ns.tolist(), strict=True))
+    ]
+    assert rows["payload"].to_list() == filled
     assert rows["t_ns"].to_list() == batch.t_ns.tolist()
     assert rows["stream"].to_list() == [scenario.streams[i].name for i in batch.stream.tolist()]
 
@@ -262,15 +268,18 @@ def test_generate_epoch_shifts_timestamps_and_nothing_else(
 def test_generate_broadcast_sends_every_message_to_every_connection(
     dashboard: pl.DataFrame, tmp_path: Path
 ) -> None:
-    """--connections 3 in broadcast mode: three open rows, then each message three times."""
+    """--connections 3 in broadcast mode: three open rows, then each message three times
+    (the live active_connections of system_stats says 3 where one client is told 1)."""
     three = generate(tmp_path / "three.parquet", "--connections", "3")
     opens = three.filter(pl.col("kind") == "open")
     assert opens.select("conn", "seq", "t_ns").rows() == [(0, 0, 0), (1, 1, 0), (2, 2, 0)]
     rows = texts(three)
     assert rows.height == 3 * texts(dashboard).height
     single = texts(dashboard)["payload"].to_list()
+    told = [p.replace(b'"active_connections":1}', b'"active_connections":3}') for p in single]
+    assert told != single
     for conn in range(3):
-        assert rows.filter(pl.col("conn") == conn)["payload"].to_list() == single
+        assert rows.filter(pl.col("conn") == conn)["payload"].to_list() == told
     assert rows["conn"].to_list()[:6] == [0, 1, 2, 0, 1, 2]
 
 

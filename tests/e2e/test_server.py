@@ -624,3 +624,32 @@ async def test_leaving_serve_closes_every_client_with_1001() -> None:
     assert [await close_code(ws) for ws in sockets] == [1001, 1001, 1001]
     assert [e.detail["code"] for e in log.of_kind(EventKind.DISCONNECTED)] == [1001] * 3
     assert len(log.of_kind(EventKind.STOPPING)) == 1
+
+
+@async_test()
+async def test_live_values_over_real_sockets_are_each_clients_own() -> None:
+    """Two real clients on 127.0.0.1: each is told two are connected, its own index, and
+    how many messages it was sent before (its own count, from 0)."""
+    sc = scenario(
+        '[scenario]\nname = "live"\nseed = 3\n[[stream]]\nname = "s"\nevery = "100ms"\n'
+        "[stream.fields]\n"
+        'n = { live = "connected_clients" }\nme = { live = "connection" }\n'
+        'before = { live = "messages_sent" }\nup = { live = "uptime_s" }\n'
+    )
+    async with serve(sc, port=0, speed=10, epoch_ns=EPOCH_NS) as server:
+        first, ws1 = await connected(server)
+        second, ws2 = await connected(server)
+        # From a message sent once both were connected on, each sees both.
+        got = {
+            index: [json.loads(await ws.recv()) for _ in range(30)][-10:]
+            for index, ws in ((first, ws1), (second, ws2))
+        }
+        await ws1.close()
+        await ws2.close()
+    for index, messages in got.items():
+        data = [m["data"] for m in messages]
+        assert {d["n"] for d in data} == {2}
+        assert {d["me"] for d in data} == {index}
+        befores = [d["before"] for d in data]
+        assert befores == list(range(befores[0], befores[0] + 10))
+        assert all(b["up"] > a["up"] for a, b in itertools.pairwise(data))

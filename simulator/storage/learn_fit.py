@@ -1,0 +1,464 @@
+"""The statistics of `sim learn`: which schedule and which field kind fit observed values.
+
+Every fit returns a :class:`Fit`: the scenario text for the field (or schedule) and a
+one-line account of how well it fits, which `sim learn` writes as a comment. Goodness of
+fit is the Kolmogorov–Smirnov statistic ``D`` (the largest distance between the observed
+and the fitted distribution functions) with its asymptotic p-value; smaller ``D`` fits
+better. Relations between fields (a difference, a percentage change, a running sum) are
+accepted only when they hold, within the values' rounding, for 99% of the messages.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Final
+
+import numpy as np
+import numpy.typing as npt
+
+Floats = npt.NDArray[np.float64]
+
+#: Share of messages a relation must hold for.
+RELATION_SHARE: Final = 0.99
+#: Gaps within this share of their mean are a fixed interval (a live feed jitters).
+FIXED_SPREAD: Final = 0.01
+#: Most distinct values a string field may have to be learned as a choice.
+MAX_CHOICES: Final = 50
+_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}")
+_ISO = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?(Z|[+-]\d\d:\d\d)")
+_TEMPLATE = re.compile(r"(\D*?)(\d+)(\D*)")
+
+
+@dataclass(frozen=True, slots=True)
+class Fit:
+    """What was learned: ``kind`` (for the summary), the TOML of the field or schedule,
+    and how well it fits."""
+
+    kind: str
+    toml: str
+    quality: str
+
+
+# ----------------------------------------------------------------------------- KS
+
+
+def ks_statistic(sample: Floats, cdf: Callable[[Floats], Floats]) -> float:
+    """One-sample KS statistic of ``sample`` against the distribution function ``cdf``."""
+    x = np.sort(sample)
+    n = len(x)
+    if n == 0:
+        return 1.0
+    f = cdf(x)
+    above = np.arange(1, n + 1) / n - f
+    below = f - np.arange(0, n) / n
+    return float(max(above.max(), below.max()))
+
+
+def ks_two_sample(a: Sequence[float] | Floats, b: Sequence[float] | Floats) -> float:
+    """Two-sample KS statistic: the largest distance between the empirical CDFs."""
+    x, y = np.sort(np.asarray(a, dtype=np.float64)), np.sort(np.asarray(b, dtype=np.float64))
+    if not len(x) or not len(y):
+        return 1.0
+    grid = np.concatenate([x, y])
+    fx = np.searchsorted(x, grid, side="right") / len(x)
+    fy = np.searchsorted(y, grid, side="right") / len(y)
+    return float(np.abs(fx - fy).max())
+
+
+def ks_p_value(d: float, n: int) -> float:
+    """Asymptotic p-value of a one-sample KS statistic ``d`` on ``n`` values."""
+    if n == 0:
+        return 0.0
+    lam = (math.sqrt(n) + 0.12 + 0.11 / math.sqrt(n)) * d
+    if lam < 0.2:
+        return 1.0
+    total = math.fsum((-1) ** (k - 1) * math.exp(-2 * k * k * lam * lam) for k in range(1, 101))
+    return max(0.0, min(1.0, 2.0 * total))
+
+
+def _quality(d: float, n: int) -> str:
+    return f"KS D = {d:.4f}, p = {ks_p_value(d, n):.3g}, n = {n}"
+
+
+def _normal_cdf(mean: float, std: float) -> Callable[[Floats], Floats]:
+    def cdf(x: Floats) -> Floats:
+        z = (x - mean) / (std * math.sqrt(2))
+        return 0.5 * (1 + np.vectorize(math.erf)(z))  # type: ignore[no-any-return]
+
+    return cdf
+
+
+# ----------------------------------------------------------------------------- schedules
+
+
+def fit_schedule(t_ns: Sequence[int]) -> Fit:
+    """``every``: fixed (gaps within :data:`FIXED_SPREAD` of their mean), else a
+    uniform interval or Poisson (``rate``), whichever the inter-arrival times fit best;
+    a stream of one or two messages is ``at`` their times."""
+    t = np.asarray(t_ns, dtype=np.int64)
+    if len(t) < 3:
+        offsets = ", ".join(f'"{_duration(int(x))}"' for x in (t if len(t) else [0]))
+        return Fit("at", f"at = [{offsets}]", f"only {len(t)} messages")
+    gaps = np.diff(t).astype(np.float64)
+    n = len(gaps)
+    lo, hi, mean = float(gaps.min()), float(gaps.max()), float(gaps.mean())
+    if hi - lo <= max(FIXED_SPREAD * mean, 1.0):
+        every = round(float(np.median(gaps)))
+        if every >= 10**7:  # a live feed's jitter is not part of its interval
+            every = round(every / 10**6) * 10**6
+        spread = (hi - lo) / mean
+        start = "" if int(t[0]) == every else f'\nfirst = "{_duration(int(t[0]))}"'
+        return Fit(
+            "fixed",
+            f'every = "{_duration(every)}"{start}',
+            f"fixed interval: gaps within {spread:.2%} of their mean, n = {n}",
+        )
+    uniform = ks_statistic(gaps, lambda x: np.clip((x - lo) / (hi - lo), 0, 1))
+    poisson = ks_statistic(gaps, lambda x: 1 - np.exp(-x / mean))
+    if uniform <= poisson:
+        low, high = _outward(lo, hi)
+        text = f'every = {{ min = "{_duration(low)}", max = "{_duration(high)}" }}'
+        return Fit(
+            "uniform",
+            text,
+            f"uniform interval: {_quality(uniform, n)} (Poisson: D = {poisson:.4f})",
+        )
+    rate = 1e9 / mean
+    return Fit(
+        "poisson",
+        f"rate = {_number(rate, 6)}",
+        f"Poisson: {_quality(poisson, n)} (uniform interval: D = {uniform:.4f})",
+    )
+
+
+def _outward(lo: float, hi: float) -> tuple[int, int]:
+    """The observed range of gaps widened to whole milliseconds (or microseconds): the
+    smallest and largest of n uniform gaps fall short of the true bounds by about
+    (hi - lo) / n."""
+    for unit in (10**6, 10**3, 1):
+        if hi - lo >= 100 * unit:
+            return int(lo // unit * unit), int(-(-hi // unit) * unit)
+    return int(lo), int(hi)
+
+
+def _duration(ns: int) -> str:
+    for unit, size in (("s", 10**9), ("ms", 10**6), ("us", 10**3)):
+        if ns % size == 0:
+            return f"{ns // size}{unit}"
+    return f"{ns}ns"
+
+
+# ----------------------------------------------------------------------------- numbers
+
+
+def decimals(values: Sequence[float]) -> int:
+    """How many decimals the values are written with (at most 12)."""
+    best = 0
+    for v in values[:2000]:
+        if isinstance(v, int):
+            continue
+        text = repr(float(v))
+        if "e" in text:
+            return 12
+        best = max(best, len(text.split(".")[1].rstrip("0")))
+    return min(best, 12)
+
+
+def _number(x: float, digits: int = 6) -> str:
+    if float(x).is_integer() and abs(x) < 1e15:
+        return str(int(x)) if digits == 0 else f"{x:.1f}"
+    return repr(round(float(x), digits))
+
+
+def fit_numeric(values: Sequence[float], is_int: bool) -> Fit:
+    """A constant, a counter, a walk, or the iid distribution that fits best."""
+    x = np.asarray(values, dtype=np.float64)
+    n = len(x)
+    r = 0 if is_int else decimals(values)
+    rounding = f", round = {r}" if not is_int or r else ""
+    if np.all(x == x[0]):
+        return Fit(
+            "const", _number(x[0], 12) if not is_int else str(int(x[0])), f"constant, n = {n}"
+        )
+    steps = np.diff(x)
+    if is_int and len(steps) and np.all(steps == steps[0]) and steps[0] != 0:
+        text = f'{{ dist = "counter", start = {int(x[0])}, step = {int(steps[0])} }}'
+        return Fit("counter", text, f"counter: every step {int(steps[0])}, n = {n}")
+    lo, hi = float(x.min()), float(x.max())
+    bounds = f"min = {_number(lo, 12)}, max = {_number(hi, 12)}"
+    if n > 20 and lag1(x) > 0.8:
+        return _walk(x, bounds, rounding, r)
+    return _iid(x, is_int, bounds, rounding)
+
+
+def lag1(x: Floats) -> float:
+    """Lag-1 autocorrelation: near 1 for a walk, near 0 for independent draws."""
+    a, b = x[:-1] - x.mean(), x[1:] - x.mean()
+    denominator = float(np.sqrt((a * a).sum() * (b * b).sum()))
+    return float((a * b).sum() / denominator) if denominator else 0.0
+
+
+def _walk(x: Floats, bounds: str, rounding: str, r: int) -> Fit:
+    """AR(1) by least squares: ``x[t+1] - x[t] = -revert * (x[t] - mean) + N(0, step)``."""
+    step_in = x[:-1]
+    change = np.diff(x)
+    slope, intercept = np.polyfit(step_in, change, 1)
+    revert = float(min(max(-slope, 0.0), 1.0))
+    residual = change - (slope * step_in + intercept)
+    step = float(residual.std()) or float(np.abs(change).mean()) or 1e-9
+    mean = float(x.mean())
+    revert_text = (
+        f", revert = {revert:.4f}, mean = {_number(mean, max(r, 4))}" if revert > 1e-3 else ""
+    )
+    text = (
+        f'{{ dist = "walk", start = {_number(x[0], 12)}, step = {_number(step, max(r + 2, 4))}'
+        f"{revert_text}, {bounds}{rounding} }}"
+    )
+    return Fit(
+        "walk",
+        text,
+        f"random walk: lag-1 autocorrelation {lag1(x):.3f}, step std {step:.4g},"
+        f" revert {revert:.4f}, n = {len(x)}",
+    )
+
+
+def _iid(x: Floats, is_int: bool, bounds: str, rounding: str) -> Fit:
+    n = len(x)
+    lo, hi = float(x.min()), float(x.max())
+    candidates: list[tuple[float, str, str]] = []
+    if is_int:
+        span = hi - lo + 1
+        d = ks_statistic(x, lambda v: np.clip((np.floor(v) - lo + 1) / span, 0, 1))
+        candidates.append(
+            (d, "randint", f'{{ dist = "randint", min = {int(lo)}, max = {int(hi)} }}')
+        )
+    else:
+        d = ks_statistic(x, lambda v: np.clip((v - lo) / (hi - lo), 0, 1))
+        text = f'{{ dist = "uniform", min = {_number(lo, 12)}, max = {_number(hi, 12)}{rounding} }}'
+        candidates.append((d, "uniform", text))
+    mean, std = float(x.mean()), float(x.std()) or 1e-9
+    d = ks_statistic(x, _normal_cdf(mean, std))
+    text = (
+        f'{{ dist = "normal", mean = {_number(mean)}, std = {_number(std)}, {bounds}{rounding} }}'
+    )
+    candidates.append((d, "normal", text))
+    if lo > 0:
+        logs = np.log(x)
+        mu, sigma = float(logs.mean()), float(logs.std()) or 1e-9
+        d = ks_statistic(logs, _normal_cdf(mu, sigma))
+        text = (
+            f'{{ dist = "lognormal", mu = {_number(mu)}, sigma = {_number(sigma)}, {bounds},'
+            f' bounds = "reflect"{rounding} }}'
+        )
+        candidates.append((d, "lognormal", text))
+    candidates.sort(key=lambda c: c[0])
+    d, kind, text = candidates[0]
+    others = ", ".join(f"{k}: D = {dd:.4f}" for dd, k, _ in candidates[1:])
+    return Fit(kind, text, f"{kind}: {_quality(d, n)}" + (f" ({others})" if others else ""))
+
+
+# ----------------------------------------------------------------------------- relations
+
+
+def _tolerance(r: int) -> float:
+    return 0.5 * 10.0**-r + 1e-9 if r < 12 else 1e-9
+
+
+def _holds(residual: Floats, tolerance: float) -> float:
+    """The share of messages for which a relation holds within ``tolerance``."""
+    return float(np.mean(np.abs(residual) <= tolerance)) if len(residual) else 0.0
+
+
+def fit_change(
+    name: str, values: Sequence[float], others: Mapping[str, Sequence[float]], is_int: bool
+) -> Fit | None:
+    """``name`` as the difference or percentage change of consecutive values of one of
+    ``others`` (0 in the first message, as `prev.` gives); ``None`` when none holds."""
+    f = np.asarray(values, dtype=np.float64)
+    if len(f) < 10 or np.all(f == f[0]) or f[0] != 0:
+        return None
+    r = 0 if is_int else decimals(values)
+    tolerance = _tolerance(r) * 1.01
+    rounding = f", round = {r}" if not is_int else ""
+    for other, raw in others.items():
+        g = np.asarray(raw, dtype=np.float64)
+        if other == name or len(g) != len(f) or np.all(g == g[0]):
+            continue
+        prev = np.concatenate(([g[0]], g[:-1]))
+        share = _holds(f - (g - prev), tolerance)
+        if share >= RELATION_SHARE:
+            return Fit(
+                "difference",
+                f'{{ expr = "{other} - prev.{other}"{rounding} }}',
+                f"difference of consecutive {other}: holds for {share:.2%} of messages",
+            )
+        if np.all(prev != 0):
+            pct = (g - prev) / prev * 100
+            share = _holds(f - pct, tolerance)
+            if share >= RELATION_SHARE:
+                return Fit(
+                    "percentage",
+                    f'{{ expr = "({other} - prev.{other}) / prev.{other} * 100"{rounding} }}',
+                    f"percentage change of {other}: holds for {share:.2%} of messages",
+                )
+    return None
+
+
+def fit_running_sum(
+    name: str, values: Sequence[float], others: Mapping[str, Sequence[float]], is_int: bool
+) -> Fit | None:
+    """``name`` as a running sum of ``k * other`` (or, for integers, of
+    ``round(other / k)``); ``None`` when none holds."""
+    f = np.asarray(values, dtype=np.float64)
+    if len(f) < 10 or np.all(f == f[0]):
+        return None
+    r = 0 if is_int else decimals(values)
+    tolerance = _tolerance(r) * 1.01
+    rounding = f", round = {r}" if not is_int else ""
+    steps = np.diff(f)
+    for other, raw in others.items():
+        g = np.asarray(raw, dtype=np.float64)[1:]
+        if other == name or len(g) != len(steps) or np.all(g == 0):
+            continue
+        if is_int:
+            # Integer increments: a whole part of the other field (trades per users).
+            moved = steps != 0
+            if not np.any(moved):
+                continue
+            divisor = float(np.median(g[moved] / steps[moved]))
+            if divisor <= 0:
+                continue
+            share = _holds(steps - np.round(g / divisor), 0.0)
+            if share >= RELATION_SHARE:
+                initial = int(f[0] - round(float(raw[0]) / divisor))
+                return Fit(
+                    "running sum",
+                    f'{{ expr = "prev.{name} + round({other} / {_number(divisor, 6)})",'
+                    f" initial = {initial} }}",
+                    f"running sum of round({other} / {divisor:.6g}):"
+                    f" holds for {share:.2%} of messages",
+                )
+            continue
+        nonzero = g != 0
+        k = float(np.median(steps[nonzero] / g[nonzero]))
+        if k == 0:
+            continue
+        share = _holds(steps - k * g, tolerance * 2)
+        if share >= RELATION_SHARE:
+            factor = "" if abs(k - 1) < 1e-12 else f" * {_number(k, 9)}"
+            start = _number(f[0] - k * float(raw[0]), max(r, 2))
+            return Fit(
+                "running sum",
+                f'{{ expr = "prev.{name} + {other}{factor}", initial = {start}{rounding} }}',
+                f"running sum of {other}{factor}: holds for {share:.2%} of messages",
+            )
+    return None
+
+
+# ----------------------------------------------------------------------------- strings
+
+
+def fit_strings(values: Sequence[str], seqs: Sequence[int]) -> Fit:
+    """A constant, a uuid, a timestamp, a template on ``seq``, or a weighted choice."""
+    n = len(values)
+    counts = Counter(values)
+    if len(counts) == 1:
+        return Fit("const", _string(values[0]), f"constant, n = {n}")
+    if all(_UUID.fullmatch(v) for v in values[:200]):
+        return Fit("uuid", '{ dist = "uuid" }', f"version-4 UUIDs, n = {n}")
+    if all(_ISO.fullmatch(v) for v in values[:200]):
+        return Fit("timestamp", '{ dist = "timestamp" }', f"ISO 8601 times, n = {n}")
+    template = _template(values, seqs)
+    if template is not None:
+        return template
+    if len(counts) <= MAX_CHOICES:
+        return choice_fit(values)
+    # Many distinct strings with no pattern: a uniform choice of the most common ones.
+    common = [v for v, _ in counts.most_common(MAX_CHOICES)]
+    text = "{ choice = [" + ", ".join(_string(v) for v in common) + "] }"
+    return Fit("choice", text, f"{len(counts)} distinct values: the {MAX_CHOICES} most common")
+
+
+def choice_fit(values: Sequence[Any]) -> Fit:
+    """A weighted choice with the observed weights (JSON values, tables included)."""
+    raw = Counter(_hashable(v) for v in values)
+    counts: Counter[str] = Counter()
+    for value, count in raw.items():
+        counts[_toml_value(_unhashable(value))] += count
+    items = sorted(counts.items(), key=lambda kv: -kv[1])
+    choices = ", ".join(v for v, _ in items)
+    weights = ", ".join(str(c) for _, c in items)
+    d = max(abs(c / len(values) - 1 / len(items)) for _, c in items)
+    return Fit(
+        "choice",
+        f"{{ choice = [{choices}], weights = [{weights}] }}",
+        f"{len(items)} values, weights as observed (largest departure from uniform {d:.3f})",
+    )
+
+
+def _hashable(v: Any) -> Any:
+    """A JSON value as something a Counter can count (tables and arrays as tuples)."""
+    if isinstance(v, dict):
+        return ("{}", tuple((k, _hashable(x)) for k, x in v.items()))
+    if isinstance(v, list):
+        return ("[]", tuple(_hashable(x) for x in v))
+    return (type(v).__name__, v)
+
+
+def _unhashable(v: Any) -> Any:
+    tag, value = v
+    if tag == "{}":
+        return {k: _unhashable(x) for k, x in value}
+    if tag == "[]":
+        return [_unhashable(x) for x in value]
+    return value
+
+
+def _template(values: Sequence[str], seqs: Sequence[int]) -> Fit | None:
+    first = _TEMPLATE.fullmatch(values[0])
+    if first is None:
+        return None
+    prefix, _, suffix = first.groups()
+    for v, seq in zip(values, seqs, strict=False):
+        if v != f"{prefix}{seq}{suffix}":
+            return None
+    text = "{ template = " + _string(f"{_braces(prefix)}{{seq}}{_braces(suffix)}") + " }"
+    return Fit("template", text, f"'{prefix}<seq>{suffix}' for every message, n = {len(values)}")
+
+
+def _braces(text: str) -> str:
+    return text.replace("{", "{{").replace("}", "}}")
+
+
+def _string(text: str) -> str:
+    import json
+
+    return json.dumps(text, ensure_ascii=False)
+
+
+def _toml_value(v: Any) -> str:
+    """A JSON value as a TOML inline value."""
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, int | float):
+        return repr(v)
+    if isinstance(v, str):
+        return _string(v)
+    if isinstance(v, list):
+        return "[" + ", ".join(_toml_value(x) for x in v) + "]"
+    if isinstance(v, dict):
+        return "{ " + ", ".join(f"{toml_key(k)} = {_toml_value(x)}" for k, x in v.items()) + " }"
+    return '""'  # null has no TOML form
+
+
+def toml_key(key: str) -> str:
+    return key if re.fullmatch(r"[A-Za-z0-9_-]+", key) else _string(key)
+
+
+def toml_value(v: Any) -> str:
+    """A JSON value as TOML (public for the writer)."""
+    return _toml_value(v)

@@ -1,0 +1,205 @@
+"""`sim learn` on recordings of known scenarios: it recovers what they were made from,
+and a feed generated from what it learned is statistically close to the original.
+
+Recordings are made with :func:`simulator.storage.generate.generate` (24 h of the
+energy dashboard: about 50,000 messages), learned, and the learned scenario generated
+in turn. Closeness is stated as: for every numeric field of ``data``, the two-sample
+Kolmogorov–Smirnov statistic between the original and the learned feed is below
+:data:`KS_THRESHOLD`; each stream's mean interval is within 5% of the original's.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+import pytest
+
+from simulator.errors import RecordingError
+from simulator.scenario import load_scenario, parse_scenario
+from simulator.storage.generate import Plan, generate
+from simulator.storage.learn import Learned, learn
+from simulator.storage.learn_fit import ks_two_sample
+
+REPO = Path(__file__).parents[1]
+DASHBOARD = REPO / "scenarios" / "energy-dashboard.toml"
+DAY_NS = 24 * 3600 * 10**9
+#: Largest two-sample KS statistic allowed per numeric field. With about 4,000 to 17,000
+#: messages per stream the 1% critical value of two identical distributions is 0.02 to
+#: 0.04; walks, being autocorrelated, wander further, so the bound leaves them room.
+KS_THRESHOLD = 0.1
+
+SCHEDULES = {
+    "system_stats": "fixed",
+    "energy_market": "fixed",
+    "dashboard_stats": "fixed",
+    "transaction": "uniform",
+    "notification": "uniform",
+}
+KINDS = {
+    "system_stats": {
+        "cpu": "walk",
+        "memory": "walk",
+        "disk": "normal",
+        "active_connections": "const",  # the live count: one client connected all day
+    },
+    "energy_market": {
+        "current_price": "walk",
+        "price_change": "percentage",
+        "volume": "randint",
+        "suppliers": "list",
+    },
+    "dashboard_stats": {
+        "active_users": "walk",
+        "total_trades": "running sum",
+        "energy_volume": "lognormal",
+        "revenue": "running sum",
+    },
+    "transaction": {"id": "template", "type": "choice", "amount": "lognormal", "status": "choice"},
+    "notification": {"id": "counter", "level_message": "spread choice"},
+}
+
+
+def render(scenario: Path, out: Path, duration_ns: int = DAY_NS) -> Path:
+    generate(Plan.of(load_scenario(scenario), duration_ns=duration_ns), out)
+    return out
+
+
+@pytest.fixture(scope="module")
+def day(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Learned, Path]:
+    """24 h of the dashboard, what was learned from it, and 24 h of the learned scenario."""
+    tmp = tmp_path_factory.mktemp("learn")
+    original = render(DASHBOARD, tmp / "day.parquet")
+    learned = learn(original)
+    scenario = tmp / "learned.toml"
+    scenario.write_text(learned.toml("learned"))
+    again = render(scenario, tmp / "again.parquet")
+    return original, learned, again
+
+
+def feed(path: Path) -> dict[str, tuple[list[int], dict[str, list[float]]]]:
+    """Each stream's message times and the values of each numeric field of ``data``."""
+    out: dict[str, tuple[list[int], dict[str, list[float]]]] = {}
+    frame = pl.read_parquet(path).filter(pl.col("kind") == "text")
+    for stream, t, payload in frame.select("stream", "t_ns", "payload").rows():
+        times, fields = out.setdefault(stream, ([], defaultdict(list)))
+        times.append(t)
+        for key, value in json.loads(payload)["data"].items():
+            if isinstance(value, int | float) and not isinstance(value, bool):
+                fields[key].append(value)
+    return out
+
+
+def test_learning_the_dashboard_recovers_each_schedule_kind(day: Any) -> None:
+    _, learned, _ = day
+    assert {s.name: s.schedule.kind for s in learned.streams} == SCHEDULES
+
+
+def test_learning_the_dashboard_recovers_each_field_kind(day: Any) -> None:
+    _, learned, _ = day
+    kinds = {s.name: {".".join(f.path): f.fit.kind for f in s.fields} for s in learned.streams}
+    assert kinds == KINDS
+
+
+def test_the_learned_relations_are_the_dashboards_own(day: Any) -> None:
+    _, learned, _ = day
+    toml = {".".join(f.path): f.fit.toml for s in learned.streams for f in s.fields}
+    assert (
+        '"(current_price - prev.current_price) / prev.current_price * 100"' in toml["price_change"]
+    )
+    assert '"prev.revenue + energy_volume * 0.15"' in toml["revenue"]
+    assert '"prev.total_trades + round(active_users / 25.0)"' in toml["total_trades"]
+
+
+def test_a_feed_generated_from_the_learned_scenario_is_close_to_the_original(day: Any) -> None:
+    original, _, again = day
+    a, b = feed(original), feed(again)
+    assert sorted(a) == sorted(b)
+    far: list[str] = []
+    for stream, (times, fields) in a.items():
+        other_times, other_fields = b[stream]
+        interval, other = np.diff(times).mean(), np.diff(other_times).mean()
+        if abs(other / interval - 1) > 0.05:
+            far.append(f"{stream} mean interval {other:.4g} vs {interval:.4g}")
+        for name, values in fields.items():
+            d = ks_two_sample(values, other_fields[name])
+            if d >= KS_THRESHOLD:
+                far.append(f"{stream}.{name}: KS D = {d:.3f}")
+    assert not far, far
+
+
+def test_every_fit_is_commented_with_its_quality(day: Any) -> None:
+    _, learned, _ = day
+    text = learned.toml("learned")
+    lines = text.splitlines()
+    for i, line in enumerate(lines):
+        if " = {" in line and not line.startswith(("#", "every")):
+            assert lines[i - 1].startswith("# "), line
+    assert "KS D = " in text and "holds for 100.00% of messages" in text
+    parse_scenario(text, "learned.toml")  # loads as it is
+
+
+def test_a_poisson_stream_is_learned_as_poisson(tmp_path: Path) -> None:
+    scenario = tmp_path / "poisson.toml"
+    scenario.write_text(
+        '[scenario]\nname = "p"\nseed = 5\n[[stream]]\nname = "trades"\nrate = 4\n'
+        "[stream.fields]\n"
+        'side = { choice = ["buy", "sell"], weights = [3, 1] }\n'
+        'ok = { dist = "bool", p = 0.8 }\n'
+        'size = { dist = "uniform", min = 1, max = 9, round = 3 }\n'
+        'total = { expr = "prev.total + size", initial = 0.0, round = 3 }\n'
+        'change = { expr = "size - prev.size", round = 3 }\n'
+    )
+    learned = learn(render(scenario, tmp_path / "p.parquet", duration_ns=3600 * 10**9))
+    (stream,) = learned.streams
+    assert stream.schedule.kind == "poisson"
+    assert stream.schedule.toml.startswith("rate = 3.9") or stream.schedule.toml.startswith(
+        "rate = 4.0"
+    )
+    kinds = {f.path[-1]: f.fit.kind for f in stream.fields}
+    assert kinds == {
+        "side": "choice",
+        "ok": "bool",
+        "size": "uniform",
+        "total": "running sum",
+        "change": "difference",
+    }
+
+
+def test_a_file_that_is_not_a_recording_is_a_recording_error(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.parquet"
+    bad.write_text("not parquet")
+    with pytest.raises(RecordingError, match=r"bad\.parquet: cannot read"):
+        learn(bad)
+
+
+def test_sim_learn_writes_the_scenario_and_a_summary(day: Any, tmp_path: Path) -> None:
+    original, _, _ = day
+    out = tmp_path / "learned.toml"
+    result = subprocess.run(
+        [sys.executable, "-m", "simulator", "learn", str(original), "-o", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "NO_COLOR": "1"},
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == ""
+    assert "notification" in result.stderr and "spread choice" in result.stderr
+    assert f"wrote {out}: 5 streams" in result.stderr
+    assert load_scenario(out).name == "learned"
+    again = subprocess.run(
+        [sys.executable, "-m", "simulator", "learn", str(original), "-o", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert again.returncode == 2 and "already exists; pass --force" in again.stderr
+    assert "Traceback" not in again.stderr
