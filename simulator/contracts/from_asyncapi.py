@@ -48,8 +48,11 @@ _DEFAULT_ENVELOPE: Final = {
     "timestamp": "$timestamp",
     "data": "$data",
 }
-_GENERATOR_KEYS: Final = ("dist", "choice", "cycle", "const", "template", "list")
+_GENERATOR_KEYS: Final = ("dist", "choice", "cycle", "const", "template", "list", "expr", "live")
 _TYPO_TARGETS: Final = (*_GENERATOR_KEYS, "weights", "item")
+#: Keys that make a table something else than an object of fields: the generator keys,
+#: and ``spread`` (an object with ``spread = true`` merges into its parent).
+_RESERVED_KEYS: Final = (*_GENERATOR_KEYS, "spread")
 _STREAM_NAME: Final = re.compile(r"[^A-Za-z0-9_.:-]")
 _SCHEDULE_KEYS: Final = ("every", "rate", "at", "repeat", "burst", "start", "stop", "first")
 _MAX_DEPTH: Final = 30
@@ -467,7 +470,7 @@ def _array(
 
 def _object(spec: Spec, schema: dict[str, Any], here: str, guesses: _Guesses, depth: int) -> Any:
     properties: dict[str, Any] = schema.get("properties") or {}
-    generator_named = [k for k in properties if k in _GENERATOR_KEYS]
+    generator_named = [k for k in properties if k in _RESERVED_KEYS]
     if generator_named:
         # A table holding 'dist', 'list'... is a generator, not an object: only a
         # constant object can carry such a key.

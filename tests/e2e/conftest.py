@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import json
+import re
 import textwrap
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
@@ -171,3 +172,14 @@ async def connected(server: SimServer, url: str | None = None, **kwargs: Any) ->
 
 def seqs_contiguous(seqs: list[int]) -> bool:
     return seqs == list(range(seqs[0], seqs[0] + len(seqs))) if seqs else True
+
+
+#: The dashboard's one live field: each server's own count of its connected clients
+#: (`live = "connected_clients"`), the one thing that differs between servers that share
+#: scenario, seed and epoch (docs/scale-out.md).
+_LIVE_COUNT = re.compile(rb'"active_connections":(?:\d+|"[^"]*")')
+
+
+def without_live_count(raw: bytes) -> bytes:
+    """``raw`` with the dashboard's live count (or its placeholder) blanked out."""
+    return _LIVE_COUNT.sub(b'"active_connections":null', raw)
