@@ -5,6 +5,7 @@ lines on stderr that say what to do, never a traceback (or works, where it shoul
 
 from __future__ import annotations
 
+import os
 import shutil
 import socket
 import subprocess
@@ -145,8 +146,16 @@ def test_make_run_serves_on_the_port_given_as_port() -> None:
     make = shutil.which("make")
     if make is None:
         pytest.skip("make is not installed")
+    # Run from `make test`, a make of its own: its variables would make this one print
+    # "Entering directory" lines and pass on its flags.
+    env = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL")}
     shown = subprocess.run(
-        [make, "-n", "run", "PORT=4321"], cwd=ROOT, capture_output=True, text=True, timeout=30
+        [make, "--no-print-directory", "-n", "run", "PORT=4321"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        env=env,
     )
     assert shown.returncode == 0, shown.stderr
     last = shown.stdout.strip().splitlines()[-1]
