@@ -788,12 +788,23 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"# {mode} {f.label}: {msg[:300]}", file=sys.stderr)
     print()
     if "virtual" in modes:
-        v = summary.get(f"virtual / {dashboard.label}", 0.0)
-        verdict = "met" if v >= TARGET_VIRTUAL else "not met"
-        print(
-            f"Target >= {TARGET_VIRTUAL:.0f} examples/s in virtual time, one process "
-            f"(energy-dashboard): **{verdict}** ({v:,.1f}, {v / TARGET_VIRTUAL:.2f}x)"
-        )
+        # The issue asks it "on this machine": its two cores are what pytest -n 2 uses.
+        # Both figures are said, each with its verdict.
+        for label, key in (
+            ("one process", f"virtual / {dashboard.label}"),
+            (
+                f"{args.processes} processes (the machine's cores)",
+                f"virtual, {args.processes} processes / {dashboard.label}",
+            ),
+        ):
+            if key not in summary:
+                continue
+            v = summary[key]
+            verdict = "met" if v >= TARGET_VIRTUAL else "not met"
+            print(
+                f"Target >= {TARGET_VIRTUAL:.0f} examples/s in virtual time, {label} "
+                f"(energy-dashboard): **{verdict}** ({v:,.1f}, {v / TARGET_VIRTUAL:.2f}x)"
+            )
     real_rows = {k: v for k, v in summary.items() if k.startswith("real")}
     if real_rows:
         best = max(real_rows, key=real_rows.__getitem__)
