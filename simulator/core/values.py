@@ -105,6 +105,8 @@ def compile_fields(spec: FieldSpec) -> Generator:
         return _Timestamp(spec.format)
     if isinstance(spec, Live):
         return _Const(placeholder(spec.kind))
+    if isinstance(spec, Template):
+        return _ItemTemplate(spec)
     raise TypeError(f"templates, derived and spread fields are evaluated by their object: {spec!r}")
 
 
@@ -364,6 +366,19 @@ class _Object:
             if names
             else [text] * ctx.n
         )
+
+
+class _ItemTemplate:
+    """A template that is a list's item, not an object's field: it has no siblings, so it
+    reads only ``seq`` and ``index`` (the item's place in the list)."""
+
+    width = 0
+
+    def __init__(self, spec: Template) -> None:
+        self._template = spec
+
+    def column(self, words: Words, ctx: Context) -> list[JSON]:
+        return _Object._render(self._template, {}, ctx)
 
 
 class _List:

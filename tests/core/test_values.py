@@ -629,3 +629,11 @@ def test_fold_reflects_a_small_overshoot_back_by_the_same_amount(
 def test_format_time_iso_writes_what_format_times_writes(wall_ns: int) -> None:
     expected = format_times(np.array([wall_ns], dtype=np.int64), TimeFormat.ISO)[0]
     assert format_time_iso(wall_ns) == expected
+
+
+@given(st.integers(1, 6), st.integers(1, 50))
+def test_a_template_as_a_list_item_reads_its_place_in_the_list_and_the_seq(
+    length: int, n: int
+) -> None:
+    lists = generate(ListOf(Template("t{index}-{seq}", ("index", "seq")), length, length), n)
+    assert lists == [[f"t{i}-{k + 1}" for i in range(length)] for k in range(n)]
