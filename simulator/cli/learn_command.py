@@ -26,7 +26,7 @@ def learn(recording: str, out: str, name: str | None, force: bool) -> None:
     from simulator.storage.learn import learn as infer
 
     try:
-        claim_output(out, force, segments=False)
+        claim_output(out, force, segments=False, remove=False)  # replaced once learnt
         learned = infer(recording)
     except SimError as e:
         fail(with_hint(e, recording_hint(recording)))
@@ -36,6 +36,7 @@ def learn(recording: str, out: str, name: str | None, force: bool) -> None:
     except ScenarioError as e:  # a bug in learn: say so rather than write a bad file
         fail(UsageError(f"the learned scenario does not load (please report): {e}"))
     try:
+        Path(out).parent.mkdir(parents=True, exist_ok=True)
         Path(out).write_text(text, encoding="utf-8")
     except OSError as e:
         fail(UsageError(f"{out}: cannot write: {e.strerror or e}"))

@@ -226,10 +226,12 @@ def listen_option(default: str) -> Callable[[Callable[..., Any]], Callable[..., 
     )
 
 
-def claim_output(path: str, force: bool, *, segments: bool = True) -> None:
+def claim_output(path: str, force: bool, *, segments: bool = True, remove: bool = True) -> None:
     """Make sure writing the recording ``path`` overwrites nothing unless ``force``;
-    with ``force``, remove the previous file (and, for ``segments``, the segments a
-    killed recorder left) first. Raises :class:`UsageError` otherwise."""
+    with ``force`` and ``remove``, remove the previous file (and, for ``segments``, the
+    segments a killed recorder left) now. Pass ``remove=False`` when the writer replaces
+    it once the work has succeeded: a failed run then loses nothing. Raises
+    :class:`UsageError` otherwise."""
     import shutil
 
     from simulator.storage.writer import segment_dir
@@ -246,6 +248,8 @@ def claim_output(path: str, force: bool, *, segments: bool = True) -> None:
                 f"{path}: a killed recorder left segments in {leftovers}; "
                 f"`sim recover {path}` rebuilds the file, --force discards them"
             )
+        return
+    if not remove:
         return
     try:
         out.unlink(missing_ok=True)

@@ -165,7 +165,9 @@ def run(
         if redact and record is None:
             raise UsageError("--redact applies to what --record writes: give --record FILE")
         if record is not None and workers == 1:
-            claim_output(record, force)
+            # Checked now; replaced only once listening succeeded (a port in use loses
+            # nothing).
+            claim_output(record, force, remove=False)
         redactor = redaction(redact, redact_key_file)
         served = serving_tls(tls)
         if workers > 1:
@@ -210,6 +212,7 @@ def run(
                 served,
                 instance or (0, 1),
                 (no_inspector, control_from_any),
+                force,
             )
         )
     except OSError as e:
@@ -233,6 +236,7 @@ async def _serve(
     tls: ServingTLS | None,
     instance: tuple[int, int],
     inspector: tuple[bool, bool] = (False, False),
+    overwrite_record: bool = False,
 ) -> None:
     from simulator.cli.console import follow_log, live_status, stop_on_signals
     from simulator.cli.tls import announce
@@ -254,6 +258,7 @@ async def _serve(
         redact=redactor,
         tls=None if tls is None else tls.context,
         numbering=Numbering(*instance),
+        overwrite_record=overwrite_record,
     ) as server:
         print(server.url, flush=True)
         if not quiet:

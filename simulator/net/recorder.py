@@ -52,11 +52,12 @@ class Recorder:
         *,
         session: str | None = None,
         redact: Callable[[bytes], bytes] | None = None,
+        overwrite: bool = False,
     ) -> None:
         self.path = str(path)
         self.session = session or f"run:{metadata['scenario']}:{metadata['created_at']}"
         self._redact = redact
-        self._writer: RecordingWriter | None = RecordingWriter(path, metadata)
+        self._writer: RecordingWriter | None = RecordingWriter(path, metadata, overwrite=overwrite)
         self._log = log
         self._start_ns = time.monotonic_ns()
         self._seq = 0

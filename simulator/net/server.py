@@ -97,6 +97,7 @@ class SimServer(Listener):
         redact: Redactor | None = None,
         numbering: Numbering | None = None,
         origin_wall_ns: int | None = None,
+        overwrite_record: bool = False,
     ) -> None:
         if speed <= 0:
             raise UsageError(f"speed={speed}: must be > 0")
@@ -120,6 +121,7 @@ class SimServer(Listener):
         self._wall_start = 0.0
         self._done = asyncio.Event()
         self.record_path = record
+        self.overwrite_record = overwrite_record
         self.redactor = redact
         self.recorder: Recorder | None = None
         self.faults: FaultInjector | None = None
@@ -226,6 +228,7 @@ class SimServer(Listener):
                 ),
                 self.log,
                 redact=None if self.redactor is None else self.redactor.redact,
+                overwrite=self.overwrite_record,
             )
             self._spawn(self.recorder.run())
             self._fanout.recorder = self.recorder
@@ -511,6 +514,7 @@ async def serve(
     numbering: Numbering | None = None,
     origin_wall_ns: int | None = None,
     reuse_port: bool = False,
+    overwrite_record: bool = False,
 ) -> AsyncIterator[SimServer]:
     """Serve ``scenario`` (load a file with :func:`simulator.scenario.load_scenario`)
     until the block ends.
@@ -521,7 +525,9 @@ async def serve(
     ``epoch_ns`` fixes the wall time of virtual time 0 (default: the scenario's epoch,
     else now). ``log_sends`` keeps every message sent in ``server.sent``: for tests,
     not for long runs. ``record`` writes the session to that Parquet file (crash-safe
-    segments, compacted when the block ends); ``redact`` is applied to every message
+    segments, compacted when the block ends; an existing file, or segments a killed
+    recorder left, only with ``overwrite_record``, and only once listening succeeded);
+    ``redact`` is applied to every message
     before it is recorded (what clients send may hold secrets; see
     :class:`simulator.core.redact.Redactor`). ``tls`` serves ``wss://`` (a server
     context: :func:`simulator.net.tls.server_context`).
@@ -547,6 +553,7 @@ async def serve(
         redact=redact,
         numbering=numbering,
         origin_wall_ns=origin_wall_ns,
+        overwrite_record=overwrite_record,
     )
     server.tls = tls
     server.reuse_port = reuse_port

@@ -114,6 +114,18 @@ def test_a_port_in_use_gives_one_line_suggesting_port_0(
     assert len(result.stderr.splitlines()) == 1, result.stderr
 
 
+def test_a_run_that_cannot_listen_keeps_the_recording_force_would_replace(
+    tmp_path: Path,
+) -> None:
+    """`--force` replaces the old recording only once the new run listens."""
+    old = tmp_path / "old.parquet"
+    old.write_bytes(b"the previous session")
+    with port_in_use() as port:
+        result = sim("run", DASHBOARD, "--port", str(port), "--record", str(old), "--force")
+    assert_usage_error(result, "address already in use")
+    assert old.read_bytes() == b"the previous session"
+
+
 @pytest.mark.parametrize(
     "command",
     [
@@ -274,3 +286,11 @@ def test_validate_of_a_faults_only_file_names_file_line_and_key_of_a_mistake(
     faults.write_text(FAULTS_ONLY.replace("probability = 0.1", "probability = 1.5"))
     result = sim("validate", faults)
     assert_usage_error(result, f"{faults}:7: fault[0].probability = 1.5: must be between 0 and 1")
+
+
+def test_learn_that_fails_keeps_the_file_force_would_replace(tmp_path: Path) -> None:
+    keep = tmp_path / "keep.toml"
+    keep.write_text("# mine\n")
+    result = sim("learn", str(tmp_path / "missing.parquet"), "-o", str(keep), "--force")
+    assert result.returncode == 2
+    assert keep.read_text() == "# mine\n"
