@@ -135,6 +135,15 @@ def test_a_feed_generated_from_the_learned_scenario_is_close_to_the_original(day
     assert not far, far
 
 
+def test_a_field_the_original_sent_as_integers_is_sent_as_integers_again(day: Any) -> None:
+    original, _, again = day
+    a, b = feed(original), feed(again)
+    for stream, (_, fields) in a.items():
+        for name, values in fields.items():
+            if all(isinstance(v, int) for v in values):
+                assert all(isinstance(v, int) for v in b[stream][1][name]), (stream, name)
+
+
 def test_every_fit_is_commented_with_its_quality(day: Any) -> None:
     _, learned, _ = day
     text = learned.toml("learned")

@@ -179,7 +179,7 @@ def fit_numeric(values: Sequence[float], is_int: bool) -> Fit:
     x = np.asarray(values, dtype=np.float64)
     n = len(x)
     r = 0 if is_int else decimals(values)
-    rounding = f", round = {r}" if not is_int or r else ""
+    rounding = f", round = {r}"  # integers seen: round = 0, so integers are sent
     if np.all(x == x[0]):
         return Fit(
             "const", _number(x[0], 12) if not is_int else str(int(x[0])), f"constant, n = {n}"
@@ -283,7 +283,7 @@ def fit_change(
         return None
     r = 0 if is_int else decimals(values)
     tolerance = _tolerance(r) * 1.01
-    rounding = f", round = {r}" if not is_int else ""
+    rounding = f", round = {r}"
     for other, raw in others.items():
         g = np.asarray(raw, dtype=np.float64)
         if other == name or len(g) != len(f) or np.all(g == g[0]):
@@ -318,7 +318,7 @@ def fit_running_sum(
         return None
     r = 0 if is_int else decimals(values)
     tolerance = _tolerance(r) * 1.01
-    rounding = f", round = {r}" if not is_int else ""
+    rounding = f", round = {r}"
     steps = np.diff(f)
     for other, raw in others.items():
         g = np.asarray(raw, dtype=np.float64)[1:]
