@@ -128,6 +128,21 @@ def test_division_by_zero_gives_zero_not_nan() -> None:
     assert [r["q"] for r in rows] == [0.0, 0.0, 0.0]
 
 
+def test_a_recurrence_that_outgrows_its_type_saturates_instead_of_stopping_the_feed() -> None:
+    """Integers stay within 64 bits and floats finite (JSON has no infinity): a running
+    product ends on the largest value of its type rather than raising mid-feed."""
+    rows = data(
+        scenario(
+            'a = { expr = "prev.a * 2", initial = 1 }\n'
+            'b = { expr = "prev.b * 1e10", initial = 2.0 }\n'
+        ),
+        70,
+    )
+    assert rows[-1]["a"] == 2**63 - 1
+    assert rows[-1]["b"] == 1.7976931348623157e308
+    assert all(isinstance(r["a"], int) and r["a"] > 0 for r in rows)
+
+
 # ============================================================================ spread
 
 

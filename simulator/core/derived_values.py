@@ -12,8 +12,9 @@ same arithmetic (:func:`~simulator.core.expr.scalar`).
 from __future__ import annotations
 
 import math
+import sys
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, Final
 
 import numpy as np
 import numpy.typing as npt
@@ -98,7 +99,7 @@ class DerivedFields:
             for name, values in outside_prev.items():
                 row_prev[name] = values[i]
             for m, f, numeric in functions:
-                v = _bounded_value(f(row_cur, row_prev), numeric)
+                v = _bounded_value(_finite(f(row_cur, row_prev)), numeric)
                 row_cur[m] = v
                 results[m].append(v)
             for m in members:
@@ -143,6 +144,22 @@ def _bounded(raw: Column, d: Derived) -> Column:
     return np.rint(out).astype(np.int64) if d.type is VType.INT else out
 
 
+_INT64_MAX: Final = 2**63 - 1
+
+
+def _finite(v: Any) -> Any:
+    """``v`` as a feed may carry it: an integer within 64 bits, a float finite (NaN as 0,
+    an overflow as the largest float of its sign). A running product saturates rather
+    than stopping the feed."""
+    if isinstance(v, bool):
+        return v
+    if isinstance(v, int):
+        return max(-_INT64_MAX - 1, min(_INT64_MAX, v))
+    if isinstance(v, float) and not math.isfinite(v):
+        return 0.0 if math.isnan(v) else math.copysign(sys.float_info.max, v)
+    return v
+
+
 def _bounded_value(v: Any, numeric: Numeric) -> Any:
     lo, hi = numeric.min, numeric.max
     if (lo is None and hi is None) or isinstance(v, bool | str):
@@ -157,7 +174,9 @@ def _bounded_value(v: Any, numeric: Numeric) -> Any:
 def _output(column: Column, d: Derived) -> list[JSON]:
     """What is sent: rounded as asked, integers as integers."""
     if d.type is VType.FLOAT:
-        return shape(column.astype(np.float64), Numeric(d.shape.min, d.shape.max, d.shape.round_to))
+        # NaN as 0, an overflow as the largest float of its sign: JSON has no infinity.
+        finite = np.nan_to_num(column.astype(np.float64), nan=0.0)
+        return shape(finite, Numeric(d.shape.min, d.shape.max, d.shape.round_to))
     if d.type is VType.INT:
         return column.astype(np.int64).tolist()  # type: ignore[no-any-return]
     return column.tolist()  # type: ignore[no-any-return]
