@@ -40,16 +40,35 @@ def is_loopback(peer: str | None) -> bool:
     return address.is_loopback
 
 
+def _local_host(host: str | None) -> bool:
+    """Whether a ``Host`` header names this machine: ``localhost`` or a loopback
+    address, with any port (none: an HTTP/1.0 client on this machine)."""
+    if host is None:
+        return True
+    name = host.rsplit(":", 1)[0] if not host.endswith("]") else host
+    name = name.strip("[]").lower()
+    return name == "localhost" or name.endswith(".localhost") or is_loopback(name)
+
+
 def refusal(request: HttpRequest, allow_remote: bool) -> HttpResponse | None:
     """Why a control request may not be carried out, or ``None``: a peer that is not on
     this machine (unless ``allow_remote``), a body that is not declared JSON (a browser
     page of another site could send a form, but not JSON, without asking first), a
-    request from another site's page (its ``Origin``)."""
+    request from another site's page (its ``Origin``), a ``Host`` that does not name
+    this machine (a page on a domain rebound to 127.0.0.1 is of its own origin, so only
+    the Host it sends tells it apart)."""
     if not allow_remote and not is_loopback(request.peer):
         return error_response(
             403,
             f"control requests are accepted from loopback addresses only (this came from"
             f" {request.peer}); start sim with --control-from-any to allow others",
+        )
+    if not allow_remote and not _local_host(request.headers.get("host")):
+        return error_response(
+            403,
+            f"Host {request.headers.get('host')}: control requests must name this machine"
+            " (localhost, 127.0.0.1 or [::1]); start sim with --control-from-any to allow"
+            " others",
         )
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if request.body and content_type != "application/json":

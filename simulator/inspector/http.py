@@ -76,8 +76,14 @@ class StreamWriter:
         if self.closed:
             return False
         transport = self._exchange.transport
-        if transport.is_closing() or transport.get_write_buffer_size() > MAX_STREAM_BUFFER_BYTES:
+        if transport.is_closing():
             self.close()
+            return False
+        if transport.get_write_buffer_size() > MAX_STREAM_BUFFER_BYTES:
+            # Dropped: its buffer is thrown away with the connection (a close would
+            # wait, for ever, to flush it to a reader that reads nothing).
+            self.close()
+            transport.abort()
             return False
         self._exchange.write(h11.Data(data=chunk))
         return True
@@ -151,7 +157,11 @@ class Exchange:
     def _dispatch(self) -> None:
         assert self._request is not None
         request = self._request
-        target = urlsplit(request.target.decode("latin-1"))
+        try:
+            target = urlsplit(request.target.decode("latin-1"))
+        except ValueError as e:  # "//[", an unclosed IPv6 host: not a target we serve
+            self._answer(error_response(400, f"bad request target: {e}"))
+            return
         peer = self.transport.get_extra_info("peername")
         parsed = HttpRequest(
             method=request.method.decode("latin-1"),
@@ -205,7 +215,8 @@ class Exchange:
         ]
         reason = _phrase(answer.status)
         self.write(h11.Response(status_code=answer.status, headers=headers, reason=reason))
-        if answer.body:
+        head_only = self._request is not None and self._request.method == b"HEAD"
+        if answer.body and not head_only:  # a HEAD answer is the head alone (RFC 9110 §9.3.2)
             self.write(h11.Data(data=answer.body))
         self.finish()
 

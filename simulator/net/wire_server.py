@@ -139,11 +139,15 @@ class ServerConnection(Connection):
             self._head = None
             router = self.server.http
             exchange = None
-            if end >= 0 and router is not None:
+            # A head over the limit, even whole in one read, is websockets' to refuse.
+            if end >= 0 and end + 4 <= MAX_SNIFFED_HEAD and router is not None:
                 exchange = router.take(head[: end + 4], self.transport)
             if exchange is not None:
                 self._http = exchange  # not a WebSocket: no open timeout, no keepalive
                 self._cancel_open_timer()
+                # Its request is in: not one of the handshakes the slowloris cap drops
+                # (an open /events stream would otherwise be the oldest of them).
+                self.server.handshaking.pop(self, None)
                 exchange.data_received(head)
                 return
             data = head

@@ -31,7 +31,12 @@ def host_port(url: str) -> tuple[str, int]:
 def _request_bytes(
     conn: h11.Connection, method: str, path: str, host: str, body: bytes, headers: dict[str, str]
 ) -> bytes:
-    fields = [("Host", host), ("Content-Length", str(len(body))), *headers.items()]
+    named = {k.lower() for k in headers}
+    fields = [
+        *([] if "host" in named else [("Host", host)]),
+        ("Content-Length", str(len(body))),
+        *headers.items(),
+    ]
     data = conn.send(h11.Request(method=method, target=path, headers=fields))
     if body:
         data += conn.send(h11.Data(data=body))

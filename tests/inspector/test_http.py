@@ -227,6 +227,15 @@ async def test_control_requests_are_checked_before_anything_is_done() -> None:
             ("GET", "/control/disconnect", {}, b"", 405),
             ("POST", "/control/disconnect", {"Content-Type": "text/plain"}, b"{}", 415),
             ("POST", "/control/disconnect", {"Origin": "http://evil.example"}, b"", 403),
+            # DNS rebinding: a page of evil.example, rebound to 127.0.0.1, is of its own
+            # origin; its Host gives it away.
+            (
+                "POST",
+                "/control/disconnect",
+                {"Host": "evil.example:1", "Origin": "http://evil.example:1"},
+                b"",
+                403,
+            ),
             ("POST", "/control/disconnect", {"Content-Type": "application/json"}, b"{", 400),
             ("POST", "/control/nothing", {}, b"", 404),
         ]
@@ -375,3 +384,29 @@ async def test_control_outage_with_respond_close_closes_new_connections_with_101
         ws = await client(server.url)  # accepted, then closed at once: what a browser sees
         assert await close_code(ws) == 1013
         assert ws.close_reason == "retry-after=2"  # 20 s of scenario time at speed 10
+
+
+@async_test()
+async def test_broken_requests_get_an_answer_and_log_no_traceback(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """HEAD gets the head alone; a target urlsplit refuses gets 400; neither leaves a
+    traceback in the log (both used to, once per request)."""
+    async with serve(FEED, port=0) as server:
+        attach(server)
+        host, port = host_port(server.url)
+        for raw in (
+            b"HEAD / HTTP/1.1\r\nHost: x\r\n\r\n",
+            b"GET //[ HTTP/1.1\r\nHost: x\r\n\r\n",
+        ):
+            reader, writer = await asyncio.open_connection(host, port)
+            writer.write(raw)
+            answer = await asyncio.wait_for(reader.read(), 10)
+            writer.close()
+            head, _, body = answer.partition(b"\r\n\r\n")
+            assert head.startswith(b"HTTP/1.1 "), answer
+            if raw.startswith(b"HEAD"):
+                assert body == b""
+            else:
+                assert head.startswith(b"HTTP/1.1 400")
+    assert not [r for r in caplog.records if r.exc_info], [r.getMessage() for r in caplog.records]
