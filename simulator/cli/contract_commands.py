@@ -27,6 +27,7 @@ def _write(text: str, out: str | None, *, force: bool = False) -> None:
     if path.exists() and not force:
         fail(UsageError(f"{out}: already exists; pass --force to replace it"))
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)  # as generate and run --record do
         path.write_text(text, encoding="utf-8")
     except OSError as e:
         fail(UsageError(f"{out}: cannot write: {e.strerror or e}"))

@@ -143,7 +143,7 @@ def test_the_payload_schema_rejects_values_the_fields_cannot_produce() -> None:
 
 
 def test_sim_asyncapi_writes_yaml_or_json_and_refuses_to_overwrite(tmp_path: Path) -> None:
-    out = tmp_path / "feed.yaml"
+    out = tmp_path / "out" / "feed.yaml"  # its folder is made, as sim generate does
     result = sim("asyncapi", DASHBOARD, "-o", out)
     assert result.returncode == 0, result.stderr
     assert asyncapi_errors(yaml.safe_load(out.read_text())) == []
