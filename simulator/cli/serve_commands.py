@@ -278,6 +278,10 @@ async def _serve(
         for task in (finished, stopped, status):
             if task is not None:
                 task.cancel()
+        failure = server.failure
+    if failure is not None:
+        click.echo(f"sim: stopped: internal error {failure!r} (please report it)", err=True)
+        sys.exit(1)
 
 
 @click.command(epilog=epilog("replay"))

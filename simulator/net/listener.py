@@ -5,6 +5,7 @@ in-memory transports), its URL, and the background tasks it must cancel on stop.
 from __future__ import annotations
 
 import asyncio
+import logging
 import ssl
 from collections.abc import Callable, Coroutine
 from typing import Any
@@ -13,6 +14,8 @@ from simulator.net.common import warn_if_public
 from simulator.net.log import EventLog
 from simulator.net.memory import open_pipe
 from simulator.net.wire_server import HttpRouter, ServerHandler, WireConfig, WireServer
+
+logger = logging.getLogger(__name__)
 
 
 class Listener(ServerHandler):
@@ -86,8 +89,21 @@ class Listener(ServerHandler):
         """Run ``coro`` in the background until it ends or the server stops."""
         task = asyncio.ensure_future(coro)
         self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        task.add_done_callback(self._task_done)
         return task
+
+    def _task_done(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        if task.cancelled() or task.exception() is None:
+            return
+        error = task.exception()
+        # A bug of ours: say so, with its traceback, rather than go on serving a feed
+        # whose pump is dead.
+        logger.error("a background task of the server failed", exc_info=error)
+        self.failed(error)  # type: ignore[arg-type]
+
+    def failed(self, error: BaseException) -> None:
+        """A background task failed (see :meth:`_spawn`); the sides decide what then."""
 
     def _cancel_tasks(self) -> None:
         for task in list(self._tasks):

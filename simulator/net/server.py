@@ -120,6 +120,8 @@ class SimServer(Listener):
         self._slow_logged: dict[int, float] = {}
         self._wall_start = 0.0
         self._done = asyncio.Event()
+        #: The error that stopped the feed (a bug of ours), if one did.
+        self.failure: BaseException | None = None
         self.record_path = record
         self.overwrite_record = overwrite_record
         self.redactor = redact
@@ -250,8 +252,16 @@ class SimServer(Listener):
         self._done.set()
 
     async def wait(self) -> None:
-        """Wait until the scenario's duration has elapsed (forever without one)."""
+        """Wait until the scenario's duration has elapsed (forever without one), or
+        until the server failed (then :attr:`failure` says how)."""
         await self._done.wait()
+
+    def failed(self, error: BaseException) -> None:
+        """Its pump (or another background task) failed: the feed cannot go on, so
+        :meth:`wait` returns and :attr:`failure` holds the error."""
+        if self.failure is None:
+            self.failure = error
+        self._done.set()
 
     # ------------------------------------------------------------------ clocks
 

@@ -653,3 +653,19 @@ async def test_live_values_over_real_sockets_are_each_clients_own() -> None:
         befores = [d["before"] for d in data]
         assert befores == list(range(befores[0], befores[0] + 10))
         assert all(b["up"] > a["up"] for a, b in itertools.pairwise(data))
+
+
+@async_test()
+async def test_a_pump_that_fails_stops_the_server_instead_of_serving_nothing(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A bug in the feed's pump is not swallowed: wait() returns, failure says what."""
+    from simulator.net.fanout import Fanout
+
+    def broken(self: Fanout, *args: Any) -> None:
+        raise ValueError("a bug")
+
+    monkeypatch.setattr(Fanout, "send", broken)
+    async with serve(scenario(TICK), port=0, speed=100) as server:
+        await asyncio.wait_for(server.wait(), 10)
+        assert isinstance(server.failure, ValueError)
