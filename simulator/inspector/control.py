@@ -24,6 +24,8 @@ from simulator.scenario.reader import Context
 #: The code ``/control/disconnect`` closes with by default: 1012 (service restart), a
 #: close after which a client is expected to reconnect.
 DEFAULT_DISCONNECT_CODE = 1012
+#: The longest fault name a control request may give.
+MAX_NAME_CHARS = 100
 _TRIGGERS = ("at", "every", "window", "poisson")
 _NOW_KIND_NAMES = [k.value for k in NOW_KINDS]
 
@@ -132,6 +134,10 @@ def trigger_fault(view: View, request: HttpRequest) -> HttpResponse:
             )
     if "limit" in table:
         return _bad("limit", "not for a fault carried out now (it happens once)", table["limit"])
+    name = table.get("name")
+    if isinstance(name, str) and len(name) > MAX_NAME_CHARS:
+        # It is logged, recorded and sent to every page: a name, not a payload.
+        return _bad("name", f"at most {MAX_NAME_CHARS} characters", f"{name[:20]}...")
     if kind in ("outage", "reject") and "duration" not in table:
         return _bad("duration", f"required for {kind} on demand: how long handshakes are refused")
     # Checked as the scenario reader checks a [[fault]] table, as if it were due now.

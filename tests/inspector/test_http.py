@@ -201,6 +201,7 @@ async def test_control_fault_table_stall_reaches_only_the_listed_connection() ->
         ({"kind": "outage"}, "duration", "required"),
         ({"kind": "throttle"}, "bytes_per_s", ""),
         ({"kind": "stall", "connections": 0.5}, "connections", ""),
+        ({"kind": "reset", "name": "x" * 101}, "name", "at most 100 characters"),
     ],
 )
 @async_test()
