@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import http
 import logging
+import re
 import socket
 import ssl
 from collections.abc import Awaitable
@@ -81,6 +82,7 @@ class ServerHandler(Handler):
 
 #: A request head longer than this is left to websockets (which refuses it).
 MAX_SNIFFED_HEAD = 16 * 1024
+_BLANK_LINE = re.compile(rb"\r?\n\r?\n")
 
 
 class HttpExchange(_Protocol):
@@ -132,7 +134,10 @@ class ServerConnection(Connection):
             return
         if self._head is not None:
             head = self._head + data
-            end = head.find(b"\r\n\r\n")
+            # The blank line that ends the head: CRLF, or a bare LF as `nc` sends (h11
+            # reads both; websockets, which gets handshakes, only CRLF).
+            blank = _BLANK_LINE.search(head)
+            end = blank.end() if blank is not None else -1
             if end < 0 and len(head) <= MAX_SNIFFED_HEAD:
                 self._head = head
                 return
@@ -140,8 +145,8 @@ class ServerConnection(Connection):
             router = self.server.http
             exchange = None
             # A head over the limit, even whole in one read, is websockets' to refuse.
-            if end >= 0 and end + 4 <= MAX_SNIFFED_HEAD and router is not None:
-                exchange = router.take(head[: end + 4], self.transport)
+            if 0 <= end <= MAX_SNIFFED_HEAD and router is not None:
+                exchange = router.take(head[:end], self.transport)
             if exchange is not None:
                 self._http = exchange  # not a WebSocket: no open timeout, no keepalive
                 self._cancel_open_timer()

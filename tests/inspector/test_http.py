@@ -411,3 +411,16 @@ async def test_broken_requests_get_an_answer_and_log_no_traceback(
             else:
                 assert head.startswith(b"HTTP/1.1 400")
     assert not [r for r in caplog.records if r.exc_info], [r.getMessage() for r in caplog.records]
+
+
+@async_test()
+async def test_a_request_whose_lines_end_in_a_bare_lf_is_answered() -> None:
+    """`printf 'GET /status HTTP/1.1\\nHost: x\\n\\n' | nc`: answered, not left to time out."""
+    async with serve(FEED, port=0) as server:
+        attach(server)
+        host, port = host_port(server.url)
+        reader, writer = await asyncio.open_connection(host, port)
+        writer.write(b"GET /status HTTP/1.1\nHost: x\n\n")
+        answer = await asyncio.wait_for(reader.read(), 5)
+        writer.close()
+        assert answer.startswith(b"HTTP/1.1 200"), answer[:100]
