@@ -185,7 +185,7 @@ def test_a_poisson_stream_is_learned_as_poisson(tmp_path: Path) -> None:
 def test_a_file_that_is_not_a_recording_is_a_recording_error(tmp_path: Path) -> None:
     bad = tmp_path / "bad.parquet"
     bad.write_text("not parquet")
-    with pytest.raises(RecordingError, match=r"bad\.parquet: cannot read"):
+    with pytest.raises(RecordingError, match=r"bad\.parquet: not a Parquet file"):
         learn(bad)
 
 
@@ -212,3 +212,15 @@ def test_sim_learn_writes_the_scenario_and_a_summary(day: Any, tmp_path: Path) -
     )
     assert again.returncode == 2 and "already exists; pass --force" in again.stderr
     assert "Traceback" not in again.stderr
+
+
+def test_a_directory_of_parts_is_learnt_as_its_one_table(day: Any, tmp_path: Path) -> None:
+    """`sim run --workers N --record DIR` writes DIR/worker=W/part.parquet: learn reads
+    such a directory as the one recording it is."""
+    original, learned, _ = day
+    part = tmp_path / "session" / "worker=0" / "part.parquet"
+    part.parent.mkdir(parents=True)
+    part.write_bytes(original.read_bytes())
+    again = learn(tmp_path / "session")
+    # The same scenario; only its first comment line (the source's path) differs.
+    assert again.toml("learned").split("\n")[1:] == learned.toml("learned").split("\n")[1:]

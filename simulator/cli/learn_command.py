@@ -12,7 +12,7 @@ from simulator.errors import ScenarioError, SimError, UsageError
 
 
 @click.command(epilog=epilog("learn"))
-@click.argument("recording", type=click.Path(dir_okay=False))
+@click.argument("recording", type=click.Path())
 @click.option(
     "-o", "--out", required=True, type=click.Path(dir_okay=False), help="Scenario file to write."
 )

@@ -38,6 +38,7 @@ from simulator.storage.learn_fit import (
     toml_key,
     toml_value,
 )
+from simulator.storage.reader import scan_recording
 
 _ENVELOPE = ("type", "seq", "timestamp")
 
@@ -99,11 +100,12 @@ class Learned:
 
 
 def learn(path: str | Path) -> Learned:
-    """Learn a scenario from the recording at ``path``; :class:`RecordingError` when it
-    cannot be read or holds no server text message."""
+    """Learn a scenario from the recording at ``path`` (a file, or a directory of parts
+    as ``sim run --workers --record`` writes); :class:`RecordingError` when it cannot be
+    read or holds no server text message."""
     source = str(path)
     try:
-        scan = pl.scan_parquet(path)
+        scan = scan_recording(path)  # a file, or a --workers directory of parts
         texts = scan.filter((pl.col("kind") == "text") & (pl.col("sender") == "server"))
         first = texts.select(pl.col("conn").min()).collect().item()
         if first is None:
