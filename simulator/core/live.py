@@ -38,6 +38,11 @@ _MARK: Final = "\x00sim:live:"
 ENCODED_MARK: Final = b'"\\u0000sim:live:'
 
 
+#: The live values that differ from one client to the next; the others (the server's
+#: count of clients, its uptime) are the same for every client at one instant.
+PER_CLIENT: Final = frozenset({LiveKind.MESSAGES_SENT, LiveKind.CONNECTION})
+
+
 def placeholder(kind: LiveKind) -> str:
     """The string a live field holds until :func:`fill` replaces it."""
     return f"{_MARK}{kind.value}\x00"

@@ -748,7 +748,12 @@ class Scenario:
     @property
     def has_live(self) -> bool:
         """Whether any message carries a live value (which its sender must fill in)."""
-        return any(_has_live(s.fields) for s in self.streams)
+        return bool(self.live_kinds)
+
+    @property
+    def live_kinds(self) -> frozenset[LiveKind]:
+        """The live values its messages carry."""
+        return frozenset(k for s in self.streams for k in _live_kinds(s.fields))
 
     def stream(self, name: str) -> Stream:
         """Return the stream called ``name``; raises :class:`KeyError` if there is none."""
@@ -758,13 +763,13 @@ class Scenario:
         raise KeyError(name)
 
 
-def _has_live(spec: FieldSpec) -> bool:
+def _live_kinds(spec: FieldSpec) -> list[LiveKind]:
     if isinstance(spec, Live):
-        return True
+        return [spec.kind]
     if isinstance(spec, Object):
-        return any(_has_live(child) for _, child in spec.fields)
+        return [k for _, child in spec.fields for k in _live_kinds(child)]
     if isinstance(spec, Spread):
-        return _has_live(spec.inner)
+        return _live_kinds(spec.inner)
     if isinstance(spec, ListOf):
-        return _has_live(spec.item)
-    return False
+        return _live_kinds(spec.item)
+    return []

@@ -40,9 +40,12 @@ class Fanout:
         faults: FaultInjector | None,
         log_sends: bool,
         connected: Callable[[], int] | None = None,
+        per_client_live: bool = True,
     ) -> None:
         """``connected`` (how many clients the server holds) turns on filling in live
-        values (:mod:`simulator.core.live`): each client then gets its own bytes."""
+        values (:mod:`simulator.core.live`). With ``per_client_live`` (a live value of
+        :data:`~simulator.core.live.PER_CLIENT` is sent) each client gets its own bytes;
+        without, a message is filled once and framed once for all, as without live values."""
         self._names = list(names)
         self._types = list(types)
         self._clock = clock
@@ -51,6 +54,7 @@ class Fanout:
         self.recorder: Recorder | None = None
         self.sent: list[Sent] | None = [] if log_sends else None
         self._connected = connected
+        self._per_client_live = per_client_live
 
     def send(self, batch: Batch, origin_ns: int, targets: Sequence[Client]) -> None:
         """Send ``batch`` (whose times count from scenario time ``origin_ns``) to each
@@ -59,10 +63,18 @@ class Fanout:
         if self._faults is not None:
             self._send_through_faults(batch, origin_ns, targets)
             return
+        payloads = batch.payloads
         if self._connected is not None:
-            self._send_live(batch, origin_ns, targets)
-            return
-        frames = [text_frame(p) for p in batch.payloads]
+            if self._per_client_live:
+                self._send_live(batch, origin_ns, targets)
+                return
+            connected = self._connected()
+            times = batch.t_ns.tolist()
+            payloads = [
+                fill(p, LiveState(-1, connected, 0, origin_ns + t))
+                for t, p in zip(times, payloads, strict=True)
+            ]
+        frames = [text_frame(p) for p in payloads]
         streams = batch.stream.tolist()
         planned = batch.t_ns.tolist()
         groups: dict[frozenset[str] | None, list[Client]] = {}
@@ -81,14 +93,14 @@ class Fanout:
             data = b"".join(chosen)
             if recorder is not None:
                 sent_streams: list[str | None] = [names[streams[k]] for k in picked]
-                sent_payloads = [batch.payloads[k] for k in picked]
+                sent_payloads = [payloads[k] for k in picked]
             for client in members:
                 client.deliver(data, chosen)
                 if recorder is not None:
                     recorder.sent(client.index, sent_streams, sent_payloads)
                 if sent is not None:
                     sent.extend(
-                        Sent(client.index, planned[k], names[streams[k]], batch.payloads[k])
+                        Sent(client.index, planned[k], names[streams[k]], payloads[k])
                         for k in picked
                     )
 

@@ -30,6 +30,7 @@ import orjson
 from websockets.http11 import Request
 
 from simulator.core.faults import plan_faults
+from simulator.core.live import PER_CLIENT
 from simulator.core.model import Mode, Scenario
 from simulator.core.numbering import Numbering
 from simulator.core.protocol import Outcome, Reply, binary_refused, handle_text
@@ -154,6 +155,7 @@ class SimServer(Listener):
             self.faults,
             log_sends,
             connected=(lambda: len(self.clients)) if scenario.has_live else None,
+            per_client_live=bool(scenario.live_kinds & PER_CLIENT),
         )
 
     @property

@@ -47,26 +47,42 @@ cpu = {{ dist = "walk", start = 40, step = 3, min = 0, max = 100, round = 2 }}
 """
 
 
-def live_scenario(mode: str = "broadcast", faults: tuple[str, ...] = ()) -> object:
+def live_scenario(
+    mode: str = "broadcast", faults: tuple[str, ...] = (), *, shared_only: bool = False
+) -> object:
+    """The live feed; with ``shared_only``, only the values every client shares at an
+    instant (the server frames those once for all)."""
     tables = [f'[[fault]]\nname = "f{i}"\n{body}\n' for i, body in enumerate(faults)]
-    return parse_scenario(LIVE_FEED.format(mode=mode) + "\n" + "\n".join(tables))
+    feed = LIVE_FEED.format(mode=mode)
+    if shared_only:
+        feed = "".join(line for line in feed.splitlines(True) if "sent_before" not in line)
+        feed = "".join(line for line in feed.splitlines(True) if not line.startswith("me "))
+    return parse_scenario(feed + "\n" + "\n".join(tables))
 
 
 @pytest.mark.parametrize(
-    ("mode", "faults"),
+    ("mode", "faults", "shared_only"),
     [
-        ("broadcast", ()),
-        ("per-connection", ()),
-        ("broadcast", (FAULTS["disconnect"],)),
-        ("broadcast", (FAULTS["outage"], FAULTS["drop"])),
-        ("per-connection", (FAULTS["reset"],)),
+        ("broadcast", (), False),
+        ("per-connection", (), False),
+        ("broadcast", (FAULTS["disconnect"],), False),
+        ("broadcast", (FAULTS["outage"], FAULTS["drop"]), False),
+        ("per-connection", (FAULTS["reset"],), False),
+        ("broadcast", (FAULTS["disconnect"],), True),
     ],
-    ids=["broadcast", "per-connection", "disconnect", "outage-and-drop", "per-connection-reset"],
+    ids=[
+        "broadcast",
+        "per-connection",
+        "disconnect",
+        "outage-and-drop",
+        "per-connection-reset",
+        "shared-values-only",
+    ],
 )
 def test_generate_fills_live_values_as_the_live_server_does(
-    mode: str, faults: tuple[str, ...], tmp_path: Path
+    mode: str, faults: tuple[str, ...], shared_only: bool, tmp_path: Path
 ) -> None:
-    scene = live_scenario(mode, faults)
+    scene = live_scenario(mode, faults, shared_only=shared_only)
     live, held = record_live(scene, tmp_path / "live.parquet", clients=3)  # type: ignore[arg-type]
     generated = render(scene, tmp_path / "generated.parquet", clients=3)  # type: ignore[arg-type]
     expected = by_connection(live, held)
