@@ -60,11 +60,13 @@ from simulator.net.pump import pump
 from simulator.net.recorder import Recorder
 from simulator.net.send_path import Client, text_frame
 from simulator.net.stats import Counters, Stats
-from simulator.net.wire import CLIENT_FRAMES_PER_S, Connection, WireConfig, close_of
+from simulator.net.wire import Connection, WireConfig, close_of
 from simulator.net.wire_server import HandshakeAnswer, ServerConnection
 from simulator.storage.schema import new_metadata
 from simulator.version import __version__
 
+# The defaults of [server]'s admission keys (simulator.core.model.Server), which a
+# scenario may change; docs/limits.md lists them all.
 #: Messages a client may send per second (and at once) before it is closed with 1008.
 CLIENT_RATE_PER_S = 200.0
 CLIENT_BURST = 400.0
@@ -186,9 +188,11 @@ class SimServer(Listener):
             ping_timeout=cfg.keepalive_timeout_ns / 1e9,
             # The opening handshake includes waiting out injected handshake delays:
             # allow for the longest one.
-            open_timeout=10 + longest_handshake_delay_s(self.scenario.faults, self.speed),
+            open_timeout=cfg.handshake_timeout_ns / 1e9
+            + longest_handshake_delay_s(self.scenario.faults, self.speed),
             close_timeout=CLOSE_TIMEOUT_S,
-            max_frames_per_s=CLIENT_FRAMES_PER_S,
+            max_frames_per_s=cfg.max_frames_per_s,
+            max_handshakes=cfg.max_handshakes,
         )
         await self._listen(config, self.requested_port)
         try:
@@ -356,7 +360,11 @@ class SimServer(Listener):
             connected_at=loop.time(),
             epoch_ns=self.epoch_ns + origin if per_connection else self.epoch_ns,
             on_slow=self._on_slow,
-            inbound=TokenBucket(CLIENT_RATE_PER_S, CLIENT_BURST, loop.time()),
+            inbound=TokenBucket(
+                self.scenario.server.max_messages_per_s,
+                self.scenario.server.message_burst,
+                loop.time(),
+            ),
         )
         if self.recorder is not None:
             self.recorder.opened(index, {"path": redact_url(conn.path or "/")})
@@ -379,7 +387,8 @@ class SimServer(Listener):
             return  # drop what is in flight so the closing handshake completes
         assert client.inbound is not None
         if not client.inbound.allow(asyncio.get_running_loop().time()):
-            self.log.emit(EventKind.RATE_LIMITED, conn=client.index, limit=CLIENT_RATE_PER_S)
+            limit = self.scenario.server.max_messages_per_s
+            self.log.emit(EventKind.RATE_LIMITED, conn=client.index, limit=limit)
             client.fail(CLOSE_POLICY_VIOLATION, "message rate limit exceeded")
             return
         self._on_message(client, message)
@@ -398,6 +407,7 @@ class SimServer(Listener):
         self._counters.frames_sent_closed += client.frames_sent
         self._counters.frames_dropped_closed += client.frames_dropped
         code, reason, by = close_of(conn)
+        logged = self.scenario.server.errors_logged
         if self.recorder is not None:
             self.recorder.closed(index, code, reason, by)
         self.log.emit(
@@ -408,7 +418,7 @@ class SimServer(Listener):
             by=by,
             sent=client.frames_sent,
             dropped=client.frames_dropped,
-            **({"errors": client.errors} if client.errors > CLIENT_ERRORS_LOGGED else {}),
+            **({"errors": client.errors} if client.errors > logged else {}),
         )
 
     def _on_message(self, client: Client, message: str | bytes) -> None:
@@ -429,16 +439,17 @@ class SimServer(Listener):
     def _over_error_budget(self, client: Client, error: str) -> bool:
         """Count an invalid message; close the client with 1008 (and say True) once it
         has sent too many."""
+        limits = self.scenario.server
         self._counters.client_errors += 1
         client.errors += 1
-        if client.errors <= CLIENT_ERRORS_LOGGED:
+        if client.errors <= limits.errors_logged:
             self.log.emit(EventKind.CLIENT_ERROR, conn=client.index, error=error)
         now = asyncio.get_running_loop().time()
         if client.error_budget is None:
-            client.error_budget = TokenBucket(CLIENT_ERROR_RATE_PER_S, CLIENT_ERROR_BURST, now)
+            client.error_budget = TokenBucket(limits.max_errors_per_s, limits.error_burst, now)
         if client.error_budget.allow(now):
             return False
-        self.log.emit(EventKind.RATE_LIMITED, conn=client.index, limit=CLIENT_ERROR_RATE_PER_S)
+        self.log.emit(EventKind.RATE_LIMITED, conn=client.index, limit=limits.max_errors_per_s)
         client.fail(CLOSE_POLICY_VIOLATION, "too many invalid messages")
         return True
 
