@@ -19,6 +19,9 @@ import click
 #: simulator.net.wire.CLIENT_FRAMES_PER_S and MAX_HANDSHAKES.
 FRAMES_PER_S = 1000
 HANDSHAKES = 1000
+#: simulator.net.replay.MIN_MESSAGE_LIMIT and simulator.net.proxy.MAX_SIZE.
+REPLAY_MESSAGE_BYTES = 2**20
+PROXY_MESSAGE_BYTES = 16 * 2**20
 
 
 @dataclass(frozen=True, slots=True)

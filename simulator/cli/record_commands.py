@@ -11,7 +11,11 @@ import click
 
 from simulator.cli.help_text import epilog
 from simulator.cli.inspector_options import load_inspector, no_inspector_option, start_inspector
-from simulator.cli.limits import ClientLimits, client_limit_options
+from simulator.cli.limits import (
+    PROXY_MESSAGE_BYTES,
+    ClientLimits,
+    client_limit_options,
+)
 from simulator.cli.options import (
     DURATION,
     claim_output,
@@ -81,7 +85,7 @@ if TYPE_CHECKING:
     help="Proxy: clients at once; more get 503.",
 )
 @client_limit_options(
-    16 * 2**20, "Proxy: a message larger, either way, closes its connection with 1009."
+    PROXY_MESSAGE_BYTES, "Proxy: a message larger, either way, closes its connection with 1009."
 )
 @click.option(
     "--log-format",

@@ -22,7 +22,11 @@ from simulator.cli.inspector_options import (
     no_inspector_option,
     start_inspector,
 )
-from simulator.cli.limits import ClientLimits, client_limit_options
+from simulator.cli.limits import (
+    REPLAY_MESSAGE_BYTES,
+    ClientLimits,
+    client_limit_options,
+)
 from simulator.cli.options import (
     DURATION,
     EPOCH,
@@ -349,7 +353,8 @@ async def _serve(
     help="Clients at once; more get 503 with Retry-After: 1.",
 )
 @client_limit_options(
-    2**20, "A client message larger (and larger than every recorded one) is closed with 1009."
+    REPLAY_MESSAGE_BYTES,
+    "A client message larger (and larger than every recorded one) is closed with 1009.",
 )
 @tls_options
 @no_inspector_option

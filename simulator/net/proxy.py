@@ -91,6 +91,8 @@ _NOT_FORWARDED = frozenset(
 #: 101 response is the proxy's own handshake).
 _RESPONSE_FORWARDED = ("set-cookie", "www-authenticate", "retry-after", "location")
 
+#: The largest message relayed, either way, unless ``max_size`` says otherwise.
+MAX_SIZE = 16 * 2**20
 #: Bytes a leg buffers for its peer before the proxy stops reading the other leg
 #: (backpressure to the sender).
 _WRITE_LIMIT = 2**16
@@ -584,7 +586,7 @@ async def record_proxy(
     redaction: dict[str, Any] | None = None,
     ssl_context: ssl.SSLContext | None = None,
     open_timeout: float = 10.0,
-    max_size: int = 16 * 2**20,
+    max_size: int = MAX_SIZE,
     max_connections: int = 1000,
     log_sends: bool = False,
     in_memory: bool = False,
