@@ -4,6 +4,8 @@ bad value is one line naming file, line, key and what is allowed."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from simulator.core.model import Server
@@ -11,6 +13,7 @@ from simulator.errors import ScenarioError
 from simulator.net import server as sim_run
 from simulator.net import wire
 from simulator.scenario import parse_scenario
+from simulator.scenario.server import _SERVER_LIMITS
 
 #: A valid scenario; ``[server]`` goes on line 6 (so the key tested, after ``port``, is on line 8).
 HEAD = '[scenario]\nname = "t"\n[[stream]]\nname = "s"\nevery = "1s"\n'
@@ -110,3 +113,17 @@ def test_a_bad_admission_key_is_one_line_naming_file_line_key_and_what_is_allowe
         parse_scenario(with_server("port = 0\n" + line + "\n"), "x.toml")
     # The list of allowed keys after an unknown one grows with [server]: not compared.
     assert [line.split(" (allowed: ")[0] for line in str(info.value).splitlines()] == [expected]
+
+
+DOC = Path(__file__).resolve().parents[1] / "docs" / "limits.md"
+
+
+def test_docs_limits_names_every_key_and_its_example_loads() -> None:
+    """docs/limits.md, the one table of limits, has every admission key, and its
+    ``[server]`` example is a valid one."""
+    text = DOC.read_text()
+    for key in (*_SERVER_LIMITS, "handshake_timeout", "max_connections", "max_frame_bytes"):
+        assert f"`{key}`" in text, key
+    example = text.split("```toml\n", 1)[1].split("```", 1)[0]
+    server = parse_scenario(HEAD + example, "limits.md").server
+    assert (server.max_frames_per_s, server.error_burst) == (100, 0)
