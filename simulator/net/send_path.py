@@ -4,9 +4,12 @@ its counters.
 Frames are written straight to the transport, pre-serialised: a server-side text frame
 is the same bytes for every client (no mask, no compression), so a message is framed
 once and the frames due in one loop tick go out to each client in one ``write``.
-When a client stops reading, its socket buffer fills up to ``send_buffer_bytes``;
-after that frames queue here, bounded by the same number of bytes, and the policy
-decides: drop the oldest queued frames (counted), or close with 1013.
+When a client stops reading, its socket buffer fills up to ``transport_room`` (by
+default ``send_buffer_bytes``); after that frames queue here, bounded by
+``send_buffer_bytes``, and the policy decides: drop the oldest queued frames (counted),
+or close with 1013. The transport copies what it buffers, one copy per client, while
+the queue holds the frames themselves, shared by every client they were sent to: a
+small ``transport_room`` keeps a client that reads nothing cheap (issue #13).
 
 Injected faults act on this path through :class:`~simulator.net.fault_effects.FaultEffects`
 (``client.faulted``, created on the first fault): a stall holds frames back, a throttle
@@ -71,6 +74,7 @@ class Client:
         "pending_bytes",
         "policy",
         "remote",
+        "room",
         "subscriptions",
         "ws",
     )
@@ -86,11 +90,16 @@ class Client:
         epoch_ns: int,
         on_slow: Callable[[Client, str, int], None],
         inbound: TokenBucket | None = None,
+        transport_room: int | None = None,
     ) -> None:
         self.index = index
         self.ws = ws
         self.subscriptions: Subscriptions = None
-        self.limit = send_buffer_bytes
+        self.limit = send_buffer_bytes  # what the queue holds at most
+        # What is written to the transport, past which frames queue: give the transport
+        # the same high-water mark (WireConfig.write_limit), so that it calls back
+        # (flush_pending) once it has room again.
+        self.room = send_buffer_bytes if transport_room is None else transport_room
         self.policy = policy
         # Created on first use: most clients never queue, and an empty deque is ~760 bytes.
         self.pending: deque[bytes] | None = None
@@ -123,7 +132,7 @@ class Client:
         transport = self.ws.transport
         # Queue only once the buffer is over the limit: asyncio has then paused us, and
         # will call resume_writing (hence flush_pending) when it drains.
-        if not self.pending and transport.get_write_buffer_size() <= self.limit:
+        if not self.pending and transport.get_write_buffer_size() <= self.room:
             transport.write(data)
             self.frames_sent += len(frames)
             return
@@ -170,7 +179,7 @@ class Client:
             return
         if self.faulted is not None and self.faulted.paces_sends:
             return  # a stall sends nothing; a throttle drains at its own pace
-        self.write(self.take(self.limit - self.ws.transport.get_write_buffer_size(), False))
+        self.write(self.take(self.room - self.ws.transport.get_write_buffer_size(), False))
 
     def close_slow(self) -> None:
         """Close with 1013: the client could not keep up."""
