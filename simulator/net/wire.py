@@ -421,6 +421,10 @@ class Connection(asyncio.Protocol):
             self._close_timer = None
         self.lost = True
         self.ping = None
+        # A callback of the owner's (a bound method) makes a cycle with it: broken
+        # here, what the owner holds (a queue of frames for a slow client) is freed now
+        # rather than at the next full garbage collection.
+        self.on_resume = None
         self._paused = False
         self._held_pong = None
         self._backlog = bytearray()
