@@ -4,10 +4,10 @@
 When a connection closes, what it held (the transport's write buffer above all: up to
 ``send_buffer_bytes`` for a client that reads nothing) is freed, but glibc's ``malloc``
 keeps the pages: long-lived objects allocated in between pin the heap, and only its top
-is trimmed on its own. So after 1,500 non-readers were gone, `sim run` stayed at 496 MB
-RSS (72 MB before they came); ``malloc_trim(0)``, which hands every free page back
-(``madvise``), brought it to 99 MB, in 50 ms. Measured with ``bench/hostile.py``; see
-docs/performance.md.
+is trimmed on its own. So after 1,500 clients that read nothing were gone, `sim run`
+stayed at 496 MB RSS (72 MB before they came); ``malloc_trim(0)``, which hands every
+free page back (``madvise``), brought it to 99 MB, in 50 ms (docs/performance.md,
+"Memory after the attackers leave").
 
 :class:`HeapTrimmer` calls it once a wave of closes is over: after at least
 ``min_closed`` connections have closed, once none has closed for ``quiet_s`` (or
