@@ -134,6 +134,37 @@ async def test_error_burst_bounds_the_error_replies_and_errors_logged_the_log_li
         assert (await gone).detail["errors"] == 4
 
 
+@virtual_test
+async def test_max_errors_per_s_refills_the_error_budget_at_its_rate() -> None:
+    """``error_burst = 1``: an invalid message every 0.25 s is answered for ever with
+    ``max_errors_per_s = 4``; at the default 2 a second the second one closes (1008)."""
+
+    async def garbage_every_quarter_second(keys: str) -> tuple[int, int | None]:
+        async with serve(scenario(with_server(keys)), in_memory=True) as server:
+            _, ws = await connected(server)
+            answered = 0
+            try:
+                for _ in range(12):
+                    await ws.send("{not json")
+                    assert "invalid_json" in str(await ws.recv())
+                    answered += 1
+                    await asyncio.sleep(0.25)
+            except Closed as closed:
+                assert closed.rcvd is not None
+                return answered, closed.rcvd.code
+            await ws.close()
+            return answered, None
+
+    assert await garbage_every_quarter_second("error_burst = 1\nmax_errors_per_s = 4\n") == (
+        12,
+        None,
+    )
+    assert await garbage_every_quarter_second("error_burst = 1\n") == (
+        1,
+        CloseCode.POLICY_VIOLATION,
+    )
+
+
 class Silent(asyncio.Protocol):
     """A TCP connection that never sends its opening request."""
 
