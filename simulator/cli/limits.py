@@ -34,11 +34,14 @@ class ClientLimits:
 
 
 def client_limit_options(
-    message_default: int, message_help: str
+    message_default: int, message_help: str, prefix: str = ""
 ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """The three options, given to the command as ``limits`` (a :class:`ClientLimits`);
     ``message_default`` and ``message_help`` say what ``--max-message-bytes`` is to
-    this command."""
+    this command; ``prefix`` starts the other two's help (``"Proxy: "``)."""
+
+    def said(text: str) -> str:
+        return prefix + text if prefix else text[:1].upper() + text[1:]
 
     def decorate(command: Callable[..., Any]) -> Callable[..., Any]:
         @functools.wraps(command)
@@ -57,14 +60,18 @@ def client_limit_options(
                 "--max-handshakes",
                 HANDSHAKES,
                 click.IntRange(1, 100_000),
-                "Connections whose opening request has not arrived; past it the oldest is dropped.",
+                said(
+                    "connections without their opening request yet; past it, the oldest is dropped."
+                ),
             ),
             ("--max-message-bytes", message_default, click.IntRange(125, 64 * 2**20), message_help),
             (
                 "--max-frames-per-s",
                 FRAMES_PER_S,
                 click.IntRange(10, 1_000_000),
-                "Frames of any kind a client may send in a second; past it, closed with 1008.",
+                said(
+                    "frames of any kind a client may send in a second; past it, closed with 1008."
+                ),
             ),
         )
         for name, default, kind, text in options:

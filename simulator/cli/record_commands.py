@@ -85,7 +85,9 @@ if TYPE_CHECKING:
     help="Proxy: clients at once; more get 503.",
 )
 @client_limit_options(
-    PROXY_MESSAGE_BYTES, "Proxy: a message larger, either way, closes its connection with 1009."
+    PROXY_MESSAGE_BYTES,
+    "Proxy: a message larger, either way, closes its connection with 1009.",
+    prefix="Proxy: ",
 )
 @click.option(
     "--log-format",
