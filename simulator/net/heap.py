@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import ctypes
-import ctypes.util
+import functools
 import sys
 import threading
 from collections.abc import Callable
@@ -41,8 +41,8 @@ def glibc_malloc_trim() -> Trim | None:
     if not sys.platform.startswith("linux"):
         return None
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        trim = libc.malloc_trim  # glibc only: musl has none
+        # By its soname: ctypes.util.find_library would run ldconfig in a subprocess.
+        trim = ctypes.CDLL("libc.so.6").malloc_trim  # glibc's: musl has no libc.so.6
     except (OSError, AttributeError):
         return None
     trim.argtypes = [ctypes.c_size_t]
@@ -83,7 +83,7 @@ class HeapTrimmer:
     @classmethod
     def for_this_system(cls) -> HeapTrimmer:
         """One that trims with glibc's ``malloc_trim``, or does nothing without it."""
-        return cls(_GLIBC_TRIM)
+        return cls(_system_trim())
 
     def closed(self) -> None:
         """A connection is gone."""
@@ -121,4 +121,6 @@ class HeapTrimmer:
         self._run(self._trim)
 
 
-_GLIBC_TRIM = glibc_malloc_trim()
+@functools.cache
+def _system_trim() -> Trim | None:
+    return glibc_malloc_trim()
