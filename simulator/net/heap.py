@@ -56,8 +56,9 @@ def _in_a_thread(work: Trim) -> None:
 
 class HeapTrimmer:
     """Call :meth:`closed` on the event loop each time a connection is gone; the heap is
-    trimmed once a wave of closes is over. ``trim`` (default: glibc's) and ``run`` (default:
-    in a new thread) are for tests; with ``trim=None`` nothing is ever done."""
+    trimmed once a wave of closes is over. Servers take :meth:`for_this_system` (glibc's
+    ``malloc_trim``); tests give their own ``trim`` and ``run`` (default: in a new
+    thread). With ``trim=None`` nothing is ever done."""
 
     def __init__(
         self,
