@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 
 from simulator.core.draws import Draws
 from simulator.core.model import (
+    NEVER_LATE_NS,
     At,
     Bool,
     Burst,
@@ -43,6 +44,7 @@ from simulator.core.model import (
     Template,
     TimeFormat,
     Timestamp,
+    Timing,
     Uniform,
     UniformInterval,
     Uuid,
@@ -210,7 +212,7 @@ INVALID: list[tuple[str, str | bytes, str]] = [
         "unknown_stream_key",
         stream('name = "s"\nevry = "5s"\n'),
         "x.toml:5: stream[0].evry: unknown key; did you mean 'every'? (allowed: name, type,"
-        " every, rate, at, burst, repeat, start, stop, first, envelope, fields)",
+        " every, rate, at, burst, repeat, start, stop, first, envelope, fields, max_lateness)",
     ),
     (
         "stream_name_of_wrong_type",
@@ -482,6 +484,22 @@ INVALID: list[tuple[str, str | bytes, str]] = [
         stream('name = "s"\nevery = "1s"\n') + '[server]\nslow_consumer = "drop"\n',
         "x.toml:7: server.slow_consumer = 'drop': unknown policy; did you mean 'drop-oldest'?"
         " (allowed: drop-oldest, close)",
+    ),
+    (
+        "max_lateness_neither_duration_nor_off",
+        stream('name = "s"\nevery = "1s"\n') + '[server]\nmax_lateness = "never"\n',
+        "x.toml:7: server.max_lateness = 'never': must be 'off' or a duration like '250ms',"
+        " '5s', '2m', '1h30m' (units ns, us, ms, s, m, h, d)",
+    ),
+    (
+        "stream_max_lateness_zero",
+        stream('name = "s"\nevery = "1s"\nmax_lateness = "0s"\n'),
+        "x.toml:6: stream[0].max_lateness = '0s': must be > 0",
+    ),
+    (
+        "unknown_timing",
+        stream('name = "s"\nevery = "1s"\n') + '[server]\ntiming = "exact"\n',
+        "x.toml:7: server.timing = 'exact': unknown timing (allowed: efficient, precise)",
     ),
     (
         "rule_without_match",
@@ -947,6 +965,8 @@ def test_scenario_header_server_and_protocol_values() -> None:
             slow_consumer = "close"
             keepalive_interval = "5s"
             keepalive_timeout = "1s"
+            timing = "precise"
+            max_lateness = "off"
             [protocol]
             ping = "hb"
             errors = false
@@ -968,7 +988,17 @@ def test_scenario_header_server_and_protocol_values() -> None:
     assert scenario.epoch_ns == 1_767_225_600 * 10**9
     assert scenario.duration_ns == 600 * 10**9
     assert scenario.server == Server(
-        "0.0.0.0", 0, Mode.PER_CONNECTION, 5, 125, 1024, SlowConsumerPolicy.CLOSE, 5 * 10**9, 10**9
+        "0.0.0.0",
+        0,
+        Mode.PER_CONNECTION,
+        5,
+        125,
+        1024,
+        SlowConsumerPolicy.CLOSE,
+        5 * 10**9,
+        10**9,
+        Timing.PRECISE,
+        NEVER_LATE_NS,
     )
     assert scenario.protocol == Protocol(
         ping_type="hb",

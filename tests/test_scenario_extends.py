@@ -157,7 +157,8 @@ def test_problems_are_reported_in_the_file_and_on_the_line_they_are_written(
         " '1h30m' (units ns, us, ms, s, m, h, d)",
         f"{derived}:4: scenario.seed = -1: must be an integer from 0 to 2**63-1",
         f"{derived}:8: stream[0].evry: unknown key; did you mean 'every'? (allowed: name,"
-        " type, every, rate, at, burst, repeat, start, stop, first, envelope, fields)",
+        " type, every, rate, at, burst, repeat, start, stop, first, envelope, fields,"
+        " max_lateness)",
     ]
 
 

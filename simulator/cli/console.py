@@ -94,8 +94,9 @@ def status_table(server: StatusSource, stats: Stats) -> object:
     table.caption = (
         f"connections {stats.connections_open} open / {stats.connections_total} total  "
         f"frames sent {stats.frames_sent:,}  dropped {stats.frames_dropped:,}  "
-        f"slow closed {stats.slow_closed}  client errors {stats.client_errors}  "
-        f"rejected {stats.rejected}  lateness p99 {late}  "
+        f"late dropped {stats.late_dropped:,}  slow closed {stats.slow_closed}  "
+        f"client errors {stats.client_errors}  "
+        f"rejected {stats.rejected}  send lateness p99 {late}  "
         f"virtual {stats.virtual_s:.1f}s (x{server.speed:g})"
     )
     if stats.faults_by_kind:

@@ -204,6 +204,7 @@ def combine(stats: list[Stats], mode: Mode) -> Stats:
         lateness_p50_ms=max(p50) if p50 else None,
         lateness_p99_ms=max(p99) if p99 else None,
         faults_by_kind=faults,
+        late_dropped=sum(s.late_dropped for s in stats),
     )
 
 
@@ -543,6 +544,7 @@ def _print_totals(spec: WorkerSpec, stats: Stats, workers: int) -> None:
         "connections_total": stats.connections_total,
         "frames_sent": stats.frames_sent,
         "frames_dropped": stats.frames_dropped,
+        "late_dropped": stats.late_dropped,
         "rejected": stats.rejected,
     }
     if spec.log_format == "json":

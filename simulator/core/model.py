@@ -26,6 +26,18 @@ class Mode(enum.Enum):
     PER_CONNECTION = "per-connection"  # a timeline per connection, from its connect time
 
 
+class Timing(enum.Enum):
+    """How the live server waits for a message's scheduled time."""
+
+    #: Sleep on the event loop's timer (millisecond granularity) and send, in one pass,
+    #: what falls due within half a millisecond either side of the wake-up: the CPU
+    #: sleeps between sends.
+    EFFICIENT = "efficient"
+    #: Sleep to within a millisecond, then yield until the exact time: sub-millisecond
+    #: timing, at the cost of a busy core for the last millisecond before every send.
+    PRECISE = "precise"
+
+
 class SlowConsumerPolicy(enum.Enum):
     """What the server does when a client's send buffer is full."""
 
@@ -352,6 +364,9 @@ class Stream:
     fields: Object
     type: str
     envelope: Envelope
+    #: Drop this stream's messages later than this (wall ns) instead of sending them
+    #: late; ``None`` takes the server's ``max_lateness_ns``.
+    max_lateness_ns: int | None = None
 
 
 # ----------------------------------------------------------------------------- server
@@ -384,6 +399,13 @@ class Protocol:
     rules: tuple[Rule, ...] = ()
 
 
+#: The default ``[server] max_lateness``: past it a feed has fallen behind for good,
+#: and an old message would only mislead a client about the present.
+DEFAULT_MAX_LATENESS_NS = 1_000_000_000
+#: ``max_lateness = "off"``: a lateness no message reaches.
+NEVER_LATE_NS = 2**62
+
+
 @dataclass(frozen=True, slots=True)
 class Server:
     host: str = "127.0.0.1"
@@ -395,6 +417,11 @@ class Server:
     slow_consumer: SlowConsumerPolicy = SlowConsumerPolicy.DROP_OLDEST
     keepalive_interval_ns: int = 20_000_000_000
     keepalive_timeout_ns: int = 20_000_000_000
+    timing: Timing = Timing.EFFICIENT
+    #: A message more than this late (wall ns) when the server gets to it, or a frame
+    #: queued for a slow client longer than this, is dropped and counted instead of
+    #: sent late (``max_lateness = "off"``: NEVER_LATE_NS).
+    max_lateness_ns: int = DEFAULT_MAX_LATENESS_NS
     # What one client may send before it is closed (docs/limits.md); the defaults are
     # simulator.net.wire's and simulator.net.server's constants.
     max_frames_per_s: int = 1000  # frames of any kind, per one-second window (1008)

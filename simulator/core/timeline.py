@@ -54,6 +54,15 @@ class Batch:
             self.payloads[start:stop],
         )
 
+    def pick(self, mask: npt.NDArray[np.bool_]) -> Batch:
+        """The messages where ``mask`` is true, still in timeline order."""
+        return Batch(
+            self.t_ns[mask],
+            self.stream[mask],
+            self.seq[mask],
+            [p for p, keep in zip(self.payloads, mask.tolist(), strict=True) if keep],
+        )
+
 
 # Read-only, so that the cursors can hand out the same empty arrays every time.
 _NO_TIMES: Times = np.zeros(0, np.int64)

@@ -28,25 +28,46 @@ def sendable(code: int) -> bool:
     return code not in NOT_ON_THE_WIRE and 1000 <= code <= 4999
 
 
-#: How close to a deadline :func:`sleep_until` stops sleeping and yields instead.
+#: The selector sleeps in whole milliseconds, rounded up, so a timer fires up to a
+#: millisecond after its time. A server that sends when it wakes therefore aims half
+#: of that early, and sends what falls due up to AHEAD_S after the moment it woke:
+#: a message leaves within about half a millisecond either side of its time.
+AHEAD_S = 0.0005
+#: How close to a deadline :func:`sleep_until` stops sleeping and yields instead, in
+#: precise timing.
 SPIN_S = 0.001
 
 
-async def sleep_until(when: float) -> None:
-    """Wait until loop time ``when``. The selector sleeps in whole milliseconds, rounded
-    up, so a plain sleep is up to 1 ms late: sleep to within SPIN_S of ``when``, then
-    yield to the loop (which goes on serving I/O) until it is reached."""
+async def sleep_until(when: float, *, precise: bool = False) -> None:
+    """Wait until about loop time ``when``: up to AHEAD_S before it (then send what
+    is due by ``loop.time() + ahead_s(precise)``), or later if the loop is busy. With
+    ``precise``, sleep to within SPIN_S of ``when``, then yield to the loop (which goes
+    on serving I/O) until it is reached: on time, at the cost of a busy core for that
+    last millisecond."""
     loop = asyncio.get_running_loop()
     delay = when - loop.time()
     if getattr(loop, "exact_timers", False):
         # A virtual clock fires timers exactly on time, and does not move while tasks
         # yield: spinning there would never end.
-        await asyncio.sleep(delay)
+        if delay > 0:
+            await asyncio.sleep(delay)
+        return
+    if not precise:
+        if delay > AHEAD_S:
+            await asyncio.sleep(delay - AHEAD_S)
         return
     if delay > SPIN_S:
         await asyncio.sleep(delay - SPIN_S)
     while loop.time() < when:
         await asyncio.sleep(0)
+
+
+def ahead_s(precise: bool) -> float:
+    """How far past now a woken sender may take messages (see AHEAD_S): nothing is
+    sent early with ``precise`` timing or on a virtual clock."""
+    if precise or getattr(asyncio.get_running_loop(), "exact_timers", False):
+        return 0.0
+    return AHEAD_S
 
 
 def warn_if_public(host: str, log: EventLog) -> None:

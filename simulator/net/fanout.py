@@ -46,7 +46,7 @@ class Fanout:
         values (:mod:`simulator.core.live`). With ``per_client_live`` (a live value of
         :data:`~simulator.core.live.PER_CLIENT` is sent) each client gets its own bytes;
         without, a message is filled once and framed once for all, as without live values."""
-        self._names = list(names)
+        self.names = list(names)
         self._types = list(types)
         self._clock = clock
         self._counters = counters
@@ -80,7 +80,7 @@ class Fanout:
         groups: dict[frozenset[str] | None, list[Client]] = {}
         for client in targets:
             groups.setdefault(client.subscriptions, []).append(client)
-        recorder, sent, names = self.recorder, self.sent, self._names
+        recorder, sent, names = self.recorder, self.sent, self.names
         for subs, members in groups.items():
             if subs is None:
                 picked = list(range(len(frames)))
@@ -108,7 +108,7 @@ class Fanout:
         """Live values: each client's own bytes (its index, its count of messages)."""
         assert self._connected is not None
         connected = self._connected()
-        types, names = self._types, self._names
+        types, names = self._types, self.names
         rows = list(zip(batch.t_ns.tolist(), batch.stream.tolist(), batch.payloads, strict=True))
         for client in targets:
             subs = client.subscriptions
@@ -136,7 +136,7 @@ class Fanout:
         counters = self._counters
         # A plain loop, not np.unique: a live batch holds one or two messages. Sorted,
         # so that new streams enter the counter in scenario order, as they did.
-        by_stream, names = counters.messages_by_stream, self._names
+        by_stream, names = counters.messages_by_stream, self.names
         for i in sorted(batch.stream.tolist()):
             by_stream[names[i]] += 1
         loop_time = self._clock.loop_time
@@ -147,7 +147,7 @@ class Fanout:
         """The slow path: one decision per (client, message), made by the fault planner."""
         assert self._faults is not None
         deliver = self._faults.deliver
-        types, names = self._types, self._names
+        types, names = self._types, self.names
         connected = self._connected
         rows = list(
             zip(

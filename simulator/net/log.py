@@ -22,6 +22,7 @@ class EventKind(enum.StrEnum):
     REJECTED = "rejected"  # handshake refused (limit reached)
     CLIENT_ERROR = "client_error"  # a bad frame from a client, answered with an error
     SLOW_CONSUMER = "slow_consumer"  # frames dropped for, or connection closed on, a slow reader
+    LATE = "late"  # messages dropped: later than max_lateness when the server got to them
     RATE_LIMITED = "rate_limited"  # a client sent faster than allowed and was closed
     FAULT = "fault"  # a fault was injected (see simulator.net.faulting)
     STOPPING = "stopping"

@@ -2,26 +2,42 @@
 time, on the event loop's clock.
 
 One pump reads the shared timeline in broadcast mode; each connection has its own in
-per-connection mode. The pump decides only *when*; what is sent to whom is the
-caller's (see :mod:`simulator.net.fanout`).
+per-connection mode. The pump decides only *when* (and, once it has fallen behind,
+what is too late to send at all); what is sent to whom is the caller's (see
+:mod:`simulator.net.fanout`).
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from dataclasses import dataclass
 
+from simulator.core.lateness import Limits, split_late
 from simulator.core.timeline import Batch, Timeline
-from simulator.net.common import ScenarioClock, sleep_until
+from simulator.net.common import ScenarioClock, ahead_s, sleep_until
 
 #: Messages sent per event-loop iteration at most (see pump).
 MAX_TICK = 256
+
+
+@dataclass(frozen=True, slots=True)
+class Pacing:
+    """How a pump keeps time: ``precise`` timing (see
+    :func:`~simulator.net.common.sleep_until`), and each stream's lateness limit in
+    scenario ns (:func:`~simulator.core.lateness.stream_limits_ns`); the messages past
+    it go to ``dropped_late`` instead of being sent."""
+
+    precise: bool
+    limits: Limits
+    dropped_late: Callable[[Batch], None]
 
 
 async def pump(
     timeline: Timeline,
     clock: ScenarioClock,
     send: Callable[[Batch], None],
+    pacing: Pacing,
     *,
     origin_ns: int = 0,
     end_ns: int | None = None,
@@ -30,6 +46,8 @@ async def pump(
     due together, until the timeline ends or scenario time ``end_ns`` is reached.
     ``origin_ns`` is the scenario time at which the timeline's time 0 falls."""
     carry: Batch | None = None
+    # Messages due up to this far past the wake-up go in the same pass (scenario ns).
+    ahead_ns = round(ahead_s(pacing.precise) * clock.speed * 1e9)
     while True:
         if carry is not None:
             batch = carry
@@ -37,17 +55,23 @@ async def pump(
             nxt = timeline.next_time()
             if nxt is None or (end_ns is not None and origin_ns + nxt >= end_ns):
                 return
-            await sleep_until(clock.loop_time(origin_ns + nxt))
+            await sleep_until(clock.loop_time(origin_ns + nxt), precise=pacing.precise)
             now_virtual = clock.virtual_ns() - origin_ns
-            limit = now_virtual + 1 if end_ns is None else min(now_virtual + 1, end_ns - origin_ns)
+            limit = now_virtual + ahead_ns + 1
+            if end_ns is not None:
+                limit = min(limit, end_ns - origin_ns)
             batch = timeline.take_until(max(limit, nxt + 1))
         # A server that has fallen behind sends at most MAX_TICK messages per loop
         # iteration and then yields: accepting connections, answering pings and
         # draining sockets must go on even when the scenario asks for more than the
-        # machine can send. Nothing is skipped; it is sent late (and counted so).
+        # machine can send. What is later than its limit by then is dropped, not sent.
+        late, batch = split_late(batch, clock.virtual_ns() - origin_ns, pacing.limits)
+        if late is not None:
+            pacing.dropped_late(late)
         if len(batch) > MAX_TICK:
             batch, carry = batch.slice(0, MAX_TICK), batch.slice(MAX_TICK, len(batch))
         else:
             carry = None
-        send(batch)
+        if len(batch):
+            send(batch)
         await asyncio.sleep(0)

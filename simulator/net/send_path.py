@@ -9,7 +9,9 @@ default ``send_buffer_bytes``); after that frames queue here, bounded by
 ``send_buffer_bytes``, and the policy decides: drop the oldest queued frames (counted),
 or close with 1013. The transport copies what it buffers, one copy per client, while
 the queue holds the frames themselves, shared by every client they were sent to: a
-small ``transport_room`` keeps a client that reads nothing cheap (issue #13).
+small ``transport_room`` keeps a client that reads nothing cheap (issue #13). A frame
+that has waited here longer than ``max_queue_s`` (the server's ``max_lateness``) is
+dropped (counted) when the socket drains, rather than sent that late.
 
 Injected faults act on this path through :class:`~simulator.net.fault_effects.FaultEffects`
 (``client.faulted``, created on the first fault): a stall holds frames back, a throttle
@@ -18,6 +20,7 @@ drains the queue at its own pace.
 
 from __future__ import annotations
 
+import asyncio
 from collections import deque
 from collections.abc import Callable
 from typing import Any
@@ -69,13 +72,17 @@ class Client:
         "index",
         "limit",
         "live_sent",
+        "max_queue_s",
         "on_slow",
         "pending",
         "pending_bytes",
+        "pending_since",
         "policy",
+        "protocol",
         "remote",
         "room",
         "subscriptions",
+        "transport",
         "ws",
     )
 
@@ -90,10 +97,14 @@ class Client:
         epoch_ns: int,
         on_slow: Callable[[Client, str, int], None],
         inbound: TokenBucket | None = None,
+        max_queue_s: float = float("inf"),
         transport_room: int | None = None,
     ) -> None:
         self.index = index
         self.ws = ws
+        # Read on every send: kept here rather than looked up through ws each time.
+        self.protocol = ws.protocol
+        self.transport = ws.transport
         self.subscriptions: Subscriptions = None
         self.limit = send_buffer_bytes  # what the queue holds at most
         # What is written to the transport, past which frames queue: give the transport
@@ -103,7 +114,9 @@ class Client:
         self.policy = policy
         # Created on first use: most clients never queue, and an empty deque is ~760 bytes.
         self.pending: deque[bytes] | None = None
+        self.pending_since: deque[float] | None = None  # loop time each one was queued
         self.pending_bytes = 0
+        self.max_queue_s = max_queue_s
         self.frames_sent = 0
         self.frames_dropped = 0
         self.live_sent = 0  # timeline messages handed to it (the live value messages_sent)
@@ -120,16 +133,17 @@ class Client:
 
     @property
     def open(self) -> bool:
-        return not self.closing and self.ws.protocol.state is State.OPEN
+        return not self.closing and self.protocol.state is State.OPEN
 
     def deliver(self, data: bytes, frames: list[bytes]) -> None:
         """Send ``frames`` (``data`` is them joined), or queue them if the socket is full."""
-        if not self.open:
+        # The hot path of a broadcast: once per client per batch.
+        if self.closing or self.protocol.state is not State.OPEN:
             return
         faulted = self.faulted
         if faulted is not None and faulted.holds(self, data, frames):
             return
-        transport = self.ws.transport
+        transport = self.transport
         # Queue only once the buffer is over the limit: asyncio has then paused us, and
         # will call resume_writing (hence flush_pending) when it drains.
         if not self.pending and transport.get_write_buffer_size() <= self.room:
@@ -143,25 +157,43 @@ class Client:
 
     def queue(self, data: bytes, frames: list[bytes]) -> None:
         """Queue ``frames`` behind what is queued, dropping the oldest past the limit."""
-        if self.pending is None:
-            self.pending = deque()
+        if self.pending is None or self.pending_since is None:
+            self.pending, self.pending_since = deque(), deque()
         self.pending.extend(frames)
+        self.pending_since.extend([asyncio.get_running_loop().time()] * len(frames))
         self.pending_bytes += len(data)
         dropped = 0
         while self.pending_bytes > self.limit and self.pending:
             self.pending_bytes -= len(self.pending.popleft())
+            self.pending_since.popleft()
             dropped += 1
         if dropped:
             self.frames_dropped += dropped
             self.on_slow(self, "dropped", dropped)
 
+    def drop_late(self) -> None:
+        """Drop the queued frames that have waited longer than ``max_queue_s``."""
+        pending, since = self.pending, self.pending_since
+        if not pending or since is None:
+            return
+        oldest_allowed = asyncio.get_running_loop().time() - self.max_queue_s
+        dropped = 0
+        while pending and since[0] < oldest_allowed:
+            self.pending_bytes -= len(pending.popleft())
+            since.popleft()
+            dropped += 1
+        if dropped:
+            self.frames_dropped += dropped
+            self.on_slow(self, "late", dropped)
+
     def take(self, budget: int, whole: bool) -> list[bytes]:
         """Dequeue frames worth at most ``budget`` bytes; with ``whole=False`` the last
         one may cross it (it is the socket's room, not a hard cap)."""
         batch: list[bytes] = []
-        pending = self.pending
-        while pending and (len(pending[0]) <= budget if whole else budget > 0):
+        pending, since = self.pending, self.pending_since
+        while pending and since and (len(pending[0]) <= budget if whole else budget > 0):
             frame = pending.popleft()
+            since.popleft()
             self.pending_bytes -= len(frame)
             budget -= len(frame)
             batch.append(frame)
@@ -170,7 +202,7 @@ class Client:
     def write(self, batch: list[bytes]) -> None:
         """Write dequeued frames to the socket."""
         if batch:
-            self.ws.transport.write(b"".join(batch))
+            self.transport.write(b"".join(batch))
             self.frames_sent += len(batch)
 
     def flush_pending(self) -> None:
@@ -179,7 +211,10 @@ class Client:
             return
         if self.faulted is not None and self.faulted.paces_sends:
             return  # a stall sends nothing; a throttle drains at its own pace
-        self.write(self.take(self.room - self.ws.transport.get_write_buffer_size(), False))
+        if self.faulted is None:
+            # (Frames a stall or throttle held back are the fault's to deliver late.)
+            self.drop_late()
+        self.write(self.take(self.room - self.transport.get_write_buffer_size(), False))
 
     def close_slow(self) -> None:
         """Close with 1013: the client could not keep up."""

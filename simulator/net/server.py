@@ -30,8 +30,9 @@ import orjson
 from websockets.http11 import Request
 
 from simulator.core.faults import plan_faults
+from simulator.core.lateness import stream_limits_ns
 from simulator.core.live import PER_CLIENT
-from simulator.core.model import Mode, Scenario
+from simulator.core.model import Mode, Scenario, Timing
 from simulator.core.numbering import Numbering
 from simulator.core.protocol import Outcome, Reply, binary_refused, handle_text
 from simulator.core.rates import TokenBucket
@@ -56,7 +57,7 @@ from simulator.net.handshake import (
 from simulator.net.listener import Listener
 from simulator.net.log import EventKind, EventLog
 from simulator.net.on_demand import OnDemandFaults
-from simulator.net.pump import pump
+from simulator.net.pump import Pacing, pump
 from simulator.net.recorder import Recorder
 from simulator.net.send_path import Client, text_frame
 from simulator.net.stats import Counters, Stats
@@ -127,6 +128,8 @@ class SimServer(Listener):
         self._pumps: dict[int, asyncio.Task[None]] = {}  # per-connection mode
         self._next_index = 0
         self._slow_logged: dict[int, float] = {}
+        self._late_logged = -1.0
+        self._late_limits = stream_limits_ns(scenario, speed)
         self._wall_start = 0.0
         self._done = asyncio.Event()
         #: The error that stopped the feed (a bug of ours), if one did.
@@ -298,7 +301,7 @@ class SimServer(Listener):
         def send(batch: Batch) -> None:
             self._fanout.send(batch, 0, list(self.clients.values()))
 
-        await pump(timeline, self.clock, send, end_ns=self.duration_ns)
+        await pump(timeline, self.clock, send, self._pacing(None), end_ns=self.duration_ns)
 
     async def _pump_connection(self, client: Client, origin_ns: int) -> None:
         timeline = Timeline(
@@ -313,7 +316,42 @@ class SimServer(Listener):
         def send(batch: Batch) -> None:
             self._fanout.send(batch, origin_ns, targets)
 
-        await pump(timeline, self.clock, send, origin_ns=origin_ns, end_ns=self.duration_ns)
+        await pump(
+            timeline,
+            self.clock,
+            send,
+            self._pacing(client.index),
+            origin_ns=origin_ns,
+            end_ns=self.duration_ns,
+        )
+
+    def _pacing(self, conn: int | None) -> Pacing:
+        """How the pump of connection ``conn`` (of every connection: ``None``) keeps time."""
+        return Pacing(
+            precise=self.scenario.server.timing is Timing.PRECISE,
+            limits=self._late_limits,
+            dropped_late=lambda batch: self._dropped_late(batch, conn),
+        )
+
+    def _dropped_late(self, batch: Batch, conn: int | None) -> None:
+        """The pump fell so far behind that ``batch`` is past its lateness limit: count
+        it (status), record it (one fault row) and log it (at most once a second)."""
+        names = self._fanout.names
+        by_stream = Counter(names[i] for i in batch.stream.tolist())
+        self._counters.late_by_stream.update(by_stream)
+        if self.recorder is not None:
+            self.recorder.fault(
+                conn, {"kind": "late", "messages": len(batch), "streams": dict(by_stream)}
+            )
+        now = asyncio.get_running_loop().time()
+        if now - self._late_logged >= 1.0:
+            self._late_logged = now
+            self.log.emit(
+                EventKind.LATE,
+                conn=conn,
+                dropped=len(batch),
+                dropped_total=self._counters.late_by_stream.total(),
+            )
 
     # ------------------------------------------------------------------ connections
     # Called by the WireServer (see simulator.net.wire_server.ServerHandler).
@@ -372,6 +410,7 @@ class SimServer(Listener):
                 self.scenario.server.message_burst,
                 loop.time(),
             ),
+            max_queue_s=self.scenario.server.max_lateness_ns / 1e9,
         )
         if self.recorder is not None:
             self.recorder.opened(index, {"path": redact_url(conn.path or "/")})
@@ -476,6 +515,10 @@ class SimServer(Listener):
         client.deliver(frame, [frame])
 
     def _on_slow(self, client: Client, what: str, count: int) -> None:
+        if what == "late" and self.recorder is not None:
+            # Frames that waited longer than max_lateness for a slow client, dropped
+            # when its socket drained (at most once per drain).
+            self.recorder.fault(client.index, {"kind": "late", "frames": count})
         if what == "closed":
             self._counters.slow_closed += 1
             self.log.emit(EventKind.SLOW_CONSUMER, conn=client.index, action=what, frames=count)
@@ -512,6 +555,7 @@ class SimServer(Listener):
             slow_closed=c.slow_closed,
             client_errors=c.client_errors,
             rejected=c.rejected,
+            late_dropped=c.late_by_stream.total(),
             lateness_p50_ms=p50,
             lateness_p99_ms=p99,
             faults_by_kind=dict(

@@ -29,6 +29,8 @@ class Stats:
     lateness_p50_ms: float | None
     lateness_p99_ms: float | None
     faults_by_kind: dict[str, int] = field(default_factory=dict)
+    #: Messages not sent at all: later than max_lateness when the server got to them.
+    late_dropped: int = 0
 
 
 @dataclass
@@ -43,6 +45,8 @@ class Counters:
     slow_closed: int = 0
     client_errors: int = 0
     rejected: int = 0
+    #: Messages dropped for being later than max_lateness, by stream.
+    late_by_stream: Counter[str] = field(default_factory=Counter)
     #: How late each recent message was handed to the send path, in ns.
     lateness_ns: deque[int] = field(default_factory=lambda: deque(maxlen=LATENESS_SAMPLES))
 

@@ -26,7 +26,7 @@ import logging
 import struct
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from websockets.frames import CloseCode, Frame, Opcode
 from websockets.http11 import Request, Response
@@ -326,12 +326,12 @@ class Connection(asyncio.Protocol):
     # ------------------------------------------------------------------ asyncio.Protocol
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
-        transport.set_write_buffer_limits(high=self.config.write_limit)
+        # A stream transport (uvloop's do not subclass asyncio.Transport).
+        self.transport = cast(asyncio.Transport, transport)
+        self.transport.set_write_buffer_limits(high=self.config.write_limit)
         timeout = self.config.open_timeout
         if timeout is not None:
-            self._open_timer = asyncio.get_running_loop().call_later(timeout, transport.abort)
+            self._open_timer = asyncio.get_running_loop().call_later(timeout, self.transport.abort)
 
     def data_received(self, data: bytes) -> None:
         if self._failed:

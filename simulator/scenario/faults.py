@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 from typing import Final
 
 from simulator.core.durations import ALLOWED as DURATION_ALLOWED
-from simulator.core.durations import parse_duration
+from simulator.core.durations import is_duration
 from simulator.core.model import (
     JSON,
     BurstLoss,
@@ -246,18 +246,10 @@ def _duration(t: Table, kind: FaultKind) -> int | None:
         return t.duration("duration", positive=True)
     if raw == "forever":
         return None
-    if isinstance(raw, str) and not _is_duration(raw):
+    if isinstance(raw, str) and not is_duration(raw):
         t.ctx.bad(t.at("duration"), raw, f"must be 'forever' or {DURATION_ALLOWED}")
         return None
     return t.duration("duration", positive=True)
-
-
-def _is_duration(text: str) -> bool:
-    try:
-        parse_duration(text)
-    except ValueError:
-        return False
-    return True
 
 
 def _at(t: Table) -> Trigger | None:

@@ -8,7 +8,18 @@ from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any, Final
 
-from simulator.core.model import JSON, Mode, Protocol, Rule, Server, SlowConsumerPolicy
+from simulator.core.durations import ALLOWED as DURATION_ALLOWED
+from simulator.core.durations import is_duration
+from simulator.core.model import (
+    JSON,
+    NEVER_LATE_NS,
+    Mode,
+    Protocol,
+    Rule,
+    Server,
+    SlowConsumerPolicy,
+    Timing,
+)
 from simulator.scenario.lines import KeyPath
 from simulator.scenario.reader import ABSENT, Context, Table, json_value
 
@@ -62,18 +73,43 @@ def build_server(t: Table | None) -> Server | None:
     if t is None:
         return Server()
     mark = t.ctx.mark()
-    t.only(("host", "mode", *_SERVER_INTS, "slow_consumer", *_SERVER_DURATIONS, *_LIMIT_KEYS))
+    t.only(
+        (
+            "host",
+            "mode",
+            *_SERVER_INTS,
+            "slow_consumer",
+            *_SERVER_DURATIONS,
+            "timing",
+            "max_lateness",
+            *_LIMIT_KEYS,
+        )
+    )
     changes: dict[str, object] = {
         "host": t.string("host"),
         "mode": t.choose("mode", Mode, "mode"),
         "slow_consumer": t.choose("slow_consumer", SlowConsumerPolicy, "policy"),
+        "timing": t.choose("timing", Timing, "timing"),
         **{key: t.integer(key, lo=lo, hi=hi) for key, (lo, hi) in _SERVER_INTS.items()},
         **{attr: t.duration(key, positive=True) for key, attr in _SERVER_DURATIONS.items()},
         **_limits(t),
     }
+    changes["max_lateness_ns"] = max_lateness(t)
     if t.ctx.failed_since(mark):
         return None
     return replace(Server(), **_given(changes))
+
+
+def max_lateness(t: Table) -> int | None:
+    """``max_lateness`` of ``t`` (a ``[server]`` or ``[[stream]]``) in ns,
+    :data:`NEVER_LATE_NS` for ``"off"``; ``None`` when absent or wrong (then reported)."""
+    raw = t.get("max_lateness")
+    if raw == "off":
+        return NEVER_LATE_NS
+    if isinstance(raw, str) and not is_duration(raw):
+        t.ctx.bad(t.at("max_lateness"), raw, f"must be 'off' or {DURATION_ALLOWED}")
+        return None
+    return t.duration("max_lateness", positive=True)
 
 
 def _given(changes: Mapping[str, object]) -> dict[str, Any]:

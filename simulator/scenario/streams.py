@@ -27,6 +27,7 @@ from simulator.scenario.fields import stream_fields
 from simulator.scenario.lines import KeyPath
 from simulator.scenario.messages import show, unknown
 from simulator.scenario.reader import ABSENT, Context, Table, json_value
+from simulator.scenario.server import max_lateness
 
 __all__ = ["MAX_RATE_PER_S", "build_envelope", "build_streams"]
 
@@ -48,6 +49,7 @@ _STREAM_KEYS: Final = (
     "first",
     "envelope",
     "fields",
+    "max_lateness",
 )
 _TOO_FAST: Final = f"would exceed what can be served (max {MAX_RATE_PER_S} msg/s per stream)"
 
@@ -111,6 +113,7 @@ def _stream(ctx: Context, raw: object, path: KeyPath, envelope: Envelope | None)
     if "envelope" in t:
         envelope = build_envelope(ctx, raw["envelope"], t.at("envelope"))
     fields = stream_fields(t)
+    lateness = max_lateness(t)
     if ctx.failed_since(mark) or name is None or type_ is None or pattern is None:
         return None
     if start is None or fields is None:
@@ -121,6 +124,7 @@ def _stream(ctx: Context, raw: object, path: KeyPath, envelope: Envelope | None)
         fields=fields,
         type=type_,
         envelope=envelope or Envelope(),
+        max_lateness_ns=lateness,
     )
 
 

@@ -1,0 +1,229 @@
+"""A live server that falls behind drops what is past ``max_lateness`` instead of
+sending it late: the pump on a virtual clock whose sends take (virtual) time, and a
+slow client's queue on a transport that reports a full buffer."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from websockets.asyncio.client import connect
+
+from simulator.core.lateness import stream_limits_ns
+from simulator.core.model import SlowConsumerPolicy
+from simulator.core.timeline import Batch, Timeline
+from simulator.net.common import AHEAD_S, ScenarioClock, ahead_s, sleep_until
+from simulator.net.log import Event, EventKind
+from simulator.net.pump import Pacing, pump
+from simulator.net.send_path import Client, text_frame
+from simulator.net.server import serve
+from simulator.scenario import parse_scenario
+from simulator.storage.reader import read_recording
+from simulator.testing.virtual_time import VirtualClockLoop, run
+
+from .test_wire_pump import opened_pair
+
+
+def feed(every_ms: int, limit: str) -> Any:
+    return parse_scenario(
+        f'[scenario]\nname = "t"\nseed = 1\nepoch = "2026-01-01T00:00:00Z"\n'
+        f'[server]\nmax_lateness = "{limit}"\n'
+        f'[[stream]]\nname = "a"\nevery = "{every_ms}ms"\n',
+        "x.toml",
+    )
+
+
+@settings(max_examples=40)
+@given(
+    every_ms=st.integers(1, 50),
+    cost_ms=st.integers(0, 200),
+    limit_ms=st.integers(1, 300),
+)
+def test_a_pump_behind_schedule_sends_each_message_within_its_limit_or_drops_it(
+    every_ms: int, cost_ms: int, limit_ms: int
+) -> None:
+    """Every message is either handed to the send path no later than the limit, or
+    dropped for lateness (more than the limit late): none is lost, none sent twice,
+    order kept, and a send path that keeps up drops nothing."""
+    scenario = feed(every_ms, f"{limit_ms}ms")
+    end_ns = 2 * 10**9
+
+    async def main() -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
+        loop = asyncio.get_running_loop()
+        assert isinstance(loop, VirtualClockLoop)
+        clock = ScenarioClock(1.0)
+        clock.start()
+        sent: list[tuple[int, int]] = []  # (seq, lateness ns when handed over)
+        dropped: list[tuple[int, int]] = []
+
+        def lateness(batch: Batch) -> list[tuple[int, int]]:
+            now = clock.virtual_ns()
+            return [
+                (q, now - t) for q, t in zip(batch.seq.tolist(), batch.t_ns.tolist(), strict=True)
+            ]
+
+        def send(batch: Batch) -> None:
+            sent.extend(lateness(batch))
+            loop.advance(cost_ms / 1000)  # the machine is this slow at sending a batch
+
+        def late(batch: Batch) -> None:
+            dropped.extend(lateness(batch))
+
+        timeline = Timeline(scenario, 1, scope=None, epoch_ns=0)
+        pacing = Pacing(False, stream_limits_ns(scenario, 1.0), late)
+        await pump(timeline, clock, send, pacing, end_ns=end_ns)
+        return sent, dropped
+
+    sent, dropped = run(main())
+    limit_ns = limit_ms * 10**6
+    every_seq = [seq for seq, _ in sent] + [seq for seq, _ in dropped]
+    assert sorted(every_seq) == list(range(1, len(every_seq) + 1))
+    assert [seq for seq, _ in sent] == sorted(seq for seq, _ in sent)
+    assert all(lateness <= limit_ns for _, lateness in sent)
+    assert all(lateness > limit_ns for _, lateness in dropped)
+    if cost_ms == 0:
+        assert dropped == []
+
+
+def test_a_limit_of_off_sends_everything_however_late() -> None:
+    scenario = feed(1, "off")
+
+    async def main() -> tuple[int, int]:
+        loop = asyncio.get_running_loop()
+        assert isinstance(loop, VirtualClockLoop)
+        clock = ScenarioClock(1.0)
+        clock.start()
+        counts = [0, 0]
+
+        def send(batch: Batch) -> None:
+            counts[0] += len(batch)
+            loop.advance(0.5)
+
+        def late(batch: Batch) -> None:
+            counts[1] += len(batch)
+
+        pacing = Pacing(False, stream_limits_ns(scenario, 1.0), late)
+        timeline = Timeline(scenario, 1, scope=None, epoch_ns=0)
+        await pump(timeline, clock, send, pacing, end_ns=10**9)
+        return counts[0], counts[1]
+
+    assert run(main()) == (999, 0)  # at 1 ms .. 999 ms: the end is excluded
+
+
+class FullTape:
+    """What a client that stopped reading looks like to the server: a write buffer
+    over any limit, until ``drain``."""
+
+    def __init__(self, tape: Any) -> None:
+        self.tape = tape
+        self.full = True
+
+    def buffer_size(self) -> int:
+        return 10**9 if self.full else 0
+
+
+def test_frames_queued_for_a_slow_client_past_the_limit_are_dropped_when_it_drains() -> None:
+    """Queued frames older than ``max_queue_s`` when the socket drains are dropped and
+    counted; younger ones are written, in order."""
+
+    async def main() -> tuple[bytes, int, list[tuple[str, int]]]:
+        loop = asyncio.get_running_loop()
+        assert isinstance(loop, VirtualClockLoop)
+        conn, tape, _, _ = opened_pair()
+        tape.take()
+        full = FullTape(tape)
+        tape.get_write_buffer_size = full.buffer_size  # type: ignore[method-assign]
+        slow: list[tuple[str, int]] = []
+        client = Client(
+            0,
+            conn,
+            send_buffer_bytes=1 << 20,
+            policy=SlowConsumerPolicy.DROP_OLDEST,
+            connected_at=loop.time(),
+            epoch_ns=0,
+            on_slow=lambda c, what, n: slow.append((what, n)),
+            max_queue_s=0.25,
+        )
+        frames = [text_frame(f"m{i}".encode()) for i in range(4)]
+        client.deliver(frames[0], frames[:1])  # queued at 0.0
+        loop.advance(0.2)
+        client.deliver(frames[1], frames[1:2])  # queued at 0.2
+        loop.advance(0.1)
+        client.deliver(b"".join(frames[2:]), frames[2:])  # queued at 0.3
+        loop.advance(0.2)  # now 0.5: the first two waited 0.5 s and 0.3 s
+        full.full = False
+        client.flush_pending()
+        return tape.take(), client.frames_dropped, slow
+
+    written, dropped, slow = run(main())
+    assert written == text_frame(b"m2") + text_frame(b"m3")
+    assert dropped == 2
+    assert slow == [("late", 2)]
+
+
+def test_an_efficient_sleep_wakes_at_most_ahead_s_early_on_a_real_loop() -> None:
+    """Not a speed figure: asyncio never runs a timer before its time, so a message
+    leaves no more than AHEAD_S before the moment it is due."""
+
+    async def main() -> list[float]:
+        loop = asyncio.get_running_loop()
+        early = []
+        for _ in range(20):
+            when = loop.time() + 0.003
+            await sleep_until(when)
+            early.append(when - loop.time())
+        assert ahead_s(precise=False) == AHEAD_S
+        assert ahead_s(precise=True) == 0.0
+        return early
+
+    assert max(asyncio.run(main())) <= AHEAD_S + 1e-6
+
+
+def test_nothing_is_sent_early_on_a_virtual_clock() -> None:
+    async def main() -> float:
+        assert ahead_s(precise=False) == 0.0
+        when = asyncio.get_running_loop().time() + 0.0123
+        await sleep_until(when)
+        return asyncio.get_running_loop().time() - when
+
+    assert run(main()) == 0.0
+
+
+def test_a_stalled_server_drops_what_is_too_late_and_says_so_in_stats_log_and_recording(
+    tmp_path: Path,
+) -> None:
+    """A real server whose loop is blocked for 0.5 s (as a busy machine would) with
+    ``max_lateness = "100ms"``: the messages due early in the stall are dropped, and
+    the status, the log and the recording all count the same number."""
+    scenario = parse_scenario(
+        '[scenario]\nname = "t"\nseed = 1\n[server]\nmax_lateness = "100ms"\n'
+        '[[stream]]\nname = "tick"\nevery = "10ms"\n',
+        "x.toml",
+    )
+    path = tmp_path / "late.parquet"
+
+    async def main() -> tuple[int, int, list[Event]]:
+        async with serve(scenario, port=0, record=path) as server:  # noqa: SIM117 (url needed)
+            async with connect(server.url, max_queue=None) as ws:
+                await ws.recv()
+                time.sleep(0.5)  # the loop stalls: nothing is sent meanwhile
+                await asyncio.sleep(0.1)
+        stats = server.stats()  # after the stop: what the recording holds too
+        late = server.log.of_kind(EventKind.LATE)
+        return stats.late_dropped, stats.messages_by_stream["tick"], late
+
+    dropped, sent, events = asyncio.run(main())
+    assert dropped >= 30  # of the ~50 due in the stall, those more than 100 ms late
+    assert sent > 0
+    assert events and events[0].detail["dropped"] > 0
+    rows = read_recording(path).frame.filter(pl.col("kind") == "fault")
+    recorded = [json.loads(f) for f in rows["fault"].to_list()]
+    assert {r["kind"] for r in recorded} == {"late"}
+    assert sum(r["messages"] for r in recorded) == dropped
+    assert sum(r["streams"]["tick"] for r in recorded) == dropped
