@@ -223,8 +223,10 @@ class RssSampler:
         return max(window, default=0) / 1024
 
 
-def one_run(kind: str, seconds: float, settle: float, logdir: Path) -> dict[str, Any]:
-    argv = [sys.executable, "-m", "simulator", "run", str(SCENARIO), "--port", "0", "--quiet"]
+def one_run(
+    kind: str, seconds: float, settle: float, logdir: Path, scenario: Path = SCENARIO
+) -> dict[str, Any]:
+    argv = [sys.executable, "-m", "simulator", "run", str(scenario), "--port", "0", "--quiet"]
     server = start_url_server("sim", argv, logdir / f"sim-{kind}.log")
     url = f"ws://127.0.0.1:{server.port}/"
     row: dict[str, Any] = {"attack": kind}
@@ -308,6 +310,9 @@ def main() -> int:
     ap.add_argument("--settle", type=float, default=30.0, help="RSS read again after this")
     ap.add_argument("--logs", type=Path, default=Path("/tmp/sim-bench-hostile"))
     ap.add_argument("--out", type=Path, default=None, help="append raw JSON lines here")
+    ap.add_argument(
+        "--scenario", type=Path, default=SCENARIO, help="what sim run serves (its [server] limits)"
+    )
     args = ap.parse_args()
     kinds = ["control", *[k for k in args.attacks.split(",") if k]]
     unknown = set(kinds) - set(DESCRIBED)
@@ -318,7 +323,7 @@ def main() -> int:
     t0 = time.monotonic()
     rows = []
     for kind in kinds:
-        row = one_run(kind, args.seconds, args.settle, args.logs)
+        row = one_run(kind, args.seconds, args.settle, args.logs, args.scenario)
         print(
             f"# {kind}: {json.dumps({k: v for k, v in row.items() if k != 'attacker'})}",
             file=sys.stderr,

@@ -11,6 +11,11 @@ import click
 
 from simulator.cli.help_text import epilog
 from simulator.cli.inspector_options import load_inspector, no_inspector_option, start_inspector
+from simulator.cli.limits import (
+    PROXY_MESSAGE_BYTES,
+    ClientLimits,
+    client_limit_options,
+)
 from simulator.cli.options import (
     DURATION,
     claim_output,
@@ -79,6 +84,11 @@ if TYPE_CHECKING:
     type=click.IntRange(1, 100_000),
     help="Proxy: clients at once; more get 503.",
 )
+@client_limit_options(
+    PROXY_MESSAGE_BYTES,
+    "Proxy: a message larger, either way, closes its connection with 1009.",
+    prefix="Proxy: ",
+)
 @click.option(
     "--log-format",
     type=click.Choice(["plain", "json"]),
@@ -103,6 +113,7 @@ def record(
     redact_key_file: str | None,
     ca: str | None,
     max_connections: int,
+    limits: ClientLimits,
     log_format: str,
     quiet: bool,
     tls: TLSOptions,
@@ -148,6 +159,7 @@ def record(
                     redactor,
                     ca,
                     max_connections,
+                    limits,
                     log_format,
                     quiet,
                     served,
@@ -180,6 +192,7 @@ async def _proxy(
     redactor: Redactor | None,
     ca: str | None,
     max_connections: int,
+    limits: ClientLimits,
     log_format: str,
     quiet: bool,
     tls: ServingTLS | None,
@@ -200,6 +213,9 @@ async def _proxy(
         redaction=None if redactor is None else redactor.describe(),
         ssl_context=trust(ca),
         max_connections=max_connections,
+        max_size=limits.max_message_bytes,
+        max_frames_per_s=limits.max_frames_per_s,
+        max_handshakes=limits.max_handshakes,
         tls=None if tls is None else tls.context,
     ) as proxy:
         print(proxy.url, flush=True)

@@ -22,6 +22,11 @@ from simulator.cli.inspector_options import (
     no_inspector_option,
     start_inspector,
 )
+from simulator.cli.limits import (
+    REPLAY_MESSAGE_BYTES,
+    ClientLimits,
+    client_limit_options,
+)
 from simulator.cli.options import (
     DURATION,
     EPOCH,
@@ -347,6 +352,10 @@ async def _serve(
     type=click.IntRange(1, 100_000),
     help="Clients at once; more get 503 with Retry-After: 1.",
 )
+@client_limit_options(
+    REPLAY_MESSAGE_BYTES,
+    "A client message larger (and larger than every recorded one) is closed with 1009.",
+)
 @tls_options
 @no_inspector_option
 def replay(
@@ -366,6 +375,7 @@ def replay(
     log_format: str,
     quiet: bool,
     max_connections: int,
+    limits: ClientLimits,
     tls: TLSOptions,
     no_inspector: bool,
 ) -> None:
@@ -398,6 +408,7 @@ def replay(
                 quiet,
                 served,
                 max_connections,
+                limits,
                 (no_inspector, False),  # replay has no control endpoint
             )
         )
@@ -454,6 +465,7 @@ async def _replay(
     quiet: bool,
     tls: ServingTLS | None,
     max_connections: int,
+    limits: ClientLimits,
     inspector: tuple[bool, bool] = (False, False),
 ) -> None:
     from simulator.cli.console import follow_log, stop_on_signals
@@ -476,6 +488,9 @@ async def _replay(
         free_run=free_run,
         tls=None if tls is None else tls.context,
         max_connections=max_connections,
+        max_frames_per_s=limits.max_frames_per_s,
+        max_message_bytes=limits.max_message_bytes,
+        max_handshakes=limits.max_handshakes,
     ) as server:
         print(server.url, flush=True)
         start_inspector(server, *inspector, quiet or log_format != "plain", source=file)

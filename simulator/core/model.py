@@ -422,6 +422,16 @@ class Server:
     #: queued for a slow client longer than this, is dropped and counted instead of
     #: sent late (``max_lateness = "off"``: NEVER_LATE_NS).
     max_lateness_ns: int = DEFAULT_MAX_LATENESS_NS
+    # What one client may send before it is closed (docs/limits.md); the defaults are
+    # simulator.net.wire's and simulator.net.server's constants.
+    max_frames_per_s: int = 1000  # frames of any kind, per one-second window (1008)
+    max_messages_per_s: int = 200  # messages, sustained (1008)
+    message_burst: int = 400  # messages at once
+    max_errors_per_s: int = 2  # invalid messages, sustained (1008)
+    error_burst: int = 20  # invalid messages at once
+    errors_logged: int = 5  # invalid messages logged one by one per connection
+    max_handshakes: int = 1000  # connections whose opening request is not in yet
+    handshake_timeout_ns: int = 10_000_000_000  # for the opening request to arrive
 
 
 # ----------------------------------------------------------------------------- faults

@@ -51,7 +51,13 @@ from simulator.net.handshake import too_many_connections
 from simulator.net.listener import Listener
 from simulator.net.log import EventKind, EventLog
 from simulator.net.recorder import Recorder
-from simulator.net.wire import CLIENT_FRAMES_PER_S, Connection, Handler, WireConfig
+from simulator.net.wire import (
+    CLIENT_FRAMES_PER_S,
+    MAX_HANDSHAKES,
+    Connection,
+    Handler,
+    WireConfig,
+)
 from simulator.net.wire_client import ClientConnection, OpenTransport, connect, gateway_status
 from simulator.net.wire_server import HandshakeAnswer, ServerConnection
 from simulator.storage.schema import Kind, Sender, new_metadata
@@ -85,6 +91,8 @@ _NOT_FORWARDED = frozenset(
 #: 101 response is the proxy's own handshake).
 _RESPONSE_FORWARDED = ("set-cookie", "www-authenticate", "retry-after", "location")
 
+#: The largest message relayed, either way, unless ``max_size`` says otherwise.
+MAX_SIZE = 16 * 2**20
 #: Bytes a leg buffers for its peer before the proxy stops reading the other leg
 #: (backpressure to the sender).
 _WRITE_LIMIT = 2**16
@@ -279,9 +287,13 @@ class RecordingProxy(Listener):
         log: EventLog,
         log_sends: bool,
         open_upstream: OpenTransport | None = None,
+        max_frames_per_s: int = CLIENT_FRAMES_PER_S,
+        max_handshakes: int = MAX_HANDSHAKES,
     ) -> None:
         super().__init__(host, log)
         self.max_connections = max_connections
+        self.max_frames_per_s = max_frames_per_s
+        self.max_handshakes = max_handshakes
         self.upstream = upstream
         self.recorder = recorder
         self.requested_port = port
@@ -312,7 +324,8 @@ class RecordingProxy(Listener):
             ping_timeout=None,
             open_timeout=self._open_timeout + 10,
             close_timeout=CLOSE_TIMEOUT_S,
-            max_frames_per_s=CLIENT_FRAMES_PER_S,
+            max_frames_per_s=self.max_frames_per_s,
+            max_handshakes=self.max_handshakes,
         )
         await self._listen(config, self.requested_port)
         self._spawn(self.recorder.run())
@@ -573,12 +586,14 @@ async def record_proxy(
     redaction: dict[str, Any] | None = None,
     ssl_context: ssl.SSLContext | None = None,
     open_timeout: float = 10.0,
-    max_size: int = 16 * 2**20,
+    max_size: int = MAX_SIZE,
     max_connections: int = 1000,
     log_sends: bool = False,
     in_memory: bool = False,
     open_upstream: OpenTransport | None = None,
     tls: ssl.SSLContext | None = None,
+    max_frames_per_s: int = CLIENT_FRAMES_PER_S,
+    max_handshakes: int = MAX_HANDSHAKES,
 ) -> AsyncIterator[RecordingProxy]:
     """Relay clients to ``upstream`` (``ws://`` or ``wss://``), recording to ``out``.
 
@@ -586,7 +601,11 @@ async def record_proxy(
     :class:`simulator.core.redact.Redactor`); ``redaction`` describes it (no key) in
     the file's metadata. Secret headers and token-like query parameters are always
     removed. ``ssl_context`` verifies a ``wss://`` upstream (default: the system's CAs).
-    Past ``max_connections`` clients (open or opening), handshakes get 503.
+    Past ``max_connections`` clients (open or opening), handshakes get 503. A message
+    larger than ``max_size`` (either way) closes its leg with 1009; a client sending
+    more than ``max_frames_per_s`` frames in a second is closed with 1008; past
+    ``max_handshakes`` connections whose request has not arrived, the oldest is dropped
+    (docs/limits.md).
     The file is compacted when the block ends; killed, it keeps what was flushed
     (about the last second is lost; ``sim recover``). ``in_memory`` opens no socket:
     clients connect with ``open_transport=proxy.open_transport``; ``open_upstream``
@@ -612,6 +631,8 @@ async def record_proxy(
         log=log,
         log_sends=log_sends,
         open_upstream=open_upstream,
+        max_frames_per_s=max_frames_per_s,
+        max_handshakes=max_handshakes,
     )
     proxy.tls = tls
     try:

@@ -63,7 +63,13 @@ from simulator.net.handshake import fault_answer, too_many_connections
 from simulator.net.listener import Listener
 from simulator.net.log import EventKind, EventLog
 from simulator.net.send_path import Client, binary_frame, text_frame
-from simulator.net.wire import CLIENT_FRAMES_PER_S, Connection, WireConfig, close_of
+from simulator.net.wire import (
+    CLIENT_FRAMES_PER_S,
+    MAX_HANDSHAKES,
+    Connection,
+    WireConfig,
+    close_of,
+)
 from simulator.net.wire_server import HandshakeAnswer, ServerConnection
 from simulator.storage.reader import read_metadata, scan_recording
 from simulator.storage.schema import RecordingMetadata, error_reason
@@ -160,10 +166,15 @@ class ReplayServer(Listener):
         faults: FaultPlan | None = None,
         speed: float | None = 1.0,
         max_connections: int = 1000,
+        max_frames_per_s: int = CLIENT_FRAMES_PER_S,
+        max_message_bytes: int = MIN_MESSAGE_LIMIT,
+        max_handshakes: int = MAX_HANDSHAKES,
     ) -> None:
         super().__init__(host, EventLog())
         self.max_connections = max_connections
-        self._max_size = MIN_MESSAGE_LIMIT  # raised to the largest recorded client message
+        self.max_frames_per_s = max_frames_per_s
+        self.max_handshakes = max_handshakes
+        self._max_size = max_message_bytes  # raised to the largest recorded client message
         self.plans = plans
         self.order = sorted(plans)
         self.requested_port = port
@@ -238,7 +249,8 @@ class ReplayServer(Listener):
             # The opening handshake includes waiting out injected handshake delays.
             open_timeout=10 + self._handshake_delay_s,
             close_timeout=CLOSE_TIMEOUT_S,
-            max_frames_per_s=CLIENT_FRAMES_PER_S,
+            max_frames_per_s=self.max_frames_per_s,
+            max_handshakes=self.max_handshakes,
         )
         await self._listen(config, self.requested_port)
         self.log.emit(EventKind.LISTENING, url=self.url, mode="replay")
@@ -600,6 +612,9 @@ async def replay(
     free_run: bool = False,
     max_connections: int = 1000,
     tls: ssl.SSLContext | None = None,
+    max_frames_per_s: int = CLIENT_FRAMES_PER_S,
+    max_message_bytes: int = MIN_MESSAGE_LIMIT,
+    max_handshakes: int = MAX_HANDSHAKES,
 ) -> AsyncIterator[ReplayServer]:
     """Serve the recording at ``path`` until the block ends.
 
@@ -625,7 +640,9 @@ async def replay(
 
     At most ``max_connections`` clients at once: further handshakes get 503 with
     ``Retry-After: 1``. A client message larger than the largest recorded one (and
-    than 1 MiB) closes its connection with 1009.
+    than ``max_message_bytes``, 1 MiB) closes its connection with 1009; more than
+    ``max_frames_per_s`` frames in a second, with 1008. Past ``max_handshakes``
+    connections whose request has not arrived, the oldest is dropped (docs/limits.md).
 
     Raises :class:`RecordingError` (bad file) or :class:`UsageError` (bad argument)
     before listening.
@@ -650,6 +667,9 @@ async def replay(
         faults=faults,
         speed=speed,
         max_connections=max_connections,
+        max_frames_per_s=max_frames_per_s,
+        max_message_bytes=max_message_bytes,
+        max_handshakes=max_handshakes,
     )
     server.redact = client_redactor(metadata, redact_key, server.log)
     server.ignore = ignoring(ignore)

@@ -4,11 +4,14 @@ its counters.
 Frames are written straight to the transport, pre-serialised: a server-side text frame
 is the same bytes for every client (no mask, no compression), so a message is framed
 once and the frames due in one loop tick go out to each client in one ``write``.
-When a client stops reading, its socket buffer fills up to ``send_buffer_bytes``;
-after that frames queue here, bounded by the same number of bytes, and the policy
-decides: drop the oldest queued frames (counted), or close with 1013. A frame that has
-waited here longer than ``max_queue_s`` (the server's ``max_lateness``) is dropped
-(counted) when the socket drains, rather than sent that late.
+When a client stops reading, its socket buffer fills up to ``transport_room`` (by
+default ``send_buffer_bytes``); after that frames queue here, bounded by
+``send_buffer_bytes``, and the policy decides: drop the oldest queued frames (counted),
+or close with 1013. The transport copies what it buffers, one copy per client, while
+the queue holds the frames themselves, shared by every client they were sent to: a
+small ``transport_room`` keeps a client that reads nothing cheap (issue #13). A frame
+that has waited here longer than ``max_queue_s`` (the server's ``max_lateness``) is
+dropped (counted) when the socket drains, rather than sent that late.
 
 Injected faults act on this path through :class:`~simulator.net.fault_effects.FaultEffects`
 (``client.faulted``, created on the first fault): a stall holds frames back, a throttle
@@ -77,6 +80,7 @@ class Client:
         "policy",
         "protocol",
         "remote",
+        "room",
         "subscriptions",
         "transport",
         "ws",
@@ -94,6 +98,7 @@ class Client:
         on_slow: Callable[[Client, str, int], None],
         inbound: TokenBucket | None = None,
         max_queue_s: float = float("inf"),
+        transport_room: int | None = None,
     ) -> None:
         self.index = index
         self.ws = ws
@@ -101,7 +106,11 @@ class Client:
         self.protocol = ws.protocol
         self.transport = ws.transport
         self.subscriptions: Subscriptions = None
-        self.limit = send_buffer_bytes
+        self.limit = send_buffer_bytes  # what the queue holds at most
+        # What is written to the transport, past which frames queue: give the transport
+        # the same high-water mark (WireConfig.write_limit), so that it calls back
+        # (flush_pending) once it has room again.
+        self.room = send_buffer_bytes if transport_room is None else transport_room
         self.policy = policy
         # Created on first use: most clients never queue, and an empty deque is ~760 bytes.
         self.pending: deque[bytes] | None = None
@@ -137,7 +146,7 @@ class Client:
         transport = self.transport
         # Queue only once the buffer is over the limit: asyncio has then paused us, and
         # will call resume_writing (hence flush_pending) when it drains.
-        if not self.pending and transport.get_write_buffer_size() <= self.limit:
+        if not self.pending and transport.get_write_buffer_size() <= self.room:
             transport.write(data)
             self.frames_sent += len(frames)
             return
@@ -205,7 +214,7 @@ class Client:
         if self.faulted is None:
             # (Frames a stall or throttle held back are the fault's to deliver late.)
             self.drop_late()
-        self.write(self.take(self.limit - self.transport.get_write_buffer_size(), False))
+        self.write(self.take(self.room - self.transport.get_write_buffer_size(), False))
 
     def close_slow(self) -> None:
         """Close with 1013: the client could not keep up."""

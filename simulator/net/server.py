@@ -61,11 +61,13 @@ from simulator.net.pump import Pacing, pump
 from simulator.net.recorder import Recorder
 from simulator.net.send_path import Client, text_frame
 from simulator.net.stats import Counters, Stats
-from simulator.net.wire import CLIENT_FRAMES_PER_S, Connection, WireConfig, close_of
+from simulator.net.wire import Connection, WireConfig, close_of
 from simulator.net.wire_server import HandshakeAnswer, ServerConnection
 from simulator.storage.schema import new_metadata
 from simulator.version import __version__
 
+# The defaults of [server]'s admission keys (simulator.core.model.Server), which a
+# scenario may change; docs/limits.md lists them all.
 #: Messages a client may send per second (and at once) before it is closed with 1008.
 CLIENT_RATE_PER_S = 200.0
 CLIENT_BURST = 400.0
@@ -77,6 +79,12 @@ CLIENT_ERROR_RATE_PER_S = 2.0
 #: Errors logged per connection; the rest are counted, and the count is logged when it
 #: disconnects (a summary, not thousands of lines).
 CLIENT_ERRORS_LOGGED = 5
+#: Bytes written to a client's transport before frames queue (send_path.Client): the
+#: transport copies them, one copy per client, while queued frames are shared. The
+#: kernel's socket buffer takes what a reading client is sent; this is only what a
+#: client that does not read costs, beyond the shared queue (2,000 of them held
+#: 256 KiB each before: +574 MB RSS).
+TRANSPORT_ROOM = 16 * 1024
 #: Rendering a timeline chunk blocks the loop: keep chunks small on a live server.
 LIVE_MAX_CHUNK = 256
 
@@ -184,14 +192,16 @@ class SimServer(Listener):
         cfg = self.scenario.server
         config = WireConfig(
             max_size=cfg.max_frame_bytes,
-            write_limit=cfg.send_buffer_bytes,
+            write_limit=min(cfg.send_buffer_bytes, TRANSPORT_ROOM),
             ping_interval=cfg.keepalive_interval_ns / 1e9,
             ping_timeout=cfg.keepalive_timeout_ns / 1e9,
             # The opening handshake includes waiting out injected handshake delays:
             # allow for the longest one.
-            open_timeout=10 + longest_handshake_delay_s(self.scenario.faults, self.speed),
+            open_timeout=cfg.handshake_timeout_ns / 1e9
+            + longest_handshake_delay_s(self.scenario.faults, self.speed),
             close_timeout=CLOSE_TIMEOUT_S,
-            max_frames_per_s=CLIENT_FRAMES_PER_S,
+            max_frames_per_s=cfg.max_frames_per_s,
+            max_handshakes=cfg.max_handshakes,
         )
         await self._listen(config, self.requested_port)
         try:
@@ -390,11 +400,16 @@ class SimServer(Listener):
             index,
             conn,
             send_buffer_bytes=self.scenario.server.send_buffer_bytes,
+            transport_room=min(self.scenario.server.send_buffer_bytes, TRANSPORT_ROOM),
             policy=self.scenario.server.slow_consumer,
             connected_at=loop.time(),
             epoch_ns=self.epoch_ns + origin if per_connection else self.epoch_ns,
             on_slow=self._on_slow,
-            inbound=TokenBucket(CLIENT_RATE_PER_S, CLIENT_BURST, loop.time()),
+            inbound=TokenBucket(
+                self.scenario.server.max_messages_per_s,
+                self.scenario.server.message_burst,
+                loop.time(),
+            ),
             max_queue_s=self.scenario.server.max_lateness_ns / 1e9,
         )
         if self.recorder is not None:
@@ -418,7 +433,8 @@ class SimServer(Listener):
             return  # drop what is in flight so the closing handshake completes
         assert client.inbound is not None
         if not client.inbound.allow(asyncio.get_running_loop().time()):
-            self.log.emit(EventKind.RATE_LIMITED, conn=client.index, limit=CLIENT_RATE_PER_S)
+            limit = self.scenario.server.max_messages_per_s
+            self.log.emit(EventKind.RATE_LIMITED, conn=client.index, limit=limit)
             client.fail(CLOSE_POLICY_VIOLATION, "message rate limit exceeded")
             return
         self._on_message(client, message)
@@ -437,6 +453,7 @@ class SimServer(Listener):
         self._counters.frames_sent_closed += client.frames_sent
         self._counters.frames_dropped_closed += client.frames_dropped
         code, reason, by = close_of(conn)
+        logged = self.scenario.server.errors_logged
         if self.recorder is not None:
             self.recorder.closed(index, code, reason, by)
         self.log.emit(
@@ -447,7 +464,7 @@ class SimServer(Listener):
             by=by,
             sent=client.frames_sent,
             dropped=client.frames_dropped,
-            **({"errors": client.errors} if client.errors > CLIENT_ERRORS_LOGGED else {}),
+            **({"errors": client.errors} if client.errors > logged else {}),
         )
 
     def _on_message(self, client: Client, message: str | bytes) -> None:
@@ -468,16 +485,17 @@ class SimServer(Listener):
     def _over_error_budget(self, client: Client, error: str) -> bool:
         """Count an invalid message; close the client with 1008 (and say True) once it
         has sent too many."""
+        limits = self.scenario.server
         self._counters.client_errors += 1
         client.errors += 1
-        if client.errors <= CLIENT_ERRORS_LOGGED:
+        if client.errors <= limits.errors_logged:
             self.log.emit(EventKind.CLIENT_ERROR, conn=client.index, error=error)
         now = asyncio.get_running_loop().time()
         if client.error_budget is None:
-            client.error_budget = TokenBucket(CLIENT_ERROR_RATE_PER_S, CLIENT_ERROR_BURST, now)
+            client.error_budget = TokenBucket(limits.max_errors_per_s, limits.error_burst, now)
         if client.error_budget.allow(now):
             return False
-        self.log.emit(EventKind.RATE_LIMITED, conn=client.index, limit=CLIENT_ERROR_RATE_PER_S)
+        self.log.emit(EventKind.RATE_LIMITED, conn=client.index, limit=limits.max_errors_per_s)
         client.fail(CLOSE_POLICY_VIOLATION, "too many invalid messages")
         return True
 

@@ -62,6 +62,8 @@ FRAME_FLOOD_REASON = "frame rate limit exceeded"
 #: far above what a client of a feed sends (a few subscribes and pings a second), far
 #: below a flood.
 CLIENT_FRAMES_PER_S = 1000
+#: Connections whose opening request has not arrived, at most (``WireConfig.max_handshakes``).
+MAX_HANDSHAKES = 1000
 
 
 #: The connections with a backlog to parse (see MIN_SLICE_BYTES).
@@ -87,7 +89,7 @@ class WireConfig:
     open_timeout: float | None = 10.0
     close_timeout: float = 10.0
     max_frames_per_s: int | None = None
-    max_handshakes: int | None = 1000
+    max_handshakes: int | None = MAX_HANDSHAKES
 
 
 class Handler:
@@ -419,6 +421,10 @@ class Connection(asyncio.Protocol):
             self._close_timer = None
         self.lost = True
         self.ping = None
+        # A callback of the owner's (a bound method) makes a cycle with it: broken
+        # here, what the owner holds (a queue of frames for a slow client) is freed now
+        # rather than at the next full garbage collection.
+        self.on_resume = None
         self._paused = False
         self._held_pong = None
         self._backlog = bytearray()

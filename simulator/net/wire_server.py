@@ -35,6 +35,7 @@ from websockets.http11 import Request, Response
 from websockets.protocol import State
 from websockets.server import ServerProtocol
 
+from simulator.net.heap import HeapTrimmer
 from simulator.net.wire import Connection, Handler, Keepalive, WireConfig
 
 __all__ = [
@@ -165,6 +166,7 @@ class ServerConnection(Connection):
 
     def _lost(self) -> None:
         self.server.connections.discard(self)
+        self.server.heap.closed()
         self.server.handshaking.pop(self, None)
 
     def _handshake(self, event: Request | Response) -> None:
@@ -232,6 +234,8 @@ class WireServer:
         self._accepting = False
         self._held: set[asyncio.Task[None]] = set()
         self.keepalive: Keepalive | None = None
+        #: Gives freed memory back to the system after waves of closes (simulator.net.heap).
+        self.heap = HeapTrimmer.for_this_system()
         if config.ping_interval is not None:
             self.keepalive = Keepalive(self.connections, config.ping_interval, config.ping_timeout)
 
@@ -328,6 +332,7 @@ class WireServer:
             self._server.close()
         if self.keepalive is not None:
             self.keepalive.stop()
+        self.heap.stop()
         for task in list(self._held):
             task.cancel()  # held handshakes are answered 503
         for conn in list(self.connections):

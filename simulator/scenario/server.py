@@ -37,6 +37,37 @@ _SERVER_DURATIONS: Final = {
 }
 
 
+#: What one client may send (docs/limits.md): key → (lowest, highest).
+_SERVER_LIMITS: Final = {
+    "max_frames_per_s": (10, 1_000_000),
+    "max_messages_per_s": (1, 100_000),
+    "message_burst": (1, 1_000_000),
+    "max_errors_per_s": (0, 100_000),
+    "error_burst": (0, 1_000_000),
+    "errors_logged": (0, 1_000_000),
+    "max_handshakes": (1, 100_000),
+}
+_LIMIT_KEYS: Final = (*_SERVER_LIMITS, "handshake_timeout")
+
+
+#: ``handshake_timeout``'s range, in ns: a connection needs a moment to send its
+#: request, and a slowloris must not be held for long.
+_HANDSHAKE_TIMEOUT_NS: Final = (100_000_000, 600_000_000_000)
+
+
+def _limits(t: Table) -> dict[str, object]:
+    """The admission limits given in ``[server]``, as :class:`Server` fields."""
+    timeout = t.duration("handshake_timeout", positive=True)
+    shortest, longest = _HANDSHAKE_TIMEOUT_NS
+    if timeout is not None and not shortest <= timeout <= longest:
+        t.ctx.bad(t.at("handshake_timeout"), t.get("handshake_timeout"), "must be 100ms to 10m")
+        timeout = None
+    return {
+        **{key: t.integer(key, lo=lo, hi=hi) for key, (lo, hi) in _SERVER_LIMITS.items()},
+        "handshake_timeout_ns": timeout,
+    }
+
+
 def build_server(t: Table | None) -> Server | None:
     """``[server]``: each key given replaces the default of :class:`Server`."""
     if t is None:
@@ -51,6 +82,7 @@ def build_server(t: Table | None) -> Server | None:
             *_SERVER_DURATIONS,
             "timing",
             "max_lateness",
+            *_LIMIT_KEYS,
         )
     )
     changes: dict[str, object] = {
@@ -60,6 +92,7 @@ def build_server(t: Table | None) -> Server | None:
         "timing": t.choose("timing", Timing, "timing"),
         **{key: t.integer(key, lo=lo, hi=hi) for key, (lo, hi) in _SERVER_INTS.items()},
         **{attr: t.duration(key, positive=True) for key, attr in _SERVER_DURATIONS.items()},
+        **_limits(t),
     }
     changes["max_lateness_ns"] = max_lateness(t)
     if t.ctx.failed_since(mark):
