@@ -432,6 +432,10 @@ class Server:
     errors_logged: int = 5  # invalid messages logged one by one per connection
     max_handshakes: int = 1000  # connections whose opening request is not in yet
     handshake_timeout_ns: int = 10_000_000_000  # for the opening request to arrive
+    #: SO_SNDBUF of each client's socket (0: the OS's own, autotuned up to megabytes).
+    #: What the kernel holds can no longer be dropped for lateness, so a small buffer
+    #: keeps a client that reads too slowly at most this much behind (see docs/limits.md).
+    socket_buffer_bytes: int = 32 * 1024
 
 
 # ----------------------------------------------------------------------------- faults

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import socket
 import ssl
 import time
 from collections import Counter, deque
@@ -392,6 +393,7 @@ class SimServer(Listener):
     def opened(self, conn: Connection) -> None:
         assert isinstance(conn, ServerConnection)
         loop = asyncio.get_running_loop()
+        limit_socket_buffer(conn, self.scenario.server.socket_buffer_bytes)
         assert self.epoch_ns is not None
         index = conn.index if conn.index is not None else -1
         per_connection = self.scenario.server.mode is Mode.PER_CONNECTION
@@ -562,6 +564,15 @@ class SimServer(Listener):
                 self.on_demand.counts + (Counter() if self.faults is None else self.faults.counts)
             ),
         )
+
+
+def limit_socket_buffer(conn: Connection, size: int) -> None:
+    """Set the kernel's send buffer of ``conn``'s socket to ``size`` bytes (Linux
+    doubles it for its own bookkeeping); 0, or no socket (in memory), leaves it be."""
+    sock = conn.transport.get_extra_info("socket")
+    if size and sock is not None:
+        with contextlib.suppress(OSError):  # the connection may already be gone
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, size)
 
 
 def _address(remote: Any) -> str | None:

@@ -30,6 +30,7 @@ _SERVER_INTS: Final = {
     "max_connections": (1, 100_000),
     "max_frame_bytes": (125, 16 * 2**20),
     "send_buffer_bytes": (1024, 64 * 2**20),
+    "socket_buffer_bytes": (0, 64 * 2**20),
 }
 _SERVER_DURATIONS: Final = {
     "keepalive_interval": "keepalive_interval_ns",

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
 import time
 from pathlib import Path
 from typing import Any
@@ -227,3 +228,29 @@ def test_a_stalled_server_drops_what_is_too_late_and_says_so_in_stats_log_and_re
     assert {r["kind"] for r in recorded} == {"late"}
     assert sum(r["messages"] for r in recorded) == dropped
     assert sum(r["streams"]["tick"] for r in recorded) == dropped
+
+
+def test_each_clients_socket_send_buffer_is_socket_buffer_bytes_and_0_leaves_the_os_its_own(
+    tmp_path: Path,
+) -> None:
+    """The kernel's buffer is what max_lateness cannot reach: its size is the key's
+    (Linux reports twice what was set: it counts its bookkeeping)."""
+
+    async def sndbuf(size: int) -> int:
+        scenario = parse_scenario(
+            f'[scenario]\nname = "t"\n[server]\nsocket_buffer_bytes = {size}\n'
+            '[[stream]]\nname = "tick"\nevery = "1s"\n',
+            "x.toml",
+        )
+        async with serve(scenario, port=0) as server:  # noqa: SIM117 (url needed)
+            async with connect(server.url):
+                while not server.clients:
+                    await asyncio.sleep(0.01)
+                [client] = server.clients.values()
+                sock = client.transport.get_extra_info("socket")
+                return int(sock.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF))
+
+    with socket.socket() as fresh:
+        os_default = fresh.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF)
+    assert asyncio.run(sndbuf(8192)) == 2 * 8192
+    assert asyncio.run(sndbuf(0)) >= os_default  # autotuned from the default upwards
