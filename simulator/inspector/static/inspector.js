@@ -5,6 +5,12 @@
 const LOG_CAP = 2000;        // log entries kept (the oldest go first)
 const LOG_SHOWN = 200;       // of which at most this many are in the DOM
 const LOG_SHOWN_PER_FRAME = 50;  // new lines put in the DOM per animation frame, at most
+// The page is drawn in one animation frame at a time, and no more often than this: each
+// time the DOM changes the browser lays out and repaints (several ms in a software-
+// rendered page), so drawing every frame a 1,000 msg/s feed makes a change would cost
+// a core. Receiving and counting the messages is cheap; drawing them is not.
+const DRAW_INTERVAL_MS = 200;
+const SERVER_DRAW_INTERVAL_MS = 500;  // the server panel (its status comes twice a second)
 const WINDOW_S = 60;         // the timeline shows the last minute
 const RATE_WINDOW_S = 5;     // actual rates are averaged over this much time
 const SPARK_POINTS = 120;    // status samples kept per stream (one per 0.5 s)
@@ -50,7 +56,9 @@ async function start() {
   bindControls();
   if (page.wanted) connect(); else setState("closed", "not connected");
   openEvents();
-  requestAnimationFrame(frame);
+  // The time axis moves on when nothing arrives too.
+  setInterval(() => { page.statusDirty = true; requestDraw(); }, SERVER_DRAW_INTERVAL_MS);
+  requestDraw();
 }
 
 function addStream(s) {
@@ -199,6 +207,7 @@ function addLog(entry) {
   // Trimmed now and then, not per message: bounded at twice the cap.
   if (page.pending.length >= 2 * LOG_CAP) page.pending.splice(0, page.pending.length - LOG_CAP);
   page.dirty = true;
+  requestDraw();
 }
 
 function matches(entry) {
@@ -243,7 +252,7 @@ function renderLog(rebuild) {
     list.prepend(...shown.reverse().map(logItem));
     while (list.childElementCount > LOG_SHOWN) list.lastElementChild.remove();
   }
-  $("log-count").textContent = page.log.length;
+  setText($("log-count"), page.log.length);
 }
 
 // ------------------------------------------------------------------ the server, via /events
@@ -265,8 +274,8 @@ function onStatus(status) {
   page.clockOffset = status.time - Date.now() / 1000;
   page.samples.push({ t: status.uptime_s, counts: status.messages_by_stream, open: status.connections_open });
   if (page.samples.length > SPARK_POINTS + 20) page.samples.shift();
-  page.dirty = true;
   page.statusDirty = true;
+  requestDraw();
 }
 
 function onServerLog(batch) {
@@ -291,6 +300,7 @@ function onServerLog(batch) {
   }
   while (page.conns.size > 200) page.conns.delete(page.conns.keys().next().value);
   page.statusDirty = true;
+  requestDraw();
 }
 
 function renderServer() {
@@ -344,10 +354,16 @@ function renderReplay(positions) {
 // The page's own counts, in the same frame as the log lines they count.
 function renderStreamCounts() {
   for (const s of page.streams.values()) {
-    s.cells.received.textContent = s.received;
-    s.cells.gaps.textContent = s.gaps;
-    s.cells.dups.textContent = s.dups;
+    setText(s.cells.received, s.received);
+    setText(s.cells.gaps, s.gaps);
+    setText(s.cells.dups, s.dups);
   }
+}
+
+// Unchanged text is left alone: setting it anyway costs a layout and a repaint.
+function setText(node, value) {
+  const text = String(value);
+  if (node.textContent !== text) node.textContent = text;
 }
 
 function sum(f) { let n = 0; for (const s of page.streams.values()) n += f(s); return n; }
@@ -536,17 +552,29 @@ function bindControls() {
   });
 }
 
-let lastServerRender = 0;
-function frame(now) {
+// Drawing: whatever changed since the last draw, in one batch, in one animation frame
+// (never two draws in a frame), at most every DRAW_INTERVAL_MS; nothing is drawn, and no
+// frame asked for, while nothing changes.
+const drawing = { pending: false, last: -Infinity, lastServer: -Infinity };
+
+function requestDraw() {
+  if (drawing.pending) return;
+  drawing.pending = true;
+  const wait = drawing.last + DRAW_INTERVAL_MS - performance.now();
+  if (wait > 0) setTimeout(() => requestAnimationFrame(draw), wait);
+  else requestAnimationFrame(draw);
+}
+
+function draw(now) {
+  drawing.pending = false;
+  drawing.last = now;
   if (page.dirty) { page.dirty = false; renderLog(false); renderStreamCounts(); }
-  // The server panel changes at most twice a second; the time axis moves every frame
-  // it is redrawn, so redraw it four times a second.
-  if (page.statusDirty || now - lastServerRender > 250) {
+  if (page.statusDirty && now - drawing.lastServer >= SERVER_DRAW_INTERVAL_MS - DRAW_INTERVAL_MS) {
     page.statusDirty = false;
-    lastServerRender = now;
+    drawing.lastServer = now;
     renderServer();
   }
-  requestAnimationFrame(frame);
+  if (page.statusDirty) requestDraw();  // drawn at its own pace
 }
 
 start();
