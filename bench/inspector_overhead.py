@@ -23,10 +23,10 @@ in ABBA order over the repetitions so that a drift of the machine's load falls o
 The page's own figures come from the page (a 50 ms timer, and a counter on each log
 draw): log draws per second, the longest the page's main thread was held (how late the
 timer fired: past ~100 ms a click would feel slow), the most log draws in one animation
-frame (the target: at most one), the most log rows in the DOM, messages it received. The browser's CPU (every
-process under chromedriver) is read from /proc. On a 2-core machine Chromium's CPU
-competes with the server's: that is part of what the page costs a feed served on the
-same machine, and what this measures.
+frame (the target: at most one), the most log rows in the DOM, messages it received.
+The browser's CPU (every process under chromedriver) is read from /proc. On a 2-core
+machine Chromium's CPU competes with the server's: that is part of what the page costs a
+feed served on the same machine, and what this measures.
 
     PYTHONPATH=. .venv/bin/python bench/inspector_overhead.py          # 4 reps of 8 s
     PYTHONPATH=. .venv/bin/python bench/inspector_overhead.py --reps 6 --seconds 15

@@ -284,7 +284,8 @@ function onServerLog(batch) {
     if (e.event === "fault") {
       const speed = page.info ? page.info.speed : 1;
       const end = e.end_ns != null ? e.time + (e.end_ns - e.t_ns) / 1e9 / speed : null;
-      page.faults.push({ time: e.time, end, kind: e.injected, conn: e.conn, name: e.fault, source: e.source });
+      // A fault injected into messages comes as one event per 0.1 s with a count.
+      page.faults.push({ time: e.time, end, kind: e.injected, conn: e.conn, name: e.fault, source: e.source, count: e.count || 1 });
       if (page.faults.length > 1000) page.faults.shift();
     } else if (e.event === "connected") {
       page.conns.set(e.conn, { conn: e.conn, start: e.time, end: null, code: null, remote: e.remote });
@@ -421,7 +422,7 @@ function renderTimeline() {
     const mark = el("div", { className: "fault-mark" + (f.end ? " span" : "") });
     mark.style.left = left + "%";
     if (f.end) mark.style.width = Math.max(0.5, xOf(f.end, now) - left) + "%";
-    mark.title = `${f.kind} (${f.name}${f.source ? ", " + f.source : ""})` + (f.conn == null ? " server-wide" : " conn " + f.conn);
+    mark.title = `${f.kind}${f.count > 1 ? " ×" + f.count : ""} (${f.name}${f.source ? ", " + f.source : ""})` + (f.conn == null ? " server-wide" : " conn " + f.conn);
     mark.dataset.kind = f.kind;
     return mark;
   }));
@@ -462,7 +463,10 @@ function renderConnections(status) {
   const open = new Map(status.connections.map((c) => [c.conn, c]));
   const all = [...page.conns.values()].slice(-20).reverse();
   for (const c of open.values()) if (!page.conns.has(c.conn)) all.unshift({ conn: c.conn });
-  $("connections").tBodies[0].replaceChildren(...all.map((c) => {
+  const more = status.connections_left_out
+    ? [el("tr", {}, el("td", { colSpan: 8, className: "muted" }, `and ${status.connections_left_out} more open connections (older)`))]
+    : [];
+  $("connections").tBodies[0].replaceChildren(...more, ...all.map((c) => {
     const live = open.get(c.conn);
     const button = el("button", { textContent: "disconnect" });
     button.addEventListener("click", () => control("/control/disconnect", { conn: c.conn }));
