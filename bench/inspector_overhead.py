@@ -10,25 +10,30 @@ time) runs as its own process, a fresh one per run. The anchors' load client
 (``loadgen.py --lat-from timestamp``: picows + uvloop, in its own process) opens
 ``--conns`` connections (100: 100,000 frames/s), warms up, then for ``--seconds``
 counts what each connection receives and takes every 16th message's lateness: arrival
-wall time minus the message's scheduled time, at the client (ms resolution of the
-stamp), p50/p99/max; and the server's CPU. Runs alternate between two conditions,
-in ABBA order over the repetitions so that a drift of the machine's load falls on both:
+wall time minus the message's scheduled time, at the client (the stamp has ms
+resolution), p50/p99/max; and the server's CPU. Before each run, up to 5 s for other
+load on the machine to drop (``wait_quiet``). Three conditions, each repetition in
+another order (rotated, reversed every other rep) so that a drift of the machine's load
+falls on all of them:
 
-- ``none``: no page (the browser is on ``about:blank``);
+- ``none``: no page (the browser stays open on ``about:blank``);
 - ``page``: headless Chromium (the Debian ``chromium``/``chromium-driver``, driven by
-  selenium as tests/browser does) with the page open and rendering from before the
-  load client connects until it is done: its own feed client (one more WebSocket
-  client receiving every message) and ``/events``.
+  selenium as tests/browser does) with the page open and drawing from before the load
+  client connects until it is done: its own feed client (one more WebSocket client
+  receiving every message) and ``/events``;
+- ``served``: what the page asks of the server, without a browser: a child process
+  reading every message on one more WebSocket connection and subscribed to ``/events``.
 
 The page's own figures come from the page (a 50 ms timer, and a counter on each log
 draw): log draws per second, the longest the page's main thread was held (how late the
 timer fired: past ~100 ms a click would feel slow), the most log draws in one animation
 frame (the target: at most one), the most log rows in the DOM, messages it received.
-The browser's CPU (every process under chromedriver) is read from /proc. On a 2-core
-machine Chromium's CPU competes with the server's: that is part of what the page costs a
-feed served on the same machine, and what this measures.
+The browser's CPU (every process under chromedriver) is read from /proc, and "others"
+is what the rest of the machine took meanwhile. On a 2-core machine Chromium's CPU
+competes with the server's: that is part of what the page costs a feed served on the
+same machine (``page`` against ``served`` tells the two apart).
 
-    PYTHONPATH=. .venv/bin/python bench/inspector_overhead.py          # 4 reps of 8 s
+    PYTHONPATH=. .venv/bin/python bench/inspector_overhead.py          # 4 reps of 8 s each
     PYTHONPATH=. .venv/bin/python bench/inspector_overhead.py --reps 6 --seconds 15
 """
 
@@ -56,12 +61,14 @@ from _harness import (
     proc_cpu_s,
     run_main,
     start_url_server,
+    stop,
     stop_server,
+    wait_quiet,
 )
 
 SCENARIO = BENCH / "scenarios" / "inspector.toml"
 CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
-CONDITIONS = ("none", "page")
+CONDITIONS = ("none", "page", "served")
 TARGET_RATIO = 1.10
 PAGE_TIMEOUT_S = 30
 
@@ -100,7 +107,8 @@ return {renders_per_s: p.renders / s, longest_stall_ms: p.stall, log_renders: p.
 """
 
 
-def open_browser() -> Any:
+def open_browser() -> tuple[Any, str]:
+    """Headless Chromium with a fresh profile (remove the directory after ``quit``)."""
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 
@@ -115,8 +123,7 @@ def open_browser() -> Any:
         options.add_argument(flag)
     driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
     driver.set_page_load_timeout(PAGE_TIMEOUT_S)
-    driver.bench_profile = profile
-    return driver
+    return driver, profile
 
 
 def descendants(root: int) -> list[int]:
@@ -144,6 +151,37 @@ def browser_cpu_s(driver: Any) -> float:
     return sum(c for c in map(proc_cpu_s, pids) if c == c)  # a process gone: NaN
 
 
+def page_client(argv: list[str]) -> int:
+    """The child of the ``served`` condition: what the page asks of the server, without a
+    browser: a WebSocket client that reads every message, and an ``/events`` subscriber,
+    for ``argv[1]`` seconds on port ``argv[0]``."""
+    import asyncio
+
+    from websockets.asyncio.client import connect
+
+    port, seconds = int(argv[0]), float(argv[1])
+
+    async def feed() -> None:
+        async with connect(f"ws://127.0.0.1:{port}/", max_queue=None, compression=None) as ws:
+            async for _ in ws:
+                pass
+
+    async def events() -> None:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"GET /events HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        while await reader.read(65536):
+            pass
+
+    async def both() -> None:
+        tasks = [asyncio.ensure_future(feed()), asyncio.ensure_future(events())]
+        await asyncio.wait(tasks, timeout=seconds)
+        for task in tasks:
+            task.cancel()
+
+    asyncio.run(both())
+    return 0
+
+
 def start_sim(scenario: Path, logdir: Path, label: str) -> Server:
     argv = [sys.executable, "-m", "simulator", "run", str(scenario), "--port", "0", "--quiet"]
     return start_url_server("sim", argv, logdir / f"{label}.log")
@@ -162,13 +200,19 @@ def wait_for_page(driver: Any) -> None:
 
 def one_run(args: argparse.Namespace, driver: Any, condition: str, rep: int) -> dict[str, Any]:
     label = f"rep{rep}-{condition}"
+    row: dict[str, Any] = {"condition": condition, "rep": rep, "busy_before_pct": wait_quiet()}
     server = start_sim(args.scenario, args.logdir, label)
-    row: dict[str, Any] = {"condition": condition, "rep": rep}
+    served_by: subprocess.Popen[bytes] | None = None
     try:
         if condition == "page":
             driver.get(f"http://127.0.0.1:{server.port}/")
             wait_for_page(driver)
             driver.execute_script(PROBE_JS)
+        elif condition == "served":
+            served_by = subprocess.Popen(
+                [sys.executable, __file__, "--page-client", str(server.port),
+                 str(loadgen_timeout(args.seconds, args.warmup))],
+            )  # fmt: skip
         browser0, t0 = browser_cpu_s(driver), time.monotonic()
         argv = [
             str(args.anchors / ".venv" / "bin" / "python"), str(args.anchors / "loadgen.py"),
@@ -184,6 +228,8 @@ def one_run(args: argparse.Namespace, driver: Any, condition: str, rep: int) -> 
     finally:
         if condition == "page":
             driver.get("about:blank")  # the page leaves before its server does
+        if served_by is not None:
+            stop(served_by)
         stop_server(server)
     if result is None or not result.get("latency_ms"):
         row["failed"] = "loadgen gave no result (see stderr)"
@@ -197,7 +243,17 @@ def one_run(args: argparse.Namespace, driver: Any, condition: str, rep: int) -> 
         p99_ms=lat["p99"],
         max_ms=lat["max"],
         server_cpu_pct=result.get("server_cpu_pct"),
+        client_cpu_pct=result["client_cpu_pct"],
         machine_busy_pct=result["machine"]["busy_pct"],
+    )
+    # What the rest of the machine took meanwhile (other users of a shared machine).
+    row["others_cpu_pct"] = max(
+        0.0,
+        row["machine_busy_pct"]
+        - result["machine"]["softirq_pct"]
+        - (row["server_cpu_pct"] or 0)
+        - row["client_cpu_pct"]
+        - row["browser_cpu_pct"],
     )
     return row
 
@@ -209,20 +265,20 @@ def report(rows: list[dict[str, Any]], args: argparse.Namespace, info: dict[str,
         f"{args.seconds:g} s, 1,000 msg/s broadcast to {args.conns} load clients "
         "(+ the page's own when open)\n",
         "| rep | condition | delivered/s | p50 ms | p99 ms | max ms | server CPU % "
-        "| browser CPU % | machine busy % | log draws/s | longest page stall ms "
+        "| browser CPU % | load client CPU % | others CPU % | log draws/s | longest page stall ms "
         "| log draws in a frame (max) | log rows (max) | page received |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
         if r.get("failed"):
-            out.append(f"| {r['rep']} | {r['condition']} | failed: {r['failed']} |" + " |" * 11)
+            out.append(f"| {r['rep']} | {r['condition']} | failed: {r['failed']} |" + " |" * 12)
             continue
         page = r["condition"] == "page"
         out.append(
             f"| {r['rep']} | {r['condition']} | {fmt(r['delivered_per_s'], 0)} "
             f"| {r['p50_ms']:.3f} | {r['p99_ms']:.3f} | {r['max_ms']:.3f} "
             f"| {fmt(r['server_cpu_pct'])} | {fmt(r['browser_cpu_pct'])} "
-            f"| {fmt(r['machine_busy_pct'])} "
+            f"| {fmt(r['client_cpu_pct'])} | {fmt(r['others_cpu_pct'])} "
             + (
                 f"| {r['page_renders_per_s']:.1f} | {r['page_longest_stall_ms']:.0f} "
                 f"| {r['page_max_renders_per_frame']} | {r['page_max_log_rows']} "
@@ -238,8 +294,9 @@ def report(rows: list[dict[str, Any]], args: argparse.Namespace, info: dict[str,
         }
         for c in CONDITIONS
     }
-    none, page = med["none"]["p99_ms"], med["page"]["p99_ms"]
+    none, page, served = (med[c]["p99_ms"] for c in CONDITIONS)
     ratio = page / none if none and page is not None else None
+    served_ratio = served / none if none and served is not None else None
     verdict = "-" if ratio is None else ("met" if ratio <= TARGET_RATIO else "MISSED")
     out += [
         "",
@@ -254,7 +311,8 @@ def report(rows: list[dict[str, Any]], args: argparse.Namespace, info: dict[str,
         )
     out += [
         "",
-        f"p99(page) / p99(none) = {fmt(ratio, 2)}: target <= {TARGET_RATIO:.2f} {verdict}",
+        f"p99(page) / p99(none) = {fmt(ratio, 2)}: target <= {TARGET_RATIO:.2f} {verdict}; "
+        f"p99(served, no browser) / p99(none) = {fmt(served_ratio, 2)}",
     ]
     return "\n".join(out)
 
@@ -272,20 +330,24 @@ def main() -> int:
     args.logdir = args.logdir or Path(tempfile.mkdtemp(prefix="sim-bench-inspector-"))
     args.logdir.mkdir(parents=True, exist_ok=True)
     info = machine_info()
-    driver = open_browser()
+    driver, profile = open_browser()
     rows = []
     try:
         for rep in range(1, args.reps + 1):
-            for condition in CONDITIONS if rep % 4 in (1, 0) else CONDITIONS[::-1]:
+            # Each rep in another order (rotated, and reversed every other rep), so that a
+            # drift of the machine's load does not fall on one condition.
+            turn = (rep - 1) % len(CONDITIONS)
+            order = CONDITIONS[turn:] + CONDITIONS[:turn]
+            for condition in order if rep % 2 else order[::-1]:
                 row = one_run(args, driver, condition, rep)
                 print(f"# {row}", file=sys.stderr, flush=True)
                 rows.append(row)
     finally:
         driver.quit()
-        shutil.rmtree(driver.bench_profile, ignore_errors=True)
+        shutil.rmtree(profile, ignore_errors=True)
     print(report(rows, args, info))
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(run_main(main, {}))
+    sys.exit(run_main(main, {"--page-client": page_client}))

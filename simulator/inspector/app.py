@@ -35,7 +35,7 @@ from simulator.inspector.views import View
 LIVE_LATENESS_SAMPLES = 5_000
 #: Open connections listed in the status sent on /events (the newest): with thousands of
 #: clients, listing them all twice a second would hold the loop, and the feed.
-LIVE_CONNECTIONS = 100
+LIVE_CONNECTIONS = 50
 
 _CONTENT_TYPES = {
     ".html": "text/html; charset=utf-8",

@@ -4,7 +4,7 @@
 
 const LOG_CAP = 2000;        // log entries kept (the oldest go first)
 const LOG_SHOWN = 200;       // of which at most this many are in the DOM
-const LOG_SHOWN_PER_FRAME = 50;  // new lines put in the DOM per animation frame, at most
+const LOG_SHOWN_PER_FRAME = 50;  // new lines put in the DOM per draw, at most
 // The page is drawn in one animation frame at a time, and no more often than this: each
 // time the DOM changes the browser lays out and repaints (several ms in a software-
 // rendered page), so drawing every frame a 1,000 msg/s feed makes a change would cost
@@ -573,7 +573,8 @@ function draw(now) {
   drawing.pending = false;
   drawing.last = now;
   if (page.dirty) { page.dirty = false; renderLog(false); renderStreamCounts(); }
-  if (page.statusDirty && now - drawing.lastServer >= SERVER_DRAW_INTERVAL_MS - DRAW_INTERVAL_MS) {
+  // (Less a frame or two: a status due every 0.5 s may arrive a little early.)
+  if (page.statusDirty && now - drawing.lastServer >= SERVER_DRAW_INTERVAL_MS - 40) {
     page.statusDirty = false;
     drawing.lastServer = now;
     renderServer();
