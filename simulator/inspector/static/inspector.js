@@ -233,7 +233,7 @@ function showDetail(entry) {
   detail.hidden = false;
 }
 
-// One batch per animation frame: whatever arrived since the last frame goes in at once.
+// One batch per draw (see draw()): whatever arrived since the last draw goes in at once.
 function renderLog(rebuild) {
   const list = $("log");
   let fresh = [];
