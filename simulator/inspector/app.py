@@ -33,6 +33,9 @@ from simulator.inspector.views import View
 
 #: Lateness samples behind the p50/p99 of the status sent on /events.
 LIVE_LATENESS_SAMPLES = 5_000
+#: Open connections listed in the status sent on /events (the newest): with thousands of
+#: clients, listing them all twice a second would hold the loop, and the feed.
+LIVE_CONNECTIONS = 50
 
 _CONTENT_TYPES = {
     ".html": "text/html; charset=utf-8",
@@ -71,7 +74,9 @@ class Inspector:
         self.allow_remote_control = allow_remote_control
         # Twice a second to every page: lateness over the newest messages only (sorting
         # all the recent samples would hold the event loop, and the feed, for ms).
-        self.feed = EventFeed(view.log, lambda: view.status(LIVE_LATENESS_SAMPLES))
+        self.feed = EventFeed(
+            view.log, lambda: view.status(LIVE_LATENESS_SAMPLES, LIVE_CONNECTIONS)
+        )
         self._static = load_static()
 
     # ------------------------------------------------------------------ HttpRouter

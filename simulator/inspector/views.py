@@ -8,7 +8,7 @@ import asyncio
 import dataclasses
 import time
 from collections import Counter
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from simulator.core.flat_plan import PlannedFault, from_fault, to_toml
 from simulator.core.model import Fault, Mode
@@ -31,7 +31,9 @@ class View(Protocol):
 
     def info(self) -> dict[str, Any]: ...
 
-    def status(self, lateness_newest: int | None = None) -> dict[str, Any]: ...
+    def status(
+        self, lateness_newest: int | None = None, newest_connections: int | None = None
+    ) -> dict[str, Any]: ...
 
     @property
     def on_demand(self) -> OnDemandFaults | None: ...
@@ -61,6 +63,16 @@ def protocol_names(protocol: FeedProtocol) -> dict[str, str]:
         "subscribe": protocol.subscribe_type,
         "unsubscribe": protocol.unsubscribe_type,
     }
+
+
+T = TypeVar("T")
+
+
+def newest(items: list[T], n: int | None) -> tuple[list[T], int]:
+    """The last ``n`` of ``items`` (all if ``n`` is None), and how many are left out."""
+    if n is None or len(items) <= n:
+        return items, 0
+    return items[len(items) - n :], len(items) - n
 
 
 def client_status(client: Client, now: float) -> dict[str, Any]:
@@ -123,14 +135,20 @@ class RunView:
             "plan_left_out": left_out,
         }
 
-    def status(self, lateness_newest: int | None = None) -> dict[str, Any]:
+    def status(
+        self, lateness_newest: int | None = None, newest_connections: int | None = None
+    ) -> dict[str, Any]:
         """``server.stats()`` as a dict (the terminal status's figures), with the open
         connections and the server's wall clock; lateness over the ``lateness_newest``
-        newest messages only, if given."""
+        newest messages only, and only the ``newest_connections`` newest connections
+        (``connections_left_out`` counts the others), if given."""
         server = self.server
         stats = dataclasses.asdict(server.stats(lateness_newest))
         now = asyncio.get_running_loop().time()
-        stats["connections"] = [client_status(c, now) for c in list(server.clients.values())]
+        shown, left_out = newest(list(server.clients.values()), newest_connections)
+        stats["connections"] = [client_status(c, now) for c in shown]
+        if newest_connections is not None:
+            stats["connections_left_out"] = left_out
         stats["time"] = time.time()  # the page's clock for the events' wall times
         return stats
 
@@ -194,14 +212,18 @@ class ReplayView:
             "recorded": timelines,
         }
 
-    def status(self, lateness_newest: int | None = None) -> dict[str, Any]:
+    def status(
+        self, lateness_newest: int | None = None, newest_connections: int | None = None
+    ) -> dict[str, Any]:
         server = self.server
         uptime = asyncio.get_running_loop().time() - server.clock.start_at
         faults = {} if server.faults is None else dict(server.faults.counts)
-        return {
+        positions = server.positions()
+        shown, left_out = newest(positions, newest_connections)
+        status = {
             "uptime_s": uptime,
             "virtual_s": server.virtual_ns() / 1e9,
-            "connections_open": len(server.positions()),
+            "connections_open": len(positions),
             "connections_total": server.connections_total,
             "messages_by_stream": dict(server.sent_by_stream),
             "frames_sent": server.frames_sent,
@@ -223,11 +245,14 @@ class ReplayView:
                     "pending_bytes": None,
                     **p,
                 }
-                for p in server.positions()
+                for p in shown
             ],
-            "replay": server.positions(),
+            "replay": shown,
             "time": time.time(),
         }
+        if newest_connections is not None:
+            status["connections_left_out"] = left_out
+        return status
 
 
 class RecordView:
@@ -265,11 +290,14 @@ class RecordView:
             "plan_left_out": [],
         }
 
-    def status(self, lateness_newest: int | None = None) -> dict[str, Any]:
+    def status(
+        self, lateness_newest: int | None = None, newest_connections: int | None = None
+    ) -> dict[str, Any]:
         proxy = self.proxy
         uptime = asyncio.get_running_loop().time() - self._started
         relayed = dict(proxy.relayed)
-        return {
+        shown, left_out = newest(list(proxy.open_sessions()), newest_connections)
+        status = {
             "uptime_s": uptime,
             "virtual_s": uptime,
             "connections_open": proxy.connections,
@@ -298,7 +326,10 @@ class RecordView:
                     "dropped": None,
                     "pending_bytes": None,
                 }
-                for i in proxy.open_sessions()
+                for i in shown
             ],
             "time": time.time(),
         }
+        if newest_connections is not None:
+            status["connections_left_out"] = left_out
+        return status

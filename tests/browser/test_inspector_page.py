@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -171,3 +172,79 @@ def test_a_replay_shows_each_clients_position_in_its_recording(
     assert browser.find_elements(By.CSS_SELECTOR, "#replay-0 .push")  # the recorded pushes
     assert not browser.find_element(By.ID, "control").is_displayed()  # sim run's only
     screenshot("replay")
+
+
+# One stream at 1,000 msg/s (every 1 ms), as issue #11's speed target says.
+FAST_FEED = """
+[scenario]
+name = "fast"
+seed = 3
+
+[[stream]]
+name = "tick"
+every = "1ms"
+[stream.fields]
+n = { dist = "counter" }
+pad = "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
+"""
+
+# Counts, in the page, the log draws per animation frame (every requestAnimationFrame
+# callback of one frame sees the same document.timeline.currentTime) and the most lines
+# a draw left in the DOM.
+COUNT_DRAWS_JS = """
+const probe = window.__draws = {perFrame: new Map(), draws: 0, maxPerFrame: 0, maxRows: 0};
+const inner = window.renderLog;
+window.renderLog = function (rebuild) {
+  const frame = document.timeline.currentTime;
+  const n = (probe.perFrame.get(frame) || 0) + 1;
+  probe.perFrame.set(frame, n);
+  probe.draws += 1;
+  probe.maxPerFrame = Math.max(probe.maxPerFrame, n);
+  inner(rebuild);
+  probe.maxRows = Math.max(probe.maxRows, document.getElementById("log").childElementCount);
+};
+"""
+
+
+def test_at_1000_messages_a_second_the_log_draws_one_bounded_batch_per_frame_at_most(
+    browser: WebDriver,
+    sim_run: Callable[..., Sim],
+    tmp_path: Path,
+    screenshot: Callable[[str], Any],
+) -> None:
+    feed = tmp_path / "fast.toml"
+    feed.write_text(FAST_FEED)
+    sim = sim_run(feed)
+    open_page(browser, sim)
+    browser.execute_script(COUNT_DRAWS_JS)
+    start = received(browser, "tick")
+    # Until 3,000 more messages have come (3 s of the feed): they outnumber many times
+    # over what the log keeps and what it shows.
+    wait(browser, lambda d: received(d, "tick") >= start + 3000, "3,000 messages")
+    probe = browser.execute_script(
+        "return {...window.__draws, perFrame: undefined,"
+        " kept: page.log.length, pending: page.pending.length}"
+    )
+    assert probe["draws"] > 0
+    assert probe["maxPerFrame"] == 1  # never two batches in one frame
+    # Far fewer draws than messages: whatever arrived between two draws went in as one.
+    assert probe["draws"] * 10 < 3000
+    assert probe["maxRows"] <= 200  # LOG_SHOWN: the DOM stays small
+    assert probe["kept"] <= 2000 and probe["pending"] <= 4000  # LOG_CAP, and twice it
+    # The page answers a click while the feed runs: Pause stops the log's lines (the
+    # counts go on), Resume brings them back.
+    browser.find_element(By.ID, "pause").click()
+    wait(browser, lambda d: text(d, "pause") == "Resume", "the log to pause")
+    first_line = browser.find_element(By.CSS_SELECTOR, "#log li").get_attribute("innerText")
+    paused_at = received(browser, "tick")
+    wait(browser, lambda d: received(d, "tick") >= paused_at + 500, "500 more messages")
+    assert browser.find_element(By.CSS_SELECTOR, "#log li").get_attribute("innerText") == first_line
+    browser.find_element(By.ID, "pause").click()
+    wait(
+        browser,
+        lambda d: (
+            d.find_element(By.CSS_SELECTOR, "#log li").get_attribute("innerText") != first_line
+        ),
+        "new lines after Resume",
+    )
+    screenshot("fast-feed")

@@ -4,7 +4,13 @@
 
 const LOG_CAP = 2000;        // log entries kept (the oldest go first)
 const LOG_SHOWN = 200;       // of which at most this many are in the DOM
-const LOG_SHOWN_PER_FRAME = 50;  // new lines put in the DOM per animation frame, at most
+const LOG_SHOWN_PER_FRAME = 50;  // new lines put in the DOM per draw, at most
+// The page is drawn in one animation frame at a time, and no more often than this: each
+// time the DOM changes the browser lays out and repaints (several ms in a software-
+// rendered page), so drawing every frame a 1,000 msg/s feed makes a change would cost
+// a core. Receiving and counting the messages is cheap; drawing them is not.
+const DRAW_INTERVAL_MS = 200;
+const SERVER_DRAW_INTERVAL_MS = 500;  // the server panel (its status comes twice a second)
 const WINDOW_S = 60;         // the timeline shows the last minute
 const RATE_WINDOW_S = 5;     // actual rates are averaged over this much time
 const SPARK_POINTS = 120;    // status samples kept per stream (one per 0.5 s)
@@ -50,7 +56,9 @@ async function start() {
   bindControls();
   if (page.wanted) connect(); else setState("closed", "not connected");
   openEvents();
-  requestAnimationFrame(frame);
+  // The time axis moves on when nothing arrives too.
+  setInterval(() => { page.statusDirty = true; requestDraw(); }, SERVER_DRAW_INTERVAL_MS);
+  requestDraw();
 }
 
 function addStream(s) {
@@ -199,6 +207,7 @@ function addLog(entry) {
   // Trimmed now and then, not per message: bounded at twice the cap.
   if (page.pending.length >= 2 * LOG_CAP) page.pending.splice(0, page.pending.length - LOG_CAP);
   page.dirty = true;
+  requestDraw();
 }
 
 function matches(entry) {
@@ -224,7 +233,7 @@ function showDetail(entry) {
   detail.hidden = false;
 }
 
-// One batch per animation frame: whatever arrived since the last frame goes in at once.
+// One batch per draw (see draw()): whatever arrived since the last draw goes in at once.
 function renderLog(rebuild) {
   const list = $("log");
   let fresh = [];
@@ -243,7 +252,7 @@ function renderLog(rebuild) {
     list.prepend(...shown.reverse().map(logItem));
     while (list.childElementCount > LOG_SHOWN) list.lastElementChild.remove();
   }
-  $("log-count").textContent = page.log.length;
+  setText($("log-count"), page.log.length);
 }
 
 // ------------------------------------------------------------------ the server, via /events
@@ -265,8 +274,8 @@ function onStatus(status) {
   page.clockOffset = status.time - Date.now() / 1000;
   page.samples.push({ t: status.uptime_s, counts: status.messages_by_stream, open: status.connections_open });
   if (page.samples.length > SPARK_POINTS + 20) page.samples.shift();
-  page.dirty = true;
   page.statusDirty = true;
+  requestDraw();
 }
 
 function onServerLog(batch) {
@@ -275,7 +284,8 @@ function onServerLog(batch) {
     if (e.event === "fault") {
       const speed = page.info ? page.info.speed : 1;
       const end = e.end_ns != null ? e.time + (e.end_ns - e.t_ns) / 1e9 / speed : null;
-      page.faults.push({ time: e.time, end, kind: e.injected, conn: e.conn, name: e.fault, source: e.source });
+      // A fault injected into messages comes as one event per 0.1 s with a count.
+      page.faults.push({ time: e.time, end, kind: e.injected, conn: e.conn, name: e.fault, source: e.source, count: e.count || 1 });
       if (page.faults.length > 1000) page.faults.shift();
     } else if (e.event === "connected") {
       page.conns.set(e.conn, { conn: e.conn, start: e.time, end: null, code: null, remote: e.remote });
@@ -291,6 +301,7 @@ function onServerLog(batch) {
   }
   while (page.conns.size > 200) page.conns.delete(page.conns.keys().next().value);
   page.statusDirty = true;
+  requestDraw();
 }
 
 function renderServer() {
@@ -344,10 +355,16 @@ function renderReplay(positions) {
 // The page's own counts, in the same frame as the log lines they count.
 function renderStreamCounts() {
   for (const s of page.streams.values()) {
-    s.cells.received.textContent = s.received;
-    s.cells.gaps.textContent = s.gaps;
-    s.cells.dups.textContent = s.dups;
+    setText(s.cells.received, s.received);
+    setText(s.cells.gaps, s.gaps);
+    setText(s.cells.dups, s.dups);
   }
+}
+
+// Unchanged text is left alone: setting it anyway costs a layout and a repaint.
+function setText(node, value) {
+  const text = String(value);
+  if (node.textContent !== text) node.textContent = text;
 }
 
 function sum(f) { let n = 0; for (const s of page.streams.values()) n += f(s); return n; }
@@ -405,7 +422,7 @@ function renderTimeline() {
     const mark = el("div", { className: "fault-mark" + (f.end ? " span" : "") });
     mark.style.left = left + "%";
     if (f.end) mark.style.width = Math.max(0.5, xOf(f.end, now) - left) + "%";
-    mark.title = `${f.kind} (${f.name}${f.source ? ", " + f.source : ""})` + (f.conn == null ? " server-wide" : " conn " + f.conn);
+    mark.title = `${f.kind}${f.count > 1 ? " ×" + f.count : ""} (${f.name}${f.source ? ", " + f.source : ""})` + (f.conn == null ? " server-wide" : " conn " + f.conn);
     mark.dataset.kind = f.kind;
     return mark;
   }));
@@ -446,7 +463,10 @@ function renderConnections(status) {
   const open = new Map(status.connections.map((c) => [c.conn, c]));
   const all = [...page.conns.values()].slice(-20).reverse();
   for (const c of open.values()) if (!page.conns.has(c.conn)) all.unshift({ conn: c.conn });
-  $("connections").tBodies[0].replaceChildren(...all.map((c) => {
+  const more = status.connections_left_out
+    ? [el("tr", {}, el("td", { colSpan: 8, className: "muted" }, `and ${status.connections_left_out} more open connections (older)`))]
+    : [];
+  $("connections").tBodies[0].replaceChildren(...more, ...all.map((c) => {
     const live = open.get(c.conn);
     const button = el("button", { textContent: "disconnect" });
     button.addEventListener("click", () => control("/control/disconnect", { conn: c.conn }));
@@ -536,17 +556,30 @@ function bindControls() {
   });
 }
 
-let lastServerRender = 0;
-function frame(now) {
+// Drawing: whatever changed since the last draw, in one batch, in one animation frame
+// (never two draws in a frame), at most every DRAW_INTERVAL_MS; nothing is drawn, and no
+// frame asked for, while nothing changes.
+const drawing = { pending: false, last: -Infinity, lastServer: -Infinity };
+
+function requestDraw() {
+  if (drawing.pending) return;
+  drawing.pending = true;
+  const wait = drawing.last + DRAW_INTERVAL_MS - performance.now();
+  if (wait > 0) setTimeout(() => requestAnimationFrame(draw), wait);
+  else requestAnimationFrame(draw);
+}
+
+function draw(now) {
+  drawing.pending = false;
+  drawing.last = now;
   if (page.dirty) { page.dirty = false; renderLog(false); renderStreamCounts(); }
-  // The server panel changes at most twice a second; the time axis moves every frame
-  // it is redrawn, so redraw it four times a second.
-  if (page.statusDirty || now - lastServerRender > 250) {
+  // (Less a frame or two: a status due every 0.5 s may arrive a little early.)
+  if (page.statusDirty && now - drawing.lastServer >= SERVER_DRAW_INTERVAL_MS - 40) {
     page.statusDirty = false;
-    lastServerRender = now;
+    drawing.lastServer = now;
     renderServer();
   }
-  requestAnimationFrame(frame);
+  if (page.statusDirty) requestDraw();  // drawn at its own pace
 }
 
 start();
