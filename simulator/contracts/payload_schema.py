@@ -156,8 +156,7 @@ def _spread_properties(spread: Spread) -> dict[str, Schema]:
         return {key: value for key, value in properties.items()}  # type: ignore[misc]
     options = [value for value in inner.values if isinstance(value, dict)]
     return {
-        key: {"enum": list({repr(o[key]): o[key] for o in options}.values())}
-        for key in spread.keys
+        key: {"enum": list({repr(o[key]): o[key] for o in options}.values())} for key in spread.keys
     }
 
 

@@ -97,9 +97,7 @@ class HttpExchange(_Protocol):
 class HttpRouter(_Protocol):
     """Who answers plain HTTP on a :class:`WireServer`'s port (the inspector)."""
 
-    def take(
-        self, head: bytes, transport: asyncio.Transport
-    ) -> HttpExchange | None:
+    def take(self, head: bytes, transport: asyncio.Transport) -> HttpExchange | None:
         """Called with the first request's head (up to its blank line): return an
         exchange to answer it over ``transport`` (it is fed the bytes received from now
         on, ``head`` included), or ``None`` to leave it to the WebSocket handshake."""

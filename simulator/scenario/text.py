@@ -64,9 +64,7 @@ def parse_toml(
 # A table header ([name...] or [[name...]]) and its first key, when that key is bare.
 # The key must end where a key ends (a dot or the closing bracket): "[scen\x1erio]" has
 # no bare first key to correct, and is left to the TOML parser's own message.
-_HEADER = re.compile(
-    r"^[ \t]*(\[\[?)[ \t]*([A-Za-z0-9_-]+)(?=[ \t]*[.\]])[^\n]*$", re.MULTILINE
-)
+_HEADER = re.compile(r"^[ \t]*(\[\[?)[ \t]*([A-Za-z0-9_-]+)(?=[ \t]*[.\]])[^\n]*$", re.MULTILINE)
 
 
 def _misspelt_headers(text: str, source: str, tables: Sequence[str]) -> list[Problem]:

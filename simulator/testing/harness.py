@@ -123,16 +123,19 @@ def run_sim(
     _note(loaded, seed)
 
     async def main() -> T:
-        async with asyncio.timeout(None if virtual else timeout_real_s), serve(
-            loaded,
-            host="127.0.0.1",
-            port=0,
-            seed=seed,
-            speed=speed,
-            epoch_ns=epoch_ns,
-            log_sends=True,
-            in_memory=not real_sockets,
-        ) as server:
+        async with (
+            asyncio.timeout(None if virtual else timeout_real_s),
+            serve(
+                loaded,
+                host="127.0.0.1",
+                port=0,
+                seed=seed,
+                speed=speed,
+                epoch_ns=epoch_ns,
+                log_sends=True,
+                in_memory=not real_sockets,
+            ) as server,
+        ):
             sim = RunningSim(
                 server,
                 server.url,

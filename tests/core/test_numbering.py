@@ -16,9 +16,7 @@ S = 1_000_000_000
 
 @given(st.integers(1, 64), st.integers(0, 500))
 def test_the_workers_hand_out_every_index_exactly_once(workers: int, per_worker: int) -> None:
-    handed = [
-        Numbering(w, workers).index(k) for w in range(workers) for k in range(per_worker)
-    ]
+    handed = [Numbering(w, workers).index(k) for w in range(workers) for k in range(per_worker)]
     assert sorted(handed) == list(range(workers * per_worker))
     assert all(Numbering(0, workers).worker_of(i) == i % workers for i in handed)
 

@@ -436,9 +436,7 @@ async def test_a_client_sending_garbage_gets_a_few_answers_and_log_lines_then_10
     async with serve(scenario(QUIET), port=0) as server:
         index, ws = await connected(server)
         logged: list[object] = []
-        server.log.listen(
-            lambda e: logged.append(e) if e.kind is EventKind.CLIENT_ERROR else None
-        )
+        server.log.listen(lambda e: logged.append(e) if e.kind is EventKind.CLIENT_ERROR else None)
         gone = expect_event(server, EventKind.DISCONNECTED, conn=index)
         try:
             for _ in range(int(CLIENT_ERROR_BURST) * 10):

@@ -128,9 +128,7 @@ def test_the_suite_finds_both_bugs_of_the_websockets_loop_and_shrinks_them() -> 
         return predicate
 
     # Reconnects at once: found with only disconnects (the server accepts, then drops).
-    hammering = find(
-        drops, fails(lambda attempts, _: paced(attempts)), settings=SEARCH
-    )
+    hammering = find(drops, fails(lambda attempts, _: paced(attempts)), settings=SEARCH)
     assert all(p.kind is FaultKind.DISCONNECT for p in hammering)
     assert len(hammering) == MAX_PER_SECOND  # shrunk: one more handshake than allowed
     # Ignores Retry-After: found with one outage.

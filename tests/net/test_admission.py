@@ -179,8 +179,6 @@ def test_holds_stack_a_stall_stops_the_parsing_of_a_backlog_until_released() -> 
     assert during < after == 3 * READ_SLICE_BYTES // 10
 
 
-
-
 def test_releasing_every_hold_parses_what_was_already_read() -> None:
     """A stop releases every hold to read the close frame: a backlog that a stall held
     is parsed then, not left until more data arrives."""
