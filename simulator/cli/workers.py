@@ -131,12 +131,15 @@ class WorkerSpec:
     duration_ns: int | None
     epoch_ns: int
     record: str | None  # the directory: worker w writes part_path(record, w)
+    overwrite_record: bool  # --force: each worker replaces its part once it serves
     redactor: Redactor | None
     tls_files: tuple[str, str] | None  # certificate and key, PEM
     log_format: str
     quiet: bool
     status: bool  # the supervisor shows a live status: log warnings only
     notes: tuple[str, ...] = ()  # said on stderr once every worker listens
+    #: What a previous --record DIR of more workers left, removed once every worker listens.
+    stale_partitions: tuple[Path, ...] = ()
 
 
 def part_path(record_dir: str | os.PathLike[str], worker: int) -> Path:
@@ -144,10 +147,15 @@ def part_path(record_dir: str | os.PathLike[str], worker: int) -> Path:
     return Path(record_dir) / f"worker={worker}" / "part.parquet"
 
 
-def claim_record_dir(record_dir: str, workers: list[int], force: bool, *, alone: bool) -> None:
-    """Make sure ``--record DIR`` with workers overwrites nothing unless ``force``
-    (then the partitions in it are removed: all ``worker=*`` when ``alone``, else those of
-    ``workers``, so that instances can share a directory). Raises :class:`UsageError`."""
+def claim_record_dir(
+    record_dir: str, workers: list[int], force: bool, *, alone: bool
+) -> tuple[Path, ...]:
+    """Make sure ``--record DIR`` with workers overwrites nothing unless ``force``, and
+    make the workers' partitions. Nothing is removed here: each worker replaces its own
+    part once it serves (``overwrite_record``), and the partitions of other workers
+    (all ``worker=*`` not among ``workers``, when ``alone``; instances share a
+    directory) are returned, to remove once every worker listens, so that a run that
+    cannot start loses nothing. Raises :class:`UsageError`."""
     root = Path(record_dir)
     if root.exists() and not root.is_dir():
         raise UsageError(
@@ -158,14 +166,19 @@ def claim_record_dir(record_dir: str, workers: list[int], force: bool, *, alone:
     if old and not force:
         raise UsageError(f"{record_dir}: already holds a recording; pass --force to overwrite it")
     try:
-        for partition in old:
-            shutil.rmtree(partition)
-        for worker in workers:
-            part_path(root, worker).parent.mkdir(parents=True, exist_ok=True)
+        for partition in mine:
+            partition.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise UsageError(f"{record_dir}: cannot write there: {e.strerror or e}") from None
     for worker in workers:
-        claim_output(str(part_path(root, worker)), force)
+        claim_output(str(part_path(root, worker)), force, remove=False)
+    return tuple(p for p in old if p not in mine)
+
+
+def remove_stale_partitions(partitions: tuple[Path, ...]) -> None:
+    """Remove the partitions a previous run with more workers left (``--force``)."""
+    for partition in partitions:
+        shutil.rmtree(partition, ignore_errors=True)
 
 
 def combine(stats: list[Stats], mode: Mode) -> Stats:
@@ -268,6 +281,7 @@ async def _serve_one(spec: WorkerSpec, numbering: Numbering, link: Link) -> None
         duration_ns=spec.duration_ns,
         epoch_ns=spec.epoch_ns,
         record=None if spec.record is None else part_path(spec.record, numbering.worker),
+        overwrite_record=spec.overwrite_record,
         redact=spec.redactor,
         tls=None if spec.tls_files is None else server_context(*spec.tls_files),
         numbering=numbering,
@@ -388,8 +402,9 @@ def run_workers(
     workers must share (epoch, port), then :func:`serve_workers`. ``notes`` are said on
     stderr once every worker listens."""
     slots = [numbering(instance, w, workers) for w in range(workers)]
+    stale: tuple[Path, ...] = ()
     if record is not None:
-        claim_record_dir(record, [n.worker for n in slots], force, alone=instance[1] == 1)
+        stale = claim_record_dir(record, [n.worker for n in slots], force, alone=instance[1] == 1)
     tls_files = None
     if tls_options.cert and tls_options.key:
         tls_files = (tls_options.cert, tls_options.key)
@@ -405,6 +420,8 @@ def run_workers(
         duration_ns=duration_ns,
         epoch_ns=next(e for e in (epoch_ns, scenario.epoch_ns, now) if e is not None),
         record=record,
+        overwrite_record=force,
+        stale_partitions=stale,
         redactor=redactor,
         tls_files=tls_files,
         log_format=log_format,
@@ -483,6 +500,7 @@ async def _supervise(spec: WorkerSpec, children: list[_Child], tls: ServingTLS |
     await asyncio.wait([stopped, listening, *exits], return_when=asyncio.FIRST_COMPLETED)
     status = None
     if board.listening.is_set() and not stopped.done() and not any(f.done() for f in exits):
+        remove_stale_partitions(spec.stale_partitions)
         print(board.url, flush=True)
         if not spec.quiet:
             announce(tls, board.url, spec.log_format, health=True)

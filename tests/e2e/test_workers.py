@@ -315,3 +315,32 @@ async def test_ctrl_c_to_the_supervisor_stops_every_worker_and_exits_0() -> None
         line.split(" connections=")[0] for line in err.splitlines()
     }
     assert err.splitlines()[-1].startswith("sim: workers_stopped workers=2 connections_total=1")
+
+
+def test_force_replaces_a_workers_recording_only_once_the_new_run_serves(tmp_path: Path) -> None:
+    """--record DIR --force: a run that cannot start (the port is taken) leaves the old
+    recording as it was; one that serves replaces each worker's part and removes the
+    parts of workers it does not have."""
+    out = tmp_path / "session"
+    old = {w: out / f"worker={w}" / "part.parquet" for w in range(3)}
+    for w, part in old.items():
+        part.parent.mkdir(parents=True)
+        part.write_bytes(f"old recording of worker {w}".encode())
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = str(taken.getsockname()[1])
+        failed = sim("run", DASHBOARD, "--port", port, "--workers", "2", "--record", out, "--force")
+    assert failed.returncode == 2, failed.stderr
+    assert {w: p.read_bytes() for w, p in old.items()} == {
+        w: f"old recording of worker {w}".encode() for w in range(3)
+    }
+    args = ("--port", "0", "--workers", "2", "--speed", "20", "--duration", "20s", "--quiet")
+    served = sim("run", DASHBOARD, *args, "--record", out, "--force")
+    assert served.returncode == 0, served.stderr
+    assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*.parquet")) == [
+        "worker=0/part.parquet",
+        "worker=1/part.parquet",
+    ]
+    inspected = sim("inspect", out, "--json")  # new recordings (with no client), not bytes
+    assert inspected.returncode == 0, inspected.stderr
