@@ -38,12 +38,13 @@ AHEAD_S = 0.0005
 SPIN_S = 0.001
 
 
-async def sleep_until(when: float, *, precise: bool = False) -> None:
+async def sleep_until(when: float, *, precise: bool = False) -> bool:
     """Wait until about loop time ``when``: up to AHEAD_S before it (then send what
     is due by ``loop.time() + ahead_s(precise)``), or later if the loop is busy. With
     ``precise``, sleep to within SPIN_S of ``when``, then yield to the loop (which goes
     on serving I/O) until it is reached: on time, at the cost of a busy core for that
-    last millisecond."""
+    last millisecond. Returns whether it gave the loop a turn (a caller that keeps
+    the loop must yield itself when it did not)."""
     loop = asyncio.get_running_loop()
     delay = when - loop.time()
     if getattr(loop, "exact_timers", False):
@@ -51,15 +52,18 @@ async def sleep_until(when: float, *, precise: bool = False) -> None:
         # yield: spinning there would never end.
         if delay > 0:
             await asyncio.sleep(delay)
-        return
+        return delay > 0
     if not precise:
         if delay > AHEAD_S:
             await asyncio.sleep(delay - AHEAD_S)
-        return
+        return delay > AHEAD_S
     if delay > SPIN_S:
         await asyncio.sleep(delay - SPIN_S)
+    yielded = delay > SPIN_S
     while loop.time() < when:
         await asyncio.sleep(0)
+        yielded = True
+    return yielded
 
 
 def ahead_s(precise: bool) -> float:

@@ -49,13 +49,14 @@ async def pump(
     # Messages due up to this far past the wake-up go in the same pass (scenario ns).
     ahead_ns = round(ahead_s(pacing.precise) * clock.speed * 1e9)
     while True:
+        waited = False
         if carry is not None:
             batch = carry
         else:
             nxt = timeline.next_time()
             if nxt is None or (end_ns is not None and origin_ns + nxt >= end_ns):
                 return
-            await sleep_until(clock.loop_time(origin_ns + nxt), precise=pacing.precise)
+            waited = await sleep_until(clock.loop_time(origin_ns + nxt), precise=pacing.precise)
             now_virtual = clock.virtual_ns() - origin_ns
             limit = now_virtual + ahead_ns + 1
             if end_ns is not None:
@@ -74,4 +75,7 @@ async def pump(
             carry = None
         if len(batch):
             send(batch)
-        await asyncio.sleep(0)
+        if not waited:
+            # Behind schedule, nothing gave the loop a turn since the last pass: give it
+            # one now (on time, the wait for the next message does).
+            await asyncio.sleep(0)
