@@ -66,8 +66,40 @@ CLIENT_FRAMES_PER_S = 1000
 MAX_HANDSHAKES = 1000
 
 
+#: Bytes of small reads parsed as they come in one loop turn, all connections together:
+#: past it a read joins the backlog (parsed in the shared slices on the next turns). A
+#: turn runs every connection's read before any timer due in it, so without this 50
+#: connections sending garbage kept a feed's next tick waiting behind 50 parsed reads.
+TURN_PARSE_BYTES = 16 * 1024
+
 #: The connections with a backlog to parse (see MIN_SLICE_BYTES).
 _parsing: set[Connection] = set()
+
+
+class _Turn:
+    """What this loop turn has parsed as it came (see TURN_PARSE_BYTES)."""
+
+    loop: asyncio.AbstractEventLoop | None = None
+    used = 0
+
+    @classmethod
+    def allows(cls, size: int) -> bool:
+        """Charge ``size`` bytes to this turn, if it has room (the first read of a turn
+        always has); else the read must wait for a later turn."""
+        loop = asyncio.get_running_loop()
+        if cls.loop is not loop or not cls.used:
+            if cls.loop is not loop:
+                cls.loop = loop
+            cls.used = 0
+            loop.call_soon(cls.end)  # runs first thing in the next turn
+        elif cls.used + size > TURN_PARSE_BYTES:
+            return False
+        cls.used += size
+        return True
+
+    @classmethod
+    def end(cls) -> None:
+        cls.used = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -337,7 +369,7 @@ class Connection(asyncio.Protocol):
         if self._failed:
             return  # the protocol would discard it (see fail)
         self._read_at = asyncio.get_running_loop().time()
-        if self._backlog or len(data) > READ_SLICE_BYTES:
+        if self._backlog or len(data) > READ_SLICE_BYTES or not _Turn.allows(len(data)):
             self._backlog += data
             _parsing.add(self)
             if "parse" not in self._read_holds:

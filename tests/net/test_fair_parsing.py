@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 
-from simulator.net.wire import MIN_SLICE_BYTES, READ_SLICE_BYTES
+from simulator.net.wire import MIN_SLICE_BYTES, READ_SLICE_BYTES, TURN_PARSE_BYTES
 from simulator.testing.virtual_time import run
 from tests.net.test_wire_pump import from_client, opened_pair
 
@@ -40,3 +40,30 @@ def test_connections_with_a_backlog_parse_about_one_slice_per_loop_turn_in_all()
     first_turn, delivered = run(main())
     assert first_turn <= max(READ_SLICE_BYTES, FLOODERS * MIN_SLICE_BYTES)
     assert delivered == [2 * READ_SLICE_BYTES // 8] * FLOODERS  # nothing lost, in the end
+
+
+def test_small_reads_from_many_connections_parse_about_turn_parse_bytes_in_one_turn() -> None:
+    """Reads small enough to be parsed as they come are parsed so only up to
+    TURN_PARSE_BYTES a turn, all connections together; the rest waits a turn or more,
+    in order, and nothing is lost."""
+    connections = 12
+    frames = 3 * 1024 // 8  # 3 KiB of 8-byte frames each: every read under a slice
+
+    async def main() -> tuple[int, list[list[object]]]:
+        pairs = [opened_pair() for _ in range(connections)]
+        for _, _, client, _ in pairs:
+            for i in range(frames):
+                client.send_text(f"{i % 10}".encode())
+        # One turn's reads, as the loop delivers them: one after another, no yield.
+        for conn, _, client, _ in pairs:
+            from_client(client, conn)
+        parsed_at_once = sum(len(log.events) - 1 for _, _, _, log in pairs)
+        while any(len(log.events) - 1 < frames for _, _, _, log in pairs):
+            await asyncio.sleep(0)
+        return parsed_at_once, [[m for _, m in log.events[1:]] for _, _, _, log in pairs]
+
+    parsed_at_once, messages = run(main())
+    read_bytes = frames * 7  # a masked 1-byte text frame: 2 + 4 + 1 bytes
+    assert parsed_at_once <= (TURN_PARSE_BYTES // read_bytes + 1) * frames
+    assert parsed_at_once < connections * frames
+    assert messages == [[f"{i % 10}" for i in range(frames)]] * connections
