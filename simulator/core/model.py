@@ -436,6 +436,9 @@ class Server:
     #: What the kernel holds can no longer be dropped for lateness, so a small buffer
     #: keeps a client that reads too slowly at most this much behind (see docs/limits.md).
     socket_buffer_bytes: int = 32 * 1024
+    #: Subprotocols agreed to when a client offers one (``Sec-WebSocket-Protocol``), in
+    #: order of preference; a client offering none is served without one.
+    subprotocols: tuple[str, ...] = ()
 
 
 # ----------------------------------------------------------------------------- faults

@@ -130,6 +130,7 @@ class SimServer(Listener):
         self._next_index = 0
         self._slow_logged: dict[int, float] = {}
         self._late_logged = -1.0
+        self._subprotocols_hinted = False
         self._late_limits = stream_limits_ns(scenario, speed)
         self._wall_start = 0.0
         self._done = asyncio.Event()
@@ -203,6 +204,7 @@ class SimServer(Listener):
             close_timeout=CLOSE_TIMEOUT_S,
             max_frames_per_s=cfg.max_frames_per_s,
             max_handshakes=cfg.max_handshakes,
+            subprotocols=cfg.subprotocols,
         )
         await self._listen(config, self.requested_port)
         try:
@@ -360,6 +362,7 @@ class SimServer(Listener):
     def handshake(self, conn: ServerConnection, request: Request) -> HandshakeAnswer:
         """Answer a handshake: health check, connection limit, then injected faults."""
         protocol = conn.protocol
+        self._hint_subprotocols(request)
         if is_health_check(request):
             return health_response(
                 protocol,
@@ -389,6 +392,25 @@ class SimServer(Listener):
         decision = self.faults.handshake()
         conn.index = decision.attempt
         return refused or fault_answer(protocol, decision, self.speed)
+
+    def _hint_subprotocols(self, request: Request) -> None:
+        """Say once what to do when clients offer subprotocols the scenario does not
+        list: sim then answers without one, and a browser fails such a connection."""
+        offered = request.headers.get_all("Sec-WebSocket-Protocol")
+        if not offered or self._subprotocols_hinted:
+            return
+        names = [n.strip() for value in offered for n in value.split(",") if n.strip()]
+        if any(name in self.scenario.server.subprotocols for name in names):
+            return
+        self._subprotocols_hinted = True
+        listed = ", ".join(f'"{n}"' for n in names)
+        self.log.emit(
+            EventKind.WARNING,
+            message=(
+                f"a client offered subprotocols {listed}: answered without one, which"
+                f" browsers refuse; add [server] subprotocols = [{listed}] to agree"
+            ),
+        )
 
     def opened(self, conn: Connection) -> None:
         assert isinstance(conn, ServerConnection)

@@ -122,6 +122,9 @@ class WireConfig:
     close_timeout: float = 10.0
     max_frames_per_s: int | None = None
     max_handshakes: int | None = MAX_HANDSHAKES
+    #: Servers only: subprotocols to agree to, in order of preference, when a client
+    #: offers one of them (a client offering none is served without one).
+    subprotocols: tuple[str, ...] = ()
 
 
 class Handler:

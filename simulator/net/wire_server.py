@@ -26,7 +26,7 @@ import logging
 import re
 import socket
 import ssl
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol as _Protocol
 
@@ -34,6 +34,7 @@ from websockets.frames import CloseCode
 from websockets.http11 import Request, Response
 from websockets.protocol import State
 from websockets.server import ServerProtocol
+from websockets.typing import Subprotocol
 
 from simulator.net.heap import HeapTrimmer
 from simulator.net.wire import Connection, Handler, Keepalive, WireConfig
@@ -104,6 +105,19 @@ class HttpRouter(_Protocol):
         ...
 
 
+def _first_supported(
+    supported: tuple[str, ...],
+) -> Callable[[ServerProtocol, Sequence[Subprotocol]], Subprotocol | None]:
+    """A ``select_subprotocol`` for websockets (a function: it binds it as a method):
+    the first of ``supported`` the client offered, or none (served without one, where
+    websockets would refuse: a mock feed takes every client)."""
+
+    def choose(protocol: ServerProtocol, offered: Sequence[Subprotocol]) -> Subprotocol | None:
+        return next((Subprotocol(name) for name in supported if name in offered), None)
+
+    return choose
+
+
 class ServerConnection(Connection):
     """One client connection, as the server sees it; ``path`` is its request's."""
 
@@ -112,9 +126,12 @@ class ServerConnection(Connection):
     protocol: ServerProtocol
 
     def __init__(self, server: WireServer) -> None:
-        super().__init__(
-            ServerProtocol(max_size=server.config.max_size), server.handler, server.config
+        supported = server.config.subprotocols
+        protocol = ServerProtocol(
+            max_size=server.config.max_size,
+            select_subprotocol=_first_supported(supported) if supported else None,
         )
+        super().__init__(protocol, server.handler, server.config)
         self.server = server
         self.path: str | None = None  # of the handshake request
         # With an HTTP router, the first request's head is read here before websockets

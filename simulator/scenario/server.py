@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any, Final
@@ -83,6 +84,7 @@ def build_server(t: Table | None) -> Server | None:
             *_SERVER_DURATIONS,
             "timing",
             "max_lateness",
+            "subprotocols",
             *_LIMIT_KEYS,
         )
     )
@@ -96,9 +98,33 @@ def build_server(t: Table | None) -> Server | None:
         **_limits(t),
     }
     changes["max_lateness_ns"] = max_lateness(t)
+    changes["subprotocols"] = _subprotocols(t)
     if t.ctx.failed_since(mark):
         return None
     return replace(Server(), **_given(changes))
+
+
+#: RFC 6455 §4.1: a subprotocol is an RFC 7230 token.
+_TOKEN: Final = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+
+
+def _subprotocols(t: Table) -> tuple[str, ...] | None:
+    """``subprotocols``: a list of tokens, each once; ``None`` when absent or wrong."""
+    raw = t.get("subprotocols")
+    if raw is ABSENT:
+        return None
+    allowed = "a list of subprotocol names (tokens like 'json' or 'v2.feed')"
+    if not isinstance(raw, list) or not all(isinstance(n, str) for n in raw):
+        t.ctx.bad(t.at("subprotocols"), raw, f"must be {allowed}")
+        return None
+    bad = [n for n in raw if not _TOKEN.fullmatch(n)]
+    if bad:
+        t.ctx.bad(t.at("subprotocols"), bad[0], f"not a token: must be {allowed}")
+        return None
+    if len(set(raw)) != len(raw):
+        t.ctx.bad(t.at("subprotocols"), raw, "lists a name twice")
+        return None
+    return tuple(raw)
 
 
 def max_lateness(t: Table) -> int | None:
