@@ -301,6 +301,7 @@ def worker(
                     "cpu_s": (cpu1.user - cpu0.user) + (cpu1.system - cpu0.system),
                     "grace_cpu_s": (cpu2.user - cpu1.user) + (cpu2.system - cpu1.system),
                     "in_window": state["in_window"],
+                    "stamp_window_s": (state["hi"] - state["lo"]) / 1e9,
                     "errors": errors,
                     "disconnects_in_window": state["disc"] - disc0,
                     "disconnects_total": state["disc"],
@@ -388,7 +389,8 @@ def summarize(
         if a.stride == 1 and stamped:
             # every frame parsed: count those *stamped* in the window (late ones included),
             # exact even when C x rate x window is a handful of messages a connection
-            out["delivered_pct"] = round(100 * stamped / offered, 2)
+            stamp_window = sum(r["stamp_window_s"] for r in results) / len(results)
+            out["delivered_pct"] = round(100 * stamped / (a.connections * a.rate * stamp_window), 2)
             out["delivered_by"] = "timestamp"
         else:
             out["delivered_pct"] = by_arrival
