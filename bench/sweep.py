@@ -183,7 +183,10 @@ def run_point(
     try:
         server = start_server(kind, conns, rate, args, anchors, logdir, stem)
     except (RuntimeError, OSError) as e:
-        row["failed"] = f"server did not start: {e}"
+        # sim's own one-line error (an unknown [server] key, say) is in its log
+        log = logdir / f"{stem}.log"
+        said = log.read_text(errors="replace").strip().splitlines()[-1:] if log.exists() else []
+        row["failed"] = f"server did not start: {said[0] if said else e}"
         return row
     argv = [
         str(anchors / ".venv" / "bin" / "python"),
