@@ -1,14 +1,24 @@
 """Client-side lateness and delivery of a broadcast feed: the load client of the #14 benches.
 
 Opens C WebSocket connections to ``ws://127.0.0.1:PORT`` (spread over ``-p`` worker
-processes, picows + uvloop), waits ``-w`` seconds once all are connected, then for ``-d``
-seconds counts the text frames each connection receives and, on every ``--stride``-th
-frame of each connection, reads the message's own ``timestamp`` and ``seq``. It prints one
-JSON object (and a one-line summary on stderr). Run it with the anchors' venv, which has
-picows and uvloop::
+processes), waits ``-w`` seconds once all are connected, then for ``-d`` seconds counts
+the text frames each connection receives and, on every ``--stride``-th frame of each
+connection, reads the message's own ``timestamp`` and ``seq``. It prints one JSON object
+(and a one-line summary on stderr). Run it with the anchors' venv (picows, uvloop)::
 
     /tmp/sim-anchors/.venv/bin/python bench/loadclient.py --port 3002 -c 1000 --rate 100 \\
         -d 5 -w 1.5 --server-pid PID
+
+Two clients, one output (``--clock``):
+
+- ``kernel`` (default): a plain ``epoll`` loop over non-blocking sockets with
+  ``SO_TIMESTAMPNS`` on; a frame *arrives* at the kernel's receive time of the read that
+  completed it (the newest segment in that read, so a frame that came in an earlier
+  segment of the same read is timed a little late, never early). The client's own
+  queueing (reading 10,000 sockets one after another after a broadcast) is left out; it
+  is reported apart as ``lateness_read_ms`` (the time the read returned).
+- ``read``: picows + uvloop (as the anchors' ``loadgen.py``); a frame arrives when
+  picows hands it over, so the figure includes the client's queueing.
 
 What it reports. The window is ``-d`` seconds of arrival time for the counts and the
 CPU figures; the sampled frames are those whose ``timestamp`` falls in the same window of
@@ -21,18 +31,16 @@ in the window and delivered late is measured instead of being cut off at its end
   frames *stamped* in the window (``delivered_by: timestamp``), exact even for a few
   messages a connection (C10k at 1 msg/s); at a larger stride it counts arrivals
   (``delivered_by: arrival``), within about ``1 / (rate x window)`` of it.
-- **lateness** = arrival wall time (``time.time_ns()`` when picows hands the frame over)
-  - the message's ISO ``timestamp``, parsed with every digit of its fraction (the
+- **lateness** = arrival wall time (see ``--clock``) - the message's ISO
+  ``timestamp``, parsed with every digit of its fraction (the
   resolution is reported: ``1 ms`` for sim and the references, whose stamps are
   truncated to the millisecond, so a figure may be up to 1 ms high). For ``sim run`` on a
   scenario without ``epoch`` the stamp is the message's *scheduled* time; for the
   references (the anchors' node and bun servers) it is the time the message was created.
   p50, p99, p99.9, max, and the share of samples later than 1, 2, 10, 50, 100 and
-  250 ms. It
-  includes the client's own time to get to the frame: when a broadcast reaches all C
-  connections at once, the client reads them one after another, about
-  ``client_us_per_frame`` each (its CPU in the window / frames), so the last of a burst
-  is stamped up to C x that later than the first.
+  250 ms. With ``--clock read`` it includes the client's own time to get to the
+  frame: when a broadcast reaches all C connections at once, the client reads them one
+  after another, about ``client_us_per_frame`` each (its CPU in the window / frames).
 - **gaps** (drops seen by the client): the first ``"seq":N`` in the message (sim: the
   envelope's per-stream ``seq``; the references: ``data.seq``). Per connection, between
   its first and last sampled frame in the window, ``(seq_last - seq_first) - (frames
@@ -65,12 +73,24 @@ import multiprocessing as mp
 import os
 import random
 import resource
+import select
+import socket
 import statistics
+import struct
 import sys
 import time
 from array import array
+from concurrent.futures import ThreadPoolExecutor
 from multiprocessing.connection import Connection
 from typing import Any
+
+from _harness import (
+    ServerProtocolError,
+    client_frame,
+    handshake_request,
+    handshake_response,
+    parse_server_frames,
+)
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 MAX_DURATION_S = 60.0
@@ -132,7 +152,7 @@ def raise_fd_limit() -> int:
 # ---------------------------------------------------------------- parsing
 
 
-def stamp_ns(payload: bytes, cache: dict[bytes, int]) -> tuple[int, int] | None:
+def stamp_ns(payload: bytes | bytearray, cache: dict[bytes, int]) -> tuple[int, int] | None:
     """The first ``"timestamp":"YYYY-MM-DDTHH:MM:SS[.f...]Z"`` in ``payload`` as Unix ns,
     and the number of fraction digits; ``None`` when there is none. Whole seconds are
     looked up in ``cache`` (a feed's stamps share them)."""
@@ -140,7 +160,7 @@ def stamp_ns(payload: bytes, cache: dict[bytes, int]) -> tuple[int, int] | None:
     if i < 0:
         return None
     i += 13
-    head = payload[i : i + 19]
+    head = bytes(payload[i : i + 19])
     sec = cache.get(head)
     if sec is None:
         try:
@@ -161,7 +181,7 @@ def stamp_ns(payload: bytes, cache: dict[bytes, int]) -> tuple[int, int] | None:
     return ns, digits
 
 
-def first_seq(payload: bytes) -> int | None:
+def first_seq(payload: bytes | bytearray) -> int | None:
     """The value of the first ``"seq":N`` in ``payload``, or ``None``."""
     i = payload.find(b'"seq":')
     if i < 0:
@@ -171,6 +191,33 @@ def first_seq(payload: bytes) -> int | None:
     while j < end and 48 <= payload[j] <= 57:
         j += 1
     return int(payload[i:j]) if j > i else None
+
+
+def seq_figures(
+    ends: list[tuple[tuple[int, int, int] | None, tuple[int, int, int] | None]],
+) -> dict[str, Any]:
+    """Gaps and source rate from each connection's first and last sample in the window,
+    each ``(seq, frames received so far, stamp ns)``: frames between them that the seqs
+    say were sent and the count says never came."""
+    gaps, spans, backwards, seq_rates = 0, 0, 0, [0.0]
+    for first, last in ends:
+        if first is None or last is None or last is first:
+            continue
+        seq_span = last[0] - first[0]
+        missing = seq_span - (last[1] - first[1])
+        if missing < 0:  # more frames than seqs: duplicates or a restart
+            backwards += 1
+        else:
+            gaps += missing
+        spans += seq_span
+        if last[2] > first[2]:
+            seq_rates.append(seq_span * 1e9 / (last[2] - first[2]))
+    return {
+        "gaps": gaps,
+        "seq_spans": spans,
+        "conns_backwards": backwards,
+        "seq_rate": statistics.median(seq_rates[1:] or seq_rates),
+    }
 
 
 # ---------------------------------------------------------------- worker
@@ -271,19 +318,7 @@ def worker(
         await asyncio.sleep(grace_s)  # frames stamped in the window, arriving late
         state["on"] = False
         cpu2 = os.times()
-        gaps, spans, backwards, seq_rates = 0, 0, 0, [0.0]
-        for x in listeners:
-            if x.first is None or x.last is None or x.last is x.first:
-                continue
-            seq_span = x.last[0] - x.first[0]
-            missing = seq_span - (x.last[1] - x.first[1])
-            if missing < 0:  # more frames than seqs: duplicates or a restart
-                backwards += 1
-            else:
-                gaps += missing
-            spans += seq_span
-            if x.last[2] > x.first[2]:
-                seq_rates.append(seq_span * 1e9 / (x.last[2] - x.first[2]))
+        seqs = seq_figures([(x.first, x.last) for x in listeners])
         pipe.send(
             (
                 "result",
@@ -294,10 +329,8 @@ def worker(
                     "lat": lat.tobytes(),
                     "digits": state["digits"],
                     "unstamped": state["unstamped"],
-                    "gaps": gaps,
-                    "seq_spans": spans,
-                    "conns_backwards": backwards,
-                    "seq_rate": statistics.median(seq_rates[1:] or seq_rates),
+                    **seqs,
+                    "lat_read": b"",
                     "cpu_s": (cpu1.user - cpu0.user) + (cpu1.system - cpu0.system),
                     "grace_cpu_s": (cpu2.user - cpu1.user) + (cpu2.system - cpu1.system),
                     "in_window": state["in_window"],
@@ -312,6 +345,221 @@ def worker(
 
     uvloop.run(run())
     os._exit(0)  # closing thousands of sockets one by one would take longer than the run
+
+
+# ---------------------------------------------------------------- kernel-clock worker
+
+# Linux: ask for the kernel's receive time of each read (CLOCK_REALTIME, struct timespec
+# of two longs); the socket module does not name these (asm-generic/socket.h).
+SO_TIMESTAMPNS = 35
+SCM_TIMESTAMPNS = SO_TIMESTAMPNS
+TIMESPEC = struct.Struct("@qq")
+READ_BYTES = 262_144
+
+
+class RawConnection:
+    """One connection of :func:`raw_worker`: its socket, unparsed bytes and tallies."""
+
+    __slots__ = ("buf", "first", "last", "n", "open", "sock")
+
+    def __init__(self, sock: socket.socket, leftover: bytearray, stride: int) -> None:
+        self.sock = sock
+        self.buf = leftover
+        self.n = random.randrange(stride)  # de-synchronise sampling across connections
+        self.first: tuple[int, int, int] | None = None
+        self.last: tuple[int, int, int] | None = None
+        self.open = True
+
+
+def raw_connect(port: int, path: str) -> tuple[socket.socket, bytearray]:
+    """A WebSocket connection opened with blocking calls (10 s at most), with receive
+    timestamps on; the bytes after the handshake response."""
+    sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
+        request, key = handshake_request(port, path)
+        sock.sendall(request)
+        buf = bytearray()
+        while not handshake_response(buf, key):
+            chunk = sock.recv(65536)
+            if not chunk:
+                raise ConnectionError("closed during the handshake")
+            buf += chunk
+        sock.setblocking(False)
+    except BaseException:
+        sock.close()
+        raise
+    return sock, buf
+
+
+def raw_worker(
+    nconn: int,
+    port: int,
+    path: str,
+    stride: int,
+    grace_s: float,
+    connect_conc: int,
+    pipe: Connection,
+) -> None:
+    """One worker process on a plain epoll loop: ``nconn`` connections whose frames are
+    timed by the kernel's receive timestamp of the read that completed them (the last
+    segment in it: a frame that came in an earlier segment of the same read is timed a
+    little late, never early), so the client's own queueing is left out. The read time
+    (``time.time_ns()`` after ``recvmsg``) is kept too, as ``lat_read``."""
+    mask = stride - 1
+    lat = array("q")
+    lat_read = array("q")
+    cache: dict[bytes, int] = {}
+    digits, unstamped, in_window, nontext, disc = 99, 0, 0, 0, 0
+    errors: list[str] = []
+    conns: dict[int, RawConnection] = {}
+    deadline = time.monotonic() + CONNECT_LIMIT_S
+
+    def connect_one(_: int) -> tuple[socket.socket, bytearray] | str:
+        if time.monotonic() > deadline:
+            return "connect phase timeout"
+        try:
+            return raw_connect(port, path)
+        except (OSError, ServerProtocolError) as e:
+            return f"{type(e).__name__}: {str(e)[:80]}"
+
+    # blocking handshakes, connect_conc at a time (threads: each waits on its socket)
+    with ThreadPoolExecutor(max_workers=max(1, min(connect_conc, 64))) as pool:
+        for opened in pool.map(connect_one, range(nconn)):
+            if isinstance(opened, str):
+                errors.append(opened)
+            else:
+                conns[opened[0].fileno()] = RawConnection(opened[0], opened[1], stride)
+    poller = select.epoll()
+    for fd in conns:
+        poller.register(fd, select.EPOLLIN)
+    poller.register(pipe.fileno(), select.EPOLLIN)
+    connected = len(conns)
+    pipe.send(("ready", connected))
+
+    on = False
+    lo = hi = 0
+    t_start = t_end = t_stop = float("inf")
+    phase = "wait"  # -> "window" -> "grace" -> "done"
+    n0: dict[int, int] = {}
+    n1: dict[int, int] = {}
+    cpu0 = cpu1 = cpu2 = os.times()
+    w0 = w1 = 0.0
+    disc0 = 0
+    wall = time.time_ns
+    recv_buf = bytearray(READ_BYTES)
+    view = memoryview(recv_buf)
+    anc_size = socket.CMSG_SPACE(TIMESPEC.size)
+    while phase != "done":
+        now_m = time.monotonic()
+        if phase == "wait" and now_m >= t_start:
+            phase, w0 = "window", now_m
+            n0 = {fd: c.n for fd, c in conns.items()}
+            cpu0, disc0 = os.times(), disc
+            lo = wall()
+            hi = lo + round((t_end - w0) * 1e9)
+            on = True
+        if phase == "window" and now_m >= t_end:
+            phase, w1 = "grace", now_m
+            n1 = {fd: c.n for fd, c in conns.items()}
+            cpu1 = os.times()
+            t_stop = t_end + grace_s
+        if phase == "grace" and now_m >= t_stop:
+            phase, on = "done", False
+            cpu2 = os.times()
+            break
+        due = t_start if phase == "wait" else t_end if phase == "window" else t_stop
+        for fd, _ in poller.poll(max(0.0, min(due - now_m, 0.05))):
+            conn = conns.get(fd)
+            if conn is None:  # the parent's pipe: the window
+                t_start, t_end = pipe.recv()
+                continue
+            try:
+                size, anc, _flags, _addr = conn.sock.recvmsg_into([view], anc_size)
+            except (BlockingIOError, InterruptedError):
+                continue
+            except OSError:
+                size, anc = 0, []
+            read_ns = wall()
+            if not size:
+                poller.unregister(fd)
+                conn.open = False
+                del conns[fd]
+                conn.sock.close()
+                disc += 1
+                continue
+            kernel_ns = read_ns
+            if anc and anc[0][1] == SCM_TIMESTAMPNS:  # the only one asked for
+                sec, nsec = TIMESPEC.unpack_from(anc[0][2])
+                kernel_ns = sec * 1_000_000_000 + nsec
+            buf = conn.buf
+            buf += view[:size]
+            frames, end, error = parse_server_frames(buf)
+            for b0, start, stop in frames:
+                opcode = b0 & 0x0F
+                if opcode != 1:
+                    if opcode == 9:  # ping: answer it (picows does so by itself)
+                        conn.sock.send(client_frame(0xA, bytes(buf[start:stop])))
+                    elif opcode == 8:
+                        error = error or "closed by the server"
+                    else:
+                        nontext += 1
+                    continue
+                n = conn.n = conn.n + 1
+                if n & mask or not on:
+                    continue
+                payload = buf[start:stop]
+                stamp = stamp_ns(payload, cache)
+                if stamp is None:
+                    unstamped += 1
+                    if read_ns >= hi:
+                        continue
+                    stamp = (read_ns, 0)
+                else:
+                    if not lo <= stamp[0] < hi:
+                        continue
+                    in_window += 1
+                    lat.append(kernel_ns - stamp[0])
+                    lat_read.append(read_ns - stamp[0])
+                    if stamp[1] < digits:
+                        digits = stamp[1]
+                seq = first_seq(payload)
+                if seq is not None:
+                    conn.last = (seq, n, stamp[0])
+                    if conn.first is None:
+                        conn.first = conn.last
+            del buf[:end]
+            if error is not None:
+                poller.unregister(fd)
+                del conns[fd]
+                conn.sock.close()
+                disc += 1
+    seqs = seq_figures([(c.first, c.last) for c in conns.values()])
+    pipe.send(
+        (
+            "result",
+            {
+                "connected": connected,
+                # connections that closed in the window are left out (and counted below)
+                "counts": [n1[fd] - n0[fd] for fd in n1 if fd in n0],
+                "window_s": w1 - w0,
+                "lat": lat.tobytes(),
+                "lat_read": lat_read.tobytes(),
+                "digits": digits,
+                "unstamped": unstamped,
+                **seqs,
+                "cpu_s": (cpu1.user - cpu0.user) + (cpu1.system - cpu0.system),
+                "grace_cpu_s": (cpu2.user - cpu1.user) + (cpu2.system - cpu1.system),
+                "in_window": in_window,
+                "stamp_window_s": (hi - lo) / 1e9,
+                "errors": errors,
+                "disconnects_in_window": disc - disc0,
+                "disconnects_total": disc,
+                "nontext": nontext,
+            },
+        )
+    )
+    os._exit(0)
 
 
 # ---------------------------------------------------------------- parent
@@ -413,6 +661,17 @@ def summarize(
         }
     else:
         out["lateness_ms"] = None
+    out["clock"] = a.clock
+    read_arr = array("q")
+    for r in results:
+        read_arr.frombytes(r["lat_read"])
+    if read_arr:
+        read = sorted(read_arr)
+        out["lateness_read_ms"] = {
+            "p50": round(percentile(read, 0.50) / 1e6, 3),
+            "p99": round(percentile(read, 0.99) / 1e6, 3),
+            "max": round(read[-1] / 1e6, 3),
+        }
     return out
 
 
@@ -432,6 +691,13 @@ def main() -> int:
         type=float,
         default=1.0,
         help="s after the window to wait for frames stamped in it (<= 5)",
+    )
+    ap.add_argument(
+        "--clock",
+        choices=["kernel", "read"],
+        default="kernel",
+        help="arrival = the kernel's receive time of the read (plain epoll loop; default) "
+        "or the time picows hands the frame over (picows + uvloop)",
     )
     ap.add_argument("--connect-concurrency", type=int, default=200)
     ap.add_argument("--server-pid", type=int, default=0)
@@ -456,9 +722,12 @@ def main() -> int:
         mine, theirs = ctx.Pipe()
         share = n // p + (1 if i < n % p else 0)
         conc = max(1, a.connect_concurrency // p)
-        proc = ctx.Process(
-            target=worker, args=(share, url, a.stride, a.grace, conc, theirs), daemon=True
-        )
+        if a.clock == "kernel":
+            target: Any = raw_worker
+            args: tuple[Any, ...] = (share, a.port, a.path, a.stride, a.grace, conc, theirs)
+        else:
+            target, args = worker, (share, url, a.stride, a.grace, conc, theirs)
+        proc = ctx.Process(target=target, args=args, daemon=True)
         proc.start()
         procs.append(proc)
         pipes.append(mine)

@@ -5,7 +5,9 @@ offered loads, doubling (``--start``, default 50,000 frames/s, up to ``--max``):
 per-connection rate at a rung is offered / C msg/s. At each rung every server still in
 the race gets a fresh process on a free loopback port and the same load client,
 ``bench/loadclient.py`` (picows + uvloop, the anchors' venv; its docstring has every
-figure's definition), run with ``-c C --rate R -w W -d D``; the servers take turns, in
+figure's definition; arrival is the kernel's receive timestamp, so the client's own
+queueing is left out, and "p99 at read" shows it with that queueing), run with
+``-c C --rate R -w W -d D``; the servers take turns, in
 an order that alternates from rep to rep, so drift on the shared machine hits all alike.
 With ``--reps N`` each rung is run N times per server and judged on the medians.
 
@@ -205,6 +207,8 @@ def run_point(
         str(args.procs),
         "--stride",
         str(args.stride),
+        "--clock",
+        args.clock,
         "--server-pid",
         str(server.pid),
         "--label",
@@ -369,16 +373,16 @@ def rows_table(rows: Iterable[dict[str, Any]]) -> list[str]:
     out = [
         "| server | C | msg/s per conn | offered frames/s | rep | delivered % "
         "| per-conn min-max msg/s | source msg/s | gaps | p50 ms | p99 ms | max ms "
-        "| > 10 ms | > 100 ms | server CPU % | server RSS MB (peak) | client CPU % "
-        "| other CPU % | sustained |",
-        "|---|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---:"
-        "|---:|---|",
+        "| > 10 ms | > 100 ms | p99 at read ms | server CPU % | server RSS MB (peak) "
+        "| client CPU % | other CPU % | sustained |",
+        "|---|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"
+        "---:|---:|---|",
     ]
     for r in rows:
         if r.get("failed"):
             out.append(
                 f"| {r['server']} | {r['C']:,} | {r['rate']:,.4g} | {r['offered']:,.0f} "
-                f"| {r['rep']} | failed: {r['failed'][:80]} |{' |' * 13}"
+                f"| {r['rep']} | failed: {r['failed'][:80]} |{' |' * 14}"
             )
             continue
         lat = r.get("lateness_ms") or {}
@@ -398,7 +402,9 @@ def rows_table(rows: Iterable[dict[str, Any]]) -> list[str]:
             f"| {fmt(pc['min'], 1)}-{fmt(pc['max'], 1)} | {fmt(r.get('source_msgs_per_s'), 1)} "
             f"| {r['gaps']['frames']:,} | {fmt(lat.get('p50'), 2)} | {fmt(lat.get('p99'), 2)} "
             f"| {fmt(lat.get('max'), 1)} | {fmt(lat.get('over_10ms_pct'), 2)}% "
-            f"| {fmt(lat.get('over_100ms_pct'), 2)}% | {fmt(r.get('server_cpu_pct'))} "
+            f"| {fmt(lat.get('over_100ms_pct'), 2)}% "
+            f"| {fmt((r.get('lateness_read_ms') or {}).get('p99'), 2)} "
+            f"| {fmt(r.get('server_cpu_pct'))} "
             f"| {fmt(r.get('server_rss_mb'), 0)} ({fmt(r.get('server_peak_rss_mb'), 0)}) "
             f"| {fmt(r['client_cpu_pct'])} | {fmt(r['machine']['other_procs_pct'])} "
             f"| {'yes' if r['sustained'] else 'no'}{notes} |"
@@ -571,6 +577,13 @@ def common_args(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("-w", "--warmup", type=float, default=1.5, help="s after all connected")
     ap.add_argument("-p", "--procs", type=int, default=1, help="load client processes")
     ap.add_argument("--stride", type=int, default=0, help="client parses every Nth frame (0: auto)")
+    ap.add_argument(
+        "--clock",
+        choices=["kernel", "read"],
+        default="kernel",
+        help="arrival time: the kernel's receive timestamp (default) or the client's read "
+        "(picows; includes the client's own queueing)",
+    )
     ap.add_argument(
         "--sim-server",
         action="append",
