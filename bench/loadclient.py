@@ -68,6 +68,7 @@ import argparse
 import asyncio
 import bisect
 import calendar
+import contextlib
 import json
 import multiprocessing as mp
 import os
@@ -499,7 +500,8 @@ def raw_worker(
                 opcode = b0 & 0x0F
                 if opcode != 1:
                     if opcode == 9:  # ping: answer it (picows does so by itself)
-                        conn.sock.send(client_frame(0xA, bytes(buf[start:stop])))
+                        with contextlib.suppress(OSError):  # a full buffer: the next one
+                            conn.sock.send(client_frame(0xA, bytes(buf[start:stop])))
                     elif opcode == 8:
                         error = error or "closed by the server"
                     else:
