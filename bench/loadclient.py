@@ -411,7 +411,7 @@ def raw_worker(
     lat = array("q")
     lat_read = array("q")
     cache: dict[bytes, int] = {}
-    digits, unstamped, in_window, nontext, disc = 99, 0, 0, 0, 0
+    digits, unstamped, in_window, nontext, disc, unclocked = 99, 0, 0, 0, 0, 0
     errors: list[str] = []
     conns: dict[int, RawConnection] = {}
     deadline = time.monotonic() + CONNECT_LIMIT_S
@@ -489,10 +489,12 @@ def raw_worker(
                 conn.sock.close()
                 disc += 1
                 continue
-            kernel_ns = read_ns
             if anc and anc[0][1] == SCM_TIMESTAMPNS:  # the only one asked for
                 sec, nsec = TIMESPEC.unpack_from(anc[0][2])
                 kernel_ns = sec * 1_000_000_000 + nsec
+            else:  # no receive timestamp: time it at the read, and say so
+                kernel_ns = read_ns
+                unclocked += 1
             buf = conn.buf
             buf += view[:size]
             frames, end, error = parse_server_frames(buf)
@@ -558,6 +560,7 @@ def raw_worker(
                 "disconnects_in_window": disc - disc0,
                 "disconnects_total": disc,
                 "nontext": nontext,
+                "reads_without_kernel_time": unclocked,
             },
         )
     )
@@ -626,6 +629,9 @@ def summarize(
             "disconnects_total": sum(r["disconnects_total"] for r in results),
             "non_text_frames": sum(r["nontext"] for r in results),
             "frames_without_timestamp": sum(r["unstamped"] for r in results),
+            "reads_without_kernel_time": sum(
+                r.get("reads_without_kernel_time", 0) for r in results
+            ),
         },
     }
     cpu_s = sum(r["cpu_s"] for r in results)
