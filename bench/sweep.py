@@ -38,7 +38,7 @@ and a row where it is near 100% measures the client, not the server. A point tha
 while unrelated processes used more than ``--retry-busy`` % of a core (default 30) is run
 once more; both rows are shown, the second one counts.
 
-    PYTHONPATH=. .venv/bin/python bench/sweep.py                   # about 6-9 min
+    PYTHONPATH=. .venv/bin/python bench/sweep.py                   # about 5-9 min (296 s here)
     PYTHONPATH=. .venv/bin/python bench/sweep.py --conns 1000 --servers sim,bun --reps 3
     PYTHONPATH=. .venv/bin/python bench/sweep.py --sim-server 'max_lateness = "100ms"'
     PYTHONPATH=. .venv/bin/python bench/sweep.py --conns 100 --start 100000 --max 400000 -d 3
