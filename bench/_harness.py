@@ -41,8 +41,28 @@ HOST = "127.0.0.1"
 # ---------------------------------------------------------------- anchors kit
 
 
+def bun_binary(anchors: Path) -> Path:
+    """Where the anchors' Bun binary is (``setup.sh`` links it there)."""
+    return anchors / "bun-server" / "node_modules" / "bun" / "bin" / "bun.exe"
+
+
+def bun_runs(anchors: Path) -> bool:
+    """Whether the anchors' Bun binary is there and answers ``--version``."""
+    try:
+        out = subprocess.run(
+            [str(bun_binary(anchors)), "--version"], capture_output=True, timeout=20
+        )
+    except (OSError, subprocess.SubprocessError):
+        return False
+    return out.returncode == 0
+
+
 def ensure_anchors(anchors: Path = ANCHORS_DIR) -> Path:
-    """A ready copy of the anchors kit in ``anchors`` (made with its setup.sh if missing)."""
+    """A ready copy of the anchors kit in ``anchors`` (made with its setup.sh if missing).
+
+    A copy whose Bun binary is missing or broken is repaired the way ``setup.sh`` makes
+    it: ``node install.js`` in ``bun-server/node_modules/bun`` links the binary that npm
+    fetched (``@oven/bun-linux-x64``) to ``bin/bun.exe``."""
     ready = (anchors / ".venv" / "bin" / "python").exists() and (
         anchors / "node-mock-server" / "node_modules" / "ws"
     ).exists()
@@ -53,6 +73,12 @@ def ensure_anchors(anchors: Path = ANCHORS_DIR) -> Path:
             check=True,
             timeout=600,
             stdout=subprocess.DEVNULL,
+        )
+    bun_pkg = anchors / "bun-server" / "node_modules" / "bun"
+    if bun_pkg.is_dir() and not bun_runs(anchors):
+        print(f"# repairing the Bun binary in {bun_pkg} (node install.js)", file=sys.stderr)
+        subprocess.run(
+            ["node", "install.js"], cwd=bun_pkg, check=True, timeout=120, capture_output=True
         )
     return anchors
 
@@ -220,6 +246,29 @@ def start_node(
     anchors: Path, log: Path, *, rate: float, wait_clients: int = 0, exit_after_s: int = 90
 ) -> Server:
     """The Node.js ``ws`` replica: BENCH mode at ``rate`` msg/s, or normal mock mode at 0."""
+    argv = ["node", "node-mock-server/server.js"]
+    return _start_js("node", argv, anchors, log, rate, wait_clients, exit_after_s)
+
+
+def start_bun(
+    anchors: Path, log: Path, *, rate: float, wait_clients: int = 0, exit_after_s: int = 90
+) -> Server:
+    """The anchors' Bun server (``Bun.serve``, uWebSockets underneath; one ``publish`` a
+    message): the BENCH mode of the Node replica at ``rate`` msg/s, same env, same
+    messages. At rate 0 it only accepts connections (it has no mock mode)."""
+    argv = [str(bun_binary(anchors)), "bun-server/server.js"]
+    return _start_js("bun", argv, anchors, log, rate, wait_clients, exit_after_s)
+
+
+def _start_js(
+    kind: str,
+    argv: list[str],
+    anchors: Path,
+    log: Path,
+    rate: float,
+    wait_clients: int,
+    exit_after_s: int,
+) -> Server:
     port = free_port()
     env = dict(
         os.environ,
@@ -232,14 +281,8 @@ def start_node(
         EXIT_AFTER_S=str(exit_after_s),
     )
     with log.open("wb") as f:
-        proc = subprocess.Popen(
-            ["node", "node-mock-server/server.js"],
-            cwd=anchors,
-            env=env,
-            stdout=f,
-            stderr=subprocess.STDOUT,
-        )
-    server = Server("node", proc, port, log)
+        proc = subprocess.Popen(argv, cwd=anchors, env=env, stdout=f, stderr=subprocess.STDOUT)
+    server = Server(kind, proc, port, log)
     try:
         wait_listening(port, proc)
     except BaseException:
