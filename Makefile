@@ -40,11 +40,13 @@ nginx:
 
 test: $(STAMP) browser nginx
 	$(BIN)/ruff check simulator tests bench
+	$(BIN)/ruff format --check simulator tests bench
 	$(BIN)/mypy
 	$(BIN)/pytest -q -n 2
 
 lint: $(STAMP)
 	$(BIN)/ruff check simulator tests bench
+	$(BIN)/ruff format --check simulator tests bench
 	$(BIN)/mypy
 
 bench: $(STAMP)
