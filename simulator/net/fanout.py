@@ -9,6 +9,8 @@ import asyncio
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from websockets.protocol import State
+
 from simulator.core.live import LiveState, fill
 from simulator.core.timeline import Batch
 from simulator.net.common import ScenarioClock
@@ -26,6 +28,25 @@ class Sent:
     t_ns: int  # virtual time the timeline planned it for
     stream: str
     payload: bytes
+
+
+def deliver_to_all(clients: Sequence[Client], data: bytes, frames: list[bytes]) -> None:
+    """``client.deliver(data, frames)`` for each of ``clients``, with the common case
+    inlined: a broadcast's time goes here, once per client per pass."""
+    count = len(frames)
+    for client in clients:
+        transport = client.transport
+        if (
+            client.faulted is None
+            and not client.closing
+            and not client.pending
+            and client.protocol.state is State.OPEN
+            and transport.get_write_buffer_size() <= client.room
+        ):
+            transport.write(data)
+            client.frames_sent += count
+        else:
+            client.deliver(data, frames)  # queued, held by a fault, closing...
 
 
 class Fanout:
@@ -91,6 +112,9 @@ class Fanout:
                 continue
             chosen = [frames[k] for k in picked]
             data = b"".join(chosen)
+            if recorder is None and sent is None:
+                deliver_to_all(members, data, chosen)
+                continue
             if recorder is not None:
                 sent_streams: list[str | None] = [names[streams[k]] for k in picked]
                 sent_payloads = [payloads[k] for k in picked]
