@@ -99,6 +99,16 @@ def sim_scenario(rate: float, conns: int, server_lines: Sequence[str], tmpdir: P
     interval is written in ns, so ``rate`` is what sim is asked for to within 1 ns a
     message."""
     every_ns = round(1e9 / rate)
+    defaults = [
+        'host = "127.0.0.1"',
+        "port = 0",
+        'mode = "broadcast"',
+        f"max_connections = {min(100_000, conns + 1000)}",
+        'keepalive_interval = "600s"',
+        'keepalive_timeout = "600s"',
+    ]
+    # An extra line replaces the default of the same key (say mode = "per-connection").
+    given = {line.split("=", 1)[0].strip() for line in server_lines}
     lines = [
         "# written by bench/sweep.py for one point of the sweep",
         "[scenario]",
@@ -106,12 +116,7 @@ def sim_scenario(rate: float, conns: int, server_lines: Sequence[str], tmpdir: P
         "seed = 1",
         "",
         "[server]",
-        'host = "127.0.0.1"',
-        "port = 0",
-        'mode = "broadcast"',
-        f"max_connections = {min(100_000, conns + 1000)}",
-        'keepalive_interval = "600s"',
-        'keepalive_timeout = "600s"',
+        *(line for line in defaults if line.split("=", 1)[0].strip() not in given),
         *server_lines,
         "",
         "[[stream]]",
