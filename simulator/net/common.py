@@ -38,6 +38,21 @@ AHEAD_S = 0.0005
 SPIN_S = 0.001
 
 
+#: Linux ends a sleep of t seconds up to t/1000 late (the timer slack of poll and
+#: epoll, 0.1% of the timeout): a 5 s sleep, 5 ms. A long wait is therefore slept in
+#: steps that each stop short of the deadline by 1% of what is left, down to this.
+LONG_SLEEP_S = 0.02
+
+
+async def _sleep_to(when: float) -> None:
+    """Sleep until about loop time ``when`` (a timer's granularity late at most)."""
+    loop = asyncio.get_running_loop()
+    while (delay := when - loop.time()) > LONG_SLEEP_S:
+        await asyncio.sleep(delay - max(delay / 100, LONG_SLEEP_S / 2))
+    if delay > 0:
+        await asyncio.sleep(delay)
+
+
 async def sleep_until(when: float, *, precise: bool = False) -> bool:
     """Wait until about loop time ``when``: up to AHEAD_S before it (then send what
     is due by ``loop.time() + ahead_s(precise)``), or later if the loop is busy. With
@@ -55,10 +70,10 @@ async def sleep_until(when: float, *, precise: bool = False) -> bool:
         return delay > 0
     if not precise:
         if delay > AHEAD_S:
-            await asyncio.sleep(delay - AHEAD_S)
+            await _sleep_to(when - AHEAD_S)
         return delay > AHEAD_S
     if delay > SPIN_S:
-        await asyncio.sleep(delay - SPIN_S)
+        await _sleep_to(when - SPIN_S)
     yielded = delay > SPIN_S
     while loop.time() < when:
         await asyncio.sleep(0)
