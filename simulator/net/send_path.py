@@ -206,7 +206,13 @@ class Client:
             self.frames_sent += len(batch)
 
     def flush_pending(self) -> None:
-        """Move queued frames to the socket while it has room (called when it drains)."""
+        """Move queued frames to the socket while it takes them (called when it drains).
+
+        It goes on until the queue is empty or the transport holds more than ``room``,
+        when asyncio has paused writing and will call this again once it drains: were
+        it to stop with frames queued and writing not paused, nothing would call it
+        again, and every later frame would join the queue (a client starved while the
+        others are served: seen at 1,000 clients x 1,600 msg/s)."""
         if not self.pending or not self.open:
             return
         if self.faulted is not None and self.faulted.paces_sends:
@@ -214,7 +220,12 @@ class Client:
         if self.faulted is None:
             # (Frames a stall or throttle held back are the fault's to deliver late.)
             self.drop_late()
-        self.write(self.take(self.room - self.transport.get_write_buffer_size(), False))
+        transport = self.transport
+        while self.pending and not self.closing:
+            held = transport.get_write_buffer_size()
+            if held > self.room:
+                return  # paused: resume_writing calls again
+            self.write(self.take(max(self.room - held, 1), False))
 
     def close_slow(self) -> None:
         """Close with 1013: the client could not keep up."""

@@ -254,3 +254,39 @@ def test_each_clients_socket_send_buffer_is_socket_buffer_bytes_and_0_leaves_the
         os_default = fresh.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF)
     assert asyncio.run(sndbuf(8192)) == 2 * 8192
     assert asyncio.run(sndbuf(0)) >= os_default  # autotuned from the default upwards
+
+
+def test_a_drained_socket_takes_the_whole_queue_not_one_share_of_it() -> None:
+    """When writing resumes, queued frames go on to the socket while it takes them:
+    stopping after one transport share, with frames queued and writing not paused,
+    left nothing to flush them again, and the client starved while others were served."""
+
+    async def main() -> tuple[int, int, int]:
+        loop = asyncio.get_running_loop()
+        assert isinstance(loop, VirtualClockLoop)
+        conn, tape, _, _ = opened_pair()
+        tape.take()
+        full = FullTape(tape)
+        tape.get_write_buffer_size = full.buffer_size  # type: ignore[method-assign]
+        client = Client(
+            0,
+            conn,
+            send_buffer_bytes=1 << 20,
+            policy=SlowConsumerPolicy.DROP_OLDEST,
+            connected_at=loop.time(),
+            epoch_ns=0,
+            on_slow=lambda c, what, n: None,
+            transport_room=16 * 1024,
+        )
+        frames = [text_frame(b"x" * 1000) for _ in range(100)]  # ~100 KiB: 6 shares
+        for frame in frames:
+            client.deliver(frame, [frame])
+        queued = len(client.pending or ())
+        full.full = False  # the kernel takes all it is given from now on
+        client.flush_pending()
+        return queued, len(tape.take()), len(client.pending or ())
+
+    queued, written, left = run(main())
+    assert queued == 100
+    assert written == 100 * len(text_frame(b"x" * 1000))
+    assert left == 0
