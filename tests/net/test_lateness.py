@@ -129,6 +129,26 @@ class FullTape:
         return 10**9 if self.full else 0
 
 
+def client_of_a_full_socket(on_slow: Any, **options: Any) -> tuple[Client, Any, FullTape]:
+    """A served client (call on a running loop) whose socket reports a full buffer
+    until ``full.full = False``; what it writes is on the tape."""
+    conn, tape, _, _ = opened_pair()
+    tape.take()
+    full = FullTape(tape)
+    tape.get_write_buffer_size = full.buffer_size
+    client = Client(
+        0,
+        conn,
+        send_buffer_bytes=1 << 20,
+        policy=SlowConsumerPolicy.DROP_OLDEST,
+        connected_at=asyncio.get_running_loop().time(),
+        epoch_ns=0,
+        on_slow=on_slow,
+        **options,
+    )
+    return client, tape, full
+
+
 def test_frames_queued_for_a_slow_client_past_the_limit_are_dropped_when_it_drains() -> None:
     """Queued frames older than ``max_queue_s`` when the socket drains are dropped and
     counted; younger ones are written, in order."""
@@ -136,20 +156,9 @@ def test_frames_queued_for_a_slow_client_past_the_limit_are_dropped_when_it_drai
     async def main() -> tuple[bytes, int, list[tuple[str, int]]]:
         loop = asyncio.get_running_loop()
         assert isinstance(loop, VirtualClockLoop)
-        conn, tape, _, _ = opened_pair()
-        tape.take()
-        full = FullTape(tape)
-        tape.get_write_buffer_size = full.buffer_size  # type: ignore[method-assign]
         slow: list[tuple[str, int]] = []
-        client = Client(
-            0,
-            conn,
-            send_buffer_bytes=1 << 20,
-            policy=SlowConsumerPolicy.DROP_OLDEST,
-            connected_at=loop.time(),
-            epoch_ns=0,
-            on_slow=lambda c, what, n: slow.append((what, n)),
-            max_queue_s=0.25,
+        client, tape, full = client_of_a_full_socket(
+            lambda c, what, n: slow.append((what, n)), max_queue_s=0.25
         )
         frames = [text_frame(f"m{i}".encode()) for i in range(4)]
         client.deliver(frames[0], frames[:1])  # queued at 0.0
@@ -262,21 +271,8 @@ def test_a_drained_socket_takes_the_whole_queue_not_one_share_of_it() -> None:
     left nothing to flush them again, and the client starved while others were served."""
 
     async def main() -> tuple[int, int, int]:
-        loop = asyncio.get_running_loop()
-        assert isinstance(loop, VirtualClockLoop)
-        conn, tape, _, _ = opened_pair()
-        tape.take()
-        full = FullTape(tape)
-        tape.get_write_buffer_size = full.buffer_size  # type: ignore[method-assign]
-        client = Client(
-            0,
-            conn,
-            send_buffer_bytes=1 << 20,
-            policy=SlowConsumerPolicy.DROP_OLDEST,
-            connected_at=loop.time(),
-            epoch_ns=0,
-            on_slow=lambda c, what, n: None,
-            transport_room=16 * 1024,
+        client, tape, full = client_of_a_full_socket(
+            lambda c, what, n: None, transport_room=16 * 1024
         )
         frames = [text_frame(b"x" * 1000) for _ in range(100)]  # ~100 KiB: 6 shares
         for frame in frames:
