@@ -46,8 +46,10 @@ _UTF8 = codecs.getincrementaldecoder("utf-8")
 
 #: Bytes of what the peer sent parsed in one go: a bigger read is parsed in slices of
 #: this size, one slice per loop iteration, so one connection's batch (100k tiny frames
-#: in a read) cannot hold the loop while the other connections wait.
-READ_SLICE_BYTES = 8192
+#: in a read) cannot hold the loop while the other connections wait. Parsing costs by
+#: the frame: 2 KiB of the smallest frames (~300) is about a millisecond (8 KiB held a
+#: feed's next tick 12 ms under such a flood).
+READ_SLICE_BYTES = 2048
 #: A slice is READ_SLICE_BYTES shared among the connections that have a backlog to parse
 #: (in this process), down to this: so that a loop turn parses about READ_SLICE_BYTES in
 #: all, however many connections flood at once, and timers (a feed's next tick) are not
@@ -66,11 +68,12 @@ CLIENT_FRAMES_PER_S = 1000
 MAX_HANDSHAKES = 1000
 
 
-#: Bytes of small reads parsed as they come in one loop turn, all connections together:
+#: Bytes of small reads parsed as they come in one loop turn, all connections together
+#: (about a millisecond of the smallest frames):
 #: past it a read joins the backlog (parsed in the shared slices on the next turns). A
 #: turn runs every connection's read before any timer due in it, so without this 50
 #: connections sending garbage kept a feed's next tick waiting behind 50 parsed reads.
-TURN_PARSE_BYTES = 16 * 1024
+TURN_PARSE_BYTES = 4096
 
 #: The connections with a backlog to parse (see MIN_SLICE_BYTES).
 _parsing: set[Connection] = set()
