@@ -55,6 +55,9 @@ READ_SLICE_BYTES = 2048
 #: all, however many connections flood at once, and timers (a feed's next tick) are not
 #: kept waiting behind 50 slices.
 MIN_SLICE_BYTES = 512
+#: What a connection to a server (the proxy's upstream leg, ``sim connect``) parses in
+#: one go: its peer is the feed it asked for, not a client to be kept fair to others.
+FEED_SLICE_BYTES = 64 * 1024
 #: What a fragment counts against ``max_size`` at least, in bytes: so a message of
 #: endless empty continuation frames meets the limit too (by number of fragments).
 FRAGMENT_MIN_CHARGE = 64
@@ -153,6 +156,11 @@ class Connection(asyncio.Protocol):
     """One connection, either side. Read ``index``, ``remote_address`` and ``protocol``
     (its state and close frames); send with :meth:`send`; end it with
     :meth:`start_close` or :meth:`close`."""
+
+    #: Parse in slices shared with the other connections (READ_SLICE_BYTES,
+    #: TURN_PARSE_BYTES): a server's, whose peers must not hold up one another. A
+    #: client's connection reads the feed it asked for in FEED_SLICE_BYTES slices.
+    shares_parsing = True
 
     __slots__ = (
         "_backlog",
@@ -375,9 +383,14 @@ class Connection(asyncio.Protocol):
         if self._failed:
             return  # the protocol would discard it (see fail)
         self._read_at = asyncio.get_running_loop().time()
-        if self._backlog or len(data) > READ_SLICE_BYTES or not _Turn.allows(len(data)):
+        # A server keeps its clients fair to one another; a client parses its feed in
+        # bigger slices, on its own.
+        fair = self.shares_parsing
+        slice_bytes = READ_SLICE_BYTES if fair else FEED_SLICE_BYTES
+        if self._backlog or len(data) > slice_bytes or (fair and not _Turn.allows(len(data))):
             self._backlog += data
-            _parsing.add(self)
+            if fair:
+                _parsing.add(self)
             if "parse" not in self._read_holds:
                 self.hold_reading("parse")
                 asyncio.get_running_loop().call_soon(self._parse_backlog)
@@ -391,7 +404,10 @@ class Connection(asyncio.Protocol):
             return
         if len(self._read_holds) > 1:
             return  # another hold (a stall...): its release parses on
-        size = max(MIN_SLICE_BYTES, READ_SLICE_BYTES // max(1, len(_parsing)))
+        if not self.shares_parsing:
+            size = FEED_SLICE_BYTES
+        else:
+            size = max(MIN_SLICE_BYTES, READ_SLICE_BYTES // max(1, len(_parsing)))
         chunk = bytes(self._backlog[:size])
         del self._backlog[:size]
         self._receive(chunk)

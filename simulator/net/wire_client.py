@@ -37,6 +37,8 @@ class ClientConnection(Connection):
     """One connection to a server. Read ``response`` (the server's handshake response)
     and ``subprotocol`` once :func:`connect` has returned it."""
 
+    shares_parsing = False  # its peer is the feed it asked for (see Connection)
+
     __slots__ = ("_keepalive", "_opening", "request", "response")
 
     protocol: ClientProtocol
