@@ -84,6 +84,10 @@ class ServerHandler(Handler):
 
 #: A request head longer than this is left to websockets (which refuses it).
 MAX_SNIFFED_HEAD = 16 * 1024
+#: Connections accepted in one turn of the event loop, at most (see listen).
+ACCEPTS_PER_TURN = 16
+#: The kernel's queue of connections not yet accepted (asyncio's default).
+LISTEN_BACKLOG = 100
 _BLANK_LINE = re.compile(rb"\r?\n\r?\n")
 
 
@@ -271,7 +275,15 @@ class WireServer:
             # A connection exists for the server from the end of its TLS handshake on:
             # one that never finishes it is dropped as one that never upgrades is.
             ssl_handshake_timeout=None if tls is None else self.config.open_timeout,
+            # asyncio accepts up to `backlog` connections in one loop turn: a storm of
+            # connections (opened and reset, or churned by a flood) must not hold the
+            # feed's next tick behind a hundred accepts.
+            backlog=ACCEPTS_PER_TURN,
         )
+        for listening in self._server.sockets:
+            # ...while the kernel still queues a burst of connects (C10k) for them.
+            with socket.fromfd(listening.fileno(), listening.family, listening.type) as sock:
+                sock.listen(LISTEN_BACKLOG)
         self.start()
 
     def start(self) -> None:
