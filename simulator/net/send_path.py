@@ -221,7 +221,7 @@ class Client:
             # (Frames a stall or throttle held back are the fault's to deliver late.)
             self.drop_late()
         transport = self.transport
-        while self.pending and not self.closing:
+        while self.pending and not self.closing and not transport.is_closing():
             held = transport.get_write_buffer_size()
             if held > self.room:
                 return  # paused: resume_writing calls again
