@@ -48,15 +48,6 @@ def parse_duration(text: str) -> int:
     return total
 
 
-def is_duration(text: str) -> bool:
-    """Whether ``text`` parses as a duration (:func:`parse_duration` would not raise)."""
-    try:
-        parse_duration(text)
-    except ValueError:
-        return False
-    return True
-
-
 def format_duration(ns: int) -> str:
     """Render ``ns`` compactly (``1h30m``, ``250ms``, ``7s``); inverse of :func:`parse_duration`
     for whole multiples of a unit."""

@@ -12,8 +12,6 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Final
 
-from simulator.core.durations import ALLOWED as DURATION_ALLOWED
-from simulator.core.durations import is_duration
 from simulator.core.model import (
     JSON,
     BurstLoss,
@@ -241,15 +239,10 @@ def _schedule(t: Table, kind: FaultKind) -> FaultSchedule | None:
 
 def _duration(t: Table, kind: FaultKind) -> int | None:
     """``duration``: > 0, or ``"forever"`` (the default) for stall and throttle."""
-    raw = t.get("duration")
     if kind not in (FaultKind.STALL, FaultKind.THROTTLE):
         return t.duration("duration", positive=True)
-    if raw == "forever":
-        return None
-    if isinstance(raw, str) and not is_duration(raw):
-        t.ctx.bad(t.at("duration"), raw, f"must be 'forever' or {DURATION_ALLOWED}")
-        return None
-    return t.duration("duration", positive=True)
+    value = t.duration_or("duration", "forever")
+    return None if isinstance(value, str) else value
 
 
 def _at(t: Table) -> Trigger | None:

@@ -290,6 +290,19 @@ class Table:
             return default
         return self.ctx.duration(self.at(key), value, positive=positive)
 
+    def duration_or(self, key: str, word: str) -> int | str | None:
+        """A duration > 0 in ns, or ``word`` itself (``"off"``, ``"forever"``) when that is
+        what the file says; ``None`` when absent or wrong (reported, naming ``word``)."""
+        value = self.get(key)
+        if value is ABSENT:
+            return None
+        if value == word:
+            return word
+        if isinstance(value, str) and not _parses(value):
+            self.ctx.bad(self.at(key), value, f"must be '{word}' or {DURATION_ALLOWED}")
+            return None
+        return self.ctx.duration(self.at(key), value, positive=True)
+
     def choose(self, key: str, kind: type[E], what: str, *, default: E | None = None) -> E | None:
         value = self.get(key)
         return default if value is ABSENT else self.ctx.choose(self.at(key), value, kind, what)

@@ -9,8 +9,6 @@ from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any, Final
 
-from simulator.core.durations import ALLOWED as DURATION_ALLOWED
-from simulator.core.durations import is_duration
 from simulator.core.model import (
     JSON,
     NEVER_LATE_NS,
@@ -130,13 +128,8 @@ def _subprotocols(t: Table) -> tuple[str, ...] | None:
 def max_lateness(t: Table) -> int | None:
     """``max_lateness`` of ``t`` (a ``[server]`` or ``[[stream]]``) in ns,
     :data:`NEVER_LATE_NS` for ``"off"``; ``None`` when absent or wrong (then reported)."""
-    raw = t.get("max_lateness")
-    if raw == "off":
-        return NEVER_LATE_NS
-    if isinstance(raw, str) and not is_duration(raw):
-        t.ctx.bad(t.at("max_lateness"), raw, f"must be 'off' or {DURATION_ALLOWED}")
-        return None
-    return t.duration("max_lateness", positive=True)
+    value = t.duration_or("max_lateness", "off")
+    return NEVER_LATE_NS if isinstance(value, str) else value
 
 
 def _given(changes: Mapping[str, object]) -> dict[str, Any]:
