@@ -195,6 +195,27 @@ def test_an_efficient_sleep_wakes_at_most_ahead_s_early_on_a_real_loop() -> None
     assert max(asyncio.run(main())) <= AHEAD_S + 1e-6
 
 
+def test_precise_timing_never_wakes_early_and_long_waits_end_in_short_steps() -> None:
+    """``precise`` yields until the very time; a long efficient wait (slept in steps,
+    as Linux ends a sleep of t up to t/1000 late) still never wakes more than AHEAD_S
+    early."""
+
+    async def main() -> tuple[list[float], float]:
+        loop = asyncio.get_running_loop()
+        early = []
+        for delay in (0.0005, 0.002, 0.03):
+            when = loop.time() + delay
+            await sleep_until(when, precise=True)
+            early.append(when - loop.time())
+        when = loop.time() + 0.1  # more than LONG_SLEEP_S: slept in steps
+        await sleep_until(when)
+        return early, when - loop.time()
+
+    early, long_wait_early = asyncio.run(main())
+    assert max(early) <= 0.0
+    assert long_wait_early <= AHEAD_S + 1e-6
+
+
 def test_nothing_is_sent_early_on_a_virtual_clock() -> None:
     async def main() -> float:
         assert ahead_s(precise=False) == 0.0
