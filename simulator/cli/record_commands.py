@@ -200,6 +200,7 @@ async def _proxy(
 ) -> None:
     from simulator.cli.console import follow_log, stop_on_signals
     from simulator.cli.tls import announce
+    from simulator.net.heap import freeze_what_is_loaded
     from simulator.net.proxy import record_proxy
 
     stop = stop_on_signals()
@@ -218,6 +219,7 @@ async def _proxy(
         max_handshakes=limits.max_handshakes,
         tls=None if tls is None else tls.context,
     ) as proxy:
+        freeze_what_is_loaded()
         print(proxy.url, flush=True)
         start_inspector(proxy, no_inspector, False, quiet or log_format != "plain")
         if not quiet:

@@ -246,6 +246,7 @@ async def _serve(
     from simulator.cli.console import follow_log, live_status, stop_on_signals
     from simulator.cli.tls import announce
     from simulator.core.numbering import Numbering
+    from simulator.net.heap import freeze_what_is_loaded
     from simulator.net.log import EventKind
     from simulator.net.server import serve
 
@@ -265,6 +266,7 @@ async def _serve(
         numbering=Numbering(*instance),
         overwrite_record=overwrite_record,
     ) as server:
+        freeze_what_is_loaded()
         print(server.url, flush=True)
         if not quiet:
             announce(tls, server.url, log_format, health=True)
@@ -470,6 +472,7 @@ async def _replay(
 ) -> None:
     from simulator.cli.console import follow_log, stop_on_signals
     from simulator.cli.tls import announce
+    from simulator.net.heap import freeze_what_is_loaded
     from simulator.net.replay import replay as serve_replay
 
     stop = stop_on_signals()
@@ -492,6 +495,7 @@ async def _replay(
         max_message_bytes=limits.max_message_bytes,
         max_handshakes=limits.max_handshakes,
     ) as server:
+        freeze_what_is_loaded()
         print(server.url, flush=True)
         start_inspector(server, *inspector, quiet or log_format != "plain", source=file)
         if not quiet:

@@ -245,6 +245,7 @@ def _tell(link: Link, message: dict[str, Any]) -> None:
 
 async def _serve_one(spec: WorkerSpec, numbering: Numbering, link: Link) -> None:
     from simulator.cli.console import follow_log, stop_on_signals
+    from simulator.net.heap import freeze_what_is_loaded
     from simulator.net.log import EventKind
     from simulator.net.server import serve
     from simulator.net.tls import server_context
@@ -288,6 +289,7 @@ async def _serve_one(spec: WorkerSpec, numbering: Numbering, link: Link) -> None
         origin_wall_ns=told.result(),
         reuse_port=True,
     ) as server:
+        freeze_what_is_loaded()
         # From now on the link is readable only when the supervisor has gone (killed):
         # hear() stops this worker then, rather than leave it serving on its own.
         link.send({"listening": server.url})

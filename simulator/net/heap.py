@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import ctypes
 import functools
+import gc
 import sys
 import threading
 from collections.abc import Callable
@@ -125,3 +126,14 @@ class HeapTrimmer:
 @functools.cache
 def _system_trim() -> Trim | None:
     return glibc_malloc_trim()
+
+
+def freeze_what_is_loaded() -> None:
+    """Move every object alive now (the modules, the scenario, the server) out of the
+    garbage collector's reach: call it once a server is up, before it serves.
+
+    They live as long as the process, yet each full collection walked them all again:
+    under a churn of thousands of connections a second, a collection of the oldest
+    generation held the event loop 31 ms (9 ms once they were frozen), and a feed's
+    tick with it."""
+    gc.freeze()

@@ -4,8 +4,9 @@ its counters.
 Frames are written straight to the transport, pre-serialised: a server-side text frame
 is the same bytes for every client (no mask, no compression), so a message is framed
 once and the frames due in one loop tick go out to each client in one ``write``.
-When a client stops reading, its socket buffer fills up to ``transport_room`` (by
-default ``send_buffer_bytes``); after that frames queue here, bounded by
+When a client stops reading, its socket buffer fills, then its transport holds what
+the socket did not take, up to ``transport_room`` (by default ``send_buffer_bytes``;
+`sim run` gives 0: only the tail of one write); after that frames queue here, bounded by
 ``send_buffer_bytes``, and the policy decides: drop the oldest queued frames (counted),
 or close with 1013. The transport copies what it buffers, one copy per client, while
 the queue holds the frames themselves, shared by every client they were sent to: a
@@ -33,6 +34,10 @@ from simulator.core.rates import TokenBucket
 from simulator.net.common import CLOSE_TRY_AGAIN_LATER
 from simulator.net.fault_effects import FaultEffects
 from simulator.net.wire_server import ServerConnection
+
+#: What a drained socket is offered at once from the queue (one write): about what the
+#: kernel takes in one go, so that a queue is flushed in a few writes, not one a frame.
+FLUSH_BYTES = 16 * 1024
 
 
 def text_frame(payload: bytes) -> bytes:
@@ -73,6 +78,7 @@ class Client:
         "limit",
         "live_sent",
         "max_queue_s",
+        "next_age_check",
         "on_slow",
         "pending",
         "pending_bytes",
@@ -117,6 +123,7 @@ class Client:
         self.pending_since: deque[float] | None = None  # loop time each one was queued
         self.pending_bytes = 0
         self.max_queue_s = max_queue_s
+        self.next_age_check = 0.0  # loop time: see queue_for_later
         self.frames_sent = 0
         self.frames_dropped = 0
         self.live_sent = 0  # timeline messages handed to it (the live value messages_sent)
@@ -153,7 +160,21 @@ class Client:
         if self.policy is SlowConsumerPolicy.CLOSE:
             self.close_slow()
             return
+        self.queue_for_later(data, frames)
+
+    def queue_for_later(self, data: bytes, frames: list[bytes]) -> None:
+        """Queue what the socket cannot take now, and drop what has waited past
+        ``max_queue_s``: a client that reads nothing never drains, so its queue would
+        otherwise keep ``send_buffer_bytes`` of frames that can never be sent in time
+        (2,000 of them: 16 MB of queue entries). Looked at twice per ``max_queue_s``
+        at most, so that the drops (each logged and recorded) come in a few batches."""
         self.queue(data, frames)
+        if self.faulted is not None:
+            return  # what a stall or throttle held back is the fault's to deliver late
+        now = asyncio.get_running_loop().time()
+        if now >= self.next_age_check:
+            self.next_age_check = now + self.max_queue_s / 2
+            self.drop_late()
 
     def queue(self, data: bytes, frames: list[bytes]) -> None:
         """Queue ``frames`` behind what is queued, dropping the oldest past the limit."""
@@ -225,7 +246,7 @@ class Client:
             held = transport.get_write_buffer_size()
             if held > self.room:
                 return  # paused: resume_writing calls again
-            self.write(self.take(max(self.room - held, 1), False))
+            self.write(self.take(max(self.room - held, FLUSH_BYTES), False))
 
     def close_slow(self) -> None:
         """Close with 1013: the client could not keep up."""

@@ -80,12 +80,15 @@ CLIENT_ERROR_RATE_PER_S = 2.0
 #: Errors logged per connection; the rest are counted, and the count is logged when it
 #: disconnects (a summary, not thousands of lines).
 CLIENT_ERRORS_LOGGED = 5
-#: Bytes written to a client's transport before frames queue (send_path.Client): the
-#: transport copies them, one copy per client, while queued frames are shared. The
-#: kernel's socket buffer takes what a reading client is sent; this is only what a
-#: client that does not read costs, beyond the shared queue (2,000 of them held
-#: 256 KiB each before: +574 MB RSS).
-TRANSPORT_ROOM = 16 * 1024
+#: Bytes left in a client's transport (not yet taken by its socket) past which frames
+#: queue (send_path.Client): room for a burst of replies written at once (pongs,
+#: subscribe answers: a few hundred bytes), no more. The transport copies what it
+#: holds, one copy per client, while queued frames are shared by every client they
+#: went to, and the kernel's socket buffer (socket_buffer_bytes) is what keeps a
+#: reading client's pipe full. So a client that reads nothing costs about the tail of
+#: one write (2,000 of them: +52 MB RSS, against +87 MB with 16 KiB, +574 MB with
+#: 256 KiB).
+TRANSPORT_ROOM = 1024
 #: Rendering a timeline chunk blocks the loop: keep chunks small on a live server.
 LIVE_MAX_CHUNK = 256
 
@@ -194,7 +197,7 @@ class SimServer(Listener):
         cfg = self.scenario.server
         config = WireConfig(
             max_size=cfg.max_frame_bytes,
-            write_limit=min(cfg.send_buffer_bytes, TRANSPORT_ROOM),
+            write_limit=TRANSPORT_ROOM,
             ping_interval=cfg.keepalive_interval_ns / 1e9,
             ping_timeout=cfg.keepalive_timeout_ns / 1e9,
             # The opening handshake includes waiting out injected handshake delays:
@@ -424,7 +427,7 @@ class SimServer(Listener):
             index,
             conn,
             send_buffer_bytes=self.scenario.server.send_buffer_bytes,
-            transport_room=min(self.scenario.server.send_buffer_bytes, TRANSPORT_ROOM),
+            transport_room=TRANSPORT_ROOM,
             policy=self.scenario.server.slow_consumer,
             connected_at=loop.time(),
             epoch_ns=self.epoch_ns + origin if per_connection else self.epoch_ns,

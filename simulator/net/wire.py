@@ -33,6 +33,7 @@ from websockets.http11 import Request, Response
 from websockets.protocol import Protocol, Side, State
 
 from simulator.net.common import CLOSE_ABNORMAL
+from simulator.net.parse_budget import TurnBudget, turn_budget
 
 logger = logging.getLogger(__name__)
 
@@ -44,17 +45,9 @@ _CLOSE_FIN = 0x80 | Opcode.CLOSE.value
 #: Checks a fragmented text message fragment by fragment (see Connection._utf8_checked).
 _UTF8 = codecs.getincrementaldecoder("utf-8")
 
-#: Bytes of what the peer sent parsed in one go: a bigger read is parsed in slices of
-#: this size, one slice per loop iteration, so one connection's batch (100k tiny frames
-#: in a read) cannot hold the loop while the other connections wait. Parsing costs by
-#: the frame: 2 KiB of the smallest frames (~300) is about a millisecond (8 KiB held a
-#: feed's next tick 12 ms under such a flood).
+#: The biggest read parsed as it comes (when the turn's parse budget allows): a
+#: bigger one joins the backlog, parsed a slice per turn (see parse_budget).
 READ_SLICE_BYTES = 2048
-#: A slice is READ_SLICE_BYTES shared among the connections that have a backlog to parse
-#: (in this process), down to this: so that a loop turn parses about READ_SLICE_BYTES in
-#: all, however many connections flood at once, and timers (a feed's next tick) are not
-#: kept waiting behind 50 slices.
-MIN_SLICE_BYTES = 512
 #: What a connection to a server (the proxy's upstream leg, ``sim connect``) parses in
 #: one go: its peer is the feed it asked for, not a client to be kept fair to others.
 FEED_SLICE_BYTES = 64 * 1024
@@ -69,43 +62,6 @@ FRAME_FLOOD_REASON = "frame rate limit exceeded"
 CLIENT_FRAMES_PER_S = 1000
 #: Connections whose opening request has not arrived, at most (``WireConfig.max_handshakes``).
 MAX_HANDSHAKES = 1000
-
-
-#: Bytes of small reads parsed as they come in one loop turn, all connections together
-#: (about a millisecond of the smallest frames):
-#: past it a read joins the backlog (parsed in the shared slices on the next turns). A
-#: turn runs every connection's read before any timer due in it, so without this 50
-#: connections sending garbage kept a feed's next tick waiting behind 50 parsed reads.
-TURN_PARSE_BYTES = 4096
-
-#: The connections with a backlog to parse (see MIN_SLICE_BYTES).
-_parsing: set[Connection] = set()
-
-
-class _Turn:
-    """What this loop turn has parsed as it came (see TURN_PARSE_BYTES)."""
-
-    loop: asyncio.AbstractEventLoop | None = None
-    used = 0
-
-    @classmethod
-    def allows(cls, size: int) -> bool:
-        """Charge ``size`` bytes to this turn, if it has room (the first read of a turn
-        always has); else the read must wait for a later turn."""
-        loop = asyncio.get_running_loop()
-        if cls.loop is not loop or not cls.used:
-            if cls.loop is not loop:
-                cls.loop = loop
-            cls.used = 0
-            loop.call_soon(cls.end)  # runs first thing in the next turn
-        elif cls.used + size > TURN_PARSE_BYTES:
-            return False
-        cls.used += size
-        return True
-
-    @classmethod
-    def end(cls) -> None:
-        cls.used = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,13 +113,14 @@ class Connection(asyncio.Protocol):
     (its state and close frames); send with :meth:`send`; end it with
     :meth:`start_close` or :meth:`close`."""
 
-    #: Parse in slices shared with the other connections (READ_SLICE_BYTES,
-    #: TURN_PARSE_BYTES): a server's, whose peers must not hold up one another. A
-    #: client's connection reads the feed it asked for in FEED_SLICE_BYTES slices.
+    #: Parse within the loop turn's budget shared with the other connections (see
+    #: parse_budget): a server's, whose peers must not hold up one another. A client's
+    #: connection reads the feed it asked for in FEED_SLICE_BYTES slices, on its own.
     shares_parsing = True
 
     __slots__ = (
         "_backlog",
+        "_budget",
         "_close_timer",
         "_drained",
         "_ended",
@@ -215,6 +172,7 @@ class Connection(asyncio.Protocol):
         self._fragment_charge = 0  # what the fragments so far count against max_size
         self._read_holds: set[str] = set()  # why reading is paused (see hold_reading)
         self._backlog = bytearray()  # read, not yet parsed (see READ_SLICE_BYTES)
+        self._budget: TurnBudget | None = None  # the loop's, if shares_parsing
         self._held_pong: bytes | None = None  # the latest pong, while writing is paused
         self._read_at = 0.0  # loop time of the latest read (frames count as of then)
         self._window_ends = 0.0  # end of the current frame-budget window (loop time)
@@ -375,6 +333,8 @@ class Connection(asyncio.Protocol):
         # A stream transport (uvloop's do not subclass asyncio.Transport).
         self.transport = cast(asyncio.Transport, transport)
         self.transport.set_write_buffer_limits(high=self.config.write_limit)
+        if self.shares_parsing:
+            self._budget = turn_budget()
         timeout = self.config.open_timeout
         if timeout is not None:
             self._open_timer = asyncio.get_running_loop().call_later(timeout, self.transport.abort)
@@ -383,45 +343,54 @@ class Connection(asyncio.Protocol):
         if self._failed:
             return  # the protocol would discard it (see fail)
         self._read_at = asyncio.get_running_loop().time()
-        # A server keeps its clients fair to one another; a client parses its feed in
-        # bigger slices, on its own.
-        fair = self.shares_parsing
-        slice_bytes = READ_SLICE_BYTES if fair else FEED_SLICE_BYTES
-        if self._backlog or len(data) > slice_bytes or (fair and not _Turn.allows(len(data))):
+        budget = self._budget
+        if budget is None:  # a client: its feed, in big slices, on its own
+            if self._backlog or len(data) > FEED_SLICE_BYTES:
+                self._backlog += data
+                self._hold_for_parsing()
+            else:
+                self._receive(data)
+        elif self._backlog or len(data) > READ_SLICE_BYTES or not budget.allows():
             self._backlog += data
-            if fair:
-                _parsing.add(self)
-            if "parse" not in self._read_holds:
-                self.hold_reading("parse")
-                asyncio.get_running_loop().call_soon(self._parse_backlog)
-            return
-        self._receive(data)
-
-    def _parse_backlog(self) -> None:
-        """Parse one slice of the backlog (READ_SLICE_BYTES shared among the connections
-        parsing one), then let the loop serve the others."""
-        if self.lost:
-            return
-        if len(self._read_holds) > 1:
-            return  # another hold (a stall...): its release parses on
-        if not self.shares_parsing:
-            size = FEED_SLICE_BYTES
+            self._hold_for_parsing()
         else:
-            size = max(MIN_SLICE_BYTES, READ_SLICE_BYTES // max(1, len(_parsing)))
+            budget.charge(len(data), self._receive(data))
+
+    def _hold_for_parsing(self) -> None:
+        """Read no more until the backlog is parsed (by slices, in later turns)."""
+        if "parse" not in self._read_holds:
+            self.hold_reading("parse")
+            self._parse_later()
+
+    def _parse_later(self) -> None:
+        if self._budget is not None:
+            self._budget.enqueue(self)
+        else:
+            asyncio.get_running_loop().call_soon(self._parse_feed_slice)
+
+    def parse_slice(self, size: int) -> bool:
+        """Parse up to ``size`` bytes of the backlog (see parse_budget.Parser)."""
+        if self.lost or len(self._read_holds) > 1:
+            return False  # gone, or another hold (a stall...): its release parses on
         chunk = bytes(self._backlog[:size])
         del self._backlog[:size]
-        self._receive(chunk)
+        frames = self._receive(chunk)
+        if self._budget is not None:
+            self._budget.charge(len(chunk), frames)
         if self._backlog and not self.lost:
-            asyncio.get_running_loop().call_soon(self._parse_backlog)
-        else:
-            _parsing.discard(self)
-            self.release_reading("parse")
+            return True
+        self.release_reading("parse")
+        return False
+
+    def _parse_feed_slice(self) -> None:
+        if self.parse_slice(FEED_SLICE_BYTES):
+            asyncio.get_running_loop().call_soon(self._parse_feed_slice)
 
     def _resume_reading(self) -> None:
         if self.lost:
             return
         if self._read_holds == {"parse"}:
-            asyncio.get_running_loop().call_soon(self._parse_backlog)
+            self._parse_later()
         elif not self._read_holds:
             self.transport.resume_reading()
 
@@ -439,7 +408,9 @@ class Connection(asyncio.Protocol):
         self._frames_in_window += frames
         return self._frames_in_window > limit
 
-    def _receive(self, data: bytes) -> None:
+    def _receive(self, data: bytes) -> int:
+        """Parse ``data`` and act on what it holds; return the number of frames (or
+        handshake messages) it held."""
         protocol = self.protocol
         # Messages are delivered until a close: the peer's (in this data) or ours
         # (before it). Parsing the whole read first moves the protocol to CLOSING, so
@@ -452,7 +423,7 @@ class Connection(asyncio.Protocol):
             self._backlog.clear()
             protocol.data_to_send()  # the automatic answers to the flood: not sent
             self.fail(CloseCode.POLICY_VIOLATION, FRAME_FLOOD_REASON)
-            return
+            return len(events)
         self.flush()  # automatic answers: pongs, the close frame echoed
         for event in events:
             if isinstance(event, Frame):
@@ -461,6 +432,7 @@ class Connection(asyncio.Protocol):
                 self._frame(event, deliver)
             else:
                 self._handshake(event)
+        return len(events)
 
     def eof_received(self) -> bool | None:
         self.protocol.receive_eof()
@@ -482,7 +454,8 @@ class Connection(asyncio.Protocol):
         self._paused = False
         self._held_pong = None
         self._backlog = bytearray()
-        _parsing.discard(self)
+        if self._budget is not None:
+            self._budget.discard(self)
         for waiter in (self._waiter, self._drained):
             if waiter is not None and not waiter.done():
                 waiter.set_result(None)

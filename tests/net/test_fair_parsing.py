@@ -1,69 +1,139 @@
-"""Many connections parsing a backlog at once share one slice per loop turn (issue #13):
-50 flooding connections must not make a loop turn parse 50 x 8 KiB while a feed's
-next tick waits. Bytes in, on the virtual clock (see test_wire_pump)."""
+"""What a server's connections parse in one loop turn is bounded all together (issue
+#13): 50 flooding connections must not make a turn parse 50 slices while a feed's next
+tick waits, and no connection with a backlog is starved. Bytes in, on the virtual clock
+(see test_wire_pump); a turn is the stretch between two runs of the test's task."""
 
 from __future__ import annotations
 
 import asyncio
+import itertools
 
-from simulator.net.wire import MIN_SLICE_BYTES, READ_SLICE_BYTES, TURN_PARSE_BYTES
+from simulator.net.parse_budget import FRAME_CHARGE_BYTES, SLICE_BYTES, TURN_PARSE_BYTES
+from simulator.net.wire import READ_SLICE_BYTES
+from simulator.net.wire_server import ServerConnection
 from simulator.testing.virtual_time import run
 from tests.net.test_wire_pump import from_client, opened_pair
 
-FLOODERS = 4
+FLOODERS = 12
+#: Each flooder's backlog: several turns' worth, all of it bigger than one read parsed
+#: as it comes.
+FRAMES = 3 * READ_SLICE_BYTES // 8
 
 
-def test_connections_with_a_backlog_parse_about_one_slice_per_loop_turn_in_all() -> None:
-    async def main() -> tuple[int, list[int]]:
-        parsed: list[int] = []
-        logs = []
-        pairs = [opened_pair() for _ in range(FLOODERS)]
-        for conn, _, client, log in pairs:
-            receive = conn.protocol.receive_data
+class Turns:
+    """Bytes and frames parsed per turn, by connection: counts what each connection's
+    sans-I/O protocol is fed and emits."""
 
-            def measured(data: bytes, receive=receive) -> None:  # type: ignore[no-untyped-def]
-                parsed.append(len(data))
-                receive(data)
+    def __init__(self) -> None:
+        self.turn = 0
+        self.parsed: list[tuple[int, int, int, int]] = []  # (turn, connection, bytes, frames)
 
-            conn.protocol.receive_data = measured  # type: ignore[method-assign]
-            for _ in range(2 * READ_SLICE_BYTES // 8):
-                client.send_text(b"{}")  # 8 bytes a frame, masked
-            logs.append(log)
+    def watch(self, index: int, conn: ServerConnection) -> None:
+        protocol = conn.protocol
+        receive, events = protocol.receive_data, protocol.events_received
+
+        def fed(data: bytes) -> None:
+            self.parsed.append((self.turn, index, len(data), 0))
+            receive(data)
+
+        def emitted() -> list[object]:
+            out = events()
+            turn, who, size, _ = self.parsed[-1]
+            self.parsed[-1] = (turn, who, size, len(out))
+            return out  # type: ignore[return-value]
+
+        protocol.receive_data = fed  # type: ignore[method-assign]
+        protocol.events_received = emitted  # type: ignore[assignment,method-assign]
+
+    def charged(self, turn: int) -> int:
+        return sum(
+            max(size, frames * FRAME_CHARGE_BYTES)
+            for t, _, size, frames in self.parsed
+            if t == turn
+        )
+
+    async def next_turn(self) -> None:
+        await asyncio.sleep(0)
+        self.turn += 1
+
+
+def flooders(payload: bytes, frames: int) -> tuple[Turns, list, list]:  # type: ignore[type-arg]
+    turns = Turns()
+    pairs = [opened_pair() for _ in range(FLOODERS)]
+    for index, (conn, _, client, _) in enumerate(pairs):
+        turns.watch(index, conn)
+        for _ in range(frames):
+            client.send_text(payload)
+    return turns, pairs, [log for _, _, _, log in pairs]
+
+
+def test_a_loop_turn_parses_about_its_budget_in_all_however_many_connections_flood() -> None:
+    async def main() -> tuple[list[int], list[list[int]], list[list[object]]]:
+        turns, pairs, logs = flooders(b"{}", FRAMES)
+        await turns.next_turn()  # the handshakes' turn is over
         for conn, _, client, _ in pairs:
-            from_client(client, conn)
-        await asyncio.sleep(0)  # one loop turn: every flooder's first slice
-        first_turn = sum(parsed)
-        while any(len(log.events) - 1 < 2 * READ_SLICE_BYTES // 8 for log in logs):
-            await asyncio.sleep(0)
-        return first_turn, [len(log.events) - 1 for log in logs]
+            from_client(client, conn)  # each read is too big: all of it is backlog
+        while any(len(log.events) - 1 < FRAMES for log in logs):
+            await turns.next_turn()
+        last = turns.turn
+        per_turn = [turns.charged(t) for t in range(1, last + 1)]
+        served = [
+            sorted({who for t, who, _, _ in turns.parsed if t == turn})
+            for turn in range(1, last + 1)
+        ]
+        return per_turn, served, [[m for _, m in log.events[1:]] for log in logs]
 
-    first_turn, delivered = run(main())
-    assert first_turn <= max(READ_SLICE_BYTES, FLOODERS * MIN_SLICE_BYTES)
-    assert delivered == [2 * READ_SLICE_BYTES // 8] * FLOODERS  # nothing lost, in the end
+    per_turn, served, messages = run(main())
+    assert max(per_turn) <= TURN_PARSE_BYTES + SLICE_BYTES
+    # Round-robin: a connection waits for the others' slices, never longer.
+    slice_charge = max(SLICE_BYTES, SLICE_BYTES // 8 * FRAME_CHARGE_BYTES)  # 8-byte frames
+    every = -(-FLOODERS * slice_charge // TURN_PARSE_BYTES) + 1
+    for index in range(FLOODERS):
+        turns_served = [t for t, who in enumerate(served) if index in who]
+        gaps = [b - a for a, b in itertools.pairwise(turns_served)]
+        assert max(gaps, default=1) <= every
+    assert messages == [["{}"] * FRAMES] * FLOODERS  # nothing lost, in order
 
 
-def test_small_reads_from_many_connections_parse_about_turn_parse_bytes_in_one_turn() -> None:
-    """Reads small enough to be parsed as they come are parsed so only up to
-    TURN_PARSE_BYTES a turn, all connections together; the rest waits a turn or more,
-    in order, and nothing is lost."""
-    connections = 12
-    frames = 3 * 1024 // 8  # 3 KiB of 8-byte frames each: every read under a slice
+def test_small_reads_parse_as_they_come_until_the_turn_budget_is_spent() -> None:
+    """Reads under a slice are parsed as they come while the turn has budget; once it
+    is spent, a read joins its connection's backlog (parsed in the next turns, in order,
+    nothing lost)."""
+    frames = 150  # 150 masked 1-byte text frames: 1,050 bytes a read
 
     async def main() -> tuple[int, list[list[object]]]:
-        pairs = [opened_pair() for _ in range(connections)]
-        for _, _, client, _ in pairs:
-            for i in range(frames):
-                client.send_text(f"{i % 10}".encode())
+        turns, pairs, logs = flooders(b"x", frames)
+        await turns.next_turn()
         # One turn's reads, as the loop delivers them: one after another, no yield.
         for conn, _, client, _ in pairs:
             from_client(client, conn)
-        parsed_at_once = sum(len(log.events) - 1 for _, _, _, log in pairs)
-        while any(len(log.events) - 1 < frames for _, _, _, log in pairs):
-            await asyncio.sleep(0)
-        return parsed_at_once, [[m for _, m in log.events[1:]] for _, _, _, log in pairs]
+        at_once = turns.charged(turns.turn)
+        while any(len(log.events) - 1 < frames for log in logs):
+            await turns.next_turn()
+        return at_once, [[m for _, m in log.events[1:]] for log in logs]
 
-    parsed_at_once, messages = run(main())
-    read_bytes = frames * 7  # a masked 1-byte text frame: 2 + 4 + 1 bytes
-    assert parsed_at_once <= (TURN_PARSE_BYTES // read_bytes + 1) * frames
-    assert parsed_at_once < connections * frames
-    assert messages == [[f"{i % 10}" for i in range(frames)]] * connections
+    at_once, messages = run(main())
+    assert at_once <= TURN_PARSE_BYTES + READ_SLICE_BYTES
+    assert at_once < FLOODERS * frames * FRAME_CHARGE_BYTES
+    assert messages == [["x"] * frames] * FLOODERS
+
+
+def test_empty_frames_are_charged_as_frames_not_bytes() -> None:
+    """Empty 6-byte frames cost as much to handle as small ones: a turn handles at most
+    about TURN_PARSE_BYTES / FRAME_CHARGE_BYTES of them, not TURN_PARSE_BYTES / 6."""
+
+    async def main() -> list[int]:
+        turns, pairs, logs = flooders(b"", FRAMES)
+        await turns.next_turn()
+        for conn, _, client, _ in pairs:
+            from_client(client, conn)
+        while any(len(log.events) - 1 < FRAMES for log in logs):
+            await turns.next_turn()
+        return [
+            sum(frames for t, _, _, frames in turns.parsed if t == turn)
+            for turn in range(1, turns.turn + 1)
+        ]
+
+    frames_per_turn = run(main())
+    slice_frames = SLICE_BYTES // 6 + 1
+    assert max(frames_per_turn) <= TURN_PARSE_BYTES // FRAME_CHARGE_BYTES + slice_frames

@@ -177,6 +177,35 @@ def test_frames_queued_for_a_slow_client_past_the_limit_are_dropped_when_it_drai
     assert slow == [("late", 2)]
 
 
+def test_a_client_that_never_drains_holds_nothing_much_older_than_the_limit() -> None:
+    """Frames queued for a client whose socket never drains are dropped once they are
+    past ``max_queue_s``, as new ones queue (looked at twice per ``max_queue_s``): the
+    queue holds at most 1.5 x ``max_queue_s`` of frames, not ``send_buffer_bytes``,
+    and the drops are reported in batches, not one per frame."""
+
+    async def main() -> tuple[list[float], list[tuple[str, int]], int]:
+        loop = asyncio.get_running_loop()
+        assert isinstance(loop, VirtualClockLoop)
+        slow: list[tuple[str, int]] = []
+        client, _, _ = client_of_a_full_socket(
+            lambda c, what, n: slow.append((what, n)), max_queue_s=0.2
+        )
+        oldest: list[float] = []
+        frame = text_frame(b"tick")
+        for _ in range(200):  # 2 s of a 10 ms stream
+            client.deliver(frame, [frame])
+            assert client.pending_since is not None
+            oldest.append(loop.time() - client.pending_since[0])
+            loop.advance(0.01)
+        return oldest, slow, client.frames_dropped
+
+    oldest, slow, dropped = run(main())
+    assert max(oldest) <= 1.5 * 0.2 + 1e-9
+    assert {what for what, _ in slow} == {"late"}
+    assert len(slow) <= 2 * 2 / 0.2  # twice per max_queue_s, over 2 s
+    assert sum(n for _, n in slow) == dropped > 100
+
+
 def test_an_efficient_sleep_wakes_at_most_ahead_s_early_on_a_real_loop() -> None:
     """Not a speed figure: asyncio never runs a timer before its time, so a message
     leaves no more than AHEAD_S before the moment it is due."""
