@@ -3,13 +3,12 @@
 "use strict";
 
 const LOG_CAP = 2000;        // log entries kept (the oldest go first)
-const LOG_SHOWN = 200;       // of which at most this many are in the DOM
-const LOG_SHOWN_PER_FRAME = 50;  // new lines put in the DOM per draw, at most
+const LOG_ROW_PX = 18;       // the height of a log line (as in inspector.css)
 // The page is drawn in one animation frame at a time, and no more often than this: each
-// time the DOM changes the browser lays out and repaints (several ms in a software-
+// time the DOM changes the browser lays out and repaints (milliseconds in a software-
 // rendered page), so drawing every frame a 1,000 msg/s feed makes a change would cost
 // a core. Receiving and counting the messages is cheap; drawing them is not.
-const DRAW_INTERVAL_MS = 200;
+const DRAW_INTERVAL_MS = 500;
 const SERVER_DRAW_INTERVAL_MS = 500;  // the server panel (its status comes twice a second)
 const WINDOW_S = 60;         // the timeline shows the last minute
 const RATE_WINDOW_S = 5;     // actual rates are averaged over this much time
@@ -30,7 +29,7 @@ const page = {
   subs: null,           // null: every stream; else the Set of subscribed types
   ws: null, wanted: true, attempt: 0, reconnects: 0, openedAt: 0, retryTimer: null,
   pings: new Map(), nextPing: 1,
-  paused: false, log: [], pending: [], dirty: false, filter: "", filterStream: "",
+  paused: false, log: [], pending: [], view: [], logSeq: 0, dirty: false, filter: "", filterStream: "",
   status: null, samples: [], clockOffset: 0,   // server wall time - browser wall time (s)
   faults: [], conns: new Map(), latest: 0,
 };
@@ -203,6 +202,7 @@ function note(text) {
 // ------------------------------------------------------------------ the log
 
 function addLog(entry) {
+  entry.n = page.logSeq++;
   page.pending.push(entry);
   // Trimmed now and then, not per message: bounded at twice the cap.
   if (page.pending.length >= 2 * LOG_CAP) page.pending.splice(0, page.pending.length - LOG_CAP);
@@ -215,15 +215,30 @@ function matches(entry) {
   return !page.filter || entry.text.toLowerCase().includes(page.filter);
 }
 
-const shownEntries = new WeakMap();  // log <li> -> its entry (one click listener for all)
+// The log is a window on page.view (the kept entries the filters let through, oldest
+// first, shown newest first): only the lines in view are in the DOM, a fixed set of rows
+// reused as it scrolls (row k of the list always shows line k modulo their number). A
+// page that put every line in the DOM would have the browser lay out and paint them all
+// on each draw: the whole scrollable list is painted ahead, not only what is in view.
+const logRows = [];                  // <li>, reused
+const shownEntries = new WeakMap();  // log <li> -> the entry it shows (one click listener for all)
 
-function logItem(entry) {
-  const item = el("li", { className: entry.sys ? "sys" : "" },
-    el("span", { className: "t" }, new Date(entry.t).toISOString().slice(11, 23)),
-    el("span", { className: "s" }, entry.stream), entry.text.length > 400 ? entry.text.slice(0, 400) + "…" : entry.text);
-  item.dataset.stream = entry.stream;
-  shownEntries.set(item, entry);
-  return item;
+function logRow() {
+  const row = el("li", {}, el("span", { className: "t" }), el("span", { className: "s" }), el("span"));
+  row.hidden = true;
+  $("log-rows").append(row);
+  return row;
+}
+
+function showEntry(row, entry) {
+  if (shownEntries.get(row) === entry) return;
+  shownEntries.set(row, entry);
+  const [t, s, text] = row.children;
+  t.textContent = new Date(entry.t).toISOString().slice(11, 23);
+  s.textContent = entry.stream;
+  text.textContent = entry.text.length > 400 ? entry.text.slice(0, 400) + "…" : entry.text;
+  row.className = entry.sys ? "sys" : "";
+  row.dataset.stream = entry.stream;
 }
 
 function showDetail(entry) {
@@ -236,6 +251,7 @@ function showDetail(entry) {
 // One batch per draw (see draw()): whatever arrived since the last draw goes in at once.
 function renderLog(rebuild) {
   const list = $("log");
+  const top = list.scrollTop;  // read before anything is written: no forced layout
   let fresh = [];
   if (!page.paused && page.pending.length) {
     fresh = page.pending;
@@ -243,16 +259,47 @@ function renderLog(rebuild) {
     page.log.push(...fresh);
     if (page.log.length > LOG_CAP) page.log.splice(0, page.log.length - LOG_CAP);
   }
+  let added = 0, at = top;
   if (rebuild) {
-    list.replaceChildren(...page.log.filter(matches).slice(-LOG_SHOWN).reverse().map(logItem));
+    page.view = page.log.filter(matches);
+    at = 0;  // the newest first
   } else if (fresh.length) {
-    // Only the newest go into the DOM: at 1,000 msg/s nobody reads the rest scrolling by
-    // (they are kept in page.log, and shown when the log is paused or filtered).
-    const shown = fresh.slice(-LOG_SHOWN_PER_FRAME * 4).filter(matches).slice(-LOG_SHOWN_PER_FRAME);
-    list.prepend(...shown.reverse().map(logItem));
-    while (list.childElementCount > LOG_SHOWN) list.lastElementChild.remove();
+    const before = page.view.length;
+    for (const entry of fresh) if (matches(entry)) page.view.push(entry);
+    added = page.view.length - before;
+    // What left the log leaves the view (both are oldest first).
+    const oldest = page.log.length ? page.log[0].n : page.logSeq;
+    let gone = 0;
+    while (gone < page.view.length && page.view[gone].n < oldest) gone++;
+    if (gone) page.view.splice(0, gone);
   }
+  $("log-rows").style.height = page.view.length * LOG_ROW_PX + "px";
+  // Whoever scrolled down to read keeps the same lines in view as new ones come on top;
+  // at the top, the newest stay in view.
+  if (top > 0 && added) at = top + added * LOG_ROW_PX;
+  if (at !== top) { list.scrollTop = at; at = list.scrollTop; }  // (as far as it goes)
+  placeLogRows(at);
   setText($("log-count"), page.log.length);
+}
+
+// The lines in view (from scroll position `top`) into the rows.
+function placeLogRows(top) {
+  const list = $("log");
+  const n = page.view.length;
+  const count = Math.ceil(list.clientHeight / LOG_ROW_PX) + 1;
+  while (logRows.length < count) logRows.push(logRow());
+  const first = Math.floor(top / LOG_ROW_PX);
+  for (let i = first; i < first + logRows.length; i++) {
+    const row = logRows[i % logRows.length];
+    if (i >= n) {
+      if (!row.hidden) { row.hidden = true; shownEntries.delete(row); }
+      continue;
+    }
+    showEntry(row, page.view[n - 1 - i]);
+    const y = i * LOG_ROW_PX + "px";
+    if (row.style.top !== y) row.style.top = y;
+    if (row.hidden) row.hidden = false;
+  }
 }
 
 // ------------------------------------------------------------------ the server, via /events
@@ -535,6 +582,7 @@ function bindControls() {
     $("pause").textContent = page.paused ? "Resume" : "Pause";
     if (!page.paused) renderLog(true);
   });
+  $("log").addEventListener("scroll", () => placeLogRows($("log").scrollTop));
   $("log").addEventListener("click", (event) => {
     const item = event.target.closest("li");
     if (item && shownEntries.has(item)) showDetail(shownEntries.get(item));
@@ -557,29 +605,43 @@ function bindControls() {
 }
 
 // Drawing: whatever changed since the last draw, in one batch, in one animation frame
-// (never two draws in a frame), at most every DRAW_INTERVAL_MS; nothing is drawn, and no
-// frame asked for, while nothing changes.
-const drawing = { pending: false, last: -Infinity, lastServer: -Infinity };
+// (never two draws in a frame): the log and the page's counts at most every
+// DRAW_INTERVAL_MS, the server panel at most every SERVER_DRAW_INTERVAL_MS and in the
+// same frames as the log when both change; nothing is drawn, and no frame asked for,
+// while nothing changes.
+const drawing = { pending: false, last: -Infinity, lastServer: -Infinity, draws: 0 };
+// The server panel is drawn with the log once this much of its interval has passed (its
+// status may come a little early, and a frame of its own would cost as much as the log's).
+const SERVER_DRAW_SLACK_MS = DRAW_INTERVAL_MS / 2;
 
 function requestDraw() {
   if (drawing.pending) return;
+  // While the log changes, the server panel goes with it; else at its own pace.
+  const due = page.dirty ? drawing.last + DRAW_INTERVAL_MS
+    : page.statusDirty ? drawing.lastServer + SERVER_DRAW_INTERVAL_MS - SERVER_DRAW_SLACK_MS
+    : null;
+  if (due === null) return;
   drawing.pending = true;
-  const wait = drawing.last + DRAW_INTERVAL_MS - performance.now();
+  const wait = due - performance.now();
   if (wait > 0) setTimeout(() => requestAnimationFrame(draw), wait);
   else requestAnimationFrame(draw);
 }
 
 function draw(now) {
   drawing.pending = false;
-  drawing.last = now;
-  if (page.dirty) { page.dirty = false; renderLog(false); renderStreamCounts(); }
-  // (Less a frame or two: a status due every 0.5 s may arrive a little early.)
-  if (page.statusDirty && now - drawing.lastServer >= SERVER_DRAW_INTERVAL_MS - 40) {
+  drawing.draws += 1;
+  if (page.dirty) {
+    page.dirty = false;
+    drawing.last = now;
+    renderLog(false);
+    renderStreamCounts();
+  }
+  if (page.statusDirty && now - drawing.lastServer >= SERVER_DRAW_INTERVAL_MS - SERVER_DRAW_SLACK_MS) {
     page.statusDirty = false;
     drawing.lastServer = now;
     renderServer();
   }
-  if (page.statusDirty) requestDraw();  // drawn at its own pace
+  requestDraw();  // what is still to draw, at its own pace
 }
 
 start();
