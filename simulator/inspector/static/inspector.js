@@ -276,7 +276,7 @@ function renderLog(rebuild) {
     while (gone < page.view.length && page.view[gone].n < oldest) gone++;
     if (gone) page.view.splice(0, gone);
   }
-  $("log-rows").style.height = page.view.length * LOG_ROW_PX + "px";
+  setStyle($("log-rows"), "height", page.view.length * LOG_ROW_PX + "px");
   // Whoever scrolled down to read keeps the same lines in view as new ones come on top;
   // at the top, the newest stay in view.
   if (top > 0 && added) at = top + added * LOG_ROW_PX;
