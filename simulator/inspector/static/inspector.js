@@ -676,7 +676,7 @@ function bindControls() {
 // DRAW_INTERVAL_MS, the server panel at most every SERVER_DRAW_INTERVAL_MS and in the
 // same frames as the log when both change; nothing is drawn, and no frame asked for,
 // while nothing changes.
-const drawing = { pending: false, last: -Infinity, lastServer: -Infinity, draws: 0 };
+const drawing = { pending: false, last: -Infinity, lastServer: -Infinity };
 // The server panel is drawn with the log once this much of its interval has passed (its
 // status may come a little early, and a frame of its own would cost as much as the log's).
 const SERVER_DRAW_SLACK_MS = DRAW_INTERVAL_MS / 2;
@@ -685,7 +685,7 @@ function requestDraw() {
   if (drawing.pending) return;
   // While the log changes, the server panel goes with it; else at its own pace.
   const due = page.dirty ? drawing.last + DRAW_INTERVAL_MS
-    : page.statusDirty ? drawing.lastServer + SERVER_DRAW_INTERVAL_MS - SERVER_DRAW_SLACK_MS
+    : page.statusDirty ? drawing.lastServer + SERVER_DRAW_INTERVAL_MS
     : null;
   if (due === null) return;
   drawing.pending = true;
@@ -696,7 +696,6 @@ function requestDraw() {
 
 function draw(now) {
   drawing.pending = false;
-  drawing.draws += 1;
   if (page.dirty) {
     page.dirty = false;
     drawing.last = now;
