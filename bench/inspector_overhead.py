@@ -22,25 +22,33 @@ falls on all of them:
   client connects until it is done: its own feed client (one more WebSocket client
   receiving every message) and ``/events``;
 - ``served``: what the page asks of the server, without a browser: a child process
-  reading every message on one more WebSocket connection and subscribed to ``/events``.
+  reading every message on one more WebSocket connection and subscribed to ``/events``;
+- ``bare`` (only with ``--conditions``): the same Chromium with a tab holding nothing but
+  a WebSocket client of the feed that parses each message (no page, no ``/events``, no
+  drawing): what any page receiving the feed costs the browser, the floor under ``page``.
 
 The page's own figures come from the page (a 50 ms timer, and a counter on each log
 draw): log draws per second, the longest the page's main thread was held (how late the
 timer fired: past ~100 ms a click would feel slow), the most log draws in one animation
 frame (the target: at most one), the most log rows in the DOM, messages it received.
-The browser's CPU (every process under chromedriver) is read from /proc, and "others"
+The browser's CPU (every process under chromedriver) is read from /proc, split by
+Chromium process (its ``--type``): the renderer (the page's JavaScript, layout, paint,
+and receiving each message), the network service (reading the socket), the GPU process
+(compositing; software here) and the rest (the browser process, chromedriver). "others"
 is what the rest of the machine took meanwhile. On a 2-core machine Chromium's CPU
 competes with the server's: that is part of what the page costs a feed served on the
 same machine (``page`` against ``served`` tells the two apart).
 
     PYTHONPATH=. .venv/bin/python bench/inspector_overhead.py          # 4 reps of 8 s each
     PYTHONPATH=. .venv/bin/python bench/inspector_overhead.py --reps 6 --seconds 15
+    PYTHONPATH=. .venv/bin/python bench/inspector_overhead.py --conditions page,bare
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -69,7 +77,10 @@ from _harness import (
 
 SCENARIO = BENCH / "scenarios" / "inspector.toml"
 CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
-CONDITIONS = ("none", "page", "served")
+CONDITIONS = ("none", "page", "served", "bare")
+DEFAULT_CONDITIONS = "none,page,served"
+#: Chromium's processes by their ``--type`` (none: the browser process itself).
+BROWSER_PARTS = ("renderer", "network", "gpu", "other")
 TARGET_RATIO = 1.10
 #: A run is "quiet" when the rest of the machine took less than this (% of one core).
 QUIET_OTHERS_PCT = 10.0
@@ -96,7 +107,8 @@ window.renderLog = function (rebuild) {
   probe.renders += 1;
   probe.maxPerFrame = Math.max(probe.maxPerFrame, n);
   const out = inner(rebuild);
-  probe.maxRows = Math.max(probe.maxRows, document.getElementById("log").childElementCount);
+  probe.maxRows = Math.max(probe.maxRows,
+    document.querySelectorAll("#log li:not([hidden])").length);
   return out;
 };
 """
@@ -148,10 +160,34 @@ def descendants(root: int) -> list[int]:
     return found
 
 
-def browser_cpu_s(driver: Any) -> float:
-    """CPU seconds used so far by chromedriver and every Chromium process under it."""
-    pids = descendants(driver.service.process.pid)
-    return sum(c for c in map(proc_cpu_s, pids) if c == c)  # a process gone: NaN
+def browser_part(pid: int) -> str:
+    """Which of BROWSER_PARTS Chromium process ``pid`` is, from its command line."""
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            argv = f.read().decode(errors="replace").replace("\0", " ")
+    except OSError:
+        return "other"
+    kind = re.search(r"--type=(\S+)", argv)
+    if kind is None:
+        return "other"
+    if kind.group(1) == "renderer":
+        return "renderer"
+    if kind.group(1) == "gpu-process":
+        return "gpu"
+    if "network" in argv and "--utility-sub-type=network" in argv:
+        return "network"
+    return "other"
+
+
+def browser_cpu_s(driver: Any) -> dict[str, float]:
+    """CPU seconds used so far by chromedriver and every Chromium process under it, by
+    BROWSER_PARTS."""
+    used = dict.fromkeys(BROWSER_PARTS, 0.0)
+    for pid in descendants(driver.service.process.pid):
+        cpu = proc_cpu_s(pid)
+        if cpu == cpu:  # a process gone: NaN
+            used[browser_part(pid)] += cpu
+    return used
 
 
 def page_client(argv: list[str]) -> int:
@@ -201,6 +237,23 @@ def wait_for_page(driver: Any) -> None:
         time.sleep(0.1)
 
 
+# The ``bare`` condition: a WebSocket client of the feed in a tab of its own, that parses
+# each message and counts those with a ``seq``, and does nothing else.
+BARE_JS = """
+window.received = 0;
+const ws = new WebSocket(arguments[0]);
+ws.onmessage = (event) => { if (JSON.parse(event.data).seq !== undefined) window.received += 1; };
+"""
+
+
+def wait_for_bare(driver: Any) -> None:
+    deadline = time.monotonic() + PAGE_TIMEOUT_S
+    while not driver.execute_script("return window.received > 0"):
+        if time.monotonic() > deadline:
+            raise RuntimeError("the bare client did not receive the feed")
+        time.sleep(0.1)
+
+
 def one_run(args: argparse.Namespace, driver: Any, condition: str, rep: int) -> dict[str, Any]:
     label = f"rep{rep}-{condition}"
     row: dict[str, Any] = {"condition": condition, "rep": rep, "busy_before_pct": wait_quiet()}
@@ -211,6 +264,10 @@ def one_run(args: argparse.Namespace, driver: Any, condition: str, rep: int) -> 
             driver.get(f"http://127.0.0.1:{server.port}/")
             wait_for_page(driver)
             driver.execute_script(PROBE_JS)
+        elif condition == "bare":
+            driver.get(f"http://127.0.0.1:{server.port}/healthz")  # an origin, no page
+            driver.execute_script(BARE_JS, f"ws://127.0.0.1:{server.port}/")
+            wait_for_bare(driver)
         elif condition == "served":
             served_by = subprocess.Popen(
                 [sys.executable, __file__, "--page-client", str(server.port),
@@ -225,11 +282,14 @@ def one_run(args: argparse.Namespace, driver: Any, condition: str, rep: int) -> 
         ]  # fmt: skip
         proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         result = finish_loadgen(proc, loadgen_timeout(args.seconds, args.warmup), label)
-        row["browser_cpu_pct"] = 100 * (browser_cpu_s(driver) - browser0) / (time.monotonic() - t0)
+        browser1, elapsed = browser_cpu_s(driver), time.monotonic() - t0
+        for part in BROWSER_PARTS:
+            row[f"browser_{part}_pct"] = 100 * (browser1[part] - browser0[part]) / elapsed
+        row["browser_cpu_pct"] = sum(row[f"browser_{part}_pct"] for part in BROWSER_PARTS)
         if condition == "page":
             row.update(("page_" + k, v) for k, v in driver.execute_script(READ_PROBE_JS).items())
     finally:
-        if condition == "page":
+        if condition in ("page", "bare"):
             driver.get("about:blank")  # the page leaves before its server does
         if served_by is not None:
             stop(served_by)
@@ -263,31 +323,40 @@ def one_run(args: argparse.Namespace, driver: Any, condition: str, rep: int) -> 
 
 def summary(rows: list[dict[str, Any]], which: str) -> list[str]:
     """Medians per condition over ``rows``, and the ratios to ``none``."""
-    figures = ("p50_ms", "p99_ms", "max_ms", "server_cpu_pct", "browser_cpu_pct")
+    parts = [f"browser_{part}_pct" for part in BROWSER_PARTS]
+    figures = ("p50_ms", "p99_ms", "max_ms", "server_cpu_pct", "browser_cpu_pct", *parts)
+    conditions = [c for c in CONDITIONS if any(r["condition"] == c for r in rows)]
     med = {
         c: {k: median([r.get(k) for r in rows if r["condition"] == c]) for k in figures}
-        for c in CONDITIONS
+        for c in conditions
     }
     out = [
         "",
-        f"| median, {which} | runs | p50 ms | p99 ms | max ms | server CPU % | browser CPU % |",
-        "|---|---:|---:|---:|---:|---:|---:|",
+        f"| median, {which} | runs | p50 ms | p99 ms | max ms | server CPU % | browser CPU % "
+        "| renderer / network / GPU / other |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
-    for c in CONDITIONS:
+    for c in conditions:
         m = med[c]
         runs = sum(r["condition"] == c for r in rows)
         out.append(
             f"| {c} | {runs} | {fmt(m['p50_ms'], 3)} | {fmt(m['p99_ms'], 3)} "
-            f"| {fmt(m['max_ms'], 3)} | {fmt(m['server_cpu_pct'])} | {fmt(m['browser_cpu_pct'])} |"
+            f"| {fmt(m['max_ms'], 3)} | {fmt(m['server_cpu_pct'])} | {fmt(m['browser_cpu_pct'])} "
+            f"| {' / '.join(fmt(m[k]) for k in parts)} |"
         )
-    none, page, served = (med[c]["p99_ms"] for c in CONDITIONS)
-    ratio = page / none if none and page is not None else None
-    served_ratio = served / none if none and served is not None else None
-    verdict = "-" if ratio is None else ("met" if ratio <= TARGET_RATIO else "MISSED")
+    p99 = {c: med[c]["p99_ms"] for c in conditions}
+    none = p99.get("none")
+
+    def ratio(c: str) -> float | None:
+        value = p99.get(c)
+        return value / none if none and value is not None else None
+
+    page_ratio = ratio("page")
+    verdict = "-" if page_ratio is None else ("met" if page_ratio <= TARGET_RATIO else "MISSED")
     out += [
         "",
-        f"p99(page) / p99(none) = {fmt(ratio, 2)}: target <= {TARGET_RATIO:.2f} {verdict}; "
-        f"p99(served, no browser) / p99(none) = {fmt(served_ratio, 2)}",
+        f"p99(page) / p99(none) = {fmt(page_ratio, 2)}: target <= {TARGET_RATIO:.2f} "
+        f"{verdict}; p99(served, no browser) / p99(none) = {fmt(ratio('served'), 2)}",
     ]
     return out
 
@@ -299,19 +368,21 @@ def report(rows: list[dict[str, Any]], args: argparse.Namespace, info: dict[str,
         f"{args.seconds:g} s, 1,000 msg/s broadcast to {args.conns} load clients "
         "(+ the page's own when open)\n",
         "| rep | condition | delivered/s | p50 ms | p99 ms | max ms | server CPU % "
-        "| browser CPU % | load client CPU % | others CPU % | log draws/s | longest page stall ms "
-        "| log draws in a frame (max) | log rows (max) | page received |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| browser CPU % | renderer / network / GPU / other | load client CPU % | others CPU % "
+        "| log draws/s | longest page stall ms | log draws in a frame (max) "
+        "| log rows (max) | page received |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
         if r.get("failed"):
-            out.append(f"| {r['rep']} | {r['condition']} | failed: {r['failed']} |" + " |" * 12)
+            out.append(f"| {r['rep']} | {r['condition']} | failed: {r['failed']} |" + " |" * 13)
             continue
         page = r["condition"] == "page"
+        split = " / ".join(fmt(r[f"browser_{part}_pct"]) for part in BROWSER_PARTS)
         out.append(
             f"| {r['rep']} | {r['condition']} | {fmt(r['delivered_per_s'], 0)} "
             f"| {r['p50_ms']:.3f} | {r['p99_ms']:.3f} | {r['max_ms']:.3f} "
-            f"| {fmt(r['server_cpu_pct'])} | {fmt(r['browser_cpu_pct'])} "
+            f"| {fmt(r['server_cpu_pct'])} | {fmt(r['browser_cpu_pct'])} | {split} "
             f"| {fmt(r['client_cpu_pct'])} | {fmt(r['others_cpu_pct'])} "
             + (
                 f"| {r['page_renders_per_s']:.1f} | {r['page_longest_stall_ms']:.0f} "
@@ -324,9 +395,20 @@ def report(rows: list[dict[str, Any]], args: argparse.Namespace, info: dict[str,
     out += summary([r for r in rows if not r.get("failed")], "all runs")
     # On a shared machine: the runs nothing else took a tenth of a core from, if any.
     quiet = [r for r in rows if not r.get("failed") and r["others_cpu_pct"] < QUIET_OTHERS_PCT]
-    if {r["condition"] for r in quiet} == set(CONDITIONS):
+    if {r["condition"] for r in quiet} == set(args.conditions):
         out += summary(quiet, f"the {len(quiet)} runs where others took < {QUIET_OTHERS_PCT}%")
     return "\n".join(out)
+
+
+def conditions_arg(text: str) -> tuple[str, ...]:
+    chosen = tuple(c.strip() for c in text.split(",") if c.strip())
+    unknown = [c for c in chosen if c not in CONDITIONS]
+    if unknown or not chosen:
+        raise argparse.ArgumentTypeError(
+            f"unknown condition {', '.join(unknown) or '(none given)'}; "
+            f"allowed: {', '.join(CONDITIONS)}"
+        )
+    return chosen
 
 
 def main() -> int:
@@ -338,6 +420,12 @@ def main() -> int:
     ap.add_argument("--scenario", type=Path, default=SCENARIO)
     ap.add_argument("--logdir", type=Path, default=None, help="server logs (default: a temp dir)")
     ap.add_argument("--out", type=Path, default=None, help="append each run as a JSON line")
+    ap.add_argument(
+        "--conditions",
+        type=conditions_arg,
+        default=conditions_arg(DEFAULT_CONDITIONS),
+        help=f"comma-separated, of {', '.join(CONDITIONS)} (default {DEFAULT_CONDITIONS})",
+    )
     args = ap.parse_args()
     args.anchors = ensure_anchors()
     args.logdir = args.logdir or Path(tempfile.mkdtemp(prefix="sim-bench-inspector-"))
@@ -349,8 +437,8 @@ def main() -> int:
         for rep in range(1, args.reps + 1):
             # Each rep in another order (rotated, and reversed every other rep), so that a
             # drift of the machine's load does not fall on one condition.
-            turn = (rep - 1) % len(CONDITIONS)
-            order = CONDITIONS[turn:] + CONDITIONS[:turn]
+            turn = (rep - 1) % len(args.conditions)
+            order = args.conditions[turn:] + args.conditions[:turn]
             for condition in order if rep % 2 else order[::-1]:
                 row = one_run(args, driver, condition, rep)
                 print(f"# {row}", file=sys.stderr, flush=True)

@@ -15,8 +15,9 @@ from typing import Any
 
 import pytest
 from selenium.webdriver.common.by import By
+from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.remote.webdriver import WebDriver
-from selenium.webdriver.support.ui import WebDriverWait
+from selenium.webdriver.support.ui import Select, WebDriverWait
 
 from tests.browser.conftest import ROOT, WAIT_S, Sim
 
@@ -47,8 +48,37 @@ def open_page(driver: WebDriver, sim: Sim) -> None:
 
 
 def log_streams(driver: WebDriver) -> set[str]:
-    items = driver.find_elements(By.CSS_SELECTOR, "#log li")
-    return {str(item.get_attribute("data-stream")) for item in items}
+    """The streams of the log lines in view (read in the page in one go: they move on)."""
+    return set(
+        driver.execute_script(
+            "return [...document.querySelectorAll('#log li:not([hidden])')]"
+            ".map((li) => li.dataset.stream)"
+        )
+    )
+
+
+def set_log_filter(driver: WebDriver, needle: str) -> None:
+    box = driver.find_element(By.ID, "log-filter")
+    box.send_keys(Keys.CONTROL, "a")
+    box.send_keys(Keys.DELETE)
+    if needle:
+        box.send_keys(needle)
+
+
+def wait_for_log_line(driver: WebDriver, needle: str, what: str) -> None:
+    """Until the log, filtered by the text ``needle``, shows a line; then unfiltered."""
+    set_log_filter(driver, needle)
+    wait(driver, log_streams, what)
+    set_log_filter(driver, "")
+
+
+# The log line at the top of the log's view (the rows are positioned by the page).
+TOP_LINE_JS = """
+const log = document.getElementById("log");
+const y = Math.floor(log.scrollTop / 18) * 18 + "px";
+const row = [...log.querySelectorAll("li:not([hidden])")].find((li) => li.style.top === y);
+return row ? row.innerText : null;
+"""
 
 
 def test_the_page_connects_and_shows_messages_of_every_stream(
@@ -57,18 +87,24 @@ def test_the_page_connects_and_shows_messages_of_every_stream(
     sim = sim_run(DASHBOARD, "--speed", "20")
     open_page(browser, sim)
     wait(browser, lambda d: all(received(d, s) > 0 for s in STREAMS), "a message of every stream")
-    wait(browser, lambda d: set(STREAMS) <= log_streams(d), "every stream in the log")
     # Everything the page loaded came from the server itself: no CDN, works offline.
     origins = browser.execute_script(
         "return performance.getEntriesByType('resource').map(e => new URL(e.name).origin)"
     )
     assert set(origins) <= {sim.page.rstrip("/")}
-    # A click on a log line shows its JSON pretty-printed.
-    line = browser.find_element(By.CSS_SELECTOR, '#log li[data-stream="system_stats"]')
-    line.click()
+    screenshot("connected")
+    # The log has lines of every stream: filtered by each, its lines are in view.
+    streams = Select(browser.find_element(By.ID, "log-stream"))
+    for stream in STREAMS:
+        streams.select_by_value(stream)
+        wait(browser, lambda d, s=stream: log_streams(d) == {s}, f"{stream} lines alone in the log")
+    # A click on a log line shows its JSON pretty-printed (every line in view is a
+    # system_stats one: the lines move on as messages come).
+    streams.select_by_value("system_stats")
+    wait(browser, lambda d: log_streams(d) == {"system_stats"}, "system_stats lines alone")
+    browser.find_element(By.CSS_SELECTOR, "#log li:not([hidden])").click()
     detail = text(browser, "log-detail")
     assert detail.startswith("{\n") and '"type": "system_stats"' in detail
-    screenshot("connected")
 
 
 def test_ping_shows_a_round_trip_time(browser: WebDriver, sim_run: Callable[..., Sim]) -> None:
@@ -90,14 +126,8 @@ def test_unsubscribing_a_stream_stops_its_messages(
     # The pong of a ping sent after the unsubscribe is a fence: whatever system_stats
     # message was already on its way arrived before it.
     browser.find_element(By.ID, "ping").click()
-    wait(
-        browser,
-        lambda d: (
-            d.find_elements(By.CSS_SELECTOR, '#log li[data-stream="unsubscribed"]')
-            and d.find_elements(By.CSS_SELECTOR, '#log li[data-stream="pong"]')
-        ),
-        "the fence's pong",
-    )
+    wait_for_log_line(browser, '"type":"unsubscribed"', "the unsubscribe's answer")
+    wait_for_log_line(browser, '"type":"pong"', "the fence's pong")
     stopped_at = received(browser, "system_stats")
     market = received(browser, "energy_market")
     # energy_market comes every 7 s and system_stats every 5 s of scenario time: three
@@ -189,10 +219,13 @@ pad = "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx
 """
 
 # Counts, in the page, the log draws per animation frame (every requestAnimationFrame
-# callback of one frame sees the same document.timeline.currentTime) and the most lines
-# a draw left in the DOM.
+# callback of one frame sees the same document.timeline.currentTime) and the most log
+# lines a draw left in the DOM; keeps the nodes drawn now, to see later that they were
+# reused rather than made again.
 COUNT_DRAWS_JS = """
-const probe = window.__draws = {perFrame: new Map(), draws: 0, maxPerFrame: 0, maxRows: 0};
+const log = document.getElementById("log");
+const probe = window.__draws = {perFrame: new Map(), draws: 0, maxPerFrame: 0, maxRows: 0,
+  inView: Math.ceil(log.clientHeight / 18) + 1};
 const inner = window.renderLog;
 window.renderLog = function (rebuild) {
   const frame = document.timeline.currentTime;
@@ -201,8 +234,13 @@ window.renderLog = function (rebuild) {
   probe.draws += 1;
   probe.maxPerFrame = Math.max(probe.maxPerFrame, n);
   inner(rebuild);
-  probe.maxRows = Math.max(probe.maxRows, document.getElementById("log").childElementCount);
+  probe.maxRows = Math.max(probe.maxRows, log.querySelectorAll("li:not([hidden])").length);
 };
+window.__nodes = [...document.querySelectorAll(
+  "#log li, #stream-tick svg.spark, #counters .counter, #connections tbody tr")];
+window.framesSent = () => [...document.querySelectorAll("#counters .counter")]
+  .find((c) => c.lastChild.textContent === "frames sent").firstChild.textContent;
+window.__sent = window.framesSent();
 """
 
 
@@ -216,6 +254,7 @@ def test_at_1000_messages_a_second_the_log_draws_one_bounded_batch_per_frame_at_
     feed.write_text(FAST_FEED)
     sim = sim_run(feed)
     open_page(browser, sim)
+    wait(browser, lambda d: d.find_elements(By.CSS_SELECTOR, "#connections tbody tr"), "a row")
     browser.execute_script(COUNT_DRAWS_JS)
     start = received(browser, "tick")
     # Until 3,000 more messages have come (3 s of the feed): they outnumber many times
@@ -223,28 +262,68 @@ def test_at_1000_messages_a_second_the_log_draws_one_bounded_batch_per_frame_at_
     wait(browser, lambda d: received(d, "tick") >= start + 3000, "3,000 messages")
     probe = browser.execute_script(
         "return {...window.__draws, perFrame: undefined,"
-        " kept: page.log.length, pending: page.pending.length}"
+        " kept: page.log.length, pending: page.pending.length,"
+        " reused: window.__nodes.every((node) => node.isConnected), nodes: window.__nodes.length,"
+        " sentMoved: window.framesSent() !== window.__sent}"
     )
     assert probe["draws"] > 0
     assert probe["maxPerFrame"] == 1  # never two batches in one frame
     # Far fewer draws than messages: whatever arrived between two draws went in as one.
     assert probe["draws"] * 10 < 3000
-    assert probe["maxRows"] <= 200  # LOG_SHOWN: the DOM stays small
+    # Only the lines in view are in the DOM, however many are kept.
+    assert 0 < probe["maxRows"] <= probe["inView"] < 100
     assert probe["kept"] <= 2000 and probe["pending"] <= 4000  # LOG_CAP, and twice it
+    # The log's rows, the sparkline, the counters and the connection's row were redrawn
+    # in place, not made again (the counters did move).
+    assert probe["reused"] and probe["nodes"] > 10 and probe["sentMoved"]
     # The page answers a click while the feed runs: Pause stops the log's lines (the
     # counts go on), Resume brings them back.
     browser.find_element(By.ID, "pause").click()
     wait(browser, lambda d: text(d, "pause") == "Resume", "the log to pause")
-    first_line = browser.find_element(By.CSS_SELECTOR, "#log li").get_attribute("innerText")
+    first_line = browser.execute_script(TOP_LINE_JS)
     paused_at = received(browser, "tick")
     wait(browser, lambda d: received(d, "tick") >= paused_at + 500, "500 more messages")
-    assert browser.find_element(By.CSS_SELECTOR, "#log li").get_attribute("innerText") == first_line
+    assert browser.execute_script(TOP_LINE_JS) == first_line
+    # Paused, the log scrolls down to the oldest line it keeps (2,000 lines, with only
+    # those in view in the DOM).
+    oldest = browser.execute_script(
+        "const log = document.getElementById('log'); log.scrollTop = log.scrollHeight;"
+        " return page.view[0].text"
+    )
+    wait(browser, lambda d: (d.execute_script(TOP_LINE_JS) or "").find("tick") >= 0, "a line")
+    bottom = browser.execute_script(
+        "const rows = [...document.querySelectorAll('#log li:not([hidden])')];"
+        " rows.sort((a, b) => parseFloat(b.style.top) - parseFloat(a.style.top));"
+        " return rows[0].innerText"
+    )
+    assert oldest[:60] in bottom
     browser.find_element(By.ID, "pause").click()
     wait(
         browser,
-        lambda d: (
-            d.find_element(By.CSS_SELECTOR, "#log li").get_attribute("innerText") != first_line
-        ),
+        lambda d: d.execute_script(TOP_LINE_JS) not in (None, first_line),
         "new lines after Resume",
     )
     screenshot("fast-feed")
+
+
+def test_a_scrolled_log_keeps_its_lines_in_view_as_new_ones_come(
+    browser: WebDriver, sim_run: Callable[..., Sim]
+) -> None:
+    sim = sim_run(DASHBOARD, "--speed", "20")
+    open_page(browser, sim)
+    wait(browser, lambda d: int(text(d, "log-count")) >= 40, "40 lines in the log")
+    browser.execute_script("document.getElementById('log').scrollTop = 5 * 18")
+    wait(browser, lambda d: d.execute_script(TOP_LINE_JS), "the log to scroll")
+    in_view = browser.execute_script(TOP_LINE_JS)
+    kept = int(text(browser, "log-count"))
+    wait(browser, lambda d: int(text(d, "log-count")) >= kept + 3, "3 more lines")
+    assert browser.execute_script(TOP_LINE_JS) == in_view
+    # Back at the top, the newest line is in view.
+    browser.execute_script("document.getElementById('log').scrollTop = 0")
+    wait(
+        browser,
+        lambda d: (d.execute_script(TOP_LINE_JS) or "").endswith(
+            d.execute_script("return page.view[page.view.length - 1].text.slice(-40)")
+        ),
+        "the newest line at the top",
+    )

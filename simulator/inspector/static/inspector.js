@@ -3,13 +3,12 @@
 "use strict";
 
 const LOG_CAP = 2000;        // log entries kept (the oldest go first)
-const LOG_SHOWN = 200;       // of which at most this many are in the DOM
-const LOG_SHOWN_PER_FRAME = 50;  // new lines put in the DOM per draw, at most
+const LOG_ROW_PX = 18;       // the height of a log line (as in inspector.css)
 // The page is drawn in one animation frame at a time, and no more often than this: each
-// time the DOM changes the browser lays out and repaints (several ms in a software-
+// time the DOM changes the browser lays out and repaints (milliseconds in a software-
 // rendered page), so drawing every frame a 1,000 msg/s feed makes a change would cost
 // a core. Receiving and counting the messages is cheap; drawing them is not.
-const DRAW_INTERVAL_MS = 200;
+const DRAW_INTERVAL_MS = 500;
 const SERVER_DRAW_INTERVAL_MS = 500;  // the server panel (its status comes twice a second)
 const WINDOW_S = 60;         // the timeline shows the last minute
 const RATE_WINDOW_S = 5;     // actual rates are averaged over this much time
@@ -30,7 +29,7 @@ const page = {
   subs: null,           // null: every stream; else the Set of subscribed types
   ws: null, wanted: true, attempt: 0, reconnects: 0, openedAt: 0, retryTimer: null,
   pings: new Map(), nextPing: 1,
-  paused: false, log: [], pending: [], dirty: false, filter: "", filterStream: "",
+  paused: false, log: [], pending: [], view: [], logSeq: 0, dirty: false, filter: "", filterStream: "",
   status: null, samples: [], clockOffset: 0,   // server wall time - browser wall time (s)
   faults: [], conns: new Map(), latest: 0,
 };
@@ -54,6 +53,7 @@ async function start() {
   $("plan").textContent = info.plan_toml || "# no [[fault]] of the flat shape in this scenario";
   $("plan-left-out").textContent = info.plan_left_out.map((w) => "left out: " + w).join("\n");
   bindControls();
+  renderAxis();
   if (page.wanted) connect(); else setState("closed", "not connected");
   openEvents();
   // The time axis moves on when nothing arrives too.
@@ -70,10 +70,12 @@ function addStream(s) {
     dups: el("td", { className: "num" }, "0"),
     spark: el("td"),
   };
+  const spark = sparklineSvg();
+  cells.spark.append(spark);
   const row = el("tr", { id: "stream-" + s.type }, el("td", {}, box), el("td", {}, s.name),
     cells.received, cells.gaps, cells.dups, cells.spark);
   $("streams").tBodies[0].append(row);
-  page.streams.set(s.type, { ...s, received: 0, gaps: 0, dups: 0, lastSeq: null, cells, box });
+  page.streams.set(s.type, { ...s, received: 0, gaps: 0, dups: 0, lastSeq: null, cells, box, spark });
   $("log-stream").append(el("option", { value: s.type }, s.type));
 }
 
@@ -203,6 +205,7 @@ function note(text) {
 // ------------------------------------------------------------------ the log
 
 function addLog(entry) {
+  entry.n = page.logSeq++;
   page.pending.push(entry);
   // Trimmed now and then, not per message: bounded at twice the cap.
   if (page.pending.length >= 2 * LOG_CAP) page.pending.splice(0, page.pending.length - LOG_CAP);
@@ -215,15 +218,30 @@ function matches(entry) {
   return !page.filter || entry.text.toLowerCase().includes(page.filter);
 }
 
-const shownEntries = new WeakMap();  // log <li> -> its entry (one click listener for all)
+// The log is a window on page.view (the kept entries the filters let through, oldest
+// first, shown newest first): only the lines in view are in the DOM, a fixed set of rows
+// reused as it scrolls (row k of the list always shows line k modulo their number). A
+// page that put every line in the DOM would have the browser lay out and paint them all
+// on each draw: the whole scrollable list is painted ahead, not only what is in view.
+const logRows = [];                  // <li>, reused
+const shownEntries = new WeakMap();  // log <li> -> the entry it shows (one click listener for all)
 
-function logItem(entry) {
-  const item = el("li", { className: entry.sys ? "sys" : "" },
-    el("span", { className: "t" }, new Date(entry.t).toISOString().slice(11, 23)),
-    el("span", { className: "s" }, entry.stream), entry.text.length > 400 ? entry.text.slice(0, 400) + "…" : entry.text);
-  item.dataset.stream = entry.stream;
-  shownEntries.set(item, entry);
-  return item;
+function logRow() {
+  const row = el("li", {}, el("span", { className: "t" }), el("span", { className: "s" }), el("span"));
+  row.hidden = true;
+  $("log-rows").append(row);
+  return row;
+}
+
+function showEntry(row, entry) {
+  if (shownEntries.get(row) === entry) return;
+  shownEntries.set(row, entry);
+  const [t, s, text] = row.children;
+  t.textContent = new Date(entry.t).toISOString().slice(11, 23);
+  s.textContent = entry.stream;
+  text.textContent = entry.text.length > 400 ? entry.text.slice(0, 400) + "…" : entry.text;
+  row.className = entry.sys ? "sys" : "";
+  row.dataset.stream = entry.stream;
 }
 
 function showDetail(entry) {
@@ -236,6 +254,7 @@ function showDetail(entry) {
 // One batch per draw (see draw()): whatever arrived since the last draw goes in at once.
 function renderLog(rebuild) {
   const list = $("log");
+  const top = list.scrollTop;  // read before anything is written: no forced layout
   let fresh = [];
   if (!page.paused && page.pending.length) {
     fresh = page.pending;
@@ -243,16 +262,47 @@ function renderLog(rebuild) {
     page.log.push(...fresh);
     if (page.log.length > LOG_CAP) page.log.splice(0, page.log.length - LOG_CAP);
   }
+  let added = 0, at = top;
   if (rebuild) {
-    list.replaceChildren(...page.log.filter(matches).slice(-LOG_SHOWN).reverse().map(logItem));
+    page.view = page.log.filter(matches);
+    at = 0;  // the newest first
   } else if (fresh.length) {
-    // Only the newest go into the DOM: at 1,000 msg/s nobody reads the rest scrolling by
-    // (they are kept in page.log, and shown when the log is paused or filtered).
-    const shown = fresh.slice(-LOG_SHOWN_PER_FRAME * 4).filter(matches).slice(-LOG_SHOWN_PER_FRAME);
-    list.prepend(...shown.reverse().map(logItem));
-    while (list.childElementCount > LOG_SHOWN) list.lastElementChild.remove();
+    const before = page.view.length;
+    for (const entry of fresh) if (matches(entry)) page.view.push(entry);
+    added = page.view.length - before;
+    // What left the log leaves the view (both are oldest first).
+    const oldest = page.log.length ? page.log[0].n : page.logSeq;
+    let gone = 0;
+    while (gone < page.view.length && page.view[gone].n < oldest) gone++;
+    if (gone) page.view.splice(0, gone);
   }
+  setStyle($("log-rows"), "height", page.view.length * LOG_ROW_PX + "px");
+  // Whoever scrolled down to read keeps the same lines in view as new ones come on top;
+  // at the top, the newest stay in view.
+  if (top > 0 && added) at = top + added * LOG_ROW_PX;
+  if (at !== top) { list.scrollTop = at; at = list.scrollTop; }  // (as far as it goes)
+  placeLogRows(at);
   setText($("log-count"), page.log.length);
+}
+
+// The lines in view (from scroll position `top`) into the rows.
+function placeLogRows(top) {
+  const list = $("log");
+  const n = page.view.length;
+  const count = Math.ceil(list.clientHeight / LOG_ROW_PX) + 1;
+  while (logRows.length < count) logRows.push(logRow());
+  const first = Math.floor(top / LOG_ROW_PX);
+  for (let i = first; i < first + logRows.length; i++) {
+    const row = logRows[i % logRows.length];
+    if (i >= n) {
+      if (!row.hidden) { row.hidden = true; shownEntries.delete(row); }
+      continue;
+    }
+    showEntry(row, page.view[n - 1 - i]);
+    const y = i * LOG_ROW_PX + "px";
+    if (row.style.top !== y) row.style.top = y;
+    if (row.hidden) row.hidden = false;
+  }
 }
 
 // ------------------------------------------------------------------ the server, via /events
@@ -304,10 +354,12 @@ function onServerLog(batch) {
   requestDraw();
 }
 
+// The server panel, twice a second: the nodes drawn last time are kept and only what
+// changed is written (each change costs the browser a layout and a repaint of its area).
 function renderServer() {
   const status = page.status;
   if (!status) return;
-  const counters = [
+  renderCounters([
     ["connections open", status.connections_open], ["connections total", status.connections_total],
     ["frames sent", status.frames_sent], ["frames dropped", status.frames_dropped],
     ["lateness p50", fmtMs(status.lateness_p50_ms)], ["lateness p99", fmtMs(status.lateness_p99_ms)],
@@ -317,39 +369,57 @@ function renderServer() {
     ["virtual time", status.virtual_s.toFixed(1) + " s"],
     ...Object.entries(status.faults_by_kind).map(([k, n]) => ["fault " + k, n]),
     ...Object.entries(status.relayed || {}).map(([k, n]) => ["messages " + k, n]),
-  ];
-  $("counters").replaceChildren(...counters.map(([label, value]) =>
-    el("div", { className: "counter" }, el("b", {}, String(value)), el("span", {}, label))));
-  for (const s of page.streams.values()) s.cells.spark.replaceChildren(sparkline(s));
+  ]);
+  for (const s of page.streams.values()) drawSparkline(s);
   renderTimeline();
   renderConnections(status);
   if (status.replay) renderReplay(status.replay);
 }
 
+function renderCounters(counters) {
+  const box = $("counters");
+  const labels = counters.map(([label]) => label).join("\n");
+  if (box.dataset.labels !== labels) {  // a new kind of fault, say
+    box.dataset.labels = labels;
+    box.replaceChildren(...counters.map(([label]) =>
+      el("div", { className: "counter" }, el("b"), el("span", {}, label))));
+  }
+  counters.forEach(([, value], i) => setText(box.children[i].firstChild, value));
+}
+
 // sim replay: the recorded connection's pushes as ticks, and where the client is now.
+// The bars (and their ticks) are made again only when the clients or their recordings
+// change; otherwise only the marker and the figures move.
 function renderReplay(positions) {
   $("replay").hidden = false;
-  const rows = [];
-  for (const p of positions) {
-    const recorded = page.info.recorded[String(p.recorded_conn)];
-    const span = Math.max(1e-9, p.duration_s);
-    const bar = el("div", { className: "replay-bar", id: "replay-" + p.conn });
-    for (const t of recorded ? recorded.pushes : []) {
-      const tick = el("div", { className: "push" });
-      tick.style.left = (100 * t / span) + "%";
-      bar.append(tick);
+  const box = $("replay-lanes");
+  const key = positions.map((p) => `${p.conn}:${p.recorded_conn}:${p.round}`).join(" ");
+  if (box.dataset.key !== key) {
+    box.dataset.key = key;
+    const rows = [];
+    for (const p of positions) {
+      const recorded = page.info.recorded[String(p.recorded_conn)];
+      const span = Math.max(1e-9, p.duration_s);
+      const bar = el("div", { className: "replay-bar", id: "replay-" + p.conn });
+      for (const t of recorded ? recorded.pushes : []) {
+        const tick = el("div", { className: "push" });
+        tick.style.left = (100 * t / span) + "%";
+        bar.append(tick);
+      }
+      bar.append(el("div", { className: "position" }));
+      rows.push(
+        el("div", {}, `conn ${p.conn} ← recorded ${p.recorded_conn}` + (p.round ? ` (round ${p.round + 1})` : "")),
+        bar, el("div", { className: "muted" }));
     }
-    const marker = el("div", { className: "position" });
-    const at = Math.min(1, p.position_s / span);
-    marker.style.left = (100 * at) + "%";
-    marker.dataset.fraction = at.toFixed(4);
-    bar.append(marker);
-    rows.push(
-      el("div", {}, `conn ${p.conn} ← recorded ${p.recorded_conn}` + (p.round ? ` (round ${p.round + 1})` : "")),
-      bar,
-      el("div", { className: "muted" }, `${Math.min(p.position_s, p.duration_s).toFixed(1)} / ${p.duration_s.toFixed(1)} s`));
+    box.replaceChildren(...rows);
   }
-  $("replay-lanes").replaceChildren(...rows);
+  positions.forEach((p, i) => {
+    const at = Math.min(1, p.position_s / Math.max(1e-9, p.duration_s));
+    const marker = box.children[3 * i + 1].lastElementChild;
+    setStyle(marker, "left", (100 * at).toFixed(2) + "%");
+    setAttr(marker, "data-fraction", at.toFixed(4));
+    setText(box.children[3 * i + 2], `${Math.min(p.position_s, p.duration_s).toFixed(1)} / ${p.duration_s.toFixed(1)} s`);
+  });
 }
 
 // The page's own counts, in the same frame as the log lines they count.
@@ -361,21 +431,42 @@ function renderStreamCounts() {
   }
 }
 
-// Unchanged text is left alone: setting it anyway costs a layout and a repaint.
+// Unchanged text, style or attribute is left alone: setting it anyway can cost a layout
+// and a repaint.
 function setText(node, value) {
   const text = String(value);
   if (node.textContent !== text) node.textContent = text;
 }
 
+function setStyle(node, property, value) {
+  if (node.style[property] !== value) node.style[property] = value;
+}
+
+function setAttr(node, name, value) {
+  const text = String(value);
+  if (node.getAttribute(name) !== text) node.setAttribute(name, text);
+}
+
 function sum(f) { let n = 0; for (const s of page.streams.values()) n += f(s); return n; }
 function fmtMs(ms) { return ms == null ? "–" : ms.toFixed(2) + " ms"; }
 
-// Expected (dashed) against actual (solid) msg/s of one stream, from the server's counts.
-function sparkline(s) {
-  const NS = "http://www.w3.org/2000/svg";
-  const svg = document.createElementNS(NS, "svg");
+const SVG = "http://www.w3.org/2000/svg";
+
+// A stream's sparkline: one SVG made once (addStream), its lines moved on each status.
+function sparklineSvg() {
+  const svg = document.createElementNS(SVG, "svg");
   svg.setAttribute("class", "spark");
   svg.setAttribute("viewBox", "0 0 200 24");
+  for (const [tag, cls] of [["line", "exp"], ["polyline", "act"], ["title", ""]]) {
+    const node = document.createElementNS(SVG, tag);
+    if (cls) node.setAttribute("class", cls);
+    svg.append(node);
+  }
+  return svg;
+}
+
+// Expected (dashed) against actual (solid) msg/s of one stream, from the server's counts.
+function drawSparkline(s) {
   const samples = page.samples.slice(-SPARK_POINTS);
   const rates = [], expected = [];
   for (let i = 1; i < samples.length; i++) {
@@ -391,95 +482,118 @@ function sparkline(s) {
     : s.expected_per_s * (page.info.per_connection ? (page.status ? page.status.connections_open : 0) : 1);
   const top = Math.max(1e-9, ...rates, exp) * 1.15;
   const y = (v) => (23 - 22 * v / top).toFixed(1);
+  const svg = s.spark;
+  const [flat, line, title] = svg.children;
   // Expected: the scenario's rate now, across the whole width (dashed).
-  const flat = document.createElementNS(NS, "line");
-  flat.setAttribute("class", "exp");
-  for (const [k, v] of [["x1", 0], ["x2", 200], ["y1", y(exp)], ["y2", y(exp)]]) flat.setAttribute(k, v);
-  svg.append(flat);
+  for (const [k, v] of [["x1", 0], ["x2", 200], ["y1", y(exp)], ["y2", y(exp)]]) setAttr(flat, k, v);
   // Actual: one point per status sample, the newest on the right.
-  const line = document.createElementNS(NS, "polyline");
-  line.setAttribute("class", "act");
-  line.setAttribute("points", rates.map((v, i) =>
+  setAttr(line, "points", rates.map((v, i) =>
     `${(200 * (i + 1 + SPARK_POINTS - rates.length) / SPARK_POINTS).toFixed(1)},${y(v)}`).join(" "));
-  svg.append(line);
-  const title = document.createElementNS(NS, "title");
   const last = rates.length ? rates[rates.length - 1] : 0;
-  title.textContent = `${s.name}: expected ${exp.toFixed(2)} msg/s, actual ${last.toFixed(2)} msg/s`;
-  svg.append(title);
-  svg.dataset.expected = exp;
-  svg.dataset.actual = last;
-  return svg;
+  setText(title, `${s.name}: expected ${exp.toFixed(2)} msg/s, actual ${last.toFixed(2)} msg/s`);
+  setAttr(svg, "data-expected", exp);
+  setAttr(svg, "data-actual", last);
 }
 
 function xOf(time, now) { return Math.max(0, Math.min(100, 100 - (now - time) / WINDOW_S * 100)); }
+function pct(x) { return x.toFixed(2) + "%"; }
+
+// The children of `parent` made to show `marks` ({className, left, width, title, kind}),
+// reusing the ones there.
+function syncMarks(parent, marks) {
+  while (parent.children.length > marks.length) parent.lastElementChild.remove();
+  marks.forEach((m, i) => {
+    const node = parent.children[i] || parent.appendChild(document.createElement("div"));
+    if (node.className !== m.className) node.className = m.className;
+    setStyle(node, "left", m.left);
+    setStyle(node, "width", m.width || "");
+    if (node.title !== m.title) node.title = m.title;
+    if (m.kind !== undefined && node.dataset.kind !== m.kind) node.dataset.kind = m.kind;
+  });
+}
 
 // Fault lane and connection swimlanes on one time axis (the last WINDOW_S seconds).
 function renderTimeline() {
   const now = serverNow();
-  const lane = $("fault-lane");
-  lane.replaceChildren(...page.faults.filter((f) => (f.end ?? f.time) >= now - WINDOW_S).map((f) => {
+  syncMarks($("fault-lane"), page.faults.filter((f) => (f.end ?? f.time) >= now - WINDOW_S).map((f) => {
     const left = xOf(f.time, now);
-    const mark = el("div", { className: "fault-mark" + (f.end ? " span" : "") });
-    mark.style.left = left + "%";
-    if (f.end) mark.style.width = Math.max(0.5, xOf(f.end, now) - left) + "%";
-    mark.title = `${f.kind}${f.count > 1 ? " ×" + f.count : ""} (${f.name}${f.source ? ", " + f.source : ""})` + (f.conn == null ? " server-wide" : " conn " + f.conn);
-    mark.dataset.kind = f.kind;
-    return mark;
+    return {
+      className: "fault-mark" + (f.end ? " span" : ""),
+      left: pct(left),
+      width: f.end ? pct(Math.max(0.5, xOf(f.end, now) - left)) : "",
+      title: `${f.kind}${f.count > 1 ? " ×" + f.count : ""} (${f.name}${f.source ? ", " + f.source : ""})` + (f.conn == null ? " server-wide" : " conn " + f.conn),
+      kind: f.kind,
+    };
   }));
   const recent = [...page.conns.values()].filter((c) => (c.end ?? now) >= now - WINDOW_S).slice(-LANES_SHOWN);
-  const rows = [];
-  for (const c of recent) {
-    const bar = el("div", { className: "lane", id: "lane-" + c.conn });
-    const span = el("div", { className: "conn-span" + (c.end ? "" : " open") });
+  const lanes = $("swimlanes");
+  while (lanes.children.length > 2 * recent.length) lanes.lastElementChild.remove();
+  recent.forEach((c, i) => {
+    if (!lanes.children[2 * i]) lanes.append(el("div", { className: "lane-label" }), el("div", { className: "lane" }));
+    const label = lanes.children[2 * i], bar = lanes.children[2 * i + 1];
+    setText(label, "conn " + c.conn);
+    if (bar.id !== "lane-" + c.conn) bar.id = "lane-" + c.conn;
     const left = xOf(c.start, now);
-    span.style.left = left + "%";
-    span.style.width = Math.max(0.5, xOf(c.end ?? now, now) - left) + "%";
-    span.title = c.end ? `conn ${c.conn}: closed ${c.code} ${c.reason || ""} by ${c.by}` : `conn ${c.conn}: open`;
-    bar.append(span);
-    if (c.end) {
-      const end = el("div", { className: "conn-end", title: `close ${c.code}` });
-      end.style.left = xOf(c.end, now) + "%";
-      bar.append(end);
-    }
+    const marks = [{
+      className: "conn-span" + (c.end ? "" : " open"),
+      left: pct(left),
+      width: pct(Math.max(0.5, xOf(c.end ?? now, now) - left)),
+      title: c.end ? `conn ${c.conn}: closed ${c.code} ${c.reason || ""} by ${c.by}` : `conn ${c.conn}: open`,
+    }];
+    if (c.end) marks.push({ className: "conn-end", left: pct(xOf(c.end, now)), title: `close ${c.code}` });
     for (const f of page.faults) {
       if (f.conn !== c.conn || f.time < now - WINDOW_S) continue;
-      const mark = el("div", { className: "fault-mark", title: f.kind });
-      mark.style.left = xOf(f.time, now) + "%";
-      bar.append(mark);
+      marks.push({ className: "fault-mark", left: pct(xOf(f.time, now)), title: f.kind, kind: f.kind });
     }
-    rows.push(el("div", { className: "lane-label" }, "conn " + c.conn), bar);
-  }
-  $("swimlanes").replaceChildren(...rows);
-  $("swimlanes").style.display = "contents";
-  const axis = $("axis");
-  axis.replaceChildren(...[60, 45, 30, 15, 0].map((ago) => {
+    syncMarks(bar, marks);
+  });
+}
+
+function renderAxis() {
+  $("axis").replaceChildren(...[60, 45, 30, 15, 0].map((ago) => {
     const tick = el("span", {}, ago ? `-${ago}s` : "now");
     tick.style.left = (100 - ago / WINDOW_S * 100) + "%";
     return tick;
   }));
 }
 
+// The newest connections, one row each (the rows are kept and rewritten in place).
 function renderConnections(status) {
   const open = new Map(status.connections.map((c) => [c.conn, c]));
   const all = [...page.conns.values()].slice(-20).reverse();
   for (const c of open.values()) if (!page.conns.has(c.conn)) all.unshift({ conn: c.conn });
-  const more = status.connections_left_out
-    ? [el("tr", {}, el("td", { colSpan: 8, className: "muted" }, `and ${status.connections_left_out} more open connections (older)`))]
-    : [];
-  $("connections").tBodies[0].replaceChildren(...more, ...all.map((c) => {
+  const body = $("connections").tBodies[0];
+  while (body.rows.length > all.length) body.lastElementChild.remove();
+  all.forEach((c, i) => {
+    const row = body.rows[i] || body.appendChild(connectionRow());
     const live = open.get(c.conn);
-    const button = el("button", { textContent: "disconnect" });
-    button.addEventListener("click", () => control("/control/disconnect", { conn: c.conn }));
-    return el("tr", { id: "conn-" + c.conn },
-      el("td", {}, String(c.conn)),
-      el("td", {}, live ? (live.stalled ? "stalled" : live.state) : c.end ? "closed" : "open"),
-      el("td", {}, (live && live.remote) || c.remote || ""),
-      el("td", { className: "num" }, String((live ? live.sent : c.sent) ?? "")),
-      el("td", { className: "num" }, String((live ? live.dropped : c.dropped) ?? "")),
-      el("td", { className: "num" }, String((live && live.pending_bytes) ?? "")),
-      el("td", {}, c.code != null ? `${c.code} ${c.reason || ""} (${c.by})` : ""),
-      el("td", {}, live && page.info.command === "run" ? button : ""));
-  }));
+    if (row.id !== "conn-" + c.conn) { row.id = "conn-" + c.conn; row.dataset.conn = c.conn; }
+    const texts = [
+      String(c.conn),
+      live ? (live.stalled ? "stalled" : live.state) : c.end ? "closed" : "open",
+      (live && live.remote) || c.remote || "",
+      String((live ? live.sent : c.sent) ?? ""),
+      String((live ? live.dropped : c.dropped) ?? ""),
+      String((live && live.pending_bytes) ?? ""),
+      c.code != null ? `${c.code} ${c.reason || ""} (${c.by})` : "",
+    ];
+    texts.forEach((text, k) => setText(row.cells[k], text));
+    const button = row.cells[7].firstChild;
+    const canClose = Boolean(live) && page.info.command === "run";
+    if (button.hidden === canClose) button.hidden = !canClose;
+  });
+  const left = status.connections_left_out;
+  const more = $("connections-left-out");
+  setText(more, left ? `and ${left} more open connections (older)` : "");
+  if (more.hidden === Boolean(left)) more.hidden = !left;
+}
+
+function connectionRow() {
+  const button = el("button", { textContent: "disconnect" });
+  button.addEventListener("click", () =>
+    control("/control/disconnect", { conn: Number(button.closest("tr").dataset.conn) }));
+  return el("tr", {}, el("td"), el("td"), el("td"), el("td", { className: "num" }),
+    el("td", { className: "num" }), el("td", { className: "num" }), el("td"), el("td", {}, button));
 }
 
 // ------------------------------------------------------------------ controls
@@ -535,6 +649,7 @@ function bindControls() {
     $("pause").textContent = page.paused ? "Resume" : "Pause";
     if (!page.paused) renderLog(true);
   });
+  $("log").addEventListener("scroll", () => placeLogRows($("log").scrollTop));
   $("log").addEventListener("click", (event) => {
     const item = event.target.closest("li");
     if (item && shownEntries.has(item)) showDetail(shownEntries.get(item));
@@ -557,29 +672,42 @@ function bindControls() {
 }
 
 // Drawing: whatever changed since the last draw, in one batch, in one animation frame
-// (never two draws in a frame), at most every DRAW_INTERVAL_MS; nothing is drawn, and no
-// frame asked for, while nothing changes.
+// (never two draws in a frame): the log and the page's counts at most every
+// DRAW_INTERVAL_MS, the server panel at most every SERVER_DRAW_INTERVAL_MS and in the
+// same frames as the log when both change; nothing is drawn, and no frame asked for,
+// while nothing changes.
 const drawing = { pending: false, last: -Infinity, lastServer: -Infinity };
+// The server panel is drawn with the log once this much of its interval has passed (its
+// status may come a little early, and a frame of its own would cost as much as the log's).
+const SERVER_DRAW_SLACK_MS = DRAW_INTERVAL_MS / 2;
 
 function requestDraw() {
   if (drawing.pending) return;
+  // While the log changes, the server panel goes with it; else at its own pace.
+  const due = page.dirty ? drawing.last + DRAW_INTERVAL_MS
+    : page.statusDirty ? drawing.lastServer + SERVER_DRAW_INTERVAL_MS
+    : null;
+  if (due === null) return;
   drawing.pending = true;
-  const wait = drawing.last + DRAW_INTERVAL_MS - performance.now();
+  const wait = due - performance.now();
   if (wait > 0) setTimeout(() => requestAnimationFrame(draw), wait);
   else requestAnimationFrame(draw);
 }
 
 function draw(now) {
   drawing.pending = false;
-  drawing.last = now;
-  if (page.dirty) { page.dirty = false; renderLog(false); renderStreamCounts(); }
-  // (Less a frame or two: a status due every 0.5 s may arrive a little early.)
-  if (page.statusDirty && now - drawing.lastServer >= SERVER_DRAW_INTERVAL_MS - 40) {
+  if (page.dirty) {
+    page.dirty = false;
+    drawing.last = now;
+    renderLog(false);
+    renderStreamCounts();
+  }
+  if (page.statusDirty && now - drawing.lastServer >= SERVER_DRAW_INTERVAL_MS - SERVER_DRAW_SLACK_MS) {
     page.statusDirty = false;
     drawing.lastServer = now;
     renderServer();
   }
-  if (page.statusDirty) requestDraw();  // drawn at its own pace
+  requestDraw();  // what is still to draw, at its own pace
 }
 
 start();
