@@ -21,6 +21,7 @@ Loopback only; every loop bounded; children stopped by pid.
 
     .venv/bin/python bench/hostile.py                       # every attack, 10 s each
     .venv/bin/python bench/hostile.py --attacks ping_flood,garbage --seconds 5 --settle 5
+    .venv/bin/python bench/hostile.py --attacks non_readers --waves 3   # memory reused?
 """
 
 from __future__ import annotations
@@ -224,7 +225,12 @@ class RssSampler:
 
 
 def one_run(
-    kind: str, seconds: float, settle: float, logdir: Path, scenario: Path = SCENARIO
+    kind: str,
+    seconds: float,
+    settle: float,
+    logdir: Path,
+    scenario: Path = SCENARIO,
+    waves: int = 1,
 ) -> dict[str, Any]:
     argv = [sys.executable, "-m", "simulator", "run", str(scenario), "--port", "0", "--quiet"]
     server = start_url_server("sim", argv, logdir / f"sim-{kind}.log")
@@ -249,6 +255,15 @@ def one_run(
             row["rss_after_mb"] = rss_kb(server.pid) / 1024
             time.sleep(settle)
             row["rss_settled_mb"] = rss_kb(server.pid) / 1024
+            # More waves of the same attack on the same server: is the memory the first
+            # left behind reused (bounded), or does each wave add to it (a leak)?
+            row["rss_waves_mb"] = []
+            for _ in range(waves - 1 if kind != "control" else 0):
+                begun = time.time()
+                result(child("--attack", kind, url, str(seconds)), seconds + 60)
+                peak = rss.peak_mb(begun, time.time() + 0.5)
+                time.sleep(settle)
+                row["rss_waves_mb"].append((peak, rss_kb(server.pid) / 1024))
         window = [(lat, seq) for t, lat, seq in samples if start <= t <= stop_at]
         lateness = np.array([lat for lat, _ in window])
         seqs = [seq for _, _, seq in samples]
@@ -276,7 +291,8 @@ def report(rows: list[dict[str, Any]], args: argparse.Namespace, t0: float) -> l
         f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, load average at end "
         f"{loadavg} ({time.monotonic() - t0:.0f} s)\n",
         "| attack | closed with (count) | time to close p50 / max s | connections (refused) "
-        "| RSS before / peak / after / +settle MB | good msgs, gaps | good p50 / p99 / max ms "
+        "| RSS before / peak / after / +settle MB (then peak / +settle of each further wave) "
+        "| good msgs, gaps | good p50 / p99 / max ms "
         "| p99 - control ms |",
         "|---|---|---|---|---|---|---|---|",
     ]
@@ -295,7 +311,9 @@ def report(rows: list[dict[str, Any]], args: argparse.Namespace, t0: float) -> l
             f"| {r['attack']}: {DESCRIBED[r['attack']]} | {closes or '-'} | {ttc} "
             f"| {a.get('connections', '-')} ({a.get('refused', '-')}) "
             f"| {fmt(r.get('rss_before_mb'), '.0f')} / {fmt(r.get('rss_peak_mb'), '.0f')} "
-            f"/ {fmt(r.get('rss_after_mb'), '.0f')} / {fmt(r.get('rss_settled_mb'), '.0f')} "
+            f"/ {fmt(r.get('rss_after_mb'), '.0f')} / {fmt(r.get('rss_settled_mb'), '.0f')}"
+            + "".join(f"; then {p:.0f} / {q:.0f}" for p, q in r.get("rss_waves_mb") or [])
+            + " "
             f"| {r.get('good_messages', '-')}, {r.get('good_gaps', '-')} "
             f"| {fmt(r.get('good_p50_ms'))} / {fmt(r.get('good_p99_ms'))} "
             f"/ {fmt(r.get('good_max_ms'))} | {delta} |"
@@ -308,6 +326,13 @@ def main() -> int:
     ap.add_argument("--attacks", default=",".join(ATTACKS))
     ap.add_argument("--seconds", type=float, default=10.0, help="each attack's length")
     ap.add_argument("--settle", type=float, default=30.0, help="RSS read again after this")
+    ap.add_argument(
+        "--waves",
+        type=int,
+        default=1,
+        help="attack the same server this many times (RSS peak / settled of each wave "
+        "after the first: reused or leaked?)",
+    )
     ap.add_argument("--logs", type=Path, default=Path("/tmp/sim-bench-hostile"))
     ap.add_argument("--out", type=Path, default=None, help="append raw JSON lines here")
     ap.add_argument(
@@ -323,7 +348,7 @@ def main() -> int:
     t0 = time.monotonic()
     rows = []
     for kind in kinds:
-        row = one_run(kind, args.seconds, args.settle, args.logs, args.scenario)
+        row = one_run(kind, args.seconds, args.settle, args.logs, args.scenario, args.waves)
         print(
             f"# {kind}: {json.dumps({k: v for k, v in row.items() if k != 'attacker'})}",
             file=sys.stderr,
