@@ -20,12 +20,14 @@ falls on all of them:
 - ``page``: headless Chromium (the Debian ``chromium``/``chromium-driver``, driven by
   selenium as tests/browser does) with the page open and drawing from before the load
   client connects until it is done: its own feed client (one more WebSocket client
-  receiving every message) and ``/events``;
+  receiving every message, in 100 ms batches: ``?sim_batch=100ms``) and ``/events``;
 - ``served``: what the page asks of the server, without a browser: a child process
-  reading every message on one more WebSocket connection and subscribed to ``/events``;
+  reading every message on one more WebSocket connection (batched as the page's) and
+  subscribed to ``/events``;
 - ``bare`` (only with ``--conditions``): the same Chromium with a tab holding nothing but
-  a WebSocket client of the feed that parses each message (no page, no ``/events``, no
-  drawing): what any page receiving the feed costs the browser, the floor under ``page``.
+  a WebSocket client of the feed that parses each message as it comes, unbatched (no
+  page, no ``/events``, no drawing): what any page receiving the feed message by message
+  costs the browser.
 
 The page's own figures come from the page (a 50 ms timer, and a counter on each log
 draw): log draws per second, the longest the page's main thread was held (how late the
@@ -192,16 +194,19 @@ def browser_cpu_s(driver: Any) -> dict[str, float]:
 
 def page_client(argv: list[str]) -> int:
     """The child of the ``served`` condition: what the page asks of the server, without a
-    browser: a WebSocket client that reads every message, and an ``/events`` subscriber,
-    for ``argv[1]`` seconds on port ``argv[0]``."""
+    browser: a WebSocket client that reads every message (in the page's batches), and an
+    ``/events`` subscriber, for ``argv[1]`` seconds on port ``argv[0]``."""
     import asyncio
 
     from websockets.asyncio.client import connect
 
+    from simulator.inspector.views import PAGE_BATCH
+
     port, seconds = int(argv[0]), float(argv[1])
+    url = f"ws://127.0.0.1:{port}/?sim_batch={PAGE_BATCH}"
 
     async def feed() -> None:
-        async with connect(f"ws://127.0.0.1:{port}/", max_queue=None, compression=None) as ws:
+        async with connect(url, max_queue=None, compression=None) as ws:
             async for _ in ws:
                 pass
 

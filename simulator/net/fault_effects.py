@@ -1,5 +1,7 @@
 """What injected faults do to one client's send path: hold frames back (reorder), send
-them later (delay), stall the connection (half-open), throttle it, reset it.
+them later (delay), stall the connection (half-open), throttle it, reset it. And one
+thing a client asks for itself, which wraps the same path: its frames in batches
+(``?sim_batch=``, see :meth:`FaultEffects.batch`).
 
 The planner (:mod:`simulator.core.faults`) decides; :mod:`simulator.net.faulting`
 carries decisions out at the right moment by calling these effects, which wrap the
@@ -21,6 +23,8 @@ class FaultEffects:
     without any)."""
 
     __slots__ = (
+        "batch_s",
+        "batching",
         "bytes_per_s",
         "caps",
         "credit",
@@ -45,6 +49,8 @@ class FaultEffects:
         self.draining = False
         self.held: list[tuple[list[int], list[bytes]]] = []  # ([messages to wait], frames)
         self.ordered: deque[tuple[float, list[bytes]]] = deque()
+        self.batch_s = 0.0  # the client's frames go out in batches this far apart
+        self.batching = False  # a batch's release is scheduled
 
     @property
     def paces_sends(self) -> bool:
@@ -61,7 +67,33 @@ class FaultEffects:
             client.queue(data, frames)
             self._schedule_drain(client)
             return True
+        if self.batch_s:
+            client.queue(data, frames)
+            if not self.batching:
+                self.batching = True
+                asyncio.get_running_loop().call_later(self.batch_s, self._release_batch, client)
+            return True
         return False
+
+    # ------------------------------------------------------------------ batches
+
+    def batch(self, batch_s: float) -> None:
+        """Send the client's frames in batches ``batch_s`` apart (what fell due since the
+        last batch, in one write), rather than each as soon as it is due: for a viewer
+        such as the inspector page, to which every arrival costs the same (a browser
+        wakes for each, ~100 µs of its CPU) however many messages it brings."""
+        self.batch_s = batch_s
+
+    def answered(self, client: Client) -> None:
+        """An answer (a pong, a subscribe's reply) was just queued: send the batch with
+        it now, so that a round trip is not measured a batch long."""
+        if self.batch_s and not self.paces_sends:
+            client.flush_pending()
+
+    def _release_batch(self, client: Client) -> None:
+        self.batching = False
+        if not self.paces_sends:  # else a stall's or a throttle's end releases them
+            client.flush_pending()
 
     # ------------------------------------------------------------------ message faults
 

@@ -6,8 +6,9 @@ What a client sends costs by the frame (each is parsed and handled: an error rep
 log line), so 50 clients flooding tiny frames held the tick 20 ms when each of them
 was given its own slice per turn. Here the turn has one budget, in bytes, with each
 frame charged at least :data:`FRAME_CHARGE_BYTES`: a read that finds it spent joins
-its connection's backlog, and the backlogs are parsed a :data:`SLICE_BYTES` slice at a
-time, round-robin, first thing in the next turns, until the budget is spent again.
+its connection's backlog, and the backlogs are parsed a slice at a time (the budget
+shared among them, :data:`SLICE_BYTES` each at least), round-robin, first thing in the
+next turns, until the budget is spent again.
 Every connection with a backlog gets a slice within a few turns; none is starved.
 
 A connection hands its backlog over with :meth:`TurnBudget.enqueue` and is called back
@@ -24,7 +25,10 @@ from typing import Protocol
 #: smallest frames handled. The turn's first slice is parsed whatever it costs, so the
 #: budget can be overrun by one slice (or one read of up to a slice).
 TURN_PARSE_BYTES = 2048
-#: One connection's share of a turn, from its backlog.
+#: One connection's share of a turn, from its backlog, at least: the turn's budget is
+#: shared among those waiting, so that one alone parses TURN_PARSE_BYTES a turn (a
+#: big message is not parsed slower than it must), and fifty flooders 512 bytes each,
+#: four of them a turn.
 SLICE_BYTES = 512
 #: What a frame costs of the budget at least: a 6-byte empty frame is as much work to
 #: parse and handle as a 16-byte one.
@@ -86,12 +90,13 @@ class TurnBudget:
         self._armed = False
         self.spent = 0
         waiting = self._waiting
+        size = max(SLICE_BYTES, TURN_PARSE_BYTES // max(1, len(waiting)))
         for _ in range(len(waiting)):  # one slice each at most, in order
             if self.spent >= TURN_PARSE_BYTES:
                 break
             parser = next(iter(waiting))
             del waiting[parser]
-            if parser.parse_slice(SLICE_BYTES):
+            if parser.parse_slice(size):
                 waiting[parser] = None  # to the back of the queue
         if waiting:
             self._arm()

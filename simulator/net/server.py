@@ -41,6 +41,7 @@ from simulator.core.redact import Redactor, redact_url
 from simulator.core.timeline import Batch, Timeline
 from simulator.core.values import format_time_iso
 from simulator.errors import UsageError
+from simulator.net.client_options import batch_asked
 from simulator.net.common import (
     CLOSE_GOING_AWAY,
     CLOSE_POLICY_VIOLATION,
@@ -449,10 +450,21 @@ class SimServer(Listener):
             remote=_address(client.remote),
             path=None if conn.path is None else redact_url(conn.path),
         )
+        self._batch_if_asked(client, conn.path)
         if self.faults is not None:
             self.faults.connected(client, origin)
         if per_connection:
             self._pumps[index] = self._spawn(self._pump_connection(client, origin))
+
+    def _batch_if_asked(self, client: Client, path: str | None) -> None:
+        """Send ``client`` its frames in batches if its URL asks (client_options)."""
+        try:
+            batch_s = batch_asked(path)
+        except ValueError as problem:
+            self.log.emit(EventKind.WARNING, conn=client.index, message=str(problem))
+            return
+        if batch_s:
+            client.faults().batch(batch_s)
 
     def message(self, conn: Connection, message: str | bytes) -> None:
         client = self.clients.get(conn.index if conn.index is not None else -1)
@@ -540,6 +552,8 @@ class SimServer(Listener):
             self.recorder.sent(client.index, [None], [payload])
         frame = text_frame(payload)
         client.deliver(frame, [frame])
+        if client.faulted is not None:
+            client.faulted.answered(client)
 
     def _on_slow(self, client: Client, what: str, count: int) -> None:
         if what == "late" and self.recorder is not None:

@@ -82,7 +82,10 @@ function addStream(s) {
 // ------------------------------------------------------------------ the feed client
 
 function wsUrl() {
-  return (location.protocol === "https:" ? "wss://" : "ws://") + location.host + "/";
+  // sim run serves the page its feed in batches (info.feed_query: ?sim_batch=...);
+  // replay and the recording proxy, as is.
+  const query = (page.info && page.info.feed_query) || "";
+  return (location.protocol === "https:" ? "wss://" : "ws://") + location.host + "/" + query;
 }
 
 function setState(state, text) {
