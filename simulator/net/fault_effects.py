@@ -68,7 +68,7 @@ class FaultEffects:
             self._schedule_drain(client)
             return True
         if self.batch_s:
-            client.queue(data, frames)
+            client.queue_for_later(data, frames)
             if not self.batching:
                 self.batching = True
                 asyncio.get_running_loop().call_later(self.batch_s, self._release_batch, client)
@@ -83,6 +83,18 @@ class FaultEffects:
         such as the inspector page, to which every arrival costs the same (a browser
         wakes for each, ~100 µs of its CPU) however many messages it brings."""
         self.batch_s = batch_s
+
+    @property
+    def only_batches(self) -> bool:
+        """Whether batches are all this does to the client (no fault holds or paces its
+        frames): then the send path's own rules (lateness, slow consumers) apply."""
+        return bool(
+            self.batch_s
+            and not self.stalled
+            and self.bytes_per_s is None
+            and not self.held
+            and not self.ordered
+        )
 
     def answered(self, client: Client) -> None:
         """An answer (a pong, a subscribe's reply) was just queued: send the batch with
@@ -156,6 +168,9 @@ class FaultEffects:
         self.stalled = False
         client.ws.release_reading("stall")
         client.ws.start_keepalive()
+        # What was queued before the stall (a batch, a full socket's backlog): nothing
+        # else would send it, since the socket drained meanwhile and will not say so.
+        client.flush_pending()
 
     def throttle(self, client: Client, bytes_per_s: float) -> None:
         """Cap what is sent to ``bytes_per_s`` of wall-clock time; with several caps in

@@ -49,10 +49,10 @@ class Parser(Protocol):
 class TurnBudget:
     """One event loop's parsing budget. Get it with :func:`turn_budget`."""
 
-    __slots__ = ("_armed", "_loop", "_waiting", "spent")
+    __slots__ = ("_armed", "_waiting", "spent")
 
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self._loop = loop
+    def __init__(self) -> None:
+        # No reference to the loop: it is the key of _budgets, which must not keep it.
         self.spent = 0  # bytes charged in this turn
         self._armed = False  # the next turn's callback is scheduled
         # Connections with a backlog, in the order they are served (a dict: an ordered
@@ -84,22 +84,24 @@ class TurnBudget:
             self._armed = True
             # First thing in the next turn: the budget is the turn's, so the reads and
             # the due timers (a feed's tick) that follow wait for one budget at most.
-            self._loop.call_soon(self._next_turn)
+            asyncio.get_running_loop().call_soon(self._next_turn)
 
     def _next_turn(self) -> None:
         self._armed = False
         self.spent = 0
         waiting = self._waiting
         size = max(SLICE_BYTES, TURN_PARSE_BYTES // max(1, len(waiting)))
-        for _ in range(len(waiting)):  # one slice each at most, in order
-            if self.spent >= TURN_PARSE_BYTES:
-                break
-            parser = next(iter(waiting))
-            del waiting[parser]
-            if parser.parse_slice(size):
-                waiting[parser] = None  # to the back of the queue
-        if waiting:
-            self._arm()
+        try:
+            for _ in range(len(waiting)):  # one slice each at most, in order
+                if self.spent >= TURN_PARSE_BYTES:
+                    break
+                parser = next(iter(waiting))
+                del waiting[parser]
+                if parser.parse_slice(size):
+                    waiting[parser] = None  # to the back of the queue
+        finally:
+            if waiting:  # the others are served next turn, whatever one of them raised
+                self._arm()
 
 
 _budgets: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, TurnBudget] = (
@@ -112,5 +114,5 @@ def turn_budget() -> TurnBudget:
     loop = asyncio.get_running_loop()
     budget = _budgets.get(loop)
     if budget is None:
-        budget = _budgets[loop] = TurnBudget(loop)
+        budget = _budgets[loop] = TurnBudget()
     return budget

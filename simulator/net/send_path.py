@@ -6,17 +6,18 @@ is the same bytes for every client (no mask, no compression), so a message is fr
 once and the frames due in one loop tick go out to each client in one ``write``.
 When a client stops reading, its socket buffer fills, then its transport holds what
 the socket did not take, up to ``transport_room`` (by default ``send_buffer_bytes``;
-`sim run` gives 0: only the tail of one write); after that frames queue here, bounded by
-``send_buffer_bytes``, and the policy decides: drop the oldest queued frames (counted),
-or close with 1013. The transport copies what it buffers, one copy per client, while
-the queue holds the frames themselves, shared by every client they were sent to: a
-small ``transport_room`` keeps a client that reads nothing cheap (issue #13). A frame
-that has waited here longer than ``max_queue_s`` (the server's ``max_lateness``) is
-dropped (counted) when the socket drains, rather than sent that late.
+`sim run` gives 1 KiB: about the tail of one write); after that frames queue here,
+bounded by ``send_buffer_bytes``, and past that the policy decides: drop the oldest
+queued frames (counted), or close with 1013. The transport copies what it buffers, one
+copy per client, while the queue holds the frames themselves, shared by every client
+they were sent to: a small ``transport_room`` keeps a client that reads nothing cheap
+(issue #13). A frame that has waited here longer than ``max_queue_s`` (the server's
+``max_lateness``) is dropped (counted) when the socket drains or as new frames queue,
+rather than sent that late.
 
 Injected faults act on this path through :class:`~simulator.net.fault_effects.FaultEffects`
 (``client.faulted``, created on the first fault): a stall holds frames back, a throttle
-drains the queue at its own pace.
+drains the queue at its own pace. So do batches a client asked for (``?sim_batch=``).
 """
 
 from __future__ import annotations
@@ -157,9 +158,6 @@ class Client:
             transport.write(data)
             self.frames_sent += len(frames)
             return
-        if self.policy is SlowConsumerPolicy.CLOSE:
-            self.close_slow()
-            return
         self.queue_for_later(data, frames)
 
     def queue_for_later(self, data: bytes, frames: list[bytes]) -> None:
@@ -169,20 +167,35 @@ class Client:
         (2,000 of them: 16 MB of queue entries). Looked at twice per ``max_queue_s``
         at most, so that the drops (each logged and recorded) come in a few batches."""
         self.queue(data, frames)
-        if self.faulted is not None:
-            return  # what a stall or throttle held back is the fault's to deliver late
+        if not self.late_frames_dropped:
+            return  # what a fault held back is the fault's to deliver late
         now = asyncio.get_running_loop().time()
         if now >= self.next_age_check:
             self.next_age_check = now + self.max_queue_s / 2
             self.drop_late()
 
+    @property
+    def late_frames_dropped(self) -> bool:
+        """Whether frames queued past ``max_queue_s`` are dropped: unless a fault holds
+        or paces this client's frames (they are the fault's to deliver late)."""
+        return self.faulted is None or self.faulted.only_batches
+
+    def send_batch_now(self) -> None:
+        """Send what a batched client's current batch holds (the server is stopping)."""
+        if self.faulted is not None and self.faulted.only_batches:
+            self.flush_pending()
+
     def queue(self, data: bytes, frames: list[bytes]) -> None:
-        """Queue ``frames`` behind what is queued, dropping the oldest past the limit."""
+        """Queue ``frames`` behind what is queued; past the limit, the slow-consumer
+        policy decides: drop the oldest queued frames, or close the client."""
         if self.pending is None or self.pending_since is None:
             self.pending, self.pending_since = deque(), deque()
         self.pending.extend(frames)
         self.pending_since.extend([asyncio.get_running_loop().time()] * len(frames))
         self.pending_bytes += len(data)
+        if self.pending_bytes > self.limit and self.policy is SlowConsumerPolicy.CLOSE:
+            self.close_slow()
+            return
         dropped = 0
         while self.pending_bytes > self.limit and self.pending:
             self.pending_bytes -= len(self.pending.popleft())
@@ -238,8 +251,7 @@ class Client:
             return
         if self.faulted is not None and self.faulted.paces_sends:
             return  # a stall sends nothing; a throttle drains at its own pace
-        if self.faulted is None:
-            # (Frames a stall or throttle held back are the fault's to deliver late.)
+        if self.late_frames_dropped:
             self.drop_late()
         transport = self.transport
         while self.pending and not self.closing and not transport.is_closing():

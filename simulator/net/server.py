@@ -268,6 +268,8 @@ class SimServer(Listener):
         if self.faults is not None:
             self.faults.close()
         self.on_demand.close()
+        for client in self.clients.values():
+            client.send_batch_now()  # a batched client's last batch, before the close
         await self._close(CLOSE_GOING_AWAY)
         if self.recorder is not None:
             self.recorder.close()

@@ -33,7 +33,12 @@ from websockets.http11 import Request, Response
 from websockets.protocol import Protocol, Side, State
 
 from simulator.net.common import CLOSE_ABNORMAL
-from simulator.net.parse_budget import TurnBudget, turn_budget
+from simulator.net.parse_budget import (
+    FRAME_CHARGE_BYTES,
+    SLICE_BYTES,
+    TurnBudget,
+    turn_budget,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -45,9 +50,10 @@ _CLOSE_FIN = 0x80 | Opcode.CLOSE.value
 #: Checks a fragmented text message fragment by fragment (see Connection._utf8_checked).
 _UTF8 = codecs.getincrementaldecoder("utf-8")
 
-#: The biggest read parsed as it comes (when the turn's parse budget allows): a
-#: bigger one joins the backlog, parsed a slice per turn (see parse_budget).
-READ_SLICE_BYTES = 2048
+#: The biggest read parsed as it comes (when the turn's parse budget allows): about 85
+#: of the smallest frames. A bigger one joins the backlog, parsed a slice per turn (see
+#: parse_budget); a client of a feed sends far less at once (a subscribe, a ping).
+READ_SLICE_BYTES = 512
 #: What a connection to a server (the proxy's upstream leg, ``sim connect``) parses in
 #: one go: its peer is the feed it asked for, not a client to be kept fair to others.
 FEED_SLICE_BYTES = 64 * 1024
@@ -369,15 +375,31 @@ class Connection(asyncio.Protocol):
             asyncio.get_running_loop().call_soon(self._parse_feed_slice)
 
     def parse_slice(self, size: int) -> bool:
-        """Parse up to ``size`` bytes of the backlog (see parse_budget.Parser)."""
+        """Parse about ``size`` bytes of the backlog, each frame charged at least
+        FRAME_CHARGE_BYTES (see parse_budget.Parser): in pieces of SLICE_BYTES / 2, so
+        that 2 KiB of empty frames (341 of them) is not handled in one go."""
+        budget = self._budget
+        piece = size if budget is None else SLICE_BYTES // 2
+        charged = 0
+        try:
+            while charged < size and self._backlog and not self.lost and len(self._read_holds) <= 1:
+                chunk = bytes(self._backlog[:piece])
+                del self._backlog[:piece]
+                frames = self._receive(chunk)
+                charged += max(len(chunk), frames * FRAME_CHARGE_BYTES)
+        except Exception:
+            # A bug of ours (the handlers' own errors are caught where they are called):
+            # this connection is dropped, the others are parsed on.
+            logger.exception("parsing a backlog failed")
+            self._backlog.clear()
+            self.transport.abort()
+            return False
+        finally:
+            if budget is not None:
+                budget.charge(charged, 0)
         if self.lost or len(self._read_holds) > 1:
             return False  # gone, or another hold (a stall...): its release parses on
-        chunk = bytes(self._backlog[:size])
-        del self._backlog[:size]
-        frames = self._receive(chunk)
-        if self._budget is not None:
-            self._budget.charge(len(chunk), frames)
-        if self._backlog and not self.lost:
+        if self._backlog:
             return True
         self.release_reading("parse")
         return False

@@ -113,3 +113,57 @@ async def test_a_bad_batch_value_is_served_unbatched_with_a_warning_saying_why()
         await ws.close()
     assert "sim_batch='soon' is not a duration" in event.detail["message"]
     assert len({at for at, _ in got}) >= 45  # each tick its own arrival
+
+
+@virtual_test
+async def test_a_batch_held_by_a_stall_goes_out_when_the_stall_ends() -> None:
+    """A stall holds the batch (its timer comes and goes meanwhile); when the stall
+    ends, what was queued before it is sent, even with no new message to push it."""
+    async with serve(
+        scenario(FEED.replace('every = "10ms"', 'every = "1h"')), in_memory=True
+    ) as server:
+        ws = await memory_websocket(server, "/?sim_batch=100ms")
+        await asyncio.sleep(0.01)
+        [client] = server.clients.values()
+        frame = b"\x81\x02{}"
+        client.deliver(frame, [frame])  # one message, held for the batch
+        effects = client.faults()
+        effects.stall(client)
+        await asyncio.sleep(0.5)  # the batch's time passes during the stall
+        held = len(ws.messages)
+        effects.unstall(client)
+        await asyncio.sleep(0.01)
+        after = len(ws.messages)
+        await ws.close()
+    assert (held, after) == (0, 1)
+
+
+@virtual_test
+async def test_a_stopping_server_sends_a_batched_clients_last_batch_before_its_close() -> None:
+    async with serve(scenario(FEED), in_memory=True) as server:
+        ws = await memory_websocket(server, "/?sim_batch=1s")
+        await asyncio.sleep(0.5)  # about 50 ticks in the batch
+        sent = server.stats().messages_by_stream["tick"]
+        await server.stop()
+    assert len(ticks(ws)) == sent > 40
+    assert ws.close_code == 1001
+
+
+@virtual_test
+async def test_a_batched_client_that_never_drains_holds_nothing_much_older_than_max_lateness() -> (
+    None
+):
+    """Batches are no fault: the lateness limit applies to a batched client's queue."""
+    feed = FEED + '[server]\nmax_lateness = "200ms"\n'
+    async with serve(scenario(feed), in_memory=True) as server:
+        ws = await memory_websocket(server, "/?sim_batch=100ms")
+        ws.transport.pause_reading()  # reads nothing: the server's writes stay buffered
+        await asyncio.sleep(3.0)
+        [client] = server.clients.values()
+        dropped = client.frames_dropped
+        assert client.pending_since is not None
+        oldest = asyncio.get_running_loop().time() - client.pending_since[0]
+        ws.transport.resume_reading()
+        await ws.close()
+    assert dropped > 200
+    assert oldest <= 1.5 * 0.2 + 0.1 + 1e-6

@@ -117,8 +117,9 @@ async def test_the_server_trims_once_its_closed_connections_are_gone() -> None:
 async def test_a_client_that_reads_nothing_holds_little_its_queue_shares_the_frames() -> None:
     """Two clients stop reading a 100 KB/s feed for 5 s (500 KB each, past the 256 KiB
     send buffer): each transport holds at most TRANSPORT_ROOM and a tick's frames (its
-    own copy); the rest is queued, up to the send buffer, oldest dropped, and the two
-    queues hold the same frame objects (one copy for all)."""
+    own copy); the rest is queued (up to the send buffer, none much older than
+    max_lateness), the oldest dropped, and the two queues hold the same frame objects
+    (one copy for all)."""
     async with serve(scenario(FEED), in_memory=True) as server:
         clients = []
         for _ in range(2):

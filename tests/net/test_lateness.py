@@ -206,6 +206,29 @@ def test_a_client_that_never_drains_holds_nothing_much_older_than_the_limit() ->
     assert sum(n for _, n in slow) == dropped > 100
 
 
+def test_the_close_policy_closes_once_the_queue_is_over_send_buffer_bytes_not_before() -> None:
+    """``slow_consumer = "close"``: frames queue for a client whose socket is full, as
+    under drop-oldest; only past ``send_buffer_bytes`` is it closed (1013), and nothing
+    is dropped before."""
+
+    async def main() -> tuple[list[bool], int, list[tuple[str, int]]]:
+        slow: list[tuple[str, int]] = []
+        client, _, _ = client_of_a_full_socket(lambda c, what, n: slow.append((what, n)))
+        client.policy = SlowConsumerPolicy.CLOSE
+        frame = text_frame(b"x" * 1000)
+        closing = []
+        for _ in range(1100):  # 1.1 MB against a 1 MiB queue
+            client.deliver(frame, [frame])
+            closing.append(client.closing)
+        return closing, client.frames_dropped, slow
+
+    closing, dropped, slow = run(main())
+    first = closing.index(True)
+    assert 1000 < first < 1100 and all(closing[first:])  # past 1 MiB of 1,002-byte frames
+    assert dropped == 0
+    assert slow == [("closed", 0)]
+
+
 def test_an_efficient_sleep_wakes_at_most_ahead_s_early_on_a_real_loop() -> None:
     """Not a speed figure: asyncio never runs a timer before its time, so a message
     leaves no more than AHEAD_S before the moment it is due."""
