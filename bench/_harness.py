@@ -32,7 +32,11 @@ from typing import Any
 REPO = Path(__file__).resolve().parent.parent
 BENCH = REPO / "bench"
 SIM = REPO / ".venv" / "bin" / "sim"
+# This checkout's virtualenv (`make` makes it); else the one running the bench (a git
+# worktree of the repository has none of its own).
 SIM_PYTHON = REPO / ".venv" / "bin" / "python"
+if not SIM_PYTHON.exists():
+    SIM_PYTHON = Path(sys.executable)
 ANCHORS_SRC = Path(os.environ.get("ANCHORS_SRC", "/work/shared/anchors"))
 ANCHORS_DIR = Path(os.environ.get("ANCHORS_DIR", "/tmp/sim-anchors"))
 HOST = "127.0.0.1"
@@ -659,7 +663,7 @@ def report_title(
     from ``info``), the load average at ``info``'s time and now, how long since ``t0``
     (``time.monotonic``) and where the logs are."""
     loadavg = " ".join(Path("/proc/loadavg").read_text().split()[:3])
-    names = "".join(f"{name} {info[name]}, " for name in versions)
+    names = "".join(f"{name} {info.get(name, 'unknown')}, " for name in versions)
     return (
         f"## {what}, {info['date_utc']}, {info['nproc']} CPUs ({info['cpu']}), "
         f"Python {info['python']}, {names}load average at start "
