@@ -96,9 +96,10 @@ class FaultEffects:
             and not self.ordered
         )
 
-    def answered(self, client: Client) -> None:
-        """An answer (a pong, a subscribe's reply) was just queued: send the batch with
-        it now, so that a round trip is not measured a batch long."""
+    def send_batch_now(self, client: Client) -> None:
+        """Send the batch held so far at once: an answer (a pong, a subscribe's reply)
+        was just queued, so that a round trip is not measured a batch long; or the
+        server is stopping. A stall or a throttle in force keeps it."""
         if self.batch_s and not self.paces_sends:
             client.flush_pending()
 

@@ -22,8 +22,8 @@ import weakref
 from typing import Protocol
 
 #: What all connections parse in one loop turn, together, about: a millisecond of the
-#: smallest frames handled. The turn's first slice is parsed whatever it costs, so the
-#: budget can be overrun by one slice (or one read of up to a slice).
+#: smallest frames handled. A slice is parsed in pieces until it is spent, so the
+#: budget can be overrun by one piece (256 bytes) or one read parsed as it came.
 TURN_PARSE_BYTES = 2048
 #: One connection's share of a turn, from its backlog, at least: the turn's budget is
 #: shared among those waiting, so that one alone parses TURN_PARSE_BYTES a turn (a

@@ -180,11 +180,6 @@ class Client:
         or paces this client's frames (they are the fault's to deliver late)."""
         return self.faulted is None or self.faulted.only_batches
 
-    def send_batch_now(self) -> None:
-        """Send what a batched client's current batch holds (the server is stopping)."""
-        if self.faulted is not None and self.faulted.only_batches:
-            self.flush_pending()
-
     def queue(self, data: bytes, frames: list[bytes]) -> None:
         """Queue ``frames`` behind what is queued; past the limit, the slow-consumer
         policy decides: drop the oldest queued frames, or close the client."""

@@ -21,6 +21,7 @@ from simulator.inspector import attach
 from simulator.inspector import feed as feed_module
 from simulator.inspector import http as http_module
 from simulator.inspector.http import HttpRequest
+from simulator.net.client_options import batch_asked
 from simulator.net.log import EventKind
 from simulator.net.proxy import record_proxy
 from simulator.net.replay import replay
@@ -65,6 +66,12 @@ async def test_the_page_is_served_and_a_websocket_handshake_to_slash_stays_one()
         assert "//" not in page.body.decode().replace("http://www.w3.org", "")  # no CDN
         # A WebSocket client connecting to the same path gets the feed, not the page.
         ws = await client(server.url + "/")
+        assert json.loads(await ws.recv())["type"] in ("tick", "tock")
+        await ws.close()
+        # The page's own feed asks for batches (net.client_options), and gets the feed.
+        query = (await request(server.url, "GET", "/info")).json()["feed_query"]
+        assert batch_asked("/" + query) == 0.1
+        ws = await client(server.url + "/" + query)
         assert json.loads(await ws.recv())["type"] in ("tick", "tock")
         await ws.close()
         health = await request(server.url, "GET", "/healthz")
@@ -333,6 +340,7 @@ async def test_replay_status_says_where_each_client_is_in_its_recorded_connectio
         attach(server, source=str(SAMPLE))
         info = (await request(server.url, "GET", "/info")).json()
         assert info["command"] == "replay" and info["scenario"] == str(SAMPLE)
+        assert "feed_query" not in info  # replay serves the page unbatched
         recorded = info["recorded"]
         assert set(recorded) == {str(c) for c in server.plans}
         for conn, plan in server.plans.items():
@@ -360,6 +368,7 @@ async def test_a_recording_proxy_shows_the_traffic_passing_through(tmp_path: Pat
         attach(proxy)
         info = (await request(proxy.url, "GET", "/info")).json()
         assert info["command"] == "record" and info["streams"] == []
+        assert "feed_query" not in info  # the page's feed goes upstream as it is
         ws = await client(proxy.url)
         await ws.send('{"type": "ping", "id": "through"}')
         while '"through"' not in await ws.recv():

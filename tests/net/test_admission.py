@@ -130,8 +130,8 @@ def test_endless_empty_fragments_meet_the_message_limit_by_number() -> None:
 
 
 def test_a_big_read_is_parsed_a_slice_at_a_time_while_the_loop_serves_others() -> None:
-    """A read of thousands of tiny frames is parsed READ_SLICE_BYTES at a time, one
-    slice per loop iteration, reading paused meanwhile; the message arrives whole."""
+    """A read of thousands of tiny frames is parsed a slice per loop turn, in pieces of
+    at most READ_SLICE_BYTES, reading paused meanwhile; the message arrives whole."""
 
     async def main() -> tuple[list[int], list[str], bool, bool]:
         conn, tape, client, log = opened_pair()

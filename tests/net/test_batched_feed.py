@@ -71,7 +71,7 @@ async def test_a_batched_client_gets_every_message_in_order_at_most_a_batch_late
         mine, theirs = ticks(batched), ticks(plain)
         await plain.close()
         await batched.close()
-    sent_at = dict((n, at) for at, n in theirs)  # the plain client's: when each was due
+    sent_at = {n: at for at, n in theirs}  # the plain client's: when each was due
     numbers = [n for _, n in mine]
     assert numbers == list(range(numbers[0], numbers[0] + len(numbers)))  # none lost
     assert len(mine) >= 180
