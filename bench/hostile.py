@@ -69,6 +69,9 @@ DESCRIBED = {
 
 # ---------------------------------------------------------------- the good client
 
+#: The report lists when the good client's ticks came later than this.
+LATE_MS = 10.0
+
 
 def good_client(argv: list[str]) -> int:
     """``--good URL SECONDS``: read ``tick`` for SECONDS; print the samples as JSON."""
@@ -274,6 +277,13 @@ def one_run(
             row["good_p99_ms"] = float(np.percentile(lateness, 99))
             row["good_max_ms"] = float(lateness.max())
         row["window_s"] = stop_at - start
+        # Where the late ticks fall (s after the attack began): a stall while the attack
+        # starts, while it runs, or when it ends is a different cause each time.
+        row["late_at"] = [
+            (round(t - start, 2), round(lat, 1))
+            for t, lat, _ in samples
+            if start <= t <= stop_at and lat > LATE_MS
+        ]
     finally:
         stop_server(server)
     return row
@@ -318,6 +328,12 @@ def report(rows: list[dict[str, Any]], args: argparse.Namespace, t0: float) -> l
             f"| {fmt(r.get('good_p50_ms'))} / {fmt(r.get('good_p99_ms'))} "
             f"/ {fmt(r.get('good_max_ms'))} | {delta} |"
         )
+    out.append(f"\nTicks later than {LATE_MS:g} ms, as (s after the attack began, ms late):\n")
+    for r in rows:
+        late = r.get("late_at") or []
+        shown = ", ".join(f"({t:.2f}, {ms:.0f})" for t, ms in late[:40])
+        more = f" and {len(late) - 40} more" if len(late) > 40 else ""
+        out.append(f"- {r['attack']}: {len(late)}{': ' + shown if late else ''}{more}")
     return out
 
 
