@@ -31,6 +31,7 @@ from simulator.cli.options import (
     trust,
 )
 from simulator.errors import SimError, UsageError
+from simulator.net import event_loop
 
 if TYPE_CHECKING:
     from simulator.cli.tls import ServingTLS, TLSOptions
@@ -149,7 +150,7 @@ def record(
         redactor = redaction(redact, redact_key_file)
         if upstream is not None:
             served = serving_tls(tls)
-            asyncio.run(
+            event_loop.run(
                 _proxy(
                     upstream,
                     out,

@@ -48,6 +48,7 @@ from simulator.cli.options import (
 )
 from simulator.cli.workers import INSTANCE, WORKERS
 from simulator.errors import SimError, UsageError
+from simulator.net import event_loop
 
 if TYPE_CHECKING:
     from simulator.cli.tls import ServingTLS, TLSOptions
@@ -201,7 +202,7 @@ def run(
                 tls=served,
                 notes=() if no_inspector else (no_page,),
             )
-        asyncio.run(
+        event_loop.run(
             _serve(
                 scenario,
                 host,
@@ -393,7 +394,7 @@ def replay(
         key = redact_key(redact_key_file)
         host, port = listen_address(listen, host, port)
         served = serving_tls(tls)
-        asyncio.run(
+        event_loop.run(
             _replay(
                 file,
                 host,

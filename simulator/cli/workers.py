@@ -41,6 +41,7 @@ import orjson
 from simulator.cli.options import EXIT_USAGE, claim_output, network_failure_text
 from simulator.core.numbering import Numbering
 from simulator.errors import SimError, UsageError
+from simulator.net import event_loop
 
 if TYPE_CHECKING:
     # Imported where used: `sim --help` and the other commands need none of them.
@@ -227,7 +228,7 @@ def combine(stats: list[Stats], mode: Mode) -> Stats:
 def _work(spec: WorkerSpec, numbering: Numbering, link: Link) -> None:
     """A worker process: serve until stopped, telling the supervisor over ``link``."""
     try:
-        asyncio.run(_serve_one(spec, numbering, link))
+        event_loop.run(_serve_one(spec, numbering, link))
     except (BrokenPipeError, EOFError):
         sys.exit(EXIT_STOPPED)  # the supervisor is gone (killed): nobody to tell
     except OSError as e:

@@ -25,6 +25,8 @@ from urllib.parse import parse_qsl, urlsplit
 import h11
 import orjson
 
+from simulator.net.event_loop import release_transport
+
 logger = logging.getLogger(__name__)
 
 MAX_HEAD_BYTES = 16 * 1024
@@ -235,6 +237,7 @@ class Exchange:
         self.transport.close()
 
     def connection_lost(self, exc: Exception | None) -> None:
+        release_transport(self.transport)
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None

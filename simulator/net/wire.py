@@ -33,6 +33,7 @@ from websockets.http11 import Request, Response
 from websockets.protocol import Protocol, Side, State
 
 from simulator.net.common import CLOSE_ABNORMAL
+from simulator.net.event_loop import release_transport
 from simulator.net.parse_budget import (
     FRAME_CHARGE_BYTES,
     SLICE_BYTES,
@@ -463,6 +464,14 @@ class Connection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.protocol.receive_eof()  # idempotent: the state is now CLOSED
+        # websockets' parser is a generator of the protocol's, which it holds: a cycle
+        # that outlives the connection when the parser ends suspended (after an error,
+        # or in the middle of a frame); so is the error it kept, whose traceback holds
+        # the parser's frame. Broken here, the protocol is freed with the connection
+        # instead of by the garbage collector (see release_transport).
+        self.protocol.parser.close()
+        if self.protocol.parser_exc is not None:
+            self.protocol.parser_exc.__traceback__ = None
         self._cancel_open_timer()
         if self._close_timer is not None:
             self._close_timer.cancel()
@@ -473,6 +482,7 @@ class Connection(asyncio.Protocol):
         # here, what the owner holds (a queue of frames for a slow client) is freed now
         # rather than at the next full garbage collection.
         self.on_resume = None
+        release_transport(self.transport)
         self._paused = False
         self._held_pong = None
         self._backlog = bytearray()
