@@ -29,10 +29,12 @@ from typing import Any, TypeVar
 T = TypeVar("T")
 
 #: Read-ready sockets handed to asyncio in one turn, at most. A read that finds the end
-#: of the stream costs about 40 us in all (this turn and the next): 64 of them, under
-#: 3 ms. A connection's bytes read are parsed under their own per-turn budget
-#: (:mod:`simulator.net.parse_budget`), so this bounds only the reads themselves.
-MAX_READS_PER_TURN = 64
+#: of the stream costs about 40 us in all (this turn and the next): 32 of them, about
+#: 1.5 ms. With 64, a wave of 2,000 resets still made turns of 5-7 ms back to back
+#: (a feed's ticks 10-13 ms late while it lasted). A connection's bytes read are parsed
+#: under their own per-turn budget (:mod:`simulator.net.parse_budget`), so this bounds
+#: only the reads themselves.
+MAX_READS_PER_TURN = 32
 
 if sys.platform == "linux":  # epoll: elsewhere, asyncio's own loop (see new_event_loop)
     #: What makes asyncio run a socket's read callback, or find it closed: held back

@@ -90,6 +90,12 @@ CLIENT_ERRORS_LOGGED = 5
 #: one write (2,000 of them: +41 MB RSS with their queues aged, against +87 MB with
 #: 16 KiB, +574 MB with 256 KiB).
 TRANSPORT_ROOM = 1024
+#: Lines about slow clients' dropped frames, per second for all clients together (and
+#: at once): each client has at most one a second, but 2,000 clients that read nothing
+#: made 2,000 lines a second. Past it, one line a second says how many were left out
+#: (the exact counts are in the stats: frames_dropped, late_dropped).
+SLOW_LINES_PER_S = 10.0
+SLOW_LINES_BURST = 20.0
 #: Rendering a timeline chunk blocks the loop: keep chunks small on a live server.
 LIVE_MAX_CHUNK = 256
 
@@ -133,6 +139,9 @@ class SimServer(Listener):
         self._pumps: dict[int, asyncio.Task[None]] = {}  # per-connection mode
         self._next_index = 0
         self._slow_logged: dict[int, float] = {}
+        self._slow_lines = TokenBucket(SLOW_LINES_PER_S, SLOW_LINES_BURST, 0.0)
+        self._slow_left_out = 0  # lines not logged since the last summary
+        self._slow_summarized = -1.0  # loop time of the last summary
         self._late_logged = -1.0
         self._subprotocols_hinted = False
         self._late_limits = stream_limits_ns(scenario, speed)
@@ -479,7 +488,14 @@ class SimServer(Listener):
             self.log.emit(EventKind.RATE_LIMITED, conn=client.index, limit=limit)
             client.fail(CLOSE_POLICY_VIOLATION, "message rate limit exceeded")
             return
+        if client.faulted is None:  # a fault's pacing and batches decide for the others
+            client.cork()
         self._on_message(client, message)
+
+    def read_done(self, conn: Connection) -> None:
+        client = self.clients.get(conn.index if conn.index is not None else -1)
+        if client is not None:
+            client.uncork()
 
     def closed(self, conn: Connection) -> None:
         index = conn.index if conn.index is not None else -1
@@ -568,16 +584,30 @@ class SimServer(Listener):
             self.log.emit(EventKind.SLOW_CONSUMER, conn=client.index, action=what, frames=count)
             return
         # Drops can happen thousands of times a second: log them at most once a second
-        # per client, with the running total (the exact count is in the stats).
+        # per client, with the running total (the exact count is in the stats), and at
+        # most SLOW_LINES_PER_S lines for all clients together.
         now = asyncio.get_running_loop().time()
-        if now - self._slow_logged.get(client.index, -1.0) >= 1.0:
-            self._slow_logged[client.index] = now
+        if now - self._slow_logged.get(client.index, -1.0) < 1.0:
+            return
+        self._slow_logged[client.index] = now
+        if self._slow_lines.allow(now):
             self.log.emit(
                 EventKind.SLOW_CONSUMER,
                 conn=client.index,
                 action=what,
                 dropped_total=client.frames_dropped,
             )
+            return
+        self._slow_left_out += 1
+        if now - self._slow_summarized >= 1.0:
+            self._slow_summarized = now
+            self.log.emit(
+                EventKind.SLOW_CONSUMER,
+                action="dropped",
+                clients_not_logged=self._slow_left_out,
+                message="more slow clients dropped frames than are logged one by one",
+            )
+            self._slow_left_out = 0
 
     # ------------------------------------------------------------------ status
 

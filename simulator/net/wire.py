@@ -114,6 +114,11 @@ class Handler:
     def closed(self, conn: Connection) -> None:
         """An opened connection is gone (read how with :func:`close_of`)."""
 
+    def read_done(self, conn: Connection) -> None:
+        """Every message of one read (or of one slice of a backlog) has been handed to
+        :meth:`message`: a handler that held back its answers may send them now, in
+        one write."""
+
 
 class Connection(asyncio.Protocol):
     """One connection, either side. Read ``index``, ``remote_address`` and ``protocol``
@@ -455,6 +460,11 @@ class Connection(asyncio.Protocol):
                 self._frame(event, deliver)
             else:
                 self._handshake(event)
+        if events and self.opened:
+            try:
+                self.handler.read_done(self)
+            except Exception:
+                logger.exception("read_done handler failed")
         return len(events)
 
     def eof_received(self) -> bool | None:

@@ -74,18 +74,26 @@ class Stderr:
                 self.other.append(line.decode())
             self.changed.set()
 
-    async def wait_for(self, event: str, count: int) -> list[dict[str, Any]]:
-        while len(found := [e for e in self.lines if e["event"] == event]) < count:
-            self.changed.clear()
-            await self.changed.wait()
+    async def wait_for(self, event: str, count: int, timeout: float = 30.0) -> list[dict[str, Any]]:
+        """The first ``count`` lines of ``event``, once there are that many; a
+        TimeoutError naming them after ``timeout`` s (rather than the test's own)."""
+        try:
+            async with asyncio.timeout(timeout):
+                while len(found := [e for e in self.lines if e["event"] == event]) < count:
+                    self.changed.clear()
+                    await self.changed.wait()
+        except TimeoutError:
+            seen = [e["event"] for e in self.lines]
+            raise TimeoutError(f"{count} {event!r} lines awaited; got {seen}") from None
         return found
 
 
 async def frames(ws: ClientConnection, n: int) -> dict[tuple[str, int], bytes]:
-    """The next ``n`` frames, as sent, by (type, seq)."""
+    """The next ``n`` frames, as sent, by (type, seq) (each within 10 s)."""
     got: dict[tuple[str, int], bytes] = {}
     for _ in range(n):
-        raw = await ws.recv(decode=False)
+        async with asyncio.timeout(10):
+            raw = await ws.recv(decode=False)
         message = json.loads(raw)
         got[message["type"], message["seq"]] = raw
     return got
@@ -97,7 +105,7 @@ def healthz(url: str) -> dict[str, Any]:
         return body
 
 
-@async_test(timeout=120)
+@async_test(timeout=90)  # under pytest-timeout (120 s): our TimeoutError says where it waited
 async def test_two_workers_serve_clients_the_same_broadcast_bytes(tmp_path: Path) -> None:
     """Clients land on both workers; every frame of the feed that clients on different
     workers both got is the same bytes (the dashboard with its one live field, each
@@ -145,7 +153,7 @@ async def test_two_workers_serve_clients_the_same_broadcast_bytes(tmp_path: Path
     assert not any("Traceback" in line for line in log.other)
 
 
-@async_test(timeout=120)
+@async_test(timeout=90)  # under pytest-timeout (120 s): our TimeoutError says where it waited
 async def test_workers_record_one_table_that_inspect_diff_and_replay_read(tmp_path: Path) -> None:
     """--record DIR with workers writes DIR/worker=W/part.parquet; polars reads the
     directory as one table whose connections are unique and on their worker; sim

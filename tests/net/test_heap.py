@@ -178,3 +178,24 @@ def test_glibc_malloc_trim_gives_a_freed_fragmented_heap_back() -> None:
     before, after = map(float, done.stdout.split())
     assert before > 60, f"the freed heap was already returned ({before:.0f} MB)"
     assert after < before - 40, f"{before:.0f} MB -> {after:.0f} MB"
+
+
+def test_once_serving_what_is_loaded_is_frozen_and_full_collections_are_rarer() -> None:
+    """In a child process: the garbage collector's state is the whole process's."""
+    script = textwrap.dedent(
+        """
+        import gc
+        from simulator.net.heap import YOUNG_COLLECTIONS_PER_FULL, freeze_what_is_loaded
+        young, middle, full = gc.get_threshold()
+        loaded = len(gc.get_objects())
+        freeze_what_is_loaded()
+        assert gc.get_threshold() == (young, middle, YOUNG_COLLECTIONS_PER_FULL)
+        assert full < YOUNG_COLLECTIONS_PER_FULL
+        assert gc.get_freeze_count() >= loaded // 2, (gc.get_freeze_count(), loaded)
+        assert len(gc.get_objects()) < loaded // 10
+        """
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr

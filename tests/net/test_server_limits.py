@@ -9,7 +9,7 @@ import asyncio
 from websockets.frames import CloseCode
 
 from simulator.net.log import EventKind
-from simulator.net.server import SimServer, serve
+from simulator.net.server import SLOW_LINES_BURST, SLOW_LINES_PER_S, SimServer, serve
 from simulator.net.wire import FRAME_FLOOD_REASON
 from tests.e2e.conftest import expect_event, scenario
 from tests.net.conftest import virtual_test
@@ -206,3 +206,34 @@ async def test_handshake_timeout_drops_a_connection_that_never_sends_its_request
         waiting = await silent(server)
         await asyncio.sleep(2.0)
         assert waiting.lost.done()
+
+
+@virtual_test
+async def test_slow_clients_lines_are_capped_for_all_clients_together() -> None:
+    """Each slow client has one line a second at most; all of them together, a burst of
+    SLOW_LINES_BURST then SLOW_LINES_PER_S a second, and one line a second saying how
+    many were left out: 100 clients dropping frames do not make 100 lines a second."""
+    async with serve(scenario(FEED), in_memory=True) as server:
+        slow = [SlowClient(index, frames_dropped=3) for index in range(100)]
+        for rounds in range(2):
+            for client in slow:
+                server._on_slow(client, "dropped", 3)  # type: ignore[arg-type]
+            if not rounds:
+                await asyncio.sleep(1.0)
+        lines = server.log.of_kind(EventKind.SLOW_CONSUMER)
+        one_by_one = [e for e in lines if e.conn is not None]
+        summaries = [e.detail["clients_not_logged"] for e in lines if e.conn is None]
+        assert len(one_by_one) == SLOW_LINES_BURST + SLOW_LINES_PER_S
+        # First second: 20 lines, 80 left out; the first of them is summed up at once.
+        # A second later: 10 lines, and the next left out is summed up with the 79
+        # before it; the 89 after it wait for the next summary.
+        assert summaries == [1, 80]
+        assert len(one_by_one) + sum(summaries) + 89 == 2 * len(slow)
+
+
+class SlowClient:
+    """What the server's slow-client log reads of a client."""
+
+    def __init__(self, index: int, frames_dropped: int) -> None:
+        self.index = index
+        self.frames_dropped = frames_dropped
