@@ -87,9 +87,12 @@ if sys.platform == "linux":  # epoll: elsewhere, asyncio's own loop (see new_eve
             self._epoll.modify(fd, eventmask)
 
         def unregister(self, fd: int) -> None:
-            self._epoll.unregister(fd)
-            # A descriptor number is reused by the next socket: it must not inherit a place.
-            self._held.pop(fd, None)
+            try:
+                self._epoll.unregister(fd)
+            finally:
+                # A descriptor number is reused by the next socket: it must not inherit
+                # a place (even when epoll had dropped it already, with the socket).
+                self._held.pop(fd, None)
 
         def fileno(self) -> int:
             return self._epoll.fileno()
@@ -127,7 +130,10 @@ def run(main: Coroutine[Any, Any, T]) -> T:
 def release_transport(transport: asyncio.BaseTransport) -> None:
     """Break the reference cycle an asyncio socket transport makes with itself (its
     ``_read_ready_cb``, a bound method of its own, in CPython 3.11): call it from a
-    protocol's ``connection_lost``, after which asyncio reads no more.
+    protocol's ``connection_lost``, after which asyncio reads no more. (Over TLS the
+    protocol sees asyncio's TLS transport, which has no such cycle; the socket transport
+    under it keeps its own, out of reach: ``wss://`` connections still wait for the
+    collector.)
 
     Without it every closed connection waits for the garbage collector, which then
     finalizes hundreds at once (each transport has a ``__del__``): under a churn of

@@ -128,9 +128,9 @@ def _system_trim() -> Trim | None:
     return glibc_malloc_trim()
 
 
-#: Young (generation 1) collections between two full ones, at least (CPython's default:
-#: 10). See freeze_what_is_loaded.
-YOUNG_COLLECTIONS_PER_FULL = 100
+#: Collections of the middle generation (1) between two full ones, at least (CPython's
+#: default: 10; each comes after 10 of the youngest). See freeze_what_is_loaded.
+MIDDLE_COLLECTIONS_PER_FULL = 100
 
 
 def freeze_what_is_loaded() -> None:
@@ -145,11 +145,12 @@ def freeze_what_is_loaded() -> None:
 
     A full collection also walks every connection (about 37 tracked objects each): with
     2,000 clients connecting, one held the loop 27-37 ms. Connections leave no reference
-    cycles (simulator.net.event_loop.release_transport, Connection.connection_lost), so
-    a full collection finds little to free; at most one per YOUNG_COLLECTIONS_PER_FULL
-    young ones (instead of 10) makes those pauses ten times rarer, at the cost of cyclic
-    garbage that outlives two young collections waiting longer to be freed."""
+    cycles (simulator.net.event_loop.release_transport, Connection.connection_lost; but
+    for the socket under a TLS connection), so a full collection finds little to free:
+    at most one per MIDDLE_COLLECTIONS_PER_FULL collections of the middle generation
+    (instead of 10) makes those pauses ten times rarer, at the cost of cyclic garbage
+    that outlives the younger generations waiting longer to be freed."""
     gc.collect()
     gc.freeze()
     young, middle, _ = gc.get_threshold()
-    gc.set_threshold(young, middle, YOUNG_COLLECTIONS_PER_FULL)
+    gc.set_threshold(young, middle, MIDDLE_COLLECTIONS_PER_FULL)

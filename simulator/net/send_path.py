@@ -205,6 +205,10 @@ class Client:
         self.pending.extend(frames)
         self.pending_since.extend([asyncio.get_running_loop().time()] * len(frames))
         self.pending_bytes += len(data)
+        if self.corked:
+            # Answers held back for one write (see cork), not a client that fell behind:
+            # the policy looks at the queue again once they are written.
+            return
         if self.pending_bytes > self.limit and self.policy is SlowConsumerPolicy.CLOSE:
             self.close_slow()
             return

@@ -92,8 +92,9 @@ CLIENT_ERRORS_LOGGED = 5
 TRANSPORT_ROOM = 1024
 #: Lines about slow clients' dropped frames, per second for all clients together (and
 #: at once): each client has at most one a second, but 2,000 clients that read nothing
-#: made 2,000 lines a second. Past it, one line a second says how many were left out
-#: (the exact counts are in the stats: frames_dropped, late_dropped).
+#: made 2,000 lines a second. Past it, a line says how many were left out since the
+#: last such line, written when one is left out a second or more after it (the exact
+#: counts are in the stats: frames_dropped, late_dropped).
 SLOW_LINES_PER_S = 10.0
 SLOW_LINES_BURST = 20.0
 #: Rendering a timeline chunk blocks the loop: keep chunks small on a live server.
@@ -603,7 +604,7 @@ class SimServer(Listener):
             self._slow_summarized = now
             self.log.emit(
                 EventKind.SLOW_CONSUMER,
-                action="dropped",
+                action="not_logged",
                 clients_not_logged=self._slow_left_out,
                 message="more slow clients dropped frames than are logged one by one",
             )

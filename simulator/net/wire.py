@@ -302,6 +302,10 @@ class Connection(asyncio.Protocol):
         """Fail the connection (RFC 6455 §7.1.7): send a close frame with ``code`` and
         ``reason``, then discard whatever the peer sends."""
         if self.protocol.state is State.OPEN:
+            if self.opened:
+                # The answers to what was read before the fault (held back until the
+                # read is done, see Handler.read_done) go out before the close frame.
+                self.handler.read_done(self)
             self.protocol.fail(code, reason)
             # The protocol discards what comes next: so is what was read and not yet
             # parsed, at once rather than a slice a turn, and what is read from now on

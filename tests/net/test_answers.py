@@ -83,3 +83,45 @@ async def test_the_answers_before_a_close_for_too_many_errors_are_sent_before_it
         assert [json.loads(t)["type"] for t in texts] == ["error"] * burst
         assert closed.rcvd is not None and closed.rcvd.code == 1008
         assert len(writes) == 1  # the replies; the close frame goes through the protocol
+
+
+@virtual_test
+async def test_answers_read_before_a_protocol_error_are_sent_before_the_close() -> None:
+    """The wire fails the connection itself (1007, invalid UTF-8) after three pings
+    of the same read: their pongs still go out, before the close frame."""
+    async with serve(scenario(FEED), in_memory=True) as server:
+        _, ws = await server_and_client(server)
+        for n in range(3):
+            ws.protocol.send_text(json.dumps({"type": "ping", "id": n}).encode())
+        ws.protocol.send_text(b"\xff\xfe not UTF-8")
+        ws.transport.write(b"".join(ws.protocol.data_to_send()))
+        texts, closed = await frames_until_closed(ws)
+        assert [json.loads(t)["id"] for t in texts] == [0, 1, 2]
+        assert closed.rcvd is not None and closed.rcvd.code == 1007
+
+
+BIG_ANSWERS = f"""\
+[server]
+send_buffer_bytes = 2048
+slow_consumer = "close"
+[[protocol.rule]]
+name = "big"
+match = {{ type = "big" }}
+reply = {{ type = "big", data = "{"x" * 600}" }}
+"""
+
+
+@virtual_test
+async def test_answers_held_for_one_write_do_not_make_a_client_slow() -> None:
+    """With a queue limit smaller than the answers to one read (6 requests, 600-byte
+    answers, a 2 KiB limit), the answers are held back for one write, not judged by the
+    slow-consumer policy, which would close this client with 1013 although nothing
+    waits in its socket."""
+    async with serve(scenario(FEED + BIG_ANSWERS), in_memory=True) as server:
+        client, ws = await server_and_client(server)
+        send_in_one_write(ws, [json.dumps({"type": "big", "n": n}) for n in range(6)])
+        answers = [json.loads(await ws.recv()) for _ in range(6)]
+        assert {a["type"] for a in answers} == {"big"}
+        send_in_one_write(ws, [json.dumps({"type": "ping", "id": 6})])
+        assert json.loads(await ws.recv())["id"] == 6
+        assert not client.closing and client.frames_dropped == 0

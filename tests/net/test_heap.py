@@ -185,12 +185,12 @@ def test_once_serving_what_is_loaded_is_frozen_and_full_collections_are_rarer() 
     script = textwrap.dedent(
         """
         import gc
-        from simulator.net.heap import YOUNG_COLLECTIONS_PER_FULL, freeze_what_is_loaded
+        from simulator.net.heap import MIDDLE_COLLECTIONS_PER_FULL, freeze_what_is_loaded
         young, middle, full = gc.get_threshold()
         loaded = len(gc.get_objects())
         freeze_what_is_loaded()
-        assert gc.get_threshold() == (young, middle, YOUNG_COLLECTIONS_PER_FULL)
-        assert full < YOUNG_COLLECTIONS_PER_FULL
+        assert gc.get_threshold() == (young, middle, MIDDLE_COLLECTIONS_PER_FULL)
+        assert full < MIDDLE_COLLECTIONS_PER_FULL
         assert gc.get_freeze_count() >= loaded // 2, (gc.get_freeze_count(), loaded)
         assert len(gc.get_objects()) < loaded // 10
         """
