@@ -14,7 +14,9 @@ epoll's ``maxevents``, held writable sockets too and cost the C = 1,000 fan-out 
 sustainable load). The selector is level-triggered, so a socket held back is simply
 reported again.
 
-Run a server's coroutine with :func:`run` (in place of :func:`asyncio.run`).
+Run a server's coroutine with :func:`run` (in place of :func:`asyncio.run`). And a
+protocol's ``connection_lost`` calls :func:`release_transport`, so that a closed
+connection is freed at once rather than by the garbage collector.
 """
 
 from __future__ import annotations

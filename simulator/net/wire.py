@@ -302,10 +302,9 @@ class Connection(asyncio.Protocol):
         """Fail the connection (RFC 6455 §7.1.7): send a close frame with ``code`` and
         ``reason``, then discard whatever the peer sends."""
         if self.protocol.state is State.OPEN:
-            if self.opened:
-                # The answers to what was read before the fault (held back until the
-                # read is done, see Handler.read_done) go out before the close frame.
-                self.handler.read_done(self)
+            # The answers to what was read before the fault (held back until the read
+            # is done, see Handler.read_done) go out before the close frame.
+            self._read_done()
             self.protocol.fail(code, reason)
             # The protocol discards what comes next: so is what was read and not yet
             # parsed, at once rather than a slice a turn, and what is read from now on
@@ -464,12 +463,17 @@ class Connection(asyncio.Protocol):
                 self._frame(event, deliver)
             else:
                 self._handshake(event)
-        if events and self.opened:
-            try:
-                self.handler.read_done(self)
-            except Exception:
-                logger.exception("read_done handler failed")
+        if events:
+            self._read_done()
         return len(events)
+
+    def _read_done(self) -> None:
+        if not self.opened:
+            return
+        try:
+            self.handler.read_done(self)
+        except Exception:
+            logger.exception("read_done handler failed")
 
     def eof_received(self) -> bool | None:
         self.protocol.receive_eof()
