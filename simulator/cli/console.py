@@ -19,6 +19,15 @@ from simulator.net.log import Event, EventKind, EventLog
 from simulator.net.stats import Stats
 
 
+def say(line: str, stream: TextIO) -> None:
+    """Write ``line`` and its newline in one write, and flush. ``print`` writes them in
+    two (stderr writes through), so the workers of `sim run --workers`, which share
+    stderr, cut into each other's lines: ``{...}{...}`` then two newlines, seen under
+    load."""
+    stream.write(line + "\n")
+    stream.flush()
+
+
 def log_printer(
     fmt: str, stream: TextIO = sys.stderr, worker: int | None = None
 ) -> Callable[[Event], None]:
@@ -28,10 +37,10 @@ def log_printer(
     tag = {} if worker is None else {"worker": worker}
 
     def plain(event: Event) -> None:
-        print(f"{prefix}{event.as_text()}", file=stream, flush=True)
+        say(f"{prefix}{event.as_text()}", stream)
 
     def json(event: Event) -> None:
-        print(orjson.dumps({**event.as_dict(), **tag}).decode(), file=stream, flush=True)
+        say(orjson.dumps({**event.as_dict(), **tag}).decode(), stream)
 
     return json if fmt == "json" else plain
 

@@ -89,6 +89,8 @@ def announce(
     server answers ``GET /healthz``, so a curl line can show the trust at work."""
     if tls is None or tls.made is None:
         return
+    from simulator.cli.console import say  # the log's imports: only when it is said
+
     made = tls.made
     if log_format == "json":
         line = {
@@ -100,7 +102,7 @@ def announce(
             "not_after": made.not_after.isoformat(),
             "spki_sha256": made.spki_sha256,
         }
-        print(orjson.dumps(line).decode(), file=stream, flush=True)
+        say(orjson.dumps(line).decode(), stream)
         return
     health_url = url.replace("wss://", "https://", 1) + "/healthz"
     ca = made.ca_file
@@ -118,4 +120,4 @@ def announce(
         # --host 0.0.0.0: the URL's host is no name a client can verify.
         lines.append(f"  it is not valid for {host}: connect to localhost or 127.0.0.1")
     for text in lines:
-        print(f"sim: {text}", file=stream, flush=True)
+        say(f"sim: {text}", stream)

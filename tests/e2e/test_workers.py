@@ -84,7 +84,9 @@ class Stderr:
                     await self.changed.wait()
         except TimeoutError:
             seen = [e["event"] for e in self.lines]
-            raise TimeoutError(f"{count} {event!r} lines awaited; got {seen}") from None
+            raise TimeoutError(
+                f"{count} {event!r} lines awaited; got {seen}, and not JSON: {self.other}"
+            ) from None
         return found
 
 
