@@ -507,8 +507,9 @@ async def _supervise(spec: WorkerSpec, children: list[_Child], tls: ServingTLS |
         print(board.url, flush=True)
         if not spec.quiet:
             announce(tls, board.url, spec.log_format, health=True)
-            for note in spec.notes:
-                click.echo(f"note: {note}", err=True)
+            if spec.log_format == "plain":  # else stderr holds JSON lines only
+                for note in spec.notes:
+                    click.echo(f"note: {note}", err=True)
         if spec.status:
             status = asyncio.ensure_future(live_status(board))
         await asyncio.wait([stopped, *exits], return_when=asyncio.FIRST_COMPLETED)

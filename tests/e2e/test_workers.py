@@ -149,6 +149,7 @@ async def test_two_workers_serve_clients_the_same_broadcast_bytes(tmp_path: Path
         await reader
     totals = [e for e in log.lines if e["event"] == "workers_stopped"]
     assert len(totals) == 1
+    assert log.other == []  # with --log-format json, every stderr line is one JSON object
     assert totals[0]["workers"] == 2
     assert totals[0]["connections_total"] == CLIENTS
     assert totals[0]["frames_sent"] >= CLIENTS * FRAMES
