@@ -22,7 +22,7 @@ import contextlib
 import socket
 import ssl
 import time
-from collections import Counter, deque
+from collections import Counter
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -62,7 +62,7 @@ from simulator.net.on_demand import OnDemandFaults
 from simulator.net.pump import Pacing, pump
 from simulator.net.recorder import Recorder
 from simulator.net.send_path import Client, text_frame
-from simulator.net.stats import Counters, Stats
+from simulator.net.stats import Counters, LatenessSamples, Stats
 from simulator.net.wire import Connection, WireConfig, close_of
 from simulator.net.wire_server import HandshakeAnswer, ServerConnection
 from simulator.storage.schema import new_metadata
@@ -196,7 +196,7 @@ class SimServer(Listener):
         return self._fanout.sent
 
     @property
-    def lateness_ns(self) -> deque[int]:
+    def lateness_ns(self) -> LatenessSamples:
         """How late the recent messages were handed to the send path, in ns (the live
         samples: clear them to start a new measurement)."""
         return self._counters.lateness_ns

@@ -3,9 +3,9 @@ the library API read."""
 
 from __future__ import annotations
 
-from collections import Counter, deque
+from array import array
+from collections import Counter
 from dataclasses import dataclass, field
-from itertools import islice
 
 import numpy as np
 
@@ -33,6 +33,43 @@ class Stats:
     late_dropped: int = 0
 
 
+class LatenessSamples:
+    """The newest ``capacity`` lateness samples (ns), in one array allocated up front.
+
+    Not a deque of ints: each sample was then an object of its own, left wherever the
+    allocator had room at the time, and 100,000 of them, replaced one by one, kept the
+    pools they sat in, hence their arenas, from being freed once the many connections
+    allocated around them had gone (issue #13)."""
+
+    __slots__ = ("_count", "_next", "_ring")
+
+    def __init__(self, capacity: int = LATENESS_SAMPLES) -> None:
+        self._ring = array("q", bytes(8 * capacity))
+        self._next = 0  # where the next sample goes
+        self._count = 0  # samples held (at most capacity)
+
+    def __len__(self) -> int:
+        return self._count
+
+    def append(self, ns: int) -> None:
+        ring, i = self._ring, self._next
+        ring[i] = ns
+        i += 1
+        self._next = 0 if i == len(ring) else i
+        if self._count < len(ring):
+            self._count += 1
+
+    def clear(self) -> None:
+        """Forget every sample (to start a new measurement)."""
+        self._next = self._count = 0
+
+    def newest(self, n: int | None = None) -> np.ndarray:
+        """The ``n`` newest samples (all without ``n``), oldest first, as a copy."""
+        held = np.frombuffer(self._ring, dtype=np.int64)
+        count = self._count if n is None else max(0, min(n, self._count))
+        return np.take(held, np.arange(self._next - count, self._next), mode="wrap")
+
+
 @dataclass
 class Counters:
     """What the server counts as it goes (clients that have gone leave their frame
@@ -48,13 +85,12 @@ class Counters:
     #: Messages dropped for being later than max_lateness, by stream.
     late_by_stream: Counter[str] = field(default_factory=Counter)
     #: How late each recent message was handed to the send path, in ns.
-    lateness_ns: deque[int] = field(default_factory=lambda: deque(maxlen=LATENESS_SAMPLES))
+    lateness_ns: LatenessSamples = field(default_factory=LatenessSamples)
 
     def lateness_ms(self, newest: int | None = None) -> tuple[float | None, float | None]:
         """The median and 99th percentile of the recent lateness samples (of the
         ``newest`` of them only, if given: cheaper to compute), in ms."""
-        samples = self.lateness_ns if newest is None else islice(reversed(self.lateness_ns), newest)
-        lateness = np.fromiter(samples, dtype=np.int64)
+        lateness = self.lateness_ns.newest(newest)
         if not len(lateness):
             return None, None
         return float(np.percentile(lateness, 50)) / 1e6, float(np.percentile(lateness, 99)) / 1e6

@@ -220,6 +220,9 @@ class ServerConnection(Connection):
             )
         protocol.send_response(response)  # opens the connection if it is a 101
         self.flush()
+        # websockets' parser keeps the request for the connection's life (a local of
+        # its generator): its headers, some 50 small objects, are dropped once answered.
+        request.headers.clear()
         if response.status_code == http.HTTPStatus.SWITCHING_PROTOCOLS:
             self.path = request.path
             if close is not None:

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import polars as pl
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from websockets.asyncio.client import connect
@@ -22,7 +23,7 @@ from simulator.core.timeline import Batch, Timeline
 from simulator.net.common import AHEAD_S, ScenarioClock, ahead_s, sleep_until
 from simulator.net.log import Event, EventKind
 from simulator.net.pump import Pacing, pump
-from simulator.net.send_path import Client, text_frame
+from simulator.net.send_path import QUEUE_TIME_GRAIN_S, Client, SharedTime, text_frame
 from simulator.net.server import serve
 from simulator.scenario import parse_scenario
 from simulator.storage.reader import read_recording
@@ -359,3 +360,40 @@ def test_a_drained_socket_takes_the_whole_queue_not_one_share_of_it() -> None:
     assert queued == 100
     assert written == 100 * len(text_frame(b"x" * 1000))
     assert left == 0
+
+
+def test_frames_queued_in_one_pass_share_one_time_object_and_a_later_pass_gets_its_own() -> None:
+    """Every client that queues frames in one pass records the same float object as
+    their queue time (2,000 clients that read nothing then hold one float per tick, not
+    2,000: issue #13); frames queued a tick later get the later time."""
+
+    async def main() -> tuple[list[float], list[float]]:
+        loop = asyncio.get_running_loop()
+        assert isinstance(loop, VirtualClockLoop)
+        clients = [client_of_a_full_socket(lambda c, what, n: None)[0] for _ in range(3)]
+        frame = text_frame(b"tick")
+        for client in clients:
+            client.deliver(frame, [frame])
+        loop.advance(0.01)
+        for client in clients:
+            client.deliver(frame, [frame])
+        queued = [list(c.pending_since or []) for c in clients]
+        return [q[0] for q in queued], [q[1] for q in queued]
+
+    first, second = run(main())
+    assert all(t is first[0] for t in first)
+    assert all(t is second[0] for t in second)
+    assert second[0] - first[0] == pytest.approx(0.01)
+
+
+@given(st.lists(st.floats(0, 1e6, allow_nan=False), min_size=1, max_size=50))
+def test_a_shared_time_is_within_the_grain_of_the_time_asked_and_reused_within_it(
+    times: list[float],
+) -> None:
+    shared = SharedTime()
+    for now in times:
+        before = shared.latest
+        given_out = shared.at(now)
+        assert abs(given_out - now) < QUEUE_TIME_GRAIN_S
+        if abs(now - before) < QUEUE_TIME_GRAIN_S:
+            assert given_out is before

@@ -10,7 +10,7 @@ from typing import Any
 
 from websockets.client import ClientProtocol
 from websockets.frames import Close, CloseCode, Frame, Opcode
-from websockets.http11 import Response
+from websockets.http11 import Request, Response
 from websockets.uri import parse_uri
 
 from simulator.net.wire import Connection, Handler, WireConfig
@@ -124,6 +124,37 @@ def test_a_handshake_in_gets_a_101_out_and_opens() -> None:
         return log.events
 
     assert run(main()) == [("opened", None)]
+
+
+def test_the_handshake_sees_the_request_headers_which_are_dropped_once_it_is_answered() -> None:
+    """websockets' parser keeps the request for the connection's life: the server
+    empties its headers once the 101 is out (memory per connection, issue #13)."""
+    seen: list[Request] = []
+    headers_at_handshake: list[list[str]] = []
+
+    class Server(Log):
+        def handshake(self, conn: ServerConnection, request: Request) -> None:
+            seen.append(request)
+            headers_at_handshake.append([name.lower() for name in request.headers])
+
+    async def main() -> None:
+        server = WireServer(Server(), CONFIG)
+        server.start()
+        conn = server.connection()
+        tape = Tape()
+        conn.connection_made(tape)
+        client = ClientProtocol(parse_uri("ws://test/path"))
+        client.send_request(client.connect())
+        conn.data_received(b"".join(client.data_to_send()))
+        client.receive_data(tape.take())
+        [response] = client.events_received()
+        assert isinstance(response, Response) and response.status_code == 101
+        assert conn.path == "/path"
+
+    run(main())
+    [request] = seen
+    assert {"host", "upgrade", "sec-websocket-key"} <= set(headers_at_handshake[0])
+    assert list(request.headers) == []
 
 
 def test_masked_text_in_is_one_str_message_fragments_joined() -> None:
