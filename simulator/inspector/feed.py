@@ -18,7 +18,6 @@ from __future__ import annotations
 import asyncio
 from collections import deque
 from collections.abc import Callable
-from itertools import islice
 from typing import Any
 
 import orjson
@@ -107,9 +106,8 @@ class EventFeed:
         self.subscribers.append(writer)
         writer.on_close = lambda: self._drop(writer)
         recent = Batch()
-        records = self._log.records
         # The recent records only (merged faults may take several each).
-        for event in islice(records, max(0, len(records) - 4 * MAX_EVENTS_PER_FLUSH), None):
+        for event in self._log.newest(4 * MAX_EVENTS_PER_FLUSH):
             recent.add(event)
         recent.left_out = 0  # older ones than these are not counted either
         writer.send(sse("status", self._status()) + sse("log", recent.take()))
