@@ -39,14 +39,14 @@ nginx:
 	else echo "make: nginx is missing: the scale-out test will not run"; fi
 
 test: $(STAMP) browser nginx
-	$(BIN)/ruff check simulator tests bench
-	$(BIN)/ruff format --check simulator tests bench
+	$(BIN)/ruff check simulator tests bench recordings
+	$(BIN)/ruff format --check simulator tests bench recordings
 	$(BIN)/mypy
 	$(BIN)/pytest -q -n 2
 
 lint: $(STAMP)
-	$(BIN)/ruff check simulator tests bench
-	$(BIN)/ruff format --check simulator tests bench
+	$(BIN)/ruff check simulator tests bench recordings
+	$(BIN)/ruff format --check simulator tests bench recordings
 	$(BIN)/mypy
 
 bench: $(STAMP)

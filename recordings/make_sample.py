@@ -61,12 +61,24 @@ def main() -> None:
     server = sim("run", str(SCENARIO), "--port", "0", "--quiet")
     server_url = first_line(server)
     port = server_url.rsplit(":", 1)[1]
-    proxy = sim("record", "--upstream", server_url, "--listen", "127.0.0.1:0", "--out", str(OUT), "--quiet")
+    proxy = sim(
+        "record", "--upstream", server_url, "--listen", "127.0.0.1:0", "--out", str(OUT), "--quiet"
+    )
     proxy_url = first_line(proxy)
     subscriptions = [arg for name in STREAMS for arg in ("--subscribe", name)]
     client = subprocess.Popen(
-        [sys.executable, "-m", "simulator", "connect", proxy_url, *subscriptions]
-        + ["--duration", CLIENT_DURATION, "--seed", "1"],
+        [
+            sys.executable,
+            "-m",
+            "simulator",
+            "connect",
+            proxy_url,
+            *subscriptions,
+            "--duration",
+            CLIENT_DURATION,
+            "--seed",
+            "1",
+        ],
         stdout=subprocess.DEVNULL,
     )
     time.sleep(RESTART_AFTER_S)
