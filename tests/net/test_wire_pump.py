@@ -88,30 +88,31 @@ class Log(Handler):
         self.events.append(("closed", None))
 
 
+class Accepting(Log):
+    """Accepts every handshake."""
+
+    def handshake(self, conn: ServerConnection, request: Request) -> None:
+        return None
+
+
 def opened_pair(
-    config: WireConfig = CONFIG,
+    config: WireConfig = CONFIG, handler: Log | None = None, url: str = "ws://test/"
 ) -> tuple[ServerConnection, Tape, ClientProtocol, Log]:
-    """A server connection past its handshake, its tape, and the client's protocol."""
-    log = Log()
-
-    class Server(Log):
-        def handshake(self, conn: ServerConnection, request: Any) -> None:
-            return None
-
-    handler = Server()
+    """A server connection past its handshake, its tape, the client's protocol, and the
+    handler (by default one that accepts), which has logged ``opened``."""
+    handler = Accepting() if handler is None else handler
     server = WireServer(handler, config)
     server.start()
     conn = server.connection()
     tape = Tape()
     conn.connection_made(tape)
-    client = ClientProtocol(parse_uri("ws://test/"))
+    client = ClientProtocol(parse_uri(url))
     client.send_request(client.connect())
     conn.data_received(b"".join(client.data_to_send()))
     client.receive_data(tape.take())
     [response] = client.events_received()
     assert isinstance(response, Response) and response.status_code == 101
-    log.events = handler.events
-    return conn, tape, client, log
+    return conn, tape, client, handler
 
 
 def from_client(client: ClientProtocol, conn: Connection) -> None:
@@ -132,23 +133,13 @@ def test_the_handshake_sees_the_request_headers_which_are_dropped_once_it_is_ans
     seen: list[Request] = []
     headers_at_handshake: list[list[str]] = []
 
-    class Server(Log):
+    class Server(Accepting):
         def handshake(self, conn: ServerConnection, request: Request) -> None:
             seen.append(request)
             headers_at_handshake.append([name.lower() for name in request.headers])
 
     async def main() -> None:
-        server = WireServer(Server(), CONFIG)
-        server.start()
-        conn = server.connection()
-        tape = Tape()
-        conn.connection_made(tape)
-        client = ClientProtocol(parse_uri("ws://test/path"))
-        client.send_request(client.connect())
-        conn.data_received(b"".join(client.data_to_send()))
-        client.receive_data(tape.take())
-        [response] = client.events_received()
-        assert isinstance(response, Response) and response.status_code == 101
+        conn, _, _, _ = opened_pair(handler=Server(), url="ws://test/path")
         assert conn.path == "/path"
 
     run(main())
