@@ -16,7 +16,7 @@ from simulator.core.timeline import Batch
 from simulator.net.common import ScenarioClock
 from simulator.net.faulting import FaultInjector
 from simulator.net.recorder import Recorder
-from simulator.net.send_path import Client, text_frame
+from simulator.net.send_path import Client, text_frame, write_now
 from simulator.net.stats import Counters
 
 
@@ -33,20 +33,20 @@ class Sent:
 def deliver_to_all(clients: Sequence[Client], data: bytes, frames: list[bytes]) -> None:
     """``client.deliver(data, frames)`` for each of ``clients``, with the common case
     inlined: a broadcast's time goes here, once per client per pass."""
-    count = len(frames)
+    count, is_open = len(frames), State.OPEN
     for client in clients:
-        transport = client.transport
         if (
             client.faulted is None
             and not client.closing
             and not client.pending
-            and client.protocol.state is State.OPEN
-            and transport.get_write_buffer_size() <= client.room
+            and client.protocol.state is is_open
+            and client.fd >= 0
+            and not client.transport.get_write_buffer_size()
         ):
-            transport.write(data)
+            write_now(client.transport, client.fd, data)
             client.frames_sent += count
         else:
-            client.deliver(data, frames)  # queued, held by a fault, closing...
+            client.deliver(data, frames)  # buffered, queued, held by a fault, closing...
 
 
 class Fanout:
