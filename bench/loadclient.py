@@ -104,14 +104,17 @@ OVER_MS = (1, 2, 10, 50, 100, 250)  # the shares of samples later than these are
 # ---------------------------------------------------------------- /proc
 
 
-def proc_cpu_s(pid: int) -> float:
-    """User + system CPU seconds of ``pid`` so far (NaN once it has gone)."""
+def proc_cpu_s(pid: int) -> tuple[float, float]:
+    """User + system CPU seconds of ``pid`` so far, and user alone (NaN once it has
+    gone): the kernel's share is the sends themselves, the same for every server that
+    makes as many; user time is what a server adds to them."""
     try:
         with open(f"/proc/{pid}/stat") as f:
             fields = f.read().rsplit(")", 1)[1].split()
     except OSError:
-        return float("nan")
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+        return float("nan"), float("nan")
+    user, system = int(fields[11]), int(fields[12])
+    return (user + system) / CLK_TCK, user / CLK_TCK
 
 
 def proc_mem_kb(pid: int) -> dict[str, int]:
@@ -759,10 +762,10 @@ def main() -> int:
 
     time.sleep(max(0.0, t_start - time.monotonic()))
     m0 = machine_jiffies()
-    s0, st0 = proc_cpu_s(a.server_pid) if a.server_pid else 0.0, time.monotonic()
+    (s0, u0), st0 = proc_cpu_s(a.server_pid) if a.server_pid else (0.0, 0.0), time.monotonic()
     time.sleep(max(0.0, t_end - time.monotonic()))
     m1 = machine_jiffies()
-    s1, st1 = proc_cpu_s(a.server_pid) if a.server_pid else 0.0, time.monotonic()
+    (s1, u1), st1 = proc_cpu_s(a.server_pid) if a.server_pid else (0.0, 0.0), time.monotonic()
     mem = proc_mem_kb(a.server_pid) if a.server_pid else {}
 
     results = [recv(pipe)[1] for pipe in pipes]
@@ -781,6 +784,7 @@ def main() -> int:
     }
     if a.server_pid:
         out["server_cpu_pct"] = round(100 * (s1 - s0) / (st1 - st0), 1)
+        out["server_user_cpu_pct"] = round(100 * (u1 - u0) / (st1 - st0), 1)
         out["server_rss_mb"] = round(mem.get("VmRSS", 0) / 1024, 1)
         out["server_peak_rss_mb"] = round(mem.get("VmHWM", 0) / 1024, 1)
     other = machine["busy_pct"] - machine["softirq_pct"] - out["client_cpu_pct"]

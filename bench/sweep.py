@@ -281,6 +281,7 @@ def point_median(rows: list[dict[str, Any]]) -> dict[str, Any]:
         over_100ms_pct=med(lat("over_100ms_pct")),
         resolution=(ok[0].get("lateness_ms") or {}).get("resolution"),
         server_cpu_pct=med(lambda r: r.get("server_cpu_pct")),
+        server_user_cpu_pct=med(lambda r: r.get("server_user_cpu_pct")),
         server_rss_mb=med(lambda r: r.get("server_rss_mb")),
         server_peak_rss_mb=med(lambda r: r.get("server_peak_rss_mb")),
         client_cpu_pct=med(lambda r: r["client_cpu_pct"]),
@@ -506,8 +507,8 @@ def summary(points: list[dict[str, Any]], args: argparse.Namespace) -> list[str]
         "",
         "#### At equal load: every rung both sim and bun sustained",
         "",
-        "| C | offered frames/s | sim p99 ms | bun p99 ms | p99 <= bun | sim CPU % | bun CPU % "
-        "| CPU <= bun |",
+        "| C | offered frames/s | sim p99 ms | bun p99 ms | p99 <= bun | sim CPU % (user) "
+        "| bun CPU % (user) | CPU <= bun |",
         "|---:|---:|---:|---:|---|---:|---:|---|",
     ]
     pairs = 0
@@ -531,8 +532,8 @@ def summary(points: list[dict[str, Any]], args: argparse.Namespace) -> list[str]
             cpu_ok = "met" if (p["server_cpu_pct"] or 0) <= (b["server_cpu_pct"] or 0) else "MISSED"
             out.append(
                 f"| {conns:,} | {p['offered']:,.0f} | {fmt(p['p99'], 2)} | {fmt(b['p99'], 2)} "
-                f"| {lat_ok} | {fmt(p['server_cpu_pct'])} | {fmt(b['server_cpu_pct'])} "
-                f"| {cpu_ok} |"
+                f"| {lat_ok} | {fmt(p['server_cpu_pct'])} ({fmt(p['server_user_cpu_pct'])}) "
+                f"| {fmt(b['server_cpu_pct'])} ({fmt(b['server_user_cpu_pct'])}) | {cpu_ok} |"
             )
     if not pairs:
         out.append("| - | none | | | | | | |")
