@@ -30,8 +30,9 @@ def sendable(code: int) -> bool:
 
 #: The selector sleeps in whole milliseconds, rounded up, so a timer fires up to a
 #: millisecond after its time. A server that sends when it wakes therefore aims half
-#: of that early, and sends what falls due up to AHEAD_S after the moment it woke:
-#: a message leaves within about half a millisecond either side of its time.
+#: of that early, and sends what falls due up to AHEAD_S after the moment it woke: on
+#: an idle machine a message leaves between half a millisecond early and about a
+#: millisecond late (see the pacing of passes in simulator.net.pump).
 AHEAD_S = 0.0005
 #: How close to a deadline :func:`sleep_until` stops sleeping and yields instead, in
 #: precise timing.

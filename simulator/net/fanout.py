@@ -42,6 +42,7 @@ def deliver_to_all(clients: Sequence[Client], data: bytes, frames: list[bytes]) 
             and client.protocol.state is is_open
             and client.fd >= 0
             and not client.transport.get_write_buffer_size()
+            and not client.transport.is_closing()  # aborted: its buffer dropped, not sent
         ):
             write_now(client.transport, client.fd, data)
             client.frames_sent += count

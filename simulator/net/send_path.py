@@ -1,9 +1,10 @@
 """One served client as the server sees it: its subscriptions, its bounded send path,
 its counters.
 
-Frames are written straight to the transport, pre-serialised: a server-side text frame
-is the same bytes for every client (no mask, no compression), so a message is framed
-once and the frames due in one loop tick go out to each client in one ``write``.
+Frames are written pre-serialised: a server-side text frame is the same bytes for every
+client (no mask, no compression), so a message is framed once and the frames due in
+one loop tick go out to each client in one write, straight to its socket while its
+transport holds nothing (:func:`write_now`), else through the transport.
 When a client stops reading, its socket buffer fills, then its transport holds what
 the socket did not take, up to ``transport_room`` (by default ``send_buffer_bytes``;
 `sim run` gives 1 KiB: about the tail of one write); after that frames queue here,
@@ -95,8 +96,9 @@ def write_now(transport: asyncio.WriteTransport, fd: int, data: bytes) -> None:
     tick (1,000 clients x 100 msg/s: the server's user time 8% of a core with this, 13%
     through the transport; the kernel's, 45%, the same; issue #14). The caller checks
     what matters of those: the connection is open (asyncio closes the socket only after
-    ``connection_lost``, which ends that) and the transport holds nothing (else its
-    bytes would go out after these)."""
+    ``connection_lost``, which ends that), the transport is not closing (an abort drops
+    what it holds: a frame written now would follow a truncated one) and holds nothing
+    (else its bytes would go out after these)."""
     try:
         written = os.write(fd, data)
     except OSError:  # EAGAIN, or a broken connection: the transport's to handle
@@ -225,7 +227,7 @@ class Client:
         # will call resume_writing (hence flush_pending) when it drains.
         if not self.pending and not self.corked:
             held = transport.get_write_buffer_size()
-            if held == 0 and self.fd >= 0:
+            if held == 0 and self.fd >= 0 and not transport.is_closing():
                 write_now(transport, self.fd, data)
                 self.frames_sent += len(frames)
                 return
