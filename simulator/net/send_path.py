@@ -91,14 +91,14 @@ def write_now(transport: asyncio.WriteTransport, fd: int, data: bytes) -> None:
     when the call failed) to the transport, which sends it as the socket drains, or
     finds the error and closes the connection.
 
-    asyncio's ``transport.write`` does the same after checks in Python, which cost more
-    user time than the system call itself; a broadcast makes one write per client per
-    tick (1,000 clients x 100 msg/s: the server's user time 8% of a core with this, 13%
-    through the transport; the kernel's, 45%, the same; issue #14). The caller checks
-    what matters of those: the connection is open (asyncio closes the socket only after
-    ``connection_lost``, which ends that), the transport is not closing (an abort drops
-    what it holds: a frame written now would follow a truncated one) and holds nothing
-    (else its bytes would go out after these)."""
+    asyncio's ``transport.write`` does the same after checks in Python; a broadcast
+    makes one write per client per tick, and without those checks its user time is
+    about two thirds of what it was (1,000 clients x 100 msg/s; the kernel's time is
+    the same; docs/performance.md, #14). The caller checks what matters of them: the
+    connection is open (asyncio closes the socket only after ``connection_lost``, which
+    ends that), the transport is not closing (an abort drops what it holds: a frame
+    written now would follow a truncated one) and holds nothing (else its bytes would
+    go out after these)."""
     try:
         written = os.write(fd, data)
     except OSError:  # EAGAIN, or a broken connection: the transport's to handle
