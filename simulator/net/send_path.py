@@ -227,12 +227,11 @@ class Client:
         # will call resume_writing (hence flush_pending) when it drains.
         if not self.pending and not self.corked:
             held = transport.get_write_buffer_size()
-            if held == 0 and self.fd >= 0 and not transport.is_closing():
-                write_now(transport, self.fd, data)
-                self.frames_sent += len(frames)
-                return
             if held <= self.room:
-                transport.write(data)
+                if held == 0 and self.fd >= 0 and not transport.is_closing():
+                    write_now(transport, self.fd, data)
+                else:
+                    transport.write(data)
                 self.frames_sent += len(frames)
                 return
         self.queue_for_later(data, frames)

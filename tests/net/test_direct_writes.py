@@ -97,24 +97,27 @@ def test_a_write_the_socket_refuses_leaves_the_closing_to_the_transport() -> Non
     the transport gets the bytes, finds the error, and the protocol is told the
     connection is lost."""
 
-    async def main() -> list[Any]:
+    async def main() -> tuple[int, list[Any]]:
         transport, protocol, theirs = await connected_transport()
         transport.pause_reading()  # so that the write, not a read, finds the reset
         theirs.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
         theirs.close()  # a reset: SO_LINGER with a zero timeout
         await asyncio.sleep(0.05)
         fd = socket_fd(transport)
+        writes = 0
         for _ in range(3):
             if transport.is_closing():
                 break
             write_now(transport, fd, b"x" * 1000)
+            writes += 1
             await asyncio.sleep(0.05)
         async with asyncio.timeout(5):
             while not protocol.lost:
                 await asyncio.sleep(0.01)
-        return protocol.lost
+        return writes, protocol.lost
 
-    [error] = asyncio.run(main())
+    writes, [error] = asyncio.run(main())
+    assert writes >= 1  # the loss was found by a write_now, not before one
     assert isinstance(error, OSError)
 
 
