@@ -118,7 +118,8 @@ class _Session:
     plan: Plan
     expected: ExpectedIndex
     cursors: dict[Hashable, int] = field(default_factory=dict)  # see ExpectedIndex.match
-    arrived: set[int] = field(default_factory=set)  # expectations met this round
+    #: The expectations met this round, and the loop time each was met at.
+    arrived: dict[int, float] = field(default_factory=dict)
     signal: asyncio.Event = field(default_factory=asyncio.Event)  # set when one is met
     closing: bool = False  # a strict close is under way
     client: Client | None = None  # with faults: the send path they act on
@@ -137,10 +138,10 @@ class _Session:
 
     def restart(self) -> None:
         self.cursors = {}
-        self.arrived = set()
+        self.arrived = {}
 
     def met(self, index: int) -> None:
-        self.arrived.add(index)
+        self.arrived[index] = asyncio.get_running_loop().time()
         self.signal.set()
 
     async def wait_for(self, index: int) -> None:
@@ -413,8 +414,11 @@ class ReplayServer(Listener):
                 elif isinstance(step, ExpectClient):
                     await session.wait_for(step.index)
                 elif isinstance(step, Reply):
-                    if step.delay_ns:
-                        await asyncio.sleep(step.delay_ns / 1e9)
+                    # At its recorded distance from the message it answers, not from the
+                    # step before it: a proxy records no streams, so everything the
+                    # server sent after a client message answers it, and delays taken
+                    # one after another would add up (replies later and later).
+                    await sleep_until(session.arrived[step.answers] + step.delay_ns / 1e9)
                     await self._send(session, step)
                 elif isinstance(step, Close):
                     await sleep_until(origin + step.at_ns / 1e9)

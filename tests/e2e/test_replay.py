@@ -164,6 +164,32 @@ async def test_reply_waits_for_the_client_message_it_answers(tmp_path: Path) -> 
 
 
 @async_test(timeout=30)
+async def test_replies_keep_their_recorded_distance_from_the_message_they_answer(
+    tmp_path: Path,
+) -> None:
+    """A proxy records no streams: everything the server sent after a client message
+    answers it. Each goes out at its recorded distance from that message (within
+    150 ms), not at its distance from the one before (which would add the delays up:
+    200, 600, 1,200 and 2,000 ms here)."""
+    offsets = [200, 400, 600, 800]
+    rows = [opened(0), said(0, 0, b'{"type":"subscribe"}')]
+    rows += [answered(0, t, b"%d" % t) for t in offsets]
+    out = write(tmp_path / "proxied.parquet", rows)
+    async with replay(out, speed=1.0) as server:
+        loop = asyncio.get_running_loop()
+        ws = await client(server.url)
+        await ws.send('{"type":"subscribe"}')
+        start = loop.time()
+        arrivals = []
+        for _ in offsets:
+            await ws.recv()
+            arrivals.append((loop.time() - start) * 1000)
+        await ws.close()
+    for want, got in zip(offsets, arrivals, strict=True):
+        assert want - 20 <= got <= want + 150, (offsets, arrivals)
+
+
+@async_test(timeout=30)
 async def test_speed_one_keeps_recorded_timing(tmp_path: Path) -> None:
     """At speed 1, a one-second recording takes about one second, each message near
     its recorded offset from the connect (within 150 ms)."""
