@@ -42,7 +42,7 @@ _EXAMPLES: Final[dict[str, tuple[tuple[str, ...], str]]] = {
     "plan": (
         (
             "sim plan scenarios/flaky-network.toml --duration 5m --connections 3",
-            "sim plan scenarios/thundering-herd.toml --flat",
+            "sim plan scenarios/outage.toml --flat",
         ),
         "docs/faults.md",
     ),

@@ -31,7 +31,7 @@ def no_inspector_option(command: Callable[..., Any]) -> Callable[..., Any]:
         "--no-inspector",
         is_flag=True,
         help="Serve WebSocket only: no page at /, no /status, /events or /control/*"
-        " (GET /healthz stays).",
+        " (sim run's GET /healthz stays; replay and record have none).",
     )(command)
 
 

@@ -17,8 +17,9 @@ from simulator.core.model import ConnectionList, Disconnect, FaultKind
 from simulator.inspector.http import HttpRequest, HttpResponse, error_response, json_response
 from simulator.inspector.views import View
 from simulator.net.on_demand import NOW_KINDS
-from simulator.scenario.faults import build_faults
+from simulator.scenario.faults import build_faults, fault_keys
 from simulator.scenario.lines import LineIndex
+from simulator.scenario.messages import unknown
 from simulator.scenario.reader import Context
 
 #: The code ``/control/disconnect`` closes with by default: 1012 (service restart), a
@@ -27,6 +28,7 @@ DEFAULT_DISCONNECT_CODE = 1012
 #: The longest fault name a control request may give.
 MAX_NAME_CHARS = 100
 _TRIGGERS = ("at", "every", "window", "poisson")
+_SCHEDULED = (*_TRIGGERS, "limit")  # what a fault carried out now cannot have
 _NOW_KIND_NAMES = [k.value for k in NOW_KINDS]
 
 
@@ -134,6 +136,15 @@ def trigger_fault(view: View, request: HttpRequest) -> HttpResponse:
             )
     if "limit" in table:
         return _bad("limit", "not for a fault carried out now (it happens once)", table["limit"])
+    # Keys no fault has: suggested from what a fault carried out now may have (the
+    # scenario reader's list would offer the schedule keys refused above).
+    kinds = NOW_KINDS if kind is None else (FaultKind(kind),)
+    allowed = [
+        k for k in dict.fromkeys(k for c in kinds for k in fault_keys(c)) if k not in _SCHEDULED
+    ]
+    strays = [k for k in table if not any(k in fault_keys(c) for c in FaultKind)]
+    if strays:
+        return _bad(strays[0], unknown("key", strays[0], allowed), allowed=allowed)
     name = table.get("name")
     if isinstance(name, str) and len(name) > MAX_NAME_CHARS:
         # It is logged, recorded and sent to every page: a name, not a payload.

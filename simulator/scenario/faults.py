@@ -118,6 +118,11 @@ def _keys_of(kind: FaultKind) -> tuple[str, ...]:
 
 _ALLOWED: Final = {kind: _keys_of(kind) for kind in FaultKind}
 _ALL_KEYS: Final = tuple(dict.fromkeys(k for keys in _ALLOWED.values() for k in keys))
+
+
+def fault_keys(kind: FaultKind) -> tuple[str, ...]:
+    """The keys a ``[[fault]]`` table of ``kind`` may have, schedule keys included."""
+    return _ALLOWED[kind]
 _KINDS: Final = tuple(kind.value for kind in FaultKind)
 
 

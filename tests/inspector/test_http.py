@@ -224,6 +224,11 @@ async def test_a_bad_fault_table_is_a_json_400_naming_the_key(
         assert server.on_demand.injected == []
     if table == {"kind": "drop"}:
         assert "disconnect" in error["allowed"]
+    if table.get("cod"):
+        # What it offers instead is what a fault carried out now may have: no schedule.
+        assert "code" in error["allowed"]
+        assert not {"at", "every", "window", "poisson", "limit"} & set(error["allowed"])
+        assert "every" not in error["error"]
 
 
 @async_test()
