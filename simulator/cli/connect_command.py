@@ -7,7 +7,7 @@ import asyncio
 import os
 import sys
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 import click
 
@@ -17,6 +17,7 @@ from simulator.errors import SimError
 
 if TYPE_CHECKING:
     from simulator.client import ClientEvent, ResilientClient
+    from simulator.client.resilient import SeqAcross
 
 #: The server told the client not to come back (a close code or status it must not
 #: retry: 1008, 4xxx, 401, 403, ...).
@@ -76,6 +77,16 @@ EXIT_STOPPED_BY_SERVER = 1
     help="Drop a connection that sent nothing this long after a ping.",
 )
 @click.option("--no-heartbeat", is_flag=True, help="Send no application pings.")
+@click.option(
+    "--seq",
+    "seq_across",
+    type=click.Choice(["auto", "continues", "restarts"]),
+    default="auto",
+    show_default=True,
+    help="How each stream's seq runs across connections: continues (a broadcast: a seq "
+    "seen before is a duplicate), restarts (a per-connection feed), auto (continues, "
+    "unless a stream's first seq on a new connection goes back: a restarted server).",
+)
 @click.option("--seed", type=SEED, default=0, show_default=True, help="Seeds the jitter.")
 @click.option(
     "--tls-ca",
@@ -89,7 +100,7 @@ EXIT_STOPPED_BY_SERVER = 1
     type=click.Choice(["plain", "json"]),
     default="plain",
     help="plain: messages on stdout, the rest on stderr; json: one object a line "
-    "on stdout, with event = message|state|gap|duplicate|retry.",
+    "on stdout, with event = message|state|gap|duplicate|restart|refused|retry.",
 )
 def connect(
     url: str,
@@ -103,13 +114,14 @@ def connect(
     heartbeat: int,
     heartbeat_timeout: int,
     no_heartbeat: bool,
+    seq_across: str,
     seed: int,
     ca: str | None,
     log_format: str,
 ) -> None:
     """Watch a feed through the reference resilient client: it reconnects with jittered
-    backoff, resubscribes, detects half-open connections, and reports gaps and duplicates
-    from each message's seq.
+    backoff, resubscribes, detects half-open connections, and reports gaps, duplicates
+    and restarted counts from each message's seq, and streams the server refused.
 
     Exit status: 0 when --duration ran out or on SIGINT/SIGTERM; 1 when the server said
     not to come back (close 1008 or 4xxx, HTTP 401/403, ...); 2 for a usage error.
@@ -127,6 +139,7 @@ def connect(
             backoff=policy,
             heartbeat_interval_s=None if no_heartbeat else heartbeat / 1e9,
             heartbeat_timeout_s=heartbeat_timeout / 1e9,
+            seq_across_connections=cast("SeqAcross", seq_across),
         )
         client = ResilientClient(
             url,
@@ -185,7 +198,9 @@ def _printer(log_format: str, stop: Callable[[], None]) -> Callable[[ClientEvent
             return
         fields = as_dict(event)
         what = " ".join(
-            f"{k}={v}" for k, v in fields.items() if k not in ("event", "at") and v is not None
+            f"{k}={','.join(v) if isinstance(v, list) else v}"
+            for k, v in fields.items()
+            if k not in ("event", "at") and v is not None
         )
         print(f"sim: {fields['event']} {what}".rstrip(), file=sys.stderr, flush=True)
 

@@ -1,5 +1,5 @@
 """The reference resilient client: reconnects with jittered backoff, classifies closes,
-detects half-open connections, resubscribes, reports gaps and duplicates (see
+detects half-open connections, resubscribes, reports gaps, duplicates and restarted counts (see
 :mod:`simulator.client.resilient`). The front door of the package."""
 
 from simulator.client.events import (
@@ -7,6 +7,8 @@ from simulator.client.events import (
     Duplicate,
     Gap,
     Message,
+    Refused,
+    Restarted,
     Retry,
     State,
     StateChanged,
@@ -21,7 +23,9 @@ __all__ = [
     "Gap",
     "Message",
     "OfflineQueueFull",
+    "Refused",
     "ResilientClient",
+    "Restarted",
     "Retry",
     "State",
     "StateChanged",

@@ -67,18 +67,47 @@ class Duplicate:
 
 
 @dataclass(frozen=True, slots=True)
+class Restarted:
+    """``stream``'s count started again on a new connection: its first ``seq`` there is
+    below ``previous``, the highest seen before (a restarted server, a per-connection
+    feed, another host behind a balancer). The client counts afresh from ``seq``; what
+    the application derived from the old count (totals, the last seq) is stale."""
+
+    at: float
+    stream: str
+    previous: int
+    seq: int
+    event = "restart"
+
+
+@dataclass(frozen=True, slots=True)
+class Refused:
+    """The server refused to (un)subscribe ``streams``: it does not send them. They are
+    no longer in the client's active set, and the rest of the set was asked for again
+    if the refusal took it down with them."""
+
+    at: float
+    streams: tuple[str, ...]
+    reason: str
+    event = "refused"
+
+
+@dataclass(frozen=True, slots=True)
 class Retry:
     """The client will try again in ``delay_s`` (attempt ``attempt``, counting failures
-    since the last stable connection) because of ``reason``."""
+    since the last stable connection) because of ``reason``; ``retry_after_s`` is what
+    the server asked for (``Retry-After`` or a 1013's reason, capped), which the delay
+    is drawn after."""
 
     at: float
     delay_s: float
     reason: str
     attempt: int
+    retry_after_s: float | None = None
     event = "retry"
 
 
-ClientEvent = StateChanged | Message | Gap | Duplicate | Retry
+ClientEvent = StateChanged | Message | Gap | Duplicate | Restarted | Refused | Retry
 
 
 def as_dict(event: ClientEvent) -> dict[str, Any]:
@@ -91,5 +120,7 @@ def as_dict(event: ClientEvent) -> dict[str, Any]:
             value = value.value
         elif isinstance(value, bytes):
             value = value.decode(errors="replace")
+        elif isinstance(value, tuple):
+            value = list(value)
         fields[name] = value
     return fields

@@ -14,9 +14,14 @@ reconnecting WebSocket hook, with each behaviour a documented, tested promise.
 * **At most one live socket**, and :meth:`close` cancels any pending reconnect and
   leaves no task, timer or socket behind.
 * **Resubscribes to exactly the active subscription set** after every reconnect, after
-  re-sending the preamble (auth, session) messages.
+  re-sending the preamble (auth, session) messages. The set is either the streams
+  subscribed to, or everything the server sends but those unsubscribed from. A stream
+  the server refuses as unknown leaves the set (a :class:`Refused` event), and what a
+  refusal took down with it is asked for again, one stream a request.
 * **Gaps and duplicates from each stream's ``seq``** (:mod:`simulator.core.sequence`):
-  a duplicate is never delivered twice, every gap is reported with its range.
+  a duplicate is never delivered twice, every gap is reported with its range. A count
+  that starts again on a new connection (a restarted server) is followed, not taken
+  for duplicates (a :class:`Restarted` event; see ``ClientConfig.seq_across_connections``).
 * **Messages sent while offline** wait in a bounded queue and are written once, in
   order, when the next connection opens (at most once: one written to a connection
   that drops at once is not sent again).
@@ -38,7 +43,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import orjson
 
@@ -47,6 +52,8 @@ from simulator.client.events import (
     Duplicate,
     Gap,
     Message,
+    Refused,
+    Restarted,
     Retry,
     State,
     StateChanged,
@@ -54,11 +61,16 @@ from simulator.client.events import (
 from simulator.core.backoff import Backoff, BackoffPolicy
 from simulator.core.close_policy import CloseClass, ClosePolicy, Verdict
 from simulator.core.sequence import SequenceTracker
-from simulator.errors import ConnectError, SimError
+from simulator.errors import ConnectError, SimError, UsageError
 from simulator.net.wire import Connection, Handler, WireConfig, close_of
 from simulator.net.wire_client import ClientConnection, OpenTransport, check_url, connect
 
 logger = logging.getLogger(__name__)
+
+
+#: How a stream's ``seq`` runs from one connection to the next (see ClientConfig).
+SeqAcross = Literal["auto", "continues", "restarts"]
+SEQ_ACROSS: tuple[SeqAcross, ...] = ("auto", "continues", "restarts")
 
 
 class OfflineQueueFull(SimError):
@@ -78,15 +90,29 @@ class ClientConfig:
     ping_message: str = '{"type":"ping"}'
     subscribe_type: str = "subscribe"
     unsubscribe_type: str = "unsubscribe"
+    #: The ``type`` of the server's error replies; one with ``"error":
+    #: "unknown_stream"`` and a ``"streams"`` list refuses those streams.
+    error_type: str = "error"
     open_timeout_s: float = 10.0
     close_timeout_s: float = 2.0
     #: Messages kept while offline; more raise :class:`OfflineQueueFull`.
     queue_limit: int = 1000
-    #: ``True``: each connection's streams count ``seq`` from 1 again (a per-connection
-    #: feed); ``False``: ``seq`` runs on across connections (a broadcast feed), so what
-    #: was missed while away is reported as a gap.
-    seq_per_connection: bool = False
+    #: How each stream's ``seq`` runs across connections. ``"continues"``: one count (a
+    #: broadcast feed): what was missed while away is a gap, a seq seen before is a
+    #: duplicate. ``"restarts"``: each connection counts afresh (a per-connection feed).
+    #: ``"auto"``: one count, unless a stream's first seq on a new connection is below
+    #: the highest seen before it: then that stream's count started again (a restarted
+    #: server, another host behind a balancer), reported as :class:`Restarted`. (A
+    #: server that replays older messages on reconnect needs ``"continues"``.)
+    seq_across_connections: SeqAcross = "auto"
     max_size: int | None = 2**20
+
+    def __post_init__(self) -> None:
+        if self.seq_across_connections not in SEQ_ACROSS:
+            raise UsageError(
+                f"seq_across_connections={self.seq_across_connections!r}: "
+                f"must be one of {', '.join(SEQ_ACROSS)}"
+            )
 
 
 class _Session(Handler):
@@ -98,6 +124,11 @@ class _Session(Handler):
         self.heartbeat_failed = False
         self.opened_at: float | None = None
         self.heard_at = 0.0
+        #: Streams that have sent a message on this connection (the first may restart).
+        self.streams: set[str] = set()
+        #: Streams asked for in requests naming several, since the last resync: a
+        #: refusal of one of them refused them all.
+        self.batched: set[str] = set()
         # The heartbeat timers not run yet, by id (a TimerHandle hashes and compares by
         # its time: a beat and a check due together collide); in the order they were set.
         self.timers: dict[int, asyncio.TimerHandle] = {}
@@ -110,7 +141,7 @@ class _Session(Handler):
 
     def message(self, conn: Connection, message: str | bytes) -> None:
         self.heard_at = asyncio.get_running_loop().time()
-        self.client._received(message)
+        self.client._received(self, message)
 
     def control(self, conn: Connection, frame: Any) -> None:
         self.heard_at = asyncio.get_running_loop().time()  # a pong is a sign of life too
@@ -143,8 +174,10 @@ class ResilientClient:
     :meth:`start` (or ``async with``), stop it with :meth:`close`.
 
     ``subscriptions`` is the initial active set (``None``: whatever the server sends by
-    default); ``preamble`` messages (auth, session) are sent first on every connection.
-    ``headers`` go with every handshake; ``ssl`` verifies a ``wss://`` server (default:
+    default, less what :meth:`unsubscribe` removes); ``preamble`` messages (auth,
+    session) are sent first on every connection. ``headers`` go with every handshake.
+    Both are read again for every connection: assign new ones (a refreshed token) and
+    the next connection uses them. ``ssl`` verifies a ``wss://`` server (default:
     the system's CAs). ``open_transport`` replaces the socket (tests: a server's
     in-memory transport). ``seed`` seeds the backoff's jitter.
     """
@@ -164,7 +197,10 @@ class ResilientClient:
         check_url(url)
         self.url = url
         self.config = config if config is not None else ClientConfig()
+        #: The streams subscribed to, or ``None``: everything the server sends by
+        #: default except ``unsubscribed``.
         self.subscriptions: set[str] | None = None if subscriptions is None else set(subscriptions)
+        self.unsubscribed: set[str] = set()
         self.preamble = tuple(preamble)
         self.headers = tuple(headers)
         self.state = State.STOPPED
@@ -261,20 +297,30 @@ class ResilientClient:
 
     def subscribe(self, *types: str) -> None:
         """Add ``types`` to the active set (told to the server now if connected, and on
-        every reconnect)."""
-        if self.subscriptions is None:
-            self.subscriptions = set()
-        self.subscriptions.update(types)
-        if self.state is State.OPEN and self._conn is not None:
-            self._conn.send(self._subscription(self.config.subscribe_type, sorted(types)))
+        every reconnect). As the server does, the first subscribe of a client on the
+        default set narrows it to ``types``."""
+        narrows = self.subscriptions is None and not self.unsubscribed
+        if self.subscriptions is not None:
+            self.subscriptions.update(types)
+        elif self.unsubscribed:
+            self.unsubscribed.difference_update(types)
+        else:
+            self.subscriptions = set(types)
+        self._ask(self.config.subscribe_type, types, narrows=narrows)
 
     def unsubscribe(self, *types: str) -> None:
-        """Remove ``types`` from the active set."""
+        """Remove ``types`` from the active set (told to the server now if connected,
+        and on every reconnect), the default set included."""
         if self.subscriptions is None:
-            return
-        self.subscriptions.difference_update(types)
-        if self.state is State.OPEN and self._conn is not None:
-            self._conn.send(self._subscription(self.config.unsubscribe_type, sorted(types)))
+            self.unsubscribed.update(types)
+        else:
+            self.subscriptions.difference_update(types)
+        self._ask(self.config.unsubscribe_type, types)
+
+    def _ask(self, kind: str, types: Sequence[str], *, narrows: bool = False) -> None:
+        conn, session = self._conn, self._session
+        if types and self.state is State.OPEN and conn is not None and session is not None:
+            self._request(conn, session, kind, set(types), narrows=narrows)
 
     # ------------------------------------------------------------------ the loop
 
@@ -307,7 +353,10 @@ class ResilientClient:
             else:
                 await session.ended.wait()
                 assert session.opened_at is not None
-                uptime = loop.time() - session.opened_at
+                # How long it was healthy: a half-open connection was not, from the last
+                # sign of life on (else every accept-then-silence would reset the count).
+                ended_at = session.heard_at if session.heartbeat_failed else loop.time()
+                uptime = ended_at - session.opened_at
                 self._conn = self._session = None
                 code, reason, by = close_of(conn)
                 if session.heartbeat_failed:
@@ -330,7 +379,10 @@ class ResilientClient:
             delay = self._backoff.next_delay_s(
                 self._rng.random(), uptime_s=uptime, retry_after_s=verdict.retry_after_s
             )
-            self._emit(Retry(loop.time(), delay, verdict.reason, attempt))
+            hint = verdict.retry_after_s
+            if hint is not None:
+                hint = min(hint, self.config.backoff.retry_after_cap_s)
+            self._emit(Retry(loop.time(), delay, verdict.reason, attempt, hint))
             self._set_state(State.BACKOFF, delay_s=delay, reason=verdict.reason)
             await asyncio.sleep(delay)
 
@@ -340,17 +392,20 @@ class ResilientClient:
         self._conn, self._session = conn, session
         session.opened_at = asyncio.get_running_loop().time()
         self.connections += 1
-        if self.config.seq_per_connection:
+        if self.config.seq_across_connections == "restarts":
             self._tracker.restart()
         for message in self.preamble:
             conn.send(message)
-        if self.subscriptions is not None:
-            if self.subscriptions:
-                conn.send(
-                    self._subscription(self.config.subscribe_type, sorted(self.subscriptions))
-                )
-            else:
-                conn.send(self._subscription(self.config.unsubscribe_type, "*"))
+        # A new connection starts from the server's default set: one request makes it
+        # the active set.
+        if self.subscriptions:
+            self._request(
+                conn, session, self.config.subscribe_type, self.subscriptions, narrows=True
+            )
+        elif self.subscriptions is not None:
+            conn.send(self._subscription(self.config.unsubscribe_type, "*"))
+        elif self.unsubscribed:
+            self._request(conn, session, self.config.unsubscribe_type, self.unsubscribed)
         while self._outbox and conn.is_open:
             conn.send(self._outbox.popleft())
         session.heard_at = asyncio.get_running_loop().time()
@@ -394,7 +449,7 @@ class ResilientClient:
 
     # ------------------------------------------------------------------ messages
 
-    def _received(self, raw: str | bytes) -> None:
+    def _received(self, session: _Session, raw: str | bytes) -> None:
         loop_time = asyncio.get_running_loop().time()
         try:
             data = orjson.loads(raw)
@@ -405,8 +460,13 @@ class ResilientClient:
             kind, number = data.get("type"), data.get("seq")
             if isinstance(kind, str) and isinstance(number, int) and not isinstance(number, bool):
                 stream, seq = kind, number
+            elif kind == self.config.error_type and data.get("error") == "unknown_stream":
+                self._refused(session, data, loop_time)
         late = False
         if stream is not None and seq is not None:
+            if stream not in session.streams:
+                session.streams.add(stream)
+                self._follow_restart(stream, seq, loop_time)
             seen = self._tracker.observe(stream, seq)
             if seen.gap is not None:
                 self._emit(Gap(loop_time, stream, seen.gap[0], seen.gap[1]))
@@ -417,6 +477,65 @@ class ResilientClient:
                 return
             late = seen.late
         self._emit(Message(loop_time, raw, data, stream, seq, late))
+
+    def _follow_restart(self, stream: str, seq: int, at: float) -> None:
+        """The first message of ``stream`` on a connection: with ``"auto"``, a seq below
+        the highest seen before means the count started again."""
+        if self.config.seq_across_connections != "auto":
+            return
+        previous = self._tracker.highest(stream)
+        if previous is not None and seq < previous:
+            self._tracker.restart(stream)
+            self._emit(Restarted(at, stream, previous, seq))
+
+    # ------------------------------------------------------------------ subscriptions
+
+    def _request(
+        self,
+        conn: ClientConnection,
+        session: _Session,
+        kind: str,
+        types: set[str],
+        *,
+        narrows: bool = False,
+    ) -> None:
+        """Ask the server to (un)subscribe ``types``. A refusal of a request naming
+        several takes them all down, and one of a first subscribe (which ``narrows`` the
+        server's default set) leaves the default: either way a resync follows it."""
+        if len(types) > 1 or narrows:
+            session.batched.update(types)
+        conn.send(self._subscription(kind, sorted(types)))
+
+    def _refused(self, session: _Session, error: dict[str, Any], at: float) -> None:
+        """The server refused a request naming streams it does not send: they leave the
+        active set. The server refuses a whole request for one unknown name, so when it
+        named several, the others did not take either (and a first subscribe left the
+        default set): the active set is asked for again, one stream a request (none of
+        which can take another down), from a known start."""
+        names = error.get("streams")
+        if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+            return
+        refused = set(names)
+        if self.subscriptions is not None:
+            self.subscriptions.difference_update(refused)
+        else:
+            self.unsubscribed.difference_update(refused)
+        message = error.get("message")
+        self._emit(Refused(at, tuple(sorted(refused)), message if isinstance(message, str) else ""))
+        conn = self._conn
+        if not refused & session.batched or conn is None or self._session is not session:
+            return
+        # Everything sent before this resync is set right by it: start counting afresh.
+        session.batched.clear()
+        subscribe, unsubscribe = self.config.subscribe_type, self.config.unsubscribe_type
+        if self.subscriptions is not None:
+            conn.send(self._subscription(unsubscribe, "*"))
+            for name in sorted(self.subscriptions):
+                conn.send(self._subscription(subscribe, [name]))
+        else:
+            conn.send(self._subscription(subscribe, "*"))
+            for name in sorted(self.unsubscribed):
+                conn.send(self._subscription(unsubscribe, [name]))
 
     # ------------------------------------------------------------------ reporting
 

@@ -354,6 +354,11 @@ def _error_message(protocol: Protocol) -> JSON:
             {
                 "error": {"type": "string", "enum": list(_ERROR_CODES)},
                 "message": {"type": "string"},
+                "streams": {
+                    "type": "array",
+                    "items": {"type": "string"},
+                    "description": "unknown_stream only: the streams this server does not send",
+                },
             },
             ["error", "message"],
         ),

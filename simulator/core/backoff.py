@@ -9,7 +9,8 @@ Two departures from ``websockets``' own reconnect loop, on purpose:
 
 - **Full jitter on every attempt** ("AWS full jitter": the delay is drawn uniformly from
   ``[0, window)``), not only on the first one, so clients dropped together do not come
-  back together.
+  back together. That holds after a ``Retry-After`` too: the draw is added to it, so
+  clients refused together with the same hint do not all come back when it ends.
 - **A bare handshake does not reset the count.** ``websockets`` resets its delays on
   every successful handshake, so a server that accepts and then closes at once is
   retried in a tight loop (reconnecting-websocket#200, pipecat PR #3824). Here only a
@@ -32,8 +33,8 @@ class BackoffPolicy:
     """How long to wait before reconnect attempt ``n`` (counted from 0).
 
     Attempt ``n`` waits ``draw * window_s(n)`` where the window is
-    ``min(cap_s, base_s * factor**n)``; a server's ``Retry-After`` raises that to at
-    least ``min(retry_after, retry_after_cap_s)``. Invalid values raise
+    ``min(cap_s, base_s * factor**n)``; after a server's ``Retry-After`` it waits
+    ``min(retry_after, retry_after_cap_s)`` plus that. Invalid values raise
     :class:`~simulator.errors.UsageError` naming the field.
     """
 
@@ -88,8 +89,8 @@ class BackoffPolicy:
 
     def delay_s(self, attempt: int, draw: float, retry_after_s: float | None = None) -> float:
         """The delay before attempt ``attempt``: ``draw * window_s(attempt)`` (full
-        jitter), or at least ``min(retry_after_s, retry_after_cap_s)`` when the server
-        sent a ``Retry-After``.
+        jitter), after ``min(retry_after_s, retry_after_cap_s)`` when the server sent a
+        ``Retry-After`` (never before the time it asked for, and still jittered).
 
         ``draw`` is one uniform draw from the caller's seeded generator, in ``[0, 1)``
         (``random.Random.random()``; 1.0 is accepted and gives the whole window).
@@ -103,7 +104,7 @@ class BackoffPolicy:
             return jittered
         if not retry_after_s >= 0:
             raise UsageError(f"retry_after_s={retry_after_s!r}: must be >= 0")
-        return max(jittered, min(retry_after_s, self.retry_after_cap_s))
+        return min(retry_after_s, self.retry_after_cap_s) + jittered
 
 
 @dataclass(slots=True)

@@ -81,7 +81,9 @@ CLOSE_CODE_NAMES: dict[int, str] = {
     3008: "timeout",
 }
 
-DEFAULT_STOP_CODES = frozenset({1002, 1003, 1007, 1008, 1009, 1010})
+# 3000 and 3003 are the IANA-registered "unauthorized" and "forbidden": the close-code
+# counterparts of HTTP 401 and 403, which stop too.
+DEFAULT_STOP_CODES = frozenset({1002, 1003, 1007, 1008, 1009, 1010, 3000, 3003})
 DEFAULT_STOP_CODE_RANGES: tuple[tuple[int, int], ...] = ((4000, 4999),)
 DEFAULT_STOP_STATUSES = frozenset(range(300, 500)) - {408, 429}
 

@@ -9,7 +9,7 @@ ISO time the I/O layer passes in, so tests can pin it.
 from __future__ import annotations
 
 import re
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 
 import orjson
@@ -41,8 +41,15 @@ class Outcome:
     extra: dict[str, JSON] = field(default_factory=dict)
 
 
-def error_message(protocol: Protocol, code: str, detail: str) -> JSON:
-    return {"type": protocol.error_type, "error": code, "message": detail}
+def error_message(
+    protocol: Protocol, code: str, detail: str, streams: Sequence[str] | None = None
+) -> JSON:
+    """The error reply; ``streams`` names the unknown streams of an ``unknown_stream``
+    refusal (so that a client can drop them from what it asks for, and ask again)."""
+    message: dict[str, JSON] = {"type": protocol.error_type, "error": code, "message": detail}
+    if streams is not None:
+        message["streams"] = list(streams)
+    return message
 
 
 def handle_text(
@@ -97,8 +104,14 @@ def binary_refused(protocol: Protocol, subscriptions: Subscriptions) -> Outcome:
     )
 
 
-def _refuse(protocol: Protocol, subscriptions: Subscriptions, code: str, detail: str) -> Outcome:
-    replies = (Reply(error_message(protocol, code, detail)),) if protocol.errors else ()
+def _refuse(
+    protocol: Protocol,
+    subscriptions: Subscriptions,
+    code: str,
+    detail: str,
+    streams: Sequence[str] | None = None,
+) -> Outcome:
+    replies = (Reply(error_message(protocol, code, detail, streams)),) if protocol.errors else ()
     return Outcome(replies, subscriptions, error=code, kind="error")
 
 
@@ -128,6 +141,7 @@ def _subscription(
             subscriptions,
             "unknown_stream",
             f"unknown stream(s) {', '.join(unknown)}; known: {', '.join(sorted(stream_types))}",
+            unknown,
         )
     current = set(stream_types) if subscriptions is None else set(subscriptions)
     if subscribe:

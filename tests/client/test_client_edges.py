@@ -1,6 +1,7 @@
 """The reference client at the edges a review found: messages that come with the
 handshake, listeners that raise, concurrent closes, restarts, the heartbeat's bound
-for any interval and timeout, URLs no retry can mend. A scripted server on the wire
+for any interval and timeout, URLs no retry can mend, counts that start again on a new
+connection, half-open connections and the backoff. A scripted server on the wire
 layer, on the virtual clock."""
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ from typing import Any
 
 import orjson
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from simulator.client import (
     ClientConfig,
@@ -19,6 +22,8 @@ from simulator.client import (
     Gap,
     Message,
     ResilientClient,
+    Restarted,
+    Retry,
     State,
     StateChanged,
 )
@@ -75,7 +80,9 @@ def test_messages_that_come_with_the_handshake_count_on_the_new_connection() -> 
                 for seq in (1, 2, 3, 4, 6):
                     tick(conn, seq)
 
-        config = ClientConfig(backoff=POLICY, heartbeat_interval_s=None, seq_per_connection=True)
+        config = ClientConfig(
+            backoff=POLICY, heartbeat_interval_s=None, seq_across_connections="restarts"
+        )
         client = ResilientClient(
             "ws://feed.test/", config=config, open_transport=serving(Scripted(on_open))
         )
@@ -234,3 +241,103 @@ class _Ponger(ServerHandler):
 def test_a_url_no_retry_can_mend_is_refused_at_once(url: str) -> None:
     with pytest.raises(UsageError):
         ResilientClient(url)
+
+
+def two_connections(first: list[int], second: list[int], seq_across: str) -> list[ClientEvent]:
+    """The events of a client whose first connection sends ticks ``first`` and is then
+    reset, and whose second sends ``second``."""
+
+    async def main() -> list[ClientEvent]:
+        def on_open(conn: Connection) -> None:
+            for seq in first if conn.index == 0 else second:
+                tick(conn, seq)
+            if conn.index == 0:
+                asyncio.get_running_loop().call_later(1.0, conn.abort)
+
+        config = ClientConfig(
+            backoff=POLICY, heartbeat_interval_s=None, seq_across_connections=seq_across
+        )
+        client = ResilientClient(
+            "ws://feed.test/", config=config, open_transport=serving(Scripted(on_open))
+        )
+        events: list[ClientEvent] = []
+        client.listen(events.append)
+        await client.start()
+        await asyncio.sleep(5)
+        await client.close()
+        return events
+
+    return run(main())
+
+
+def delivered(events: list[ClientEvent]) -> list[int]:
+    return [e.seq for e in events if isinstance(e, Message) and e.seq is not None]
+
+
+@settings(max_examples=40, deadline=None)
+@given(high=st.integers(1, 6000), start=st.integers(1, 6000), more=st.integers(0, 3))
+def test_a_count_that_goes_back_on_a_new_connection_is_followed_not_taken_for_duplicates(
+    high: int, start: int, more: int
+) -> None:
+    """A server restarted (or another host) counts from wherever it is: ``"auto"``
+    follows a stream whose first seq on the new connection is below the highest seen
+    (every message delivered, one Restarted, no duplicate), and treats one above it as
+    the same count resumed (the seqs in between are a gap)."""
+    second = list(range(start, start + more + 1))
+    events = two_connections([high], second, "auto")
+    restarts = [e for e in events if isinstance(e, Restarted)]
+    gaps = [(g.first, g.last) for g in events if isinstance(g, Gap)]
+    if start < high:
+        assert delivered(events) == [high, *second]
+        assert [(r.stream, r.previous, r.seq) for r in restarts] == [("tick", high, start)]
+        assert gaps == []
+    elif start == high:  # the last message again: a duplicate, not a new count
+        assert delivered(events) == [high, *second[1:]]
+        assert restarts == []
+    else:
+        assert delivered(events) == [high, *second]
+        assert restarts == []
+        assert gaps == ([(high + 1, start - 1)] if start > high + 1 else [])
+    assert not [e for e in events if isinstance(e, Duplicate)] or start == high
+
+
+def test_continues_takes_a_count_that_goes_back_for_duplicates_and_restarts_forgets_it() -> None:
+    continued = two_connections([1, 2, 3], [1, 2, 4], "continues")
+    assert delivered(continued) == [1, 2, 3, 4]
+    assert [e.seq for e in continued if isinstance(e, Duplicate)] == [1, 2]
+    restarted = two_connections([1, 2, 3], [2, 3], "restarts")
+    assert delivered(restarted) == [1, 2, 3, 2, 3]
+    assert not [e for e in restarted if isinstance(e, Restarted | Duplicate | Gap)]
+
+
+def test_a_duplicate_on_the_same_connection_is_caught_in_auto_too() -> None:
+    events = two_connections([1, 2, 3], [7, 8, 8, 7, 5], "auto")
+    assert delivered(events) == [1, 2, 3, 7, 8, 5]  # 5: late, filling the gap 4-6
+    assert [e.seq for e in events if isinstance(e, Duplicate)] == [8, 7]
+
+
+def test_an_unknown_seq_mode_is_refused() -> None:
+    with pytest.raises(UsageError, match="seq_across_connections='sometimes'"):
+        ClientConfig(seq_across_connections="sometimes")  # type: ignore[arg-type]
+
+
+def test_a_connection_that_goes_silent_does_not_count_as_stable() -> None:
+    """Every connection is accepted and then silent: found by the heartbeat after 10 s,
+    longer than ``stable_s`` (5 s). It was healthy for no time at all, so the backoff
+    keeps growing rather than starting over after each one."""
+
+    async def main() -> list[int]:
+        config = ClientConfig(backoff=POLICY, heartbeat_interval_s=5.0, heartbeat_timeout_s=5.0)
+        client = ResilientClient(
+            "ws://feed.test/", config=config, open_transport=serving(Scripted())
+        )
+        attempts: list[int] = []
+        client.listen(lambda e: attempts.append(e.attempt) if isinstance(e, Retry) else None)
+        await client.start()
+        await asyncio.sleep(60)
+        await client.close()
+        return attempts
+
+    attempts = run(main())
+    assert len(attempts) >= 3
+    assert attempts == list(range(len(attempts)))

@@ -28,7 +28,7 @@ from typing import Any
 
 import orjson
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from simulator.client import (
@@ -135,12 +135,21 @@ def faults_end_s(plan: FlatPlan) -> float:
     return max(ends, default=0.0)
 
 
+def retry_after_ns(fault: PlannedFault) -> int:
+    """The Retry-After a fault tells clients (an outage's is its length by default)."""
+    value = dict(fault.params).get("retry_after_ns")
+    if value is None and fault.kind is FaultKind.OUTAGE:
+        value = fault.duration_ns
+    return value if isinstance(value, int) else 0
+
+
 def comeback_bound_s(plan: FlatPlan) -> float:
     """When the client must be connected again: the faults' end, plus the longest wait
-    it may be told (the backoff cap, or a Retry-After up to its cap), plus one heartbeat
+    it may be told (a Retry-After up to its cap, then the backoff's jitter, up to its
+    cap, after it), plus one heartbeat
     period (a stall that ends with the plan was being detected)."""
-    retry_after = [dict(p.params).get("retry_after_ns") or 0 for p in plan]
-    longest_wait = max([POLICY.cap_s, *(min(r / S, POLICY.retry_after_cap_s) for r in retry_after)])
+    hint = max([0.0, *(min(retry_after_ns(p) / S, POLICY.retry_after_cap_s) for p in plan)])
+    longest_wait = hint + POLICY.cap_s  # the jitter is drawn after the hint
     return faults_end_s(plan) + longest_wait + INTERVAL_S + TIMEOUT_S + 0.01
 
 
@@ -172,7 +181,7 @@ def run_client(
         state_at_bound = client.state
         final_conn = max(sim.server.clients, default=None)
         await client.close()
-        await sim.sleep(max(POLICY.cap_s, POLICY.retry_after_cap_s) + 1)
+        await sim.sleep(POLICY.cap_s + POLICY.retry_after_cap_s + 1)
         others = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
         sent = []
         for s in sim.server.sent or []:
@@ -300,8 +309,9 @@ def stalls_detected(run: Run) -> None:
 def delays_within_bounds(run: Run) -> None:
     """(e), for one client."""
     for retry in run.of(Retry):
-        top = max(POLICY.window_s(retry.attempt), POLICY.retry_after_cap_s)
-        assert 0 <= retry.delay_s <= top
+        hint = retry.retry_after_s or 0.0
+        assert 0 <= hint <= POLICY.retry_after_cap_s
+        assert hint <= retry.delay_s <= hint + POLICY.window_s(retry.attempt)
 
 
 def nothing_left(run: Run) -> None:
@@ -328,6 +338,9 @@ PROPERTIES = [
     suppress_health_check=[HealthCheck.too_slow],
 )
 @given(plan=plans, seed=st.integers(0, 2**32 - 1))
+# An outage tells clients its length as Retry-After (capped at 5 s): a refusal just
+# before it ends means 5 s plus the jitter after it.
+@example(plan=(PlannedFault(0, FaultKind.OUTAGE, duration_ns=17_034_000_000),), seed=0)
 def test_the_reference_client_keeps_every_property_under_any_fault_plan(
     plan: FlatPlan, seed: int
 ) -> None:
@@ -395,9 +408,9 @@ class BrokenGivesUp(ResilientClient):
 class BrokenDeliversDuplicates(ResilientClient):
     """Delivers every message it gets, duplicates included."""
 
-    def _received(self, raw: str | bytes) -> None:
+    def _received(self, session: _Session, raw: str | bytes) -> None:
         self._tracker.restart()
-        super()._received(raw)
+        super()._received(session, raw)
 
 
 class BrokenForgetsSubscriptions(ResilientClient):

@@ -1,7 +1,8 @@
 """The reference client driven by a random sequence of steps — connect, fault, heal,
-subscribe, unsubscribe, send — inside one virtual-time loop, with the invariants checked
-after every step. (hypothesis has no async stateful rules, issue #4107: the steps are
-drawn with ``st.data()`` and run one after another on the loop.)"""
+subscribe, unsubscribe (streams the server has, and one it has not), send — inside one
+virtual-time loop, with the invariants checked after every step. (hypothesis has no
+async stateful rules, issue #4107: the steps are drawn with ``st.data()`` and run one
+after another on the loop.)"""
 
 from __future__ import annotations
 
@@ -17,6 +18,8 @@ from simulator.core.backoff import BackoffPolicy
 from simulator.testing.harness import RunningSim, run_sim
 
 STREAMS = ("a", "b", "c")
+ALL = frozenset(STREAMS)
+NAMES = (*STREAMS, "bogus")  # "bogus" is refused by the server as unknown
 CONFIG = ClientConfig(
     backoff=BackoffPolicy(base_s=0.2, factor=2.0, cap_s=2.0, stable_s=2.0),
     heartbeat_interval_s=0.5,
@@ -35,8 +38,8 @@ steps = st.lists(
         st.tuples(st.just("disconnect"), st.sampled_from([1000, 1001, 1011, 1012, 1013])),
         st.tuples(st.just("stall")),
         st.tuples(st.just("heal")),
-        st.tuples(st.just("subscribe"), st.sampled_from(STREAMS)),
-        st.tuples(st.just("unsubscribe"), st.sampled_from(STREAMS)),
+        st.tuples(st.just("subscribe"), st.lists(st.sampled_from(NAMES), min_size=1, max_size=3)),
+        st.tuples(st.just("unsubscribe"), st.lists(st.sampled_from(NAMES), min_size=1, max_size=3)),
         st.tuples(st.just("send")),
         st.tuples(st.just("wait"), st.integers(1, 5)),
     ),
@@ -46,15 +49,22 @@ steps = st.lists(
 
 
 @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(steps=steps)
+@given(
+    initial=st.sampled_from([None, ["a"], ["a", "bogus"], ["bogus"], []]),
+    steps=steps,
+)
 def test_the_client_keeps_its_invariants_through_any_sequence_of_steps(
-    steps: list[tuple[Any, ...]],
+    initial: list[str] | None, steps: list[tuple[Any, ...]]
 ) -> None:
     async def check(sim: RunningSim) -> None:
         client = ResilientClient(
-            sim.url, config=CONFIG, subscriptions=["a"], open_transport=sim.open_transport
+            sim.url, config=CONFIG, subscriptions=initial, open_transport=sim.open_transport
         )
-        wanted = {"a"}
+        # The active set, as the server's protocol defines it: the streams subscribed
+        # to, or (None) all of them but those unsubscribed from; the first subscribe on
+        # the default set narrows it.
+        wanted = None if initial is None else set(initial)
+        excluded: set[str] = set()
         pings_sent: list[int] = []
         pongs: list[int] = []
 
@@ -77,11 +87,19 @@ def test_the_client_keeps_its_invariants_through_any_sequence_of_steps(
             elif kind == "heal" and served and served[0].faulted and served[0].faulted.stalled:
                 served[0].faults().unstall(served[0])
             elif kind == "subscribe":
-                client.subscribe(step[1])
-                wanted.add(step[1])
+                client.subscribe(*step[1])
+                if wanted is not None:
+                    wanted.update(step[1])
+                elif excluded:
+                    excluded.difference_update(step[1])
+                else:
+                    wanted = set(step[1])
             elif kind == "unsubscribe":
-                client.unsubscribe(step[1])
-                wanted.discard(step[1])
+                client.unsubscribe(*step[1])
+                if wanted is None:
+                    excluded.update(step[1])
+                else:
+                    wanted.difference_update(step[1])
             elif kind == "send":
                 pings_sent.append(len(pings_sent))
                 client.send(orjson.dumps({"type": "ping", "id": pings_sent[-1]}).decode())
@@ -95,10 +113,10 @@ def test_the_client_keeps_its_invariants_through_any_sequence_of_steps(
         await sim.sleep(CONFIG.backoff.cap_s + 2)
         assert client.state is State.OPEN
         [served] = sim.server.clients.values()
-        if wanted:
-            assert served.subscriptions == frozenset(wanted)
-        else:
-            assert served.subscriptions == frozenset()
+        # Unknown streams take nothing down with them, and leave the client's set.
+        expected = ALL - excluded if wanted is None else wanted & ALL
+        assert (ALL if served.subscriptions is None else served.subscriptions) == expected
+        assert "bogus" not in (client.subscriptions or set()) | client.unsubscribed
         # Every ping sent was answered at most once, in order (a ping sent on a
         # connection that then died may be lost: sent once, never again).
         assert pongs == sorted(set(pongs))

@@ -56,9 +56,21 @@ def test_retry_after_is_honoured_up_to_its_cap(
 ) -> None:
     delay = policy.delay_s(attempt, draw, retry_after)
     assert delay >= min(retry_after, policy.retry_after_cap_s)
-    assert delay <= max(policy.cap_s, policy.retry_after_cap_s)
+    assert delay <= policy.retry_after_cap_s + policy.cap_s
     # Retry-After only ever lengthens the wait.
     assert delay >= policy.delay_s(attempt, draw)
+
+
+@given(policies(), huge_attempts, draws, draws, retry_afters)
+def test_retry_after_keeps_the_jitter(
+    policy: BackoffPolicy, attempt: int, one: float, other: float, retry_after: float
+) -> None:
+    """Clients refused together with the same hint come back spread over the whole
+    window after it, as far apart as their draws: not all when the hint ends."""
+    hint = min(retry_after, policy.retry_after_cap_s)
+    apart = policy.delay_s(attempt, one, retry_after) - policy.delay_s(attempt, other, retry_after)
+    window = policy.window_s(attempt)
+    assert apart == pytest.approx((one - other) * window, abs=1e-9 * max(hint, window))
 
 
 @given(policies(), attempts)

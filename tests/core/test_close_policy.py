@@ -49,7 +49,9 @@ DEFAULT = ClosePolicy()
         (1015, RETRY),
         (1004, RETRY),  # reserved, unknown: not stopped, so retried
         (2999, RETRY),
-        (3000, RETRY),
+        (3000, STOP),  # IANA "unauthorized": HTTP 401's counterpart
+        (3003, STOP),  # IANA "forbidden": 403's
+        (3008, RETRY),  # IANA "timeout"
         (3999, RETRY),
         (4000, STOP),
         (4001, STOP),

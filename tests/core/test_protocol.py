@@ -139,6 +139,22 @@ def test_invalid_message_is_refused_with_its_code(frame: str | bytes, code: str)
     assert reply.message["error"] == code
 
 
+@given(
+    kind=st.sampled_from(["subscribe", "unsubscribe"]),
+    known=st.lists(st.sampled_from(sorted(TYPES)), unique=True),
+    unknown=st.lists(st.text(min_size=1).filter(lambda s: s not in TYPES), min_size=1),
+)
+def test_an_unknown_stream_refusal_names_exactly_the_unknown_streams(
+    kind: str, known: list[str], unknown: list[str]
+) -> None:
+    outcome = handle({"type": kind, "streams": [*known, *unknown]}, frozenset({"beta"}))
+    assert outcome.error == "unknown_stream"
+    assert outcome.subscriptions == frozenset({"beta"})
+    (reply,) = outcome.replies
+    assert isinstance(reply.message, dict)
+    assert reply.message["streams"] == sorted(set(unknown))
+
+
 @pytest.mark.parametrize(("frame", "code"), INVALID)
 def test_errors_disabled_means_no_error_replies(frame: str | bytes, code: str) -> None:
     outcome = handle_text(QUIET, frame, None, TYPES, NOW)

@@ -140,3 +140,46 @@ async def test_a_reader_that_goes_away_ends_the_session_quietly() -> None:
         code = await asyncio.wait_for(process.wait(), 30)
     assert "Traceback" not in err.decode()
     assert code == 0
+
+
+@async_test(timeout=90)
+async def test_connect_follows_a_count_that_restarts_and_drops_a_refused_stream() -> None:
+    """A per-connection feed closed with 1012 every second counts from 1 again on each
+    connection: `sim connect` (``--seq auto``) reports a restart and delivers every
+    message, none as a duplicate. ``--subscribe bogus`` is refused once, and takes
+    ``tick`` down with it on no connection. The backoff flags are taken."""
+    sc = scenario(
+        FEED.replace('name = "fast"', 'name = "fast"\n\n[server]\nmode = "per-connection"')
+        + """
+[[fault]]
+kind = "disconnect"
+every = "1s"
+code = 1012
+"""
+    )
+    async with serve(sc, port=0) as server:
+        code, lines, err = await sim_connect(
+            server.url,
+            *("--subscribe", "tick", "--subscribe", "bogus", "--duration", "3500ms"),
+            *("--backoff-base", "100ms", "--backoff-cap", "200ms", "--stable", "5s"),
+            *("--heartbeat", "1s", "--heartbeat-timeout", "1s", "--log-format", "json"),
+        )
+    assert code == 0, err
+    events = [line["event"] for line in lines]
+    refused = [line for line in lines if line["event"] == "refused"]
+    assert [r["streams"] for r in refused] == [["bogus"]]
+    assert "duplicate" not in events
+    restarts = [line for line in lines if line["event"] == "restart"]
+    assert restarts and all(r["stream"] == "tick" and r["seq"] < r["previous"] for r in restarts)
+    opens = [line for line in lines if line["event"] == "state" and line["state"] == "open"]
+    assert len(opens) >= 2
+    # Every connection but the first asks for tick alone (bogus is gone): the server's
+    # acks say so.
+    acks = [
+        line["data"]["streams"]
+        for line in lines
+        if line["event"] == "message" and (line["data"] or {}).get("type") == "subscribed"
+    ]
+    assert acks and all(streams == ["tick"] for streams in acks)
+    retries = [line for line in lines if line["event"] == "retry"]
+    assert retries and all(r["delay_s"] < 0.2 for r in retries)
