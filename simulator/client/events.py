@@ -69,7 +69,7 @@ class Duplicate:
 @dataclass(frozen=True, slots=True)
 class Restarted:
     """``stream``'s count started again on a new connection: its first ``seq`` there is
-    below ``previous``, the highest seen before (a restarted server, a per-connection
+    not above ``previous``, the highest seen before (a restarted server, a per-connection
     feed, another host behind a balancer). The client counts afresh from ``seq``; what
     the application derived from the old count (totals, the last seq) is stale."""
 
@@ -83,8 +83,9 @@ class Restarted:
 @dataclass(frozen=True, slots=True)
 class Refused:
     """The server refused to (un)subscribe ``streams``: it does not send them. They are
-    no longer in the client's active set, and the rest of the set was asked for again
-    if the refusal took it down with them."""
+    skipped on this connection, and the rest of the set was asked for again if the
+    refusal took it down with them. They stay in the active set (the next connection
+    may reach a server that has them): unsubscribe them to stop asking."""
 
     at: float
     streams: tuple[str, ...]

@@ -16,8 +16,9 @@ reconnecting WebSocket hook, with each behaviour a documented, tested promise.
 * **Resubscribes to exactly the active subscription set** after every reconnect, after
   re-sending the preamble (auth, session) messages. The set is either the streams
   subscribed to, or everything the server sends but those unsubscribed from. A stream
-  the server refuses as unknown leaves the set (a :class:`Refused` event), and what a
-  refusal took down with it is asked for again, one stream a request.
+  the server refuses as unknown is skipped on that connection (a :class:`Refused`
+  event; asked for again on the next, which may be another host), and what a refusal
+  took down with it is asked for again, one stream a request.
 * **Gaps and duplicates from each stream's ``seq``** (:mod:`simulator.core.sequence`):
   a duplicate is never delivered twice, every gap is reported with its range. A count
   that starts again on a new connection (a restarted server) is followed, not taken
@@ -100,10 +101,11 @@ class ClientConfig:
     #: How each stream's ``seq`` runs across connections. ``"continues"``: one count (a
     #: broadcast feed): what was missed while away is a gap, a seq seen before is a
     #: duplicate. ``"restarts"``: each connection counts afresh (a per-connection feed).
-    #: ``"auto"``: one count, unless a stream's first seq on a new connection is below
-    #: the highest seen before it: then that stream's count started again (a restarted
-    #: server, another host behind a balancer), reported as :class:`Restarted`. (A
-    #: server that replays older messages on reconnect needs ``"continues"``.)
+    #: ``"auto"``: one count, unless a stream's first seq on a new connection is not
+    #: above the highest seen before it: then that stream's count started again (a
+    #: restarted server, another host behind a balancer), reported as
+    #: :class:`Restarted`. (A server that replays messages already sent, the last one
+    #: included, on reconnect needs ``"continues"``.)
     seq_across_connections: SeqAcross = "auto"
     max_size: int | None = 2**20
 
@@ -129,6 +131,11 @@ class _Session(Handler):
         #: Streams asked for in requests naming several, since the last resync: a
         #: refusal of one of them refused them all.
         self.batched: set[str] = set()
+        #: Streams this server refused as unknown: not asked for again on this connection.
+        self.unknown: set[str] = set()
+        #: Whether the server's set is still its untouched default, which the first
+        #: subscribe narrows (any request sent may have made it explicit).
+        self.default = True
         # The heartbeat timers not run yet, by id (a TimerHandle hashes and compares by
         # its time: a beat and a check due together collide); in the order they were set.
         self.timers: dict[int, asyncio.TimerHandle] = {}
@@ -298,7 +305,9 @@ class ResilientClient:
     def subscribe(self, *types: str) -> None:
         """Add ``types`` to the active set (told to the server now if connected, and on
         every reconnect). As the server does, the first subscribe of a client on the
-        default set narrows it to ``types``."""
+        default set narrows it to ``types``. No ``types``: nothing changes."""
+        if not types:
+            return
         narrows = self.subscriptions is None and not self.unsubscribed
         if self.subscriptions is not None:
             self.subscriptions.update(types)
@@ -310,7 +319,10 @@ class ResilientClient:
 
     def unsubscribe(self, *types: str) -> None:
         """Remove ``types`` from the active set (told to the server now if connected,
-        and on every reconnect), the default set included."""
+        and on every reconnect), the default set included. No ``types``: nothing
+        changes."""
+        if not types:
+            return
         if self.subscriptions is None:
             self.unsubscribed.update(types)
         else:
@@ -319,8 +331,16 @@ class ResilientClient:
 
     def _ask(self, kind: str, types: Sequence[str], *, narrows: bool = False) -> None:
         conn, session = self._conn, self._session
-        if types and self.state is State.OPEN and conn is not None and session is not None:
-            self._request(conn, session, kind, set(types), narrows=narrows)
+        if self.state is not State.OPEN or conn is None or session is None:
+            return  # asked for on the next connection
+        wanted = set(types) - session.unknown
+        if narrows and (not session.default or not wanted):
+            # The server narrows only its untouched default: from an explicit set (or
+            # to nothing but refused names), start from nothing.
+            conn.send(self._subscription(self.config.unsubscribe_type, "*"))
+            session.default = False
+        if wanted:
+            self._request(conn, session, kind, wanted, narrows=narrows)
 
     # ------------------------------------------------------------------ the loop
 
@@ -404,6 +424,7 @@ class ResilientClient:
             )
         elif self.subscriptions is not None:
             conn.send(self._subscription(self.config.unsubscribe_type, "*"))
+            session.default = False
         elif self.unsubscribed:
             self._request(conn, session, self.config.unsubscribe_type, self.unsubscribed)
         while self._outbox and conn.is_open:
@@ -479,12 +500,13 @@ class ResilientClient:
         self._emit(Message(loop_time, raw, data, stream, seq, late))
 
     def _follow_restart(self, stream: str, seq: int, at: float) -> None:
-        """The first message of ``stream`` on a connection: with ``"auto"``, a seq below
-        the highest seen before means the count started again."""
+        """The first message of ``stream`` on a connection: with ``"auto"``, a seq not
+        above the highest seen before means the count started again (a feed that
+        resumes sends what came after: a server that replays needs ``"continues"``)."""
         if self.config.seq_across_connections != "auto":
             return
         previous = self._tracker.highest(stream)
-        if previous is not None and seq < previous:
+        if previous is not None and seq <= previous:
             self._tracker.restart(stream)
             self._emit(Restarted(at, stream, previous, seq))
 
@@ -504,22 +526,21 @@ class ResilientClient:
         server's default set) leaves the default: either way a resync follows it."""
         if len(types) > 1 or narrows:
             session.batched.update(types)
+        session.default = False
         conn.send(self._subscription(kind, sorted(types)))
 
     def _refused(self, session: _Session, error: dict[str, Any], at: float) -> None:
-        """The server refused a request naming streams it does not send: they leave the
-        active set. The server refuses a whole request for one unknown name, so when it
-        named several, the others did not take either (and a first subscribe left the
-        default set): the active set is asked for again, one stream a request (none of
-        which can take another down), from a known start."""
+        """The server refused a request naming streams it does not send: they are
+        skipped on this connection (the active set keeps them: the next connection may
+        reach a server that has them). The server refuses a whole request for one
+        unknown name, so when it named several, the others did not take either (and a
+        first subscribe left the default set): the active set is asked for again, one
+        stream a request (none of which can take another down), from a known start."""
         names = error.get("streams")
         if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
             return
         refused = set(names)
-        if self.subscriptions is not None:
-            self.subscriptions.difference_update(refused)
-        else:
-            self.unsubscribed.difference_update(refused)
+        session.unknown.update(refused)
         message = error.get("message")
         self._emit(Refused(at, tuple(sorted(refused)), message if isinstance(message, str) else ""))
         conn = self._conn
@@ -527,14 +548,15 @@ class ResilientClient:
             return
         # Everything sent before this resync is set right by it: start counting afresh.
         session.batched.clear()
+        session.default = False
         subscribe, unsubscribe = self.config.subscribe_type, self.config.unsubscribe_type
         if self.subscriptions is not None:
             conn.send(self._subscription(unsubscribe, "*"))
-            for name in sorted(self.subscriptions):
+            for name in sorted(self.subscriptions - session.unknown):
                 conn.send(self._subscription(subscribe, [name]))
         else:
             conn.send(self._subscription(subscribe, "*"))
-            for name in sorted(self.unsubscribed):
+            for name in sorted(self.unsubscribed - session.unknown):
                 conn.send(self._subscription(unsubscribe, [name]))
 
     # ------------------------------------------------------------------ reporting

@@ -17,6 +17,7 @@ from simulator.client import (
     Gap,
     Message,
     OfflineQueueFull,
+    Refused,
     ResilientClient,
     Retry,
     State,
@@ -295,6 +296,33 @@ def test_after_a_reconnect_the_subscriptions_are_exactly_the_active_set() -> Non
     subs, streams = run_sim(check, sc)
     assert subs == frozenset({"a"})
     assert streams == {"a"}
+
+
+def test_a_refused_stream_is_skipped_on_its_connection_and_asked_for_on_the_next() -> None:
+    """``subscribe("b", "zzz")``: zzz is unknown here, so the server refuses the whole
+    request; the client asks for b again alone, and keeps zzz in its set (another
+    server, after a reconnect, may have it): refused again on the next connection,
+    where b is still served. ``subscribe()`` with no names changes nothing."""
+
+    async def check(sim: RunningSim) -> tuple[list[Refused], set[str] | None, list[Any]]:
+        client = client_of(sim, subscriptions=["a"])
+        watch = Watch(client)
+        await client.start()
+        await sim.sleep(1)
+        client.subscribe("b", "zzz")
+        client.subscribe()
+        await sim.sleep(1.5)
+        views = [served.subscriptions for served in sim.server.clients.values()]
+        await sim.sleep(3)  # reset at 3 s, reconnected by 3.5 s
+        views += [served.subscriptions for served in sim.server.clients.values()]
+        await client.close()
+        return watch.of(Refused), client.subscriptions, views
+
+    sc = feed({"name": "cut", "kind": "reset", "at": "3s"}, streams=("a", "b", "c"))
+    refused, subscriptions, views = run_sim(check, sc)
+    assert [r.streams for r in refused] == [("zzz",), ("zzz",)]
+    assert subscriptions == {"a", "b", "zzz"}
+    assert views == [frozenset({"a", "b"}), frozenset({"a", "b"})]
 
 
 def test_dropped_messages_are_reported_as_gaps_matching_the_fault_log() -> None:
