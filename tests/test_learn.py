@@ -224,3 +224,16 @@ def test_a_directory_of_parts_is_learnt_as_its_one_table(day: Any, tmp_path: Pat
     again = learn(tmp_path / "session")
     # The same scenario; only its first comment line (the source's path) differs.
     assert again.toml("learned").split("\n")[1:] == learned.toml("learned").split("\n")[1:]
+
+
+def test_a_few_messages_are_learned_at_their_times_to_the_millisecond() -> None:
+    """A stream of one or two messages is ``at`` their offsets, rounded to the
+    millisecond (the microseconds are the recording's jitter), and parses back."""
+    from simulator.storage.learn_fit import fit_schedule
+
+    one = fit_schedule([1_051_793])
+    assert one.toml == 'at = ["1ms"]' and one.quality == "only 1 message"
+    two = fit_schedule([400_123, 3_710_398_128])
+    assert two.toml == 'at = ["400123ns", "3710ms"]' and two.quality == "only 2 messages"
+    text = f'[scenario]\nname = "x"\n[[stream]]\nname = "s"\n{two.toml}\n'
+    assert [s.schedule for s in parse_scenario(text).streams]

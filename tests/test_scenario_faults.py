@@ -562,12 +562,21 @@ def test_a_misspelt_kind_still_checks_the_other_keys() -> None:
     )
 
 
-def test_unknown_streams_are_not_reported_when_the_streams_themselves_are_wrong() -> None:
+def test_an_unknown_stream_is_reported_with_a_mistake_in_the_streams() -> None:
+    """All at once: a stream that fails for another reason still has its name, and a
+    fault naming no stream is told so in the same run."""
     text = '[scenario]\nname = "t"\n[[stream]]\nname = "a"\n'
     text += '[[fault]]\nkind = "drop"\nstreams = ["zz"]\n'
     assert problems_of(text) == [
-        "x.toml:3: stream[0]: no schedule: needs one of every, rate, at or burst"
+        "x.toml:3: stream[0]: no schedule: needs one of every, rate, at or burst",
+        "x.toml:7: fault[0].streams[0] = 'zz': unknown stream (allowed: a)",
     ]
+
+
+def test_unknown_streams_are_not_reported_when_a_stream_has_no_name() -> None:
+    text = '[scenario]\nname = "t"\n[[stream]]\nevery = "1s"\n'
+    text += '[[fault]]\nkind = "drop"\nstreams = ["zz"]\n'
+    assert [p for p in problems_of(text) if "fault" in p] == []
 
 
 # ============================================================================ valid input
@@ -843,3 +852,17 @@ def test_the_docs_faults_file_example_is_valid_for_a_recording_of_the_dashboard(
     assert files
     for text in files:
         assert parse_faults(text, dashboard, "faults.toml").faults
+
+
+def test_the_plan_report_and_the_summary_show_a_fault_as_its_file_would() -> None:
+    """``match`` as the TOML writes it (not a Python repr), and ``--max-hits 0`` as
+    counts only."""
+    from simulator.cli.summary import describe_faults
+
+    text = doc_examples()[0]
+    scenario = parse_scenario(text, "docs.toml")
+    matched = [line for line in describe_faults(scenario.faults) if "match=" in line]
+    assert matched and all('match={ "' in line and "[[" not in line for line in matched)
+    report = plan_report(scenario, None, 60 * S, 1, max_hits=0)
+    hit_lines = [line for line in report if line.startswith("    conn ")]
+    assert hit_lines and all(line.endswith("messages hit") for line in hit_lines)

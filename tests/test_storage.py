@@ -287,20 +287,17 @@ def test_leaving_with_block_on_an_exception_keeps_what_was_recorded(tmp_path: Pa
     assert read_recording(out).frame.height == 4
 
 
-@pytest.mark.parametrize(
-    ("setup", "message"),
-    [
-        (lambda d: None, "cannot create segment directory .*missing.*No such file or directory"),
-        (lambda d: (d / "missing").write_text("a file"), "cannot create segment directory"),
-    ],
-    ids=["parent missing", "parent is a file"],
-)
-def test_unwritable_directory_fails_at_construction(
-    tmp_path: Path, setup: Any, message: str
-) -> None:
-    setup(tmp_path)
+def test_missing_folders_of_the_output_are_made(tmp_path: Path) -> None:
+    out = tmp_path / "out" / "today" / "rec.parquet"
+    with RecordingWriter(out, meta()) as writer:
+        writer.append(batch(0, 2))
+    assert read_recording(out).frame.height == 2
+
+
+def test_a_file_where_the_folder_should_be_fails_at_construction(tmp_path: Path) -> None:
+    (tmp_path / "missing").write_text("a file")
     out = tmp_path / "missing" / "rec.parquet"
-    with pytest.raises(RecordingError, match=message) as info:
+    with pytest.raises(RecordingError, match=r"cannot create folder .*missing") as info:
         RecordingWriter(out, meta())
     assert info.value.file == str(out)
 

@@ -198,7 +198,7 @@ def _printer(log_format: str, stop: Callable[[], None]) -> Callable[[ClientEvent
             return
         fields = as_dict(event)
         what = " ".join(
-            f"{k}={','.join(v) if isinstance(v, list) else v}"
+            f"{k}={_plain(v)}"
             for k, v in fields.items()
             if k not in ("event", "at") and v is not None
         )
@@ -216,3 +216,13 @@ def _printer(log_format: str, stop: Callable[[], None]) -> Callable[[ClientEvent
             stop()
 
     return quietly
+
+
+def _plain(value: object) -> str:
+    """A field of an event as ``sim connect``'s plain output shows it: a list joined by
+    commas, a float to the millisecond (``delay_s=0.422``)."""
+    if isinstance(value, list):
+        return ",".join(str(v) for v in value)
+    if isinstance(value, float):
+        return f"{value:.3f}"
+    return str(value)

@@ -8,6 +8,8 @@ import enum
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
+import orjson
+
 from simulator.core.durations import format_duration
 from simulator.core.model import (
     At,
@@ -155,7 +157,11 @@ def _when(s: FaultSchedule, level: FaultLevel) -> str:
 
 
 def _whom(t: FaultTarget) -> list[str]:
-    parts = [f"{name}={text}" for name, text in _fields(t) if name not in ("connections",)]
+    parts = [f"{name}={text}" for name, text in _fields(t) if name not in ("connections", "match")]
+    if t.match:
+        # As the scenario file writes it: { "data.level" = "warning" }.
+        pairs = (f'"{".".join(path)}" = {orjson.dumps(value).decode()}' for path, value in t.match)
+        parts.append("match={ " + ", ".join(pairs) + " }")
     c = t.connections
     if isinstance(c, ConnectionList):
         parts.append("connections=" + ",".join(map(str, c.indexes)))

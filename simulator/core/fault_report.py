@@ -131,6 +131,9 @@ def _message_lines(
         share = f" ({100 * total / seen[i]:.1f}%)" if seen[i] else ""
         out.append(f"  {fault.kind.value} {fault.name!r}: {total} of {seen[i]} messages{share}")
         for (c, stream), texts in sorted(hits[i].items()):
+            if max_hits == 0:  # counts only
+                out.append(f"    {_who(c, workers)} {stream}: {len(texts)} messages hit")
+                continue
             more = f" … (+{len(texts) - max_hits} more)" if len(texts) > max_hits else ""
             seqs = ", ".join(texts[:max_hits])
             out.append(f"    {_who(c, workers)} {stream}: seq {seqs}{more}")

@@ -204,7 +204,10 @@ def check_url(url: str) -> None:
     ``wss://`` URL with a host and a port in range: mistakes no retry will mend."""
     try:
         uri = parse_uri(url)
-    except (InvalidURI, ValueError) as e:
+    except InvalidURI as e:
+        # websockets' message repeats the URL: say only why.
+        raise UsageError(f"{url!r}: {e.msg}") from None
+    except ValueError as e:
         raise UsageError(f"{url!r}: {e}") from None
     if not 0 < uri.port < 65536:
         raise UsageError(f"{url!r}: port {uri.port} is out of range")

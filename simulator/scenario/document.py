@@ -25,6 +25,18 @@ _TOP_KEYS: Final = ("scenario", "server", "envelope", "protocol", "stream", "fau
 _SCENARIO_KEYS: Final = ("name", "description", "seed", "epoch", "duration", "extends")
 
 
+def _stream_names(raw: object) -> tuple[str, ...] | None:
+    """The names the ``[[stream]]`` tables give, when each gives one: what the faults'
+    ``streams`` are checked against when a stream failed for another reason (a bad
+    field), so that a mistake in a fault is reported with it, not after it is fixed."""
+    if not isinstance(raw, list) or not raw:
+        return None
+    names = [t.get("name") if isinstance(t, dict) else None for t in raw]
+    if not all(isinstance(n, str) for n in names):
+        return None
+    return tuple(n for n in names if isinstance(n, str))
+
+
 def build_scenario(ctx: Context, doc: Mapping[str, object]) -> Scenario | None:
     """The scenario ``doc`` describes, or ``None`` with the reasons recorded in ``ctx``."""
     top = Table(ctx, doc, ())
@@ -42,7 +54,7 @@ def build_scenario(ctx: Context, doc: Mapping[str, object]) -> Scenario | None:
     protocol = build_protocol(top.table("protocol"))
     envelope = build_envelope(ctx, doc["envelope"], ("envelope",)) if "envelope" in doc else None
     streams = build_streams(ctx, top.get("stream", "at least one [[stream]]"), envelope)
-    names = None if streams is None else tuple(s.name for s in streams)
+    names = _stream_names(top.get("stream")) if streams is None else tuple(s.name for s in streams)
     faults = build_faults(ctx, top.get("fault"), names)
     if header is None or server is None or protocol is None or streams is None:
         return None

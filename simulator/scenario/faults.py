@@ -123,6 +123,8 @@ _ALL_KEYS: Final = tuple(dict.fromkeys(k for keys in _ALLOWED.values() for k in 
 def fault_keys(kind: FaultKind) -> tuple[str, ...]:
     """The keys a ``[[fault]]`` table of ``kind`` may have, schedule keys included."""
     return _ALLOWED[kind]
+
+
 _KINDS: Final = tuple(kind.value for kind in FaultKind)
 
 

@@ -101,8 +101,8 @@ def fit_schedule(t_ns: Sequence[int]) -> Fit:
     a stream of one or two messages is ``at`` their times."""
     t = np.asarray(t_ns, dtype=np.int64)
     if len(t) < 3:
-        offsets = ", ".join(f'"{_duration(int(x))}"' for x in (t if len(t) else [0]))
-        return Fit("at", f"at = [{offsets}]", f"only {len(t)} messages")
+        offsets = ", ".join(f'"{_duration(_to_ms(int(x)))}"' for x in (t if len(t) else [0]))
+        return Fit("at", f"at = [{offsets}]", f"only {len(t)} message{'s' * (len(t) != 1)}")
     gaps = np.diff(t).astype(np.float64)
     n = len(gaps)
     lo, hi, mean = float(gaps.min()), float(gaps.max()), float(gaps.mean())
@@ -111,7 +111,8 @@ def fit_schedule(t_ns: Sequence[int]) -> Fit:
         if every >= 10**7:  # a live feed's jitter is not part of its interval
             every = round(every / 10**6) * 10**6
         spread = (hi - lo) / mean
-        start = "" if int(t[0]) == every else f'\nfirst = "{_duration(int(t[0]))}"'
+        first = _to_ms(int(t[0]))
+        start = "" if first == every else f'\nfirst = "{_duration(first)}"'
         return Fit(
             "fixed",
             f'every = "{_duration(every)}"{start}',
@@ -143,6 +144,12 @@ def _outward(lo: float, hi: float) -> tuple[int, int]:
         if hi - lo >= 100 * unit:
             return int(lo // unit * unit), int(-(-hi // unit) * unit)
     return int(lo), int(hi)
+
+
+def _to_ms(ns: int) -> int:
+    """A measured offset to the millisecond (its microseconds are the recording's
+    jitter, not the feed's schedule); under a millisecond, as it is."""
+    return ns if ns < 10**6 else round(ns / 10**6) * 10**6
 
 
 def _duration(ns: int) -> str:

@@ -134,6 +134,10 @@ class RecordingWriter:
                 f"segments of an unfinished recording exist in {segs}; "
                 f"run `sim recover {out}` or remove them",
             )
+        # Its folder is made as generate, asyncapi and learn make theirs: `--record
+        # out/session.parquet` works in a fresh clone.
+        with _os_errors(out, f"cannot create folder {self.out_path.parent}"):
+            self.out_path.parent.mkdir(parents=True, exist_ok=True)
         with _os_errors(out, f"cannot create segment directory {segs}"):
             segs.mkdir()
         # mkdir succeeding does not prove files can be created in it (root-squashed

@@ -460,6 +460,7 @@ function sparklineSvg() {
   const svg = document.createElementNS(SVG, "svg");
   svg.setAttribute("class", "spark");
   svg.setAttribute("viewBox", "0 0 200 24");
+  svg.setAttribute("preserveAspectRatio", "none");  // stretched to the cell's width
   for (const [tag, cls] of [["line", "exp"], ["polyline", "act"], ["title", ""]]) {
     const node = document.createElementNS(SVG, tag);
     if (cls) node.setAttribute("class", cls);
