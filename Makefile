@@ -10,11 +10,14 @@ PORT ?= 3002
 
 .PHONY: run test lint bench lock clean browser nginx
 
+# (setuptools warns on every editable install, whatever its mode, "be careful with
+# folders ... with the same name as your package": nothing a user can act on, so the
+# last install runs with PYTHONWARNINGS=ignore.)
 $(STAMP): pyproject.toml requirements.lock
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet --require-hashes -r requirements.lock
-	$(BIN)/pip install --quiet --no-deps -e .
+	PYTHONWARNINGS=ignore $(BIN)/pip install --quiet --no-deps -e .
 	touch $(STAMP)
 
 run: $(STAMP)

@@ -128,7 +128,8 @@ def test_usage_errors_exit_2_and_an_unreachable_feed_exits_1(tmp_path: Path) -> 
     assert bad_redact.returncode == 2 and "Traceback" not in bad_redact.stderr
     refused = sim("record", "--connect", "ws://127.0.0.1:1", "--out", out)
     assert refused.returncode == 1 and "cannot connect" in refused.stderr
-    nowhere = tmp_path / "missing" / "x.parquet"
+    (tmp_path / "a-file").write_text("not a folder")
+    nowhere = tmp_path / "a-file" / "x.parquet"  # a missing folder would be made
     unwritable = sim("record", "--upstream", "ws://a", "--listen", "127.0.0.1:0", "--out", nowhere)
     assert unwritable.returncode == 2 and str(nowhere) in unwritable.stderr
     assert unwritable.stdout == ""  # failed before listening: no URL line
