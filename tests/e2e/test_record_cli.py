@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import orjson
@@ -16,7 +18,7 @@ from simulator.storage.analysis import inspect
 from simulator.storage.reader import read_recording
 from simulator.storage.writer import segment_dir
 from tests.e2e.conftest import async_test, client, receive, scenario
-from tests.e2e.test_run_cli import sim, sim_serving
+from tests.e2e.test_run_cli import ENV, sim, sim_serving
 
 SUBSCRIBE = '{"type":"subscribe","streams":["tick"]}'
 FEED = """
@@ -137,3 +139,77 @@ def test_usage_errors_exit_2_and_an_unreachable_feed_exits_1(tmp_path: Path) -> 
     assert run_redact.returncode == 2 and "--record" in run_redact.stderr
     for result in (both, bad_url, bad_listen, bad_redact, refused, unwritable, run_redact):
         assert "Traceback" not in result.stderr
+
+
+def sim_with(env: dict[str, str], *args: str | Path) -> subprocess.CompletedProcess[str]:
+    """``sim ARGS...`` with ``env`` on top of the tests' environment (and no
+    ``$SIM_REDACT_KEY`` but the one given)."""
+    base = {k: v for k, v in ENV.items() if k != "SIM_REDACT_KEY"}
+    return subprocess.run(
+        [sys.executable, "-m", "simulator", *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**base, **env},
+    )
+
+
+@async_test(timeout=120)
+async def test_a_redaction_key_from_a_file_or_the_environment_hashes_alike_and_replay_matches(
+    tmp_path: Path,
+) -> None:
+    """``--redact-key-file`` and ``$SIM_REDACT_KEY`` holding the same key hash a token
+    alike (a random key, otherwise); ``sim replay --strict`` given the key matches a
+    client sending the token in the clear (its pong comes back), and given another key
+    closes it with 1008."""
+    secret = "0123456789abcdef0123456789abcdef"
+    key = tmp_path / "key"
+    key.write_text(secret + "\n")
+    ping = '{"type":"ping","id":1,"token":"s3cret"}'
+    async with serve(scenario(FEED), port=0) as upstream:
+        base = ("record", "--connect", upstream.url, "--send", ping, "--redact", "$.token")
+        runs = {
+            "file": ({}, ("--redact-key-file", key)),
+            "env": ({"SIM_REDACT_KEY": secret}, ()),
+            "random": ({}, ()),
+        }
+        results = {}
+        for name, (env, extra) in runs.items():
+            out = tmp_path / f"{name}.parquet"
+            args = (*base, *extra, "--duration", "300ms", "--out", out)
+            results[name] = await asyncio.to_thread(sim_with, env, *args)
+    for result in results.values():
+        assert result.returncode == 0, result.stderr
+
+    def token_of(name: str) -> str:
+        frame = read_recording(tmp_path / f"{name}.parquet").frame
+        sent = frame.filter((pl.col("sender") == "client") & (pl.col("kind") == "text"))
+        [payload] = sent["payload"].to_list()
+        return str(orjson.loads(payload)["token"])
+
+    assert token_of("file") == token_of("env") != token_of("random")
+    assert all(b"s3cret" not in (tmp_path / f"{n}.parquet").read_bytes() for n in runs)
+
+    recording = tmp_path / "file.parquet"
+    args = ("replay", recording, "--port", "0", "--strict", "--quiet")
+    async with sim_serving(*args, "--redact-key-file", key) as replayed:
+        ws = await client(replayed.url)
+        await ws.send(ping)
+        # Broadcast ticks may have been recorded between the ping and its pong.
+        got = [orjson.loads(await ws.recv())]
+        while got[-1]["type"] != "pong" and len(got) < 200:
+            got.append(orjson.loads(await ws.recv()))
+        await ws.close()
+        replayed.process.send_signal(signal.SIGTERM)
+        await replayed.finish()
+    assert got[-1]["type"] == "pong" and got[-1]["id"] == 1
+    other = tmp_path / "other-key"
+    other.write_text("fedcba9876543210fedcba9876543210")
+    async with sim_serving(*args, "--redact-key-file", other) as replayed:
+        ws = await client(replayed.url)
+        await ws.send(ping)
+        await ws.wait_closed()
+        closed = ws.close_code
+        replayed.process.send_signal(signal.SIGTERM)
+        await replayed.finish()
+    assert closed == 1008

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
 import re
 import signal
 import socket
@@ -21,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import polars as pl
+import pytest
 from websockets.asyncio.client import ClientConnection
 
 from simulator.core.numbering import Numbering
@@ -355,3 +357,29 @@ def test_force_replaces_a_workers_recording_only_once_the_new_run_serves(tmp_pat
     ]
     inspected = sim("inspect", out, "--json")  # new recordings (with no client), not bytes
     assert inspected.returncode == 0, inspected.stderr
+
+
+def worker_pids(supervisor: int) -> list[int]:
+    """The workers among ``supervisor``'s child processes (Linux: /proc's children
+    lists; multiprocessing's resource tracker is a child too)."""
+    children: list[int] = []
+    for task in Path(f"/proc/{supervisor}/task").iterdir():
+        children += [int(pid) for pid in (task / "children").read_text().split()]
+    return [p for p in children if b"spawn_main" in Path(f"/proc/{p}/cmdline").read_bytes()]
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="needs Linux's /proc")
+@async_test(timeout=60)
+async def test_a_worker_that_dies_while_serving_stops_the_others_and_exits_1() -> None:
+    """SIGKILL to one worker: the supervisor says which failed, stops the other (its
+    client is closed with 1001) and exits 1."""
+    async with sim_run(DASHBOARD, "--port", "0", "--workers", "2") as running:
+        ws = await client(running.url)
+        pids = worker_pids(running.process.pid)
+        assert len(pids) == 2
+        os.kill(pids[0], signal.SIGKILL)
+        code, _, err = await running.finish()
+        await ws.wait_closed()
+    assert code == 1, err
+    assert "failed (exit code -9)" in err
+    assert "Traceback" not in err
