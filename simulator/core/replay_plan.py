@@ -5,9 +5,7 @@ turns a recording's frame into :class:`Row` values and pumps the steps.
 
 The steps keep the recorded order of everything the server sent. A server message with
 no stream (a reply such as ``pong`` or ``subscribed``) that comes after a client
-message, before any server message with a stream (or, as a proxy records them with
-none, any feed message: a JSON object with a ``type`` and an integer ``seq``), answers
-that client message: it
+message, before any server message with a stream, answers that client message: it
 becomes :class:`ExpectClient` + :class:`Reply`, and is sent only once the client has
 sent the same message, ``delay_ns`` after it. Every other server message is a
 :class:`Push` at its recorded offset from the connection's open. Because the steps run
@@ -194,7 +192,7 @@ class PlanBuilder:
             self._answering = (self._expectations, row.t_ns)
             steps.append(ExpectClient(self._expectations, payload, frame))
             self._expectations += 1
-        elif self._answering is not None and row.stream is None and not _is_feed(payload):
+        elif row.stream is None and self._answering is not None:
             index, at = self._answering
             steps.append(Reply(index, self._scale(row.t_ns - at), payload, frame))
         else:
@@ -203,22 +201,6 @@ class PlanBuilder:
 
     def plan(self) -> Plan:
         return Plan(tuple(self._steps), self._scale(self._last))
-
-
-def _is_feed(payload: bytes) -> bool:
-    """Whether a server message with no recorded stream is a feed message all the same:
-    a JSON object with a string ``type`` and an integer ``seq`` (the envelope `sim`
-    and the feeds it mocks send), as a proxy records them. Such a message is a push on
-    the recorded timeline, not a reply to the client message before it."""
-    if not payload.startswith(b"{") or b'"seq"' not in payload:
-        return False  # most replies, without parsing them
-    doc = parse(payload)
-    return (
-        isinstance(doc, dict)
-        and isinstance(doc.get("type"), str)
-        and isinstance(doc.get("seq"), int)
-        and not isinstance(doc.get("seq"), bool)
-    )
 
 
 def same_message(expected: ExpectClient, payload: bytes, frame: Frame) -> bool:

@@ -88,29 +88,6 @@ def test_client_close_is_no_step_and_later_rows_are_ignored() -> None:
     )
 
 
-def test_a_feed_message_with_no_stream_is_a_push_even_after_a_client_message() -> None:
-    """As a proxy records them: no streams. A JSON object with a ``type`` and an integer
-    ``seq`` is the feed (a push at its offset); anything else after a client message
-    (a pong, a ``seq`` that is not an integer) is still a reply to it."""
-    fed = b'{"type":"tick","seq":7,"data":{}}'
-    odd = b'{"type":"tick","seq":true}'
-    rows = [
-        Row(0, "server", "open"),
-        Row(6 * MS, "client", "text", None, PING),
-        Row(7 * MS, "server", "text", None, PONG),
-        Row(9 * MS, "server", "text", None, fed),
-        Row(11 * MS, "client", "text", None, PING),
-        Row(12 * MS, "server", "text", None, odd),
-    ]
-    assert plan_connection(rows).steps == (
-        ExpectClient(0, PING),
-        Reply(0, 1 * MS, PONG),
-        Push(9 * MS, fed),
-        ExpectClient(1, PING),
-        Reply(1, 1 * MS, odd),
-    )
-
-
 def test_null_stream_message_not_after_a_client_message_is_a_push() -> None:
     rows = [
         Row(0, "server", "open"),

@@ -190,43 +190,6 @@ async def test_replies_keep_their_recorded_distance_from_the_message_they_answer
 
 
 @async_test(timeout=30)
-async def test_feed_messages_of_a_proxy_recording_stay_on_the_recorded_timeline(
-    tmp_path: Path,
-) -> None:
-    """A proxy records no streams, but a message with a ``type`` and an integer ``seq``
-    is the feed, not a reply: a client that pings later than the recorded client gets
-    the pong when it pings, and the feed recorded after it at its recorded offset from
-    the connect (within 150 ms), not at its recorded distance from the ping."""
-
-    def tick(seq: int) -> bytes:
-        return b'{"type":"tick","seq":%d}' % seq
-
-    rows = [
-        opened(0),
-        said(0, 0, b'{"type":"subscribe"}'),
-        answered(0, 1, b'{"type":"subscribed"}'),
-        answered(0, 100, tick(1)),
-        said(0, 150, b'{"type":"ping"}'),
-        answered(0, 151, b'{"type":"pong"}'),
-        answered(0, 600, tick(2)),
-    ]
-    out = write(tmp_path / "proxied-feed.parquet", rows)
-    async with replay(out, speed=1.0) as server:
-        loop = asyncio.get_running_loop()
-        ws = await client(server.url)
-        start = loop.time()
-        await ws.send('{"type":"subscribe"}')
-        assert await read(ws, 2) == [b'{"type":"subscribed"}', tick(1)]
-        await asyncio.sleep(0.4 - (loop.time() - start))
-        await ws.send('{"type":"ping"}')  # at 400 ms: 250 ms later than recorded
-        assert await read(ws, 1) == [b'{"type":"pong"}']
-        assert await read(ws, 1) == [tick(2)]
-        arrived = (loop.time() - start) * 1000
-        await ws.close()
-    assert 600 - 20 <= arrived <= 600 + 150, arrived  # as a reply: 400 + 449 = 849 ms
-
-
-@async_test(timeout=30)
 async def test_speed_one_keeps_recorded_timing(tmp_path: Path) -> None:
     """At speed 1, a one-second recording takes about one second, each message near
     its recorded offset from the connect (within 150 ms)."""
