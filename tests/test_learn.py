@@ -237,3 +237,14 @@ def test_a_few_messages_are_learned_at_their_times_to_the_millisecond() -> None:
     assert two.toml == 'at = ["400123ns", "3710ms"]' and two.quality == "only 2 messages"
     text = f'[scenario]\nname = "x"\n[[stream]]\nname = "s"\n{two.toml}\n'
     assert [s.schedule for s in parse_scenario(text).streams]
+    # Never so coarse that two become one: to the microsecond then.
+    assert fit_schedule([1_200_000, 1_400_000]).toml == 'at = ["1200us", "1400us"]'
+
+
+def test_a_fast_fixed_feed_starts_where_its_interval_says() -> None:
+    """A 2.5 ms feed starting at 2.5 ms: ``every = "2500us"`` and no ``first`` (the
+    first offset rounded as the interval is, not to the millisecond)."""
+    from simulator.storage.learn_fit import fit_schedule
+
+    times = [2_500_000 * k + (k % 2) * 300 for k in range(1, 200)]  # 0.3 us of jitter
+    assert fit_schedule(times).toml == 'every = "2500us"'

@@ -8,8 +8,7 @@ import enum
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-import orjson
-
+from simulator.contracts.toml_text import toml_key, toml_value
 from simulator.core.durations import format_duration
 from simulator.core.model import (
     At,
@@ -160,7 +159,7 @@ def _whom(t: FaultTarget) -> list[str]:
     parts = [f"{name}={text}" for name, text in _fields(t) if name not in ("connections", "match")]
     if t.match:
         # As the scenario file writes it: { "data.level" = "warning" }.
-        pairs = (f'"{".".join(path)}" = {orjson.dumps(value).decode()}' for path, value in t.match)
+        pairs = (f"{toml_key('.'.join(path))} = {toml_value(value)}" for path, value in t.match)
         parts.append("match={ " + ", ".join(pairs) + " }")
     c = t.connections
     if isinstance(c, ConnectionList):

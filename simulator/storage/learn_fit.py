@@ -101,7 +101,7 @@ def fit_schedule(t_ns: Sequence[int]) -> Fit:
     a stream of one or two messages is ``at`` their times."""
     t = np.asarray(t_ns, dtype=np.int64)
     if len(t) < 3:
-        offsets = ", ".join(f'"{_duration(_to_ms(int(x)))}"' for x in (t if len(t) else [0]))
+        offsets = ", ".join(f'"{_duration(x)}"' for x in _rounded([int(x) for x in t] or [0]))
         return Fit("at", f"at = [{offsets}]", f"only {len(t)} message{'s' * (len(t) != 1)}")
     gaps = np.diff(t).astype(np.float64)
     n = len(gaps)
@@ -111,7 +111,10 @@ def fit_schedule(t_ns: Sequence[int]) -> Fit:
         if every >= 10**7:  # a live feed's jitter is not part of its interval
             every = round(every / 10**6) * 10**6
         spread = (hi - lo) / mean
-        first = _to_ms(int(t[0]))
+        # The first offset to the precision the interval was given (its jitter is not
+        # part of the schedule either).
+        unit = next(u for u in (10**6, 10**3, 1) if every % u == 0)
+        first = round(int(t[0]) / unit) * unit
         start = "" if first == every else f'\nfirst = "{_duration(first)}"'
         return Fit(
             "fixed",
@@ -146,10 +149,15 @@ def _outward(lo: float, hi: float) -> tuple[int, int]:
     return int(lo), int(hi)
 
 
-def _to_ms(ns: int) -> int:
-    """A measured offset to the millisecond (its microseconds are the recording's
-    jitter, not the feed's schedule); under a millisecond, as it is."""
-    return ns if ns < 10**6 else round(ns / 10**6) * 10**6
+def _rounded(offsets: list[int]) -> list[int]:
+    """Measured offsets to the millisecond (their microseconds are the recording's
+    jitter, not the feed's schedule), or to the microsecond (or not at all) when the
+    millisecond would make two of them one; an offset under a millisecond as it is."""
+    for unit in (10**6, 10**3, 1):
+        rounded = [t if t < unit else round(t / unit) * unit for t in offsets]
+        if len(set(rounded)) == len(set(offsets)):
+            return rounded
+    return offsets  # pragma: no cover - unit 1 always keeps them apart
 
 
 def _duration(ns: int) -> str:
