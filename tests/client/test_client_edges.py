@@ -70,32 +70,8 @@ def test_messages_that_come_with_the_handshake_count_on_the_new_connection() -> 
     are checked against connection 1's sequence, not connection 0's: none is a
     duplicate, and a gap on connection 1 (5 missing) is reported."""
 
-    async def main() -> tuple[list[int], list[ClientEvent]]:
-        def on_open(conn: Connection) -> None:
-            if conn.index == 0:
-                for seq in (1, 2, 3, 4):
-                    tick(conn, seq)
-                asyncio.get_running_loop().call_later(1.0, conn.abort)
-            else:
-                for seq in (1, 2, 3, 4, 6):
-                    tick(conn, seq)
-
-        config = ClientConfig(
-            backoff=POLICY, heartbeat_interval_s=None, seq_across_connections="restarts"
-        )
-        client = ResilientClient(
-            "ws://feed.test/", config=config, open_transport=serving(Scripted(on_open))
-        )
-        events: list[ClientEvent] = []
-        client.listen(events.append)
-        await client.start()
-        await asyncio.sleep(5)
-        await client.close()
-        seqs = [e.seq for e in events if isinstance(e, Message) and e.seq is not None]
-        return seqs, events
-
-    seqs, events = run(main())
-    assert seqs == [1, 2, 3, 4, 1, 2, 3, 4, 6]
+    events = two_connections([1, 2, 3, 4], [1, 2, 3, 4, 6], "restarts")
+    assert delivered(events) == [1, 2, 3, 4, 1, 2, 3, 4, 6]
     assert not [e for e in events if isinstance(e, Duplicate)]
     assert [(g.first, g.last) for g in events if isinstance(g, Gap)] == [(5, 5)]
     opened = [

@@ -87,6 +87,17 @@ async def read(ws: ClientConnection, n: int) -> list[bytes]:
     return got
 
 
+async def arrival_times_ms(ws: ClientConnection, count: int) -> list[float]:
+    """When each of the next ``count`` messages arrives, in ms from now."""
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    arrivals = []
+    for _ in range(count):
+        await ws.recv()
+        arrivals.append((loop.time() - start) * 1000)
+    return arrivals
+
+
 async def closed_with(ws: ClientConnection) -> tuple[int | None, str | None]:
     try:
         while True:
@@ -176,14 +187,9 @@ async def test_replies_keep_their_recorded_distance_from_the_message_they_answer
     rows += [answered(0, t, b"%d" % t) for t in offsets]
     out = write(tmp_path / "proxied.parquet", rows)
     async with replay(out, speed=1.0) as server:
-        loop = asyncio.get_running_loop()
         ws = await client(server.url)
         await ws.send('{"type":"subscribe"}')
-        start = loop.time()
-        arrivals = []
-        for _ in offsets:
-            await ws.recv()
-            arrivals.append((loop.time() - start) * 1000)
+        arrivals = await arrival_times_ms(ws, len(offsets))
         await ws.close()
     for want, got in zip(offsets, arrivals, strict=True):
         assert want - 20 <= got <= want + 150, (offsets, arrivals)
@@ -197,13 +203,8 @@ async def test_speed_one_keeps_recorded_timing(tmp_path: Path) -> None:
     rows = [opened(0)] + [push(0, t, b"%d" % t) for t in offsets]
     out = write(tmp_path / "timed.parquet", rows)
     async with replay(out, speed=1.0) as server:
-        loop = asyncio.get_running_loop()
         ws = await client(server.url)
-        start = loop.time()
-        arrivals = []
-        for _ in offsets:
-            await ws.recv()
-            arrivals.append((loop.time() - start) * 1000)
+        arrivals = await arrival_times_ms(ws, len(offsets))
         await ws.close()
     for want, got in zip(offsets, arrivals, strict=True):
         assert want - 20 <= got <= want + 150, (offsets, arrivals)
