@@ -27,6 +27,7 @@ from simulator.client import (
     State,
     StateChanged,
 )
+from simulator.client.resilient import SeqAcross
 from simulator.core.backoff import BackoffPolicy
 from simulator.errors import UsageError
 from simulator.net.memory import open_pipe
@@ -219,7 +220,9 @@ def test_a_url_no_retry_can_mend_is_refused_at_once(url: str) -> None:
         ResilientClient(url)
 
 
-def two_connections(first: list[int], second: list[int], seq_across: str) -> list[ClientEvent]:
+def two_connections(
+    first: list[int], second: list[int], seq_across: SeqAcross
+) -> list[ClientEvent]:
     """The events of a client whose first connection sends ticks ``first`` and is then
     reset, and whose second sends ``second``."""
 
