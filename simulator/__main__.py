@@ -1,3 +1,3 @@
-from simulator.cli import main
+from simulator.cli import entry
 
-main(prog_name="sim")
+entry()

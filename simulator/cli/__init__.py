@@ -71,3 +71,17 @@ for _command in (
     main.add_command(_command)
 for _command in (asyncapi, new, schema):
     main.add_command(_command)
+
+
+def entry() -> None:
+    """The ``sim`` command (and ``python -m simulator``): :func:`main` as a process.
+
+    A server stops gracefully on the first Ctrl-C; once its event loop is gone, a second
+    one would be a KeyboardInterrupt in the interpreter's exit handlers (a traceback
+    after a clean stop), so from then on SIGINT is ignored: the process is exiting."""
+    import signal
+
+    try:
+        main(prog_name="sim")
+    finally:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)

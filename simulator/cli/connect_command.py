@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import os
 import sys
+import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, cast
 
@@ -87,7 +88,13 @@ EXIT_STOPPED_BY_SERVER = 1
     "seen before is a duplicate), restarts (a per-connection feed), auto (continues, "
     "unless a stream's first seq on a new connection goes back: a restarted server).",
 )
-@click.option("--seed", type=SEED, default=0, show_default=True, help="Seeds the jitter.")
+@click.option(
+    "--seed",
+    type=SEED,
+    default=None,
+    help="Seeds the jitter, for a reproducible run (default: random, so that clients "
+    "started together do not come back together).",
+)
 @click.option(
     "--tls-ca",
     "--ca",
@@ -115,7 +122,7 @@ def connect(
     heartbeat_timeout: int,
     no_heartbeat: bool,
     seq_across: str,
-    seed: int,
+    seed: int | None,
     ca: str | None,
     log_format: str,
 ) -> None:
@@ -189,7 +196,10 @@ def _printer(log_format: str, stop: Callable[[], None]) -> Callable[[ClientEvent
     from simulator.client import Message, as_dict
 
     def json_line(event: ClientEvent) -> None:
-        print(orjson.dumps(as_dict(event)).decode(), flush=True)
+        # "time": Unix seconds, as in the server's JSON events, so that the two logs can
+        # be read side by side ("at" is the client's monotonic loop clock).
+        fields = {"time": time.time(), **as_dict(event)}
+        print(orjson.dumps(fields).decode(), flush=True)
 
     def plain(event: ClientEvent) -> None:
         if isinstance(event, Message):

@@ -30,7 +30,9 @@ reconnecting WebSocket hook, with each behaviour a documented, tested promise.
   (:meth:`listen`), see :mod:`simulator.client.events`.
 
 Time is the event loop's (a virtual clock in tests) and randomness a seeded generator:
-a run is a function of the seed and of what the server does.
+given a ``seed``, a run is a function of it and of what the server does. Without one
+the seed is drawn at random, so that clients started together (a fleet of dashboards,
+a page opened in many tabs) do not all draw the same jitter and come back together.
 """
 
 from __future__ import annotations
@@ -178,15 +180,16 @@ class _Session(Handler):
 
 class ResilientClient:
     """Keeps a connection to ``url`` open for as long as it runs. Start it with
-    :meth:`start` (or ``async with``), stop it with :meth:`close`.
+        :meth:`start` (or ``async with``), stop it with :meth:`close`.
 
-    ``subscriptions`` is the initial active set (``None``: whatever the server sends by
-    default, less what :meth:`unsubscribe` removes); ``preamble`` messages (auth,
-    session) are sent first on every connection. ``headers`` go with every handshake.
-    Both are read again for every connection: assign new ones (a refreshed token) and
-    the next connection uses them. ``ssl`` verifies a ``wss://`` server (default:
-    the system's CAs). ``open_transport`` replaces the socket (tests: a server's
-    in-memory transport). ``seed`` seeds the backoff's jitter.
+        ``subscriptions`` is the initial active set (``None``: whatever the server sends by
+        default, less what :meth:`unsubscribe` removes); ``preamble`` messages (auth,
+        session) are sent first on every connection. ``headers`` go with every handshake.
+        Both are read again for every connection: assign new ones (a refreshed token) and
+        the next connection uses them. ``ssl`` verifies a ``wss://`` server (default:
+        the system's CAs). ``open_transport`` replaces the socket (tests: a server's
+        in-memory transport). ``seed`` seeds the backoff's jitter (``None``: a random seed;
+    give one for a reproducible run, in tests).
     """
 
     def __init__(
@@ -197,7 +200,7 @@ class ResilientClient:
         subscriptions: Sequence[str] | None = None,
         preamble: Sequence[str] = (),
         headers: Sequence[tuple[str, str]] = (),
-        seed: int = 0,
+        seed: int | None = None,
         ssl: ssl_module.SSLContext | None = None,
         open_transport: OpenTransport | None = None,
     ) -> None:
@@ -215,7 +218,7 @@ class ResilientClient:
         self.connections = 0  # connections opened so far
         self._open_transport = open_transport
         self._ssl = ssl
-        self._rng = random.Random(seed)
+        self._rng = random.Random(seed)  # None: seeded from the OS's randomness
         self._backoff = Backoff(self.config.backoff)
         self._tracker = SequenceTracker()
         self._outbox: deque[str] = deque()

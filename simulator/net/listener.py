@@ -61,11 +61,13 @@ class Listener(ServerHandler):
 
     @property
     def url(self) -> str:
-        """The ``ws://`` (``wss://`` with :attr:`tls`) URL of the listening socket
-        (``ws://memory`` without one)."""
+        """The ``ws://`` (``wss://`` with :attr:`tls`) URL of the listening socket;
+        without one, ``ws://memory.invalid/``: reachable only through
+        :meth:`open_transport` (a client that opens its own socket to it fails at once,
+        naming a host that never resolves, RFC 6761, rather than waiting on DNS)."""
         assert self._wire is not None, "not started"
         if not self._wire.listening:
-            return "ws://memory/"
+            return "ws://memory.invalid/"
         host = f"[{self.host}]" if ":" in self.host else self.host
         scheme = "ws" if self.tls is None else "wss"
         return f"{scheme}://{host}:{self.port}"

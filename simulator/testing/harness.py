@@ -30,6 +30,7 @@ from simulator.core.model import Fault, Scenario
 from simulator.errors import UsageError
 from simulator.net.fanout import Sent
 from simulator.net.faulting import Injected
+from simulator.net.log import Event, EventKind
 from simulator.net.server import SimServer, serve
 from simulator.net.wire_client import OpenTransport
 from simulator.testing.virtual_time import run
@@ -44,12 +45,18 @@ ScenarioLike = Scenario | str | Path | Mapping[str, Any]
 @dataclasses.dataclass(frozen=True, slots=True)
 class RunningSim:
     """The server a check runs against. Connect to ``url``, passing ``open_transport``
-    to the client when it is not ``None`` (virtual time: there is no socket)."""
+    to the client when it is not ``None`` (in-memory transports: there is no socket,
+    and ``url`` is ``ws://memory.invalid/``, which no client can open by itself: a
+    client that cannot take ``open_transport`` needs ``run_sim(..., real_sockets=True,
+    virtual_time=True)``)."""
 
     server: SimServer
     url: str
     open_transport: OpenTransport | None
     speed: float
+    #: Scenario times of the handshakes the server answered (accepted, or refused past
+    #: max_connections); see :meth:`handshakes`.
+    answered: list[float] = dataclasses.field(default_factory=list)
 
     @property
     def injected(self) -> list[Injected]:
@@ -62,6 +69,15 @@ class RunningSim:
         a duplicated one is there once (its copies are ``duplicate`` records)."""
         sent = self.server.sent or []
         return [s for s in sent if s.conn == conn]
+
+    def handshakes(self) -> list[float]:
+        """The scenario time of every handshake attempt so far, ascending: accepted,
+        refused by a fault (an outage, a reject: ``handshake_refused`` in
+        :attr:`injected`) or past ``max_connections``. What properties such as "never a
+        tight reconnect loop" are checked on, from the server's side: they hold for
+        any client, in any language."""
+        refused = [i.t_ns / 1e9 for i in self.injected if i.kind == "handshake_refused"]
+        return sorted([*self.answered, *refused])
 
     def now(self) -> float:
         """Scenario time now, in seconds since the server started."""
@@ -142,6 +158,12 @@ def run_sim(
                 None if real_sockets else server.open_transport,
                 speed,
             )
+
+            def answered(event: Event) -> None:
+                if event.kind in (EventKind.CONNECTED, EventKind.REJECTED):
+                    sim.answered.append(sim.now())
+
+            server.log.listen(answered)
             return await check(sim)
 
     if not virtual:

@@ -363,7 +363,8 @@ def plan_report(plan: FlatPlan, seed: int) -> str:
             "(the test fails with no faults at all)",
             "",
             "To run it again:",
-            f"  sim run SCENARIO --seed {seed}",
+            f"  run_sim(check, SCENARIO, seed={seed})   # exactly this run",
+            f"  sim run SCENARIO --seed {seed}          # by hand",
         ]
         return "\n".join(lines) + "\n"
     lines += [f"  {line}" for line in plan_table(plan)]
@@ -378,8 +379,10 @@ def plan_report(plan: FlatPlan, seed: int) -> str:
         "[[fault]] tables), then:",
     ]
     commands = (
+        (f"run_sim(check, SCENARIO, seed={seed})", "exactly this run, as the test made it"),
         ("sim plan SCENARIO --flat", "this plan, as the server will run it"),
-        (f"sim run SCENARIO --seed {seed}", "serve it to the client"),
+        (f"sim run SCENARIO --seed {seed}", "by hand: its clock starts when it does,"),
+        ("", "so a fault at 0s needs a client already there"),
     )
     width = max(len(command) for command, _ in commands)
     lines += [f"  {command.ljust(width)}   # {why}" for command, why in commands]

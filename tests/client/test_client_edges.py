@@ -91,6 +91,7 @@ def test_a_listener_that_raises_neither_stops_the_client_nor_fails_its_connectio
         client = ResilientClient(
             "ws://feed.test/",
             config=ClientConfig(backoff=POLICY, heartbeat_interval_s=None),
+            seed=0,
             open_transport=serving(Scripted(on_open)),
         )
         got: list[ClientEvent] = []
@@ -116,6 +117,7 @@ def test_every_concurrent_close_returns_once_the_socket_is_closed() -> None:
         client = ResilientClient(
             "ws://feed.test/",
             config=ClientConfig(backoff=POLICY, heartbeat_interval_s=None),
+            seed=0,
             open_transport=serving(server),
         )
         await client.start()
@@ -143,6 +145,7 @@ def test_start_after_the_server_said_stop_starts_afresh() -> None:
         client = ResilientClient(
             "ws://feed.test/",
             config=ClientConfig(backoff=POLICY, heartbeat_interval_s=None),
+            seed=0,
             open_transport=serving(Scripted(on_open)),
         )
         await client.start()
@@ -170,7 +173,9 @@ def test_a_silent_peer_is_found_within_interval_plus_timeout_for_any_pair(
         config = ClientConfig(
             backoff=POLICY, heartbeat_interval_s=interval, heartbeat_timeout_s=timeout
         )
-        client = ResilientClient("ws://feed.test/", config=config, open_transport=serving(server))
+        client = ResilientClient(
+            "ws://feed.test/", config=config, seed=0, open_transport=serving(server)
+        )
 
         def answer(conn: Connection) -> None:
             # An application pong to every ping, while the peer is alive.
@@ -237,7 +242,7 @@ def two_connections(
             backoff=POLICY, heartbeat_interval_s=None, seq_across_connections=seq_across
         )
         client = ResilientClient(
-            "ws://feed.test/", config=config, open_transport=serving(Scripted(on_open))
+            "ws://feed.test/", config=config, seed=0, open_transport=serving(Scripted(on_open))
         )
         events: list[ClientEvent] = []
         client.listen(events.append)
@@ -305,7 +310,7 @@ def test_a_connection_that_goes_silent_does_not_count_as_stable() -> None:
     async def main() -> list[int]:
         config = ClientConfig(backoff=POLICY, heartbeat_interval_s=5.0, heartbeat_timeout_s=5.0)
         client = ResilientClient(
-            "ws://feed.test/", config=config, open_transport=serving(Scripted())
+            "ws://feed.test/", config=config, seed=0, open_transport=serving(Scripted())
         )
         attempts: list[int] = []
         client.listen(lambda e: attempts.append(e.attempt) if isinstance(e, Retry) else None)

@@ -388,6 +388,18 @@ def test_a_hundred_clients_dropped_at_once_spread_their_reconnects() -> None:
     spread_enough(*reconnect_spread_s(lambda sim, i: reference(sim, seed=i)))
 
 
+def test_clients_given_no_seed_spread_too_and_one_seed_for_all_does_not() -> None:
+    """Without a seed each client draws its own (a fleet of dashboards built from the
+    docs' example); the same seed for all brings them back at one instant."""
+
+    def unseeded(sim: RunningSim, i: int) -> ResilientClient:
+        return ResilientClient(sim.url, config=CONFIG, open_transport=sim.open_transport)
+
+    spread_enough(*reconnect_spread_s(unseeded))
+    same, _ = reconnect_spread_s(lambda sim, i: reference(sim, seed=0))
+    assert same == 0.0
+
+
 # ----------------------------------------------------------------------------- broken clients
 
 
@@ -448,6 +460,7 @@ def broken(kind: type[ResilientClient]) -> Callable[[RunningSim], ResilientClien
             config=CONFIG,
             subscriptions=sorted(SUBSCRIBED),
             open_transport=sim.open_transport,
+            seed=0,
         )
         if isinstance(client, BrokenGivesUp):
             client.listen_failures()

@@ -58,6 +58,7 @@ class Watch:
 
 
 def client_of(sim: RunningSim, config: ClientConfig = CONFIG, **options: Any) -> ResilientClient:
+    options.setdefault("seed", 0)  # every run the same
     return ResilientClient(sim.url, config=config, open_transport=sim.open_transport, **options)
 
 

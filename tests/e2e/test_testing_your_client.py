@@ -22,7 +22,6 @@ from hypothesis import strategies as st
 
 from simulator.core.flat_plan import FlatPlan, to_faults, to_toml
 from simulator.core.model import FaultKind
-from simulator.net.log import EventKind
 from simulator.testing.harness import RunningSim, run_sim
 from simulator.testing.strategies import fault_plans
 
@@ -67,23 +66,13 @@ def handshakes_under(plan: FlatPlan, client: ModuleType) -> tuple[list[float], l
     ``plan``; the scenario times of its handshake attempts, and the fault log."""
 
     async def check(sim: RunningSim) -> tuple[list[float], list[Any]]:
-        attempts: list[float] = []
-
-        def seen(event: Any) -> None:
-            if event.kind in (EventKind.CONNECTED, EventKind.REJECTED):
-                attempts.append(sim.now())
-
-        sim.server.log.listen(seen)
-        refused = [i for i in sim.injected if i.kind == "handshake_refused"]
         stop = asyncio.Event()
         task = asyncio.ensure_future(client.watch(sim.url, lambda message: None, stop))
         await sim.sleep(60)
         stop.set()
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
-        refused = [i for i in sim.injected if i.kind == "handshake_refused"]
-        attempts += [i.t_ns / 1e9 for i in refused]
-        return sorted(attempts), list(sim.injected)
+        return sim.handshakes(), list(sim.injected)
 
     return run_sim(check, FEED, faults=to_faults(plan), real_sockets=True, virtual_time=True)
 
