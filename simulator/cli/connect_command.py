@@ -193,7 +193,7 @@ def _printer(log_format: str, stop: Callable[[], None]) -> Callable[[ClientEvent
     calls ``stop`` instead of raising, so the session ends quietly."""
     import orjson
 
-    from simulator.client import Message, as_dict
+    from simulator.client import Message, State, StateChanged, as_dict
 
     def json_line(event: ClientEvent) -> None:
         # "time": Unix seconds, as in the server's JSON events, so that the two logs can
@@ -207,6 +207,8 @@ def _printer(log_format: str, stop: Callable[[], None]) -> Callable[[ClientEvent
             print(raw, flush=True)
             return
         fields = as_dict(event)
+        if isinstance(event, StateChanged) and event.state is State.BACKOFF:
+            fields["delay_s"] = fields["reason"] = None  # the retry line just said them
         what = " ".join(
             f"{k}={_plain(v)}"
             for k, v in fields.items()

@@ -179,7 +179,9 @@ def _describe_close(code: int, reason: str) -> str:
         if said:
             return f"{said} ({code})"
         name = "application close" if 4000 <= code <= 4999 else "close"
-    return f"{name} ({code}): {said}" if said else f"{name} ({code})"
+    if said and said.casefold() != name.casefold():  # "service restart (1012)", once
+        return f"{name} ({code}): {said}"
+    return f"{name} ({code})"
 
 
 def _describe_status(status: int) -> str:

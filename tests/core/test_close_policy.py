@@ -105,6 +105,8 @@ def test_refusal_statuses_are_classified(status: int | None, verdict: Verdict) -
             CloseClass(STOP, "policy violation (1008): bad token"),
         ),
         (DEFAULT.on_close(4001, "auth rejected"), CloseClass(STOP, "auth rejected (4001)")),
+        # A reason that only repeats the code's name is said once.
+        (DEFAULT.on_close(1012, "Service Restart"), CloseClass(RETRY, "service restart (1012)")),
         (DEFAULT.on_close(4001), CloseClass(STOP, "application close (4001)")),
         (
             DEFAULT.on_close(1011, "oops\n  line two"),  # one line in a log

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import sys
 from typing import Any
 
@@ -185,3 +186,33 @@ code = 1012
     assert acks and all(streams == ["tick"] for streams in acks)
     retries = [line for line in lines if line["event"] == "retry"]
     assert retries and all(r["delay_s"] < 0.2 for r in retries)
+
+
+@async_test(timeout=60)
+async def test_plain_output_says_each_thing_once_and_rounds_to_the_millisecond() -> None:
+    """Messages on stdout; on stderr a retry line with its delay to the millisecond
+    and the close's name once, then a bare backoff state line."""
+    sc = scenario(
+        FEED
+        + """
+[[fault]]
+kind = "disconnect"
+at = "500ms"
+code = 1012
+"""
+    )
+    async with serve(sc, port=0) as server:
+        process = await asyncio.create_subprocess_exec(
+            *(sys.executable, "-m", "simulator", "connect", server.url, "--duration", "1500ms"),
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            env=ENV,
+        )
+        out, err = await asyncio.wait_for(process.communicate(), 30)
+    assert process.returncode == 0
+    assert all(orjson.loads(line)["type"] for line in out.splitlines())  # the feed itself
+    lines = err.decode().splitlines()
+    [retry] = [line for line in lines if line.startswith("sim: retry ")]
+    assert re.search(r" delay_s=\d+\.\d{3} ", retry), retry
+    assert "reason=service restart (1012) attempt=0" in retry
+    assert "sim: state state=backoff" in lines
