@@ -39,12 +39,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import logging
 import random
 import ssl as ssl_module
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -74,6 +75,10 @@ logger = logging.getLogger(__name__)
 #: How a stream's ``seq`` runs from one connection to the next (see ClientConfig).
 SeqAcross = Literal["auto", "continues", "restarts"]
 SEQ_ACROSS: tuple[SeqAcross, ...] = ("auto", "continues", "restarts")
+
+
+class _HookFailed(Exception):
+    """``before_connect`` raised (the cause): this attempt failed."""
 
 
 class OfflineQueueFull(SimError):
@@ -180,16 +185,19 @@ class _Session(Handler):
 
 class ResilientClient:
     """Keeps a connection to ``url`` open for as long as it runs. Start it with
-        :meth:`start` (or ``async with``), stop it with :meth:`close`.
+    :meth:`start` (or ``async with``), stop it with :meth:`close`.
 
-        ``subscriptions`` is the initial active set (``None``: whatever the server sends by
-        default, less what :meth:`unsubscribe` removes); ``preamble`` messages (auth,
-        session) are sent first on every connection. ``headers`` go with every handshake.
-        Both are read again for every connection: assign new ones (a refreshed token) and
-        the next connection uses them. ``ssl`` verifies a ``wss://`` server (default:
-        the system's CAs). ``open_transport`` replaces the socket (tests: a server's
-        in-memory transport). ``seed`` seeds the backoff's jitter (``None``: a random seed;
-    give one for a reproducible run, in tests).
+    ``subscriptions`` is the initial active set (``None``: whatever the server sends by
+    default, less what :meth:`unsubscribe` removes); ``preamble`` messages (auth,
+    session) are sent first on every connection; ``headers`` go with every handshake.
+    ``url``, ``preamble`` and ``headers`` are read again for every attempt: assign new
+    ones (a refreshed token) and the next attempt uses them, or let
+    ``before_connect(client)`` (a function or a coroutine function) do it: it is called
+    before every attempt, the first one included; if it raises, the attempt counts as
+    failed and is retried after the backoff. ``ssl`` verifies a ``wss://`` server
+    (default: the system's CAs). ``open_transport`` replaces the socket (tests: a
+    server's in-memory transport). ``seed`` seeds the backoff's jitter (``None``: a
+    random seed; give one for a reproducible run, in tests).
     """
 
     def __init__(
@@ -203,6 +211,7 @@ class ResilientClient:
         seed: int | None = None,
         ssl: ssl_module.SSLContext | None = None,
         open_transport: OpenTransport | None = None,
+        before_connect: Callable[[ResilientClient], Awaitable[None] | None] | None = None,
     ) -> None:
         check_url(url)
         self.url = url
@@ -217,6 +226,7 @@ class ResilientClient:
         self.stop_reason: str | None = None
         self.connections = 0  # connections opened so far
         self._open_transport = open_transport
+        self._before_connect = before_connect
         self._ssl = ssl
         self._rng = random.Random(seed)  # None: seeded from the OS's randomness
         self._backoff = Backoff(self.config.backoff)
@@ -354,6 +364,7 @@ class ResilientClient:
             session = _Session(self)
             uptime: float | None = None
             try:
+                await self._prepare()
                 conn = await connect(
                     self.url,
                     session,
@@ -373,6 +384,10 @@ class ResilientClient:
                 verdict = self.config.close_policy.on_refusal(
                     e.status, _retry_after(e), now=time.time()
                 )
+            except _HookFailed as e:
+                verdict = CloseClass(Verdict.RETRY, f"before_connect failed: {e.__cause__!r}")
+            except UsageError as e:  # a URL before_connect set that no retry will mend
+                verdict = CloseClass(Verdict.STOP, str(e))
             else:
                 await session.ended.wait()
                 assert session.opened_at is not None
@@ -408,6 +423,19 @@ class ResilientClient:
             self._emit(Retry(loop.time(), delay, verdict.reason, attempt, hint))
             self._set_state(State.BACKOFF, delay_s=delay, reason=verdict.reason)
             await asyncio.sleep(delay)
+
+    async def _prepare(self) -> None:
+        """Run ``before_connect`` (the application's: its failure is a failed attempt,
+        not the end of the client), then check the URL it may have changed."""
+        if self._before_connect is not None:
+            try:
+                result = self._before_connect(self)
+                if inspect.isawaitable(result):
+                    await result
+            except Exception as e:
+                logger.exception("before_connect of the client failed")
+                raise _HookFailed from e
+        check_url(self.url)
 
     def _opened(self, conn: ClientConnection, session: _Session) -> None:
         """A new connection is the live one: preamble, subscriptions, offline queue,

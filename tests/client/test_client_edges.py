@@ -322,3 +322,76 @@ def test_a_connection_that_goes_silent_does_not_count_as_stable() -> None:
     attempts = run(main())
     assert len(attempts) >= 3
     assert attempts == list(range(len(attempts)))
+
+
+class Listening(Scripted):
+    """A scripted server that keeps what each connection said, and can drop them."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.said: dict[int, list[str | bytes]] = {}
+
+    def message(self, conn: Connection, message: str | bytes) -> None:
+        self.said.setdefault(conn.index or 0, []).append(message)
+
+
+def test_before_connect_runs_before_every_attempt_and_may_refresh_the_token() -> None:
+    """A coroutine function that fetches a new token before each attempt: each
+    connection's first message is the auth with the token fetched for it. A hook that
+    raises fails that attempt (a retry, with why), not the client."""
+
+    async def main() -> tuple[dict[int, list[str | bytes]], list[Retry], int]:
+        server = Listening()
+        server.on_open = lambda conn: asyncio.get_running_loop().call_later(1.0, conn.abort)
+        fetched = 0
+
+        async def refresh(client: ResilientClient) -> None:
+            nonlocal fetched
+            fetched += 1
+            if fetched == 2:
+                raise RuntimeError("token service down")
+            client.preamble = (f'{{"type":"auth","token":"t{fetched}"}}',)
+
+        client = ResilientClient(
+            "ws://feed.test/",
+            config=ClientConfig(backoff=POLICY, heartbeat_interval_s=None),
+            seed=0,
+            open_transport=serving(server),
+            before_connect=refresh,
+        )
+        retries: list[Retry] = []
+        client.listen(lambda e: retries.append(e) if isinstance(e, Retry) else None)
+        await client.start()
+        await asyncio.sleep(3.5)
+        await client.close()
+        return server.said, retries, fetched
+
+    said, retries, fetched = run(main())
+    firsts = [said[conn][0] for conn in sorted(said)]
+    assert firsts[:2] == ['{"type":"auth","token":"t1"}', '{"type":"auth","token":"t3"}']
+    assert any(
+        "before_connect failed: RuntimeError('token service down')" in r.reason for r in retries
+    )
+    assert fetched >= 3
+
+
+def test_a_url_before_connect_sets_that_no_retry_can_mend_stops_the_client() -> None:
+    async def main() -> tuple[State, str | None]:
+        def move(client: ResilientClient) -> None:
+            client.url = "http://feed.test/"
+
+        client = ResilientClient(
+            "ws://feed.test/",
+            config=ClientConfig(backoff=POLICY, heartbeat_interval_s=None),
+            seed=0,
+            open_transport=serving(Scripted()),
+            before_connect=move,
+        )
+        await client.start()
+        await asyncio.sleep(1)
+        state, reason = client.state, client.stop_reason
+        await client.close()
+        return state, reason
+
+    state, reason = run(main())
+    assert state is State.STOPPED and reason is not None and "http://feed.test/" in reason
