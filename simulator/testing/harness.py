@@ -6,7 +6,7 @@ default) or over real loopback sockets (time compressed by ``speed``).
     from simulator.testing import run_sim
 
     async def check(sim: RunningSim) -> None:
-        client = ResilientClient(sim.url, open_transport=sim.open_transport)
+        client = ResilientClient(sim.url, open_transport=sim.open_transport, seed=0)
         await client.start()
         await sim.sleep(120)          # two minutes of scenario time
         await client.close()
