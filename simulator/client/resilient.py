@@ -228,7 +228,10 @@ class ResilientClient:
         self._open_transport = open_transport
         self._before_connect = before_connect
         self._ssl = ssl
-        self._rng = random.Random(seed)  # None: seeded from the OS's randomness
+        # None: a seed from Python's global generator, so that clients differ from each
+        # other, while a test that seeds it (hypothesis does, for each example) still
+        # gets the same run again.
+        self._rng = random.Random(random.getrandbits(64) if seed is None else seed)
         self._backoff = Backoff(self.config.backoff)
         self._tracker = SequenceTracker()
         self._outbox: deque[str] = deque()
@@ -365,6 +368,8 @@ class ResilientClient:
             uptime: float | None = None
             try:
                 await self._prepare()
+                if self._closing:  # a hook that swallowed close()'s cancellation
+                    break
                 conn = await connect(
                     self.url,
                     session,
@@ -426,12 +431,21 @@ class ResilientClient:
 
     async def _prepare(self) -> None:
         """Run ``before_connect`` (the application's: its failure is a failed attempt,
-        not the end of the client), then check the URL it may have changed."""
+        not the end of the client), within ``open_timeout_s`` (a token service that
+        never answers must not hold the client for ever), then check the URL it may
+        have changed."""
         if self._before_connect is not None:
+            task = asyncio.current_task()
             try:
-                result = self._before_connect(self)
-                if inspect.isawaitable(result):
-                    await result
+                async with asyncio.timeout(self.config.open_timeout_s):
+                    result = self._before_connect(self)
+                    if inspect.isawaitable(result):
+                        await result
+            except asyncio.CancelledError as e:
+                if task is not None and task.cancelling():
+                    raise  # close(): the client is stopping
+                logger.exception("before_connect of the client was cancelled")
+                raise _HookFailed from e  # its own cancellation: a failed attempt
             except Exception as e:
                 logger.exception("before_connect of the client failed")
                 raise _HookFailed from e

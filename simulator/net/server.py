@@ -174,6 +174,9 @@ class SimServer(Listener):
             recorder=lambda: self.recorder,
         )
         self._types = [s.type for s in scenario.streams]
+        #: With ``log_sends`` (tests): the scenario time, in ns, at which every handshake
+        #: attempt arrived (health checks aside), accepted or not, delayed or not.
+        self.attempts_ns: list[int] | None = [] if log_sends else None
         self._fanout = Fanout(
             [s.name for s in scenario.streams],
             self._types,
@@ -390,6 +393,8 @@ class SimServer(Listener):
                     "workers": self.numbering.workers,
                 },
             )
+        if self.attempts_ns is not None:
+            self.attempts_ns.append(self.virtual_ns())
         if len(self.clients) >= self.scenario.server.max_connections:
             self._counters.rejected += 1
             self.log.emit(

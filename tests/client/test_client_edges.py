@@ -395,3 +395,91 @@ def test_a_url_before_connect_sets_that_no_retry_can_mend_stops_the_client() -> 
 
     state, reason = run(main())
     assert state is State.STOPPED and reason is not None and "http://feed.test/" in reason
+
+
+def _hooked(hook: Any, seconds: float = 12.0) -> tuple[list[Retry], int, State]:
+    """A client with ``before_connect=hook`` for ``seconds``: its retries, the
+    connections it opened, and its state once ``close()`` returned."""
+
+    async def main() -> tuple[list[Retry], int, State]:
+        client = ResilientClient(
+            "ws://feed.test/",
+            config=ClientConfig(backoff=POLICY, heartbeat_interval_s=None, open_timeout_s=2.0),
+            seed=0,
+            open_transport=serving(Scripted()),
+            before_connect=hook,
+        )
+        retries: list[Retry] = []
+        client.listen(lambda e: retries.append(e) if isinstance(e, Retry) else None)
+        await client.start()
+        await asyncio.sleep(seconds)
+        await asyncio.wait_for(client.close(), 5)
+        return retries, client.connections, client.state
+
+    return run(main())
+
+
+def test_a_before_connect_that_never_returns_fails_its_attempt_after_the_open_timeout() -> None:
+    calls = 0
+
+    async def stuck_once(client: ResilientClient) -> None:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            await asyncio.sleep(3600)  # a token service that never answers
+
+    retries, connections, state = _hooked(stuck_once)
+    assert [r.at for r in retries][:1] == [2.0]  # open_timeout_s
+    assert "TimeoutError" in retries[0].reason
+    assert connections == 1 and state is State.STOPPED
+
+
+def test_a_before_connect_that_is_cancelled_by_itself_fails_only_its_attempt() -> None:
+    calls = 0
+
+    async def cancelled_once(client: ResilientClient) -> None:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise asyncio.CancelledError
+
+    retries, connections, state = _hooked(cancelled_once)
+    assert len(retries) == 1 and "CancelledError" in retries[0].reason
+    assert connections == 1 and state is State.STOPPED
+
+
+def test_close_returns_even_when_before_connect_swallows_its_cancellation() -> None:
+    async def stubborn(client: ResilientClient) -> None:
+        if client.connections:
+            try:
+                await asyncio.sleep(3600)
+            except asyncio.CancelledError:
+                return  # the application's mistake: close() must still end the client
+
+    async def main() -> tuple[State, bool]:
+        server = Scripted(lambda conn: asyncio.get_running_loop().call_later(1.0, conn.abort))
+        client = ResilientClient(
+            "ws://feed.test/",
+            config=ClientConfig(backoff=POLICY, heartbeat_interval_s=None),
+            seed=0,
+            open_transport=serving(server),
+            before_connect=stubborn,
+        )
+        await client.start()
+        await asyncio.sleep(3)  # the second attempt is in the hook
+        await asyncio.wait_for(client.close(), 5)
+        return client.state, client.is_open
+
+    assert run(main()) == (State.STOPPED, False)
+
+
+def test_clients_without_a_seed_differ_and_rerun_alike_from_the_global_generator() -> None:
+    import random
+
+    def draws() -> list[float]:
+        return [ResilientClient("ws://feed.test/")._rng.random() for _ in range(5)]
+
+    random.seed(11)
+    first = draws()
+    random.seed(11)
+    assert draws() == first and len(set(first)) == 5
