@@ -56,8 +56,10 @@ class RunningSim:
 
     @property
     def injected(self) -> list[Injected]:
-        """Every fault carried out so far, in order: the fault log."""
-        return self.server.injected
+        """Every fault carried out so far, in order: the fault log (the scenario's
+        faults and those triggered on demand, through the control endpoint)."""
+        both = [*self.server.injected, *self.server.on_demand.injected]
+        return sorted(both, key=lambda i: i.t_ns)  # stable: each log's order kept
 
     def sent_to(self, conn: int) -> list[Sent]:
         """Every message the timeline handed connection ``conn`` so far, before its

@@ -58,3 +58,32 @@ def test_refused_and_accepted_attempts_are_counted_alike() -> None:
     )
     assert len(began) >= 4
     assert handshakes == began
+
+
+def test_faults_triggered_on_demand_are_in_the_fault_log_with_the_scenarios() -> None:
+    """An outage triggered through the control endpoint's path at 3 s, among a
+    scenario's disconnect at 1 s: both in ``sim.injected``, in time order, and the
+    handshakes it refused in ``sim.handshakes()``."""
+    from simulator.scenario.faults import build_faults
+    from simulator.scenario.lines import LineIndex
+    from simulator.scenario.reader import Context
+
+    async def check(sim: RunningSim) -> tuple[list[str], list[float]]:
+        client = ResilientClient(sim.url, config=CONFIG, open_transport=sim.open_transport, seed=0)
+        await client.start()
+        await sim.sleep(3)
+        ctx = Context("control", LineIndex(""))
+        table = {"name": "now", "kind": "outage", "duration": "2s", "at": "0s"}
+        [outage] = build_faults(ctx, [table], ["tick"]) or []
+        sim.server.on_demand.trigger(outage)
+        await sim.sleep(4)
+        await client.close()
+        return [i.kind for i in sim.injected], sim.handshakes()
+
+    kinds, handshakes = run_sim(
+        check, {**FEED, "fault": [{"kind": "disconnect", "at": "1s", "code": 1012}]}
+    )
+    assert kinds[0] == "disconnect"
+    assert "outage" in kinds and "handshake_refused" in kinds
+    refused = kinds.count("handshake_refused")
+    assert len(handshakes) >= 2 + refused  # the first, one after the disconnect, the refused
