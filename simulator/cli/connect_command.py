@@ -86,7 +86,8 @@ EXIT_STOPPED_BY_SERVER = 1
     show_default=True,
     help="How each stream's seq runs across connections: continues (a broadcast: a seq "
     "seen before is a duplicate), restarts (a per-connection feed), auto (continues, "
-    "unless a stream's first seq on a new connection goes back: a restarted server).",
+    "unless a stream's first seq on a new connection is not above the highest seen: a "
+    "restarted server).",
 )
 @click.option(
     "--seed",

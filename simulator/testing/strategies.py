@@ -379,10 +379,11 @@ def plan_report(plan: FlatPlan, seed: int) -> str:
         "[[fault]] tables), then:",
     ]
     commands = (
-        (f"run_sim(check, SCENARIO, seed={seed})", "exactly this run, as the test made it"),
+        (f"run_sim(check, SCENARIO, seed={seed})", "this run again (random.seed(0) first,"),
+        ("", "as hypothesis does, if your client draws randoms)"),
         ("sim plan SCENARIO --flat", "this plan, as the server will run it"),
-        (f"sim run SCENARIO --seed {seed}", "by hand: its clock starts when it does,"),
-        ("", "so a fault at 0s needs a client already there"),
+        (f"sim run SCENARIO --seed {seed}", "by hand: its clock starts when it starts,"),
+        ("", "so move a fault at 0s to when your client is there"),
     )
     width = max(len(command) for command, _ in commands)
     lines += [f"  {command.ljust(width)}   # {why}" for command, why in commands]

@@ -1,8 +1,9 @@
 """The reference client's reconnect properties, under generated fault plans, in virtual
 time (issue #10, item 6):
 
-(a) after any finite fault plan the client is connected again within the backoff cap
-    (or the Retry-After it was given) plus one heartbeat period after the faults end;
+(a) after any finite fault plan the client is connected again within the Retry-After it
+    was given (capped) plus the backoff cap, plus one heartbeat period, after the
+    faults end;
 (b) every message the server sent on a connection that survived reaches the
     application exactly once, in order, and every gap the client reports is a message
     that was dropped, or sent while it was away, or lost with a connection that ended;
