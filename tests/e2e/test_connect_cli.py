@@ -33,6 +33,14 @@ every = "50ms"
 n = { dist = "counter" }
 """
 
+#: Every connection closed with 1012 (service restart) every second.
+CLOSED_EVERY_SECOND = """
+[[fault]]
+kind = "disconnect"
+every = "1s"
+code = 1012
+"""
+
 
 async def sim_connect(*args: str) -> tuple[int, list[dict[str, Any]], str]:
     process = await asyncio.create_subprocess_exec(
@@ -55,15 +63,7 @@ async def sim_connect(*args: str) -> tuple[int, list[dict[str, Any]], str]:
 async def test_connect_prints_json_lines_reconnects_and_resubscribes() -> None:
     """Closed with 1012 every second, `sim connect --subscribe tick` comes back within
     its backoff and gets only tick messages, before and after; exit 0 at --duration."""
-    sc = scenario(
-        FEED
-        + """
-[[fault]]
-kind = "disconnect"
-every = "1s"
-code = 1012
-"""
-    )
+    sc = scenario(FEED + CLOSED_EVERY_SECOND)
     async with serve(sc, port=0) as server:
         code, lines, err = await sim_connect(
             server.url,
@@ -149,15 +149,8 @@ async def test_connect_follows_a_count_that_restarts_and_drops_a_refused_stream(
     connection: `sim connect` (``--seq auto``) reports a restart and delivers every
     message, none as a duplicate. ``--subscribe bogus`` is refused on each connection,
     and takes ``tick`` down with it on none. The backoff flags are taken."""
-    sc = scenario(
-        FEED.replace('name = "fast"', 'name = "fast"\n\n[server]\nmode = "per-connection"')
-        + """
-[[fault]]
-kind = "disconnect"
-every = "1s"
-code = 1012
-"""
-    )
+    per_connection = 'name = "fast"\n\n[server]\nmode = "per-connection"'
+    sc = scenario(FEED.replace('name = "fast"', per_connection) + CLOSED_EVERY_SECOND)
     async with serve(sc, port=0) as server:
         code, lines, err = await sim_connect(
             server.url,
