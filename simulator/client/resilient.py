@@ -325,13 +325,14 @@ class ResilientClient:
         if not types:
             return
         narrows = self.subscriptions is None and not self.unsubscribed
+        widens = self.subscriptions is None and bool(self.unsubscribed)
         if self.subscriptions is not None:
             self.subscriptions.update(types)
         elif self.unsubscribed:
             self.unsubscribed.difference_update(types)
         else:
             self.subscriptions = set(types)
-        self._ask(self.config.subscribe_type, types, narrows=narrows)
+        self._ask(self.config.subscribe_type, types, narrows=narrows, widens=widens)
 
     def unsubscribe(self, *types: str) -> None:
         """Remove ``types`` from the active set (told to the server now if connected,
@@ -345,10 +346,22 @@ class ResilientClient:
             self.subscriptions.difference_update(types)
         self._ask(self.config.unsubscribe_type, types)
 
-    def _ask(self, kind: str, types: Sequence[str], *, narrows: bool = False) -> None:
+    def _ask(
+        self, kind: str, types: Sequence[str], *, narrows: bool = False, widens: bool = False
+    ) -> None:
+        """Tell the server of a change of the active set. ``narrows``: a first subscribe
+        on the default set; ``widens``: a subscribe back to a stream unsubscribed from
+        the default set, which a server still at its default already sends, and would
+        take for a first subscribe."""
         conn, session = self._conn, self._session
         if self.state is not State.OPEN or conn is None or session is None:
             return  # asked for on the next connection
+        if widens:
+            if not session.default:
+                # Explicit, or still the default if what was sent was refused: a
+                # subscribe would narrow the latter. Set it exactly either way.
+                self._resync(conn, session)
+            return  # (the default already sends everything)
         wanted = set(types) - session.unknown
         if narrows and (not session.default or not wanted):
             # The server narrows only its untouched default: from an explicit set (or
@@ -591,7 +604,13 @@ class ResilientClient:
         conn = self._conn
         if not refused & session.batched or conn is None or self._session is not session:
             return
-        # Everything sent before this resync is set right by it: start counting afresh.
+        self._resync(conn, session)
+
+    def _resync(self, conn: ClientConnection, session: _Session) -> None:
+        """Set the server's set to exactly the active set, whatever it is now: from all
+        or nothing, one stream a request (none of which a refusal can take another
+        down with). Everything sent before is set right by it: ``batched`` starts
+        afresh."""
         session.batched.clear()
         session.default = False
         subscribe, unsubscribe = self.config.subscribe_type, self.config.unsubscribe_type
