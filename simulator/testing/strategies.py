@@ -358,33 +358,32 @@ def plan_report(plan: FlatPlan, seed: int) -> str:
     ``hypothesis.note`` in the test, which prints it for the failing example only."""
     count = f"{len(plan)} fault{'' if len(plan) == 1 else 's'}" if plan else "no faults"
     lines = [f"fault plan: {count}, scenario seed {seed}"]
-    if not plan:
-        lines += [
-            "(the test fails with no faults at all)",
-            "",
-            "To run it again:",
-            f"  run_sim(check, SCENARIO, seed={seed})   # exactly this run",
-            f"  sim run SCENARIO --seed {seed}          # by hand",
-        ]
-        return "\n".join(lines) + "\n"
-    lines += [f"  {line}" for line in plan_table(plan)]
-    lines += [
-        "",
-        "As [[fault]] tables (times are scenario time since the server started;",
-        "connections are handshake attempts, from 0):",
-        "",
-        to_toml(plan).rstrip("\n"),
-        "",
-        "To run it again, append these tables to the scenario file (without its own",
-        "[[fault]] tables), then:",
-    ]
-    commands = (
+    rerun = (
         (f"run_sim(check, SCENARIO, seed={seed})", "this run again (random.seed(0) first,"),
         ("", "as hypothesis does, if your client draws randoms)"),
-        ("sim plan SCENARIO --flat", "this plan, as the server will run it"),
-        (f"sim run SCENARIO --seed {seed}", "by hand: its clock starts when it starts,"),
-        ("", "so move a fault at 0s to when your client is there"),
     )
+    commands: tuple[tuple[str, str], ...]
+    if not plan:
+        lines += ["(the test fails with no faults at all)", "", "To run it again:"]
+        commands = (*rerun, (f"sim run SCENARIO --seed {seed}", "by hand"))
+    else:
+        lines += [f"  {line}" for line in plan_table(plan)]
+        lines += [
+            "",
+            "As [[fault]] tables (times are scenario time since the server started;",
+            "connections are handshake attempts, from 0):",
+            "",
+            to_toml(plan).rstrip("\n"),
+            "",
+            "To run it again, append these tables to the scenario file (without its own",
+            "[[fault]] tables), then:",
+        ]
+        commands = (
+            *rerun,
+            ("sim plan SCENARIO --flat", "this plan, as the server will run it"),
+            (f"sim run SCENARIO --seed {seed}", "by hand: its clock starts when it starts,"),
+            ("", "so move a fault at 0s to when your client is there"),
+        )
     width = max(len(command) for command, _ in commands)
     lines += [f"  {command.ljust(width)}   # {why}" for command, why in commands]
     return "\n".join(lines) + "\n"
