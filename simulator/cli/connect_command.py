@@ -81,6 +81,8 @@ EXIT_STOPPED_BY_SERVER = 1
 @click.option(
     "--seq",
     "seq_across",
+    # simulator.client.resilient.SEQ_ACROSS, spelt out: the client is imported only when
+    # the command runs (tests/e2e/test_connect_cli.py keeps the two alike).
     type=click.Choice(["auto", "continues", "restarts"]),
     default="auto",
     show_default=True,

@@ -419,32 +419,36 @@ def _hooked(hook: Any, seconds: float = 12.0) -> tuple[list[Retry], int, State]:
     return run(main())
 
 
-def test_a_before_connect_that_never_returns_fails_its_attempt_after_the_open_timeout() -> None:
+async def _never_returns() -> None:
+    await asyncio.sleep(3600)  # a token service that never answers
+
+
+async def _cancels_itself() -> None:
+    raise asyncio.CancelledError
+
+
+@pytest.mark.parametrize(
+    ("misbehave", "why"),
+    [(_never_returns, "TimeoutError"), (_cancels_itself, "CancelledError")],
+    ids=["never-returns", "cancels-itself"],
+)
+def test_a_before_connect_that_misbehaves_fails_only_its_attempt(
+    misbehave: Callable[[], Any], why: str
+) -> None:
+    """On its first call the hook never returns (it is given up at ``open_timeout_s``,
+    2 s) or cancels itself; that attempt fails with why, and the next one connects."""
     calls = 0
 
-    async def stuck_once(client: ResilientClient) -> None:
+    async def first_call_misbehaves(client: ResilientClient) -> None:
         nonlocal calls
         calls += 1
         if calls == 1:
-            await asyncio.sleep(3600)  # a token service that never answers
+            await misbehave()
 
-    retries, connections, state = _hooked(stuck_once)
-    assert [r.at for r in retries][:1] == [2.0]  # open_timeout_s
-    assert "TimeoutError" in retries[0].reason
-    assert connections == 1 and state is State.STOPPED
-
-
-def test_a_before_connect_that_is_cancelled_by_itself_fails_only_its_attempt() -> None:
-    calls = 0
-
-    async def cancelled_once(client: ResilientClient) -> None:
-        nonlocal calls
-        calls += 1
-        if calls == 1:
-            raise asyncio.CancelledError
-
-    retries, connections, state = _hooked(cancelled_once)
-    assert len(retries) == 1 and "CancelledError" in retries[0].reason
+    retries, connections, state = _hooked(first_call_misbehaves)
+    assert len(retries) == 1 and why in retries[0].reason
+    if why == "TimeoutError":
+        assert retries[0].at == 2.0  # open_timeout_s
     assert connections == 1 and state is State.STOPPED
 
 

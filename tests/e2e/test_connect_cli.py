@@ -209,3 +209,16 @@ code = 1012
     assert re.search(r" delay_s=\d+\.\d{3} ", retry), retry
     assert "reason=service restart (1012) attempt=0" in retry
     assert "sim: state state=backoff" in lines
+
+
+def test_the_seq_choices_are_the_clients_own() -> None:
+    """`--seq` spells out the client's modes (the command imports the client only when
+    it runs, to start quickly): the two lists must not drift apart."""
+    import click
+
+    from simulator.cli.connect_command import connect
+    from simulator.client.resilient import SEQ_ACROSS
+
+    [option] = [p for p in connect.params if p.name == "seq_across"]
+    assert isinstance(option.type, click.Choice)
+    assert tuple(option.type.choices) == SEQ_ACROSS
