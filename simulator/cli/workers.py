@@ -130,7 +130,7 @@ class WorkerSpec:
     seed: int | None
     speed: float
     duration_ns: int | None
-    epoch_ns: int
+    epoch_ns: int | None  # None: the origin the supervisor sends (see read)
     record: str | None  # the directory: worker w writes part_path(record, w)
     overwrite_record: bool  # --force: each worker replaces its part once it serves
     redactor: Redactor | None
@@ -356,6 +356,7 @@ class _Board:
 
     def read(self, child: _Child) -> None:
         """Take what ``child`` reported (called when its link is readable)."""
+        from simulator.net.common import on_whole_ms
         from simulator.net.stats import Stats
 
         try:
@@ -364,7 +365,9 @@ class _Board:
                 if "ready" in message:
                     child.ready = True
                     if all(c.ready for c in self.children):
-                        origin = time.time_ns()
+                        # Scenario time 0 for all, on a whole millisecond (see
+                        # on_whole_ms), and their epoch unless one was given.
+                        origin = on_whole_ms(time.time_ns())
                         for c in self.children:
                             with contextlib.suppress(OSError):  # it has gone: seen at exit
                                 c.link.send(origin)
@@ -413,7 +416,6 @@ def run_workers(
         tls_files = (tls_options.cert, tls_options.key)
     elif tls is not None and tls.made is not None:
         tls_files = (str(tls.made.cert_file), str(tls.made.key_file))
-    now = time.time_ns()
     spec = WorkerSpec(
         scenario=scenario,
         host=host if host is not None else scenario.server.host,
@@ -421,7 +423,7 @@ def run_workers(
         seed=seed,
         speed=speed,
         duration_ns=duration_ns,
-        epoch_ns=next(e for e in (epoch_ns, scenario.epoch_ns, now) if e is not None),
+        epoch_ns=epoch_ns if epoch_ns is not None else scenario.epoch_ns,
         record=record,
         overwrite_record=force,
         stale_partitions=stale,

@@ -63,7 +63,7 @@ async def sleep_until(when: float, *, precise: bool = False) -> bool:
     the loop must yield itself when it did not)."""
     loop = asyncio.get_running_loop()
     delay = when - loop.time()
-    if getattr(loop, "exact_timers", False):
+    if exact_timers():
         # A virtual clock fires timers exactly on time, and does not move while tasks
         # yield: spinning there would never end.
         if delay > 0:
@@ -85,7 +85,7 @@ async def sleep_until(when: float, *, precise: bool = False) -> bool:
 def ahead_s(precise: bool) -> float:
     """How far past now a woken sender may take messages (see AHEAD_S): nothing is
     sent early with ``precise`` timing or on a virtual clock."""
-    if precise or getattr(asyncio.get_running_loop(), "exact_timers", False):
+    if precise or exact_timers():
         return 0.0
     return AHEAD_S
 
@@ -97,6 +97,20 @@ def warn_if_public(host: str, log: EventLog) -> None:
             EventKind.WARNING,
             message=f"listening on all interfaces ({host!r}): reachable from other hosts",
         )
+
+
+def on_whole_ms(wall_ns: int) -> int:
+    """``wall_ns`` rounded down to a whole millisecond. A clock whose time 0 falls there
+    has every scheduled time written exactly by a timestamp in milliseconds; anywhere
+    else, each one reads up to a millisecond early, which a client measuring how old a
+    message is counts as lateness."""
+    return wall_ns - wall_ns % 1_000_000
+
+
+def exact_timers() -> bool:
+    """Whether the running loop is a virtual clock, whose timers fire exactly on time
+    (:mod:`simulator.testing.virtual_time`)."""
+    return bool(getattr(asyncio.get_running_loop(), "exact_timers", False))
 
 
 class ScenarioClock:

@@ -47,6 +47,8 @@ from simulator.net.common import (
     CLOSE_POLICY_VIOLATION,
     CLOSE_TIMEOUT_S,
     ScenarioClock,
+    exact_timers,
+    on_whole_ms,
 )
 from simulator.net.fanout import Fanout, Sent
 from simulator.net.faulting import FaultInjector, Injected, longest_handshake_delay_s
@@ -146,7 +148,6 @@ class SimServer(Listener):
         self._late_logged = -1.0
         self._subprotocols_hinted = False
         self._late_limits = stream_limits_ns(scenario, speed)
-        self._wall_start = 0.0
         self._done = asyncio.Event()
         #: The error that stopped the feed (a bug of ours), if one did.
         self.failure: BaseException | None = None
@@ -230,14 +231,15 @@ class SimServer(Listener):
             await self._close(CLOSE_GOING_AWAY)  # an unwritable path: stop, then fail
             raise
         # Workers start a little apart: each sets its clock to the shared origin, so
-        # that they send the same message at the same moment.
-        behind_s = (
-            0.0 if self.origin_wall_ns is None else (time.time_ns() - self.origin_wall_ns) / 1e9
-        )
-        self.clock.start(max(behind_s, 0.0))
-        self._wall_start = time.time()
+        # that they send the same message at the same moment. Alone, scenario time 0 is
+        # the last whole millisecond (see on_whole_ms); on a virtual clock, now.
+        now_ns = time.time_ns()
+        origin_ns = self.origin_wall_ns
+        if origin_ns is None:
+            origin_ns = now_ns if exact_timers() else on_whole_ms(now_ns)
+        self.clock.start(max((now_ns - origin_ns) / 1e9, 0.0))
         if self.epoch_ns is None:
-            self.epoch_ns = time.time_ns()
+            self.epoch_ns = origin_ns
         self.log.emit(EventKind.LISTENING, url=self.url, mode=self.scenario.server.mode.value)
         if self.scenario.server.mode is Mode.BROADCAST:
             self._spawn(self._pump_broadcast())
@@ -441,7 +443,9 @@ class SimServer(Listener):
         assert self.epoch_ns is not None
         index = conn.index if conn.index is not None else -1
         per_connection = self.scenario.server.mode is Mode.PER_CONNECTION
-        origin = self.virtual_ns()
+        # Per connection, the client's time 0 (its connect) is taken to a whole
+        # millisecond too, so that its messages' timestamps are exact.
+        origin = self.virtual_ns() if exact_timers() else on_whole_ms(self.virtual_ns())
         client = Client(
             index,
             conn,

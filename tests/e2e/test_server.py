@@ -11,6 +11,7 @@ import asyncio
 import itertools
 import json
 import socket
+import time
 import urllib.request
 from collections import Counter, defaultdict
 from datetime import datetime, timedelta
@@ -22,6 +23,7 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.protocol import State
 
 from simulator.core.timeline import Timeline
+from simulator.net.common import on_whole_ms
 from simulator.net.log import EventKind
 from simulator.net.server import (
     CLIENT_BURST,
@@ -622,6 +624,28 @@ async def test_leaving_serve_closes_every_client_with_1001() -> None:
     assert [await close_code(ws) for ws in sockets] == [1001, 1001, 1001]
     assert [e.detail["code"] for e in log.of_kind(EventKind.DISCONNECTED)] == [1001] * 3
     assert len(log.of_kind(EventKind.STOPPING)) == 1
+
+
+@async_test()
+async def test_scenario_time_0_is_the_epoch_on_a_whole_millisecond_of_wall_time() -> None:
+    """With no epoch given, the epoch is the wall time of scenario time 0, a whole
+    millisecond, so a timestamp written in milliseconds is a message's scheduled time
+    exactly (not up to 1 ms before it); per connection, each client's time 0 is a whole
+    millisecond too; given the workers' shared origin, a server takes it as its epoch."""
+    per_connection = TICK.replace("[[stream]]", '[server]\nmode = "per-connection"\n[[stream]]')
+    async with serve(scenario(per_connection), port=0) as server:
+        _, ws = await connected(server)
+        scheduled_now = server.epoch_ns + server.virtual_ns()
+        wall_now = time.time_ns()
+        (conn,) = server.clients.values()
+        await ws.close()
+    assert server.epoch_ns % 1_000_000 == 0
+    assert conn.epoch_ns % 1_000_000 == 0
+    assert abs(wall_now - scheduled_now) < 50_000_000  # two clocks read one after the other
+    origin = on_whole_ms(time.time_ns()) - 3 * S  # workers start their clocks after it
+    async with serve(scenario(TICK), port=0, origin_wall_ns=origin) as server:
+        assert server.epoch_ns == origin
+        assert server.virtual_ns() >= 3 * S
 
 
 @async_test()

@@ -18,6 +18,7 @@ import socket
 import urllib.request
 from collections import defaultdict
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -107,6 +108,26 @@ def healthz(url: str) -> dict[str, Any]:
     with urllib.request.urlopen(url.replace("ws://", "http://") + "/healthz", timeout=10) as r:
         body: dict[str, Any] = json.loads(r.read())
         return body
+
+
+@async_test(timeout=60)
+async def test_workers_stamp_each_message_with_the_wall_time_it_was_scheduled(
+    tmp_path: Path,
+) -> None:
+    """At speed 1 with no epoch, a worker's `timestamp` is when the message was due, so
+    none predates the client's connect by more than a late pass could carry (they were
+    all ~370 ms before it when workers took the supervisor's start as their epoch but
+    their shared origin, which comes once they have started, as scenario time 0)."""
+    feed = tmp_path / "fast.toml"
+    feed.write_text('[scenario]\nname = "fast"\n[[stream]]\nname = "tick"\nevery = "20ms"\n')
+    async with sim_run(feed, "--port", "0", "--workers", "2", "--quiet") as running:
+        for _ in range(4):  # both workers, most likely (the kernel picks by addresses)
+            before_connect = datetime.now(UTC)
+            ws = await client(running.url)
+            stamps = [json.loads(await ws.recv())["timestamp"] for _ in range(5)]
+            await ws.close()
+            earliest = min(datetime.fromisoformat(s.replace("Z", "+00:00")) for s in stamps)
+            assert earliest > before_connect - timedelta(milliseconds=100), stamps
 
 
 @async_test(timeout=90)  # under pytest-timeout (120 s): our TimeoutError says where it waited
