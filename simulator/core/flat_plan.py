@@ -1,11 +1,12 @@
 """Fault plans as flat data: a tuple of :class:`PlannedFault`, each one fault at one
-time on one connection (or on the server), that generators can draw and shrink, and
-that turns into ``[[fault]]`` tables and back.
+time on one connection (or on the server, or on one connection as it opens), that
+generators can draw and shrink, and that turns into ``[[fault]]`` tables and back.
 
 A flat fault is a ``[[fault]]`` of a restricted shape: one ``at`` trigger (with a
-``duration`` where the kind lasts), ``connections = [i]`` for connection and message
-kinds, nothing random (no probability, no fraction, no Poisson), no ``limit``. So the
-planner's draws play no part and the seed does not change what it does::
+``duration`` where the kind lasts), or, for a connection kind, none (it happens when
+its connection opens); ``connections = [i]`` for connection and message kinds; nothing
+random (no probability, no fraction, no Poisson), no ``limit``. So the planner's draws
+play no part and the seed does not change what it does::
 
     plan = (
         PlannedFault(0, FaultKind.RESET, conn=0),
@@ -85,6 +86,10 @@ _MAX_REASON_BYTES: Final = 123  # RFC 6455 5.5: a control frame's payload is at 
 _REJECT_STATUSES: Final = (401, 403, 429, 503)
 _RETRY_STATUSES: Final = (429, 503)
 
+#: Kinds that may happen when their connection opens (``on_open``): the connection level.
+_ON_OPEN: Final = frozenset(
+    {FaultKind.RESET, FaultKind.DISCONNECT, FaultKind.STALL, FaultKind.THROTTLE}
+)
 #: Kinds that never last: ``duration_ns`` must be ``None``.
 _INSTANT: Final = frozenset({FaultKind.RESET, FaultKind.DISCONNECT, FaultKind.MASS_DISCONNECT})
 #: Kinds for which ``duration_ns=None`` means "for good" (from ``at_ns`` on).
@@ -124,7 +129,12 @@ class PlannedFault:
     - ``params``: the kind's parameters, as ``(name, value)`` pairs: ``code`` and
       ``reason`` (disconnect, mass_disconnect), ``bytes_per_s`` (throttle, required),
       ``copies`` (duplicate), ``retry_after_ns`` (outage; reject with status 429 or 503),
-      ``status`` (reject, required: 401, 403, 429 or 503).
+      ``status`` (reject, required: 401, 403, 429 or 503);
+    - ``on_open``: for a connection kind, it happens when connection ``conn`` opens,
+      whenever that is, instead of at ``at_ns`` (which must be 0): a server that
+      accepts and then drops (reset, disconnect), or stalls or throttles from the start
+      (for ``duration_ns`` from the open, or for good). A fault at a time hits its
+      connection only if it is open then; one on open always hits it, if it opens.
 
     ``params`` are kept in one canonical form, so that two faults that do the same thing
     are equal: the kind's keys in the order above, values that equal the default left
@@ -139,6 +149,7 @@ class PlannedFault:
     conn: int | None = None
     duration_ns: int | None = None
     params: tuple[tuple[str, Any], ...] = ()
+    on_open: bool = False
 
     def __post_init__(self) -> None:
         if not isinstance(self.kind, FaultKind) or self.kind not in FLAT_KINDS:
@@ -147,6 +158,19 @@ class PlannedFault:
         kind = self.kind.value
         if not _is_int(self.at_ns) or self.at_ns < 0:
             raise ValueError(f"PlannedFault.at_ns={self.at_ns!r}: must be an integer >= 0")
+        if self.on_open is not False:
+            if self.on_open is not True:
+                raise ValueError(f"PlannedFault.on_open={self.on_open!r}: must be True or False")
+            if self.kind not in _ON_OPEN:
+                allowed = ", ".join(k.value for k in FLAT_KINDS if k in _ON_OPEN)
+                raise ValueError(
+                    f"PlannedFault.on_open=True: not for kind {kind!r} (only {allowed})"
+                )
+            if self.at_ns != 0:
+                raise ValueError(
+                    f"PlannedFault.at_ns={self.at_ns!r}: must be 0 with on_open=True"
+                    " (it happens when the connection opens)"
+                )
         if self.kind.level is FaultLevel.SERVER:
             if self.conn is not None:
                 raise ValueError(
@@ -172,8 +196,11 @@ class PlannedFault:
 
     @property
     def end_ns(self) -> int | None:
-        """When it stops being in force: ``at_ns + duration_ns``, or ``None``."""
-        return None if self.duration_ns is None else self.at_ns + self.duration_ns
+        """When it stops being in force: ``at_ns + duration_ns``, or ``None`` (for
+        good, or on open: then ``duration_ns`` counts from the connection's open)."""
+        if self.duration_ns is None or self.on_open:
+            return None
+        return self.at_ns + self.duration_ns
 
     def param(self, name: str) -> Any:
         """The value of parameter ``name``, its default when left out (``None`` when it
@@ -280,9 +307,9 @@ def _checked(kind: FaultKind, name: str, value: Any) -> Any:
 
 def to_faults(plan: Sequence[PlannedFault]) -> tuple[Fault, ...]:
     """The plan as scenario faults, in plan order: entry ``i`` becomes the fault named
-    ``p<i>-<kind>`` with an ``at`` trigger (and the entry's duration), hitting
-    ``connections = [conn]`` (server kinds: everyone). They equal what the scenario
-    loader makes of :func:`to_toml`'s text."""
+    ``p<i>-<kind>`` with an ``at`` trigger, or none when ``on_open`` (and the entry's
+    duration), hitting ``connections = [conn]`` (server kinds: everyone). They equal
+    what the scenario loader makes of :func:`to_toml`'s text."""
     return tuple(_fault(i, p) for i, p in enumerate(plan))
 
 
@@ -291,7 +318,7 @@ def _name(i: int, p: PlannedFault) -> str:
 
 
 def _fault(i: int, p: PlannedFault) -> Fault:
-    schedule = FaultSchedule(FaultAt(p.at_ns), p.duration_ns)
+    schedule = FaultSchedule(None if p.on_open else FaultAt(p.at_ns), p.duration_ns)
     target = FaultTarget() if p.conn is None else FaultTarget(connections=ConnectionList((p.conn,)))
     return Fault(_name(i, p), _action(p), schedule, target)
 
@@ -336,8 +363,9 @@ def _table(i: int, p: PlannedFault) -> str:
         "[[fault]]",
         f"name = {_string(_name(i, p))}",
         f"kind = {_string(p.kind.value)}",
-        f"at = {_string(duration_text(p.at_ns))}",
     ]
+    if not p.on_open:  # on open: no schedule at all
+        lines.append(f"at = {_string(duration_text(p.at_ns))}")
     if p.duration_ns is not None:
         lines.append(f"duration = {_string(duration_text(p.duration_ns))}")
     if p.conn is not None:
@@ -380,7 +408,8 @@ def from_faults(faults: Sequence[Fault]) -> FlatPlan:
 def from_fault(fault: Fault) -> PlannedFault:
     """The flat form of one fault; :class:`ValueError` (``fault '<name>': why``) if it
     has none: a kind outside :data:`FLAT_KINDS`, a trigger other than ``at`` (or a
-    ``window`` where it means the same), a ``limit``, a target other than one listed
+    ``window`` where it means the same, or none for a connection kind: on open), a
+    ``limit``, a target other than one listed
     connection (server kinds: none), anything drawn at random."""
     kind = fault.kind
     if kind not in FLAT_KINDS:
@@ -389,8 +418,9 @@ def from_fault(fault: Fault) -> PlannedFault:
     at_ns, duration_ns = _when(fault)
     conn = _conn(fault)
     params = _params_of(fault)
+    on_open = fault.schedule.trigger is None
     try:
-        return PlannedFault(at_ns, kind, conn, duration_ns, params)
+        return PlannedFault(at_ns, kind, conn, duration_ns, params, on_open)
     except ValueError as e:
         raise _not_flat(fault, str(e)) from None
 
@@ -408,9 +438,15 @@ def _when(fault: Fault) -> tuple[int, int | None]:
         return trigger.t_ns, schedule.duration_ns
     if isinstance(trigger, FaultWindow) and fault.kind in _WINDOW_IS_AT:
         return trigger.start_ns, trigger.end_ns - trigger.start_ns
+    if trigger is None and fault.kind in _ON_OPEN:
+        return 0, schedule.duration_ns  # on open
     if trigger is None:
-        what = "no schedule"
-    elif isinstance(trigger, FaultWindow):
+        raise _not_flat(
+            fault,
+            f"no schedule: a flat {fault.kind.value} happens at one 'at' time"
+            " (only connection kinds may happen on open)",
+        )
+    if isinstance(trigger, FaultWindow):
         what = "a window (for this kind it also hits connections that open inside it)"
     else:
         what = f"'{type(trigger).__name__.removeprefix('Fault').lower()}'"
@@ -472,14 +508,17 @@ def plan_table(plan: Sequence[PlannedFault]) -> list[str]:
 
     #  at      kind        conn  duration  params
     0  0s      reset       0     -
-    1  1.5s    outage      -     2s        retry_after=1s
+    1  open    disconnect  2     -         code=4000
+    2  1.5s    outage      -     2s        retry_after=1s
+
+    (``open``: when the connection opens.)
     """
     rows = [["#", "at", "kind", "conn", "duration", "params"]]
     for i, p in enumerate(plan):
         rows.append(
             [
                 str(i),
-                duration_text(p.at_ns),
+                "open" if p.on_open else duration_text(p.at_ns),
                 p.kind.value,
                 "-" if p.conn is None else str(p.conn),
                 _duration_cell(p),

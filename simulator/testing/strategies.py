@@ -90,7 +90,9 @@ def fault_plans(
     - ``step``: every time and duration is a whole number of steps (ns or a duration).
 
     Some faults last for good (a stall, a reject, ``duration_ns=None``); a plan shrinks
-    towards finite ones.
+    towards finite ones. Some connection faults happen when their connection opens
+    (``on_open``: a server that accepts and then drops, or never sends); a plan shrinks
+    towards faults at a time.
     """
     horizon_ns = _ns("horizon", horizon)
     step_ns = _ns("step", step)
@@ -149,6 +151,7 @@ def _planned_faults(
     draws (kind, start, length, and one number for the rest), the same four whatever
     its kind, each shrinking towards the simpler fault."""
     variants = 4 * (longest + 2)  # parameter choices: enough for every kind
+    low_bits = 8  # two for "for good" (a quarter), one for "on open" (a half of those)
 
     @st.composite
     def planned(draw: st.DrawFn) -> PlannedFault:
@@ -156,19 +159,23 @@ def _planned_faults(
         at_ns = draw(st.integers(0, last_start)) * step_ns
         length = draw(st.integers(1, longest))
         # One number for the rest: a quarter of the faults that may last for good do
-        # (the last two bits), then the connection, then the parameters. It shrinks to
-        # a fault that ends, on connection 0, with the default parameters.
-        rest, quarter = divmod(draw(st.integers(0, 4 * connections * variants - 1)), 4)
+        # (the last two bits), half of the connection faults happen on open (the next
+        # one), then the connection, then the parameters. It shrinks to a fault at a
+        # time that ends, on connection 0, with the default parameters.
+        rest, low = divmod(draw(st.integers(0, low_bits * connections * variants - 1)), low_bits)
+        on_open, quarter = divmod(low, 4)
         variant, conn = divmod(rest, connections)
         duration: int | None = length * step_ns
         if kind in _INSTANT or (quarter == 3 and kind is not FaultKind.OUTAGE):
             duration = None
+        opens = on_open == 1 and kind.level is FaultLevel.CONNECTION
         return PlannedFault(
-            at_ns,
+            0 if opens else at_ns,
             kind,
             None if kind.level is FaultLevel.SERVER else conn,
             duration,
             _params(kind, variant, longest, step_ns),
+            on_open=opens,
         )
 
     return planned()

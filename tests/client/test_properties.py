@@ -24,7 +24,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import orjson
@@ -46,6 +46,7 @@ from simulator.client.resilient import _Session
 from simulator.core.backoff import Backoff, BackoffPolicy
 from simulator.core.flat_plan import FlatPlan, PlannedFault, to_faults
 from simulator.core.model import FaultKind
+from simulator.net.faulting import Injected
 from simulator.net.wire_client import ClientConnection
 from simulator.testing.harness import RunningSim, run_sim
 from simulator.testing.strategies import fault_plans
@@ -131,8 +132,17 @@ class Run:
         return [e for e in self.events if isinstance(e, kind)]
 
 
-def faults_end_s(plan: FlatPlan) -> float:
-    ends = [(p.at_ns + (p.duration_ns or 0)) / S for p in plan]
+def faults_end_s(plan: FlatPlan, injected: Sequence[Injected]) -> float:
+    """When the plan's last fault is over: at its time plus its duration, or, for one on
+    open, when its connection opened (as the server did it so far) plus its duration:
+    each reconnection may open a connection that one is waiting for."""
+    ends = [(p.at_ns + (p.duration_ns or 0)) / S for p in plan if not p.on_open]
+    on_open = {f"p{i}-{p.kind.value}": p for i, p in enumerate(plan) if p.on_open}
+    ends += [
+        (i.t_ns + (on_open[i.fault].duration_ns or 0)) / S
+        for i in injected
+        if i.fault in on_open and i.kind == on_open[i.fault].kind.value
+    ]
     return max(ends, default=0.0)
 
 
@@ -144,14 +154,14 @@ def retry_after_ns(fault: PlannedFault) -> int:
     return value if isinstance(value, int) else 0
 
 
-def comeback_bound_s(plan: FlatPlan) -> float:
+def comeback_bound_s(plan: FlatPlan, injected: Sequence[Injected]) -> float:
     """When the client must be connected again: the faults' end, plus the longest wait
     it may be told (a Retry-After up to its cap, then the backoff's jitter, up to its
     cap, after it), plus one heartbeat
     period (a stall that ends with the plan was being detected)."""
     hint = max([0.0, *(min(retry_after_ns(p) / S, POLICY.retry_after_cap_s) for p in plan)])
     longest_wait = hint + POLICY.cap_s  # the jitter is drawn after the hint
-    return faults_end_s(plan) + longest_wait + INTERVAL_S + TIMEOUT_S + 0.01
+    return faults_end_s(plan, injected) + longest_wait + INTERVAL_S + TIMEOUT_S + 0.01
 
 
 def run_client(
@@ -174,8 +184,8 @@ def run_client(
                 subscriptions.setdefault(index, []).append(served.subscriptions)
 
         await client.start()
-        bound = comeback_bound_s(plan)
-        while sim.now() < bound:
+        # Read again as faults on open happen: each may push the end of the plan on.
+        while sim.now() < (bound := comeback_bound_s(plan, sim.injected)):
             sample()
             await sim.sleep(min(0.5, bound - sim.now()))
         sample()

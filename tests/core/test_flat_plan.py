@@ -207,6 +207,13 @@ def test_param_gives_the_default_when_left_out() -> None:
         (dict(kind=K.RESET, conn=0, duration_ns=S), "duration_ns=1000000000: must be None"),
         (dict(kind=K.STALL, conn=0, duration_ns=0), "duration_ns=0: must be an integer > 0"),
         (
+            dict(kind=K.DROP, conn=0, on_open=True),
+            "on_open=True: not for kind 'drop' (only reset, disconnect, stall, throttle)",
+        ),
+        (dict(kind=K.OUTAGE, duration_ns=S, on_open=True), "not for kind 'outage'"),
+        (dict(at_ns=S, kind=K.RESET, conn=0, on_open=True), "must be 0 with on_open=True"),
+        (dict(kind=K.RESET, conn=0, on_open=1), "on_open=1: must be True or False"),
+        (
             dict(kind=K.RESET, conn=0, params=(("code", 1000),)),
             "'code' is not a parameter of kind 'reset' (its parameters: none)",
         ),
@@ -267,7 +274,11 @@ def test_a_fault_the_loader_would_refuse_is_refused_when_made(
             'kind = "delay"\nlatency = "1s"\nat = "1s"',
             "kind 'delay' has no flat form (flat kinds: reset, disconnect,",
         ),
-        ('kind = "reset"\nconnections = [0]', "no schedule: a flat fault happens at one 'at' time"),
+        (
+            'kind = "drop"\nconnections = [0]',
+            "no schedule: a flat drop happens at one 'at' time"
+            " (only connection kinds may happen on open)",
+        ),
         (
             'kind = "reset"\nevery = "1s"\nconnections = [0]',
             "'every': a flat fault happens at one 'at' time",
@@ -339,6 +350,10 @@ def test_a_fault_of_another_shape_is_refused_by_name(table: str, why: str) -> No
          )),
         ('kind = "stall"\nat = "1s"\nconnections = [0]\nduration = "forever"',
          PlannedFault(S, K.STALL, conn=0)),
+        ('kind = "reset"\nconnections = [2]',
+         PlannedFault(0, K.RESET, conn=2, on_open=True)),
+        ('kind = "stall"\nconnections = [0]\nduration = "2s"',
+         PlannedFault(0, K.STALL, conn=0, duration_ns=2 * S, on_open=True)),
     ],
 )  # fmt: skip
 def test_a_window_is_read_as_at_and_duration_where_it_means_the_same(
@@ -382,15 +397,32 @@ def test_an_outage_or_reject_window_is_planned_as_its_flat_form() -> None:
 def test_the_table_shows_each_fault_on_a_line() -> None:
     plan = (
         PlannedFault(0, K.RESET, conn=0),
+        PlannedFault(0, K.DISCONNECT, conn=2, params=(("code", 4000),), on_open=True),
         PlannedFault(1500 * MS, K.OUTAGE, duration_ns=2 * S, params=(("retry_after_ns", S),)),
         PlannedFault(2 * S, K.STALL, conn=1),
     )
     assert plan_table(plan) == [
-        "#  at    kind    conn  duration  params",
-        "0  0s    reset   0     -",
-        "1  1.5s  outage  -     2s        retry_after=1s",
-        "2  2s    stall   1     forever",
+        "#  at    kind        conn  duration  params",
+        "0  0s    reset       0     -",
+        "1  open  disconnect  2     -         code=4000",
+        "2  1.5s  outage      -     2s        retry_after=1s",
+        "3  2s    stall       1     forever",
     ]
+
+
+def test_a_fault_on_open_is_a_table_with_no_schedule() -> None:
+    """No ``at``: the loader reads it as happening when the connection opens."""
+    plan = (PlannedFault(0, K.STALL, conn=3, duration_ns=1500 * MS, on_open=True),)
+    assert to_toml(plan) == textwrap.dedent(
+        """\
+        [[fault]]
+        name = "p0-stall"
+        kind = "stall"
+        duration = "1.5s"
+        connections = [3]
+        """
+    )
+    assert plan[0].end_ns is None  # its duration counts from the open, not from 0
 
 
 def test_flat_kinds_are_listed_simplest_first() -> None:
@@ -442,7 +474,8 @@ def test_sim_plan_flat_prints_the_table_and_the_toml(tmp_path: Path) -> None:
         "  1  8s  outage      -     1.5s",
         "  (#0 is 'kick', #1 is 'maintenance')",
         "left out (not of the flat shape):",
-        "  fault 'lossy': no schedule: a flat fault happens at one 'at' time",
+        "  fault 'lossy': no schedule: a flat drop happens at one 'at' time"
+        " (only connection kinds may happen on open)",
     ]
     assert toml == to_toml(from_faults(parse_scenario(SCENARIO).faults[1:]))
 

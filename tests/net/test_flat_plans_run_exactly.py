@@ -18,7 +18,9 @@ What "exactly" means, kind by kind (checked against what the server logged):
   ``c`` if ``c`` opened at or before ``t`` and was still open after ``t``; none if it
   opened after ``t``, never opened, or was closed before ``t``. When something else
   closes ``c`` at ``t`` itself, the order of the two is not planned (timers due at one
-  instant), so then at most one. A stall with a duration also ends exactly then;
+  instant), so then at most one. A stall with a duration also ends exactly then. On
+  open, the same with ``t`` the time ``c`` opened (none if it never did), and a
+  duration counted from then;
 - drop, duplicate on ``c`` over ``[t, t + d)``: exactly the messages sent to ``c`` whose
   scenario time is in the window (several faults on one message merge as the planner
   says: a drop wins, copies add up);
@@ -213,26 +215,31 @@ def check_connection_faults(
             continue
         assert p.conn is not None
         records = [r for r in out.injected if r.fault == name(i, p) and r.kind == p.kind.value]
-        assert all(r.t_ns == p.at_ns and r.conn == p.conn for r in records), records
         start, end = opened.get(p.conn), closed.get(p.conn)
-        if end == p.at_ns:
+        at = start if p.on_open else p.at_ns
+        if at is None:
+            assert records == [], f"{name(i, p)}: on open of connection {p.conn}, never opened"
+            continue
+        until = None if p.duration_ns is None else at + p.duration_ns
+        assert all(r.t_ns == at and r.conn == p.conn for r in records), records
+        if end == at:
             assert len(records) <= 1, name(i, p)  # closed at that instant: either order
-        elif start is None or start > p.at_ns or (end is not None and end < p.at_ns):
+        elif start is None or start > at or (end is not None and end < at):
             assert records == [], f"{name(i, p)}: connection {p.conn} not open then"
         else:
             assert len(records) == 1, f"{name(i, p)}: not carried out on an open connection"
         if p.kind is FaultKind.THROTTLE and records:
-            assert records[0].detail == {"bytes_per_s": p.param("bytes_per_s"), "end_ns": p.end_ns}
+            assert records[0].detail == {"bytes_per_s": p.param("bytes_per_s"), "end_ns": until}
         if p.kind is FaultKind.DISCONNECT and records:
             assert records[0].detail == {"code": p.param("code")}
         if p.kind is FaultKind.STALL:
             ends = [r for r in out.injected if r.fault == name(i, p) and r.kind == "stall_end"]
-            assert all(r.conn == p.conn and r.t_ns == p.end_ns for r in ends)
-            if not records or p.end_ns is None or p.end_ns >= RUN_NS:
+            assert all(r.conn == p.conn and r.t_ns == until for r in ends)
+            if not records or until is None or until >= RUN_NS:
                 assert ends == []
-            elif end == p.end_ns:
+            elif end == until:
                 assert len(ends) <= 1, name(i, p)
-            elif end is not None and end < p.end_ns:
+            elif end is not None and end < until:
                 assert ends == [], name(i, p)
             else:
                 assert len(ends) == 1, name(i, p)

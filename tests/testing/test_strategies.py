@@ -71,6 +71,8 @@ def check_plan(
             assert p.conn is None
         else:
             assert p.conn is not None and 0 <= p.conn < connections
+        if p.on_open:
+            assert p.kind.level is FaultLevel.CONNECTION and p.at_ns == 0
 
 
 @given(fault_plans())
@@ -141,8 +143,15 @@ def test_a_plan_that_fails_when_it_holds_a_reset_shrinks_to_one_reset_at_0() -> 
             lambda plan: any((p.duration_ns or 0) > S for p in plan),
             (PlannedFault(0, K.STALL, conn=0, duration_ns=S + MS),),
         ),
+        (
+            lambda plan: sum(p.on_open for p in plan) >= 2,
+            (
+                PlannedFault(0, K.RESET, conn=0, on_open=True),
+                PlannedFault(0, K.RESET, conn=0, on_open=True),
+            ),
+        ),
     ],
-    ids=["a-reject", "a-throttle", "two-connections", "late", "long"],
+    ids=["a-reject", "a-throttle", "two-connections", "late", "long", "on-open"],
 )
 def test_plans_shrink_to_fewer_earlier_shorter_simpler_faults(
     fails: Any, minimal: FlatPlan
