@@ -84,18 +84,6 @@ class FaultEffects:
         wakes for each, ~100 µs of its CPU) however many messages it brings."""
         self.batch_s = batch_s
 
-    @property
-    def only_batches(self) -> bool:
-        """Whether batches are all this does to the client (no fault holds or paces its
-        frames): then the send path's own rules (lateness, slow consumers) apply."""
-        return bool(
-            self.batch_s
-            and not self.stalled
-            and self.bytes_per_s is None
-            and not self.held
-            and not self.ordered
-        )
-
     def send_batch_now(self, client: Client) -> None:
         """Send the batch held so far at once: an answer (a pong, a subscribe's reply)
         was just queued, so that a round trip is not measured a batch long; or the

@@ -266,9 +266,11 @@ class Client:
 
     @property
     def late_frames_dropped(self) -> bool:
-        """Whether frames queued past ``max_queue_s`` are dropped: unless a fault holds
-        or paces this client's frames (they are the fault's to deliver late)."""
-        return self.faulted is None or self.faulted.only_batches
+        """Whether frames queued past ``max_queue_s`` are dropped: unless a stall or a
+        throttle in force paces this client's frames (they are the fault's to deliver
+        late). A message a delay or a reorder held back joins the queue when it is
+        released, as young as any."""
+        return self.faulted is None or not self.faulted.paces_sends
 
     def queue(self, data: bytes, frames: list[bytes]) -> None:
         """Queue ``frames`` behind what is queued; past the limit, the slow-consumer

@@ -178,11 +178,16 @@ def test_frames_queued_for_a_slow_client_past_the_limit_are_dropped_when_it_drai
     assert slow == [("late", 2)]
 
 
-def test_a_client_that_never_drains_holds_nothing_much_older_than_the_limit() -> None:
+@pytest.mark.parametrize("past_fault", [None, "stall", "delay"])
+def test_a_client_that_never_drains_holds_nothing_much_older_than_the_limit(
+    past_fault: str | None,
+) -> None:
     """Frames queued for a client whose socket never drains are dropped once they are
     past ``max_queue_s``, as new ones queue (looked at twice per ``max_queue_s``): the
     queue holds at most 1.5 x ``max_queue_s`` of frames, not ``send_buffer_bytes``,
-    and the drops are reported in batches, not one per frame."""
+    and the drops are reported in batches, not one per frame. The same after a fault
+    that is over (a stall that ended, a delayed message sent): the limit held only for
+    clients no fault had ever touched."""
 
     async def main() -> tuple[list[float], list[tuple[str, int]], int]:
         loop = asyncio.get_running_loop()
@@ -191,6 +196,14 @@ def test_a_client_that_never_drains_holds_nothing_much_older_than_the_limit() ->
         client, _, _ = client_of_a_full_socket(
             lambda c, what, n: slow.append((what, n)), max_queue_s=0.2
         )
+        if past_fault == "stall":
+            client.faults().stall(client)
+            client.faults().unstall(client)
+        elif past_fault == "delay":
+            late = text_frame(b"late")
+            client.faults().send_later(client, [late], 0.01, keep_order=True)
+            loop.advance(0.01)
+            client.pending, client.pending_since, client.pending_bytes = None, None, 0
         oldest: list[float] = []
         frame = text_frame(b"tick")
         for _ in range(200):  # 2 s of a 10 ms stream
