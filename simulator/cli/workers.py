@@ -228,7 +228,7 @@ def combine(stats: list[Stats], mode: Mode) -> Stats:
 def _work(spec: WorkerSpec, numbering: Numbering, link: Link) -> None:
     """A worker process: serve until stopped, telling the supervisor over ``link``."""
     try:
-        event_loop.run(_serve_one(spec, numbering, link))
+        event_loop.run(_serve_then_ignore_signals(spec, numbering, link))
     except (BrokenPipeError, EOFError):
         sys.exit(EXIT_STOPPED)  # the supervisor is gone (killed): nobody to tell
     except OSError as e:
@@ -237,6 +237,21 @@ def _work(spec: WorkerSpec, numbering: Numbering, link: Link) -> None:
     except SimError as e:
         _tell(link, {"error": str(e)})
         sys.exit(EXIT_USAGE)
+
+
+async def _serve_then_ignore_signals(spec: WorkerSpec, numbering: Numbering, link: Link) -> None:
+    """:func:`_serve_one`, then ignore SIGINT and SIGTERM for the rest of the process's
+    life. A terminal's Ctrl-C reaches the workers as well as the supervisor, which
+    sends each worker it has not seen exit a SIGTERM: one that came once the loop had
+    closed (restoring the default handlers) killed a worker that was stopping cleanly
+    (exit -15, reported as a failure)."""
+    try:
+        await _serve_one(spec, numbering, link)
+    finally:
+        loop = asyncio.get_running_loop()
+        for number in STOP_SIGNALS:
+            loop.remove_signal_handler(number)  # so that closing the loop leaves them be
+            signal.signal(number, signal.SIG_IGN)
 
 
 def _tell(link: Link, message: dict[str, Any]) -> None:

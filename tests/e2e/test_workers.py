@@ -15,6 +15,7 @@ import os
 import re
 import signal
 import socket
+import sys
 import urllib.request
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -39,7 +40,7 @@ from tests.e2e.conftest import (
     expect_event,
     scenario,
 )
-from tests.e2e.test_run_cli import Running, sim, sim_run, sim_serving
+from tests.e2e.test_run_cli import ENV, START_TIMEOUT_S, Running, sim, sim_run, sim_serving
 from tests.e2e.test_server import IDENTITY
 
 CLIENTS = 16
@@ -349,6 +350,38 @@ async def test_ctrl_c_to_the_supervisor_stops_every_worker_and_exits_0() -> None
         line.split(" connections=")[0] for line in err.splitlines()
     }
     assert err.splitlines()[-1].startswith("sim: workers_stopped workers=2 connections_total=1")
+
+
+@async_test(timeout=90)
+async def test_ctrl_c_to_the_process_group_exits_0_however_the_signals_cross() -> None:
+    """What a terminal's Ctrl-C does: SIGINT to the supervisor and to every worker at
+    once. The supervisor then sends SIGTERM to the workers it has not seen exit; one
+    that arrived as a worker's loop had closed killed it (exit -15: "worker 0 failed",
+    exit 1, in 3 to 7 runs of 10). Three runs, each must exit 0."""
+    for _ in range(3):
+        process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            *("-m", "simulator", "run", str(DASHBOARD), "--port", "0", "--workers", "2"),
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            env=ENV,
+            start_new_session=True,  # its own process group, as a shell's job
+        )
+        try:
+            assert process.stdout is not None and process.stderr is not None
+            async with asyncio.timeout(START_TIMEOUT_S):
+                url = (await process.stdout.readline()).decode().strip()
+            assert url.startswith("ws://")
+            await asyncio.sleep(1)  # serving for a while (the race was rare right after the URL)
+            os.killpg(process.pid, signal.SIGINT)
+            _, raw = await asyncio.gather(process.stdout.read(), process.stderr.read())
+            err = raw.decode()
+            assert await process.wait() == 0, err
+            assert "failed" not in err and "Exception ignored" not in err, err
+        finally:
+            if process.returncode is None:
+                os.killpg(process.pid, signal.SIGKILL)
+                await process.wait()
 
 
 def test_force_replaces_a_workers_recording_only_once_the_new_run_serves(tmp_path: Path) -> None:
