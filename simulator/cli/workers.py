@@ -462,10 +462,8 @@ def serve_workers(spec: WorkerSpec, slots: list[Numbering], tls: ServingTLS | No
     if not hasattr(socket, "SO_REUSEPORT"):
         raise UsageError("--workers needs SO_REUSEPORT (Linux, BSD), which this system lacks")
     signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
-    reserved = None
-    if spec.port == 0:
-        reserved = _reserve_port(spec.host)
-        spec = dataclasses.replace(spec, port=int(reserved.getsockname()[1]))
+    reserved = _reserve_port(spec.host, spec.port)
+    spec = dataclasses.replace(spec, port=int(reserved.getsockname()[1]))
     sys.stdout.flush()
     context = multiprocessing.get_context("spawn")  # no fork: polars' threads do not survive one
     children: list[_Child] = []
@@ -484,17 +482,24 @@ def serve_workers(spec: WorkerSpec, slots: list[Numbering], tls: ServingTLS | No
             if child.process.is_alive():
                 child.process.kill()
             child.process.join()
-        if reserved is not None:
-            reserved.close()
+        reserved.close()
     sys.exit(code)
 
 
-def _reserve_port(host: str) -> socket.socket:
-    """A socket bound to a free port of ``host`` with ``SO_REUSEPORT``, not listening:
-    while it stays bound, only sockets with that flag (the workers) can take the port."""
+def _reserve_port(host: str, port: int) -> socket.socket:
+    """A socket bound to ``port`` of ``host`` (0: a free one) with ``SO_REUSEPORT``,
+    not listening: while it stays bound, only sockets with that flag (the workers) can
+    take the port. A port in use raises ``OSError`` (EADDRINUSE), as for a lone server,
+    even when its holder has ``SO_REUSEPORT`` too (another ``sim run --workers``), which
+    the kernel would otherwise let the workers share, splitting clients between two
+    unrelated runs."""
     family, kind, proto, _, address = socket.getaddrinfo(
-        host, 0, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
     )[0]
+    if port:
+        with socket.socket(family, kind, proto) as probe:  # without SO_REUSEPORT
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            probe.bind(address)
     sock = socket.socket(family, kind, proto)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)

@@ -233,6 +233,22 @@ def test_a_port_in_use_is_one_line_and_exit_2() -> None:
     assert len(lines) == 1 and "address already in use" in lines[0].lower(), result.stderr
 
 
+@async_test(timeout=60)
+async def test_a_port_another_run_of_workers_serves_is_in_use_too() -> None:
+    """Its sockets have SO_REUSEPORT like ours, so the kernel would let the two runs
+    share the port and split new clients between them: refused, one line, exit 2."""
+    async with sim_run(DASHBOARD, "--port", "0", "--workers", "2", "--quiet") as first:
+        port = first.url.rsplit(":", 1)[1].rstrip("/")
+        args = ("run", DASHBOARD, "--port", port, "--workers", "2")
+        second = await asyncio.to_thread(sim, *args)
+        assert second.returncode == 2
+        assert second.stdout == ""
+        lines = second.stderr.splitlines()
+        assert len(lines) == 1 and "address already in use" in lines[0].lower(), second.stderr
+        answers = [await asyncio.to_thread(healthz, first.url) for _ in range(8)]
+        assert {a["scenario"] for a in answers} == {"energy-dashboard"}
+
+
 def test_a_bad_worker_count_is_a_usage_error() -> None:
     for bad in ("0", "many", "-1"):
         result = sim("run", DASHBOARD, "--workers", bad)
