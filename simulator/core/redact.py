@@ -120,15 +120,23 @@ def is_secret_header(name: str) -> bool:
     return name.lower() not in _PUBLIC_HEADERS and is_secret_name(name)
 
 
-def redact_headers(headers: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
+def redact_headers(
+    headers: Iterable[tuple[str, str]], offered: Iterable[str] | None = None
+) -> list[tuple[str, str]]:
     """``headers`` with every secret value replaced by :data:`MARKER`.
 
     Names, order and repeats are kept, so the recording still shows what was sent. Secret
     headers are those of :func:`is_secret_header` (``Authorization``, ``Cookie``,
     ``Set-Cookie``, ``X-Api-Key``, ...); URL-valued headers (``Referer``, ``Location``)
     go through :func:`redact_url`; ``Sec-WebSocket-Protocol`` loses the items that look
-    like tokens (browsers cannot set headers, so tokens are smuggled in there).
+    like tokens (browsers cannot set headers, so tokens are smuggled in there), read as
+    one list across all its lines (an offer may span lines: a label on one marks the
+    token on the next). For a response's headers, pass the request's ``offered``
+    subprotocols (:func:`offered_subprotocols`): the one a server chose is a token if
+    it was one in the offer.
     """
+    headers = list(headers)
+    secrets = secret_subprotocols(offered_subprotocols(headers) if offered is None else offered)
     out: list[tuple[str, str]] = []
     for name, value in headers:
         lower = name.lower()
@@ -137,16 +145,48 @@ def redact_headers(headers: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
         elif lower in _URL_HEADERS:
             value = redact_url(value)
         elif lower == "sec-websocket-protocol":
-            value = _redact_protocols(value)
+            value = _redact_protocols(value, secrets)
         out.append((name, value))
     return out
 
 
-def _redact_protocols(value: str) -> str:
+def offered_subprotocols(headers: Iterable[tuple[str, str]]) -> list[str]:
+    """The subprotocols a request's ``headers`` offer, in order, across all their
+    ``Sec-WebSocket-Protocol`` lines."""
+    return [
+        item.strip()
+        for name, value in headers
+        if name.lower() == "sec-websocket-protocol"
+        for item in value.split(",")
+        if item.strip()
+    ]
+
+
+def secret_subprotocols(offered: Iterable[str]) -> frozenset[str]:
+    """The items of ``offered`` (in offer order) that :func:`redact_subprotocols` hides."""
+    items = list(offered)
+    hidden = redact_subprotocols(items)
+    return frozenset(i for i, h in zip(items, hidden, strict=True) if h == MARKER != i)
+
+
+def redact_subprotocol(chosen: str | None, offered: Iterable[str]) -> str | None:
+    """The subprotocol a server chose, as a recording may hold it: :data:`MARKER` if it
+    was a token in the ``offered`` list (``access_token, <token>``: a server that echoes
+    the token picks it), or looks like one on its own."""
+    if chosen is None:
+        return None
+    return MARKER if _is_secret_protocol(chosen, secret_subprotocols(offered)) else chosen
+
+
+def _is_secret_protocol(item: str, secrets: frozenset[str]) -> bool:
+    return item in secrets or redact_subprotocols([item]) == [MARKER]
+
+
+def _redact_protocols(value: str, secrets: frozenset[str]) -> str:
     raw = value.split(",")
-    items = redact_subprotocols(r.strip() for r in raw)
     return ",".join(
-        r.replace(r.strip(), i) if r.strip() else r for r, i in zip(raw, items, strict=True)
+        r.replace(r.strip(), MARKER) if r.strip() and _is_secret_protocol(r.strip(), secrets) else r
+        for r in raw
     )
 
 

@@ -18,11 +18,16 @@ from typing import Any
 
 from websockets.frames import Frame, Opcode
 
-from simulator.core.redact import redact_headers, redact_url
+from simulator.core.redact import (
+    offered_subprotocols,
+    redact_headers,
+    redact_subprotocol,
+    redact_url,
+)
 from simulator.errors import ConnectError, SimError
 from simulator.net.common import CLOSE_ABNORMAL, CLOSE_TIMEOUT_S
 from simulator.net.log import EventKind, EventLog
-from simulator.net.proxy import check_upstream, redacted_subprotocol, session_recorder
+from simulator.net.proxy import check_upstream, session_recorder
 from simulator.net.recorder import Recorder
 from simulator.net.wire import Connection, Handler, WireConfig
 from simulator.net.wire_client import OpenTransport, connect
@@ -119,9 +124,10 @@ async def capture(
             )
         except ConnectError as e:
             raise _failed(recorder, handshake, e.reason, e.status) from None
-        handshake["subprotocol"] = redacted_subprotocol(ws.subprotocol)
+        offered = offered_subprotocols(headers)
+        handshake["subprotocol"] = redact_subprotocol(ws.subprotocol, offered)
         if ws.response is not None:
-            handshake["response_headers"] = redact_headers(ws.response.headers.raw_items())
+            handshake["response_headers"] = redact_headers(ws.response.headers.raw_items(), offered)
         recorder.opened(0, handshake)
         log.emit(EventKind.CONNECTED, conn=0, url=redact_url(url))
         for message in send:

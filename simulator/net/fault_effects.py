@@ -159,6 +159,7 @@ class FaultEffects:
         client.ws.start_keepalive()
         # What was queued before the stall (a batch, a full socket's backlog): nothing
         # else would send it, since the socket drained meanwhile and will not say so.
+        client.requeue_as_new()
         client.flush_pending()
 
     def throttle(self, client: Client, bytes_per_s: float) -> None:
@@ -174,6 +175,7 @@ class FaultEffects:
             self.caps.remove(bytes_per_s)
         self.bytes_per_s = min(self.caps) if self.caps else None
         if self.bytes_per_s is None:
+            client.requeue_as_new()
             client.flush_pending()
 
     def _schedule_drain(self, client: Client) -> None:

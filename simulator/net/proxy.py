@@ -37,7 +37,13 @@ from websockets.frames import Frame, Opcode
 from websockets.http11 import Request, Response
 from websockets.protocol import State
 
-from simulator.core.redact import redact_headers, redact_subprotocols, redact_text, redact_url
+from simulator.core.redact import (
+    redact_headers,
+    redact_subprotocol,
+    redact_subprotocols,
+    redact_text,
+    redact_url,
+)
 from simulator.errors import ConnectError, UsageError
 from simulator.net.common import (
     CLOSE_ABNORMAL,
@@ -418,9 +424,10 @@ class RecordingProxy(Listener):
         upstream.hold_reading("handshake")
         relay.upstream = upstream
         self._relays[index] = relay
-        handshake["subprotocol"] = redacted_subprotocol(upstream.subprotocol)
+        handshake["subprotocol"] = redact_subprotocol(upstream.subprotocol, offered)
         if upstream.response is not None:
-            handshake["response_headers"] = redact_headers(upstream.response.headers.raw_items())
+            response_headers = upstream.response.headers.raw_items()
+            handshake["response_headers"] = redact_headers(response_headers, offered)
         self.recorder.opened(index, handshake)
         relay.record_early()
         if conn.lost or conn.transport.is_closing():
@@ -555,11 +562,6 @@ async def _close_like(leg: Connection, code: int, reason: str) -> None:
             return
         code, reason = CLOSE_NORMAL, ""  # a close frame without a status
     await leg.close(code, reason)  # bounded: aborted after the close timeout
-
-
-def redacted_subprotocol(subprotocol: str | None) -> str | None:
-    """The chosen subprotocol as a recording may hold it (a token becomes a marker)."""
-    return None if subprotocol is None else redact_subprotocols([subprotocol])[0]
 
 
 def _phrase(status: int) -> str:

@@ -123,8 +123,10 @@ class Recorder:
         self._row(conn, sender, Kind.ERROR, payload=redact_text(message).encode())
 
     def closed(self, conn: int, code: int, reason: str, by: str) -> None:
+        """How ``conn`` ended: ``by`` the ``client`` or the ``server`` (anything else is
+        taken as the server). A reason may quote a URL: it is redacted like an error."""
         sender = Sender.CLIENT if by == "client" else Sender.SERVER
-        self._row(conn, sender, Kind.CLOSE, close_code=code, close_reason=reason)
+        self._row(conn, sender, Kind.CLOSE, close_code=code, close_reason=redact_text(reason))
 
     def fault(self, conn: int | None, detail: dict[str, Any]) -> None:
         # Server-wide faults belong to no connection: the format has no null conn, so -1.

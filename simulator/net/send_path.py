@@ -296,6 +296,13 @@ class Client:
             self.frames_dropped += dropped
             self.on_slow(self, "dropped", dropped)
 
+    def requeue_as_new(self) -> None:
+        """Count what is queued as queued now: frames a stall or a throttle held were the
+        fault's to deliver late, and once it ends they join the queue like new ones
+        (``max_queue_s`` counts from then)."""
+        if self.pending_since:
+            self.pending_since = deque([queued_at()] * len(self.pending_since))
+
     def drop_late(self) -> None:
         """Drop the queued frames that have waited longer than ``max_queue_s``."""
         pending, since = self.pending, self.pending_since

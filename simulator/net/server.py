@@ -523,7 +523,10 @@ class SimServer(Listener):
         code, reason, by = close_of(conn)
         logged = self.scenario.server.errors_logged
         if self.recorder is not None:
-            self.recorder.closed(index, code, reason, by)
+            # No close frame either way: ours if we dropped it (a fault), else the
+            # client's (replay then keeps its client open, as for a proxy's recording).
+            dropped_by = "server" if conn.dropped_here else "client"
+            self.recorder.closed(index, code, reason, dropped_by if by == "network" else by)
         self.log.emit(
             EventKind.DISCONNECTED,
             conn=index,
@@ -576,6 +579,8 @@ class SimServer(Listener):
                 self._send_reply(client, reply)
 
     def _send_reply(self, client: Client, reply: Reply) -> None:
+        if not client.open:
+            return  # a delayed reply due after its client left (or began to): never sent
         payload = orjson.dumps(reply.message)
         if self.recorder is not None:
             self.recorder.sent(client.index, [None], [payload])

@@ -149,6 +149,7 @@ class Connection(asyncio.Protocol):
         "_waiter",
         "_window_ends",
         "config",
+        "dropped_here",
         "handler",
         "index",
         "keepalive",
@@ -168,6 +169,9 @@ class Connection(asyncio.Protocol):
         self.index: int | None = None  # the connection's number, given by its owner
         self.opened = False
         self.lost = False  # connection_lost has run
+        #: This side ended the TCP connection without a close frame (abort,
+        #: end_without_close): a 1006 that is ours, not the peer's or the network's.
+        self.dropped_here = False
         #: Called when the transport's write buffer drains below its low-water mark.
         self.on_resume: Any = None  # Callable[[], None] | None (a slot cannot be annotated)
         self.keepalive = True  # pinged by the keepalive timer (off while stalled)
@@ -234,6 +238,7 @@ class Connection(asyncio.Protocol):
 
     def abort(self) -> None:
         """Drop the TCP connection with no close frame: the peer sees 1006."""
+        self.dropped_here = True
         self.transport.abort()
 
     def end_without_close(self) -> None:
@@ -243,6 +248,7 @@ class Connection(asyncio.Protocol):
         written, automatic answers included; a peer that keeps its half open is dropped
         after ``close_timeout``."""
         self._ended = True
+        self.dropped_here = True
         if self.transport.can_write_eof():
             self.transport.write_eof()
         else:

@@ -22,8 +22,10 @@ from simulator.core.redact import (
     is_secret_header,
     is_secret_name,
     keyed_hash,
+    offered_subprotocols,
     parse_rule,
     redact_headers,
+    redact_subprotocol,
     redact_subprotocols,
     redact_url,
 )
@@ -135,6 +137,26 @@ def test_tokens_smuggled_in_the_subprotocol_header_are_hidden(value: str, expect
         ("Sec-WebSocket-Protocol", expected)
     ]
     assert redact_subprotocols(value.split(", ")) == expected.split(", ")
+
+
+def test_an_offer_spread_over_header_lines_is_read_as_one_list() -> None:
+    """RFC 6455 lets ``Sec-WebSocket-Protocol`` repeat: a label on one line marks the
+    token on the next (each line was read alone, and the token kept)."""
+    lines = [("Sec-WebSocket-Protocol", "access_token"), ("Sec-WebSocket-Protocol", "OPAQUE")]
+    assert redact_headers(lines) == [lines[0], ("Sec-WebSocket-Protocol", MARKER)]
+    assert offered_subprotocols(lines) == ["access_token", "OPAQUE"]
+
+
+def test_a_token_the_server_chose_is_hidden_in_the_answer_too() -> None:
+    """An upstream that echoes the token picks it: alone it does not look like one, so
+    the offer says what it is."""
+    offered = ["access_token", "OPAQUE"]
+    assert redact_subprotocol("OPAQUE", offered) == MARKER
+    assert redact_subprotocol("access_token", offered) == "access_token"
+    assert redact_subprotocol("graphql-ws", ["graphql-ws"]) == "graphql-ws"
+    assert redact_subprotocol(None, offered) is None
+    answer = [("Sec-WebSocket-Protocol", "OPAQUE"), ("Server", "x")]
+    assert redact_headers(answer, offered) == [("Sec-WebSocket-Protocol", MARKER), ("Server", "x")]
 
 
 # --- URLs -------------------------------------------------------------------------------

@@ -17,6 +17,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import polars as pl
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
@@ -183,3 +184,16 @@ _LIVE_COUNT = re.compile(rb'"active_connections":(?:\d+|"[^"]*")')
 def without_live_count(raw: bytes) -> bytes:
     """``raw`` with the dashboard's live count (or its placeholder) blanked out."""
     return _LIVE_COUNT.sub(b'"active_connections":null', raw)
+
+
+def recorded_text(path: Path) -> str:
+    """Everything a recording file holds, as text: every column of every row (payloads
+    decoded) and the file's metadata. Look for a secret here, not in the file's bytes:
+    its columns are compressed, so a secret in them would not show there."""
+    cells = [
+        value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
+        for row in pl.read_parquet(path).iter_rows()
+        for value in row
+    ]
+    metadata = [f"{k}={v}" for k, v in pl.read_parquet_metadata(path).items()]
+    return "\n".join([*cells, *metadata])

@@ -27,7 +27,7 @@ from simulator.net.replay import replay
 from simulator.net.server import serve as serve_sim
 from simulator.storage.analysis import diff, inspect
 from simulator.storage.reader import read_recording
-from tests.e2e.conftest import async_test, client, close_code, scenario
+from tests.e2e.conftest import async_test, client, close_code, recorded_text, scenario
 
 DATA = Path(__file__).resolve().parents[1] / "data"
 SECRET = "s3cr3t-t0ken-value"
@@ -188,12 +188,50 @@ async def test_secrets_never_reach_the_file(tmp_path: Path) -> None:
         echo = orjson.loads(await ws.recv())
         assert echo["echo"]["auth"]["token"] == SECRET  # the upstream got the real message
         await ws.close()
-    data = out.read_bytes()
-    assert SECRET.encode() not in data
+    assert SECRET not in recorded_text(out)
     sent, echoed = messages(rows(out))
     hashed = orjson.loads(sent[2])["auth"]["token"]
     assert hashed.startswith("hmac-sha256:")
     assert orjson.loads(echoed[2])["echo"]["auth"]["token"] == hashed
+
+
+@async_test(timeout=30)
+async def test_a_subprotocol_token_the_upstream_echoes_never_reaches_the_file(
+    tmp_path: Path,
+) -> None:
+    """``access_token, <token>`` offered: an upstream that picks the token (its answer
+    alone does not look like one), or an offer spread over two header lines (a label
+    on one, the token on the next): neither the chosen name, the response header nor
+    the request's lines keep the token."""
+
+    async def echo(ws: ServerConnection) -> None:
+        await ws.send("hello")
+        await ws.wait_closed()
+
+    def picks(wanted: str) -> object:
+        return lambda _, offered: Subprotocol(wanted) if wanted in offered else None
+
+    for i, (chosen, offer) in enumerate(
+        [
+            (SECRET, {"subprotocols": [Subprotocol("access_token"), Subprotocol(SECRET)]}),
+            (
+                "access_token",
+                {  # websockets writes its own line first, then this one
+                    "subprotocols": [Subprotocol("access_token")],
+                    "additional_headers": [("Sec-WebSocket-Protocol", SECRET)],
+                },
+            ),
+        ]
+    ):
+        out = tmp_path / f"p{i}.parquet"
+        async with serve(echo, "127.0.0.1", 0, select_subprotocol=picks(chosen)) as up:
+            port = next(iter(up.sockets)).getsockname()[1]
+            async with record_proxy(f"ws://127.0.0.1:{port}", out) as proxy:
+                ws = await client(proxy.url, **offer)
+                assert ws.subprotocol == chosen  # the client got the real answer
+                assert await ws.recv() == "hello"
+                await ws.close()
+        assert SECRET not in recorded_text(out), chosen
 
 
 @async_test(timeout=30)
@@ -346,7 +384,7 @@ async def test_replay_with_the_key_matches_client_messages_whose_fields_were_has
         await ws.send(login)
         await ws.recv()
         await ws.close()
-    assert SECRET.encode() not in out.read_bytes()
+    assert SECRET not in recorded_text(out)
     async with replay(out, speed=None, redact_key=key) as replayed:
         ws = await client(replayed.url)
         await ws.send(login)
@@ -433,7 +471,7 @@ async def test_an_upstream_redirect_full_of_secrets_leaves_none_in_the_file(
     async with upstream(redirect=location) as up, record_proxy(up.url, out) as proxy:
         with pytest.raises(InvalidURI):  # websockets follows it, to a non-ws URL
             await client(proxy.url)
-    assert SECRET.encode() not in out.read_bytes()
+    assert SECRET not in recorded_text(out)
     assert b"idp.example" in rows(out).filter(pl.col("kind") == "error")["payload"][0]
 
 

@@ -17,7 +17,7 @@ from simulator.net.server import serve
 from simulator.storage.analysis import inspect
 from simulator.storage.reader import read_recording
 from simulator.storage.writer import segment_dir
-from tests.e2e.conftest import async_test, client, receive, scenario
+from tests.e2e.conftest import async_test, client, receive, recorded_text, scenario
 from tests.e2e.test_run_cli import ENV, sim, sim_serving
 
 SUBSCRIBE = '{"type":"subscribe","streams":["tick"]}'
@@ -63,7 +63,7 @@ async def test_proxy_process_records_until_sigterm_and_exits_0(tmp_path: Path) -
     assert code == 0, err
     recorded = [orjson.loads(m) for m in server_messages(out)]
     assert recorded[:10] == got
-    assert b"hunter2" not in out.read_bytes()
+    assert "hunter2" not in recorded_text(out)
 
 
 @async_test(timeout=60)
@@ -100,7 +100,7 @@ async def test_connect_records_the_feed_after_the_messages_it_sends(tmp_path: Pa
             sim, *args, "--header", "Authorization: Bearer hunter2", "--out", out
         )
     assert result.returncode == 0, result.stderr
-    assert b"hunter2" not in out.read_bytes()
+    assert "hunter2" not in recorded_text(out)
     recorded = server_messages(out)
     # Broadcast: ticks may arrive before the answer to the subscribe.
     assert b'{"type":"subscribed","streams":["tick"]}' in recorded
@@ -188,7 +188,7 @@ async def test_a_redaction_key_from_a_file_or_the_environment_hashes_alike_and_r
         return str(orjson.loads(payload)["token"])
 
     assert token_of("file") == token_of("env") != token_of("random")
-    assert all(b"s3cret" not in (tmp_path / f"{n}.parquet").read_bytes() for n in runs)
+    assert all("s3cret" not in recorded_text(tmp_path / f"{n}.parquet") for n in runs)
 
     recording = tmp_path / "file.parquet"
     args = ("replay", recording, "--port", "0", "--strict", "--quiet")

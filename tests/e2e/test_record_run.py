@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import subprocess
 import sys
 from pathlib import Path
@@ -14,7 +15,7 @@ import websockets
 from simulator.core.redact import Redactor
 from simulator.net.server import serve
 from simulator.storage.reader import read_recording
-from tests.e2e.conftest import async_test, scenario
+from tests.e2e.conftest import async_test, recorded_text, scenario
 
 FEED = """
 [scenario]
@@ -104,10 +105,62 @@ async def test_secrets_a_client_sends_are_redacted_in_the_recording(tmp_path: Pa
             if not server.clients:
                 break
             await asyncio.sleep(0.01)
-    assert secret.encode() not in out.read_bytes()
+    assert secret not in recorded_text(out)
     frame = read_recording(out).frame
     opened = orjson.loads(frame.filter(pl.col("kind") == "open")["payload"][0])
     assert opened == {"path": "/feed?access_token=[redacted]"}
     login = orjson.loads(frame.filter(pl.col("sender") == "client")["payload"][0])
     assert login["auth"]["token"].startswith("hmac-sha256:")
     assert read_recording(out).metadata["extra"]["redaction"]["rules"] == ["$..token=hash"]
+
+
+@async_test(timeout=30)
+async def test_a_dropped_socket_is_recorded_as_whoever_dropped_it(tmp_path: Path) -> None:
+    """No close frame either way (1006): the server's when a fault reset it, so that a
+    replay drops its client there too; the client's when the client went, so that a
+    replay keeps its client (it was recorded as the server's, and the replay dropped a
+    client that stayed); a close reason quoting a URL loses its secrets like an error."""
+    out = tmp_path / "drops.parquet"
+    feed = FEED.replace(
+        '[[fault]]\nname = "lossy"\nkind = "drop"\nevery_nth = 4',
+        '[[fault]]\nname = "cut"\nkind = "reset"\nat = "200ms"\nconnections = [0]',
+    )
+    async with serve(scenario(feed), port=0, record=out) as server:
+        reset = await websockets.connect(server.url)  # connection 0: reset at 200 ms
+        leaving = await websockets.connect(server.url)  # 1: drops its own socket
+        closing = await websockets.connect(server.url)  # 2: closes with a reason
+        await asyncio.wait_for(leaving.recv(), 5)
+        leaving.transport.abort()
+        await closing.close(4000, "moved to wss://u:pw@feed.example/ws?token=hunter2")
+        with contextlib.suppress(websockets.ConnectionClosed):
+            while True:
+                await asyncio.wait_for(reset.recv(), 5)
+        for _ in range(100):
+            if not server.clients:
+                break
+            await asyncio.sleep(0.01)
+    closes = read_recording(out).frame.filter(pl.col("kind") == "close").sort("conn")
+    assert closes.select("conn", "sender", "close_code").rows() == [
+        (0, "server", 1006),
+        (1, "client", 1006),
+        (2, "client", 4000),
+    ]
+    assert closes["close_reason"][2] == "moved to wss://feed.example/ws?token=[redacted]"
+    assert "hunter2" not in recorded_text(out) and "pw@" not in recorded_text(out)
+
+
+@async_test(timeout=30)
+async def test_a_delayed_reply_due_after_its_client_left_is_not_recorded(tmp_path: Path) -> None:
+    """The reply was never sent: it was written as a server row after the close."""
+    out = tmp_path / "reply.parquet"
+    rule = (
+        '\n[[protocol.rule]]\nname = "slow"\nmatch = { type = "get" }\ndelay = "200ms"\n'
+        '[protocol.rule.reply]\ntype = "got"\n'
+    )
+    async with serve(scenario(FEED + rule), port=0, record=out, speed=1) as server:
+        async with websockets.connect(server.url) as ws:
+            await ws.send('{"type": "get"}')
+        await asyncio.sleep(0.4)  # past the reply's delay, which must not send it
+    frame = read_recording(out).frame.filter(pl.col("conn") == 0).sort("seq")
+    assert frame["kind"].cast(pl.String).to_list()[-1] == "close"
+    assert not any(b'"got"' in bytes(p) for p in frame["payload"].to_list() if p is not None)
