@@ -680,6 +680,9 @@ class Handshakes:
     ``Retry-After``. A ``reject`` in force applies to attempts from ``after_connections``
     on, at most ``limit`` times (delays count). Call :meth:`decide` once per attempt, in
     arrival order; the answers are a pure function of the attempts' times in that order.
+    An attempt that something else answers (a refusal given on demand) is numbered with
+    :meth:`number` and not decided: it takes its connection index, but no ``limit``
+    counts it. :meth:`answer` then decides a numbered attempt the plan does answer.
     If the server numbers connections, it should number attempts (so that connection
     ``i`` is attempt ``i``), which keeps connection targeting and this counting aligned.
 
@@ -702,8 +705,18 @@ class Handshakes:
     def decide(self, t_ns: int) -> HandshakeDecision:
         """The answer to the next attempt, arriving at scenario time ``t_ns``; its
         ``attempt`` is the connection index (see :class:`Numbering`)."""
+        return self.answer(self.number(), t_ns)
+
+    def number(self) -> int:
+        """Number the next attempt: its connection index. Then call :meth:`answer` with
+        it, unless the attempt is answered otherwise."""
         attempt = self.numbering.index(self.attempts)
         self.attempts += 1
+        return attempt
+
+    def answer(self, attempt: int, t_ns: int) -> HandshakeDecision:
+        """The answer to ``attempt`` (the last :meth:`number` gave), arriving at scenario
+        time ``t_ns``. Refusals and delays given here count against ``limit``."""
         faults = self.plan.server_faults
         for fault, occurrences in zip(faults, self._occurrences, strict=True):
             action = fault.action

@@ -97,9 +97,19 @@ class FaultInjector:
 
     # ------------------------------------------------------------------ handshakes
 
-    def handshake(self) -> HandshakeDecision:
-        """Decide the next handshake attempt; its ``attempt`` is the connection index."""
-        decision = self._handshakes.decide(self._virtual_ns())
+    def number_handshake(self) -> int:
+        """Number the next handshake attempt (its connection index) without deciding it.
+        Then either call :meth:`handshake` with it, or answer it otherwise (a refusal on
+        demand): the plan then neither reports it nor counts it against a ``limit``."""
+        return self._handshakes.number()
+
+    def handshake(self, attempt: int | None = None) -> HandshakeDecision:
+        """Decide handshake ``attempt`` (from :meth:`number_handshake`; ``None``: the next
+        one, numbered now) and report what the plan does to it. The decision's
+        ``attempt`` is the connection index."""
+        if attempt is None:
+            attempt = self._handshakes.number()
+        decision = self._handshakes.answer(attempt, self._virtual_ns())
         if decision.faults:
             kind, detail = decision.report(self._speed)
             self._report(kind, ",".join(decision.faults), decision.attempt, **detail)

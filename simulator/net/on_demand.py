@@ -12,9 +12,8 @@ from __future__ import annotations
 import asyncio
 from collections import Counter
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
-
-from websockets.server import ServerProtocol
 
 from simulator.core.faults import OUTAGE_CLOSE_CODE, HandshakeDecision
 from simulator.core.model import (
@@ -30,11 +29,9 @@ from simulator.core.model import (
     Throttle,
 )
 from simulator.net.faulting import Injected
-from simulator.net.handshake import fault_answer
 from simulator.net.log import EventKind, EventLog
 from simulator.net.recorder import Recorder
 from simulator.net.send_path import Client
-from simulator.net.wire_server import HandshakeAnswer
 
 #: The kinds that can be triggered now (message kinds act per message: they belong in
 #: a plan, where their schedule says which messages).
@@ -100,23 +97,25 @@ class OnDemandFaults:
             client.close(code, reason)
         return [c.index for c in hit]
 
-    def refusal(self, protocol: ServerProtocol) -> HandshakeAnswer:
-        """The refusal of a handshake arriving now, while one is in force (``None``
-        otherwise): an HTTP response or a close at once, as the plan's would be."""
+    def decide(self, attempt: int) -> HandshakeDecision | None:
+        """How handshake ``attempt`` (its connection index), arriving now, is refused
+        while a refusal is in force; ``None`` when none is.
+
+        The refusal is reported here, on ``attempt``, as the plan reports its own. The
+        caller must give the client :func:`~simulator.net.handshake.fault_answer` of it,
+        and not let the plan decide the attempt too (the plan would report and count a
+        refusal nobody got): see :meth:`~simulator.net.faulting.FaultInjector.number_handshake`.
+        """
         if self._refusal is None:
             return None
         until, decision = self._refusal
         if asyncio.get_running_loop().time() >= until:
             self._refusal = None
             return None
-        self._report(
-            "handshake_refused",
-            decision.faults[0],
-            None,
-            status=decision.status,
-            respond=decision.respond.value,
-        )
-        return fault_answer(protocol, decision, self._speed)
+        decision = replace(decision, attempt=attempt)
+        kind, detail = decision.report(self._speed)
+        self._report(kind, decision.faults[0], attempt, **detail)
+        return decision
 
     def close(self) -> None:
         for handle in self._handles:
@@ -170,7 +169,8 @@ class OnDemandFaults:
             status, close_code = 503, OUTAGE_CLOSE_CODE
         else:
             status, close_code = action.status or 503, action.close_code
-        # Told to clients as the plan's refusals are (fault_answer: wall time at speed).
+        # Told to clients as the plan's refusals are (fault_answer: wall time at speed);
+        # its attempt is filled in by decide().
         self._refusal = (
             until,
             HandshakeDecision(

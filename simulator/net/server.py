@@ -408,14 +408,24 @@ class SimServer(Listener):
         # Connections are numbered by handshake attempt, so that fault targeting (which
         # counts attempts, refused ones included) and connection indices agree; a
         # worker numbers its k-th attempt worker + k*workers (simulator.core.numbering).
-        refused = self.on_demand.refusal(protocol)
+        conn.index = attempt = self._number_attempt()
+        # A refusal given on demand answers in the plan's place: the plan does not
+        # decide that attempt, so it neither reports nor counts a refusal nobody got.
+        refused = self.on_demand.decide(attempt)
+        if refused is not None:
+            return fault_answer(protocol, refused, self.speed)
         if self.faults is None:
-            conn.index = self.numbering.index(self._next_index)
-            self._next_index += 1
-            return refused
-        decision = self.faults.handshake()
-        conn.index = decision.attempt
-        return refused or fault_answer(protocol, decision, self.speed)
+            return None
+        return fault_answer(protocol, self.faults.handshake(attempt), self.speed)
+
+    def _number_attempt(self) -> int:
+        """The next handshake attempt's connection index (the plan's numbering, which
+        ``after_connections`` counts, when there is a plan)."""
+        if self.faults is not None:
+            return self.faults.number_handshake()
+        index = self.numbering.index(self._next_index)
+        self._next_index += 1
+        return index
 
     def _hint_subprotocols(self, request: Request) -> None:
         """Say once what to do when clients offer subprotocols the scenario does not

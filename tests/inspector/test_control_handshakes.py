@@ -1,0 +1,94 @@
+"""Handshake faults given on demand (``POST /control/faults``: ``outage``, ``reject``)
+against real WebSocket clients on 127.0.0.1, alone and on top of the scenario's plan.
+
+What a client got is what is reported: one row per answered handshake, in the log, the
+status and the recording, on the attempt's connection number.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import orjson
+import polars as pl
+from websockets.exceptions import InvalidStatus
+
+from simulator.inspector import attach
+from simulator.net.server import serve
+from tests.e2e.conftest import async_test, client, scenario
+from tests.inspector.http_client import request
+
+#: A handshake that was accepted (HTTP 101 Switching Protocols).
+ACCEPTED = 101
+
+AUTH_FLAP = scenario(
+    """
+    [scenario]
+    name = "auth-flap"
+    seed = 7
+
+    [[stream]]
+    name = "tick"
+    every = "1s"
+
+    [[fault]]
+    name = "auth-flap"
+    kind = "reject"
+    status = 401
+    limit = 2
+    window = { start = "0s", end = "10m" }
+    """
+)
+
+
+async def handshake_status(url: str) -> int:
+    """Attempt one handshake: the HTTP status it was refused with, or 101 (then closed)."""
+    try:
+        ws = await client(url)
+    except InvalidStatus as refused:
+        return refused.response.status_code
+    await ws.close()
+    return ACCEPTED
+
+
+def refusal_rows(recording: Path) -> list[tuple[int, str, int]]:
+    """``(conn, fault, status)`` of each ``handshake_refused`` row of a recording."""
+    frame = pl.read_parquet(recording).sort("seq")
+    faults = [(conn, orjson.loads(f)) for conn, f in frame.select("conn", "fault").rows() if f]
+    return [(c, f["fault"], f["status"]) for c, f in faults if f["kind"] == "handshake_refused"]
+
+
+@async_test()
+async def test_a_refusal_on_demand_is_the_one_reported_and_leaves_the_plans_limit(
+    tmp_path: Path,
+) -> None:
+    """While an outage given on demand refuses handshakes, the plan's reject (401,
+    limit 2) neither reports nor counts them: each refused attempt is one row, the 503
+    its client got, and the plan's two 401s go to the first attempts after the outage."""
+    recording = tmp_path / "run.parquet"
+    async with serve(AUTH_FLAP, port=0, speed=4, record=recording) as server:
+        attach(server)
+        table = {"kind": "outage", "duration": "8s"}  # 2 s of wall time at speed 4
+        answer = await request(server.url, "POST", "/control/faults", json_body=table)
+        assert answer.status == 200, answer.body
+        statuses = [await handshake_status(server.url)]
+        while statuses[-1] == 503:  # until the outage is over: polled, not timed
+            await asyncio.sleep(0.1)
+            statuses.append(await handshake_status(server.url))
+        statuses += [await handshake_status(server.url) for _ in range(2)]
+        status = (await request(server.url, "GET", "/status")).json()
+        control = [(i.conn, i.detail["status"]) for i in server.on_demand.injected]
+        plan = [(i.conn, i.detail["status"]) for i in server.injected]
+
+    refused = len(statuses) - 3
+    assert refused >= 1 and statuses == [503] * refused + [401, 401, ACCEPTED]
+    # Every attempt takes a connection number; the plan answered only n and n + 1.
+    assert control == [(None, 503)] + [(conn, 503) for conn in range(refused)]
+    assert plan == [(refused, 401), (refused + 1, 401)]
+    assert status["faults_by_kind"] == {"outage": 1, "handshake_refused": refused + 2}
+    assert refusal_rows(recording) == [
+        *((conn, "control", 503) for conn in range(refused)),
+        (refused, "auth-flap", 401),
+        (refused + 1, "auth-flap", 401),
+    ]
