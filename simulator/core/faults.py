@@ -30,7 +30,7 @@ import hashlib
 import math
 import struct
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Final, TypeAlias
 
 from simulator.core.corrupt import corrupt
@@ -657,6 +657,11 @@ class HandshakeDecision:
     @property
     def accept(self) -> bool:
         return self.status is None
+
+    def held(self, delay_ns: int) -> HandshakeDecision:
+        """This answer given ``delay_ns`` later: after a delay that came first (given on
+        demand), as a delaying ``reject`` comes before the next one in :class:`Handshakes`."""
+        return replace(self, delay_ns=self.delay_ns + delay_ns)
 
     def report(self, speed: float) -> tuple[str, dict[str, Any]]:
         """What a recording holds of this decision (when it has ``faults``): its kind

@@ -1,9 +1,10 @@
 """Faults triggered now, from outside the scenario's plan (the inspector's control
-endpoint): a disconnect, reset, stall, throttle, outage, handshake refusal or mass
-disconnect carried out at once on the live connections.
+endpoint): a disconnect, reset, stall, throttle, outage, handshake refusal or delay, or
+mass disconnect carried out at once on the live connections.
 
 The plan (:mod:`simulator.net.faulting`) stays what the seed makes it; these come on
-top, are reported the same way (a ``fault`` event with ``source="control"``, a count in
+top (a handshake refused here is not the plan's to decide: :meth:`OnDemandFaults.decide`),
+are reported the same way (a ``fault`` event with ``source="control"``, a count in
 the stats, a row in the recording) and are kept in :attr:`OnDemandFaults.injected`.
 """
 
@@ -12,7 +13,7 @@ from __future__ import annotations
 import asyncio
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 from simulator.core.faults import OUTAGE_CLOSE_CODE, HandshakeDecision
@@ -66,8 +67,7 @@ class OnDemandFaults:
         self._clients = clients
         self._speed = speed
         self._recorder = recorder
-        # A refusal in force: the loop time it ends, and how handshakes are answered.
-        self._refusal: tuple[float, HandshakeDecision] | None = None
+        self._in_force: _InForce | None = None
         self._handles: list[asyncio.TimerHandle] = []
 
     def trigger(self, fault: Fault) -> list[int]:
@@ -98,21 +98,26 @@ class OnDemandFaults:
         return [c.index for c in hit]
 
     def decide(self, attempt: int) -> HandshakeDecision | None:
-        """How handshake ``attempt`` (its connection index), arriving now, is refused
-        while a refusal is in force; ``None`` when none is.
+        """How handshake ``attempt`` (its connection index), arriving now, is refused or
+        delayed while an outage or reject given here is in force and applies to it;
+        ``None`` when none does.
 
-        The refusal is reported here, on ``attempt``, as the plan reports its own. The
-        caller must give the client :func:`~simulator.net.handshake.fault_answer` of it,
-        and not let the plan decide the attempt too (the plan would report and count a
-        refusal nobody got): see :meth:`~simulator.net.faulting.FaultInjector.number_handshake`.
+        The answer is reported here, on ``attempt``, as the plan reports its own. The
+        caller must give the client :func:`~simulator.net.handshake.fault_answer` of a
+        refusal, and not let the plan decide the attempt too (the plan would report and
+        count a refusal nobody got): see
+        :meth:`~simulator.net.faulting.FaultInjector.number_handshake`. A delay
+        (``accept``) holds the handshake: the plan's answer comes after it.
         """
-        if self._refusal is None:
+        in_force = self._in_force
+        if in_force is None:
             return None
-        until, decision = self._refusal
-        if asyncio.get_running_loop().time() >= until:
-            self._refusal = None
+        if asyncio.get_running_loop().time() >= in_force.until:
+            self._in_force = None
             return None
-        decision = replace(decision, attempt=attempt)
+        if attempt < in_force.after_connections:
+            return None
+        decision = replace(in_force.answer, attempt=attempt)
         kind, detail = decision.report(self._speed)
         self._report(kind, decision.faults[0], attempt, **detail)
         return decision
@@ -164,31 +169,20 @@ class OnDemandFaults:
     def _refuse(self, fault: Fault, action: Outage | Reject, duration_ns: int | None) -> list[int]:
         assert duration_ns is not None, "the control endpoint requires a duration"
         until = asyncio.get_running_loop().time() + duration_ns / 1e9 / self._speed
-        close_code: int | None
-        if isinstance(action, Outage):
-            status, close_code = 503, OUTAGE_CLOSE_CODE
-        else:
-            status, close_code = action.status or 503, action.close_code
-        # Told to clients as the plan's refusals are (fault_answer: wall time at speed);
-        # its attempt is filled in by decide().
-        self._refusal = (
-            until,
-            HandshakeDecision(
-                attempt=0,
-                status=status,
-                faults=(fault.name,),
-                retry_after_ns=action.retry_after_ns,
-                respond=action.respond,
-                close_code=close_code,
-            ),
-        )
+        after = fault.target.after_connections
+        answer = _answer(fault.name, action)
+        self._in_force = _InForce(until, after, answer)
         targets = self._targets(fault) if isinstance(action, Outage) else []
+        delayed = {"delay_ns": answer.delay_ns} if answer.delay_ns else {}
+        spared = {"after_connections": after} if after else {}
         self._report(
             action.kind.value,
             fault.name,
             None,
             end_ns=self._end_ns(duration_ns),
-            status=status,
+            status=answer.status,
+            **delayed,
+            **spared,
             connections=len(targets),
         )
         for client in targets:
@@ -218,3 +212,35 @@ class OnDemandFaults:
         recorder = self._recorder()
         if recorder is not None:
             recorder.fault(conn, {"kind": kind, "fault": fault, "t_ns": t, **detail})
+
+
+@dataclass(frozen=True, slots=True)
+class _InForce:
+    """An outage or reject given on demand: the loop time it ends, the first connection
+    number it applies to, and its answer (``attempt`` filled in per handshake)."""
+
+    until: float
+    after_connections: int
+    answer: HandshakeDecision
+
+
+def _answer(name: str, action: Outage | Reject) -> HandshakeDecision:
+    """How an outage or reject given on demand answers a handshake, as the plan's
+    would (``Handshakes.answer``): an outage refuses with 503, a reject refuses with its
+    status or, with a delay, holds the handshake that long. Told to clients as the
+    plan's answers are (``fault_answer``: wall time at the server's speed)."""
+    status: int | None
+    close_code: int | None
+    if isinstance(action, Outage):
+        status, close_code, delay_ns = 503, OUTAGE_CLOSE_CODE, 0
+    else:
+        status, close_code, delay_ns = action.status, action.close_code, action.delay_ns or 0
+    return HandshakeDecision(
+        attempt=0,
+        status=status,
+        delay_ns=delay_ns,
+        faults=(name,),
+        retry_after_ns=action.retry_after_ns,
+        respond=action.respond,
+        close_code=close_code,
+    )

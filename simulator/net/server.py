@@ -30,7 +30,7 @@ from typing import Any
 import orjson
 from websockets.http11 import Request
 
-from simulator.core.faults import plan_faults
+from simulator.core.faults import HandshakeDecision, plan_faults
 from simulator.core.lateness import stream_limits_ns
 from simulator.core.live import PER_CLIENT
 from simulator.core.model import Mode, Scenario, Timing
@@ -411,12 +411,14 @@ class SimServer(Listener):
         conn.index = attempt = self._number_attempt()
         # A refusal given on demand answers in the plan's place: the plan does not
         # decide that attempt, so it neither reports nor counts a refusal nobody got.
-        refused = self.on_demand.decide(attempt)
-        if refused is not None:
-            return fault_answer(protocol, refused, self.speed)
-        if self.faults is None:
-            return None
-        return fault_answer(protocol, self.faults.handshake(attempt), self.speed)
+        # A delay given on demand holds the handshake, then the plan answers it.
+        control = self.on_demand.decide(attempt)
+        if control is not None and not control.accept:
+            return fault_answer(protocol, control, self.speed)
+        plan = HandshakeDecision(attempt) if self.faults is None else self.faults.handshake(attempt)
+        if control is not None:
+            plan = plan.held(control.delay_ns)
+        return fault_answer(protocol, plan, self.speed)
 
     def _number_attempt(self) -> int:
         """The next handshake attempt's connection index (the plan's numbering, which

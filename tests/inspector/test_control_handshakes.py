@@ -92,3 +92,85 @@ async def test_a_refusal_on_demand_is_the_one_reported_and_leaves_the_plans_limi
         (refused, "auth-flap", 401),
         (refused + 1, "auth-flap", 401),
     ]
+
+
+TICKS = scenario(
+    """
+    [scenario]
+    name = "ticks"
+    seed = 7
+
+    [[stream]]
+    name = "tick"
+    every = "1s"
+    """
+)
+
+
+async def held_handshake(url: str) -> tuple[int, float]:
+    """Attempt one handshake: its status (as :func:`handshake_status`) and how long it
+    took, in seconds of loop time."""
+    loop = asyncio.get_running_loop()
+    began = loop.time()
+    status = await handshake_status(url)
+    return status, loop.time() - began
+
+
+async def trigger(url: str, table: dict[str, object]) -> None:
+    answer = await request(url, "POST", "/control/faults", json_body=table)
+    assert answer.status == 200, answer.body
+
+
+@async_test()
+async def test_control_reject_with_a_delay_holds_handshakes_then_lets_them_in() -> None:
+    """A reject with ``delay = "2s"`` at speed 10 holds each handshake at least 0.2 s of
+    wall time, then accepts it, and reports a ``handshake_delayed`` on its attempt."""
+    async with serve(TICKS, port=0, speed=10) as server:
+        attach(server)
+        await trigger(server.url, {"kind": "reject", "delay": "2s", "duration": "600s"})
+        held = [await held_handshake(server.url) for _ in range(2)]
+        delayed = [i for i in server.on_demand.injected if i.kind == "handshake_delayed"]
+
+    # The hold is an asyncio timer of 0.2 s: it never ends early (1 ms for rounding).
+    assert [status for status, _ in held] == [ACCEPTED, ACCEPTED]
+    assert all(seconds >= 0.2 - 0.001 for _, seconds in held), held
+    assert [(i.conn, i.detail["delay_ns"], i.detail["status"]) for i in delayed] == [
+        (0, 2_000_000_000, None),
+        (1, 2_000_000_000, None),
+    ]
+
+
+@async_test()
+async def test_control_delay_holds_handshakes_then_the_plan_answers_them() -> None:
+    """A delay given on demand on top of the plan's reject (401, limit 2), as two
+    rejects of one scenario compose: each handshake is held, then the plan answers it
+    (401 twice, counted against its limit, then accepted)."""
+    async with serve(AUTH_FLAP, port=0, speed=10) as server:
+        attach(server)
+        await trigger(server.url, {"kind": "reject", "delay": "2s", "duration": "600s"})
+        held = [await held_handshake(server.url) for _ in range(3)]
+        control = [(i.conn, i.kind) for i in server.on_demand.injected]
+        plan = [(i.conn, i.kind, i.detail["status"]) for i in server.injected]
+
+    assert [status for status, _ in held] == [401, 401, ACCEPTED]
+    assert all(seconds >= 0.2 - 0.001 for _, seconds in held), held
+    assert control == [(None, "reject")] + [(conn, "handshake_delayed") for conn in range(3)]
+    assert plan == [(0, "handshake_refused", 401), (1, "handshake_refused", 401)]
+
+
+@async_test()
+async def test_control_reject_spares_connection_numbers_below_after_connections() -> None:
+    """``after_connections = 2`` counts connection numbers from the server's start, as
+    a scenario's reject does: with connection 0 open, attempt 1 is spared, attempt 2
+    and later are refused."""
+    async with serve(TICKS, port=0) as server:
+        attach(server)
+        first = await client(server.url)
+        table = {"kind": "reject", "status": 401, "after_connections": 2, "duration": "600s"}
+        await trigger(server.url, table)
+        statuses = [await handshake_status(server.url) for _ in range(3)]
+        await first.close()
+        refused = [i.conn for i in server.on_demand.injected if i.kind == "handshake_refused"]
+
+    assert statuses == [ACCEPTED, 401, 401]
+    assert refused == [2, 3]
