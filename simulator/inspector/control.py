@@ -25,6 +25,9 @@ from simulator.scenario.reader import Context
 #: The code ``/control/disconnect`` closes with by default: 1012 (service restart), a
 #: close after which a client is expected to reconnect.
 DEFAULT_DISCONNECT_CODE = 1012
+#: The status a ``reject`` given with neither ``status`` nor ``delay`` refuses with: 503
+#: (Service Unavailable), the answer of a server that is there but will not take you now.
+DEFAULT_REJECT_STATUS = 503
 #: The longest fault name a control request may give.
 MAX_NAME_CHARS = 100
 _TRIGGERS = ("at", "every", "window", "poisson")
@@ -151,6 +154,10 @@ def trigger_fault(view: View, request: HttpRequest) -> HttpResponse:
         return _bad("name", f"at most {MAX_NAME_CHARS} characters", f"{name[:20]}...")
     if kind in ("outage", "reject") and "duration" not in table:
         return _bad("duration", f"required for {kind} on demand: how long handshakes are refused")
+    if kind == "reject" and "status" not in table and "delay" not in table:
+        # A scenario's reject must name one; on demand, "refuse for a while" is the
+        # usual ask, so it has a default (docs/inspector.md).
+        table = {**table, "status": DEFAULT_REJECT_STATUS}
     # Checked as the scenario reader checks a [[fault]] table, as if it were due now.
     ctx = Context("POST /control/faults", LineIndex(""))
     faults = build_faults(ctx, [{"name": "control", **table, "at": "0s"}], view.stream_names)

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import orjson
 import polars as pl
+import pytest
 from websockets.exceptions import InvalidStatus
 
 from simulator.inspector import attach
@@ -174,3 +175,19 @@ async def test_control_reject_spares_connection_numbers_below_after_connections(
 
     assert statuses == [ACCEPTED, 401, 401]
     assert refused == [2, 3]
+
+
+@async_test()
+async def test_control_reject_without_status_or_delay_refuses_with_503() -> None:
+    """A reject given on demand with neither ``status`` nor ``delay`` refuses with 503,
+    the default docs/inspector.md gives (a scenario's reject must name one of them)."""
+    async with serve(TICKS, port=0) as server:
+        attach(server)
+        await trigger(server.url, {"kind": "reject", "retry_after": "20s", "duration": "600s"})
+        with pytest.raises(InvalidStatus) as refused:
+            await client(server.url)
+        [event] = [i for i in server.on_demand.injected if i.kind == "reject"]
+
+    response = refused.value.response
+    assert response.status_code == 503 and response.headers["Retry-After"] == "20"
+    assert event.detail["status"] == 503
