@@ -45,9 +45,21 @@ class TokenBucket:
 
     def allow(self, now: float) -> bool:
         """Whether an event at ``now`` is within the limit (it then takes a token)."""
-        self._tokens = min(self.burst, self._tokens + (now - self._at) * self.rate)
-        self._at = now
+        self._refill(now)
         if self._tokens < 1.0:
             return False
         self._tokens -= 1.0
         return True
+
+    def credit(self, seconds: float, now: float) -> None:
+        """Allow, on top of what is in the bucket, ``seconds`` worth of events at the
+        rate, until spent: for events that were held back (not read, by a fault) for
+        that long, and now arrive at once, which the sender did not do."""
+        self._refill(now)
+        self._tokens += seconds * self.rate
+
+    def _refill(self, now: float) -> None:
+        refilled = self._tokens + (now - self._at) * self.rate
+        # Up to the burst; a credit above it is kept (not refilled) until spent.
+        self._tokens = max(self._tokens, min(self.burst, refilled))
+        self._at = now

@@ -49,15 +49,30 @@ class Captured:
 
 
 class _Capture(Handler):
-    """Records what the server sends, as it arrives."""
+    """Records what the server sends, as it arrives; what arrives with the handshake's
+    response (a welcome message), before the connection's ``open`` row is written, waits
+    for :meth:`open_row_written`, so that the file reads in the order things happened."""
 
     def __init__(self, recorder: Recorder) -> None:
         self.recorder = recorder
         self.received = 0
         self.ended = asyncio.Event()
+        self._early: list[Callable[[], None]] | None = []
+
+    def open_row_written(self) -> None:
+        """The ``open`` row is written: write what came before it, then record as it comes."""
+        early, self._early = self._early or [], None
+        for write in early:
+            write()
+
+    def _record(self, write: Callable[[], None]) -> None:
+        if self._early is None:
+            write()
+        else:
+            self._early.append(write)
 
     def message(self, conn: Connection, message: str | bytes) -> None:
-        self.recorder.message(0, Sender.SERVER, message)
+        self._record(lambda: self.recorder.message(0, Sender.SERVER, message))
         self.received += 1
 
     def control(self, conn: Connection, frame: Frame) -> None:
@@ -65,7 +80,8 @@ class _Capture(Handler):
             self.ended.set()  # the server closes: the capture is over
         else:
             kind = Kind.PING if frame.opcode is Opcode.PING else Kind.PONG
-            self.recorder.control(0, Sender.SERVER, kind, bytes(frame.data))
+            data = bytes(frame.data)
+            self._record(lambda: self.recorder.control(0, Sender.SERVER, kind, data))
 
     def closed(self, conn: Connection) -> None:
         self.ended.set()
@@ -129,6 +145,7 @@ async def capture(
         if ws.response is not None:
             handshake["response_headers"] = redact_headers(ws.response.headers.raw_items(), offered)
         recorder.opened(0, handshake)
+        handler.open_row_written()
         log.emit(EventKind.CONNECTED, conn=0, url=redact_url(url))
         for message in send:
             recorder.message(0, Sender.CLIENT, message)

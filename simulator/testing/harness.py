@@ -110,7 +110,7 @@ def run_sim(
     real_sockets: bool = False,
     virtual_time: bool | None = None,
     speed: float = 1.0,
-    epoch_ns: int | None = 0,
+    epoch_ns: int | None = None,
     timeout_real_s: float = 60.0,
 ) -> T:
     """Serve ``scenario`` (its ``[[fault]]``s replaced by ``faults`` when given) with
@@ -124,6 +124,8 @@ def run_sim(
     ``virtual_time=True`` to keep the virtual clock over those sockets (loopback
     delivers at once, so a client on the same loop runs its timers in virtual time:
     its backoff and timeouts too). ``timeout_real_s`` bounds the run in real time.
+    Timestamps count from ``epoch_ns`` (Unix ns), else from the scenario's ``epoch``,
+    else from 0 (1970-01-01): the same in every run, unlike ``sim run``'s wall clock.
     """
     if speed <= 0:
         raise UsageError(f"speed={speed!r}: must be > 0")
@@ -144,7 +146,7 @@ def run_sim(
                 port=0,
                 seed=seed,
                 speed=speed,
-                epoch_ns=epoch_ns,
+                epoch_ns=next(e for e in (epoch_ns, loaded.epoch_ns, 0) if e is not None),
                 log_sends=True,
                 in_memory=not real_sockets,
             ) as server,

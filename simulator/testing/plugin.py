@@ -36,7 +36,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 @pytest.fixture
 def sim_server(request: pytest.FixtureRequest) -> Callable[..., Any]:
     """Run a check against a `sim` server: ``sim_server(check, scenario, seed=...,
-    faults=..., real_sockets=False, virtual_time=None, speed=1.0, epoch_ns=0,
+    faults=..., real_sockets=False, virtual_time=None, speed=1.0, epoch_ns=None,
     timeout_real_s=60.0)`` (see :func:`run_sim`)."""
     # Imported here: the plugin loads in every pytest run, most of which never use it.
     from simulator.testing.harness import run_sim

@@ -4,6 +4,9 @@ recovery, usage errors. The upstream is `sim run` itself, in this process."""
 from __future__ import annotations
 
 import asyncio
+import base64
+import contextlib
+import hashlib
 import signal
 import subprocess
 import sys
@@ -12,6 +15,7 @@ from pathlib import Path
 import orjson
 import polars as pl
 
+from simulator.net.capture import capture
 from simulator.net.replay import replay
 from simulator.net.server import serve
 from simulator.storage.analysis import inspect
@@ -20,6 +24,8 @@ from simulator.storage.writer import segment_dir
 from tests.e2e.conftest import async_test, client, receive, recorded_text, scenario
 from tests.e2e.test_run_cli import ENV, sim, sim_serving
 
+#: RFC 6455's GUID, which a server's Sec-WebSocket-Accept hashes with the client's key.
+WS_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 SUBSCRIBE = '{"type":"subscribe","streams":["tick"]}'
 FEED = """
 [scenario]
@@ -116,6 +122,40 @@ async def test_connect_records_the_feed_after_the_messages_it_sends(tmp_path: Pa
         got = [(await ws.recv()).encode() for _ in recorded]  # type: ignore[union-attr]
         await ws.close()
     assert got == recorded
+
+
+@async_test(timeout=30)
+async def test_a_message_that_comes_with_the_handshake_is_recorded_after_the_open(
+    tmp_path: Path,
+) -> None:
+    """An upstream that writes its 101 response and a welcome message back to back: the
+    welcome was recorded before the connection's open row (and two captures of the same
+    feed, the welcome at once or a moment later, then differed for `sim diff`)."""
+
+    async def upstream(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        request = await reader.readuntil(b"\r\n\r\n")
+        key = next(
+            line.split(b":", 1)[1].strip()
+            for line in request.split(b"\r\n")
+            if line.lower().startswith(b"sec-websocket-key")
+        )
+        accept = base64.b64encode(hashlib.sha1(key + WS_GUID).digest())
+        writer.write(
+            b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+            b"Connection: Upgrade\r\nSec-WebSocket-Accept: " + accept + b"\r\n\r\n"
+            b'\x81\x10{"type":"hello"}'  # in the same write as the response
+        )
+        with contextlib.suppress(ConnectionError):
+            await reader.read(100)  # until the capture closes
+        writer.close()
+
+    server = await asyncio.start_server(upstream, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    out = tmp_path / "welcome.parquet"
+    async with server:
+        await capture(f"ws://127.0.0.1:{port}/", out, duration_s=0.2)
+    kinds = read_recording(out).frame.sort("seq")["kind"].cast(pl.String).to_list()
+    assert kinds[:2] == ["open", "text"], kinds
 
 
 def test_usage_errors_exit_2_and_an_unreachable_feed_exits_1(tmp_path: Path) -> None:

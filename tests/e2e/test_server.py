@@ -431,6 +431,26 @@ async def test_client_flooding_past_the_rate_limit_is_closed_with_1008() -> None
 
 
 @async_test()
+async def test_what_a_client_sent_during_a_stall_is_not_taken_for_a_flood() -> None:
+    """A stall reads nothing: the client's messages of those 1.5 s (10 a second, half
+    the limit) are read at once when it ends, and were charged to that instant, past
+    the burst of 5: the client was closed with 1008 for what the fault did."""
+    sc = scenario(
+        QUIET.replace("[server]", "[server]\nmax_messages_per_s = 20\nmessage_burst = 5")
+        + '[[fault]]\nname = "freeze"\nkind = "stall"\nat = "200ms"\nduration = "1500ms"\n'
+    )
+    async with serve(sc, port=0) as server:
+        ws = await client(server.url)
+        for n in range(25):  # 2.5 s
+            await ws.send(json.dumps({"type": "ping", "id": n}))
+            await asyncio.sleep(0.1)
+        pongs = await receive_until(ws, lambda m: m.get("id") == 24)
+        await ws.close()
+        assert not server.log.of_kind(EventKind.RATE_LIMITED)
+    assert [m["id"] for m in pongs if m["type"] == "pong"] == list(range(25))
+
+
+@async_test()
 async def test_a_client_sending_garbage_gets_a_few_answers_and_log_lines_then_1008() -> None:
     """Invalid messages are answered up to CLIENT_ERROR_BURST at once; past it the client
     is closed with 1008. Only CLIENT_ERRORS_LOGGED are logged one by one; the rest are

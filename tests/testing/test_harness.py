@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from simulator.client import ClientConfig, ResilientClient, State, StateChanged
+from simulator.client import ClientConfig, Message, ResilientClient, State, StateChanged
 from simulator.core.backoff import BackoffPolicy
 from simulator.testing.harness import RunningSim, run_sim
 
@@ -87,3 +87,31 @@ def test_faults_triggered_on_demand_are_in_the_fault_log_with_the_scenarios() ->
     assert "outage" in kinds and "handshake_refused" in kinds
     refused = kinds.count("handshake_refused")
     assert len(handshakes) >= 2 + refused  # the first, one after the disconnect, the refused
+
+
+async def first_timestamp(sim: RunningSim) -> str:
+    """The ``timestamp`` of the first message a client gets."""
+    client = ResilientClient(sim.url, config=CONFIG, open_transport=sim.open_transport, seed=0)
+    got: list[Message] = []
+    client.listen(lambda e: got.append(e) if isinstance(e, Message) else None)
+    await client.start()
+    while not got:
+        await sim.sleep(0.1)
+    await client.close()
+    return str(got[0].data["timestamp"])
+
+
+def test_timestamps_count_from_the_given_epoch_else_the_scenarios_else_1970() -> None:
+    """A client that judges a message by its age sees in a test what it sees live: the
+    scenario's own epoch was replaced by 1970 unless ``epoch_ns`` was given."""
+    dated = {**FEED, "scenario": {**FEED["scenario"], "epoch": "2026-05-01T12:00:00Z"}}
+    stamps = [
+        run_sim(first_timestamp, dated),
+        run_sim(first_timestamp, FEED),
+        run_sim(first_timestamp, dated, epoch_ns=1_000_000_000_000_000_000),
+    ]
+    assert stamps == [
+        "2026-05-01T12:00:01.000Z",
+        "1970-01-01T00:00:01.000Z",
+        "2001-09-09T01:46:41.000Z",
+    ]
