@@ -102,10 +102,12 @@ _FRAMES = {f.value: f for f in Frame}
 @dataclass(frozen=True, slots=True)
 class Plan:
     """The steps of one connection, in order. ``duration_ns`` (scaled) is the offset of
-    the last recorded event: where a looping replay starts over."""
+    the last recorded event: where a looping replay starts over. ``subprotocol`` is the
+    one the recorded server chose (as recorded: a token is ``[redacted]``), if any."""
 
     steps: tuple[Step, ...]
     duration_ns: int
+    subprotocol: str | None = None
 
     @property
     def expected(self) -> tuple[ExpectClient, ...]:
@@ -146,6 +148,7 @@ class PlanBuilder:
         "_origin",
         "_speed",
         "_steps",
+        "_subprotocol",
     )
 
     def __init__(self, speed: float | None = 1.0, *, gated: bool = True) -> None:
@@ -159,6 +162,7 @@ class PlanBuilder:
         self._answering: tuple[int, int] | None = None  # (expectation index, its t_ns)
         self._expectations = 0
         self._closed = False
+        self._subprotocol: str | None = None
 
     def _scale(self, ns: int) -> int:
         return 0 if self._speed is None else max(0, round(ns / self._speed))
@@ -170,6 +174,9 @@ class PlanBuilder:
         if self._origin is None:
             self._origin = row.t_ns
         if row.kind == "open":
+            handshake = parse(row.payload or b"")
+            if isinstance(handshake, dict) and isinstance(handshake.get("subprotocol"), str):
+                self._subprotocol = handshake["subprotocol"]
             return
         if row.kind not in ("text", "binary", "close"):
             return  # ping/pong frames are the library's; faults and errors are notes
@@ -200,7 +207,7 @@ class PlanBuilder:
             steps.append(Push(self._scale(offset), payload, frame, row.stream))
 
     def plan(self) -> Plan:
-        return Plan(tuple(self._steps), self._scale(self._last))
+        return Plan(tuple(self._steps), self._scale(self._last), self._subprotocol)
 
 
 def same_message(expected: ExpectClient, payload: bytes, frame: Frame) -> bool:

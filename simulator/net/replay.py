@@ -36,6 +36,7 @@ from websockets.protocol import State
 
 from simulator.core.faults import FaultPlan
 from simulator.core.model import SlowConsumerPolicy
+from simulator.core.redact import MARKER
 from simulator.core.replay_plan import (
     Close,
     ExpectClient,
@@ -252,11 +253,28 @@ class ReplayServer(Listener):
             close_timeout=CLOSE_TIMEOUT_S,
             max_frames_per_s=self.max_frames_per_s,
             max_handshakes=self.max_handshakes,
+            subprotocols=self._recorded_subprotocols(),
         )
         await self._listen(config, self.requested_port)
         self.log.emit(EventKind.LISTENING, url=self.url, mode="replay")
         if self.faults is not None:
             self._spawn(self.faults.run())
+
+    def _recorded_subprotocols(self) -> tuple[str, ...]:
+        """The subprotocols the recorded server chose, most often chosen first: a client
+        that offers one is answered with it, as it was (browsers and most libraries
+        refuse an answer without the one they asked for). One recorded as a token
+        (``[redacted]``) cannot be: said once."""
+        chosen = Counter(p.subprotocol for p in self.plans.values() if p.subprotocol is not None)
+        if MARKER in chosen:
+            self.log.emit(
+                EventKind.WARNING,
+                message=(
+                    "the recorded server chose a subprotocol that was a token (redacted"
+                    " in the recording): clients that need it are answered without one"
+                ),
+            )
+        return tuple(name for name, _ in chosen.most_common() if name != MARKER)
 
     async def stop(self) -> None:
         """Close every client with 1001 (going away) and stop listening; a client that

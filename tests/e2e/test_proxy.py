@@ -167,6 +167,13 @@ async def test_messages_relay_both_ways_with_path_headers_and_subprotocol(tmp_pa
     assert ["X-Desk", "power"] in opened["request_headers"]
     closes = frame.filter(pl.col("kind") == "close")
     assert closes.select("sender", "close_code").rows() == [("client", 1000)]
+    # Replayed, the same client is answered with the subprotocol it was (a browser
+    # refuses an answer without the one it asked for).
+    async with replay(out, speed=None) as replayed:
+        ws = await client(replayed.url, subprotocols=["feed.v1"])
+        assert ws.subprotocol == "feed.v1"
+        assert [await ws.recv(), await ws.recv()] == ["hello", b"\x00\x01"]
+        await ws.close()
 
 
 @async_test(timeout=30)
