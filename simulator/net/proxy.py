@@ -49,7 +49,6 @@ from simulator.net.common import (
     CLOSE_ABNORMAL,
     CLOSE_GOING_AWAY,
     CLOSE_NO_STATUS,
-    CLOSE_NORMAL,
     CLOSE_TIMEOUT_S,
     sendable,
 )
@@ -556,12 +555,11 @@ async def _close_like(leg: Connection, code: int, reason: str) -> None:
             await leg.drain()
     if leg.protocol.state is not State.OPEN:
         return  # closing or closed already
-    if not sendable(code):
-        if code != CLOSE_NO_STATUS:
-            leg.end_without_close()  # as on the other side, after what was relayed
-            return
-        code, reason = CLOSE_NORMAL, ""  # a close frame without a status
-    await leg.close(code, reason)  # bounded: aborted after the close timeout
+    if not sendable(code) and code != CLOSE_NO_STATUS:
+        leg.end_without_close()  # as on the other side, after what was relayed
+        return
+    # 1005: a close frame without a status, as the other side sent.
+    await leg.close(None if code == CLOSE_NO_STATUS else code, reason)  # aborted if unanswered
 
 
 def _phrase(status: int) -> str:

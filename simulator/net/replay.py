@@ -53,6 +53,7 @@ from simulator.core.replay_plan import (
 from simulator.errors import RecordingError, UsageError
 from simulator.net.common import (
     CLOSE_GOING_AWAY,
+    CLOSE_NO_STATUS,
     CLOSE_POLICY_VIOLATION,
     CLOSE_TIMEOUT_S,
     ScenarioClock,
@@ -442,6 +443,8 @@ class ReplayServer(Listener):
                     await sleep_until(origin + step.at_ns / 1e9)
                     if sendable(step.code):
                         await session.conn.close(step.code, step.reason)
+                    elif step.code == CLOSE_NO_STATUS:
+                        await session.conn.close(None)  # a close frame without a status
                     else:
                         session.conn.abort()  # recorded as a dropped socket
                     return

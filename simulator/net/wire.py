@@ -220,17 +220,18 @@ class Connection(asyncio.Protocol):
             self.protocol.send_ping(data)
             self.flush()
 
-    def start_close(self, code: int = CloseCode.NORMAL_CLOSURE, reason: str = "") -> None:
-        """Send a close frame (if the connection is open); the transport is aborted if the
-        peer has not completed the closing handshake within ``close_timeout``. Before the
-        opening handshake is over, the connection is dropped."""
+    def start_close(self, code: int | None = CloseCode.NORMAL_CLOSURE, reason: str = "") -> None:
+        """Send a close frame (if the connection is open): ``code=None`` sends one with
+        no status, which the peer reads as 1005. The transport is aborted if the peer has
+        not completed the closing handshake within ``close_timeout``. Before the opening
+        handshake is over, the connection is dropped."""
         if self.protocol.state is State.OPEN:
             self.protocol.send_close(code, reason)
             self.flush()
         elif self.protocol.state is State.CONNECTING:
             self.transport.abort()
 
-    async def close(self, code: int = CloseCode.NORMAL_CLOSURE, reason: str = "") -> None:
+    async def close(self, code: int | None = CloseCode.NORMAL_CLOSURE, reason: str = "") -> None:
         """Perform the closing handshake; return once the TCP connection is closed (at
         most ``close_timeout`` after the close frame was written)."""
         self.start_close(code, reason)

@@ -54,7 +54,8 @@ async def upstream(
 ) -> AsyncIterator[Upstream]:
     """A server that sends ``greet``, then echoes each message as ``echo:<message>``
     (JSON objects as ``{"echo": <object>}``, bytes as they are); ``close <code>
-    <reason>`` makes it close, ``drop`` drop the socket."""
+    <reason>`` makes it close, ``close-without-status`` send a close frame with no
+    status (1005 at the peer), ``drop`` drop the socket."""
     seen = Upstream()
 
     def on_request(connection: ServerConnection, request: Request) -> Response | None:
@@ -84,6 +85,8 @@ async def upstream(
                     await ws.close(int(code), reason)
                 elif message == "drop":
                     ws.transport.abort()
+                elif message == "close-without-status":  # which websockets cannot send
+                    ws.transport.write(b"\x88\x00")
                 elif isinstance(message, bytes):
                     await ws.send(message)
                 elif message.startswith("{"):
@@ -260,6 +263,24 @@ async def test_close_codes_and_reasons_pass_through_both_ways(tmp_path: Path) ->
         (0, "server", 4001, "market closed"),
         (1, "client", 4002, "client done"),
     ]
+
+
+@async_test(timeout=30)
+async def test_a_close_without_a_status_passes_through_and_replays_as_one(tmp_path: Path) -> None:
+    """An upstream's close frame with no status code (1005 at the client): the proxy
+    passed it on as 1000, and the replay dropped the socket (1006)."""
+    out = tmp_path / "n.parquet"
+    async with upstream() as up, record_proxy(up.url, out) as proxy:
+        ws = await client(proxy.url)
+        await ws.send("close-without-status")
+        assert await close_code(ws) == 1005
+    closes = rows(out).filter(pl.col("kind") == "close")
+    assert closes.select("sender", "close_code").rows() == [("server", 1005)]
+    async with replay(out, speed=None) as replayed:
+        ws = await client(replayed.url)
+        await ws.send("close-without-status")
+        assert await close_code(ws) == 1005
+        assert ws.protocol.close_rcvd is not None  # a close frame, not a dropped socket
 
 
 @async_test(timeout=30)
