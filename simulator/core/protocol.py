@@ -9,7 +9,7 @@ ISO time the I/O layer passes in, so tests can pin it.
 from __future__ import annotations
 
 import re
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 
 import orjson
@@ -58,10 +58,13 @@ def handle_text(
     subscriptions: Subscriptions,
     stream_types: Collection[str],
     now: str,
+    later: Callable[[int], str] | None = None,
 ) -> Outcome:
     """Decide what to do with one text frame from a client.
 
-    ``stream_types`` are the ``type`` values the scenario's streams send. The returned
+    ``stream_types`` are the ``type`` values the scenario's streams send. ``now`` is the
+    scenario time as a reply writes it; ``later(ns)`` the same ``ns`` after now, for a
+    rule's reply sent after its ``delay`` (without it, ``now``). The returned
     ``subscriptions`` are the client's new ones (unchanged unless it subscribed).
     Malformed input yields an ``error`` reply (if ``protocol.errors``), never an exception.
     """
@@ -76,7 +79,8 @@ def handle_text(
     kind = message.get("type")
     for rule in protocol.rules:
         if _matches(rule, message):
-            reply = render_reply(rule.reply, message, now)
+            sent_at = now if later is None or not rule.delay_ns else later(rule.delay_ns)
+            reply = render_reply(rule.reply, message, sent_at)
             return Outcome(
                 (Reply(reply, rule.delay_ns),), subscriptions, rule=rule.name, kind="rule"
             )

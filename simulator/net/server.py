@@ -313,6 +313,11 @@ class SimServer(Listener):
         assert self.epoch_ns is not None
         return format_time_iso(self.epoch_ns + self.virtual_ns())
 
+    def iso_in(self, ns: int) -> str:
+        """The scenario time ``ns`` from now, as a reply writes it."""
+        assert self.epoch_ns is not None
+        return format_time_iso(self.epoch_ns + self.virtual_ns() + ns)
+
     # ------------------------------------------------------------------ pumps
 
     async def _pump_broadcast(self) -> None:
@@ -558,7 +563,7 @@ class SimServer(Listener):
             outcome = binary_refused(protocol, client.subscriptions)
         else:
             outcome = handle_text(
-                protocol, message, client.subscriptions, self._types, self.now_iso()
+                protocol, message, client.subscriptions, self._types, self.now_iso(), self.iso_in
             )
         client.subscriptions = outcome.subscriptions
         if outcome.error is not None and self._over_error_budget(client, outcome.error):

@@ -335,7 +335,11 @@ at = "{now}"
     assert reply["type"] == "balance"
     assert reply["account"] == 42  # a whole-string reference keeps the JSON type
     assert reply["note"] == "for 42"
-    assert reply["at"].startswith("2026-01-01T00:00:")
+    # {now}: when it was sent, 20 s of scenario time after the request (it was the request time).
+    sent_at = datetime.fromisoformat(reply["at"].replace("Z", "+00:00"))
+    assert sent_at >= datetime.fromisoformat(first["timestamp"].replace("Z", "+00:00")) + timedelta(
+        seconds=10
+    )
 
 
 BAD_FRAMES = [
