@@ -8,7 +8,6 @@ import enum
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from simulator.contracts.toml_text import toml_key, toml_value
 from simulator.core.durations import format_duration
 from simulator.core.model import (
     At,
@@ -30,6 +29,7 @@ from simulator.core.model import (
     UniformInterval,
 )
 from simulator.core.rates import mean_rate_per_s
+from simulator.core.toml_text import toml_key, toml_value
 
 if TYPE_CHECKING:
     from simulator.scenario import FaultSet

@@ -30,7 +30,6 @@ comment starting ``# guess:``; the schedule comes from ``x-sim-*`` extensions (a
 
 from __future__ import annotations
 
-import difflib
 import math
 import re
 from collections.abc import Mapping
@@ -38,7 +37,8 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 
 from simulator.contracts.spec import Spec, SpecMessage
-from simulator.contracts.toml_text import toml_key, toml_value
+from simulator.core.field_keys import GENERATOR_KEYS, close_generator_key
+from simulator.core.toml_text import toml_key, toml_value
 
 __all__ = ["skeleton_toml"]
 
@@ -48,11 +48,9 @@ _DEFAULT_ENVELOPE: Final = {
     "timestamp": "$timestamp",
     "data": "$data",
 }
-_GENERATOR_KEYS: Final = ("dist", "choice", "cycle", "const", "template", "list", "expr", "live")
-_TYPO_TARGETS: Final = (*_GENERATOR_KEYS, "weights", "item")
 #: Keys that make a table something else than an object of fields: the generator keys,
 #: and ``spread`` (an object with ``spread = true`` merges into its parent).
-_RESERVED_KEYS: Final = (*_GENERATOR_KEYS, "spread")
+_RESERVED_KEYS: Final = (*GENERATOR_KEYS, "spread")
 _STREAM_NAME: Final = re.compile(r"[^A-Za-z0-9_.:-]")
 _SCHEDULE_KEYS: Final = ("every", "rate", "at", "repeat", "burst", "start", "stop", "first")
 _MAX_DEPTH: Final = 30
@@ -482,9 +480,7 @@ def _object(spec: Spec, schema: dict[str, Any], here: str, guesses: _Guesses, de
             guesses.add(here, "left out a property with an empty name (a field needs one)")
             continue
         value = _field(spec, _merged(spec, raw, "#"), key, here or "", guesses, depth + 1)
-        if isinstance(value, str | list) and difflib.get_close_matches(
-            key, _TYPO_TARGETS, n=1, cutoff=0.75
-        ):
+        if isinstance(value, str | list) and close_generator_key(key) is not None:
             value = {"const": value}  # else the loader takes 'dsit = "x"' for a typo
         out[key] = value
     if not out:

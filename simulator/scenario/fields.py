@@ -12,6 +12,7 @@ import string
 from collections.abc import Callable, Mapping, Sequence
 from typing import Final
 
+from simulator.core.field_keys import GENERATOR_KEYS, close_generator_key
 from simulator.core.live import LiveKind
 from simulator.core.model import (
     JSON,
@@ -75,7 +76,7 @@ _DISTS: Final[dict[str, tuple[str, ...]]] = {
     "timestamp": ("format",),
 }
 # A table holding one of these keys is a generator; any other table is an object of fields.
-_GENERATORS: Final = ("dist", "choice", "cycle", "const", "template", "list", "expr", "live")
+_GENERATORS: Final = GENERATOR_KEYS
 _GENERATOR_KEYS: Final[dict[str, tuple[str, ...]]] = {
     "choice": ("choice", "weights", "spread"),
     "cycle": ("cycle", "spread"),
@@ -85,7 +86,6 @@ _GENERATOR_KEYS: Final[dict[str, tuple[str, ...]]] = {
     "expr": EXPR_KEYS,
     "live": ("live",),
 }
-_TYPO_TARGETS: Final = (*_GENERATORS, "weights", "item")
 _TEMPLATE_BUILTINS: Final = ("seq", "index")
 
 
@@ -184,11 +184,11 @@ def _looks_like_generator_typo(ctx: Context, at: KeyPath, name: str, value: obje
     misspelt generator, not an object with a field called ``dsit``."""
     if not isinstance(value, str | list):
         return False
-    close = difflib.get_close_matches(name, _TYPO_TARGETS, n=1, cutoff=0.75)
-    if close and close[0] != name:
+    close = close_generator_key(name)
+    if close is not None and close != name:
         ctx.report(
             at,
-            f"unknown key; did you mean {close[0]!r}? (for a field called"
+            f"unknown key; did you mean {close!r}? (for a field called"
             f" {show(name)}, write {names([name])} = {{ const = ... }})",
         )
         return True

@@ -7,7 +7,10 @@ then replies to the client, and left out), else by the message's ``type``. For e
 stream it fits the schedule to the inter-arrival times and each field of ``data`` to
 its values (:mod:`.learn_fit`), detects derived relations between
 numeric fields and string fields that always go together (learned as one spread choice),
-and writes a scenario with a comment on every fit stating its quality.
+and writes a scenario with a comment on every fit stating its quality. What a scenario
+cannot hold as it was recorded (a type that is no stream name, a member with an empty
+name or one named like a generator key) is written in a form it can, or left out, and
+said in a comment: never a scenario that does not load.
 
 Messages are expected in the default envelope (``type``, ``seq``, ``timestamp``,
 ``data``); a message without a ``data`` object is learned as if its other keys were
@@ -16,15 +19,19 @@ its data.
 
 from __future__ import annotations
 
+import re
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 import orjson
 import polars as pl
 
+from simulator.core.expr import KEYWORDS
+from simulator.core.field_keys import GENERATOR_KEYS, close_generator_key
+from simulator.core.toml_text import toml_key, toml_value
 from simulator.errors import RecordingError
 from simulator.storage.learn_fit import (
     MAX_CHOICES,
@@ -35,12 +42,17 @@ from simulator.storage.learn_fit import (
     fit_running_sum,
     fit_schedule,
     fit_strings,
-    toml_key,
-    toml_value,
+    json_toml,
+    leave_out,
 )
 from simulator.storage.reader import scan_recording
 
 _ENVELOPE = ("type", "seq", "timestamp")
+#: What a stream name may not hold (docs/scenario-reference.md, "[[stream]]").
+_NOT_IN_STREAM_NAME: Final = re.compile(r"[^A-Za-z0-9_.:-]")
+#: A name an expression reads as a field (simulator.core.expr's NAME token).
+_EXPRESSION_NAME: Final = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_EMPTY_NAME: Final = "a member with an empty name (a field needs a name)"
 
 
 @dataclass(slots=True)
@@ -56,6 +68,8 @@ class LearnedStream:
     messages: int
     schedule: Fit
     fields: list[LearnedField] = field(default_factory=list)
+    #: What the scenario says differently from the recording (a name made valid).
+    notes: list[str] = field(default_factory=list)
 
 
 @dataclass(slots=True)
@@ -76,15 +90,16 @@ class Learned:
         ]
         for s in self.streams:
             lines += ["", f"# {s.messages} messages; schedule: {s.schedule.quality}"]
-            lines += ["[[stream]]", f"name = {toml_value(s.name)}"]
-            if s.type != s.name:
-                lines.append(f"type = {toml_value(s.type)}")
+            lines += [f"# {note}" for note in s.notes]
+            lines += ["[[stream]]", f"name = {toml_value(s.name)}", *_type_lines(s)]
             lines += s.schedule.toml.splitlines()
             lines.append("[stream.fields]")
             for f in s.fields:
-                lines.append(f"# {'.'.join(f.path)}: {f.fit.quality}")
-                key = ".".join(toml_key(p) for p in f.path)
-                lines.append(f"{key} = {f.fit.toml}")
+                key = _dotted(f.path)
+                if f.fit.left_out:
+                    lines.append(f"# {key}: left out: {f.fit.quality}")
+                else:
+                    lines += [f"# {key}: {f.fit.quality}", f"{key} = {f.fit.toml}"]
         return "\n".join(lines) + "\n"
 
     def summary(self) -> list[str]:
@@ -94,9 +109,26 @@ class Learned:
             kinds = Counter(f.fit.kind for f in s.fields)
             text = ", ".join(f"{k} {n}" if n > 1 else k for k, n in kinds.items())
             out.append(f"{s.name:<20} {s.messages:>8}  {s.schedule.kind:<9} {text}")
+            out += [f"  {note}" for note in s.notes]
             for f in s.fields:
-                out.append(f"  {'.'.join(f.path):<26} {f.fit.kind:<12} {f.fit.quality}")
+                out.append(f"  {_dotted(f.path):<26} {f.fit.kind:<12} {f.fit.quality}")
         return out
+
+
+def _type_lines(stream: LearnedStream) -> list[str]:
+    """How ``stream`` sends its type: by its name, by ``type``, or, for a blank type
+    (which ``type`` refuses), as a constant of its envelope (the default one else)."""
+    if stream.type == stream.name:
+        return []
+    if stream.type.strip():
+        return [f"type = {toml_value(stream.type)}"]
+    envelope = {"type": stream.type, "seq": "$seq", "timestamp": "$timestamp", "data": "$data"}
+    return [f"envelope = {toml_value(envelope)}"]
+
+
+def _dotted(path: Sequence[str]) -> str:
+    """A field's path as TOML writes it: ``location.city``, ``m."cpu load"``."""
+    return ".".join(toml_key(p) for p in path)
 
 
 def learn(path: str | Path) -> Learned:
@@ -139,26 +171,68 @@ def learn(path: str | Path) -> Learned:
             continue  # a corrupted message: nothing to learn from it
         if not isinstance(message, dict):
             continue
-        name = stream or str(message.get("type", "messages"))
-        times, messages = groups.setdefault(name, ([], []))
+        key = stream or str(message.get("type", "messages"))
+        times, messages = groups.setdefault(key, ([], []))
         times.append(int(t))
         messages.append(message)
     if not groups:
         raise RecordingError(source, "no JSON object message to learn from")
     # Times count from the connection's open (the server's start, for `sim generate`).
     t0 = opened if opened is not None else min(times[0] for times, _ in groups.values())
-    streams = [_stream(name, times, msgs, t0) for name, (times, msgs) in groups.items()]
+    names = _stream_names(groups)
+    streams = [
+        _stream(key, names[key], times, msgs, t0, by_type=not named)
+        for key, (times, msgs) in groups.items()
+    ]
     return Learned(source, int(first), streams)
 
 
-def _stream(name: str, times: list[int], messages: list[dict[str, Any]], t0: int) -> LearnedStream:
-    types = Counter(str(m.get("type", name)) for m in messages)
+def _stream_names(keys: Iterable[str]) -> dict[str, str]:
+    """A valid, unique stream name for each recorded stream name or message type: the
+    key itself when it is one, else the key with what a name cannot hold made ``_``
+    (``price update`` → ``price_update``; ``_2``, ``_3``... once taken)."""
+    keys = list(keys)
+    valid = {k for k in keys if k and not _NOT_IN_STREAM_NAME.search(k)}
+    taken = set(valid)
+    names: dict[str, str] = {}
+    for key in keys:
+        if key in valid:
+            names[key] = key
+            continue
+        base = _NOT_IN_STREAM_NAME.sub("_", key) or "stream"
+        name, n = base, 2
+        while name in taken:
+            name, n = f"{base}_{n}", n + 1
+        taken.add(name)
+        names[key] = name
+    return names
+
+
+def _stream(
+    key: str,
+    name: str,
+    times: list[int],
+    messages: list[dict[str, Any]],
+    t0: int,
+    *,
+    by_type: bool,
+) -> LearnedStream:
+    """The stream of ``messages``, grouped under ``key`` (their recorded stream, or
+    their type when ``by_type``) and named ``name``."""
+    types = Counter(str(m.get("type", key)) for m in messages)
     data = [
         m["data"] if isinstance(m.get("data"), dict) else _without_envelope(m) for m in messages
     ]
     seqs = [m["seq"] if isinstance(m.get("seq"), int) else i + 1 for i, m in enumerate(messages)]
     schedule = fit_schedule([t - t0 for t in times])
     learned = LearnedStream(name, types.most_common(1)[0][0], len(messages), schedule)
+    if name != key:
+        source = "type" if by_type else "recorded stream"
+        learned.notes.append(
+            f"name: {source} {toml_value(key)} is not a stream name (letters, digits,"
+            f" '_', '.', ':' or '-'): named {name}"
+            + (", and the type kept" if learned.type != name else "")
+        )
     learned.fields = _object(data, seqs, ())
     return learned
 
@@ -170,41 +244,74 @@ def _without_envelope(message: dict[str, Any]) -> dict[str, Any]:
 def _object(
     rows: Sequence[dict[str, Any]], seqs: Sequence[int], path: tuple[str, ...]
 ) -> list[LearnedField]:
-    keys: list[str] = []
-    for row in rows[:1000]:
-        keys.extend(k for k in row if k not in keys)
+    """The fields of the objects ``rows`` (one a message) at ``path``: each member on its
+    own, then relations between them and string members that go together."""
     fields: list[LearnedField] = []
     numeric: dict[str, tuple[list[float], bool]] = {}
     strings: dict[str, list[str]] = {}
-    for key in keys:
+    for key in _keys(rows):
+        at = (*path, key)
+        if not key:
+            fields.append(LearnedField(at, leave_out(_EMPTY_NAME)))
+            continue
         missing = object()
         values = [row.get(key, missing) for row in rows]
         types = {type(v) for v in values}
         if object in types:
             continue  # not in every message: a scenario sends every field every time
-        at = (*path, key)
         if types == {dict}:
-            fields.extend(_object(values, seqs, at))
-        elif types == {list}:
-            fields.append(LearnedField(at, _list(values)))
-        elif types == {bool}:
-            p = sum(values) / len(values)
-            fields.append(
-                LearnedField(
-                    at, Fit("bool", f'{{ dist = "bool", p = {p:.4f} }}', f"true in {p:.2%}")
-                )
-            )
-        elif types <= {int, float}:
-            is_int = types == {int}
-            numeric[key] = (values, is_int)
-            fields.append(LearnedField(at, fit_numeric(values, is_int)))
+            fields.extend(_nested(values, seqs, at))
+            continue
+        if types <= {int, float}:
+            numeric[key] = (values, types == {int})
         elif types == {str}:
             strings[key] = values
-            fields.append(LearnedField(at, fit_strings(values, seqs)))
-        else:
-            fields.append(LearnedField(at, choice_fit(values)))
+        fit = _values_fit(values, seqs)
+        fields.append(LearnedField(at, _unmistakable(key, fit) if path else fit))
     _relations(fields, numeric, path)
     return _spread(fields, strings, path)
+
+
+def _keys(rows: Sequence[dict[str, Any]]) -> list[str]:
+    """The members of the objects ``rows``, in the order first seen (in the first 1,000)."""
+    keys: dict[str, None] = {}
+    for row in rows[:1000]:
+        keys.update(dict.fromkeys(row))
+    return list(keys)
+
+
+def _nested(
+    rows: Sequence[dict[str, Any]], seqs: Sequence[int], path: tuple[str, ...]
+) -> list[LearnedField]:
+    """A nested object: its members as fields (``meta.x = ...``), unless one is named
+    like a generator key: a table holding ``dist`` or ``list`` is a generator, so the
+    objects are then sent as seen (a choice of them)."""
+    reserved = _generator_named(rows)
+    if reserved is None:
+        return _object(rows, seqs, path)
+    return [LearnedField(path, _as_seen(rows, reserved))]
+
+
+def _generator_named(rows: Sequence[dict[str, Any]]) -> str | None:
+    return next((k for k in _keys(rows) if k in GENERATOR_KEYS), None)
+
+
+def _as_seen(rows: Sequence[dict[str, Any]], reserved: str) -> Fit:
+    """Objects that cannot be written as fields, as a weighted choice of themselves
+    (the values of a choice are sent as they are, whatever their keys)."""
+    fit = choice_fit(rows)
+    why = f"{reserved!r} would read as a generator key, so the objects are sent as seen"
+    return Fit(fit.kind, fit.toml, f"{why}: {fit.quality}")
+
+
+def _unmistakable(name: str, fit: Fit) -> Fit:
+    """``fit`` for the member ``name`` of a nested object, written so that the loader
+    does not take it for a misspelt generator key (``weight = "5kg"`` for
+    ``weights``): such a string or array constant is wrapped in ``{ const = ... }``."""
+    bare = fit.kind == "const" and fit.toml.startswith(('"', "["))
+    if bare and close_generator_key(name) is not None:
+        return Fit(fit.kind, f"{{ const = {fit.toml} }}", fit.quality)
+    return fit
 
 
 def _relations(
@@ -212,18 +319,21 @@ def _relations(
 ) -> None:
     """Replace a numeric field's fit by a relation to a sibling where one holds. Running
     sums first (a total is what accumulates), then changes of consecutive values; a
-    field a relation reads stays drawn, so relations never chain."""
+    field a relation reads stays drawn, so relations never chain. Only names an
+    expression can read take part (a running sum reads its own ``prev.``)."""
     by_name = {f.path[-1]: f for f in fields if f.path[:-1] == path}
     drawn = {
-        k: v for k, (v, _) in numeric.items() if by_name[k].fit.kind not in ("const", "counter")
+        k: v
+        for k, (v, _) in numeric.items()
+        if by_name[k].fit.kind not in ("const", "counter") and _readable(k)
     }
     read: set[str] = set()
     for fit_relation in (fit_running_sum, fit_change):
         for key, (values, is_int) in numeric.items():
             f = by_name[key]
-            if key not in drawn or key in read or f.fit.kind in _DERIVED:
+            if key in read or f.fit.kind in (*_DERIVED, "const", "counter"):
                 continue
-            if fit_relation is fit_running_sum and f.fit.kind != "walk":
+            if fit_relation is fit_running_sum and (f.fit.kind != "walk" or not _readable(key)):
                 continue  # only what wanders (accumulates) can be a total
             others = {
                 k: v for k, v in drawn.items() if k != key and by_name[k].fit.kind not in _DERIVED
@@ -234,9 +344,13 @@ def _relations(
                 read.update(k for k in others if _reads(relation.toml, k))
 
 
-def _reads(toml: str, name: str) -> bool:
-    import re
+def _readable(name: str) -> bool:
+    """Whether an expression reads ``name`` as a field: ``last-price`` would read as
+    ``last - price``, and ``and`` or ``prev`` as a keyword."""
+    return _EXPRESSION_NAME.fullmatch(name) is not None and name not in KEYWORDS
 
+
+def _reads(toml: str, name: str) -> bool:
     return re.search(rf"(?<![\w.]){re.escape(name)}(?!\w)", toml.split('"')[1]) is not None
 
 
@@ -288,21 +402,31 @@ def _list(values: Sequence[list[Any]]) -> Fit:
     if not items:
         return Fit("list", "{ list = 0, item = 0 }", "always empty")
     if all(isinstance(i, dict) for i in items):
-        keys = [k for k in items[0] if all(k in i for i in items)]
-        parts = []
-        kinds = []
-        for key in keys:
-            fit = _list_item_field(values, key, hi)
-            kinds.append(f"{key} {fit.kind}")
-            parts.append(f"{toml_key(key)} = {fit.toml}")
-        item = "{ " + ", ".join(parts) + " }"
-        return Fit(
-            "list", f"{{ list = {size}, item = {item} }}", f"{lo}..{hi} items: " + "; ".join(kinds)
-        )
-    fit = _values_fit(items, list(range(len(items))))
+        item = _item_object(values, items, hi)
+    else:
+        item = _values_fit(items, list(range(len(items))))
     return Fit(
-        "list", f"{{ list = {size}, item = {fit.toml} }}", f"{lo}..{hi} items: {fit.quality}"
+        "list", f"{{ list = {size}, item = {item.toml} }}", f"{lo}..{hi} items: {item.quality}"
     )
+
+
+def _item_object(lists: Sequence[list[Any]], items: Sequence[dict[str, Any]], longest: int) -> Fit:
+    """The item of lists of objects: an object of the members every item has, each
+    learned on its own (as a field of a nested object is), or the items as seen when
+    one is named like a generator key."""
+    reserved = _generator_named(items)
+    if reserved is not None:
+        return _as_seen(items, reserved)
+    parts: list[str] = []
+    kinds: list[str] = []
+    for key in [k for k in items[0] if all(k in i for i in items)]:
+        if not key:
+            kinds.append(f"left out {_EMPTY_NAME}")
+            continue
+        fit = _unmistakable(key, _list_item_field(lists, key, longest))
+        kinds.append(f"{key} {fit.kind}")
+        parts.append(f"{toml_key(key)} = {fit.toml}")
+    return Fit("object", "{ " + ", ".join(parts) + " }", "; ".join(kinds))
 
 
 def _list_item_field(lists: Sequence[list[Any]], key: str, longest: int) -> Fit:
@@ -314,14 +438,17 @@ def _list_item_field(lists: Sequence[list[Any]], key: str, longest: int) -> Fit:
                 value = item[key]
                 by_position[j].add(value if not isinstance(value, dict | list) else id(value))
     if all(len(s) == 1 for s in by_position) and len({next(iter(s)) for s in by_position}) > 1:
-        cycle = [toml_value(next(iter(s))) for s in by_position]
+        cycle = [json_toml(next(iter(s))) for s in by_position]
         return Fit("cycle", "{ cycle = [" + ", ".join(cycle) + "] }", "one value per position")
     values = [row[j][key] for row in lists for j in range(len(row))]
     return _values_fit(values, list(range(len(values))))
 
 
 def _values_fit(values: Sequence[Any], seqs: Sequence[int]) -> Fit:
+    """What the values of one field (or list item) are, when they are not objects."""
     types = {type(v) for v in values}
+    if types == {list}:
+        return _list(values)
     if types == {bool}:
         p = sum(values) / len(values)
         return Fit("bool", f'{{ dist = "bool", p = {p:.4f} }}', f"true in {p:.2%}")

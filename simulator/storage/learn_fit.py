@@ -20,6 +20,8 @@ from typing import Any, Final
 import numpy as np
 import numpy.typing as npt
 
+from simulator.core.toml_text import toml_value
+
 Floats = npt.NDArray[np.float64]
 
 #: Share of messages a relation must hold for.
@@ -41,6 +43,21 @@ class Fit:
     kind: str
     toml: str
     quality: str
+
+    @property
+    def left_out(self) -> bool:
+        """Whether this is no field at all: a scenario cannot hold what was seen, and
+        ``quality`` says why (the writer makes it a comment)."""
+        return self.kind == LEFT_OUT
+
+
+#: The kind of a :class:`Fit` that is no field (:func:`leave_out`).
+LEFT_OUT: Final = "left out"
+
+
+def leave_out(reason: str) -> Fit:
+    """What cannot be a field of a scenario, and why: written as a comment only."""
+    return Fit(LEFT_OUT, "", reason)
 
 
 # ----------------------------------------------------------------------------- KS
@@ -382,7 +399,7 @@ def fit_strings(values: Sequence[str], seqs: Sequence[int]) -> Fit:
     n = len(values)
     counts = Counter(values)
     if len(counts) == 1:
-        return Fit("const", _string(values[0]), f"constant, n = {n}")
+        return Fit("const", toml_value(values[0]), f"constant, n = {n}")
     if all(_UUID.fullmatch(v) for v in values[:200]):
         return Fit("uuid", '{ dist = "uuid" }', f"version-4 UUIDs, n = {n}")
     if all(_ISO.fullmatch(v) for v in values[:200]):
@@ -394,24 +411,27 @@ def fit_strings(values: Sequence[str], seqs: Sequence[int]) -> Fit:
         return choice_fit(values)
     # Many distinct strings with no pattern: a uniform choice of the most common ones.
     common = [v for v, _ in counts.most_common(MAX_CHOICES)]
-    text = "{ choice = [" + ", ".join(_string(v) for v in common) + "] }"
+    text = "{ choice = [" + ", ".join(toml_value(v) for v in common) + "] }"
     return Fit("choice", text, f"{len(counts)} distinct values: the {MAX_CHOICES} most common")
 
 
 def choice_fit(values: Sequence[Any]) -> Fit:
-    """A weighted choice with the observed weights (JSON values, tables included)."""
+    """A weighted choice with the observed weights (JSON values, tables included) of
+    the :data:`MAX_CHOICES` most common values."""
     raw = Counter(_hashable(v) for v in values)
     counts: Counter[str] = Counter()
     for value, count in raw.items():
-        counts[_toml_value(_unhashable(value))] += count
-    items = sorted(counts.items(), key=lambda kv: -kv[1])
+        counts[json_toml(_unhashable(value))] += count
+    items = counts.most_common(MAX_CHOICES)
     choices = ", ".join(v for v, _ in items)
     weights = ", ".join(str(c) for _, c in items)
     d = max(abs(c / len(values) - 1 / len(items)) for _, c in items)
+    kept = f"the {len(items)} most common of {len(counts)}" if len(counts) > len(items) else ""
     return Fit(
         "choice",
         f"{{ choice = [{choices}], weights = [{weights}] }}",
-        f"{len(items)} values, weights as observed (largest departure from uniform {d:.3f})",
+        f"{kept or len(items)} values, weights as observed"
+        f" (largest departure from uniform {d:.3f})",
     )
 
 
@@ -441,7 +461,7 @@ def _template(values: Sequence[str], seqs: Sequence[int]) -> Fit | None:
     for v, seq in zip(values, seqs, strict=False):
         if v != f"{prefix}{seq}{suffix}":
             return None
-    text = "{ template = " + _string(f"{_braces(prefix)}{{seq}}{_braces(suffix)}") + " }"
+    text = "{ template = " + toml_value(f"{_braces(prefix)}{{seq}}{_braces(suffix)}") + " }"
     return Fit("template", text, f"'{prefix}<seq>{suffix}' for every message, n = {len(values)}")
 
 
@@ -449,31 +469,17 @@ def _braces(text: str) -> str:
     return text.replace("{", "{{").replace("}", "}}")
 
 
-def _string(text: str) -> str:
-    import json
-
-    return json.dumps(text, ensure_ascii=False)
-
-
-def _toml_value(v: Any) -> str:
-    """A JSON value as a TOML inline value."""
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    if isinstance(v, int | float):
-        return repr(v)
-    if isinstance(v, str):
-        return _string(v)
-    if isinstance(v, list):
-        return "[" + ", ".join(_toml_value(x) for x in v) + "]"
-    if isinstance(v, dict):
-        return "{ " + ", ".join(f"{toml_key(k)} = {_toml_value(x)}" for k, x in v.items()) + " }"
-    return '""'  # null has no TOML form
+def json_toml(value: Any) -> str:
+    """A JSON value as a TOML inline value (tables and arrays included)."""
+    return toml_value(_nulls_as_empty_strings(value))
 
 
-def toml_key(key: str) -> str:
-    return key if re.fullmatch(r"[A-Za-z0-9_-]+", key) else _string(key)
-
-
-def toml_value(v: Any) -> str:
-    """A JSON value as TOML (public for the writer)."""
-    return _toml_value(v)
+def _nulls_as_empty_strings(value: Any) -> Any:
+    # TOML has no null.
+    if value is None:
+        return ""
+    if isinstance(value, dict):
+        return {k: _nulls_as_empty_strings(x) for k, x in value.items()}
+    if isinstance(value, list):
+        return [_nulls_as_empty_strings(x) for x in value]
+    return value

@@ -1,7 +1,9 @@
-"""JSON-like values as TOML text, for the files `sim new` writes.
+"""JSON-like values as TOML text, for the scenarios `sim new --from-asyncapi` and
+`sim learn` write and the lines `sim validate` prints.
 
 Only what a scenario needs: strings, integers, finite floats, booleans, arrays and
-inline tables. ``None`` has no TOML form and is refused.
+inline tables. ``None`` has no TOML form and is refused: a writer must decide what a
+``null`` becomes, and say so.
 """
 
 from __future__ import annotations
