@@ -241,3 +241,53 @@ def test_a_string_with_a_delete_character_is_written_escaped(tmp_path: Path) -> 
     _, scenario = learned_scenario(rec)
     (message, *_) = generated(scenario, tmp_path)
     assert message["data"]["s"] == "a\x7fb" and "\x7f" in message["data"]
+
+
+# ----------------------------------------------------------------------------- speed
+
+
+def test_a_recording_made_at_a_speed_is_learned_in_scenario_time(tmp_path: Path) -> None:
+    """`sim run --speed 20 --record` writes speed 20 in the metadata and wall times in
+    the rows: a 5 s stream arrives every 250 ms, and is learned as every 5 s."""
+    rec = record_feed(
+        tmp_path / "f.parquet", feed_of(lambda i: {"v": i % 9}, n=12), gap_ns=250 * MS, speed=20.0
+    )
+    learned = learn(rec)
+    (stream,) = learned.streams
+    assert stream.schedule.toml == 'every = "5s"'
+    assert "times multiplied by 20 (the speed the recording was made at)" in learned.toml("x")
+
+
+def test_sim_learn_says_it_scaled_the_times_and_speed_1_keeps_them(tmp_path: Path) -> None:
+    rec = record_feed(
+        tmp_path / "f.parquet", feed_of(lambda i: {"v": i % 9}, n=12), gap_ns=250 * MS, speed=20.0
+    )
+    out = tmp_path / "learned.toml"
+    scaled = sim_learn(str(rec), "-o", str(out))
+    assert scaled.returncode == 0, scaled.stderr
+    assert "times multiplied by 20 (the speed the recording was made at)" in scaled.stderr
+    assert 'every = "5s"' in out.read_text()
+    kept = sim_learn(str(rec), "-o", str(out), "--force", "--speed", "1")
+    assert kept.returncode == 0, kept.stderr
+    assert 'every = "250ms"' in out.read_text() and "multiplied" not in kept.stderr
+
+
+@pytest.mark.parametrize("speed", ["fast", -1, 0, None, True])
+def test_a_speed_the_metadata_cannot_mean_is_said_and_times_taken_as_recorded(
+    speed: Any, tmp_path: Path
+) -> None:
+    """The metadata's ``extra`` is free-form: a speed that is no positive number is not
+    used, and the learned file says so."""
+    rec = record_feed(
+        tmp_path / "f.parquet", feed_of(lambda i: {"v": i % 9}, n=12), gap_ns=250 * MS, speed=speed
+    )
+    learned = learn(rec)
+    assert learned.streams[0].schedule.toml == 'every = "250ms"'
+    assert "times taken as recorded: the recording's speed" in learned.toml("x")
+
+
+def test_a_recording_without_a_speed_is_taken_as_recorded_without_a_word(tmp_path: Path) -> None:
+    rec = record_feed(tmp_path / "f.parquet", feed_of(lambda i: {"v": i % 9}, n=12), 250 * MS)
+    learned = learn(rec)
+    assert learned.streams[0].schedule.toml == 'every = "250ms"'
+    assert "speed" not in learned.toml("x")

@@ -17,8 +17,16 @@ from simulator.errors import ScenarioError, SimError, UsageError
     "-o", "--out", required=True, type=click.Path(dir_okay=False), help="Scenario file to write."
 )
 @click.option("--name", default=None, help="The scenario's name (default: the output file's stem).")
+@click.option(
+    "--speed",
+    type=click.FloatRange(min=0.001, max=1_000_000),
+    default=None,
+    help="The speed RECORDING was made at (sim run --speed): its times are multiplied by"
+    " it to give scenario time; 1 takes them as recorded (default: the speed its"
+    " metadata records, else 1).",
+)
 @force_option
-def learn(recording: str, out: str, name: str | None, force: bool) -> None:
+def learn(recording: str, out: str, name: str | None, speed: float | None, force: bool) -> None:
     """Infer a scenario from RECORDING: each stream's schedule and each field's kind,
     bounds and relations, with a comment on how well each fits; a summary on stderr.
     The scenario written is checked by loading it."""
@@ -27,7 +35,7 @@ def learn(recording: str, out: str, name: str | None, force: bool) -> None:
 
     try:
         claim_output(out, force, segments=False, remove=False)  # replaced once learnt
-        learned = infer(recording)
+        learned = infer(recording, speed)
     except SimError as e:
         fail(with_hint(e, recording_hint(recording)))
     text = learned.toml(name or Path(out).stem)

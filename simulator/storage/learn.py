@@ -19,9 +19,11 @@ its data.
 
 from __future__ import annotations
 
+import json
+import math
 import re
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
@@ -32,7 +34,7 @@ import polars as pl
 from simulator.core.expr import KEYWORDS
 from simulator.core.field_keys import GENERATOR_KEYS, close_generator_key
 from simulator.core.toml_text import toml_key, toml_value
-from simulator.errors import RecordingError
+from simulator.errors import RecordingError, UsageError
 from simulator.storage.learn_fit import (
     MAX_CHOICES,
     Fit,
@@ -45,7 +47,7 @@ from simulator.storage.learn_fit import (
     json_toml,
     leave_out,
 )
-from simulator.storage.reader import scan_recording
+from simulator.storage.reader import read_metadata, scan_recording
 
 _ENVELOPE = ("type", "seq", "timestamp")
 #: What a stream name may not hold (docs/scenario-reference.md, "[[stream]]").
@@ -72,17 +74,29 @@ class LearnedStream:
     notes: list[str] = field(default_factory=list)
 
 
+@dataclass(frozen=True, slots=True)
+class TimeScale:
+    """How recorded times become scenario times: multiplied by ``factor`` (the speed
+    the recording was made at); ``note`` says so, or why not, for the learned file
+    and the summary (empty when there is nothing to say)."""
+
+    factor: float = 1.0
+    note: str = ""
+
+
 @dataclass(slots=True)
 class Learned:
     source: str
     connection: int
     streams: list[LearnedStream]
+    scale: TimeScale = field(default_factory=TimeScale)
 
     def toml(self, name: str, seed: int = 1) -> str:
         """The scenario, with a comment on each fit."""
         lines = [
             f"# Learned by `sim learn` from {self.source} (connection {self.connection}).",
             "# Each comment says what was fitted and how well (KS D: smaller is closer).",
+            *([f"# Schedules: {self.scale.note}."] if self.scale.note else []),
             "",
             "[scenario]",
             f"name = {toml_value(name)}",
@@ -104,7 +118,8 @@ class Learned:
 
     def summary(self) -> list[str]:
         """A table for stderr: each stream's schedule and each field's kind."""
-        out = [f"{'stream':<20} {'messages':>8}  {'schedule':<9} field kinds"]
+        out = [f"schedules: {self.scale.note}"] if self.scale.note else []
+        out.append(f"{'stream':<20} {'messages':>8}  {'schedule':<9} field kinds")
         for s in self.streams:
             kinds = Counter(f.fit.kind for f in s.fields)
             text = ", ".join(f"{k} {n}" if n > 1 else k for k, n in kinds.items())
@@ -131,11 +146,19 @@ def _dotted(path: Sequence[str]) -> str:
     return ".".join(toml_key(p) for p in path)
 
 
-def learn(path: str | Path) -> Learned:
+def learn(path: str | Path, speed: float | None = None) -> Learned:
     """Learn a scenario from the recording at ``path`` (a file, or a directory of parts
     as ``sim run --workers --record`` writes); :class:`RecordingError` when it cannot be
-    read or holds no server text message."""
+    read or holds no server text message.
+
+    Schedules are learned in scenario time: the recorded times multiplied by ``speed``,
+    the speed the recording was made at (by default the one its metadata records, as
+    ``sim run --speed 20 --record`` does; pass ``1.0`` to take them as recorded).
+    """
     source = str(path)
+    if speed is not None and not (math.isfinite(speed) and speed > 0):
+        raise UsageError(f"speed={speed!r}: must be a number > 0")
+    scale = _time_scale(read_metadata(path)["extra"], speed)
     try:
         scan = scan_recording(path)  # a file, or a --workers directory of parts
         texts = scan.filter((pl.col("kind") == "text") & (pl.col("sender") == "server"))
@@ -180,11 +203,38 @@ def learn(path: str | Path) -> Learned:
     # Times count from the connection's open (the server's start, for `sim generate`).
     t0 = opened if opened is not None else min(times[0] for times, _ in groups.values())
     names = _stream_names(groups)
+    offsets = {
+        key: [round((t - t0) * scale.factor) for t in times] for key, (times, _) in groups.items()
+    }
     streams = [
-        _stream(key, names[key], times, msgs, t0, by_type=not named)
-        for key, (times, msgs) in groups.items()
+        _stream(key, names[key], offsets[key], msgs, by_type=not named)
+        for key, (_, msgs) in groups.items()
     ]
-    return Learned(source, int(first), streams)
+    return Learned(source, int(first), streams, scale)
+
+
+def _time_scale(extra: Mapping[str, Any], speed: float | None) -> TimeScale:
+    """What to multiply recorded times by: ``speed`` when given, else the speed the
+    metadata records (``sim run --record`` writes it in ``extra``; what another
+    writer put there is used only if it is a positive number)."""
+    if speed is not None:
+        return TimeScale(speed, f"times multiplied by {speed:g} (--speed)" if speed != 1 else "")
+    if "speed" not in extra:
+        return TimeScale()
+    recorded = extra["speed"]
+    number = isinstance(recorded, int | float) and not isinstance(recorded, bool)
+    if not (number and math.isfinite(recorded) and recorded > 0):
+        shown = json.dumps(recorded)  # extra is JSON
+        return TimeScale(
+            1.0, f"times taken as recorded: the recording's speed {shown} is not a number > 0"
+        )
+    if recorded == 1:
+        return TimeScale()
+    return TimeScale(
+        float(recorded),
+        f"times multiplied by {recorded:g} (the speed the recording was made at)"
+        " to give scenario time; --speed 1 keeps them as recorded",
+    )
 
 
 def _stream_names(keys: Iterable[str]) -> dict[str, str]:
@@ -209,22 +259,16 @@ def _stream_names(keys: Iterable[str]) -> dict[str, str]:
 
 
 def _stream(
-    key: str,
-    name: str,
-    times: list[int],
-    messages: list[dict[str, Any]],
-    t0: int,
-    *,
-    by_type: bool,
+    key: str, name: str, offsets: list[int], messages: list[dict[str, Any]], *, by_type: bool
 ) -> LearnedStream:
-    """The stream of ``messages``, grouped under ``key`` (their recorded stream, or
-    their type when ``by_type``) and named ``name``."""
+    """The stream of ``messages``, sent at ``offsets`` (scenario time), grouped under
+    ``key`` (their recorded stream, or their type when ``by_type``) and named ``name``."""
     types = Counter(str(m.get("type", key)) for m in messages)
     data = [
         m["data"] if isinstance(m.get("data"), dict) else _without_envelope(m) for m in messages
     ]
     seqs = [m["seq"] if isinstance(m.get("seq"), int) else i + 1 for i, m in enumerate(messages)]
-    schedule = fit_schedule([t - t0 for t in times])
+    schedule = fit_schedule(offsets)
     learned = LearnedStream(name, types.most_common(1)[0][0], len(messages), schedule)
     if name != key:
         source = "type" if by_type else "recorded stream"
