@@ -291,3 +291,83 @@ def test_a_recording_without_a_speed_is_taken_as_recorded_without_a_word(tmp_pat
     learned = learn(rec)
     assert learned.streams[0].schedule.toml == 'every = "250ms"'
     assert "speed" not in learned.toml("x")
+
+
+# ----------------------------------------------------------------------------- nulls
+
+
+def test_nulls_are_not_sent_as_empty_strings_and_are_said(tmp_path: Path) -> None:
+    """A scenario cannot send null (TOML has none): ``bid`` is learned from its numbers,
+    ``s`` keeps ``""`` apart from null, and each comment counts the nulls."""
+    rec = record_feed(
+        tmp_path / "f.parquet",
+        feed_of(lambda i: {"bid": [None, 1.5, 2.5][i % 3], "s": [None, "", "x", "x"][i % 4]}),
+    )
+    text, scenario = learned_scenario(rec)
+    assert "# bid: null in 20 of 60 messages" in text
+    assert "# s: null in 15 of 60 messages" in text
+    assert 's = { choice = ["x", ""], weights = [30, 15] }' in text
+    sent = generated(scenario, tmp_path)
+    assert all(isinstance(m["data"]["bid"], float) for m in sent)
+    assert {m["data"]["s"] for m in sent} <= {"", "x"}
+
+
+def test_a_field_that_is_always_null_is_left_out_and_said(tmp_path: Path) -> None:
+    """Nothing a scenario can send stands for it: it is a comment line only."""
+    rec = record_feed(tmp_path / "f.parquet", feed_of(lambda i: {"gone": None, "p": 1}))
+    text, scenario = learned_scenario(rec)
+    assert "# gone: left out: null in every message, which a scenario cannot send" in text
+    assert generated(scenario, tmp_path)[0]["data"] == {"p": 1}
+
+
+def test_an_object_that_is_sometimes_null_is_learned_from_the_others(tmp_path: Path) -> None:
+    """Its members are learned from the messages where it is an object, and a comment
+    line where it would be says how often it was null."""
+    rec = record_feed(
+        tmp_path / "f.parquet", feed_of(lambda i: {"q": None if i % 4 == 0 else {"a": 1, "b": i}})
+    )
+    text, scenario = learned_scenario(rec)
+    assert "# q: null in 15 of 60 messages" in text
+    assert {tuple(m["data"]["q"]) for m in generated(scenario, tmp_path)} == {("a", "b")}
+
+
+def test_nulls_in_lists_and_in_list_items_are_said(tmp_path: Path) -> None:
+    """Null list items, and null members of item objects, are learned from the others."""
+    rec = record_feed(
+        tmp_path / "f.parquet",
+        feed_of(
+            lambda i: {
+                "xs": [1, None, 3],
+                "levels": [{"px": 1.5, "qty": None}, {"px": None, "qty": 2}],
+                "nones": [None, None],
+            }
+        ),
+    )
+    text, scenario = learned_scenario(rec)
+    assert "# nones: left out: every item is null, which a scenario cannot send" in text
+    (message, *_) = generated(scenario, tmp_path)
+    assert None not in message["data"]["xs"]
+    assert all(None not in item.values() for item in message["data"]["levels"])
+    assert "null in 60 of 180 items" in text and "null in 60 of 120 items" in text
+
+
+def test_values_that_hold_a_null_are_left_out_of_a_choice_and_said(tmp_path: Path) -> None:
+    """A field of mixed types whose values hold a null inside (``[1, null]``)."""
+    rec = record_feed(
+        tmp_path / "f.parquet",
+        feed_of(lambda i: {"m": [[1, None], "a", {"k": None}, "b"][i % 4]}),
+    )
+    text, scenario = learned_scenario(rec)
+    assert "30 of 60 values hold a null" in text
+    assert {m["data"]["m"] for m in generated(scenario, tmp_path)} <= {"a", "b"}
+
+
+def test_sim_learn_of_the_reviewers_nulls_serves_no_empty_string(tmp_path: Path) -> None:
+    """``bid`` null in the feed was served as ``{ choice = ["", 1.5, 2.5] }``."""
+    rec = record_feed(tmp_path / "f.parquet", feed_of(lambda i: {"bid": [None, 1.5, 2.5][i % 3]}))
+    out = tmp_path / "learned.toml"
+    result = sim_learn(str(rec), "-o", str(out))
+    assert result.returncode == 0, result.stderr
+    (line,) = [x for x in out.read_text().splitlines() if x.startswith("bid = ")]
+    assert '""' not in line
+    assert "null in 20 of 60 messages" in result.stderr

@@ -9,8 +9,8 @@ its values (:mod:`.learn_fit`), detects derived relations between
 numeric fields and string fields that always go together (learned as one spread choice),
 and writes a scenario with a comment on every fit stating its quality. What a scenario
 cannot hold as it was recorded (a type that is no stream name, a member with an empty
-name or one named like a generator key) is written in a form it can, or left out, and
-said in a comment: never a scenario that does not load.
+name or one named like a generator key, a null) is written in a form it can, or left
+out, and said in a comment: never a scenario that does not load, never silently.
 
 Messages are expected in the default envelope (``type``, ``seq``, ``timestamp``,
 ``data``); a message without a ``data`` object is learned as if its other keys were
@@ -37,6 +37,7 @@ from simulator.core.toml_text import toml_key, toml_value
 from simulator.errors import RecordingError, UsageError
 from simulator.storage.learn_fit import (
     MAX_CHOICES,
+    NO_NULL,
     Fit,
     choice_fit,
     fit_change,
@@ -44,7 +45,6 @@ from simulator.storage.learn_fit import (
     fit_running_sum,
     fit_schedule,
     fit_strings,
-    json_toml,
     leave_out,
 )
 from simulator.storage.reader import read_metadata, scan_recording
@@ -55,6 +55,7 @@ _NOT_IN_STREAM_NAME: Final = re.compile(r"[^A-Za-z0-9_.:-]")
 #: A name an expression reads as a field (simulator.core.expr's NAME token).
 _EXPRESSION_NAME: Final = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _EMPTY_NAME: Final = "a member with an empty name (a field needs a name)"
+_ALWAYS_NULL: Final = f"null in every message, {NO_NULL}"
 
 
 @dataclass(slots=True)
@@ -109,11 +110,7 @@ class Learned:
             lines += s.schedule.toml.splitlines()
             lines.append("[stream.fields]")
             for f in s.fields:
-                key = _dotted(f.path)
-                if f.fit.left_out:
-                    lines.append(f"# {key}: left out: {f.fit.quality}")
-                else:
-                    lines += [f"# {key}: {f.fit.quality}", f"{key} = {f.fit.toml}"]
+                lines += _field_lines(f)
         return "\n".join(lines) + "\n"
 
     def summary(self) -> list[str]:
@@ -128,6 +125,17 @@ class Learned:
             for f in s.fields:
                 out.append(f"  {_dotted(f.path):<26} {f.fit.kind:<12} {f.fit.quality}")
         return out
+
+
+def _field_lines(f: LearnedField) -> list[str]:
+    """A field and the comment on its fit; a comment only for a field left out, or for
+    a note on the fields that follow (an object that was sometimes null)."""
+    key = _dotted(f.path)
+    if f.fit.left_out:
+        return [f"# {key}: left out: {f.fit.quality}"]
+    if not f.fit.toml:
+        return [f"# {key}: {f.fit.quality}"]
+    return [f"# {key}: {f.fit.quality}", f"{key} = {f.fit.toml}"]
 
 
 def _type_lines(stream: LearnedStream) -> list[str]:
@@ -300,20 +308,46 @@ def _object(
             continue
         missing = object()
         values = [row.get(key, missing) for row in rows]
-        types = {type(v) for v in values}
-        if object in types:
+        if any(v is missing for v in values):
             continue  # not in every message: a scenario sends every field every time
-        if types == {dict}:
-            fields.extend(_nested(values, seqs, at))
-            continue
-        if types <= {int, float}:
-            numeric[key] = (values, types == {int})
-        elif types == {str}:
-            strings[key] = values
-        fit = _values_fit(values, seqs)
-        fields.append(LearnedField(at, _unmistakable(key, fit) if path else fit))
+        present, present_seqs = _without_nulls(values, seqs)
+        nulls = len(values) - len(present)
+        types = {type(v) for v in present}
+        if not present:
+            fields.append(LearnedField(at, leave_out(_ALWAYS_NULL)))
+        elif types == {dict}:
+            if nulls:
+                note = f"{_nulls(nulls, len(values))}: its members are learned from the others"
+                fields.append(LearnedField(at, Fit("object", "", note)))
+            fields.extend(_nested(present, present_seqs, at))
+        else:
+            # Relations and spread choices compare fields message by message.
+            if not nulls and types <= {int, float}:
+                numeric[key] = (values, types == {int})
+            elif not nulls and types == {str}:
+                strings[key] = values
+            fit = _with_nulls(_values_fit(present, present_seqs), nulls, len(values))
+            fields.append(LearnedField(at, _unmistakable(key, fit) if path else fit))
     _relations(fields, numeric, path)
     return _spread(fields, strings, path)
+
+
+def _without_nulls(values: Sequence[Any], seqs: Sequence[int]) -> tuple[list[Any], list[int]]:
+    """``values`` that are not null, with their ``seqs``."""
+    kept = [(v, seq) for v, seq in zip(values, seqs, strict=True) if v is not None]
+    return [v for v, _ in kept], [seq for _, seq in kept]
+
+
+def _nulls(nulls: int, n: int, of: str = "messages") -> str:
+    return f"null in {nulls} of {n} {of}, {NO_NULL}"
+
+
+def _with_nulls(fit: Fit, nulls: int, n: int, of: str = "messages") -> Fit:
+    """``fit``, learned from the values that were not null, saying how many were."""
+    if not nulls or fit.left_out:
+        return fit
+    note = f"{_nulls(nulls, n, of)}: learned from the other {n - nulls}"
+    return Fit(fit.kind, fit.toml, f"{note}; {fit.quality}")
 
 
 def _keys(rows: Sequence[dict[str, Any]]) -> list[str]:
@@ -445,10 +479,17 @@ def _list(values: Sequence[list[Any]]) -> Fit:
     items = [item for v in values for item in v]
     if not items:
         return Fit("list", "{ list = 0, item = 0 }", "always empty")
-    if all(isinstance(i, dict) for i in items):
-        item = _item_object(values, items, hi)
+    present = [item for item in items if item is not None]
+    if not present:
+        return leave_out(f"every item is null, {NO_NULL}")
+    if all(isinstance(i, dict) for i in present):
+        lists = [[i for i in v if i is not None] for v in values]
+        item = _item_object(lists, present, hi)
     else:
-        item = _values_fit(items, list(range(len(items))))
+        item = _values_fit(present, list(range(len(present))))
+    if item.left_out:
+        return leave_out(f"its items: {item.quality}")
+    item = _with_nulls(item, len(items) - len(present), len(items), "items")
     return Fit(
         "list", f"{{ list = {size}, item = {item.toml} }}", f"{lo}..{hi} items: {item.quality}"
     )
@@ -468,24 +509,36 @@ def _item_object(lists: Sequence[list[Any]], items: Sequence[dict[str, Any]], lo
             kinds.append(f"left out {_EMPTY_NAME}")
             continue
         fit = _unmistakable(key, _list_item_field(lists, key, longest))
-        kinds.append(f"{key} {fit.kind}")
+        if fit.left_out:
+            kinds.append(f"{key} left out: {fit.quality}")
+            continue
+        nulls = sum(item[key] is None for item in items)
+        note = f" ({_nulls(nulls, len(items), 'items')})" if nulls else ""
+        kinds.append(f"{key} {fit.kind}{note}")
         parts.append(f"{toml_key(key)} = {fit.toml}")
     return Fit("object", "{ " + ", ".join(parts) + " }", "; ".join(kinds))
 
 
 def _list_item_field(lists: Sequence[list[Any]], key: str, longest: int) -> Fit:
-    """One key of list items: a cycle when each position always has the same value."""
+    """One key of list items: a cycle when each position always has the same value
+    (never null), else learned from its values that are not null."""
     by_position: list[set[Any]] = [set() for _ in range(longest)]
     for row in lists:
         for j, item in enumerate(row):
             if len(by_position[j]) < 2:
                 value = item[key]
                 by_position[j].add(value if not isinstance(value, dict | list) else id(value))
-    if all(len(s) == 1 for s in by_position) and len({next(iter(s)) for s in by_position}) > 1:
-        cycle = [json_toml(next(iter(s))) for s in by_position]
+    firsts = [next(iter(s)) for s in by_position if s]
+    one_each = all(len(s) == 1 for s in by_position if s) and None not in firsts
+    if one_each and len(set(firsts)) > 1:
+        cycle = [toml_value(v) for v in firsts]
         return Fit("cycle", "{ cycle = [" + ", ".join(cycle) + "] }", "one value per position")
     values = [row[j][key] for row in lists for j in range(len(row))]
-    return _values_fit(values, list(range(len(values))))
+    present = [v for v in values if v is not None]
+    if not present:
+        return leave_out(f"null in every item, {NO_NULL}")
+    fit = _values_fit(present, list(range(len(present))))
+    return _with_nulls(fit, len(values) - len(present), len(values), "items")
 
 
 def _values_fit(values: Sequence[Any], seqs: Sequence[int]) -> Fit:

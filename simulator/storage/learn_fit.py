@@ -53,6 +53,8 @@ class Fit:
 
 #: The kind of a :class:`Fit` that is no field (:func:`leave_out`).
 LEFT_OUT: Final = "left out"
+#: Why a null is never sent as it was (it follows "null in 3 of 60 messages, ").
+NO_NULL: Final = "which a scenario cannot send (TOML has no null)"
 
 
 def leave_out(reason: str) -> Fit:
@@ -417,22 +419,42 @@ def fit_strings(values: Sequence[str], seqs: Sequence[int]) -> Fit:
 
 def choice_fit(values: Sequence[Any]) -> Fit:
     """A weighted choice with the observed weights (JSON values, tables included) of
-    the :data:`MAX_CHOICES` most common values."""
-    raw = Counter(_hashable(v) for v in values)
+    the :data:`MAX_CHOICES` most common values. Values that are or hold a null are
+    left out of it, and the quality says so (:func:`leave_out` when all are)."""
+    sendable = [v for v in values if not _holds_null(v)]
+    nulls = len(values) - len(sendable)
+    if not sendable:
+        return leave_out(f"every value is or holds a null, {NO_NULL}")
+    raw = Counter(_hashable(v) for v in sendable)
     counts: Counter[str] = Counter()
     for value, count in raw.items():
-        counts[json_toml(_unhashable(value))] += count
+        counts[toml_value(_unhashable(value))] += count
     items = counts.most_common(MAX_CHOICES)
     choices = ", ".join(v for v, _ in items)
     weights = ", ".join(str(c) for _, c in items)
-    d = max(abs(c / len(values) - 1 / len(items)) for _, c in items)
+    d = max(abs(c / len(sendable) - 1 / len(items)) for _, c in items)
     kept = f"the {len(items)} most common of {len(counts)}" if len(counts) > len(items) else ""
+    left = (
+        f"{nulls} of {len(values)} values hold a null, {NO_NULL}: left out of the choice; "
+        if nulls
+        else ""
+    )
     return Fit(
         "choice",
         f"{{ choice = [{choices}], weights = [{weights}] }}",
-        f"{kept or len(items)} values, weights as observed"
+        f"{left}{kept or len(items)} values, weights as observed"
         f" (largest departure from uniform {d:.3f})",
     )
+
+
+def _holds_null(value: Any) -> bool:
+    if value is None:
+        return True
+    if isinstance(value, dict):
+        return any(_holds_null(v) for v in value.values())
+    if isinstance(value, list):
+        return any(_holds_null(v) for v in value)
+    return False
 
 
 def _hashable(v: Any) -> Any:
@@ -467,19 +489,3 @@ def _template(values: Sequence[str], seqs: Sequence[int]) -> Fit | None:
 
 def _braces(text: str) -> str:
     return text.replace("{", "{{").replace("}", "}}")
-
-
-def json_toml(value: Any) -> str:
-    """A JSON value as a TOML inline value (tables and arrays included)."""
-    return toml_value(_nulls_as_empty_strings(value))
-
-
-def _nulls_as_empty_strings(value: Any) -> Any:
-    # TOML has no null.
-    if value is None:
-        return ""
-    if isinstance(value, dict):
-        return {k: _nulls_as_empty_strings(x) for k, x in value.items()}
-    if isinstance(value, list):
-        return [_nulls_as_empty_strings(x) for x in value]
-    return value
