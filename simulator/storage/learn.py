@@ -54,6 +54,8 @@ _ENVELOPE = ("type", "seq", "timestamp")
 _NOT_IN_STREAM_NAME: Final = re.compile(r"[^A-Za-z0-9_.:-]")
 #: A name an expression reads as a field (simulator.core.expr's NAME token).
 _EXPRESSION_NAME: Final = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+#: What a TOML comment may not hold: control characters other than tab.
+_NOT_IN_COMMENT: Final = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 _EMPTY_NAME: Final = "a member with an empty name (a field needs a name)"
 _ALWAYS_NULL: Final = f"null in every message, {NO_NULL}"
 
@@ -95,17 +97,17 @@ class Learned:
     def toml(self, name: str, seed: int = 1) -> str:
         """The scenario, with a comment on each fit."""
         lines = [
-            f"# Learned by `sim learn` from {self.source} (connection {self.connection}).",
-            "# Each comment says what was fitted and how well (KS D: smaller is closer).",
-            *([f"# Schedules: {self.scale.note}."] if self.scale.note else []),
+            _comment(f"Learned by `sim learn` from {self.source} (connection {self.connection})."),
+            _comment("Each comment says what was fitted and how well (KS D: smaller is closer)."),
+            *([_comment(f"Schedules: {self.scale.note}.")] if self.scale.note else []),
             "",
             "[scenario]",
             f"name = {toml_value(name)}",
             f"seed = {seed}",
         ]
         for s in self.streams:
-            lines += ["", f"# {s.messages} messages; schedule: {s.schedule.quality}"]
-            lines += [f"# {note}" for note in s.notes]
+            lines += ["", _comment(f"{s.messages} messages; schedule: {s.schedule.quality}")]
+            lines += [_comment(note) for note in s.notes]
             lines += ["[[stream]]", f"name = {toml_value(s.name)}", *_type_lines(s)]
             lines += s.schedule.toml.splitlines()
             lines.append("[stream.fields]")
@@ -132,10 +134,17 @@ def _field_lines(f: LearnedField) -> list[str]:
     a note on the fields that follow (an object that was sometimes null)."""
     key = _dotted(f.path)
     if f.fit.left_out:
-        return [f"# {key}: left out: {f.fit.quality}"]
+        return [_comment(f"{key}: left out: {f.fit.quality}")]
     if not f.fit.toml:
-        return [f"# {key}: {f.fit.quality}"]
-    return [f"# {key}: {f.fit.quality}", f"{key} = {f.fit.toml}"]
+        return [_comment(f"{key}: {f.fit.quality}")]
+    return [_comment(f"{key}: {f.fit.quality}"), f"{key} = {f.fit.toml}"]
+
+
+def _comment(text: str) -> str:
+    """``text`` as a TOML comment line. What a comment may not hold (TOML: control
+    characters other than tab, a line break among them), which a feed's names and
+    values may, is written as a ``\\uXXXX`` escape."""
+    return "# " + _NOT_IN_COMMENT.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
 
 
 def _type_lines(stream: LearnedStream) -> list[str]:
@@ -460,7 +469,7 @@ def _spread(
     spread = Fit(
         "spread choice",
         fit.toml.replace("{ choice", "{ spread = true, choice", 1),
-        f"{', '.join(group)} always go together: {fit.quality}",
+        f"{', '.join(toml_key(k) for k in group)} always go together: {fit.quality}",
     )
     out: list[LearnedField] = []
     for f in fields:
@@ -510,11 +519,11 @@ def _item_object(lists: Sequence[list[Any]], items: Sequence[dict[str, Any]], lo
             continue
         fit = _unmistakable(key, _list_item_field(lists, key, longest))
         if fit.left_out:
-            kinds.append(f"{key} left out: {fit.quality}")
+            kinds.append(f"{toml_key(key)} left out: {fit.quality}")
             continue
         nulls = sum(item[key] is None for item in items)
         note = f" ({_nulls(nulls, len(items), 'items')})" if nulls else ""
-        kinds.append(f"{key} {fit.kind}{note}")
+        kinds.append(f"{toml_key(key)} {fit.kind}{note}")
         parts.append(f"{toml_key(key)} = {fit.toml}")
     return Fit("object", "{ " + ", ".join(parts) + " }", "; ".join(kinds))
 
