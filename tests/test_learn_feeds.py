@@ -296,6 +296,22 @@ def test_a_recording_without_a_speed_is_taken_as_recorded_without_a_word(tmp_pat
     assert "speed" not in learned.toml("x")
 
 
+def test_strings_that_go_together_are_spread_under_a_name_no_sibling_has(tmp_path: Path) -> None:
+    """``level`` and ``message`` always go together: their spread choice is a field of
+    its own, named ``level_message`` unless a sibling is called that (the spread
+    field's name is never sent, but two keys of one name are no TOML)."""
+    rec = record_feed(
+        tmp_path / "f.parquet",
+        feed_of(lambda i: {"level": "ab"[i % 2], "message": "xy"[i % 2], "level_message": 7}),
+    )
+    _, scenario = learned_scenario(rec)
+    sent = {frozenset(m["data"].items()) for m in generated(scenario, tmp_path)}
+    assert sent == {
+        frozenset({("level", "a"), ("message", "x"), ("level_message", 7)}),
+        frozenset({("level", "b"), ("message", "y"), ("level_message", 7)}),
+    }
+
+
 def test_a_line_break_or_delete_in_a_name_or_value_is_escaped_in_comments(
     tmp_path: Path,
 ) -> None:

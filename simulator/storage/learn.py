@@ -266,13 +266,17 @@ def _stream_names(keys: Iterable[str]) -> dict[str, str]:
         if key in valid:
             names[key] = key
             continue
-        base = _NOT_IN_STREAM_NAME.sub("_", key) or "stream"
-        name, n = base, 2
-        while name in taken:
-            name, n = f"{base}_{n}", n + 1
-        taken.add(name)
-        names[key] = name
+        names[key] = _unique(_NOT_IN_STREAM_NAME.sub("_", key) or "stream", taken)
+        taken.add(names[key])
     return names
+
+
+def _unique(base: str, taken: set[str]) -> str:
+    """``base``, or ``base_2``, ``base_3``... whichever is first not ``taken``."""
+    name, n = base, 2
+    while name in taken:
+        name, n = f"{base}_{n}", n + 1
+    return name
 
 
 def _stream(
@@ -471,11 +475,13 @@ def _spread(
         fit.toml.replace("{ choice", "{ spread = true, choice", 1),
         f"{', '.join(toml_key(k) for k in group)} always go together: {fit.quality}",
     )
+    # The spread field's own name is never sent, but must be no sibling's.
+    name = _unique("_".join(group), {f.path[-1] for f in fields if f.path[:-1] == path})
     out: list[LearnedField] = []
     for f in fields:
         if f.path[:-1] == path and f.path[-1] in group:
             if f.path[-1] == group[0]:
-                out.append(LearnedField((*path, "_".join(group)), spread))
+                out.append(LearnedField((*path, name), spread))
             continue
         out.append(f)
     return out
