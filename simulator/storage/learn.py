@@ -347,6 +347,8 @@ def _object(
 
 def _without_nulls(values: Sequence[Any], seqs: Sequence[int]) -> tuple[list[Any], list[int]]:
     """``values`` that are not null, with their ``seqs``."""
+    if None not in values:  # the usual case, without a pass in Python
+        return list(values), list(seqs)
     kept = [(v, seq) for v, seq in zip(values, seqs, strict=True) if v is not None]
     return [v for v, _ in kept], [seq for _, seq in kept]
 

@@ -421,7 +421,10 @@ def choice_fit(values: Sequence[Any]) -> Fit:
     """A weighted choice with the observed weights (JSON values, tables included) of
     the :data:`MAX_CHOICES` most common values. Values that are or hold a null are
     left out of it, and the quality says so (:func:`leave_out` when all are)."""
-    sendable = [v for v in values if not _holds_null(v)]
+    if all(isinstance(v, _SCALARS) for v in values):  # no null inside: skip the walk
+        sendable = list(values)
+    else:
+        sendable = [v for v in values if not _holds_null(v)]
     nulls = len(values) - len(sendable)
     if not sendable:
         return leave_out(f"every value is or holds a null, {NO_NULL}")
@@ -445,6 +448,10 @@ def choice_fit(values: Sequence[Any]) -> Fit:
         f"{left}{kept or len(items)} values, weights as observed"
         f" (largest departure from uniform {d:.3f})",
     )
+
+
+#: JSON values that hold nothing, null included (``None`` is not among them).
+_SCALARS: Final = (str, int, float)
 
 
 def _holds_null(value: Any) -> bool:
