@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,7 +30,7 @@ from simulator.core.faults import (
     connection_schedule,
     server_schedule,
 )
-from simulator.core.model import Fault, FaultKind, Reject
+from simulator.core.model import FaultKind
 from simulator.core.numbering import Numbering
 from simulator.net.log import EventKind, EventLog
 from simulator.net.recorder import Recorder
@@ -287,10 +287,3 @@ class FaultInjector:
             )
             return
         client.faults().send_frames(client, frames)
-
-
-def longest_handshake_delay_s(faults: Sequence[Fault], speed: float) -> float:
-    """The longest handshake delay ``faults`` can inject, in wall seconds at ``speed``:
-    a server's opening-handshake timeout must allow for it."""
-    delays = [f.action.delay_ns for f in faults if isinstance(f.action, Reject)]
-    return max((d for d in delays if d), default=0) / 1e9 / speed

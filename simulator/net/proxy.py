@@ -327,7 +327,7 @@ class RecordingProxy(Listener):
             write_limit=_WRITE_LIMIT,
             ping_interval=None,
             ping_timeout=None,
-            open_timeout=self._open_timeout + 10,
+            open_timeout=self._open_timeout,  # for the request; then the upstream's own
             close_timeout=CLOSE_TIMEOUT_S,
             max_frames_per_s=self.max_frames_per_s,
             max_handshakes=self.max_handshakes,

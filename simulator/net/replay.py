@@ -60,7 +60,7 @@ from simulator.net.common import (
     sendable,
     sleep_until,
 )
-from simulator.net.faulting import FaultInjector, Injected, longest_handshake_delay_s
+from simulator.net.faulting import FaultInjector, Injected
 from simulator.net.handshake import fault_answer, too_many_connections
 from simulator.net.listener import Listener
 from simulator.net.log import EventKind, EventLog
@@ -204,9 +204,7 @@ class ReplayServer(Listener):
         # Scenario time runs at `speed` (at --speed max, at the wall clock's pace).
         self.clock = ScenarioClock(1.0 if speed is None else speed)
         self.faults: FaultInjector | None = None
-        self._handshake_delay_s = 0.0
         if faults is not None:
-            self._handshake_delay_s = longest_handshake_delay_s(faults.faults, self.clock.speed)
             self.faults = FaultInjector(
                 faults,
                 self.log,
@@ -249,8 +247,7 @@ class ReplayServer(Listener):
         config = WireConfig(
             max_size=self._max_size,
             write_limit=_ROOM,
-            # The opening handshake includes waiting out injected handshake delays.
-            open_timeout=10 + self._handshake_delay_s,
+            open_timeout=10,  # for the request: its answer may then be held by a fault
             close_timeout=CLOSE_TIMEOUT_S,
             max_frames_per_s=self.max_frames_per_s,
             max_handshakes=self.max_handshakes,

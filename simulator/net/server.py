@@ -51,7 +51,7 @@ from simulator.net.common import (
     on_whole_ms,
 )
 from simulator.net.fanout import Fanout, Sent
-from simulator.net.faulting import FaultInjector, Injected, longest_handshake_delay_s
+from simulator.net.faulting import FaultInjector, Injected
 from simulator.net.handshake import (
     fault_answer,
     health_response,
@@ -215,10 +215,8 @@ class SimServer(Listener):
             write_limit=TRANSPORT_ROOM,
             ping_interval=cfg.keepalive_interval_ns / 1e9,
             ping_timeout=cfg.keepalive_timeout_ns / 1e9,
-            # The opening handshake includes waiting out injected handshake delays:
-            # allow for the longest one.
-            open_timeout=cfg.handshake_timeout_ns / 1e9
-            + longest_handshake_delay_s(self.scenario.faults, self.speed),
+            # For the request: its answer may then be held by an injected delay.
+            open_timeout=cfg.handshake_timeout_ns / 1e9,
             close_timeout=CLOSE_TIMEOUT_S,
             max_frames_per_s=cfg.max_frames_per_s,
             max_handshakes=cfg.max_handshakes,

@@ -191,6 +191,9 @@ class ServerConnection(Connection):
     def _handshake(self, event: Request | Response) -> None:
         assert isinstance(event, Request)
         self.server.handshaking.pop(self, None)  # its request is in: no slowloris
+        # Nor is it the client's to be quick any more: what is left, the answer, is ours,
+        # held up at most by an injected delay (one given on demand is known only now).
+        self._cancel_open_timer()
         handler = self.server.handler
         try:
             answer = handler.handshake(self, event)

@@ -191,3 +191,19 @@ async def test_control_reject_without_status_or_delay_refuses_with_503() -> None
     response = refused.value.response
     assert response.status_code == 503 and response.headers["Retry-After"] == "20"
     assert event.detail["status"] == 503
+
+
+@async_test()
+async def test_a_delay_given_on_demand_longer_than_the_handshake_timeout_is_waited_out() -> None:
+    """The handshake timeout (1 s here) allowed for the scenario's own delays only: a
+    2 s delay given on demand had every handshake dropped at 1 s, with no answer."""
+    slow = scenario(
+        '[scenario]\nname = "slow"\n[server]\nhandshake_timeout = "1s"\n'
+        '[[stream]]\nname = "tick"\nevery = "1s"\n'
+    )
+    async with serve(slow, port=0) as server:
+        attach(server)
+        await trigger(server.url, {"kind": "reject", "delay": "2s", "duration": "600s"})
+        status, seconds = await held_handshake(server.url)
+    assert status == ACCEPTED
+    assert seconds >= 2.0 - 0.001
