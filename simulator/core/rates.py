@@ -1,6 +1,9 @@
-"""Mean message rates of schedules, for summaries and for refusing absurd scenarios."""
+"""Mean message rates of schedules, for summaries and for refusing absurd scenarios;
+and the token bucket that limits what a client may send."""
 
 from __future__ import annotations
+
+from typing import Final
 
 from simulator.core.model import At, Burst, Every, Poisson, Schedule, UniformInterval
 
@@ -31,17 +34,22 @@ def mean_rate_per_s(schedule: Schedule, duration_ns: int | None = None) -> float
     return 0.0
 
 
+#: How long a :meth:`TokenBucket.credit` lasts, in the bucket's seconds.
+CREDIT_S: Final = 1.0
+
+
 class TokenBucket:
     """At most ``rate`` events a second on average and ``burst`` at once. Pure: the
     caller passes the time (seconds, any origin) of each event."""
 
-    __slots__ = ("_at", "_tokens", "burst", "rate")
+    __slots__ = ("_at", "_credit_until", "_tokens", "burst", "rate")
 
     def __init__(self, rate: float, burst: float, now: float) -> None:
         self.rate = rate
         self.burst = burst
         self._tokens = burst  # a new bucket is full
         self._at = now
+        self._credit_until = now
 
     def allow(self, now: float) -> bool:
         """Whether an event at ``now`` is within the limit (it then takes a token)."""
@@ -53,12 +61,16 @@ class TokenBucket:
 
     def credit(self, seconds: float, now: float) -> None:
         """Allow, on top of what is in the bucket, ``seconds`` worth of events at the
-        rate, until spent: for events that were held back (not read, by a fault) for
-        that long, and now arrive at once, which the sender did not do."""
+        rate, for the next second (:data:`CREDIT_S`): for events that were held back
+        (not read, by a fault) for that long and now arrive at once, which the sender did
+        not do. What is left of it then is gone: it cannot be saved for a flood."""
         self._refill(now)
         self._tokens += seconds * self.rate
+        self._credit_until = now + CREDIT_S
 
     def _refill(self, now: float) -> None:
+        if self._tokens > self.burst and now >= self._credit_until:
+            self._tokens = self.burst  # an unspent credit expires
         refilled = self._tokens + (now - self._at) * self.rate
         # Up to the burst; a credit above it is kept (not refilled) until spent.
         self._tokens = max(self._tokens, min(self.burst, refilled))

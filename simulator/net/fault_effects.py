@@ -168,6 +168,8 @@ class FaultEffects:
         # What was queued before the stall (a batch, a full socket's backlog): nothing
         # else would send it, since the socket drained meanwhile and will not say so.
         client.requeue_as_new()
+        if self.bytes_per_s is not None:
+            self._schedule_drain(client)  # a throttle in force drains at its own pace
         client.flush_pending()
 
     def throttle(self, client: Client, bytes_per_s: float) -> None:
@@ -194,8 +196,8 @@ class FaultEffects:
     def _drain(self, client: Client) -> None:
         """Write what the byte budget allows, every tick, while frames are queued."""
         self.draining = False
-        if self.bytes_per_s is None or not client.open:
-            return
+        if self.bytes_per_s is None or not client.open or self.stalled:
+            return  # a stall sends nothing, a throttle's queue included: unstall resumes
         self.credit = min(self.credit + self.bytes_per_s * self.TICK_S, self.bytes_per_s)
         batch = client.take(int(self.credit), whole=True)
         self.credit -= sum(len(f) for f in batch)

@@ -139,7 +139,10 @@ class Connection(asyncio.Protocol):
         "_failed",
         "_fragment_charge",
         "_fragments",
+        "_credit_until",
+        "_frame_credit",
         "_frames_in_window",
+        "_held_at",
         "_held_pong",
         "_open_timer",
         "_paused",
@@ -193,6 +196,11 @@ class Connection(asyncio.Protocol):
         self._read_at = 0.0  # loop time of the latest read (frames count as of then)
         self._window_ends = 0.0  # end of the current frame-budget window (loop time)
         self._frames_in_window = 0
+        # Frames the peer sent while we held its reading, read at once when we let go:
+        # allowed on top of the budget in the next window (see release_reading).
+        self._frame_credit = 0.0
+        self._credit_until = 0.0  # loop time it is gone, spent or not
+        self._held_at = 0.0  # loop time we began holding reading (not for parsing)
 
     # ------------------------------------------------------------------ public
 
@@ -279,6 +287,8 @@ class Connection(asyncio.Protocol):
         with different reasons stack: reading resumes when the last one is released."""
         if not self._read_holds and not self.lost:
             self.transport.pause_reading()
+        if reason != "parse" and not self._read_holds - {"parse"}:
+            self._held_at = asyncio.get_running_loop().time()
         self._read_holds.add(reason)
 
     def release_reading(self, reason: str) -> None:
@@ -286,7 +296,20 @@ class Connection(asyncio.Protocol):
         if reason not in self._read_holds:
             return
         self._read_holds.discard(reason)
+        if reason != "parse" and not self._read_holds - {"parse"}:
+            self._credit_held_frames()
         self._resume_reading()
+
+    def _credit_held_frames(self) -> None:
+        """What the peer sent while held (a stall, backpressure) comes in at once now,
+        which it did not do: allow the frame budget's rate for that long on top of the
+        budget, for a second (the next read starts a window). It cannot be saved."""
+        limit = self.config.max_frames_per_s
+        if limit is not None:
+            now = asyncio.get_running_loop().time()
+            self._frame_credit = (now - self._held_at) * limit
+            self._credit_until = now + 1.0
+            self._window_ends = 0.0
 
     def release_all_reading(self) -> None:
         """Release every hold: the peer's close frame must be read whatever held it.
@@ -443,8 +466,10 @@ class Connection(asyncio.Protocol):
         if now >= self._window_ends:
             self._window_ends = now + 1.0
             self._frames_in_window = 0
+        if self._frame_credit and now >= self._credit_until:
+            self._frame_credit = 0.0
         self._frames_in_window += frames
-        return self._frames_in_window > limit
+        return self._frames_in_window > limit + self._frame_credit
 
     def _receive(self, data: bytes) -> int:
         """Parse ``data`` and act on what it holds; return the number of frames (or

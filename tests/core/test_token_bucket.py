@@ -34,10 +34,16 @@ def test_a_credit_is_kept_until_spent_and_nothing_refills_above_the_burst() -> N
     bucket = TokenBucket(10, 5, now=0.0)
     assert allowed_at(bucket, 0.0) == 5  # the burst, then none
     bucket.credit(2.0, now=0.0)
-    assert allowed_at(bucket, 1.0) == 20  # the credit: a second's refill is not added to it
+    assert allowed_at(bucket, 0.5) == 20  # the credit: half a second's refill is not added
     assert allowed_at(bucket, 1.5) == 5  # then the rate again, up to the burst
 
 
 def test_without_a_credit_the_burst_is_the_most_at_once() -> None:
     bucket = TokenBucket(10, 5, now=0.0)
     assert allowed_at(bucket, 100.0) == 5
+
+
+def test_a_credit_not_spent_within_a_second_cannot_be_saved_for_a_flood() -> None:
+    bucket = TokenBucket(10, 5, now=0.0)
+    bucket.credit(5.0, now=0.0)  # a silent client's 5 s stall
+    assert allowed_at(bucket, 3.0) == 5  # three seconds later: the burst, no more

@@ -8,6 +8,7 @@ the server sent before the pong) rather than with a sleep.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import json
 import socket
@@ -437,10 +438,12 @@ async def test_client_flooding_past_the_rate_limit_is_closed_with_1008() -> None
 @async_test()
 async def test_what_a_client_sent_during_a_stall_is_not_taken_for_a_flood() -> None:
     """A stall reads nothing: the client's messages of those 1.5 s (10 a second, half
-    the limit) are read at once when it ends, and were charged to that instant, past
-    the burst of 5: the client was closed with 1008 for what the fault did."""
+    the message limit, near the frame limit) are read at once when it ends, and were
+    charged to that instant, past the burst of 5 and the 12 frames a second: the client
+    was closed with 1008 for what the fault did."""
+    limits = "[server]\nmax_messages_per_s = 20\nmessage_burst = 5\nmax_frames_per_s = 12"
     sc = scenario(
-        QUIET.replace("[server]", "[server]\nmax_messages_per_s = 20\nmessage_burst = 5")
+        QUIET.replace("[server]", limits)
         + '[[fault]]\nname = "freeze"\nkind = "stall"\nat = "200ms"\nduration = "1500ms"\n'
     )
     async with serve(sc, port=0) as server:
@@ -452,6 +455,34 @@ async def test_what_a_client_sent_during_a_stall_is_not_taken_for_a_flood() -> N
         await ws.close()
         assert not server.log.of_kind(EventKind.RATE_LIMITED)
     assert [m["id"] for m in pongs if m["type"] == "pong"] == list(range(25))
+
+
+@pytest.mark.parametrize(
+    "limits",
+    [
+        "max_messages_per_s = 20\nmessage_burst = 5",  # the message limit
+        "max_messages_per_s = 10000\nmax_frames_per_s = 12",  # the frame limit
+    ],
+    ids=["messages", "frames"],
+)
+@async_test()
+async def test_the_allowance_for_a_stall_cannot_be_saved_for_a_flood(limits: str) -> None:
+    """A client silent through the stall, flooding 2 s after it: the allowance for what
+    a stall held back lasts a second, so the flood is one (it went unpunished)."""
+    limits = "[server]\n" + limits
+    sc = scenario(
+        QUIET.replace("[server]", limits)
+        + '[[fault]]\nname = "freeze"\nkind = "stall"\nat = "200ms"\nduration = "1500ms"\n'
+    )
+    async with serve(sc, port=0) as server:
+        index, ws = await connected(server)
+        gone = expect_event(server, EventKind.DISCONNECTED, conn=index)
+        await asyncio.sleep(3.7)  # past the stall's end (1.7 s), and 2 s more
+        with contextlib.suppress(ConnectionClosed):
+            for n in range(30):
+                await ws.send(json.dumps({"type": "ping", "id": n}))
+        assert await close_code(ws) == 1008
+        assert (await gone).detail["code"] == 1008
 
 
 @async_test()
