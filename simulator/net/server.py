@@ -458,9 +458,10 @@ class SimServer(Listener):
         assert self.epoch_ns is not None
         index = conn.index if conn.index is not None else -1
         per_connection = self.scenario.server.mode is Mode.PER_CONNECTION
-        # Per connection, the client's time 0 (its connect) is taken to a whole
-        # millisecond too, so that its messages' timestamps are exact.
-        origin = self.virtual_ns() if exact_timers() else on_whole_ms(self.virtual_ns())
+        opened_ns = self.virtual_ns()  # when it opened: what faults at a time go by
+        # Per connection, the client's timeline starts at its connect taken down to a
+        # whole millisecond, so that its messages' timestamps are exact.
+        origin = on_whole_ms(opened_ns) if per_connection and not exact_timers() else opened_ns
         client = Client(
             index,
             conn,
@@ -478,7 +479,12 @@ class SimServer(Listener):
             max_queue_s=self.scenario.server.max_lateness_ns / 1e9,
         )
         if self.recorder is not None:
-            self.recorder.opened(index, {"path": redact_url(conn.path or "/")})
+            handshake: dict[str, Any] = {"path": redact_url(conn.path or "/")}
+            if conn.protocol.subprotocol is not None:
+                # One of [server] subprotocols (the scenario's names, no secret): a
+                # replay answers with it.
+                handshake["subprotocol"] = conn.protocol.subprotocol
+            self.recorder.opened(index, handshake)
         self.clients[index] = client
         self._counters.connections_total += 1
         self.log.emit(
@@ -489,7 +495,7 @@ class SimServer(Listener):
         )
         self._batch_if_asked(client, conn.path)
         if self.faults is not None:
-            self.faults.connected(client, origin)
+            self.faults.connected(client, opened_ns)
         if per_connection:
             self._pumps[index] = self._spawn(self._pump_connection(client, origin))
 

@@ -128,3 +128,23 @@ async def test_a_stall_on_a_throttled_connection_sends_nothing_until_it_ends() -
     # (A message a drain tick wrote just before the stall may still be on its way.)
     assert not [t for t in arrivals if 1.1 < t < 2.95], arrivals
     assert [t for t in arrivals if t > 3.0], "the throttle drained again after the stall"
+
+
+@pytest.mark.parametrize("mode", ["broadcast", "per-connection"])
+@async_test()
+async def test_a_connection_opening_just_after_a_faults_time_is_not_hit_by_it(mode: str) -> None:
+    """Its open time went to the fault planner taken down to a whole millisecond (for
+    exact timestamps): at --speed 0.01 a connection opening 0.3 ms of scenario time
+    (30 ms of wall time) after a reset's `at` was reset."""
+    sc = scenario(
+        f'[scenario]\nname = "floor"\n[server]\nmode = "{mode}"\n'
+        '[[stream]]\nname = "tick"\nevery = "1h"\n'
+        '[[fault]]\nname = "cut"\nkind = "reset"\nat = "10ms"\n'
+    )
+    async with serve(sc, port=0, speed=0.01) as server:
+        while server.virtual_ns() < 10_300_000:  # 1.03 s of wall time
+            await asyncio.sleep(0.005)
+        ws = await client(server.url)
+        await asyncio.sleep(0.3)
+        assert [i.kind for i in server.injected] == []
+        await ws.close()

@@ -11,8 +11,10 @@ from pathlib import Path
 import orjson
 import polars as pl
 import websockets
+from websockets.typing import Subprotocol
 
 from simulator.core.redact import Redactor
+from simulator.net.replay import replay
 from simulator.net.server import serve
 from simulator.storage.reader import read_recording
 from tests.e2e.conftest import async_test, recorded_text, scenario
@@ -164,3 +166,26 @@ async def test_a_delayed_reply_due_after_its_client_left_is_not_recorded(tmp_pat
     frame = read_recording(out).frame.filter(pl.col("conn") == 0).sort("seq")
     assert frame["kind"].cast(pl.String).to_list()[-1] == "close"
     assert not any(b'"got"' in bytes(p) for p in frame["payload"].to_list() if p is not None)
+
+
+@async_test(timeout=30)
+async def test_a_replay_of_sim_run_answers_with_the_subprotocol_it_agreed_to(
+    tmp_path: Path,
+) -> None:
+    """The open row holds the subprotocol the server chose (it held only the path, so a
+    replay answered a client that asked for one without it)."""
+    out = tmp_path / "sub.parquet"
+    feed = FEED.replace("seed = 5\n", 'seed = 5\n\n[server]\nsubprotocols = ["feed.v1"]\n')
+    async with serve(scenario(feed), port=0, record=out) as server:
+        async with websockets.connect(server.url, subprotocols=[Subprotocol("feed.v1")]) as ws:
+            assert ws.subprotocol == "feed.v1"
+            await asyncio.wait_for(ws.recv(), 5)
+        for _ in range(100):
+            if not server.clients:
+                break
+            await asyncio.sleep(0.01)
+    async with (
+        replay(out, speed=None) as replayed,
+        websockets.connect(replayed.url, subprotocols=[Subprotocol("feed.v1")]) as ws,
+    ):
+        assert ws.subprotocol == "feed.v1"
