@@ -492,18 +492,32 @@ def _reserve_port(host: str, port: int) -> socket.socket:
     take the port. A port in use raises ``OSError`` (EADDRINUSE), as for a lone server,
     even when its holder has ``SO_REUSEPORT`` too (another ``sim run --workers``), which
     the kernel would otherwise let the workers share, splitting clients between two
-    unrelated runs."""
-    family, kind, proto, _, address = socket.getaddrinfo(
-        host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
-    )[0]
+    unrelated runs. (Not one still starting: its workers do not listen yet.)"""
+    addresses = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
     if port:
-        with socket.socket(family, kind, proto) as probe:  # without SO_REUSEPORT
-            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            probe.bind(address)
+        for family, kind, proto, _, address in addresses:  # every one the workers bind
+            with _bound_like_asyncio(family, kind, proto, address, reuse_port=False):
+                pass
+    family, kind, proto, _, address = addresses[0]
+    return _bound_like_asyncio(family, kind, proto, address, reuse_port=True)
+
+
+def _bound_like_asyncio(
+    family: int, kind: int, proto: int, address: Any, *, reuse_port: bool
+) -> socket.socket:
+    """A socket bound to ``address`` with the options asyncio's servers set (so that it
+    clashes with what theirs would, no more): ``SO_REUSEADDR``, IPv6 only for IPv6."""
     sock = socket.socket(family, kind, proto)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-    sock.bind(address)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if reuse_port:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        if family == socket.AF_INET6:
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+        sock.bind(address)
+    except BaseException:
+        sock.close()
+        raise
     return sock
 
 

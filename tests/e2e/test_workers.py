@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import json
 import os
 import re
@@ -453,3 +454,22 @@ async def test_a_worker_that_dies_while_serving_stops_the_others_and_exits_1() -
     assert code == 1, err
     assert "failed (exit code -9)" in err
     assert "Traceback" not in err
+
+
+@pytest.mark.skipif(not socket.has_ipv6, reason="no IPv6")
+def test_a_port_held_on_ipv4_is_free_for_workers_on_ipv6_as_for_a_lone_server() -> None:
+    """asyncio binds IPv6 alone (IPV6_V6ONLY): the port check and the reserved socket
+    must too, or `--host :: --workers` is refused a port a lone `sim run` may serve."""
+    from simulator.cli.workers import _reserve_port
+
+    with socket.socket() as taken:
+        taken.bind(("0.0.0.0", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        try:
+            reserved = _reserve_port("::", port)
+        except OSError as e:
+            if e.errno == errno.EADDRNOTAVAIL:
+                pytest.skip("IPv6 is not configured")
+            raise
+        reserved.close()
