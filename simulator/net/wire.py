@@ -431,7 +431,7 @@ class Connection(asyncio.Protocol):
             # this connection is dropped, the others are parsed on.
             logger.exception("parsing a backlog failed")
             self._backlog.clear()
-            self.transport.abort()
+            self.abort()
             return False
         finally:
             if budget is not None:

@@ -287,9 +287,12 @@ def test_generate_agrees_with_sim_run_beyond_the_connection_limit(tmp_path: Path
 
 
 def instants(plan: FlatPlan) -> list[int]:
-    """When the plan's connection and server faults start, and its stalls end."""
-    starts = [p.at_ns for p in plan if p.kind.level is not FaultLevel.MESSAGE]
-    ends = [p.at_ns + p.duration_ns for p in plan if p.kind is FaultKind.STALL and p.duration_ns]
+    """When the plan's connection and server faults at a time start, and their stalls
+    end. (A fault on open is no timer: it acts as its connection opens, in the same
+    step; when that is, and so when its stall ends, the run decides.)"""
+    timed = [p for p in plan if not p.on_open]
+    starts = [p.at_ns for p in timed if p.kind.level is not FaultLevel.MESSAGE]
+    ends = [p.at_ns + p.duration_ns for p in timed if p.kind is FaultKind.STALL and p.duration_ns]
     return starts + ends
 
 

@@ -220,6 +220,37 @@ def test_a_client_that_never_drains_holds_nothing_much_older_than_the_limit(
     assert sum(n for _, n in slow) == dropped > 100
 
 
+@pytest.mark.parametrize("fault", ["stall", "throttle"])
+def test_what_a_fault_held_counts_as_queued_when_it_ends(fault: str) -> None:
+    """Frames queued before or during a stall or a throttle of 2 s are the fault's to
+    deliver late: when it ends they join the queue as new, and are written, not dropped
+    as older than ``max_queue_s`` (0.25 s)."""
+
+    async def main() -> tuple[bytes, int]:
+        loop = asyncio.get_running_loop()
+        assert isinstance(loop, VirtualClockLoop)
+        client, tape, full = client_of_a_full_socket(lambda c, what, n: None, max_queue_s=0.25)
+        effects = client.faults()
+        frames = [text_frame(f"m{i}".encode()) for i in range(3)]
+        client.deliver(b"".join(frames), frames)  # queued: the socket is full
+        if fault == "stall":
+            effects.stall(client)
+        else:
+            effects.throttle(client, 1e9)
+        loop.advance(2.0)
+        full.full = False
+        if fault == "stall":
+            effects.unstall(client)
+        else:
+            effects.unthrottle(client, 1e9)
+        client.flush_pending()
+        return tape.take(), client.frames_dropped
+
+    written, dropped = run(main())
+    assert dropped == 0
+    assert written == b"".join(text_frame(f"m{i}".encode()) for i in range(3))
+
+
 def test_the_close_policy_closes_once_the_queue_is_over_send_buffer_bytes_not_before() -> None:
     """``slow_consumer = "close"``: frames queue for a client whose socket is full, as
     under drop-oldest; only past ``send_buffer_bytes`` is it closed (1013), and nothing
