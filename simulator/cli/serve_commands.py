@@ -82,7 +82,9 @@ if TYPE_CHECKING:
     type=DURATION,
     help="Stop after this much scenario time (default: the scenario's, else never).",
 )
-@click.option("--epoch", type=EPOCH, help="Wall time of scenario time 0 (default: now).")
+@click.option(
+    "--epoch", type=EPOCH, help="Wall time of scenario time 0 in timestamps (default: its start)."
+)
 @click.option(
     "--max-connections",
     type=click.IntRange(1, 100_000),

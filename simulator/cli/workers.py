@@ -9,9 +9,10 @@ worker ``w`` numbers its connections ``w, w+N, w+2N, ...``
 (:class:`~simulator.core.numbering.Numbering`), so whatever depends on a connection's
 index is the same whichever worker serves it.
 
-This process (the supervisor) serves nothing. It picks the port (``--port 0``: it binds
-a ``SO_REUSEPORT`` socket first and keeps it bound, unlistened, so the port stays
-theirs), prints the URL once every worker listens, forwards SIGINT/SIGTERM and waits
+This process (the supervisor) serves nothing. It takes the port (a free one for
+``--port 0``; a port in use, even by another run's workers, is refused): it binds a
+``SO_REUSEPORT`` socket first and keeps it bound, unlistened, so the port stays theirs;
+it prints the URL once every worker listens, forwards SIGINT/SIGTERM and waits
 for them, and shows the live status from what they report over a pipe: their
 :class:`~simulator.net.stats.Stats` twice a second, summed (:func:`combine`). Each
 worker logs its own events to stderr, naming itself (``worker=1``).

@@ -135,7 +135,8 @@ class SimServer(Listener):
         self.clients: dict[int, Client] = {}
         #: Which connection indices this server hands out (one of several workers).
         self.numbering = numbering if numbering is not None else Numbering()
-        #: Wall time (ns) of scenario time 0, when fixed (workers share it); else start.
+        #: Wall time (ns) of scenario time 0, when fixed (workers share it); else the
+        #: last whole millisecond at start.
         self.origin_wall_ns = origin_wall_ns
         self.clock = ScenarioClock(speed)
         self._counters = Counters()
@@ -716,10 +717,11 @@ async def serve(
     one: read ``server.url``); ``in_memory`` opens no socket: clients connect with
     ``open_transport=server.open_transport`` (see :mod:`simulator.net.wire_client`).
     ``epoch_ns`` fixes the wall time of virtual time 0 (default: the scenario's epoch,
-    else now). ``log_sends`` keeps every message sent in ``server.sent``: for tests,
-    not for long runs. ``record`` writes the session to that Parquet file (crash-safe
-    segments, compacted when the block ends; an existing file, or segments a killed
-    recorder left, only with ``overwrite_record``, and only once listening succeeded);
+    else the wall time of scenario time 0: see ``origin_wall_ns``). ``log_sends`` keeps
+    every message sent in ``server.sent``: for tests, not for long runs. ``record``
+    writes the session to that Parquet file (crash-safe segments, compacted when the
+    block ends; an existing file, or segments a killed recorder left, only with
+    ``overwrite_record``, and only once listening succeeded);
     ``redact`` is applied to every message
     before it is recorded (what clients send may hold secrets; see
     :class:`simulator.core.redact.Redactor`). ``tls`` serves ``wss://`` (a server
@@ -729,7 +731,9 @@ async def serve(
     ``reuse_port`` (``SO_REUSEPORT``), each with its ``numbering`` (worker ``w`` of ``n``
     numbers its connections ``w, w+n, ...``), the same ``seed`` and ``epoch_ns``, and
     the same ``origin_wall_ns``: the wall time (``time.time_ns()``) of scenario time 0,
-    so that their clocks agree (default: scenario time 0 is when it starts).
+    so that their clocks agree (default: the last whole millisecond when it starts, so
+    that a timestamp in milliseconds is a message's scheduled time exactly; on a
+    virtual clock, when it starts).
     """
     if not isinstance(scenario, Scenario):
         raise UsageError(f"serve() takes a loaded Scenario, not {type(scenario).__name__}")

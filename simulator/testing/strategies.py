@@ -378,7 +378,8 @@ def plan_report(plan: FlatPlan, seed: int) -> str:
         lines += [
             "",
             "As [[fault]] tables (times are scenario time since the server started;",
-            "connections are handshake attempts, from 0):",
+            "connections are handshake attempts, from 0; 'open', a table with no time:",
+            "when that connection opens):",
             "",
             to_toml(plan).rstrip("\n"),
             "",
