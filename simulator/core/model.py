@@ -30,8 +30,8 @@ class Timing(enum.Enum):
     """How the live server waits for a message's scheduled time."""
 
     #: Sleep on the event loop's timer (millisecond granularity) and send, in one pass,
-    #: what falls due within half a millisecond either side of the wake-up: the CPU
-    #: sleeps between sends.
+    #: what falls due up to 0.8 ms after the wake-up (so a message may leave up to 0.8 ms
+    #: early, and seldom more than that late): the CPU sleeps between sends.
     EFFICIENT = "efficient"
     #: Sleep to within a millisecond, then yield until the exact time: sub-millisecond
     #: timing, at the cost of a busy core for the last millisecond before every send.

@@ -29,11 +29,17 @@ def sendable(code: int) -> bool:
 
 
 #: The selector sleeps in whole milliseconds, rounded up, so a timer fires up to a
-#: millisecond after its time. A server that sends when it wakes therefore aims half
-#: of that early, and sends what falls due up to AHEAD_S after the moment it woke: on
-#: an idle machine a message leaves between half a millisecond early and about a
-#: millisecond late (see the pacing of passes in simulator.net.pump).
-AHEAD_S = 0.0005
+#: millisecond after its time. A server that sends when it wakes therefore aims early,
+#: and sends what falls due up to AHEAD_S after the moment it woke. With passes at
+#: least MIN_PASS_GAP_S apart (about 1.6 ms with the rounding: simulator.net.pump), a
+#: message due just past a pass's reach waits for the next: 0.8 ms centres the error,
+#: so that a message leaves up to 0.8 ms early and, on an idle machine, seldom more
+#: than that late (0.5 ms left it up to 1.1 ms late: a p99 at the client 0.35 ms
+#: higher, docs/performance.md, #14).
+AHEAD_S = 0.0008
+#: A pass (one write per client) comes at least this long after the one before woke,
+#: so that a fast stream's messages go out together rather than one write each.
+MIN_PASS_GAP_S = 0.001
 #: How close to a deadline :func:`sleep_until` stops sleeping and yields instead, in
 #: precise timing.
 SPIN_S = 0.001

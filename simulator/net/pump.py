@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from simulator.core.lateness import Limits, split_late
 from simulator.core.timeline import Batch, Timeline
-from simulator.net.common import ScenarioClock, ahead_s, sleep_until
+from simulator.net.common import MIN_PASS_GAP_S, ScenarioClock, ahead_s, sleep_until
 
 #: Messages sent per event-loop iteration at most (see pump).
 MAX_TICK = 256
@@ -50,13 +50,12 @@ async def pump(
     # Messages due up to this far past the wake-up go in the same pass (scenario ns).
     ahead = ahead_s(pacing.precise)
     ahead_ns = round(ahead * clock.speed * 1e9)
-    # The next pass comes a timer tick (2 x ahead: each takes what is due within half a
-    # tick either side of it) after this one woke, at the earliest, so that a fast
-    # stream's messages go out together, one write per client per tick, not one per
-    # message (precise timing: as they fall due). Counted from the wake, not from when
-    # the pass was due: with the selector's rounding up, that is a pass about every
-    # 1.6 ms at 1,000 msg/s, and a pass every 1 ms (paced from the due time) cost a
-    # third more CPU for 0.6 ms of p99 at the client (docs/performance.md, #14).
+    # The next pass comes a timer tick (MIN_PASS_GAP_S) after this one woke, at the
+    # earliest, so that a fast stream's messages go out together, one write per client
+    # per tick, not one per message (precise timing: as they fall due). Counted from the
+    # wake, not from when the pass was due: with the selector's rounding up, that is a
+    # pass about every 1.6 ms at 1,000 msg/s, and a pass every 1 ms (paced from the due
+    # time) cost a third more CPU for 0.6 ms of p99 at the client (performance.md, #14).
     next_pass = 0.0
     while True:
         waited = False
@@ -68,7 +67,7 @@ async def pump(
                 return
             due = max(clock.loop_time(origin_ns + nxt), next_pass + ahead)
             waited = await sleep_until(due, precise=pacing.precise)
-            next_pass = loop.time() + 2 * ahead
+            next_pass = loop.time() + (MIN_PASS_GAP_S if ahead else 0.0)
             now_virtual = clock.virtual_ns() - origin_ns
             limit = now_virtual + ahead_ns + 1
             if end_ns is not None:
