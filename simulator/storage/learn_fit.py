@@ -208,6 +208,12 @@ def _number(x: float, digits: int = 6) -> str:
     return repr(round(float(x), digits))
 
 
+def _spread(x: float, digits: int = 6) -> str:
+    """A spread (a std, a sigma, a step: > 0) as :func:`_number` writes it, but never
+    rounded to 0, which the scenario loader refuses: 1.19e-07 stays itself."""
+    return _number(x, digits) if round(float(x), digits) > 0 else repr(float(f"{x:.3g}"))
+
+
 def fit_numeric(values: Sequence[float], is_int: bool) -> Fit:
     """A constant, a counter, a walk, or the iid distribution that fits best."""
     x = np.asarray(values, dtype=np.float64)
@@ -249,7 +255,7 @@ def _walk(x: Floats, bounds: str, rounding: str, r: int) -> Fit:
         f", revert = {revert:.4f}, mean = {_number(mean, max(r, 4))}" if revert > 1e-3 else ""
     )
     text = (
-        f'{{ dist = "walk", start = {_number(x[0], 12)}, step = {_number(step, max(r + 2, 4))}'
+        f'{{ dist = "walk", start = {_number(x[0], 12)}, step = {_spread(step, max(r + 2, 4))}'
         f"{revert_text}, {bounds}{rounding} }}"
     )
     return Fit(
@@ -277,7 +283,7 @@ def _iid(x: Floats, is_int: bool, bounds: str, rounding: str) -> Fit:
     mean, std = float(x.mean()), float(x.std()) or 1e-9
     d = ks_statistic(x, _normal_cdf(mean, std))
     text = (
-        f'{{ dist = "normal", mean = {_number(mean)}, std = {_number(std)}, {bounds}{rounding} }}'
+        f'{{ dist = "normal", mean = {_number(mean)}, std = {_spread(std)}, {bounds}{rounding} }}'
     )
     candidates.append((d, "normal", text))
     if lo > 0:
@@ -285,7 +291,7 @@ def _iid(x: Floats, is_int: bool, bounds: str, rounding: str) -> Fit:
         mu, sigma = float(logs.mean()), float(logs.std()) or 1e-9
         d = ks_statistic(logs, _normal_cdf(mu, sigma))
         text = (
-            f'{{ dist = "lognormal", mu = {_number(mu)}, sigma = {_number(sigma)}, {bounds},'
+            f'{{ dist = "lognormal", mu = {_number(mu)}, sigma = {_spread(sigma)}, {bounds},'
             f' bounds = "reflect"{rounding} }}'
         )
         candidates.append((d, "lognormal", text))
