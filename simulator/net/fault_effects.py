@@ -163,7 +163,7 @@ class FaultEffects:
             # is no flood of the client's making.
             now = asyncio.get_running_loop().time()
             client.inbound.credit(now - self.stalled_at, now)
-        client.ws.release_reading("stall")
+        client.ws.release_reading("stall", forgive=True)
         client.ws.start_keepalive()
         # What was queued before the stall (a batch, a full socket's backlog): nothing
         # else would send it, since the socket drained meanwhile and will not say so.

@@ -291,12 +291,15 @@ class Connection(asyncio.Protocol):
             self._held_at = asyncio.get_running_loop().time()
         self._read_holds.add(reason)
 
-    def release_reading(self, reason: str) -> None:
-        """Release the hold ``reason`` (no effect if it is not held)."""
+    def release_reading(self, reason: str, *, forgive: bool = False) -> None:
+        """Release the hold ``reason`` (no effect if it is not held). With ``forgive``,
+        what the peer sent meanwhile is not taken for a flood (see _credit_held_frames):
+        for a hold of ours that the peer did not cause (a stall), not for backpressure
+        (a peer that sends faster than it can be relayed is what the limit is for)."""
         if reason not in self._read_holds:
             return
         self._read_holds.discard(reason)
-        if reason != "parse" and not self._read_holds - {"parse"}:
+        if forgive and not self._read_holds - {"parse"}:
             self._credit_held_frames()
         self._resume_reading()
 
