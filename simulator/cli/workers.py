@@ -23,12 +23,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import errno
+import fcntl
 import multiprocessing
 import os
 import shutil
 import signal
 import socket
 import sys
+import tempfile
 import time
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection as Link
@@ -464,6 +467,11 @@ def serve_workers(spec: WorkerSpec, slots: list[Numbering], tls: ServingTLS | No
         raise UsageError("--workers needs SO_REUSEPORT (Linux, BSD), which this system lacks")
     signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
     reserved = _reserve_port(spec.host, spec.port)
+    try:
+        claim = _claim_port(int(reserved.getsockname()[1]))
+    except OSError:
+        reserved.close()
+        raise
     spec = dataclasses.replace(spec, port=int(reserved.getsockname()[1]))
     sys.stdout.flush()
     context = multiprocessing.get_context("spawn")  # no fork: polars' threads do not survive one
@@ -484,6 +492,8 @@ def serve_workers(spec: WorkerSpec, slots: list[Numbering], tls: ServingTLS | No
                 child.process.kill()
             child.process.join()
         reserved.close()
+        if claim is not None:
+            os.close(claim)
     sys.exit(code)
 
 
@@ -493,7 +503,8 @@ def _reserve_port(host: str, port: int) -> socket.socket:
     take the port. A port in use raises ``OSError`` (EADDRINUSE), as for a lone server,
     even when its holder has ``SO_REUSEPORT`` too (another ``sim run --workers``), which
     the kernel would otherwise let the workers share, splitting clients between two
-    unrelated runs. (Not one still starting: its workers do not listen yet.)"""
+    unrelated runs. (One still starting, whose workers do not listen yet, is told by
+    its lock: :func:`_claim_port`.)"""
     addresses = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
     if port:
         for family, kind, proto, _, address in addresses:  # every one the workers bind
@@ -501,6 +512,25 @@ def _reserve_port(host: str, port: int) -> socket.socket:
                 pass
     family, kind, proto, _, address = addresses[0]
     return _bound_like_asyncio(family, kind, proto, address, reuse_port=True)
+
+
+def _claim_port(port: int) -> int | None:
+    """Lock a file for ``port`` in the temporary folder, for as long as this process
+    holds the returned descriptor: the port check sees only listening sockets, so a
+    second run of workers started while the first one's were still starting would share
+    the port (``SO_REUSEPORT``). Raises ``OSError`` (EADDRINUSE) when another run holds
+    the lock; ``None`` when there is no lock to take (a file another user made)."""
+    path = Path(tempfile.gettempdir()) / f"sim-workers-port-{port}.lock"
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    except OSError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        os.close(fd)
+        raise OSError(errno.EADDRINUSE, os.strerror(errno.EADDRINUSE)) from None
+    return fd
 
 
 def _bound_like_asyncio(

@@ -473,3 +473,24 @@ def test_a_port_held_on_ipv4_is_free_for_workers_on_ipv6_as_for_a_lone_server() 
                 pytest.skip("IPv6 is not configured")
             raise
         reserved.close()
+
+
+def test_a_port_another_run_of_workers_has_claimed_is_in_use_while_it_starts() -> None:
+    """Its workers do not listen yet, and its reserved socket shares the port with ours
+    (SO_REUSEPORT): the port's lock says it is taken; once released, it is free."""
+    from simulator.cli.workers import _claim_port
+
+    with socket.socket() as spare:
+        spare.bind(("127.0.0.1", 0))
+        port = spare.getsockname()[1]
+    first = _claim_port(port)
+    assert first is not None
+    try:
+        with pytest.raises(OSError) as taken:
+            _claim_port(port)
+        assert taken.value.errno == errno.EADDRINUSE
+    finally:
+        os.close(first)
+    again = _claim_port(port)
+    assert again is not None
+    os.close(again)
