@@ -508,6 +508,10 @@ def _reserve_port(host: str, port: int) -> socket.socket:
     addresses = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
     if port:
         for family, kind, proto, _, address in addresses:  # every one the workers bind
+            try:
+                socket.socket(family, kind, proto).close()
+            except OSError:
+                continue  # a family this system cannot open: asyncio skips it too
             with _bound_like_asyncio(family, kind, proto, address, reuse_port=False):
                 pass
     family, kind, proto, _, address = addresses[0]

@@ -37,6 +37,9 @@ def sendable(code: int) -> bool:
 #: than that late (0.5 ms left it up to 1.1 ms late: a p99 at the client 0.35 ms
 #: higher, docs/performance.md, #14).
 AHEAD_S = 0.0008
+#: How early a sender of one step at a time wakes (a replay: no pass waits for the next
+#: one): half the selector's rounding up, which centres a step on its time.
+STEP_EARLY_S = 0.0005
 #: A pass (one write per client) comes at least this long after the one before woke,
 #: so that a fast stream's messages go out together rather than one write each.
 MIN_PASS_GAP_S = 0.001
@@ -60,9 +63,10 @@ async def _sleep_to(when: float) -> None:
         await asyncio.sleep(delay)
 
 
-async def sleep_until(when: float, *, precise: bool = False) -> bool:
-    """Wait until about loop time ``when``: up to AHEAD_S before it (then send what
-    is due by ``loop.time() + ahead_s(precise)``), or later if the loop is busy. With
+async def sleep_until(when: float, *, precise: bool = False, early: float = AHEAD_S) -> bool:
+    """Wait until about loop time ``when``: up to ``early`` before it (the pump then
+    sends what is due by ``loop.time() + ahead_s(precise)``), or later if the loop is
+    busy. A sender of one step at a time (a replay) gives STEP_EARLY_S. With
     ``precise``, sleep to within SPIN_S of ``when``, then yield to the loop (which goes
     on serving I/O) until it is reached: on time, at the cost of a busy core for that
     last millisecond. Returns whether it gave the loop a turn (a caller that keeps
@@ -76,9 +80,9 @@ async def sleep_until(when: float, *, precise: bool = False) -> bool:
             await asyncio.sleep(delay)
         return delay > 0
     if not precise:
-        if delay > AHEAD_S:
-            await _sleep_to(when - AHEAD_S)
-        return delay > AHEAD_S
+        if delay > early:
+            await _sleep_to(when - early)
+        return delay > early
     if delay > SPIN_S:
         await _sleep_to(when - SPIN_S)
     yielded = delay > SPIN_S

@@ -56,6 +56,7 @@ from simulator.net.common import (
     CLOSE_NO_STATUS,
     CLOSE_POLICY_VIOLATION,
     CLOSE_TIMEOUT_S,
+    STEP_EARLY_S,
     ScenarioClock,
     sendable,
     sleep_until,
@@ -425,7 +426,7 @@ class ReplayServer(Listener):
             for i, step in enumerate(plan.steps):
                 session.step = i
                 if isinstance(step, Push):
-                    await sleep_until(origin + step.at_ns / 1e9)
+                    await sleep_until(origin + step.at_ns / 1e9, early=STEP_EARLY_S)
                     await self._send(session, step)
                 elif isinstance(step, ExpectClient):
                     await session.wait_for(step.index)
@@ -434,10 +435,12 @@ class ReplayServer(Listener):
                     # step before it: a proxy records no streams, so everything the
                     # server sent after a client message answers it, and delays taken
                     # one after another would add up (replies later and later).
-                    await sleep_until(session.arrived[step.answers] + step.delay_ns / 1e9)
+                    await sleep_until(
+                        session.arrived[step.answers] + step.delay_ns / 1e9, early=STEP_EARLY_S
+                    )
                     await self._send(session, step)
                 elif isinstance(step, Close):
-                    await sleep_until(origin + step.at_ns / 1e9)
+                    await sleep_until(origin + step.at_ns / 1e9, early=STEP_EARLY_S)
                     if sendable(step.code):
                         await session.conn.close(step.code, step.reason)
                     elif step.code == CLOSE_NO_STATUS:

@@ -304,7 +304,7 @@ class Connection(asyncio.Protocol):
         self._resume_reading()
 
     def _credit_held_frames(self) -> None:
-        """What the peer sent while held (a stall, backpressure) comes in at once now,
+        """What the peer sent while held (by a stall) comes in at once now,
         which it did not do: allow the frame budget's rate for that long on top of the
         budget, for a second (the next read starts a window). It cannot be saved."""
         limit = self.config.max_frames_per_s
@@ -467,10 +467,12 @@ class Connection(asyncio.Protocol):
             return False
         now = self._read_at
         if now >= self._window_ends:
+            # An allowance lasts to the end of the window it began (which started with
+            # the first read after it was given); first used later, it is gone.
+            if self._frame_credit and now >= self._credit_until:
+                self._frame_credit = 0.0
             self._window_ends = now + 1.0
             self._frames_in_window = 0
-        if self._frame_credit and now >= self._credit_until:
-            self._frame_credit = 0.0
         self._frames_in_window += frames
         return self._frames_in_window > limit + self._frame_credit
 

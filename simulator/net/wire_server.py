@@ -10,7 +10,8 @@ tasks did is done by callbacks and by server-wide timers:
 * the opening handshake calls :meth:`ServerHandler.handshake` from ``data_received``;
   only a handshake the handler wants to hold (an awaitable answer) gets a task;
 * one :class:`~simulator.net.wire.Keepalive` timer pings every open connection;
-* handshakes that never finish are aborted after ``open_timeout``, closing handshakes
+* handshakes whose request has not arrived within ``open_timeout`` are aborted (its
+  answer, once in, may be held as long as an injected delay says), closing handshakes
   after ``close_timeout`` (per-connection timers, only while in those states); past
   ``max_handshakes`` connections whose request has not arrived, the oldest is dropped.
 

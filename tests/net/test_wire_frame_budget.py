@@ -1,0 +1,37 @@
+"""The wire's frame budget after a stall: what a stall held back comes in at once and
+is allowed for one window, the one the first read after the stall begins; an allowance
+first used later is gone."""
+
+from __future__ import annotations
+
+import asyncio
+
+from simulator.net.wire import Connection, WireConfig
+
+
+def floods(reads: list[tuple[float, int]], held_s: float = 1.5, limit: int = 12) -> list[bool]:
+    """Whether each ``(seconds after the stall ended, frames)`` read is taken for a flood."""
+
+    async def main() -> list[bool]:
+        conn = Connection(None, None, WireConfig(max_frames_per_s=limit))  # type: ignore[arg-type]
+        end = asyncio.get_running_loop().time()
+        conn._held_at = end - held_s  # a stall of held_s, ended now
+        conn._credit_held_frames()
+        out = []
+        for after, frames in reads:
+            conn._read_at = end + after
+            out.append(conn._over_frame_budget(frames))
+        return out
+
+    return asyncio.run(main())
+
+
+def test_the_allowance_lasts_the_whole_window_the_first_read_after_the_stall_began() -> None:
+    """The window runs from the first read (2 ms after the stall ended) for a second: a
+    read at 1.001 s is still in it (the allowance had expired at 1 s, and a steady
+    client was closed with 1008)."""
+    assert floods([(0.002, 15), (0.5, 1), (0.9, 1), (1.001, 1)]) == [False] * 4
+
+
+def test_an_allowance_first_used_after_a_second_is_gone() -> None:
+    assert floods([(2.0, 15)]) == [True]
