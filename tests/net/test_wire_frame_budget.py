@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
+
 from simulator.net.wire import Connection, WireConfig
 
 
@@ -35,3 +37,19 @@ def test_the_allowance_lasts_the_whole_window_the_first_read_after_the_stall_beg
 
 def test_an_allowance_first_used_after_a_second_is_gone() -> None:
     assert floods([(2.0, 15)]) == [True]
+
+
+def test_only_a_hold_released_with_forgive_gives_an_allowance() -> None:
+    """A stall's hold is forgiven; the proxy's backpressure is not (a client sending
+    faster than its upstream drains is what the limit is for)."""
+
+    async def allowance(forgive: bool) -> float:
+        conn = Connection(None, None, WireConfig(max_frames_per_s=12))  # type: ignore[arg-type]
+        conn.lost = True  # no transport to pause: the holds' bookkeeping alone
+        conn.hold_reading("held")
+        conn._held_at -= 1.5  # held for 1.5 s
+        conn.release_reading("held", forgive=forgive)
+        return conn._frame_credit
+
+    assert asyncio.run(allowance(forgive=True)) == pytest.approx(1.5 * 12, abs=0.1)
+    assert asyncio.run(allowance(forgive=False)) == 0.0
