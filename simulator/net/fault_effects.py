@@ -32,7 +32,6 @@ class FaultEffects:
         "held",
         "ordered",
         "stalled",
-        "stalled_at",
         "stalled_frames",
         "stalls",
     )
@@ -42,7 +41,6 @@ class FaultEffects:
 
     def __init__(self) -> None:
         self.stalled = False
-        self.stalled_at = 0.0  # loop time the stalls in force began
         self.stalls = 0  # stalls in force (they nest)
         self.stalled_frames = 0
         self.caps: list[float] = []  # throttles in force; the lowest applies
@@ -149,7 +147,6 @@ class FaultEffects:
         if self.stalls > 1:
             return
         self.stalled = True
-        self.stalled_at = asyncio.get_running_loop().time()
         client.ws.hold_reading("stall")
         client.ws.stop_keepalive()
 
@@ -158,12 +155,11 @@ class FaultEffects:
         if self.stalls:
             return
         self.stalled = False
+        held_s = client.ws.release_reading("stall", forgive=True)
         if client.inbound is not None:
             # What the client sent meanwhile was not read: it comes in at once now, and
             # is no flood of the client's making.
-            now = asyncio.get_running_loop().time()
-            client.inbound.credit(now - self.stalled_at, now)
-        client.ws.release_reading("stall", forgive=True)
+            client.inbound.credit(held_s, asyncio.get_running_loop().time())
         client.ws.start_keepalive()
         # What was queued before the stall (a batch, a full socket's backlog): nothing
         # else would send it, since the socket drained meanwhile and will not say so.

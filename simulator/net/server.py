@@ -309,8 +309,7 @@ class SimServer(Listener):
         return self.clock.virtual_ns()
 
     def now_iso(self) -> str:
-        assert self.epoch_ns is not None
-        return format_time_iso(self.epoch_ns + self.virtual_ns())
+        return self.iso_in(0)
 
     def iso_in(self, ns: int) -> str:
         """The scenario time ``ns`` from now, as a reply writes it."""

@@ -32,6 +32,7 @@ from websockets.frames import CloseCode, Frame, Opcode
 from websockets.http11 import Request, Response
 from websockets.protocol import Protocol, Side, State
 
+from simulator.core.rates import CREDIT_S
 from simulator.net.common import CLOSE_ABNORMAL
 from simulator.net.event_loop import release_transport
 from simulator.net.parse_budget import (
@@ -291,27 +292,32 @@ class Connection(asyncio.Protocol):
             self._held_at = asyncio.get_running_loop().time()
         self._read_holds.add(reason)
 
-    def release_reading(self, reason: str, *, forgive: bool = False) -> None:
-        """Release the hold ``reason`` (no effect if it is not held). With ``forgive``,
-        what the peer sent meanwhile is not taken for a flood (see _credit_held_frames):
-        for a hold of ours that the peer did not cause (a stall), not for backpressure
-        (a peer that sends faster than it can be relayed is what the limit is for)."""
+    def release_reading(self, reason: str, *, forgive: bool = False) -> float:
+        """Release the hold ``reason`` (no effect if it is not held). Returns how long
+        reading was held, in seconds, when this ends the last hold (parsing aside); else
+        0. With ``forgive``, what the peer sent meanwhile is not taken for a flood (see
+        _credit_held_frames): for a hold of ours that the peer did not cause (a stall),
+        not for backpressure (a peer that sends faster than it can be relayed is what
+        the limit is for)."""
         if reason not in self._read_holds:
-            return
+            return 0.0
         self._read_holds.discard(reason)
-        if forgive and not self._read_holds - {"parse"}:
-            self._credit_held_frames()
+        held_s = 0.0
+        if reason != "parse" and not self._read_holds - {"parse"}:
+            held_s = asyncio.get_running_loop().time() - self._held_at
+            if forgive:
+                self._credit_held_frames(held_s)
         self._resume_reading()
+        return held_s
 
-    def _credit_held_frames(self) -> None:
+    def _credit_held_frames(self, held_s: float) -> None:
         """What the peer sent while held (by a stall) comes in at once now,
         which it did not do: allow the frame budget's rate for that long on top of the
-        budget, for a second (the next read starts a window). It cannot be saved."""
+        budget, for CREDIT_S (the next read starts a window). It cannot be saved."""
         limit = self.config.max_frames_per_s
         if limit is not None:
-            now = asyncio.get_running_loop().time()
-            self._frame_credit = (now - self._held_at) * limit
-            self._credit_until = now + 1.0
+            self._frame_credit = held_s * limit
+            self._credit_until = asyncio.get_running_loop().time() + CREDIT_S
             self._window_ends = 0.0
 
     def release_all_reading(self) -> None:

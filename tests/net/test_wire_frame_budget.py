@@ -16,9 +16,11 @@ def floods(reads: list[tuple[float, int]], held_s: float = 1.5, limit: int = 12)
 
     async def main() -> list[bool]:
         conn = Connection(None, None, WireConfig(max_frames_per_s=limit))  # type: ignore[arg-type]
+        conn.lost = True  # no transport to pause: the holds' bookkeeping alone
+        conn.hold_reading("stall")
+        conn._held_at -= held_s  # a stall of held_s,
+        assert conn.release_reading("stall", forgive=True) >= held_s  # ended now
         end = asyncio.get_running_loop().time()
-        conn._held_at = end - held_s  # a stall of held_s, ended now
-        conn._credit_held_frames()
         out = []
         for after, frames in reads:
             conn._read_at = end + after
