@@ -509,13 +509,19 @@ def _reserve_port(host: str, port: int) -> socket.socket:
     if port:
         for family, kind, proto, _, address in addresses:  # every one the workers bind
             try:
-                socket.socket(family, kind, proto).close()
+                probe = socket.socket(family, kind, proto)
             except OSError:
                 continue  # a family this system cannot open: asyncio skips it too
-            with _bound_like_asyncio(family, kind, proto, address, reuse_port=False):
-                pass
+            with probe:
+                _bind_like_asyncio(probe, address, reuse_port=False)
     family, kind, proto, _, address = addresses[0]
-    return _bound_like_asyncio(family, kind, proto, address, reuse_port=True)
+    sock = socket.socket(family, kind, proto)
+    try:
+        _bind_like_asyncio(sock, address, reuse_port=True)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
 
 
 def _claim_port(port: int) -> int | None:
@@ -537,23 +543,15 @@ def _claim_port(port: int) -> int | None:
     return fd
 
 
-def _bound_like_asyncio(
-    family: int, kind: int, proto: int, address: Any, *, reuse_port: bool
-) -> socket.socket:
-    """A socket bound to ``address`` with the options asyncio's servers set (so that it
+def _bind_like_asyncio(sock: socket.socket, address: Any, *, reuse_port: bool) -> None:
+    """Bind ``sock`` to ``address`` with the options asyncio's servers set (so that it
     clashes with what theirs would, no more): ``SO_REUSEADDR``, IPv6 only for IPv6."""
-    sock = socket.socket(family, kind, proto)
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        if reuse_port:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-        if family == socket.AF_INET6:
-            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
-        sock.bind(address)
-    except BaseException:
-        sock.close()
-        raise
-    return sock
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if reuse_port:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    if sock.family == socket.AF_INET6:
+        sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+    sock.bind(address)
 
 
 async def _supervise(spec: WorkerSpec, children: list[_Child], tls: ServingTLS | None) -> int:
