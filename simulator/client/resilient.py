@@ -324,15 +324,26 @@ class ResilientClient:
         default set narrows it to ``types``. No ``types``: nothing changes."""
         if not types:
             return
-        narrows = self.subscriptions is None and not self.unsubscribed
-        widens = self.subscriptions is None and bool(self.unsubscribed)
         if self.subscriptions is not None:
             self.subscriptions.update(types)
+            self._ask(self.config.subscribe_type, types)
         elif self.unsubscribed:
+            # Back to a stream unsubscribed from the default set, which a server still
+            # at its default already sends (and would take a subscribe for a first one).
             self.unsubscribed.difference_update(types)
+            conn, session = self._conn, self._session
+            if (
+                self.state is State.OPEN
+                and conn is not None
+                and session is not None
+                and not session.default
+            ):
+                # Explicit, or still the default if what was sent was refused: a
+                # subscribe would narrow the latter. Set it exactly either way.
+                self._resync(conn, session)
         else:
             self.subscriptions = set(types)
-        self._ask(self.config.subscribe_type, types, narrows=narrows, widens=widens)
+            self._ask(self.config.subscribe_type, types, narrows=True)
 
     def unsubscribe(self, *types: str) -> None:
         """Remove ``types`` from the active set (told to the server now if connected,
@@ -346,22 +357,12 @@ class ResilientClient:
             self.subscriptions.difference_update(types)
         self._ask(self.config.unsubscribe_type, types)
 
-    def _ask(
-        self, kind: str, types: Sequence[str], *, narrows: bool = False, widens: bool = False
-    ) -> None:
+    def _ask(self, kind: str, types: Sequence[str], *, narrows: bool = False) -> None:
         """Tell the server of a change of the active set. ``narrows``: a first subscribe
-        on the default set; ``widens``: a subscribe back to a stream unsubscribed from
-        the default set, which a server still at its default already sends, and would
-        take for a first subscribe."""
+        on the default set."""
         conn, session = self._conn, self._session
         if self.state is not State.OPEN or conn is None or session is None:
             return  # asked for on the next connection
-        if widens:
-            if not session.default:
-                # Explicit, or still the default if what was sent was refused: a
-                # subscribe would narrow the latter. Set it exactly either way.
-                self._resync(conn, session)
-            return  # (the default already sends everything)
         wanted = set(types) - session.unknown
         if narrows and (not session.default or not wanted):
             # The server narrows only its untouched default: from an explicit set (or
@@ -435,9 +436,7 @@ class ResilientClient:
             delay = self._backoff.next_delay_s(
                 self._rng.random(), uptime_s=uptime, retry_after_s=verdict.retry_after_s
             )
-            hint = verdict.retry_after_s
-            if hint is not None:
-                hint = min(hint, self.config.backoff.retry_after_cap_s)
+            hint = self.config.backoff.retry_after_wait_s(verdict.retry_after_s)
             self._emit(Retry(loop.time(), delay, verdict.reason, attempt, hint))
             self._set_state(State.BACKOFF, delay_s=delay, reason=verdict.reason)
             await asyncio.sleep(delay)
@@ -601,10 +600,10 @@ class ResilientClient:
         session.unknown.update(refused)
         message = error.get("message")
         self._emit(Refused(at, tuple(sorted(refused)), message if isinstance(message, str) else ""))
-        conn = self._conn
-        if not refused & session.batched or conn is None or self._session is not session:
+        if self._session is not session or not refused & session.batched:
             return
-        self._resync(conn, session)
+        assert self._conn is not None  # set and cleared with the session
+        self._resync(self._conn, session)
 
     def _resync(self, conn: ClientConnection, session: _Session) -> None:
         """Set the server's set to exactly the active set, whatever it is now: from all
@@ -614,14 +613,13 @@ class ResilientClient:
         session.batched.clear()
         session.default = False
         subscribe, unsubscribe = self.config.subscribe_type, self.config.unsubscribe_type
-        if self.subscriptions is not None:
-            conn.send(self._subscription(unsubscribe, "*"))
-            for name in sorted(self.subscriptions - session.unknown):
-                conn.send(self._subscription(subscribe, [name]))
-        else:
-            conn.send(self._subscription(subscribe, "*"))
-            for name in sorted(self.unsubscribed - session.unknown):
-                conn.send(self._subscription(unsubscribe, [name]))
+        if self.subscriptions is not None:  # from nothing, each wanted stream
+            reset, each, names = unsubscribe, subscribe, self.subscriptions
+        else:  # from everything, each unwanted one
+            reset, each, names = subscribe, unsubscribe, self.unsubscribed
+        conn.send(self._subscription(reset, "*"))
+        for name in sorted(names - session.unknown):
+            conn.send(self._subscription(each, [name]))
 
     # ------------------------------------------------------------------ reporting
 

@@ -87,6 +87,11 @@ class BackoffPolicy:
             return self.cap_s
         return min(self.cap_s, self.base_s * self.factor**attempt)
 
+    def retry_after_wait_s(self, retry_after_s: float | None) -> float | None:
+        """The part of a server's ``Retry-After`` that is honoured: up to
+        ``retry_after_cap_s`` (``None`` when there was none)."""
+        return None if retry_after_s is None else min(retry_after_s, self.retry_after_cap_s)
+
     def delay_s(self, attempt: int, draw: float, retry_after_s: float | None = None) -> float:
         """The delay before attempt ``attempt``: ``draw * window_s(attempt)`` (full
         jitter), after ``min(retry_after_s, retry_after_cap_s)`` when the server sent a
@@ -104,7 +109,9 @@ class BackoffPolicy:
             return jittered
         if not retry_after_s >= 0:
             raise UsageError(f"retry_after_s={retry_after_s!r}: must be >= 0")
-        return min(retry_after_s, self.retry_after_cap_s) + jittered
+        wait = self.retry_after_wait_s(retry_after_s)
+        assert wait is not None
+        return wait + jittered
 
 
 @dataclass(slots=True)

@@ -340,7 +340,7 @@ def test_before_connect_runs_before_every_attempt_and_may_refresh_the_token() ->
     connection's first message is the auth with the token fetched for it. A hook that
     raises fails that attempt (a retry, with why), not the client."""
 
-    async def main() -> tuple[dict[int, list[str | bytes]], list[Retry], int]:
+    async def main() -> tuple[dict[int, list[str | bytes]], list[Retry]]:
         server = Listening()
         server.on_open = lambda conn: asyncio.get_running_loop().call_later(1.0, conn.abort)
         fetched = 0
@@ -364,15 +364,14 @@ def test_before_connect_runs_before_every_attempt_and_may_refresh_the_token() ->
         await client.start()
         await asyncio.sleep(3.5)
         await client.close()
-        return server.said, retries, fetched
+        return server.said, retries
 
-    said, retries, fetched = run(main())
+    said, retries = run(main())
     firsts = [said[conn][0] for conn in sorted(said)]
     assert firsts[:2] == ['{"type":"auth","token":"t1"}', '{"type":"auth","token":"t3"}']
     assert any(
         "before_connect failed: RuntimeError('token service down')" in r.reason for r in retries
     )
-    assert fetched >= 3
 
 
 def test_a_url_before_connect_sets_that_no_retry_can_mend_stops_the_client() -> None:
