@@ -29,7 +29,7 @@ from simulator.core.model import (
     UniformInterval,
 )
 from simulator.core.rates import mean_rate_per_s
-from simulator.core.toml_text import toml_key, toml_value
+from simulator.core.toml_text import toml_value
 
 if TYPE_CHECKING:
     from simulator.scenario import FaultSet
@@ -159,8 +159,7 @@ def _whom(t: FaultTarget) -> list[str]:
     parts = [f"{name}={text}" for name, text in _fields(t) if name not in ("connections", "match")]
     if t.match:
         # As the scenario file writes it: { "data.level" = "warning" }.
-        pairs = (f"{toml_key('.'.join(path))} = {toml_value(value)}" for path, value in t.match)
-        parts.append("match={ " + ", ".join(pairs) + " }")
+        parts.append("match=" + toml_value({".".join(path): v for path, v in t.match}))
     c = t.connections
     if isinstance(c, ConnectionList):
         parts.append("connections=" + ",".join(map(str, c.indexes)))

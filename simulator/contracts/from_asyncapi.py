@@ -38,6 +38,7 @@ from typing import Any, Final
 
 from simulator.contracts.spec import Spec, SpecMessage
 from simulator.core.field_keys import GENERATOR_KEYS, close_generator_key
+from simulator.core.stream_names import stream_name_from
 from simulator.core.toml_text import toml_key, toml_value
 
 __all__ = ["skeleton_toml"]
@@ -51,7 +52,6 @@ _DEFAULT_ENVELOPE: Final = {
 #: Keys that make a table something else than an object of fields: the generator keys,
 #: and ``spread`` (an object with ``spread = true`` merges into its parent).
 _RESERVED_KEYS: Final = (*GENERATOR_KEYS, "spread")
-_STREAM_NAME: Final = re.compile(r"[^A-Za-z0-9_.:-]")
 _SCHEDULE_KEYS: Final = ("every", "rate", "at", "repeat", "burst", "start", "stop", "first")
 _MAX_DEPTH: Final = 30
 _MAX_LIST: Final = 10_000
@@ -129,10 +129,7 @@ def _server_lines(spec: Spec, info: Mapping[str, Any]) -> list[str]:
 
 
 def _stream_name(message: SpecMessage, taken: set[str]) -> str:
-    base = message.stream or _STREAM_NAME.sub("_", message.name or message.key) or "stream"
-    name, n = base, 2
-    while name in taken:
-        name, n = f"{base}_{n}", n + 1
+    name = stream_name_from(message.stream or message.name or message.key, taken)
     taken.add(name)
     return name
 

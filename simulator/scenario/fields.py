@@ -1,7 +1,7 @@
 """``[stream.fields]`` → :class:`~simulator.core.model.Object`: what each message carries.
 
 A field is a constant (any value that is not a table), a generator (a table with one of
-the keys in ``_GENERATORS``), or an object of named fields (any other table). Template
+the keys in ``GENERATOR_KEYS``), or an object of named fields (any other table). Template
 references (``"tx_{seq}"``) are checked against the sibling fields once all are read.
 """
 
@@ -76,7 +76,6 @@ _DISTS: Final[dict[str, tuple[str, ...]]] = {
     "timestamp": ("format",),
 }
 # A table holding one of these keys is a generator; any other table is an object of fields.
-_GENERATORS: Final = GENERATOR_KEYS
 _GENERATOR_KEYS: Final[dict[str, tuple[str, ...]]] = {
     "choice": ("choice", "weights", "spread"),
     "cycle": ("cycle", "spread"),
@@ -94,14 +93,14 @@ def _field(ctx: Context, value: object, path: KeyPath, depth: int) -> FieldSpec 
         return None
     if not isinstance(value, dict):
         return _const(ctx, path, value, depth)
-    kinds = [k for k in _GENERATORS if k in value]
+    kinds = [k for k in GENERATOR_KEYS if k in value]
     if not kinds:
         return _object(ctx, value, path, depth, typo_guard=True)
     if len(kinds) > 1:
         ctx.report(
             (*path, kinds[1]),
             f"together with '{kinds[0]}': a field has one generator"
-            f" (one of {', '.join(_GENERATORS)})",
+            f" (one of {', '.join(GENERATOR_KEYS)})",
         )
         return None
     t = Table(ctx, value, path)

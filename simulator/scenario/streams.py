@@ -5,7 +5,6 @@ schedule (``every``, ``rate``, ``at`` or ``burst``) and envelope; fields are rea
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 from typing import Final
 
@@ -23,6 +22,7 @@ from simulator.core.model import (
     UniformInterval,
 )
 from simulator.core.rates import mean_rate_per_s
+from simulator.core.stream_names import STREAM_NAME
 from simulator.scenario.fields import stream_fields
 from simulator.scenario.lines import KeyPath
 from simulator.scenario.messages import show, unknown
@@ -36,7 +36,6 @@ MAX_RATE_PER_S: Final = 100_000
 
 _MAX_AT_OFFSETS: Final = 100_000
 _MAX_BURST_COUNT: Final = 100_000
-_NAME = re.compile(r"[A-Za-z0-9_.:-]+")
 
 _SCHEDULE_KEYS: Final = ("every", "rate", "at", "burst")
 _STREAM_KEYS: Final = (
@@ -95,7 +94,7 @@ def _stream(ctx: Context, raw: object, path: KeyPath, envelope: Envelope | None)
     mark = ctx.mark()
     t.only(_STREAM_KEYS)
     name = t.string("name", required="a name of letters, digits, '_', '.', ':' or '-'")
-    if name is not None and not _NAME.fullmatch(name):
+    if name is not None and not STREAM_NAME.fullmatch(name):
         ctx.bad(t.at("name"), name, "must be letters, digits, '_', '.', ':' or '-'")
     type_ = t.string("type", default=name)
     pattern = _pattern(t)

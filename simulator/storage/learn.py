@@ -33,6 +33,7 @@ import polars as pl
 
 from simulator.core.expr import KEYWORDS
 from simulator.core.field_keys import GENERATOR_KEYS, close_generator_key
+from simulator.core.stream_names import STREAM_NAME, stream_name_from, unique_name
 from simulator.core.toml_text import toml_key, toml_value
 from simulator.errors import RecordingError, UsageError
 from simulator.storage.learn_fit import (
@@ -50,8 +51,6 @@ from simulator.storage.learn_fit import (
 from simulator.storage.reader import read_metadata, scan_recording
 
 _ENVELOPE = ("type", "seq", "timestamp")
-#: What a stream name may not hold (docs/scenario-reference.md, "[[stream]]").
-_NOT_IN_STREAM_NAME: Final = re.compile(r"[^A-Za-z0-9_.:-]")
 #: A name an expression reads as a field (simulator.core.expr's NAME token).
 _EXPRESSION_NAME: Final = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 #: What a TOML comment may not hold: control characters other than tab.
@@ -259,24 +258,16 @@ def _stream_names(keys: Iterable[str]) -> dict[str, str]:
     key itself when it is one, else the key with what a name cannot hold made ``_``
     (``price update`` → ``price_update``; ``_2``, ``_3``... once taken)."""
     keys = list(keys)
-    valid = {k for k in keys if k and not _NOT_IN_STREAM_NAME.search(k)}
+    valid = {k for k in keys if STREAM_NAME.fullmatch(k)}
     taken = set(valid)
     names: dict[str, str] = {}
     for key in keys:
         if key in valid:
             names[key] = key
             continue
-        names[key] = _unique(_NOT_IN_STREAM_NAME.sub("_", key) or "stream", taken)
+        names[key] = stream_name_from(key, taken)
         taken.add(names[key])
     return names
-
-
-def _unique(base: str, taken: set[str]) -> str:
-    """``base``, or ``base_2``, ``base_3``... whichever is first not ``taken``."""
-    name, n = base, 2
-    while name in taken:
-        name, n = f"{base}_{n}", n + 1
-    return name
 
 
 def _stream(
@@ -478,7 +469,7 @@ def _spread(
         f"{', '.join(toml_key(k) for k in group)} always go together: {fit.quality}",
     )
     # The spread field's own name is never sent, but must be no sibling's.
-    name = _unique("_".join(group), {f.path[-1] for f in fields if f.path[:-1] == path})
+    name = unique_name("_".join(group), {f.path[-1] for f in fields if f.path[:-1] == path})
     out: list[LearnedField] = []
     for f in fields:
         if f.path[:-1] == path and f.path[-1] in group:

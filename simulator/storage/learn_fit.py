@@ -427,21 +427,20 @@ def choice_fit(values: Sequence[Any]) -> Fit:
     """A weighted choice with the observed weights (JSON values, tables included) of
     the :data:`MAX_CHOICES` most common values. Values that are or hold a null are
     left out of it, and the quality says so (:func:`leave_out` when all are)."""
-    if all(isinstance(v, _SCALARS) for v in values):  # no null inside: skip the walk
-        sendable = list(values)
-    else:
-        sendable = [v for v in values if not _holds_null(v)]
-    nulls = len(values) - len(sendable)
-    if not sendable:
-        return leave_out(f"every value is or holds a null, {NO_NULL}")
-    raw = Counter(_hashable(v) for v in sendable)
     counts: Counter[str] = Counter()
-    for value, count in raw.items():
-        counts[toml_value(_unhashable(value))] += count
+    nulls = 0
+    for value, count in Counter(_hashable(v) for v in values).items():
+        try:
+            counts[toml_value(_unhashable(value))] += count
+        except ValueError:  # it is or holds a null (or a number TOML cannot write)
+            nulls += count
+    if not counts:
+        return leave_out(f"every value is or holds a null, {NO_NULL}")
+    sendable = len(values) - nulls
     items = counts.most_common(MAX_CHOICES)
     choices = ", ".join(v for v, _ in items)
     weights = ", ".join(str(c) for _, c in items)
-    d = max(abs(c / len(sendable) - 1 / len(items)) for _, c in items)
+    d = max(abs(c / sendable - 1 / len(items)) for _, c in items)
     kept = f"the {len(items)} most common of {len(counts)}" if len(counts) > len(items) else ""
     left = (
         f"{nulls} of {len(values)} values hold a null, {NO_NULL}: left out of the choice; "
@@ -454,20 +453,6 @@ def choice_fit(values: Sequence[Any]) -> Fit:
         f"{left}{kept or len(items)} values, weights as observed"
         f" (largest departure from uniform {d:.3f})",
     )
-
-
-#: JSON values that hold nothing, null included (``None`` is not among them).
-_SCALARS: Final = (str, int, float)
-
-
-def _holds_null(value: Any) -> bool:
-    if value is None:
-        return True
-    if isinstance(value, dict):
-        return any(_holds_null(v) for v in value.values())
-    if isinstance(value, list):
-        return any(_holds_null(v) for v in value)
-    return False
 
 
 def _hashable(v: Any) -> Any:
