@@ -24,7 +24,7 @@ import asyncio
 import codecs
 import logging
 import struct
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -70,6 +70,14 @@ FRAME_FLOOD_REASON = "frame rate limit exceeded"
 CLIENT_FRAMES_PER_S = 1000
 #: Connections whose opening request has not arrived, at most (``WireConfig.max_handshakes``).
 MAX_HANDSHAKES = 1000
+#: What a client whose handshake's answer is held (an injected delay, the proxy's
+#: upstream) may have read before reading pauses: it must wait for the answer before
+#: it sends anything (RFC 6455 §4.1), so what it sends meanwhile is kept unparsed and
+#: counted against its frame budget from the open. Reading goes on below this, so that
+#: a client that gives up (closes, resets) is let go at once.
+EARLY_BYTES = 4096
+#: Why reading is held past EARLY_BYTES.
+HANDSHAKE_HOLD = "handshake"
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,6 +145,7 @@ class Connection(asyncio.Protocol):
         "_close_timer",
         "_credit_until",
         "_drained",
+        "_early",
         "_ended",
         "_failed",
         "_fragment_charge",
@@ -202,6 +211,9 @@ class Connection(asyncio.Protocol):
         self._frame_credit = 0.0
         self._credit_until = 0.0  # loop time it is gone, spent or not
         self._held_at = 0.0  # loop time we began holding reading (not for parsing)
+        # While a request's answer is held (see EARLY_BYTES): the frames parsed with
+        # the request, and whether to deliver their messages.
+        self._early: tuple[Sequence[Request | Response | Frame], bool] | None = None
 
     # ------------------------------------------------------------------ public
 
@@ -397,6 +409,11 @@ class Connection(asyncio.Protocol):
         if self._failed:
             return  # the protocol would discard it (see fail)
         self._read_at = asyncio.get_running_loop().time()
+        if self._early is not None:  # kept for when the handshake is answered
+            self._backlog += data
+            if len(self._backlog) > EARLY_BYTES:
+                self.hold_reading(HANDSHAKE_HOLD)
+            return
         budget = self._budget
         if budget is None:  # a client: its feed, in big slices, on its own
             if self._backlog or len(data) > FEED_SLICE_BYTES:
@@ -430,7 +447,13 @@ class Connection(asyncio.Protocol):
         piece = size if budget is None else SLICE_BYTES // 2
         charged = 0
         try:
-            while charged < size and self._backlog and not self.lost and len(self._read_holds) <= 1:
+            while (
+                charged < size
+                and self._backlog
+                and not self.lost
+                and len(self._read_holds) <= 1
+                and self._early is None
+            ):
                 chunk = bytes(self._backlog[:piece])
                 del self._backlog[:piece]
                 frames = self._receive(chunk)
@@ -445,8 +468,8 @@ class Connection(asyncio.Protocol):
         finally:
             if budget is not None:
                 budget.charge(charged, 0)
-        if self.lost or len(self._read_holds) > 1:
-            return False  # gone, or another hold (a stall...): its release parses on
+        if self.lost or len(self._read_holds) > 1 or self._early is not None:
+            return False  # gone, another hold (a stall...) or an answer: its end parses on
         if self._backlog:
             return True
         self.release_reading("parse")
@@ -492,23 +515,51 @@ class Connection(asyncio.Protocol):
         deliver = protocol.close_sent is None
         protocol.receive_data(data)
         events = protocol.events_received()
+        self._act_on(events, deliver)
+        return len(events)
+
+    def _act_on(self, events: Sequence[Request | Response | Frame], deliver: bool) -> None:
+        """Act on what the peer sent, in order; ``deliver`` says whether its messages
+        are still wanted (not once we have sent a close)."""
+        protocol = self.protocol
         if self.opened and self._over_frame_budget(len(events)) and protocol.state is State.OPEN:
             # A flood, whatever kind of frame: nothing of this batch is delivered.
             self._backlog.clear()
             protocol.data_to_send()  # the automatic answers to the flood: not sent
             self.fail(CloseCode.POLICY_VIOLATION, FRAME_FLOOD_REASON)
-            return len(events)
+            return
         self.flush()  # automatic answers: pongs, the close frame echoed
-        for event in events:
+        for index, event in enumerate(events):
             if isinstance(event, Frame):
                 if event.opcode is Opcode.CLOSE:
                     deliver = False
                 self._frame(event, deliver)
             else:
                 self._handshake(event)
+                if self._early is not None:
+                    # Its answer is held: what came with the request waits for it, as
+                    # what comes after does, unparsed.
+                    self._early = (events[index + 1 :], deliver)
+                    break
         if events:
             self._read_done()
-        return len(events)
+
+    def _hold_for_answer(self) -> None:
+        """The handshake's answer is held: keep what the peer sends until :meth:`_answered`."""
+        self._early = ((), True)
+
+    def _answered(self) -> None:
+        """The held handshake is answered: act on the frames that came with the request
+        (if it opened), then parse what came after it, a slice a turn."""
+        early, self._early = self._early, None
+        if early is None or self.lost:
+            return
+        if early[0] and self.opened:
+            self._act_on(*early)
+        if self._backlog and "parse" not in self._read_holds:
+            self.hold_reading("parse")
+        self._read_holds.discard(HANDSHAKE_HOLD)
+        self._resume_reading()
 
     def _read_done(self) -> None:
         if not self.opened:

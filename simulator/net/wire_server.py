@@ -202,6 +202,7 @@ class ServerConnection(Connection):
             logger.exception("handshake handler failed")
             answer = _internal_error(self.protocol)
         if isinstance(answer, Awaitable):
+            self._hold_for_answer()
             self.server.hold(self, event, answer)
         else:
             self.respond(event, answer)
@@ -231,8 +232,9 @@ class ServerConnection(Connection):
             self.path = request.path
             if close is not None:
                 self.start_close(close.code, close.reason)
-                return
-            self._open()
+            else:
+                self._open()
+        self._answered()
 
 
 def _internal_error(protocol: ServerProtocol) -> Response:

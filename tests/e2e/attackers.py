@@ -128,11 +128,14 @@ def _socket(rcvbuf: int | None) -> socket.socket:
     return sock
 
 
-async def open_raw(url: str, *, rcvbuf: int | None = None, timeout: float = 10.0) -> Raw:
+async def open_raw(
+    url: str, *, rcvbuf: int | None = None, timeout: float = 10.0, before_answer: bytes = b""
+) -> Raw:
     """Connect to ``url`` (``ws://127.0.0.1:PORT/...``) and complete the opening
     handshake. ``rcvbuf`` shrinks the socket's receive buffer (for attackers that read
-    nothing: they also buffer at most a few KiB in the stream reader). Raises
-    :class:`Refused` for a non-101 answer."""
+    nothing: they also buffer at most a few KiB in the stream reader). ``before_answer``
+    is written right after the request, without waiting for the answer (RFC 6455 §4.1
+    forbids it). Raises :class:`Refused` for a non-101 answer."""
     parts = urlsplit(url)
     assert parts.hostname in ("127.0.0.1", "localhost"), "attackers are loopback only"
     sock = _socket(rcvbuf)
@@ -147,7 +150,7 @@ async def open_raw(url: str, *, rcvbuf: int | None = None, timeout: float = 10.0
         reader, writer = await asyncio.open_connection(sock=sock, limit=limit)
         protocol = ClientProtocol(parse_uri(url), max_size=None)
         protocol.send_request(protocol.connect())
-        writer.write(b"".join(protocol.data_to_send()))
+        writer.write(b"".join(protocol.data_to_send()) + before_answer)
         while protocol.state is State.CONNECTING:
             data = await reader.read(4096)
             if not data:

@@ -1,7 +1,8 @@
 """What a hostile peer can make the pump do is bounded (issue #13): every frame kind
 counts against the frame budget, a ping flood from a peer that reads nothing leaves one
-pong pending, endless empty fragments meet the message limit, and a big read is parsed
-a slice at a time. Bytes in, bytes out, on the virtual clock (see test_wire_pump)."""
+pong pending, endless empty fragments meet the message limit, a big read is parsed
+a slice at a time, and nothing is parsed while a handshake's answer is held. Bytes in,
+bytes out, on the virtual clock (see test_wire_pump)."""
 
 from __future__ import annotations
 
@@ -12,14 +13,21 @@ from typing import Any
 import pytest
 from websockets.client import ClientProtocol
 from websockets.frames import CloseCode, Frame, Opcode
+from websockets.http11 import Request
+from websockets.protocol import State
+from websockets.uri import parse_uri
 
 from simulator.net.wire import (
+    EARLY_BYTES,
     FRAGMENT_MIN_CHARGE,
     FRAME_FLOOD_REASON,
     READ_SLICE_BYTES,
+    WireConfig,
 )
+from simulator.net.wire_server import ServerConnection, WireServer
 from simulator.testing.virtual_time import run
-from tests.net.test_wire_pump import CONFIG, from_client, opened_pair
+from tests.e2e.attackers import frame
+from tests.net.test_wire_pump import CONFIG, Log, Tape, from_client, opened_pair
 
 BUDGET = 50
 BUDGETED = dataclasses.replace(CONFIG, max_frames_per_s=BUDGET)
@@ -202,3 +210,99 @@ def test_releasing_every_hold_parses_what_was_already_read() -> None:
 
     during, after = run(main())
     assert during < after == 3 * READ_SLICE_BYTES // 10
+
+
+class Held(Log):
+    """Holds every handshake until the test answers it (as an injected delay does)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.answer: asyncio.Future[None] | None = None
+
+    def handshake(self, conn: ServerConnection, request: Request) -> asyncio.Future[None]:
+        self.answer = asyncio.get_running_loop().create_future()
+        return self.answer
+
+
+def held_connection(
+    frames: int, config: WireConfig = CONFIG
+) -> tuple[ServerConnection, Tape, ClientProtocol, Held]:
+    """A connection whose client sent its request and ``frames`` text frames in one
+    write, the request's answer held."""
+    handler = Held()
+    server = WireServer(handler, config)
+    server.start()
+    conn = server.connection()
+    tape = Tape()
+    conn.connection_made(tape)
+    client = ClientProtocol(parse_uri("ws://test/"))
+    client.send_request(client.connect())
+    client.state = State.OPEN  # a client that does not wait for the answer (RFC 6455 §4.1)
+    for k in range(frames):
+        client.send_text(str(k).encode())
+    client.state = State.CONNECTING  # to read the answer
+    from_client(client, conn)
+    return conn, tape, client, handler
+
+
+def test_what_a_client_sends_while_its_handshake_is_held_is_acted_on_after_the_open() -> None:
+    """While a handshake's answer is held, nothing the client sends is parsed (a flood
+    would be, unbounded: its frame budget starts at the open); once accepted, what came
+    with the request and what came after it are delivered, in order, after the open."""
+
+    async def main() -> tuple[list[tuple[str, Any]], list[tuple[str, Any]], bool]:
+        conn, tape, client, handler = held_connection(3)
+        client.state = State.OPEN
+        client.send_text(b"3")
+        client.state = State.CONNECTING
+        from_client(client, conn)
+        await asyncio.sleep(0.5)
+        while_held = list(handler.events)
+        assert handler.answer is not None
+        handler.answer.set_result(None)
+        for _ in range(10):
+            await asyncio.sleep(0)
+        return while_held, handler.events, tape.reading and conn.is_open
+
+    while_held, after, reading = run(main())
+    assert while_held == []
+    assert after == [("opened", None)] + [("message", str(k)) for k in range(4)]
+    assert reading
+
+
+def test_reading_pauses_once_a_held_client_has_sent_more_than_a_little() -> None:
+    """A client that floods while its handshake is held fills EARLY_BYTES and is read
+    no more until the answer (below it, reading goes on, to see it leave)."""
+
+    async def main() -> tuple[bool, bool, list[tuple[str, Any]], bool]:
+        conn, tape, _, handler = held_connection(1)
+        await asyncio.sleep(0)
+        reading_below = tape.reading
+        conn.data_received(frame(Opcode.TEXT, b"x" * EARLY_BYTES))
+        await asyncio.sleep(0.5)
+        reading_over, while_held = tape.reading, list(handler.events)
+        assert handler.answer is not None
+        handler.answer.set_result(None)
+        for _ in range(10):
+            await asyncio.sleep(0)
+        return reading_below, reading_over, while_held, tape.reading
+
+    assert run(main()) == (True, False, [], True)
+
+
+def test_what_came_with_a_held_request_counts_against_the_frame_budget_from_the_open() -> None:
+    async def main(frames: int) -> tuple[list[Frame], list[tuple[str, Any]]]:
+        _, tape, client, handler = held_connection(frames, BUDGETED)
+        await asyncio.sleep(0.5)  # a read this big is parsed a slice per turn, to the request
+        assert handler.answer is not None
+        handler.answer.set_result(None)
+        for _ in range(10):
+            await asyncio.sleep(0)
+        return frames_out(client, tape.take()), handler.events
+
+    within, delivered = run(main(BUDGET))
+    assert not any(f.opcode is Opcode.CLOSE for f in within) and len(delivered) == BUDGET + 1
+    flood, delivered = run(main(BUDGET + 1))
+    [close] = [f for f in flood if f.opcode is Opcode.CLOSE]
+    assert close.data[2:].decode() == FRAME_FLOOD_REASON
+    assert delivered[0] == ("opened", None) and len(delivered) <= BUDGET  # not the batch over it
