@@ -261,10 +261,17 @@ class _Relay(Handler):
         if self.lost == 2 or not self.relaying:
             self.proxy.finished(self)
 
+    def end_with(self, ending: _Ending) -> None:
+        """The session ends so: recorded now, when it is known (not once both legs are
+        gone, which may be seconds later: a replay would close that much late). What
+        is recorded after it was not relayed."""
+        self.ending = ending
+        self.proxy.recorder.closed(self.index, ending.code, ending.reason, ending.by)
+
     def _end(self, leg: Connection, ending: _Ending) -> None:
         """``leg``'s side ended the session: close the other side the same way, once
         what was already relayed to it has gone out."""
-        self.ending = ending
+        self.end_with(ending)
         other = self.other(leg)
         if other is None:
             return
@@ -348,7 +355,7 @@ class RecordingProxy(Listener):
         upstreams = []
         for relay in list(self._relays.values()):
             if relay.ending is None:
-                relay.ending = _Ending(CLOSE_GOING_AWAY, "", "server")
+                relay.end_with(_Ending(CLOSE_GOING_AWAY, "", "server"))
             if relay.upstream is not None and not relay.upstream.lost:
                 relay.upstream.start_close(CLOSE_GOING_AWAY)
                 upstreams.append(relay.upstream.wait_closed())
@@ -433,7 +440,7 @@ class RecordingProxy(Listener):
             # The client went away while we connected: close the upstream, and the
             # recorded connection.
             upstream.abort()
-            relay.ending = _Ending(CLOSE_ABNORMAL, "client left during the handshake", "client")
+            relay.end_with(_Ending(CLOSE_ABNORMAL, "client left during the handshake", "client"))
             return None
         response: Response = conn.protocol.accept(request)
         if response.status_code == http.HTTPStatus.SWITCHING_PROTOCOLS:
@@ -515,13 +522,16 @@ class RecordingProxy(Listener):
         self._spawn(_close_like(leg, code, reason))
 
     def finished(self, relay: _Relay) -> None:
-        """Both legs of ``relay`` are gone: record how it ended."""
+        """Both legs of ``relay`` are gone: log how it ended (and record it, if no side
+        said: a connection lost)."""
         if self._relays.pop(relay.index, None) is None:
             return
         if relay.relaying:
             self.connections -= 1
-        ending = relay.ending or _Ending(CLOSE_ABNORMAL, "", "server")
-        self.recorder.closed(relay.index, ending.code, ending.reason, ending.by)
+        ending = relay.ending
+        if ending is None:
+            ending = _Ending(CLOSE_ABNORMAL, "", "server")
+            relay.end_with(ending)
         if relay.relaying:
             self.log.emit(
                 EventKind.DISCONNECTED,

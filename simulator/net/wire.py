@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import codecs
+import contextlib
 import logging
 import struct
 from collections.abc import Iterable, Sequence
@@ -272,7 +273,8 @@ class Connection(asyncio.Protocol):
         self._ended = True
         self.dropped_here = True
         if self.transport.can_write_eof():
-            self.transport.write_eof()
+            with contextlib.suppress(OSError):  # reset by the peer: connection_lost follows
+                self.transport.write_eof()
         else:
             self.transport.close()
         asyncio.get_running_loop().call_later(self.config.close_timeout, self.transport.abort)
@@ -385,7 +387,11 @@ class Connection(asyncio.Protocol):
                     self._held_pong = None  # a close ends the connection: no pong after it
                 transport.write(data)
             elif transport.can_write_eof():
-                transport.write_eof()  # half-close: the peer closes the TCP connection
+                # Half-close: the peer closes the TCP connection. A peer that reset
+                # already makes it fail (ENOTCONN; connection_lost follows): raised, it
+                # would end this read's handling, and the frames read with it be lost.
+                with contextlib.suppress(OSError):
+                    transport.write_eof()
             else:
                 transport.close()
         if self._close_timer is None and protocol.close_expected():

@@ -18,6 +18,7 @@ import pytest
 from websockets.asyncio.server import ServerConnection, serve
 from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed, InvalidStatus, InvalidURI
+from websockets.frames import Opcode
 from websockets.http11 import Request, Response
 from websockets.typing import Subprotocol
 
@@ -27,6 +28,7 @@ from simulator.net.replay import replay
 from simulator.net.server import serve as serve_sim
 from simulator.storage.analysis import diff, inspect
 from simulator.storage.reader import read_recording
+from tests.e2e import attackers
 from tests.e2e.conftest import async_test, client, close_code, recorded_text, scenario
 
 DATA = Path(__file__).resolve().parents[1] / "data"
@@ -485,6 +487,32 @@ async def test_a_close_from_the_upstream_reaches_a_client_that_is_still_sending(
     closes = rows(out).filter(pl.col("kind") == "close")
     assert closes.select("sender", "close_code", "close_reason").rows() == [
         ("server", 4001, "market closed")
+    ]
+
+
+@async_test(timeout=30)
+async def test_the_close_is_recorded_when_it_comes_not_once_both_legs_are_gone(
+    tmp_path: Path,
+) -> None:
+    """The upstream closes; the client pings before it answers the close, then does.
+    The close row comes before that ping's: it is the session's end, and a replay
+    closes then, not when the proxy's legs were finally gone (which a slow client or
+    upstream makes seconds later)."""
+    out = tmp_path / "when.parquet"
+    async with upstream() as up, record_proxy(up.url, out) as proxy:
+        raw = await attackers.open_raw(proxy.url)
+        await raw.send(attackers.frame(Opcode.TEXT, b"close 4001 market closed"))
+        protocol = raw.protocol
+        while protocol.close_rcvd is None:  # read, without answering the close yet
+            protocol.receive_data(await raw.reader.read(4096))
+        await raw.send(attackers.frame(Opcode.PING, b"after the close"))
+        assert await raw.close_code(timeout=5) == 4001  # answers it now
+        raw.close()
+    recorded = rows(out).filter(pl.col("kind").cast(pl.String).is_in(["text", "ping", "close"]))
+    assert recorded.select("sender", "kind", "payload").rows() == [
+        ("client", "text", b"close 4001 market closed"),
+        ("server", "close", None),
+        ("client", "ping", b"after the close"),
     ]
 
 

@@ -200,6 +200,27 @@ def test_a_close_in_is_echoed_then_the_server_ends_tcp() -> None:
     assert events == [("control", Opcode.CLOSE)]
 
 
+def test_what_came_before_a_close_answer_is_handled_when_the_peer_has_already_reset() -> None:
+    """The peer answers our close and resets at once: ending our half (the TCP close
+    that follows a closing handshake) fails with ENOTCONN, and the frames read with the
+    answer (a ping here: a recorder keeps it) were lost with the read."""
+
+    class Reset(Tape):
+        def write_eof(self) -> None:
+            raise OSError(107, "Transport endpoint is not connected")
+
+    async def main() -> list[tuple[str, Any]]:
+        conn, _, client, log = opened_pair()
+        conn.transport = Reset()
+        conn.start_close(CloseCode.GOING_AWAY)
+        client.send_ping(b"before my answer")
+        client.send_close(CloseCode.GOING_AWAY)
+        from_client(client, conn)
+        return log.events[1:]
+
+    assert run(main()) == [("control", Opcode.PING), ("control", Opcode.CLOSE)]
+
+
 def test_a_close_out_that_is_never_answered_aborts_after_close_timeout() -> None:
     async def main() -> tuple[bool, bool, float]:
         conn, tape, _, _ = opened_pair()
