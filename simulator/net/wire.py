@@ -78,7 +78,7 @@ MAX_HANDSHAKES = 1000
 #: a client that gives up (closes, resets) is let go at once.
 EARLY_BYTES = 4096
 #: Why reading is held past EARLY_BYTES.
-HANDSHAKE_HOLD = "handshake"
+EARLY_HOLD = "early"
 
 
 @dataclass(frozen=True, slots=True)
@@ -418,7 +418,7 @@ class Connection(asyncio.Protocol):
         if self._early is not None:  # kept for when the handshake is answered
             self._backlog += data
             if len(self._backlog) > EARLY_BYTES:
-                self.hold_reading(HANDSHAKE_HOLD)
+                self.hold_reading(EARLY_HOLD)
             return
         budget = self._budget
         if budget is None:  # a client: its feed, in big slices, on its own
@@ -564,7 +564,7 @@ class Connection(asyncio.Protocol):
             self._act_on(*early)
         if self._backlog and "parse" not in self._read_holds:
             self.hold_reading("parse")
-        self._read_holds.discard(HANDSHAKE_HOLD)
+        self._read_holds.discard(EARLY_HOLD)
         self._resume_reading()
 
     def _read_done(self) -> None:
