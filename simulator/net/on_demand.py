@@ -175,6 +175,9 @@ class OnDemandFaults:
         targets = self._targets(fault) if isinstance(action, Outage) else []
         delayed = {"delay_ns": answer.delay_ns} if answer.delay_ns else {}
         spared = {"after_connections": after} if after else {}
+        # An outage resets the open connections (how many, as the plan reports its
+        # own); a reject leaves them be: it has no such count.
+        hit = {"connections": len(targets)} if isinstance(action, Outage) else {}
         self._report(
             action.kind.value,
             fault.name,
@@ -183,7 +186,7 @@ class OnDemandFaults:
             status=answer.status,
             **delayed,
             **spared,
-            connections=len(targets),
+            **hit,
         )
         for client in targets:
             client.reset()

@@ -191,6 +191,7 @@ async def test_control_reject_without_status_or_delay_refuses_with_503() -> None
     response = refused.value.response
     assert response.status_code == 503 and response.headers["Retry-After"] == "20"
     assert event.detail["status"] == 503
+    assert "connections" not in event.detail  # a reject hits no open connection
 
 
 @async_test()
