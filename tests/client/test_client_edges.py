@@ -7,7 +7,7 @@ layer, on the virtual clock."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import orjson
@@ -66,6 +66,24 @@ def tick(conn: Connection, seq: int) -> None:
     conn.send(orjson.dumps({"type": "tick", "seq": seq}).decode())
 
 
+BeforeConnect = Callable[[ResilientClient], Awaitable[None] | None]
+
+
+def scripted_client(
+    server: Scripted, before_connect: BeforeConnect | None = None, **config: Any
+) -> ResilientClient:
+    """A seeded client of ``server`` with :data:`POLICY` and no heartbeat, unless
+    ``config`` (ClientConfig's fields) says otherwise."""
+    options: dict[str, Any] = {"backoff": POLICY, "heartbeat_interval_s": None, **config}
+    return ResilientClient(
+        "ws://feed.test/",
+        config=ClientConfig(**options),
+        seed=0,
+        open_transport=serving(server),
+        before_connect=before_connect,
+    )
+
+
 def test_messages_that_come_with_the_handshake_count_on_the_new_connection() -> None:
     """A per-connection feed: connection 1 sends 1-4 in the read that opens it. They
     are checked against connection 1's sequence, not connection 0's: none is a
@@ -88,12 +106,7 @@ def test_a_listener_that_raises_neither_stops_the_client_nor_fails_its_connectio
             for seq in range(1, 4):
                 tick(conn, seq)
 
-        client = ResilientClient(
-            "ws://feed.test/",
-            config=ClientConfig(backoff=POLICY, heartbeat_interval_s=None),
-            seed=0,
-            open_transport=serving(Scripted(on_open)),
-        )
+        client = scripted_client(Scripted(on_open))
         got: list[ClientEvent] = []
 
         def broken(event: ClientEvent) -> None:
@@ -114,12 +127,7 @@ def test_a_listener_that_raises_neither_stops_the_client_nor_fails_its_connectio
 def test_every_concurrent_close_returns_once_the_socket_is_closed() -> None:
     async def main() -> list[bool]:
         server = Scripted()
-        client = ResilientClient(
-            "ws://feed.test/",
-            config=ClientConfig(backoff=POLICY, heartbeat_interval_s=None),
-            seed=0,
-            open_transport=serving(server),
-        )
+        client = scripted_client(server)
         await client.start()
         await asyncio.sleep(1)
         # The server reads nothing: the close takes the whole close timeout.
@@ -142,12 +150,7 @@ def test_start_after_the_server_said_stop_starts_afresh() -> None:
             if conn.index == 0:
                 conn.start_close(4001, "token expired")
 
-        client = ResilientClient(
-            "ws://feed.test/",
-            config=ClientConfig(backoff=POLICY, heartbeat_interval_s=None),
-            seed=0,
-            open_transport=serving(Scripted(on_open)),
-        )
+        client = scripted_client(Scripted(on_open))
         await client.start()
         await asyncio.sleep(3)
         reason = client.stop_reason
@@ -170,12 +173,7 @@ def test_a_silent_peer_is_found_within_interval_plus_timeout_for_any_pair(
 
     async def main() -> float:
         server = Scripted()
-        config = ClientConfig(
-            backoff=POLICY, heartbeat_interval_s=interval, heartbeat_timeout_s=timeout
-        )
-        client = ResilientClient(
-            "ws://feed.test/", config=config, seed=0, open_transport=serving(server)
-        )
+        client = scripted_client(server, heartbeat_interval_s=interval, heartbeat_timeout_s=timeout)
 
         def answer(conn: Connection) -> None:
             # An application pong to every ping, while the peer is alive.
@@ -238,12 +236,7 @@ def two_connections(
             if conn.index == 0:
                 asyncio.get_running_loop().call_later(1.0, conn.abort)
 
-        config = ClientConfig(
-            backoff=POLICY, heartbeat_interval_s=None, seq_across_connections=seq_across
-        )
-        client = ResilientClient(
-            "ws://feed.test/", config=config, seed=0, open_transport=serving(Scripted(on_open))
-        )
+        client = scripted_client(Scripted(on_open), seq_across_connections=seq_across)
         events: list[ClientEvent] = []
         client.listen(events.append)
         await client.start()
@@ -308,10 +301,7 @@ def test_a_connection_that_goes_silent_does_not_count_as_stable() -> None:
     keeps growing rather than starting over after each one."""
 
     async def main() -> list[int]:
-        config = ClientConfig(backoff=POLICY, heartbeat_interval_s=5.0, heartbeat_timeout_s=5.0)
-        client = ResilientClient(
-            "ws://feed.test/", config=config, seed=0, open_transport=serving(Scripted())
-        )
+        client = scripted_client(Scripted(), heartbeat_interval_s=5.0, heartbeat_timeout_s=5.0)
         attempts: list[int] = []
         client.listen(lambda e: attempts.append(e.attempt) if isinstance(e, Retry) else None)
         await client.start()
@@ -352,13 +342,7 @@ def test_before_connect_runs_before_every_attempt_and_may_refresh_the_token() ->
                 raise RuntimeError("token service down")
             client.preamble = (f'{{"type":"auth","token":"t{fetched}"}}',)
 
-        client = ResilientClient(
-            "ws://feed.test/",
-            config=ClientConfig(backoff=POLICY, heartbeat_interval_s=None),
-            seed=0,
-            open_transport=serving(server),
-            before_connect=refresh,
-        )
+        client = scripted_client(server, refresh)
         retries: list[Retry] = []
         client.listen(lambda e: retries.append(e) if isinstance(e, Retry) else None)
         await client.start()
@@ -379,13 +363,7 @@ def test_a_url_before_connect_sets_that_no_retry_can_mend_stops_the_client() -> 
         def move(client: ResilientClient) -> None:
             client.url = "http://feed.test/"
 
-        client = ResilientClient(
-            "ws://feed.test/",
-            config=ClientConfig(backoff=POLICY, heartbeat_interval_s=None),
-            seed=0,
-            open_transport=serving(Scripted()),
-            before_connect=move,
-        )
+        client = scripted_client(Scripted(), move)
         await client.start()
         await asyncio.sleep(1)
         state, reason = client.state, client.stop_reason
@@ -401,13 +379,7 @@ def _hooked(hook: Any, seconds: float = 12.0) -> tuple[list[Retry], int, State]:
     connections it opened, and its state once ``close()`` returned."""
 
     async def main() -> tuple[list[Retry], int, State]:
-        client = ResilientClient(
-            "ws://feed.test/",
-            config=ClientConfig(backoff=POLICY, heartbeat_interval_s=None, open_timeout_s=2.0),
-            seed=0,
-            open_transport=serving(Scripted()),
-            before_connect=hook,
-        )
+        client = scripted_client(Scripted(), hook, open_timeout_s=2.0)
         retries: list[Retry] = []
         client.listen(lambda e: retries.append(e) if isinstance(e, Retry) else None)
         await client.start()
@@ -461,13 +433,7 @@ def test_close_returns_even_when_before_connect_swallows_its_cancellation() -> N
 
     async def main() -> tuple[State, bool]:
         server = Scripted(lambda conn: asyncio.get_running_loop().call_later(1.0, conn.abort))
-        client = ResilientClient(
-            "ws://feed.test/",
-            config=ClientConfig(backoff=POLICY, heartbeat_interval_s=None),
-            seed=0,
-            open_transport=serving(server),
-            before_connect=stubborn,
-        )
+        client = scripted_client(server, stubborn)
         await client.start()
         await asyncio.sleep(3)  # the second attempt is in the hook
         await asyncio.wait_for(client.close(), 5)
