@@ -150,6 +150,12 @@ class FaultEffects:
         client.ws.hold_reading("stall")
         client.ws.stop_keepalive()
 
+    def stall_left(self) -> dict[str, int]:
+        """What a ``stall_end`` report adds when other stalls stay in force: the
+        connection is still stalled (``still_stalled``: by how many), though this one ended."""
+        others = self.stalls - 1
+        return {"still_stalled": others} if others > 0 else {}
+
     def unstall(self, client: Client) -> None:
         self.stalls = max(0, self.stalls - 1)
         if self.stalls:

@@ -195,7 +195,7 @@ class FaultInjector:
 
     def _end_stall(self, event: FaultEvent, client: Client) -> None:
         if client.open:
-            self._report("stall_end", event.fault, client.index)
+            self._report("stall_end", event.fault, client.index, **client.faults().stall_left())
             client.faults().unstall(client)
 
     def _apply_server(self, event: FaultEvent, only: list[Client] | None) -> None:

@@ -163,7 +163,7 @@ class OnDemandFaults:
 
     def _unstall(self, name: str, client: Client) -> None:
         if client.open:
-            self._report("stall_end", name, client.index)
+            self._report("stall_end", name, client.index, **client.faults().stall_left())
             client.faults().unstall(client)
 
     def _refuse(self, fault: Fault, action: Outage | Reject, duration_ns: int | None) -> list[int]:

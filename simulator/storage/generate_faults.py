@@ -367,7 +367,9 @@ class _Session:
 
     def stall_end(self, t: int, event: FaultEvent, conn: _Connection) -> None:
         if self.open.get(conn.index) is conn and conn.closing is None:
-            self.fault_row(t, conn.index, "stall_end", event.fault)
+            # As FaultEffects.stall_left: nested stalls keep the connection stalled.
+            others = {"still_stalled": conn.stalls - 1} if conn.stalls > 1 else {}
+            self.fault_row(t, conn.index, "stall_end", event.fault, **others)
             conn.stalls -= 1
 
     def server_fault(

@@ -554,6 +554,9 @@ async def test_overlapping_stalls_keep_the_connection_silent_until_the_last_one_
         assert_reported(server)
 
     assert [i.fault for i in injected(server, "stall", conn)] == ["stall-0", "stall-1"]
+    # The first stall to end says the connection is still stalled by the other.
+    ends = [(i.fault, i.detail.get("still_stalled")) for i in injected(server, "stall_end", conn)]
+    assert ends == ([("stall-0", 1), ("stall-1", None)] if silent_until_s else [("stall-1", 1)])
     # Fed until the first stall, at 1 s (seq 10, planned then, either way).
     assert [s for s in seqs if s < 10] == list(range(1, 10))
     if silent_until_s is None:
