@@ -231,7 +231,7 @@ ERRORS = [
     (
         "prev_of_derived_needs_initial",
         'a = 1\nt = { expr = "prev.t + a" }\n',
-        "x.toml:9: stream[0].fields.t.expr = 'prev.t + a': at column 1: prev.t reads a derived"
+        "x.toml:9: stream[0].fields.t.expr = 'prev.t + a': at column 6: prev.t reads a derived"
         " field in the first message too: give t an initial value (initial = ...)",
     ),
     (
@@ -288,6 +288,26 @@ ERRORS = [
 @pytest.mark.parametrize(("body", "expected"), [e[1:] for e in ERRORS], ids=[e[0] for e in ERRORS])
 def test_a_bad_derived_or_spread_field_gives_one_exact_message(body: str, expected: str) -> None:
     assert problems_of(scenario(body)) == [expected]
+
+
+def test_every_mistake_of_an_object_is_reported_in_one_run_none_for_what_failed() -> None:
+    """A syntax error or a bad sibling no longer hides the unknown names of the other
+    expressions until it is fixed; a reference to a sibling that failed is not one."""
+    body = (
+        'x = { expr = "y + 1" }\n'
+        'z = { expr = "x +* 2" }\n'
+        'w = { expr = "prev.nope + 1" }\n'
+        'v = { dist = "normal", mean = 1 }\n'
+        'u = { expr = "v * 2 + z" }\n'
+    )
+    allowed = "(allowed: seq, index, x, w, u)"
+    assert problems_of(scenario(body)) == [
+        f"x.toml:8: stream[0].fields.x.expr = 'y + 1': at column 1: unknown name 'y' {allowed}",
+        "x.toml:9: stream[0].fields.z.expr = 'x +* 2': at column 4: expected a value, found '*'",
+        "x.toml:10: stream[0].fields.w.expr = 'prev.nope + 1': at column 6: unknown name"
+        f" 'nope' {allowed}",
+        "x.toml:11: stream[0].fields.v.std: missing: required (a number > 0)",
+    ]
 
 
 # ============================================================================ the language

@@ -283,7 +283,7 @@ class _Parser:
                 raise ExprError(
                     f"expected a field name after prev., found {_describe(field)}", field.at
                 )
-            return Ref(field.text, True, token.at)
+            return Ref(field.text, True, field.at)  # a mistake is in the name, not in prev.
         if name in ("and", "or", "not"):
             raise ExprError(f"expected a value, found {name!r}", token.at)
         if self._next.kind == "op" and self._next.text == "(":

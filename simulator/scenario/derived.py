@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import Final
 
 from simulator.core.derived import BUILTINS, current_cycle, json_type, sibling_types
@@ -92,8 +92,18 @@ def spread_field(ctx: Context, path: KeyPath, inner: FieldSpec) -> Spread | None
     return Spread(inner, keys)
 
 
-def check_object(ctx: Context, path: KeyPath, fields: list[tuple[str, FieldSpec]]) -> None:
-    """Check the derived and spread fields of one object in place (types filled in)."""
+def check_object(
+    ctx: Context,
+    path: KeyPath,
+    fields: list[tuple[str, FieldSpec]],
+    *,
+    failed: Collection[str] = (),
+    complete: bool = True,
+) -> None:
+    """Check the derived and spread fields of one object in place (types filled in).
+    ``failed`` names the siblings that could not be read (an error was reported): a
+    reference to one is not an unknown name. Cycles and types are worked out only when
+    the object is ``complete`` (nothing in it failed): they need every sibling."""
     mark = ctx.mark()
     _check_keys(ctx, path, fields)
     derived = {n: d for n, d in fields if isinstance(d, Derived)}
@@ -109,7 +119,7 @@ def check_object(ctx: Context, path: KeyPath, fields: list[tuple[str, FieldSpec]
                 message = f"{ref.name!r} is a template, filled in after derived fields"
                 ctx.bad(at, d.text, f"at column {ref.at}: {message}")
                 continue
-            if ref.name in derived or known.get(ref.name) is not None:
+            if ref.name in derived or known.get(ref.name) is not None or ref.name in failed:
                 continue
             allowed = [*known, *derived]
             if ref.name in live:
@@ -131,7 +141,7 @@ def check_object(ctx: Context, path: KeyPath, fields: list[tuple[str, FieldSpec]
                     f" message too: give {ref.name} an initial value (initial = ...)",
                 )
                 break
-    if ctx.failed_since(mark):
+    if ctx.failed_since(mark) or not complete:
         return
     cycle = current_cycle(derived)
     if cycle:

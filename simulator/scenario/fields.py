@@ -156,6 +156,7 @@ def _object(
             ctx.report(at, "empty field name: a field needs a name")
             continue
         if typo_guard and _looks_like_generator_typo(ctx, at, name, value):
+            unknown_kind.append(name)
             continue
         spec = _field(ctx, value, at, depth + 1)
         if spec is None:
@@ -168,8 +169,9 @@ def _object(
     for name, spec in fields:
         if isinstance(spec, Template):
             _check_templatenames(ctx, (*path, name, "template"), spec, [*siblings, *unknown_kind])
-    if not ctx.failed_since(mark):
-        check_object(ctx, path, fields)
+    # Expressions are checked even when a sibling failed (every mistake in one run,
+    # not one round per kind), their references to it taken on trust.
+    check_object(ctx, path, fields, failed=unknown_kind, complete=not ctx.failed_since(mark))
     if ctx.failed_since(mark):
         return None
     obj = Object(tuple(fields))
