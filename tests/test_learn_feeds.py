@@ -409,6 +409,45 @@ def test_sim_learn_of_the_reviewers_nulls_serves_no_empty_string(tmp_path: Path)
     assert "null in 20 of 60 messages" in result.stderr
 
 
+# ----------------------------------------------------------------------------- limits
+
+
+def comment_on(text: str, key: str) -> str:
+    """The comment line on the field ``key`` of a learned scenario."""
+    (line,) = [x for x in text.splitlines() if x.startswith(f"# {key}: ")]
+    return line
+
+
+def test_integers_beyond_64_bits_are_sent_as_floats_and_said(tmp_path: Path) -> None:
+    """TOML integers are 64-bit: an integer from 2**63 (to 2**64 - 1; orjson reads
+    larger ones as floats itself) was written as an integer the scenario did not load,
+    or drawn with ``round = 0`` and sent as -2**63. As a field, a list item, a list
+    item's member or a value of a choice, it is sent as a float, and said."""
+    big = 2**63
+    rec = record_feed(
+        tmp_path / "f.parquet",
+        feed_of(
+            lambda i: {
+                "top": 2**64 - 1,
+                "walk": big + i * 4096,
+                "items": [big + 2048 * (i % 3)],
+                "levels": [{"k": big}, {"k": big + 4096}],
+                "mixed": [big, "a"][i % 2],
+            }
+        ),
+    )
+    text, scenario = learned_scenario(rec)
+    for key in ("top", "walk", "items", "levels", "mixed"):
+        assert "integers beyond 64 bits" in comment_on(text, key)
+        assert "sent as floats, as TOML integers are 64-bit" in comment_on(text, key)
+    sent = [m["data"] for m in generated(scenario, tmp_path)]
+    assert sent and all(d["top"] == float(2**64 - 1) for d in sent)
+    assert all(isinstance(d["walk"], float) and big <= d["walk"] <= big + 60 * 4096 for d in sent)
+    assert all(isinstance(x, float) and big <= x <= big + 4096 for d in sent for x in d["items"])
+    assert all(d["levels"] == [{"k": float(big)}, {"k": float(big + 4096)}] for d in sent)
+    assert {d["mixed"] for d in sent} == {float(big), "a"}
+
+
 # ----------------------------------------------------------------------------- any feed
 
 #: Member names a scenario treats specially, and any short text.
@@ -419,11 +458,13 @@ NAMES = (
     | st.sampled_from(["a\nb", "\x7f", "seq", "x", "x y"])
     | st.text(max_size=4)
 )
-# Numbers a feed sends (not near the float and 64-bit limits, where fits overflow).
+# Numbers a feed sends: integers to the 64 bits orjson reads them in and past those
+# TOML holds (2**63 to 2**64 - 1), floats not near their limits (where fits overflow).
 SCALARS = (
     st.none()
     | st.booleans()
     | st.integers(-(2**53), 2**53)
+    | st.integers(2**63 - 2**10, 2**64 - 1)
     | st.floats(-1e12, 1e12, allow_nan=False)
     | st.text(max_size=5)
 )

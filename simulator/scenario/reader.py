@@ -21,6 +21,7 @@ from typing import Final, TypeAlias, TypeVar
 from simulator.core.durations import ALLOWED as DURATION_ALLOWED
 from simulator.core.durations import parse_duration
 from simulator.core.model import JSON
+from simulator.core.scenario_limits import INT64
 from simulator.errors import Problem
 from simulator.scenario.lines import KeyPath, LineIndex
 from simulator.scenario.messages import render_path, show, unknown
@@ -29,7 +30,6 @@ __all__ = ["ABSENT", "Context", "Table", "json_value"]
 
 _MAX_DEPTH: Final = 32  # nesting of fields and of JSON values: keeps recursion far from limits
 _MAX_DURATION_NS: Final = 36_500 * 86_400 * 10**9  # 100 years: epoch + offsets stay in int64
-_INT64: Final = range(-(2**63), 2**63)
 
 E = TypeVar("E", bound=enum.Enum)
 
@@ -115,7 +115,7 @@ class Context:
         if isinstance(value, bool) or not isinstance(value, int):
             self.bad(path, value, "must be an integer")
             return None
-        if value not in _INT64:
+        if value not in INT64:
             self.bad(path, value, "must fit in 64 bits")
             return None
         if (lo is not None and value < lo) or (hi is not None and value > hi):
@@ -139,7 +139,7 @@ class Context:
         if isinstance(value, bool) or not isinstance(value, int | float):
             self.bad(path, value, "must be a number")
             return None
-        if isinstance(value, int) and value not in _INT64:
+        if isinstance(value, int) and value not in INT64:
             self.bad(path, value, "must fit in 64 bits")
             return None
         x = float(value)

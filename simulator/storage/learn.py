@@ -9,8 +9,9 @@ its values (:mod:`.learn_fit`), detects derived relations between
 numeric fields and string fields that always go together (learned as one spread choice),
 and writes a scenario with a comment on every fit stating its quality. What a scenario
 cannot hold as it was recorded (a type that is no stream name, a member with an empty
-name or one named like a generator key, a null) is written in a form it can, or left
-out, and said in a comment: never a scenario that does not load, never silently.
+name or one named like a generator key, a null, an integer beyond 64 bits) is written
+in a form it can, or left out, and said in a comment: never a scenario that does not
+load, never silently.
 
 Messages are expected in the default envelope (``type``, ``seq``, ``timestamp``,
 ``data``); a message without a ``data`` object is learned as if its other keys were
@@ -37,6 +38,7 @@ from simulator.core.stream_names import STREAM_NAME, stream_name_from, unique_na
 from simulator.core.toml_text import toml_key, toml_value
 from simulator.errors import RecordingError, UsageError
 from simulator.storage.learn_fit import (
+    AS_FLOATS,
     MAX_CHOICES,
     NO_NULL,
     Fit,
@@ -46,6 +48,7 @@ from simulator.storage.learn_fit import (
     fit_running_sum,
     fit_schedule,
     fit_strings,
+    floats_beyond_int64,
     leave_out,
 )
 from simulator.storage.reader import read_metadata, scan_recording
@@ -522,6 +525,8 @@ def _item_object(lists: Sequence[list[Any]], items: Sequence[dict[str, Any]], lo
             continue
         nulls = sum(item[key] is None for item in items)
         note = f" ({_nulls(nulls, len(items), 'items')})" if nulls else ""
+        if AS_FLOATS in fit.quality:  # the list's comment names only kinds: say this too
+            note += f" (integers beyond 64 bits {AS_FLOATS})"
         kinds.append(f"{toml_key(key)} {fit.kind}{note}")
         parts.append(f"{toml_key(key)} = {fit.toml}")
     return Fit("object", "{ " + ", ".join(parts) + " }", "; ".join(kinds))
@@ -539,8 +544,11 @@ def _list_item_field(lists: Sequence[list[Any]], key: str, longest: int) -> Fit:
     firsts = [next(iter(s)) for s in by_position if s]
     one_each = all(len(s) == 1 for s in by_position if s) and None not in firsts
     if one_each and len(set(firsts)) > 1:
-        cycle = [toml_value(v) for v in firsts]
-        return Fit("cycle", "{ cycle = [" + ", ".join(cycle) + "] }", "one value per position")
+        sendable = [floats_beyond_int64(v) for v in firsts]
+        wide = any(a is not b for a, b in zip(sendable, firsts, strict=True))
+        note = f"; integers beyond 64 bits {AS_FLOATS}" if wide else ""
+        cycle = "{ cycle = [" + ", ".join(toml_value(v) for v in sendable) + "] }"
+        return Fit("cycle", cycle, f"one value per position{note}")
     values = [row[j][key] for row in lists for j in range(len(row))]
     present = [v for v in values if v is not None]
     if not present:

@@ -20,6 +20,7 @@ from typing import Any, Final
 import numpy as np
 import numpy.typing as npt
 
+from simulator.core.scenario_limits import INT64
 from simulator.core.toml_text import toml_value
 
 Floats = npt.NDArray[np.float64]
@@ -55,11 +56,39 @@ class Fit:
 LEFT_OUT: Final = "left out"
 #: Why a null is never sent as it was (it follows "null in 3 of 60 messages, ").
 NO_NULL: Final = "which a scenario cannot send (TOML has no null)"
+#: How integers beyond 64 bits are sent, and why (it follows "integers beyond 64 bits").
+#: Floats rather than strings: a float is still a number, the type a reader expects
+#: (and what orjson, and JavaScript, read such an integer as anyway).
+AS_FLOATS: Final = (
+    "sent as floats, as TOML integers are 64-bit: still numbers, to 16 significant digits"
+)
 
 
 def leave_out(reason: str) -> Fit:
     """What cannot be a field of a scenario, and why: written as a comment only."""
     return Fit(LEFT_OUT, "", reason)
+
+
+def floats_beyond_int64(value: Any) -> Any:
+    """The JSON value ``value`` with every integer beyond 64 bits (which no TOML
+    integer holds) as the nearest float (:data:`AS_FLOATS`), so that it can be
+    written; ``value`` itself when it holds none, so ``is`` tells the caller whether
+    to say so."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value if value in INT64 else float(value)
+    if isinstance(value, list):
+        items = [floats_beyond_int64(v) for v in value]
+        return value if all(a is b for a, b in zip(items, value, strict=True)) else items
+    if isinstance(value, dict):
+        members = {k: floats_beyond_int64(v) for k, v in value.items()}
+        return value if all(members[k] is v for k, v in value.items()) else members
+    return value
+
+
+def _beyond_int64(x: Floats) -> bool:
+    """Whether the numbers ``x`` reach past a 64-bit integer as floats (2**63 - 1 rounds
+    to 2**63): a fit of them writes no integer, and rounds to no integer either."""
+    return bool(x.min() < -(2.0**63) or x.max() >= 2.0**63)
 
 
 # ----------------------------------------------------------------------------- KS
@@ -215,11 +244,28 @@ def _spread(x: float, digits: int = 6) -> str:
 
 
 def fit_numeric(values: Sequence[float], is_int: bool) -> Fit:
-    """A constant, a counter, a walk, or the iid distribution that fits best."""
+    """A constant, a counter, a walk, or the iid distribution that fits best. Numbers
+    beyond a 64-bit integer are fitted as floats, and integers (``is_int``) are said
+    to be sent as floats (:data:`AS_FLOATS`)."""
     x = np.asarray(values, dtype=np.float64)
+    if not _beyond_int64(x):
+        return _fit_numbers(x, values, is_int, wide=False)
+    fit = _fit_numbers(x, values, False, wide=True)
+    if not is_int:
+        return fit  # floats, sent as floats
+    # 2**63 - 1 is a 64-bit integer, but as a float (a fit's) it is 2**63.
+    where = "beyond" if any(v not in INT64 for v in values) else "at the edge of"
+    return Fit(fit.kind, fit.toml, f"integers {where} 64 bits {AS_FLOATS}; {fit.quality}")
+
+
+def _fit_numbers(x: Floats, values: Sequence[float], is_int: bool, *, wide: bool) -> Fit:
+    """:func:`fit_numeric` of ``values`` (as the floats ``x``); ``wide`` when they reach
+    beyond a 64-bit integer, which ``round = 0`` would send them as."""
     n = len(x)
     r = 0 if is_int else decimals(values)
-    rounding = f", round = {r}"  # integers seen: round = 0, so integers are sent
+    # Integers seen: round = 0, so integers are sent; but not past 64 bits, where a
+    # float is whole anyway.
+    rounding = "" if wide and r == 0 else f", round = {r}"
     if np.all(x == x[0]):
         return Fit(
             "const", _number(x[0], 12) if not is_int else str(int(x[0])), f"constant, n = {n}"
@@ -244,7 +290,7 @@ def lag1(x: Floats) -> float:
 
 def _walk(x: Floats, bounds: str, rounding: str, r: int) -> Fit:
     """AR(1) by least squares: ``x[t+1] - x[t] = -revert * (x[t] - mean) + N(0, step)``."""
-    step_in = x[:-1]
+    step_in = x[:-1] - x.mean()  # centred: a fit far from 0 (1e19) is ill-conditioned
     change = np.diff(x)
     slope, intercept = np.polyfit(step_in, change, 1)
     revert = float(min(max(-slope, 0.0), 1.0))
@@ -319,8 +365,8 @@ def fit_change(
     """``name`` as the difference or percentage change of consecutive values of one of
     ``others`` (0 in the first message, as `prev.` gives); ``None`` when none holds."""
     f = np.asarray(values, dtype=np.float64)
-    if len(f) < 10 or np.all(f == f[0]) or f[0] != 0:
-        return None
+    if len(f) < 10 or np.all(f == f[0]) or f[0] != 0 or _beyond_int64(f):
+        return None  # beyond 64 bits: the rounding below would send integers
     r = 0 if is_int else decimals(values)
     tolerance = _tolerance(r) * 1.01
     rounding = f", round = {r}"
@@ -354,8 +400,8 @@ def fit_running_sum(
     """``name`` as a running sum of ``k * other`` (or, for integers, of
     ``round(other / k)``); ``None`` when none holds."""
     f = np.asarray(values, dtype=np.float64)
-    if len(f) < 10 or np.all(f == f[0]):
-        return None
+    if len(f) < 10 or np.all(f == f[0]) or _beyond_int64(f):
+        return None  # beyond 64 bits: its initial value and rounding would be integers
     r = 0 if is_int else decimals(values)
     tolerance = _tolerance(r) * 1.01
     rounding = f", round = {r}"
@@ -426,12 +472,16 @@ def fit_strings(values: Sequence[str], seqs: Sequence[int]) -> Fit:
 def choice_fit(values: Sequence[Any]) -> Fit:
     """A weighted choice with the observed weights (JSON values, tables included) of
     the :data:`MAX_CHOICES` most common values. Values that are or hold a null are
-    left out of it, and the quality says so (:func:`leave_out` when all are)."""
+    left out of it, integers beyond 64 bits are floats in it, and the quality says so
+    (:func:`leave_out` when all are left out)."""
     counts: Counter[str] = Counter()
-    nulls = 0
+    nulls = wide = 0
     for value, count in Counter(_hashable(v) for v in values).items():
+        seen = _unhashable(value)
+        sendable = floats_beyond_int64(seen)
+        wide += count if sendable is not seen else 0
         try:
-            counts[toml_value(_unhashable(value))] += count
+            counts[toml_value(sendable)] += count
         except ValueError:  # it is or holds a null (or a number TOML cannot write)
             nulls += count
     if not counts:
@@ -447,6 +497,8 @@ def choice_fit(values: Sequence[Any]) -> Fit:
         if nulls
         else ""
     )
+    if wide:
+        left += f"{wide} of {len(values)} values hold integers beyond 64 bits, {AS_FLOATS}; "
     return Fit(
         "choice",
         f"{{ choice = [{choices}], weights = [{weights}] }}",
