@@ -448,6 +448,53 @@ def test_integers_beyond_64_bits_are_sent_as_floats_and_said(tmp_path: Path) -> 
     assert {d["mixed"] for d in sent} == {float(big), "a"}
 
 
+def nested(value: Any, levels: int, key: str | None = None) -> Any:
+    """``value`` inside ``levels`` arrays of one item, or objects of the one ``key``."""
+    for _ in range(levels):
+        value = [value] if key is None else {key: value}
+    return value
+
+
+def test_lists_longer_than_a_scenario_makes_are_shortened_and_said(tmp_path: Path) -> None:
+    """A list field makes at most 10,000 items: lists of 9,998 to 10,002 (the learned
+    scenario did not load) are sent with 9,998 to 10,000, and the comment says so."""
+    rec = record_feed(
+        tmp_path / "f.parquet", feed_of(lambda i: {"xs": [i % 7] * (9_998 + i % 5), "n": 1}, n=6)
+    )
+    text, scenario = learned_scenario(rec)
+    assert "9998..10002 items, shortened to 10000 (the longest list" in comment_on(text, "xs")
+    sent = generated(scenario, tmp_path, seconds=1)
+    assert sent and all(9_998 <= len(m["data"]["xs"]) <= 10_000 for m in sent)
+
+
+def test_nesting_deeper_than_a_scenario_holds_is_cut_and_said(tmp_path: Path) -> None:
+    """Fields and values nest at most 32 levels in a scenario (the learned one did not
+    load): an object's members that would be deeper, and a list whose items would
+    be, are left out, each said; the levels above are sent."""
+
+    def chain(v: int, levels: int) -> Message:
+        """``{"v": v, "a": {"v": v, "a": ...}}``, ``levels`` objects deep."""
+        obj: Message = {"v": v}
+        for _ in range(levels - 1):
+            obj = {"v": v, "a": obj}
+        return obj
+
+    rec = record_feed(
+        tmp_path / "f.parquet", feed_of(lambda i: {"d": chain(i % 3, 40), "l": nested(1, 40)})
+    )
+    text, scenario = learned_scenario(rec)
+    cut = "d" + ".a" * 31  # 32 levels: its members would be at 33
+    too_deep = "nested deeper than the 32 levels a scenario holds"
+    assert comment_on(text, cut) == f"# {cut}: left out: its members would be {too_deep}"
+    assert comment_on(text, "l") == f"# l: left out: its items would be {too_deep}"
+    sent = [m["data"] for m in generated(scenario, tmp_path)]
+    assert sent and all(set(data) == {"d"} for data in sent)
+    deepest = [data["d"] for data in sent]
+    for _ in range(30):
+        deepest = [obj["a"] for obj in deepest]
+    assert all(set(obj) == {"v"} for obj in deepest)
+
+
 # ----------------------------------------------------------------------------- any feed
 
 #: Member names a scenario treats specially, and any short text.
@@ -487,6 +534,11 @@ FEEDS = st.lists(
 @given(FEEDS)
 @example([("q", {"dist": [0, 1.192092896e-07]})])  # a std rounded to 0 (found in CI)
 @example([("q", {"x": 0.0}), ("q", {"x": 1e-09}), ("q", {"x": 2e-09})])
+@example([("q", {"l": list(range(10_001))})])  # longer than a scenario's list
+@example([("q", {"d": nested(1, 40)}), ("q", {"d": nested({"a": 1}, 200, "b")})])  # too deep
+@example(  # a choice of values at the depth limit (a value of a choice is one deeper)
+    [("q", {"d": nested(v, 30, "a")}) for v in ([1, [2]], "x", "y", {"k": "z"}, {"dist": 1})]
+)
 def test_whatever_the_feed_the_learned_scenario_loads(feed: list[tuple[str, Message]]) -> None:
     """Names, nulls and values of any kind: `sim learn` never writes a scenario that
     does not load (it exits 2 on one, asking for a report)."""

@@ -5,7 +5,14 @@ from __future__ import annotations
 
 from typing import Final
 
-__all__ = ["INT64"]
+__all__ = ["INT64", "MAX_DEPTH", "MAX_LIST_LEN"]
 
 #: The integers a scenario holds: TOML's, 64-bit signed.
 INT64: Final = range(-(2**63), 2**63)
+#: How deep fields and JSON values may nest: a top-level field is at 1; a member of an
+#: object, the item of a list, a value of a choice or cycle, what ``const`` holds and
+#: an element of an array or table value are each one deeper. (It keeps the loader's
+#: recursion far from Python's limit.)
+MAX_DEPTH: Final = 32
+#: The longest list a ``list`` field makes.
+MAX_LIST_LEN: Final = 10_000

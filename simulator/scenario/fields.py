@@ -40,6 +40,7 @@ from simulator.core.model import (
     Uuid,
     Walk,
 )
+from simulator.core.scenario_limits import MAX_LIST_LEN
 from simulator.scenario.derived import EXPR_KEYS, check_object, derived_field, spread_field
 from simulator.scenario.lines import KeyPath
 from simulator.scenario.messages import names, plain, quote, show, unknown
@@ -47,7 +48,6 @@ from simulator.scenario.reader import ABSENT, Context, Table, json_value
 
 __all__ = ["stream_fields"]
 
-_MAX_LIST_LEN: Final = 10_000
 _MAX_ROUND: Final = 12
 
 
@@ -428,14 +428,14 @@ def _list(t: Table, depth: int) -> FieldSpec | None:
     if isinstance(raw, dict):
         sizes = Table(t.ctx, raw, t.at("list"))
         sizes.only(("min", "max"))
-        lo_ = sizes.integer("min", required="an integer >= 0", lo=0, hi=_MAX_LIST_LEN)
-        hi_ = sizes.integer("max", required="an integer >= 0", lo=0, hi=_MAX_LIST_LEN)
+        lo_ = sizes.integer("min", required="an integer >= 0", lo=0, hi=MAX_LIST_LEN)
+        hi_ = sizes.integer("max", required="an integer >= 0", lo=0, hi=MAX_LIST_LEN)
         sizes.ordered("min", lo_, "max", hi_)
         lo, hi = lo_ or 0, hi_ or 0  # 0 stands in only where a problem is recorded
     elif isinstance(raw, int) and not isinstance(raw, bool):
-        lo = hi = t.ctx.integer(t.at("list"), raw, 0, _MAX_LIST_LEN) or 0
+        lo = hi = t.ctx.integer(t.at("list"), raw, 0, MAX_LIST_LEN) or 0
     else:
-        allowed = f"must be a length from 0 to {_MAX_LIST_LEN}, or {{ min = 1, max = 5 }}"
+        allowed = f"must be a length from 0 to {MAX_LIST_LEN}, or {{ min = 1, max = 5 }}"
         t.ctx.bad(t.at("list"), raw, allowed)
     item_raw = t.get("item", "the field each list item is drawn from")
     item = None if item_raw is ABSENT else _field(t.ctx, item_raw, t.at("item"), depth + 1)

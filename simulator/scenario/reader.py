@@ -21,14 +21,13 @@ from typing import Final, TypeAlias, TypeVar
 from simulator.core.durations import ALLOWED as DURATION_ALLOWED
 from simulator.core.durations import parse_duration
 from simulator.core.model import JSON
-from simulator.core.scenario_limits import INT64
+from simulator.core.scenario_limits import INT64, MAX_DEPTH
 from simulator.errors import Problem
 from simulator.scenario.lines import KeyPath, LineIndex
 from simulator.scenario.messages import render_path, show, unknown
 
 __all__ = ["ABSENT", "Context", "Table", "json_value"]
 
-_MAX_DEPTH: Final = 32  # nesting of fields and of JSON values: keeps recursion far from limits
 _MAX_DURATION_NS: Final = 36_500 * 86_400 * 10**9  # 100 years: epoch + offsets stay in int64
 
 E = TypeVar("E", bound=enum.Enum)
@@ -93,8 +92,8 @@ class Context:
 
     def too_deep(self, path: KeyPath, depth: int) -> bool:
         """Report ``path`` if it is nested deeper than the limit."""
-        if depth > _MAX_DEPTH:
-            self.report(path, f"nested too deeply (at most {_MAX_DEPTH} levels)")
+        if depth > MAX_DEPTH:
+            self.report(path, f"nested too deeply (at most {MAX_DEPTH} levels)")
             return True
         return False
 

@@ -9,9 +9,10 @@ its values (:mod:`.learn_fit`), detects derived relations between
 numeric fields and string fields that always go together (learned as one spread choice),
 and writes a scenario with a comment on every fit stating its quality. What a scenario
 cannot hold as it was recorded (a type that is no stream name, a member with an empty
-name or one named like a generator key, a null, an integer beyond 64 bits) is written
-in a form it can, or left out, and said in a comment: never a scenario that does not
-load, never silently.
+name or one named like a generator key, a null, an integer beyond 64 bits, a list
+longer or a value nested deeper than a scenario holds) is written in a form it can,
+shortened or left out, and said in a comment: never a scenario that does not load,
+never silently.
 
 Messages are expected in the default envelope (``type``, ``seq``, ``timestamp``,
 ``data``); a message without a ``data`` object is learned as if its other keys were
@@ -34,6 +35,7 @@ import polars as pl
 
 from simulator.core.expr import KEYWORDS
 from simulator.core.field_keys import GENERATOR_KEYS, close_generator_key
+from simulator.core.scenario_limits import MAX_DEPTH, MAX_LIST_LEN
 from simulator.core.stream_names import STREAM_NAME, stream_name_from, unique_name
 from simulator.core.toml_text import toml_key, toml_value
 from simulator.errors import RecordingError, UsageError
@@ -41,6 +43,7 @@ from simulator.storage.learn_fit import (
     AS_FLOATS,
     MAX_CHOICES,
     NO_NULL,
+    TOO_DEEP,
     Fit,
     choice_fit,
     fit_change,
@@ -60,6 +63,8 @@ _EXPRESSION_NAME: Final = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _NOT_IN_COMMENT: Final = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 _EMPTY_NAME: Final = "a member with an empty name (a field needs a name)"
 _ALWAYS_NULL: Final = f"null in every message, {NO_NULL}"
+#: Why a list is left out; a list of such lists is left out for the same reason.
+_DEEP_ITEMS: Final = f"its items would be {TOO_DEEP}"
 
 
 @dataclass(slots=True)
@@ -333,8 +338,8 @@ def _object(
                 numeric[key] = (values, types == {int})
             elif not nulls and types == {str}:
                 strings[key] = values
-            fit = _with_nulls(_values_fit(present, present_seqs), nulls, len(values))
-            fields.append(LearnedField(at, _unmistakable(key, fit) if path else fit))
+            fit = _with_nulls(_values_fit(present, present_seqs, len(at)), nulls, len(values))
+            fields.append(LearnedField(at, _unmistakable(key, fit, len(at)) if path else fit))
     _relations(fields, numeric, path)
     return _spread(fields, strings, path)
 
@@ -372,33 +377,49 @@ def _nested(
 ) -> list[LearnedField]:
     """A nested object: its members as fields (``meta.x = ...``), unless one is named
     like a generator key: a table holding ``dist`` or ``list`` is a generator, so the
-    objects are then sent as seen (a choice of them)."""
+    objects are then sent as seen (a choice of them). Left out, and said, where its
+    members would nest deeper than a scenario holds."""
+    if len(path) >= MAX_DEPTH:  # a field's depth is its path's length
+        return [LearnedField(path, leave_out(f"its members would be {TOO_DEEP}"))]
     reserved = _generator_named(rows)
     if reserved is None:
         return _object(rows, seqs, path)
-    return [LearnedField(path, _as_seen(rows, reserved))]
+    return [LearnedField(path, _as_seen(rows, reserved, len(path)))]
 
 
 def _generator_named(rows: Sequence[dict[str, Any]]) -> str | None:
     return next((k for k in _keys(rows) if k in GENERATOR_KEYS), None)
 
 
-def _as_seen(rows: Sequence[dict[str, Any]], reserved: str) -> Fit:
+def _as_seen(rows: Sequence[dict[str, Any]], reserved: str, depth: int) -> Fit:
     """Objects that cannot be written as fields, as a weighted choice of themselves
-    (the values of a choice are sent as they are, whatever their keys)."""
-    fit = choice_fit(rows)
+    (the values of a choice are sent as they are, whatever their keys), for a field
+    at ``depth``."""
+    fit = choice_fit(rows, room=_room(depth))
+    if fit.left_out:
+        return fit
     why = f"{reserved!r} would read as a generator key, so the objects are sent as seen"
     return Fit(fit.kind, fit.toml, f"{why}: {fit.quality}")
 
 
-def _unmistakable(name: str, fit: Fit) -> Fit:
-    """``fit`` for the member ``name`` of a nested object, written so that the loader
-    does not take it for a misspelt generator key (``weight = "5kg"`` for
-    ``weights``): such a string or array constant is wrapped in ``{ const = ... }``."""
+def _unmistakable(name: str, fit: Fit, depth: int) -> Fit:
+    """``fit`` for the member ``name`` (at ``depth``) of a nested object, written so
+    that the loader does not take it for a misspelt generator key (``weight = "5kg"``
+    for ``weights``): such a string or array constant is wrapped in ``{ const = ...
+    }``, or left out where that would nest too deep."""
     bare = fit.kind == "const" and fit.toml.startswith(('"', "["))
-    if bare and close_generator_key(name) is not None:
-        return Fit(fit.kind, f"{{ const = {fit.toml} }}", fit.quality)
-    return fit
+    if not bare or close_generator_key(name) is None:
+        return fit
+    if _room(depth) < 0:
+        why = "its name reads as a misspelt generator key, and { const = ... } would be"
+        return leave_out(f"{why} {TOO_DEEP}")
+    return Fit(fit.kind, f"{{ const = {fit.toml} }}", fit.quality)
+
+
+def _room(depth: int) -> int:
+    """How many levels a value of a choice, cycle or ``const`` of a field at ``depth``
+    may nest (-1: not even a scalar fits): the values sit one level below the field."""
+    return MAX_DEPTH - depth - 1
 
 
 def _relations(
@@ -448,7 +469,10 @@ def _spread(
     fields: list[LearnedField], strings: dict[str, list[str]], path: tuple[str, ...]
 ) -> list[LearnedField]:
     """String choices that always go together (one determines the others, like a
-    notification's level and message) become one spread choice of objects."""
+    notification's level and message) become one spread choice of objects, where
+    those objects nest no deeper than a scenario holds."""
+    if _room(len(path) + 1) < 1:
+        return fields  # the strings are learned each on its own: a choice of them fits
     # Only categories (values that repeat) group: unique ids would pair with anything.
     names = [k for k, v in strings.items() if 1 < len(set(v)) <= min(MAX_CHOICES, len(v) // 4)]
     group: list[str] = []
@@ -465,7 +489,7 @@ def _spread(
         dict(zip(group, combo, strict=True))
         for combo in zip(*(strings[k] for k in group), strict=True)
     ]
-    fit = choice_fit(rows)
+    fit = choice_fit(rows, room=_room(len(path) + 1))
     spread = Fit(
         "spread choice",
         fit.toml.replace("{ choice", "{ spread = true, choice", 1),
@@ -483,10 +507,15 @@ def _spread(
     return out
 
 
-def _list(values: Sequence[list[Any]]) -> Fit:
+def _list(values: Sequence[list[Any]], depth: int) -> Fit:
+    """The lists ``values`` of a field at ``depth``: their lengths, at most what a
+    scenario's list holds, and their item; left out where the item would nest deeper
+    than a scenario holds."""
+    if depth + 1 > MAX_DEPTH:
+        return leave_out(_DEEP_ITEMS)
     lengths = [len(v) for v in values]
     lo, hi = min(lengths), max(lengths)
-    size = str(lo) if lo == hi else f"{{ min = {lo}, max = {hi} }}"
+    size, shortened = _list_size(lo, hi)
     items = [item for v in values for item in v]
     if not items:
         return Fit("list", "{ list = 0, item = 0 }", "always empty")
@@ -495,31 +524,47 @@ def _list(values: Sequence[list[Any]]) -> Fit:
         return leave_out(f"every item is null, {NO_NULL}")
     if all(isinstance(i, dict) for i in present):
         lists = [[i for i in v if i is not None] for v in values]
-        item = _item_object(lists, present, hi)
+        item = _item_object(lists, present, hi, depth + 1)
     else:
-        item = _values_fit(present, list(range(len(present))))
+        item = _values_fit(present, list(range(len(present))), depth + 1)
     if item.left_out:
-        return leave_out(f"its items: {item.quality}")
+        return item if item.quality == _DEEP_ITEMS else leave_out(f"its items: {item.quality}")
     item = _with_nulls(item, len(items) - len(present), len(items), "items")
     return Fit(
-        "list", f"{{ list = {size}, item = {item.toml} }}", f"{lo}..{hi} items: {item.quality}"
+        "list",
+        f"{{ list = {size}, item = {item.toml} }}",
+        f"{lo}..{hi} items{shortened}: {item.quality}",
     )
 
 
-def _item_object(lists: Sequence[list[Any]], items: Sequence[dict[str, Any]], longest: int) -> Fit:
-    """The item of lists of objects: an object of the members every item has, each
-    learned on its own (as a field of a nested object is), or the items as seen when
-    one is named like a generator key."""
+def _list_size(lo: int, hi: int) -> tuple[str, str]:
+    """The ``list`` of lists of ``lo`` to ``hi`` items, shortened to what a scenario's
+    list holds, and a note saying so (else empty)."""
+    short, long = min(lo, MAX_LIST_LEN), min(hi, MAX_LIST_LEN)
+    size = str(short) if short == long else f"{{ min = {short}, max = {long} }}"
+    if hi <= MAX_LIST_LEN:
+        return size, ""
+    return size, f", shortened to {MAX_LIST_LEN} (the longest list a scenario makes)"
+
+
+def _item_object(
+    lists: Sequence[list[Any]], items: Sequence[dict[str, Any]], longest: int, depth: int
+) -> Fit:
+    """The item (at ``depth``) of lists of objects: an object of the members every
+    item has, each learned on its own (as a field of a nested object is), or the
+    items as seen when one is named like a generator key."""
+    if depth + 1 > MAX_DEPTH:
+        return leave_out(f"its members would be {TOO_DEEP}")
     reserved = _generator_named(items)
     if reserved is not None:
-        return _as_seen(items, reserved)
+        return _as_seen(items, reserved, depth)
     parts: list[str] = []
     kinds: list[str] = []
     for key in [k for k in items[0] if all(k in i for i in items)]:
         if not key:
             kinds.append(f"left out {_EMPTY_NAME}")
             continue
-        fit = _unmistakable(key, _list_item_field(lists, key, longest))
+        fit = _unmistakable(key, _list_item_field(lists, key, longest, depth + 1), depth + 1)
         if fit.left_out:
             kinds.append(f"{toml_key(key)} left out: {fit.quality}")
             continue
@@ -532,9 +577,9 @@ def _item_object(lists: Sequence[list[Any]], items: Sequence[dict[str, Any]], lo
     return Fit("object", "{ " + ", ".join(parts) + " }", "; ".join(kinds))
 
 
-def _list_item_field(lists: Sequence[list[Any]], key: str, longest: int) -> Fit:
-    """One key of list items: a cycle when each position always has the same value
-    (never null), else learned from its values that are not null."""
+def _list_item_field(lists: Sequence[list[Any]], key: str, longest: int, depth: int) -> Fit:
+    """One key of list items, a field at ``depth``: a cycle when each position always
+    has the same value (never null), else learned from its values that are not null."""
     by_position: list[set[Any]] = [set() for _ in range(longest)]
     for row in lists:
         for j, item in enumerate(row):
@@ -543,7 +588,7 @@ def _list_item_field(lists: Sequence[list[Any]], key: str, longest: int) -> Fit:
                 by_position[j].add(value if not isinstance(value, dict | list) else id(value))
     firsts = [next(iter(s)) for s in by_position if s]
     one_each = all(len(s) == 1 for s in by_position if s) and None not in firsts
-    if one_each and len(set(firsts)) > 1:
+    if one_each and len(set(firsts)) > 1 and _room(depth) >= 0:
         sendable = [floats_beyond_int64(v) for v in firsts]
         wide = any(a is not b for a, b in zip(sendable, firsts, strict=True))
         note = f"; integers beyond 64 bits {AS_FLOATS}" if wide else ""
@@ -553,20 +598,21 @@ def _list_item_field(lists: Sequence[list[Any]], key: str, longest: int) -> Fit:
     present = [v for v in values if v is not None]
     if not present:
         return leave_out(f"null in every item, {NO_NULL}")
-    fit = _values_fit(present, list(range(len(present))))
+    fit = _values_fit(present, list(range(len(present))), depth)
     return _with_nulls(fit, len(values) - len(present), len(values), "items")
 
 
-def _values_fit(values: Sequence[Any], seqs: Sequence[int]) -> Fit:
-    """What the values of one field (or list item) are, when they are not objects."""
+def _values_fit(values: Sequence[Any], seqs: Sequence[int], depth: int) -> Fit:
+    """What the values of one field (or list item) at ``depth`` are, when they are
+    not objects."""
     types = {type(v) for v in values}
     if types == {list}:
-        return _list(values)
+        return _list(values, depth)
     if types == {bool}:
         p = sum(values) / len(values)
         return Fit("bool", f'{{ dist = "bool", p = {p:.4f} }}', f"true in {p:.2%}")
     if types <= {int, float}:
         return fit_numeric(values, types == {int})
     if types == {str}:
-        return fit_strings(values, seqs)
-    return choice_fit(values)
+        return fit_strings(values, seqs, room=_room(depth))
+    return choice_fit(values, room=_room(depth))

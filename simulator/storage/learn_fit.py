@@ -20,7 +20,7 @@ from typing import Any, Final
 import numpy as np
 import numpy.typing as npt
 
-from simulator.core.scenario_limits import INT64
+from simulator.core.scenario_limits import INT64, MAX_DEPTH
 from simulator.core.toml_text import toml_value
 
 Floats = npt.NDArray[np.float64]
@@ -62,6 +62,8 @@ NO_NULL: Final = "which a scenario cannot send (TOML has no null)"
 AS_FLOATS: Final = (
     "sent as floats, as TOML integers are 64-bit: still numbers, to 16 significant digits"
 )
+#: Why what nests too deep is left out (it follows "its items would be").
+TOO_DEEP: Final = f"nested deeper than the {MAX_DEPTH} levels a scenario holds"
 
 
 def leave_out(reason: str) -> Fit:
@@ -83,6 +85,18 @@ def floats_beyond_int64(value: Any) -> Any:
         members = {k: floats_beyond_int64(v) for k, v in value.items()}
         return value if all(members[k] is v for k, v in value.items()) else members
     return value
+
+
+def nested_deeper(value: Any, room: int) -> bool:
+    """Whether the JSON value ``value`` nests deeper than ``room`` levels (a scalar, or
+    an empty array or object, nests 0; ``[[1]]`` 2). It looks no deeper than ``room``:
+    a recorded value may nest 1,024 deep, past Python's recursion limit."""
+    if room < 0:
+        return True
+    if isinstance(value, list | dict) and value:
+        children = value if isinstance(value, list) else value.values()
+        return any(nested_deeper(v, room - 1) for v in children)
+    return False
 
 
 def _beyond_int64(x: Floats) -> bool:
@@ -448,8 +462,9 @@ def fit_running_sum(
 # ----------------------------------------------------------------------------- strings
 
 
-def fit_strings(values: Sequence[str], seqs: Sequence[int]) -> Fit:
-    """A constant, a uuid, a timestamp, a template on ``seq``, or a weighted choice."""
+def fit_strings(values: Sequence[str], seqs: Sequence[int], *, room: int) -> Fit:
+    """A constant, a uuid, a timestamp, a template on ``seq``, or a weighted choice
+    where its values fit in ``room`` (as :func:`choice_fit`: a string nests 0)."""
     n = len(values)
     counts = Counter(values)
     if len(counts) == 1:
@@ -461,22 +476,37 @@ def fit_strings(values: Sequence[str], seqs: Sequence[int]) -> Fit:
     template = _template(values, seqs)
     if template is not None:
         return template
+    if room < 0:
+        return leave_out(f"its values would be {TOO_DEEP}")
     if len(counts) <= MAX_CHOICES:
-        return choice_fit(values)
+        return _weighted_choice(values)
     # Many distinct strings with no pattern: a uniform choice of the most common ones.
     common = [v for v, _ in counts.most_common(MAX_CHOICES)]
     text = "{ choice = [" + ", ".join(toml_value(v) for v in common) + "] }"
     return Fit("choice", text, f"{len(counts)} distinct values: the {MAX_CHOICES} most common")
 
 
-def choice_fit(values: Sequence[Any]) -> Fit:
+def choice_fit(values: Sequence[Any], *, room: int) -> Fit:
     """A weighted choice with the observed weights (JSON values, tables included) of
-    the :data:`MAX_CHOICES` most common values. Values that are or hold a null are
-    left out of it, integers beyond 64 bits are floats in it, and the quality says so
-    (:func:`leave_out` when all are left out)."""
+    the :data:`MAX_CHOICES` most common values. The caller says how many levels its
+    values may nest in ``room`` (the depth left to the scenario's limit below the
+    choice's values: -1 when even a scalar would be too deep). Values that are or
+    hold a null, or nest deeper, are left out of it, integers beyond 64 bits are
+    floats in it, and the quality says so (:func:`leave_out` when all are left out)."""
+    if room < 0:
+        return leave_out(f"its values would be {TOO_DEEP}")
+    # Before anything walks them whole: a value may nest past Python's recursion limit.
+    shallow = [v for v in values if not (isinstance(v, list | dict) and nested_deeper(v, room))]
+    return _weighted_choice(shallow, deep=len(values) - len(shallow))
+
+
+def _weighted_choice(shallow: Sequence[Any], deep: int = 0) -> Fit:
+    """:func:`choice_fit` of the values ``shallow``, which nest no deeper than it may
+    (``deep`` others did, and are said to be left out)."""
+    n = len(shallow) + deep
     counts: Counter[str] = Counter()
     nulls = wide = 0
-    for value, count in Counter(_hashable(v) for v in values).items():
+    for value, count in Counter(_hashable(v) for v in shallow).items():
         seen = _unhashable(value)
         sendable = floats_beyond_int64(seen)
         wide += count if sendable is not seen else 0
@@ -484,21 +514,24 @@ def choice_fit(values: Sequence[Any]) -> Fit:
             counts[toml_value(sendable)] += count
         except ValueError:  # it is or holds a null (or a number TOML cannot write)
             nulls += count
-    if not counts:
+    if not counts and not deep:
         return leave_out(f"every value is or holds a null, {NO_NULL}")
-    sendable = len(values) - nulls
+    if not counts:
+        nulls_too = f"; the others hold a null, {NO_NULL}" if nulls else ""
+        return leave_out(f"{deep} of {n} values would be {TOO_DEEP}{nulls_too}")
+    sendable = len(shallow) - nulls
     items = counts.most_common(MAX_CHOICES)
     choices = ", ".join(v for v, _ in items)
     weights = ", ".join(str(c) for _, c in items)
     d = max(abs(c / sendable - 1 / len(items)) for _, c in items)
     kept = f"the {len(items)} most common of {len(counts)}" if len(counts) > len(items) else ""
     left = (
-        f"{nulls} of {len(values)} values hold a null, {NO_NULL}: left out of the choice; "
-        if nulls
-        else ""
+        f"{nulls} of {n} values hold a null, {NO_NULL}: left out of the choice; " if nulls else ""
     )
+    if deep:
+        left += f"{deep} of {n} values would be {TOO_DEEP}: left out of the choice; "
     if wide:
-        left += f"{wide} of {len(values)} values hold integers beyond 64 bits, {AS_FLOATS}; "
+        left += f"{wide} of {n} values hold integers beyond 64 bits, {AS_FLOATS}; "
     return Fit(
         "choice",
         f"{{ choice = [{choices}], weights = [{weights}] }}",
