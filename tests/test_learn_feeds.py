@@ -495,6 +495,66 @@ def test_nesting_deeper_than_a_scenario_holds_is_cut_and_said(tmp_path: Path) ->
     assert all(set(obj) == {"v"} for obj in deepest)
 
 
+# ----------------------------------------------------------------------------- left out
+
+
+def test_a_member_missing_from_some_messages_is_left_out_and_said(tmp_path: Path) -> None:
+    """A scenario sends each field every time: a member that some messages (or list
+    items) lack is left out, as it was, but no longer silently: its comment (or its
+    list's) says from how many it was missing."""
+    rec = record_feed(
+        tmp_path / "f.parquet",
+        feed_of(
+            lambda i: {
+                "p": 1,
+                **({"b": i % 4} if i % 3 else {}),
+                "m": {"x": 1, **({"y": 2} if i % 2 else {})},
+                "l": [{"k": 1, **({"j": 2} if i % 5 else {})}, {"k": 2}],
+            }
+        ),
+    )
+    text, scenario = learned_scenario(rec)
+    why = "(a scenario sends a field every time)"
+    assert comment_on(text, "b") == f"# b: left out: missing from 20 of 60 messages {why}"
+    assert comment_on(text, "m.y") == f"# m.y: left out: missing from 30 of 60 messages {why}"
+    assert f"j left out: missing from 72 of 120 items {why}" in comment_on(text, "l")
+    (message, *_) = generated(scenario, tmp_path)
+    assert message["data"] == {"p": 1, "m": {"x": 1}, "l": [{"k": 1}, {"k": 2}]}
+
+
+def test_a_member_first_seen_after_the_first_1000_messages_is_said(tmp_path: Path) -> None:
+    """Members are read from the first 1,000 messages (or items), and the others only
+    looked for when their sizes say there are more: one first seen later is missing
+    from those 1,000, and said so, as a member of the messages and of list items."""
+
+    def data(i: int) -> Message:
+        item = {"k": i % 3, **({"late": 2} if i > 1002 else {})}
+        return {"p": i % 7, **({"late": 1} if i > 1000 else {}), "l": [item]}
+
+    rec = record_feed(tmp_path / "f.parquet", feed_of(data, n=1010), gap_ns=MS)
+    text, _ = learned_scenario(rec)
+    why = "(a scenario sends a field every time)"
+    assert comment_on(text, "late") == f"# late: left out: missing from 1000 of 1010 messages {why}"
+    assert f"late left out: missing from 1002 of 1010 items {why}" in comment_on(text, "l")
+
+
+def test_an_object_that_is_always_empty_is_sent_as_empty_and_said(tmp_path: Path) -> None:
+    """``{}`` every time, as a field or a list item, or an object none of whose members
+    can be sent, had no field and no comment (an item object of none was written ``{
+    }``, with which sim generate sent nothing): each is sent as ``{}``, and said."""
+    rec = record_feed(
+        tmp_path / "f.parquet",
+        feed_of(lambda i: {"p": 1, "e": {}, "m": {"gone": None}, "l": [{}, {}]}),
+    )
+    text, scenario = learned_scenario(rec)
+    assert comment_on(text, "e") == "# e: always {}: sent as {}"
+    assert comment_on(text, "m") == "# m: no member of it can be sent: sent as {}"
+    assert comment_on(text, "m.gone").startswith("# m.gone: left out: null in every message")
+    assert comment_on(text, "l") == "# l: 2..2 items: always {}"
+    (message, *_) = generated(scenario, tmp_path)
+    assert message["data"] == {"p": 1, "e": {}, "m": {}, "l": [{}, {}]}
+
+
 # ----------------------------------------------------------------------------- any feed
 
 #: Member names a scenario treats specially, and any short text.

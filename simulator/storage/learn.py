@@ -10,9 +10,9 @@ numeric fields and string fields that always go together (learned as one spread 
 and writes a scenario with a comment on every fit stating its quality. What a scenario
 cannot hold as it was recorded (a type that is no stream name, a member with an empty
 name or one named like a generator key, a null, an integer beyond 64 bits, a list
-longer or a value nested deeper than a scenario holds) is written in a form it can,
-shortened or left out, and said in a comment: never a scenario that does not load,
-never silently.
+longer or a value nested deeper than a scenario holds, a member missing from some
+messages, an object that is always empty) is written in a form it can, shortened or
+left out, and said in a comment: never a scenario that does not load, never silently.
 
 Messages are expected in the default envelope (``type``, ``seq``, ``timestamp``,
 ``data``); a message without a ``data`` object is learned as if its other keys were
@@ -65,6 +65,10 @@ _EMPTY_NAME: Final = "a member with an empty name (a field needs a name)"
 _ALWAYS_NULL: Final = f"null in every message, {NO_NULL}"
 #: Why a list is left out; a list of such lists is left out for the same reason.
 _DEEP_ITEMS: Final = f"its items would be {TOO_DEEP}"
+#: How many objects :func:`_keys` reads for their members (the rest only when needed).
+_FIRST_ROWS: Final = 1000
+#: What a member missing from an object is read as.
+_MISSING: Final = object()
 
 
 @dataclass(slots=True)
@@ -309,19 +313,22 @@ def _object(
     rows: Sequence[dict[str, Any]], seqs: Sequence[int], path: tuple[str, ...]
 ) -> list[LearnedField]:
     """The fields of the objects ``rows`` (one a message) at ``path``: each member on its
-    own, then relations between them and string members that go together."""
+    own, then relations between them and string members that go together. A member
+    missing from some rows is left out, and said."""
     fields: list[LearnedField] = []
     numeric: dict[str, tuple[list[float], bool]] = {}
     strings: dict[str, list[str]] = {}
-    for key in _keys(rows):
+    keys = _keys(rows)
+    held = 0  # members of `keys` the rows hold: fewer than they have means later ones
+    missing = _MISSING  # a local: the comprehension below reads it once a row
+    for key in keys:
         at = (*path, key)
-        if not key:
-            fields.append(LearnedField(at, leave_out(_EMPTY_NAME)))
-            continue
-        missing = object()
         values = [row.get(key, missing) for row in rows]
-        if any(v is missing for v in values):
-            continue  # not in every message: a scenario sends every field every time
+        absent = values.count(missing)
+        held += len(rows) - absent
+        if not key or absent:
+            fields.append(LearnedField(at, _left_out_member(key, absent, len(rows))))
+            continue
         present, present_seqs = _without_nulls(values, seqs)
         nulls = len(values) - len(present)
         types = {type(v) for v in present}
@@ -340,8 +347,22 @@ def _object(
                 strings[key] = values
             fit = _with_nulls(_values_fit(present, present_seqs, len(at)), nulls, len(values))
             fields.append(LearnedField(at, _unmistakable(key, fit, len(at)) if path else fit))
+    fields += [
+        LearnedField((*path, key), _left_out_member(key, len(rows) - n, len(rows)))
+        for key, n in _later_keys(rows, keys, held).items()
+    ]
     _relations(fields, numeric, path)
     return _spread(fields, strings, path)
+
+
+def _left_out_member(key: str, absent: int, n: int) -> Fit:
+    """Why the member ``key`` of ``n`` objects is no field: its name is empty, or it is
+    missing from ``absent`` of them."""
+    return leave_out(_missing(absent, n) if key else _EMPTY_NAME)
+
+
+def _missing(absent: int, n: int, of: str = "messages") -> str:
+    return f"missing from {absent} of {n} {of} (a scenario sends a field every time)"
 
 
 def _without_nulls(values: Sequence[Any], seqs: Sequence[int]) -> tuple[list[Any], list[int]]:
@@ -365,11 +386,26 @@ def _with_nulls(fit: Fit, nulls: int, n: int, of: str = "messages") -> Fit:
 
 
 def _keys(rows: Sequence[dict[str, Any]]) -> list[str]:
-    """The members of the objects ``rows``, in the order first seen (in the first 1,000)."""
+    """The members of the first :data:`_FIRST_ROWS` objects of ``rows``, in the order
+    first seen; the caller asks :func:`_later_keys` for the others."""
     keys: dict[str, None] = {}
-    for row in rows[:1000]:
+    for row in rows[:_FIRST_ROWS]:
         keys.update(dict.fromkeys(row))
     return list(keys)
+
+
+def _later_keys(rows: Sequence[dict[str, Any]], known: Sequence[str], held: int) -> dict[str, int]:
+    """The members of the objects ``rows`` first seen after those :func:`_keys` read
+    (``known``), each with the number of objects that hold it, in the order first
+    seen. ``held`` is how many members of ``known`` the objects hold: they are looked
+    for only when the objects hold more (one pass of ``len`` in the usual case)."""
+    if sum(map(len, rows)) == held:
+        return {}
+    seen = set(known)
+    later: Counter[str] = Counter()
+    for row in rows[_FIRST_ROWS:]:
+        later.update(k for k in row if k not in seen)
+    return dict(later)
 
 
 def _nested(
@@ -377,14 +413,31 @@ def _nested(
 ) -> list[LearnedField]:
     """A nested object: its members as fields (``meta.x = ...``), unless one is named
     like a generator key: a table holding ``dist`` or ``list`` is a generator, so the
-    objects are then sent as seen (a choice of them). Left out, and said, where its
-    members would nest deeper than a scenario holds."""
-    if len(path) >= MAX_DEPTH:  # a field's depth is its path's length
+    objects are then sent as seen (a choice of them). Sent as ``{}`` when it has no
+    member that can be sent; left out, and said, where its members would nest deeper
+    than a scenario holds."""
+    depth = len(path)  # a field's depth is its path's length
+    if not any(rows):
+        return [LearnedField(path, _empty_object(depth, "always {}"))]
+    if depth >= MAX_DEPTH:
         return [LearnedField(path, leave_out(f"its members would be {TOO_DEEP}"))]
     reserved = _generator_named(rows)
-    if reserved is None:
-        return _object(rows, seqs, path)
-    return [LearnedField(path, _as_seen(rows, reserved, len(path)))]
+    if reserved is not None:
+        return [LearnedField(path, _as_seen(rows, reserved, depth))]
+    fields = _object(rows, seqs, path)
+    if any(f.fit.toml for f in fields):
+        return fields
+    # Every member is left out (each says why): the object is still in every message.
+    return [LearnedField(path, _empty_object(depth, "no member of it can be sent")), *fields]
+
+
+def _empty_object(depth: int, why: str) -> Fit:
+    """``{}``, for an object field at ``depth`` none of whose members can be sent
+    (``why``). Written ``{ const = {} }``: an empty table of fields is an object of no
+    fields, which sim generate makes no message with at all."""
+    if _room(depth) < 0:
+        return leave_out(f"{why}, and {{ const = {{}} }} would be {TOO_DEEP}")
+    return Fit("const", "{ const = {} }", f"{why}: sent as {{}}")
 
 
 def _generator_named(rows: Sequence[dict[str, Any]]) -> str | None:
@@ -551,8 +604,9 @@ def _item_object(
     lists: Sequence[list[Any]], items: Sequence[dict[str, Any]], longest: int, depth: int
 ) -> Fit:
     """The item (at ``depth``) of lists of objects: an object of the members every
-    item has, each learned on its own (as a field of a nested object is), or the
-    items as seen when one is named like a generator key."""
+    item has, each learned on its own (as a field of a nested object is; the others
+    are left out, and said), ``{}`` when none is, or the items as seen when one is
+    named like a generator key."""
     if depth + 1 > MAX_DEPTH:
         return leave_out(f"its members would be {TOO_DEEP}")
     reserved = _generator_named(items)
@@ -560,9 +614,13 @@ def _item_object(
         return _as_seen(items, reserved, depth)
     parts: list[str] = []
     kinds: list[str] = []
-    for key in [k for k in items[0] if all(k in i for i in items)]:
-        if not key:
-            kinds.append(f"left out {_EMPTY_NAME}")
+    keys = _keys(items)
+    held = 0  # members of `keys` the items hold: fewer than they have means later ones
+    for key in keys:
+        have = sum(key in item for item in items)
+        held += have
+        if not key or have < len(items):
+            kinds.append(_item_member_left_out(key, len(items) - have, len(items)))
             continue
         fit = _unmistakable(key, _list_item_field(lists, key, longest, depth + 1), depth + 1)
         if fit.left_out:
@@ -574,7 +632,22 @@ def _item_object(
             note += f" (integers beyond 64 bits {AS_FLOATS})"
         kinds.append(f"{toml_key(key)} {fit.kind}{note}")
         parts.append(f"{toml_key(key)} = {fit.toml}")
-    return Fit("object", "{ " + ", ".join(parts) + " }", "; ".join(kinds))
+    for key, n in _later_keys(items, keys, held).items():
+        kinds.append(_item_member_left_out(key, len(items) - n, len(items)))
+    if parts:
+        return Fit("object", "{ " + ", ".join(parts) + " }", "; ".join(kinds))
+    # An item with no member: {}, as a constant (see _empty_object; depth allows it).
+    return Fit(
+        "object", "{ const = {} }", "; ".join(kinds) + "; sent as {}" if kinds else "always {}"
+    )
+
+
+def _item_member_left_out(key: str, absent: int, n: int) -> str:
+    """Why the member ``key`` of ``n`` list items is no member of the item: its name is
+    empty, or it is missing from ``absent`` of them."""
+    if not key:
+        return f"left out {_EMPTY_NAME}"
+    return f"{toml_key(key)} left out: {_missing(absent, n, 'items')}"
 
 
 def _list_item_field(lists: Sequence[list[Any]], key: str, longest: int, depth: int) -> Fit:
