@@ -35,10 +35,16 @@ Message = dict[str, Any]
 
 
 def record_feed(
-    out: Path, messages: Sequence[Message], gap_ns: int = 50 * MS, **extra: Any
+    out: Path,
+    messages: Sequence[Message],
+    gap_ns: int = 50 * MS,
+    stream: str | None = None,
+    **extra: Any,
 ) -> Path:
     """A recording of ``messages`` sent ``gap_ns`` apart on connection 0 (the first one
-    ``gap_ns`` after the open); ``extra`` is the metadata's free-form part."""
+    ``gap_ns`` after the open), recorded as of ``stream`` (as `sim run --record` names
+    them; none, as `sim record` of another server); ``extra`` is the metadata's
+    free-form part."""
     n = len(messages)
     rows = event_batch(
         seq=list(range(n + 1)),
@@ -48,6 +54,7 @@ def record_feed(
         conn=0,
         sender=Sender.SERVER,
         kind=[Kind.OPEN.value] + [Kind.TEXT.value] * n,
+        stream=[None] + [stream] * n,
         payload=[None, *(orjson.dumps(m) for m in messages)],
     )
     meta = new_metadata(sim_version="0.1.0", scenario="feed", seed=None, extra=extra)
@@ -165,6 +172,57 @@ def test_a_type_that_is_not_a_stream_name_is_named_validly_and_sent_as_it_was(
     assert {(m["type"], tuple(m)) for m in sent} == {
         (kind, ("type", "seq", "timestamp", "data")) for kind in kinds
     }
+
+
+@pytest.mark.parametrize(
+    ("kind", "name"),
+    [(3, "3"), (True, "true"), (1.5, "1.5"), ([1, 2], "_1_2_"), ({"k": "v"}, "__k_:_v__")],
+)
+def test_a_type_that_is_no_string_is_sent_as_it_was_and_said(
+    kind: Any, name: str, tmp_path: Path
+) -> None:
+    """``"type": 3`` was learned as a stream sending ``"type": "3"``, a string. A
+    stream's ``type`` is a string, so the 3 is sent by the stream's envelope, as it
+    was, and the comment says so; the stream is named after its JSON text."""
+    messages = [{"type": kind, "seq": i, "data": {"p": i % 5}} for i in range(1, 61)]
+    text, scenario = learned_scenario(record_feed(tmp_path / "f.parquet", messages))
+    (stream,) = scenario.streams
+    assert stream.name == name
+    said = f"# type: {orjson.dumps(kind).decode()} is not a string, which a stream's type is:"
+    assert f"{said} the stream's envelope sends it as" in text
+    sent = generated(scenario, tmp_path)
+    assert sent and all(m["type"] == kind and type(m["type"]) is type(kind) for m in sent)
+
+
+def test_a_null_type_is_not_sent_and_said(tmp_path: Path) -> None:
+    """``"type": null`` became a stream "None" sending ``"type": "None"``: a scenario
+    cannot send null, so the stream (named "null") sends no type, and says so."""
+    messages = [{"type": None, "seq": i, "data": {"p": i % 5}} for i in range(1, 61)]
+    text, scenario = learned_scenario(record_feed(tmp_path / "f.parquet", messages))
+    assert [s.name for s in scenario.streams] == ["null"]
+    assert "# type: null, which a scenario cannot send (TOML has no null): the stream's" in text
+    sent = generated(scenario, tmp_path)
+    assert sent and all("type" not in m for m in sent)
+
+
+def test_a_type_3_and_a_type_text_3_are_two_streams(tmp_path: Path) -> None:
+    """3 and "3" were one type ("3"): they are two streams, each sending its own."""
+    messages = [{"type": [3, "3"][i % 2], "seq": i, "data": {"p": i % 5}} for i in range(60)]
+    text, scenario = learned_scenario(record_feed(tmp_path / "f.parquet", messages))
+    assert [s.name for s in scenario.streams] == ["3_2", "3"]
+    assert "the stream's envelope sends it as 3; the stream is named 3_2" in text
+    assert {(m["type"], type(m["type"])) for m in generated(scenario, tmp_path)} == {
+        (3, int),
+        ("3", str),
+    }
+
+
+def test_a_recorded_stream_of_several_types_says_which_it_sends(tmp_path: Path) -> None:
+    """A stream sends one type: of a recorded stream whose messages had several, the
+    most common, as before, but no longer silently."""
+    messages = [{"type": ["a", 3, "a"][i % 3], "seq": i, "data": {"p": 1}} for i in range(60)]
+    text, _ = learned_scenario(record_feed(tmp_path / "f.parquet", messages, stream="quotes"))
+    assert '# types: 2 in 60 messages ("a" in 40, 3 in 20): all sent as if of the most' in text
 
 
 def test_sim_learn_of_a_type_with_a_space_exits_0_with_a_scenario_that_loads(
@@ -582,7 +640,7 @@ VALUES = st.recursive(
 )
 FEEDS = st.lists(
     st.tuples(
-        st.sampled_from(["q", "price update", "", " ", "a/b", "$x"]),
+        st.sampled_from(["q", "price update", "", " ", "a/b", "$x"]) | VALUES,
         st.dictionaries(NAMES, VALUES, max_size=4),
     ),
     min_size=1,
@@ -599,7 +657,7 @@ FEEDS = st.lists(
 @example(  # a choice of values at the depth limit (a value of a choice is one deeper)
     [("q", {"d": nested(v, 30, "a")}) for v in ([1, [2]], "x", "y", {"k": "z"}, {"dist": 1})]
 )
-def test_whatever_the_feed_the_learned_scenario_loads(feed: list[tuple[str, Message]]) -> None:
+def test_whatever_the_feed_the_learned_scenario_loads(feed: list[tuple[Any, Message]]) -> None:
     """Names, nulls and values of any kind: `sim learn` never writes a scenario that
     does not load (it exits 2 on one, asking for a report)."""
     messages = [{"type": kind, "seq": i, "data": data} for i, (kind, data) in enumerate(feed, 1)]

@@ -8,11 +8,12 @@ stream it fits the schedule to the inter-arrival times and each field of ``data`
 its values (:mod:`.learn_fit`), detects derived relations between
 numeric fields and string fields that always go together (learned as one spread choice),
 and writes a scenario with a comment on every fit stating its quality. What a scenario
-cannot hold as it was recorded (a type that is no stream name, a member with an empty
-name or one named like a generator key, a null, an integer beyond 64 bits, a list
-longer or a value nested deeper than a scenario holds, a member missing from some
-messages, an object that is always empty) is written in a form it can, shortened or
-left out, and said in a comment: never a scenario that does not load, never silently.
+cannot hold as it was recorded (a type that is no stream name or no string, a member
+with an empty name or one named like a generator key, a null, an integer beyond 64
+bits, a list longer or a value nested deeper than a scenario holds, a member missing
+from some messages, an object that is always empty) is written in a form it can,
+shortened or left out, and said in a comment: never a scenario that does not load,
+never silently.
 
 Messages are expected in the default envelope (``type``, ``seq``, ``timestamp``,
 ``data``); a message without a ``data`` object is learned as if its other keys were
@@ -28,13 +29,14 @@ from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, TypeAlias
 
 import orjson
 import polars as pl
 
 from simulator.core.expr import KEYWORDS
 from simulator.core.field_keys import GENERATOR_KEYS, close_generator_key
+from simulator.core.model import JSON
 from simulator.core.scenario_limits import MAX_DEPTH, MAX_LIST_LEN
 from simulator.core.stream_names import STREAM_NAME, stream_name_from, unique_name
 from simulator.core.toml_text import toml_key, toml_value
@@ -53,6 +55,7 @@ from simulator.storage.learn_fit import (
     fit_strings,
     floats_beyond_int64,
     leave_out,
+    nested_deeper,
 )
 from simulator.storage.reader import read_metadata, scan_recording
 
@@ -69,6 +72,11 @@ _DEEP_ITEMS: Final = f"its items would be {TOO_DEEP}"
 _FIRST_ROWS: Final = 1000
 #: What a member missing from an object is read as.
 _MISSING: Final = object()
+#: What messages are grouped by: their recorded stream, their type when it is a
+#: string, else the JSON text of their type (bytes, so that 3 and "3" are two types).
+_Key: TypeAlias = str | bytes
+#: The key of types nested deeper than a scenario holds: no JSON text, so no type's.
+_DEEP_TYPE: Final = b"nested-too-deep"
 
 
 @dataclass(slots=True)
@@ -80,7 +88,9 @@ class LearnedField:
 @dataclass(slots=True)
 class LearnedStream:
     name: str
-    type: str
+    #: The type its messages are sent with: what most of them had, as a scenario can
+    #: send it (None: none; see _sent_type).
+    type: JSON
     messages: int
     schedule: Fit
     fields: list[LearnedField] = field(default_factory=list)
@@ -160,12 +170,16 @@ def _comment(text: str) -> str:
 
 def _type_lines(stream: LearnedStream) -> list[str]:
     """How ``stream`` sends its type: by its name, by ``type``, or, for a blank type
-    (which ``type`` refuses), as a constant of its envelope (the default one else)."""
-    if stream.type == stream.name:
+    or one that is no string (which ``type`` refuses), as a constant of its envelope
+    (the default one else), which has no type for none."""
+    kind = stream.type
+    if kind == stream.name:
         return []
-    if stream.type.strip():
-        return [f"type = {toml_value(stream.type)}"]
-    envelope = {"type": stream.type, "seq": "$seq", "timestamp": "$timestamp", "data": "$data"}
+    if isinstance(kind, str) and kind.strip():
+        return [f"type = {toml_value(kind)}"]
+    envelope: dict[str, JSON] = {"seq": "$seq", "timestamp": "$timestamp", "data": "$data"}
+    if kind is not None:
+        envelope = {"type": kind, **envelope}
     return [f"envelope = {toml_value(envelope)}"]
 
 
@@ -208,7 +222,7 @@ def learn(path: str | Path, speed: float | None = None) -> Learned:
     except (OSError, pl.exceptions.PolarsError) as e:
         reason = str(e).splitlines()[0] if str(e) else type(e).__name__
         raise RecordingError(source, f"cannot read: {reason}") from e
-    groups: dict[str, tuple[list[int], list[dict[str, Any]]]] = {}
+    groups: dict[_Key, tuple[list[int], list[dict[str, Any]]]] = {}
     columns = (rows["t_ns"].to_list(), rows["stream"].to_list(), rows["payload"].to_list())
     # Rows with no stream where others have one are replies to the client (pongs,
     # acknowledgements), not part of the feed.
@@ -222,7 +236,7 @@ def learn(path: str | Path, speed: float | None = None) -> Learned:
             continue  # a corrupted message: nothing to learn from it
         if not isinstance(message, dict):
             continue
-        key = stream or str(message.get("type", "messages"))
+        key = stream or _type_key(message.get("type", "messages"))
         times, messages = groups.setdefault(key, ([], []))
         times.append(int(t))
         messages.append(message)
@@ -265,44 +279,104 @@ def _time_scale(extra: Mapping[str, Any], speed: float | None) -> TimeScale:
     )
 
 
-def _stream_names(keys: Iterable[str]) -> dict[str, str]:
+def _type_key(kind: object) -> _Key:
+    """The key (:data:`_Key`) of messages of the type ``kind``."""
+    if isinstance(kind, str):
+        return kind
+    # orjson writes no more than 254 levels; a scenario holds 32.
+    return _DEEP_TYPE if nested_deeper(kind, MAX_DEPTH) else orjson.dumps(kind)
+
+
+def _key_text(key: _Key) -> str:
+    return key if isinstance(key, str) else key.decode()
+
+
+def _shown(key: _Key) -> str:
+    """A key as a comment quotes it: a string quoted, another type's JSON text as it is."""
+    return toml_value(key) if isinstance(key, str) else key.decode()
+
+
+def _stream_names(keys: Iterable[_Key]) -> dict[_Key, str]:
     """A valid, unique stream name for each recorded stream name or message type: the
-    key itself when it is one, else the key with what a name cannot hold made ``_``
-    (``price update`` → ``price_update``; ``_2``, ``_3``... once taken)."""
+    key itself when it is one, else the key's text with what a name cannot hold made
+    ``_`` (``price update`` → ``price_update``, ``[1,2]`` → ``_1_2_``; ``_2``, ``_3``...
+    once taken: a type 3 next to a type "3" is named ``3_2``)."""
     keys = list(keys)
-    valid = {k for k in keys if STREAM_NAME.fullmatch(k)}
+    valid = {k for k in keys if isinstance(k, str) and STREAM_NAME.fullmatch(k)}
     taken = set(valid)
-    names: dict[str, str] = {}
+    names: dict[_Key, str] = {}
     for key in keys:
-        if key in valid:
+        if isinstance(key, str) and key in valid:
             names[key] = key
             continue
-        names[key] = stream_name_from(key, taken)
+        names[key] = stream_name_from(_key_text(key), taken)
         taken.add(names[key])
     return names
 
 
 def _stream(
-    key: str, name: str, offsets: list[int], messages: list[dict[str, Any]], *, by_type: bool
+    key: _Key, name: str, offsets: list[int], messages: list[dict[str, Any]], *, by_type: bool
 ) -> LearnedStream:
     """The stream of ``messages``, sent at ``offsets`` (scenario time), grouped under
     ``key`` (their recorded stream, or their type when ``by_type``) and named ``name``."""
-    types = Counter(str(m.get("type", key)) for m in messages)
+    untyped = _key_text(key)  # the type of a message without one: its stream's, or "messages"
+    types = Counter(_type_key(m.get("type", untyped)) for m in messages)
     data = [
         m["data"] if isinstance(m.get("data"), dict) else _without_envelope(m) for m in messages
     ]
     seqs = [m["seq"] if isinstance(m.get("seq"), int) else i + 1 for i, m in enumerate(messages)]
     schedule = fit_schedule(offsets)
-    learned = LearnedStream(name, types.most_common(1)[0][0], len(messages), schedule)
-    if name != key:
+    top = types.most_common(1)[0][0]
+    sent, why = _sent_type(top)
+    learned = LearnedStream(name, sent, len(messages), schedule)
+    if isinstance(key, str) and name != key:
         source = "type" if by_type else "recorded stream"
         learned.notes.append(
             f"name: {source} {toml_value(key)} is not a stream name (letters, digits,"
             f" '_', '.', ':' or '-'): named {name}"
-            + (", and the type kept" if learned.type != name else "")
+            + (", and the type kept" if isinstance(sent, str) and sent != name else "")
         )
+    if why:  # by type, its stream is named after its text: say so where it is not
+        named = "" if name == _key_text(key) else f"; the stream is named {name}"
+        learned.notes.append(f"{why}{named}")
+    if len(types) > 1:
+        learned.notes.append(_types_note(types, top))
     learned.fields = _object(data, seqs, ())
     return learned
+
+
+def _sent_type(key: _Key) -> tuple[JSON, str]:
+    """The type messages of the type ``key`` are sent with (``None``: none, for a type a
+    scenario cannot send), and why, when it is no string (a stream's ``type`` is one:
+    another is a constant of its envelope); ``""`` for a string."""
+    if isinstance(key, str):
+        return key, ""
+    no_type = "the stream's envelope sends no type"
+    if key == _DEEP_TYPE:
+        return None, f"type: {TOO_DEEP}: {no_type}"
+    kind = orjson.loads(key)
+    if kind is None:
+        return None, f"type: null, {NO_NULL}: {no_type}"
+    sendable = floats_beyond_int64(kind)
+    try:
+        text = toml_value(sendable)
+    except ValueError:  # it holds a null
+        return None, f"type: {key.decode()} holds a null, {NO_NULL}: {no_type}"
+    wide = "" if sendable is kind else f" (integers beyond 64 bits {AS_FLOATS})"
+    return sendable, (
+        f"type: {key.decode()} is not a string, which a stream's type is:"
+        f" the stream's envelope sends it as {text}{wide}"
+    )
+
+
+def _types_note(types: Counter[_Key], top: _Key) -> str:
+    """That the messages of a stream had the ``types`` (counted), all sent as ``top``."""
+    seen = ", ".join(f"{_shown(k)} in {n}" for k, n in types.most_common(5))
+    more = f" and {len(types) - 5} more" if len(types) > 5 else ""
+    return (
+        f"types: {len(types)} in {types.total()} messages ({seen}{more}):"
+        f" all sent as if of the most common, {_shown(top)}"
+    )
 
 
 def _without_envelope(message: dict[str, Any]) -> dict[str, Any]:
