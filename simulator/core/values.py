@@ -347,6 +347,8 @@ class _Object:
 
     def column(self, words: Words, ctx: Context) -> list[JSON]:
         keys = self._keys
+        if not keys:  # {}: zip would make no rows at all, not one empty object a message
+            return [{} for _ in range(ctx.n)]
         return [
             dict(zip(keys, row, strict=True)) for row in zip(*self.columns(words, ctx), strict=True)
         ]

@@ -451,6 +451,16 @@ def test_epoch_timestamps_are_the_wall_time_in_ms_and_s(wall_ns: list[int]) -> N
 # ----------------------------------------------------------------------------- composites
 
 
+@given(n=small_n, seed=seeds)
+def test_an_empty_object_is_one_empty_object_a_message_wherever_it_is(n: int, seed: int) -> None:
+    """``e = {}`` made no value at all (zip of no columns): a stream whose fields were
+    all empty objects sent nothing, and one beside other fields failed."""
+    empty = Object(())
+    spec = Object((("e", empty), ("m", Object((("e", empty),))), ("l", ListOf(empty, 2, 2))))
+    assert generate(spec, n, seed) == [{"e": {}, "m": {"e": {}}, "l": [{}, {}]}] * n
+    assert generate(Object((("e", empty),)), n, seed) == [{"e": {}}] * n
+
+
 @settings(max_examples=50, deadline=None)
 @given(first=st.integers(0, 10**6), n=small_n, seed=seeds)
 def test_template_renders_sibling_values_seq_and_index(first: int, n: int, seed: int) -> None:
