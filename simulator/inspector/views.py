@@ -168,7 +168,9 @@ TIMELINE_POINTS = 400
 
 class ReplayView:
     """``sim replay``'s :class:`~simulator.net.replay.ReplayServer`: the recording's
-    timeline per recorded connection, and where each client's replay stands."""
+    timeline per recorded connection, and where each client's replay stands (the page
+    does not connect to the feed by itself: it would take a recorded connection from
+    the client under test)."""
 
     def __init__(self, server: ReplayServer, source: str) -> None:
         self.server = server

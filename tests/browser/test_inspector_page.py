@@ -8,12 +8,15 @@ measures how fast.
 
 from __future__ import annotations
 
+import json
 import re
+import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
+import websockets.sync.client
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.remote.webdriver import WebDriver
@@ -193,11 +196,47 @@ def test_outage_shows_on_the_fault_lane_and_the_page_reconnects_by_itself(
     screenshot("outage")
 
 
+def open_page_off_the_feed(driver: WebDriver, sim: Sim) -> str:
+    """Load the page and wait until it has decided whether to connect to the feed (its
+    state then says so); return that state."""
+    driver.get(sim.page)
+    state: str = wait(
+        driver,
+        lambda d: (t := text(d, "state")) in ("not connected", "connected") and t,
+        "the page to start",
+    )
+    return state
+
+
+def replay_status(sim: Sim) -> dict[str, Any]:
+    with urllib.request.urlopen(sim.page + "status", timeout=WAIT_S) as answer:
+        status: dict[str, Any] = json.load(answer)
+    return status
+
+
+def test_opening_the_page_during_a_replay_takes_no_recorded_connection(
+    browser: WebDriver, sim_run: Callable[..., Sim]
+) -> None:
+    sim = sim_run(SAMPLE, "--free-run", command="replay")
+    open_page_off_the_feed(browser, sim)
+    with websockets.sync.client.connect(sim.url, open_timeout=WAIT_S, proxy=None):
+        # The client under test is the replay's only client, and replays recorded
+        # connection 0: as a client of the feed the page would have taken 0, and the
+        # client 1 (in the sample, the reconnect that was refused).
+        status = replay_status(sim)
+        assert status["connections_total"] == 1
+        assert [(p["conn"], p["recorded_conn"]) for p in status["replay"]] == [(0, 0)]
+    assert text(browser, "state") == "not connected"
+
+
 def test_a_replay_shows_each_clients_position_in_its_recording(
     browser: WebDriver, sim_run: Callable[..., Sim], screenshot: Callable[[str], Any]
 ) -> None:
     sim = sim_run(SAMPLE, "--free-run", "--loop", command="replay")
-    open_page(browser, sim)
+    open_page_off_the_feed(browser, sim)
+    # Asked to, the page is a client like any other: it replays recorded connection 0.
+    browser.find_element(By.ID, "connect").click()
+    wait(browser, lambda d: text(d, "state") == "connected", "the page to connect")
     # Read in the page in one go (the panel is redrawn four times a second).
     fraction = wait(
         browser,

@@ -42,12 +42,14 @@ async function start() {
   $("scenario").textContent = info.scenario;
   $("url").textContent = `${info.url} · ${info.mode} · x${info.speed}` + (info.seed != null ? ` · seed ${info.seed}` : "");
   $("control").hidden = info.command !== "run";  // the control endpoint is sim run's
-  if (info.command === "record") {
-    // What the page sent through a recording proxy would be recorded: it connects only
-    // when asked (Connect).
+  if (info.command === "record" || info.command === "replay") {
+    // What the page sent through a recording proxy would be recorded, and a replay gives
+    // each client that connects the next recorded connection (the page would take one
+    // from the client under test, and every later client would be shifted by one): it
+    // connects only when asked (Connect).
     page.wanted = false;
-    $("streams").hidden = true;
   }
+  if (info.command === "record") $("streams").hidden = true;  // a proxy knows no streams
   $("log-cap").textContent = LOG_CAP;
   for (const s of info.streams) addStream(s);
   $("plan").textContent = info.plan_toml || "# no [[fault]] of the flat shape in this scenario";
