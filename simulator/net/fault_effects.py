@@ -30,6 +30,7 @@ class FaultEffects:
         "credit",
         "draining",
         "held",
+        "later",
         "ordered",
         "stalled",
         "stalled_frames",
@@ -49,6 +50,7 @@ class FaultEffects:
         self.draining = False
         self.held: list[tuple[list[int], list[bytes]]] = []  # ([messages to wait], frames)
         self.ordered: deque[tuple[float, list[bytes]]] = deque()
+        self.later = 0  # delays without keep_order still running (see settled)
         self.batch_s = 0.0  # the client's frames go out in batches this far apart
         self.batching = False  # a batch's release is scheduled
 
@@ -118,19 +120,48 @@ class FaultEffects:
         """Hold ``frames`` back until ``after`` more messages have been sent."""
         self.held.append(([after], frames))
 
+    def hold_later(self, frames: list[bytes], after: int, delay_s: float) -> None:
+        """:meth:`hold` ``frames`` once ``delay_s`` has passed (a delay, then a reorder)."""
+        self.later += 1
+        asyncio.get_running_loop().call_later(delay_s, self._hold_late, frames, after)
+
+    def _hold_late(self, frames: list[bytes], after: int) -> None:
+        self.later -= 1
+        self.hold(frames, after)
+
+    def release_held(self, client: Client) -> None:
+        """Send now every frame held back for reordering, in the order they were held:
+        for a sender that will send nothing more (a replay about to close), after which
+        they would never come."""
+        due = [frame for _, frames in self.held for frame in frames]
+        self.held = []
+        if due:
+            client.deliver(b"".join(due), due)
+
+    @property
+    def settled(self) -> bool:
+        """Whether no delay is still running: every delayed frame has been handed on (to
+        the socket, to the queue of a throttle, or to a stall, which loses it)."""
+        return not self.ordered and not self.later
+
     def send_later(
         self, client: Client, frames: list[bytes], delay_s: float, keep_order: bool
     ) -> None:
         """Send ``frames`` after ``delay_s``; with ``keep_order`` later messages wait too."""
         loop = asyncio.get_running_loop()
         if not keep_order:
-            loop.call_later(delay_s, client.deliver, b"".join(frames), frames)
+            self.later += 1
+            loop.call_later(delay_s, self._deliver_late, client, frames)
             return
         release = loop.time() + delay_s
         if self.ordered:
             release = max(release, self.ordered[-1][0])
         self.ordered.append((release, list(frames)))
         loop.call_at(release, self._release_ordered, client)
+
+    def _deliver_late(self, client: Client, frames: list[bytes]) -> None:
+        self.later -= 1
+        client.deliver(b"".join(frames), frames)
 
     def _release_ordered(self, client: Client) -> None:
         now = asyncio.get_running_loop().time()

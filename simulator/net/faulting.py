@@ -269,11 +269,8 @@ class FaultInjector:
                 self._report(
                     "delay", name, client.index, stream=stream, seq=seq, delay_ns=decision.delay_ns
                 )
-                asyncio.get_running_loop().call_later(
-                    decision.delay_ns / 1e9 / self._speed,
-                    client.faults().hold,
-                    frames,
-                    decision.hold,
+                client.faults().hold_later(
+                    frames, decision.hold, decision.delay_ns / 1e9 / self._speed
                 )
             else:
                 client.faults().hold(frames, decision.hold)

@@ -90,6 +90,8 @@ MIN_MESSAGE_LIMIT = 2**20
 _ROOM = 256 * 1024
 #: Yield to the event loop after this many frames written without waiting.
 _YIELD_EVERY = 64
+#: How often a recorded close looks again at what its client's faults still hold (s).
+_SETTLE_POLL_S = 0.01
 
 
 @dataclass(frozen=True, slots=True)
@@ -441,6 +443,8 @@ class ReplayServer(Listener):
                     await self._send(session, step)
                 elif isinstance(step, Close):
                     await sleep_until(origin + step.at_ns / 1e9, early=STEP_EARLY_S)
+                    if session.client is not None:
+                        await _delivered(session.client)
                     if sendable(step.code):
                         await session.conn.close(step.code, step.reason)
                     elif step.code == CLOSE_NO_STATUS:
@@ -498,6 +502,30 @@ class ReplayServer(Listener):
             push.payload,
             binary=push.frame is Frame.BINARY,
         )
+
+
+async def _delivered(client: Client) -> None:
+    """Wait until ``client`` has been written everything its faults were handed, or is
+    gone: await it before a recorded close, which must not overtake what the server
+    sent before it (on one TCP connection nothing does). Else the frames a delay held
+    past the close were lost, and at ``--speed max``, where the close is due with the
+    last message, nearly all of them: the speed, not the faults, decided what was lost.
+
+    Delays are not made 0 at ``--speed max`` instead (as recorded times are): a delay
+    would then neither delay nor reorder anything, which is not what the faults say.
+    Frames held back for reordering are let go now (no message comes after the close to
+    count for them); delayed ones and a throttle's queue are waited for. A stall sends
+    nothing: what it catches is lost, as on a half-open connection, and nothing is
+    waited for while it lasts."""
+    while client.open:
+        effects = client.faulted
+        if effects is not None:
+            effects.release_held(client)
+        settled = effects is None or effects.settled
+        stalled = effects is not None and effects.stalled
+        if settled and (not client.pending or stalled):
+            return
+        await asyncio.sleep(_SETTLE_POLL_S)
 
 
 async def _room(client: Client) -> None:

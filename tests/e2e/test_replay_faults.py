@@ -5,17 +5,18 @@ from __future__ import annotations
 import subprocess
 import sys
 import textwrap
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from websockets.exceptions import InvalidStatus
+from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from simulator.core.faults import FaultPlan
 from simulator.errors import ScenarioError
 from simulator.net.replay import replay
 from simulator.scenario import load_faults, parse_faults
-from tests.e2e.conftest import async_test, client
+from tests.e2e.conftest import ROOT, async_test, client
 from tests.e2e.test_replay import MS, RowSpec, closed_with, opened, read, write
 
 N = 200
@@ -219,3 +220,80 @@ async def test_without_recorded_streams_a_messages_json_type_is_its_stream(
         kinds = {i.kind for i in server.injected}
     assert all(b'"type":"b"' in m for m in got)
     assert kinds == {"drop"}
+
+
+def closing(path: Path, n: int) -> Path:
+    """One connection: ``n`` messages of stream ``a`` 1 ms apart, then the server's close
+    (1000) 1 ms after the last."""
+    close = (0, (n + 1) * MS, "server", "close", None, None, 1000, "done")
+    return write(path, [opened(0), *pushes(0, n, "a"), close])
+
+
+async def until_closed(url: str) -> tuple[list[bytes], int | None]:
+    """Everything one client gets, and the code it is closed with."""
+    ws = await client(url)
+    got: list[bytes] = []
+    try:
+        while True:
+            message = await ws.recv()
+            got.append(message.encode() if isinstance(message, str) else message)
+    except ConnectionClosed:
+        pass
+    return got, ws.close_code
+
+
+@async_test(timeout=60)
+async def test_a_recorded_close_comes_after_every_message_a_delay_or_a_reorder_held(
+    tmp_path: Path,
+) -> None:
+    """At --speed max the recorded close is due with the last message: it waits for the
+    messages that delays (with keep_order or not) and reorders still hold, which only
+    come later, out of order; none is lost, since no fault here drops any."""
+    recording = closing(tmp_path / "r.parquet", N)
+    faults = faults_file(
+        tmp_path / "f.toml",
+        """
+        [[fault]]
+        kind = "delay"
+        probability = 0.2
+        latency = "50ms"
+        keep_order = true
+
+        [[fault]]
+        kind = "delay"
+        probability = 0.1
+        latency = "30ms"
+
+        [[fault]]
+        kind = "reorder"
+        probability = 0.05
+        depth = 2
+        """,
+    )
+    async with replay(recording, speed=None, faults=from_file(faults)) as server:
+        got, code = await until_closed(server.url)
+        kinds = {i.kind for i in server.injected}
+    assert kinds == {"delay", "reorder"}
+    assert code == 1000
+    assert sorted(got) == sorted(f'{{"a":{k}}}'.encode() for k in range(N))
+    assert got != sorted(got, key=lambda m: int(m[5:-1]))  # they did come out of order
+
+
+@async_test(timeout=60)
+async def test_what_a_client_gets_under_faults_does_not_depend_on_the_speed(
+    tmp_path: Path,
+) -> None:
+    """The shipped flaky network (drops, loss bursts, delays of up to 3 s that keep the
+    order, duplicates, reorders) on a recording that ends with the server's close: the
+    same messages reach a client (in any order) at --speed max, 10 and 1."""
+    recording = closing(tmp_path / "r.parquet", N)
+    flaky = from_file(ROOT / "scenarios" / "flaky-network.toml", seed=5)
+    received = []
+    for speed in (None, 10.0, 1.0):
+        async with replay(recording, speed=speed, faults=flaky) as server:
+            got, code = await until_closed(server.url)
+            dropped = sum(i.kind == "drop" for i in server.injected)
+        assert code == 1000
+        received.append(Counter(got))
+    assert received[0] == received[1] == received[2]
+    assert 0 < dropped < N // 4 and sum(received[0].values()) < N
