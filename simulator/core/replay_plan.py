@@ -95,6 +95,17 @@ class Close:
 
 Step: TypeAlias = Push | ExpectClient | Reply | Close
 
+
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    """The recorded server refused the opening handshake with HTTP ``status``, telling
+    the client to come back after ``retry_after_s`` seconds (as recorded: not scaled)
+    when it said so in seconds."""
+
+    status: int
+    retry_after_s: int | None = None
+
+
 # A dict lookup: calling the enum costs about 1 µs a row, a third of planning.
 _FRAMES = {f.value: f for f in Frame}
 
@@ -103,11 +114,13 @@ _FRAMES = {f.value: f for f in Frame}
 class Plan:
     """The steps of one connection, in order. ``duration_ns`` (scaled) is the offset of
     the last recorded event: where a looping replay starts over. ``subprotocol`` is the
-    one the recorded server chose (as recorded: a token is ``[redacted]``), if any."""
+    one the recorded server chose (as recorded: a token is ``[redacted]``), if any.
+    ``refused``: the handshake was refused, and there are no steps."""
 
     steps: tuple[Step, ...]
     duration_ns: int
     subprotocol: str | None = None
+    refused: Refusal | None = None
 
     @property
     def expected(self) -> tuple[ExpectClient, ...]:
@@ -124,10 +137,13 @@ def plan_connection(rows: Iterable[Row], speed: float | None = 1.0, *, gated: bo
     """The steps that replay one recorded connection, given its rows in ``seq`` order.
 
     Times are offsets from the ``open`` row (the first row when there is none), divided
-    by ``speed``; ``speed=None`` makes every offset and delay 0. Rows after the first
-    ``close`` are ignored; a close sent by the client is not a step (the replay waits
-    for its client to close). With ``gated=False`` nothing waits for the client: client
-    messages are no steps, and every server message is a push at its offset.
+    by ``speed``; ``speed=None`` makes every offset and delay 0. An ``open`` row whose
+    handshake has a ``status`` (the recording proxy's upstream refused it) makes a plan
+    that is :attr:`Plan.refused`, whatever follows (its ``error`` and ``close`` rows say
+    the same). Rows after the first ``close`` are ignored; a close sent by the client is
+    not a step (the replay waits for its client to close). With ``gated=False`` nothing
+    waits for the client: client messages are no steps, and every server message is a
+    push at its offset.
     """
     builder = PlanBuilder(speed, gated=gated)
     for row in rows:
@@ -146,6 +162,7 @@ class PlanBuilder:
         "_gated",
         "_last",
         "_origin",
+        "_refused",
         "_speed",
         "_steps",
         "_subprotocol",
@@ -163,6 +180,7 @@ class PlanBuilder:
         self._expectations = 0
         self._closed = False
         self._subprotocol: str | None = None
+        self._refused: Refusal | None = None
 
     def _scale(self, ns: int) -> int:
         return 0 if self._speed is None else max(0, round(ns / self._speed))
@@ -175,8 +193,8 @@ class PlanBuilder:
             self._origin = row.t_ns
         if row.kind == "open":
             handshake = parse(row.payload or b"")
-            if isinstance(handshake, dict) and isinstance(handshake.get("subprotocol"), str):
-                self._subprotocol = handshake["subprotocol"]
+            if isinstance(handshake, dict):
+                self._handshake(handshake)
             return
         if row.kind not in ("text", "binary", "close"):
             return  # ping/pong frames are the library's; faults and errors are notes
@@ -206,8 +224,33 @@ class PlanBuilder:
             self._answering = None
             steps.append(Push(self._scale(offset), payload, frame, row.stream))
 
+    def _handshake(self, handshake: dict[str, object]) -> None:
+        """What the ``open`` row says of the handshake: the subprotocol chosen, or that it
+        was refused (then nothing else of the connection is replayed)."""
+        if isinstance(handshake.get("subprotocol"), str):
+            self._subprotocol = str(handshake["subprotocol"])
+        status = handshake.get("status")
+        # A final status other than 101 (bool is an int to Python, not to JSON).
+        if type(status) is int and 200 <= status <= 999:
+            self._refused = Refusal(status, _retry_after_s(handshake.get("response_headers")))
+            self._closed = True
+
     def plan(self) -> Plan:
-        return Plan(tuple(self._steps), self._scale(self._last), self._subprotocol)
+        return Plan(tuple(self._steps), self._scale(self._last), self._subprotocol, self._refused)
+
+
+def _retry_after_s(headers: object) -> int | None:
+    """The seconds of a ``Retry-After`` among recorded ``[name, value]`` pairs, if any.
+    One given as a date is left out: it names a moment of the recorded session, long
+    gone by the time of a replay."""
+    if not isinstance(headers, list):
+        return None
+    for pair in headers:
+        if isinstance(pair, list) and len(pair) == 2 and str(pair[0]).lower() == "retry-after":
+            value = str(pair[1]).strip()
+            if value.isascii() and value.isdigit():
+                return int(value)
+    return None
 
 
 def same_message(expected: ExpectClient, payload: bytes, frame: Frame) -> bool:

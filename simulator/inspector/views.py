@@ -241,7 +241,7 @@ class ReplayView:
             "frames_dropped": 0,
             "slow_closed": 0,
             "client_errors": server.unexpected_count,
-            "rejected": 0,
+            "rejected": server.rejected,
             "lateness_p50_ms": None,
             "lateness_p99_ms": None,
             "faults_by_kind": faults,

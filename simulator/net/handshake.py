@@ -5,15 +5,59 @@ status and ``Retry-After`` or, with ``respond = "close"``, a close frame; delays
 from __future__ import annotations
 
 import asyncio
+import email.utils
 import http
 
 import orjson
+from websockets.datastructures import Headers
 from websockets.http11 import Request, Response
 from websockets.server import ServerProtocol
 
 from simulator.core.faults import HandshakeDecision, retry_after_at_speed
 from simulator.core.model import Respond
 from simulator.net.wire_server import CloseAtOnce, HandshakeAnswer, Immediate
+
+
+def is_upgrade(request: Request) -> bool:
+    """Whether ``request`` asks for a WebSocket (RFC 6455 §4.2.1), before websockets
+    checks it in full: anything else is websockets' to answer (426 or 400), and must not
+    open a connection upstream nor take a recorded one."""
+    headers = request.headers  # a header may be repeated: read every value
+    upgrade = ", ".join(headers.get_all("Upgrade")).lower()
+    connection = ", ".join(headers.get_all("Connection")).lower()
+    return (
+        "websocket" in upgrade
+        and "upgrade" in connection
+        and "Sec-WebSocket-Key" in headers
+        and headers.get_all("Sec-WebSocket-Version") == ["13"]
+    )
+
+
+def status_phrase(status: int) -> str:
+    """The reason phrase of ``status``; ``Error`` for one http.HTTPStatus does not know."""
+    try:
+        return http.HTTPStatus(status).phrase
+    except ValueError:
+        return "Error"
+
+
+def refusal(status: int, retry_after_s: int | None = None) -> Response:
+    """A plain-text refusal with ``status``, which may be one http.HTTPStatus does not
+    know (an upstream may answer 520 or 499; ``protocol.reject`` takes only known ones),
+    and ``Retry-After: retry_after_s`` when given."""
+    phrase = status_phrase(status)
+    body = f"{phrase}\n".encode()
+    headers = Headers(
+        [
+            ("Date", email.utils.formatdate(usegmt=True)),
+            ("Connection", "close"),
+            ("Content-Length", str(len(body))),
+            ("Content-Type", "text/plain; charset=utf-8"),
+        ]
+    )
+    if retry_after_s is not None:
+        headers["Retry-After"] = str(retry_after_s)
+    return Response(status, phrase, headers, body)
 
 
 def is_health_check(request: Request) -> bool:

@@ -52,7 +52,7 @@ from simulator.net.common import (
     CLOSE_TIMEOUT_S,
     sendable,
 )
-from simulator.net.handshake import too_many_connections
+from simulator.net.handshake import is_upgrade, status_phrase, too_many_connections
 from simulator.net.listener import Listener
 from simulator.net.log import EventKind, EventLog
 from simulator.net.recorder import Recorder
@@ -379,7 +379,7 @@ class RecordingProxy(Listener):
     # ------------------------------------------------------------------ handshake
 
     def handshake(self, conn: ServerConnection, request: Request) -> HandshakeAnswer:
-        if not _is_upgrade(request):
+        if not is_upgrade(request):
             return None  # websockets answers it (426 or 400); nothing goes upstream
         index = conn.index = self._next_index
         self._next_index += 1
@@ -422,7 +422,7 @@ class RecordingProxy(Listener):
                 open_transport=self._open_upstream_transport,
             )
         except ConnectError as e:
-            return self._refuse(conn, index, handshake, e)
+            return self._refuse(conn, index, handshake, e, offered)
         finally:
             self._opening -= 1
         # Nothing goes to the client before its handshake is answered: hold the
@@ -451,7 +451,12 @@ class RecordingProxy(Listener):
         return response
 
     def _refuse(
-        self, conn: ServerConnection, index: int, handshake: dict[str, Any], error: ConnectError
+        self,
+        conn: ServerConnection,
+        index: int,
+        handshake: dict[str, Any],
+        error: ConnectError,
+        offered: list[str],
     ) -> Response:
         """Answer the client as the upstream answered us (or 502/504), and record it."""
         status = gateway_status(error)
@@ -466,11 +471,15 @@ class RecordingProxy(Listener):
             text = f"upstream: {error.reason}"
         text = redact_text(text)  # library errors quote URLs (a redirect's Location)
         handshake["status"] = status
+        if error.status is not None:
+            # The upstream's refusal, as for an accepted handshake: a replay answers with
+            # its Retry-After.
+            handshake["response_headers"] = redact_headers(error.headers, offered)
         self.recorder.opened(index, handshake)
         self.recorder.error(index, Sender.SERVER, text)
         self.recorder.closed(index, CLOSE_ABNORMAL, text[:120], "server")
         self.log.emit(EventKind.REJECTED, conn=index, reason=text, status=status)
-        phrase = error.phrase or _phrase(status)
+        phrase = error.phrase or status_phrase(status)
         body = error.body or f"{phrase}\n".encode()
         # Built here rather than with protocol.reject, which takes only the statuses
         # http.HTTPStatus knows: an upstream may answer 520 or 499.
@@ -542,20 +551,6 @@ class RecordingProxy(Listener):
             )
 
 
-def _is_upgrade(request: Request) -> bool:
-    """Whether ``request`` asks for a WebSocket (RFC 6455 §4.2.1), before websockets
-    checks it in full: anything else must not open a connection upstream."""
-    headers = request.headers  # a header may be repeated: read every value
-    upgrade = ", ".join(headers.get_all("Upgrade")).lower()
-    connection = ", ".join(headers.get_all("Connection")).lower()
-    return (
-        "websocket" in upgrade
-        and "upgrade" in connection
-        and "Sec-WebSocket-Key" in headers
-        and headers.get_all("Sec-WebSocket-Version") == ["13"]
-    )
-
-
 async def _close_like(leg: Connection, code: int, reason: str) -> None:
     """Close ``leg`` with ``code`` once what was relayed to it has gone out (a slow
     reader is waited for, up to _DRAIN_TIMEOUT_S); a close that never went on the wire
@@ -570,13 +565,6 @@ async def _close_like(leg: Connection, code: int, reason: str) -> None:
         return
     # 1005: a close frame without a status, as the other side sent.
     await leg.close(None if code == CLOSE_NO_STATUS else code, reason)  # aborted if unanswered
-
-
-def _phrase(status: int) -> str:
-    try:
-        return http.HTTPStatus(status).phrase
-    except ValueError:
-        return "Error"
 
 
 def _copy_headers(source: Headers, target: Headers) -> None:

@@ -26,15 +26,15 @@ import contextlib
 import os
 import ssl
 from collections import Counter
-from collections.abc import AsyncIterator, Callable, Hashable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Hashable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import polars as pl
-from websockets.http11 import Request
+from websockets.http11 import Request, Response
 from websockets.protocol import State
 
-from simulator.core.faults import FaultPlan
+from simulator.core.faults import FaultPlan, retry_after_at_speed
 from simulator.core.model import SlowConsumerPolicy
 from simulator.core.redact import MARKER
 from simulator.core.replay_plan import (
@@ -62,7 +62,7 @@ from simulator.net.common import (
     sleep_until,
 )
 from simulator.net.faulting import FaultInjector, Injected
-from simulator.net.handshake import fault_answer, too_many_connections
+from simulator.net.handshake import fault_answer, is_upgrade, refusal, too_many_connections
 from simulator.net.listener import Listener
 from simulator.net.log import EventKind, EventLog
 from simulator.net.send_path import Client, binary_frame, text_frame
@@ -73,12 +73,13 @@ from simulator.net.wire import (
     WireConfig,
     close_of,
 )
-from simulator.net.wire_server import HandshakeAnswer, ServerConnection
+from simulator.net.wire_server import CloseAtOnce, HandshakeAnswer, Immediate, ServerConnection
 from simulator.storage.reader import read_metadata, scan_recording
 from simulator.storage.schema import RecordingMetadata, error_reason
 
 #: Rows read from a recording at a time.
 _LOAD_ROWS = 50_000
+_NS_PER_S = 1_000_000_000
 #: Unexpected client messages kept in ``server.unexpected`` (all are counted).
 MAX_UNEXPECTED_KEPT = 1000
 #: Unexpected messages logged one by one per connection; the rest are counted in its
@@ -201,6 +202,9 @@ class ReplayServer(Listener):
         self._sends: dict[int, bool] = {}  # whether the recorded conn has server messages
         self._next_index = 0  # connection indices, by handshake attempt
         self._next_client = 0  # clients served, in order: which recording each replays
+        self._accepted = 0  # clients whose handshake was accepted (the others were refused)
+        #: Handshakes refused by the replay itself: past max_connections, or as recorded.
+        self.rejected = 0
         self._sessions: dict[int, _Session] = {}  # by connection index
         self.clients: dict[int, Client] = {}
         self.speed = speed
@@ -307,7 +311,7 @@ class ReplayServer(Listener):
     @property
     def connections_total(self) -> int:
         """Clients that have connected (each replays one recorded connection)."""
-        return self._next_client
+        return self._accepted
 
     @property
     def frames_sent(self) -> int:
@@ -325,18 +329,61 @@ class ReplayServer(Listener):
 
     def handshake(self, conn: ServerConnection, request: Request) -> HandshakeAnswer:
         """Number the connection by handshake attempt and, with faults, let the fault
-        plan refuse or delay it, as the live server does. Past ``max_connections``
-        clients, 503."""
+        plan refuse or delay it, as the live server does; then answer as the recorded
+        server did (:meth:`_as_recorded`). Past ``max_connections`` clients, 503."""
         if len(self._sessions) >= self.max_connections:
+            self.rejected += 1
             self.log.emit(EventKind.REJECTED, reason="max_connections", limit=self.max_connections)
             return too_many_connections(conn.protocol)
         if self.faults is None:
             conn.index = self._next_index
             self._next_index += 1
-            return None
+            return self._as_recorded(conn, request)
         decision = self.faults.handshake()
         conn.index = decision.attempt
-        return fault_answer(conn.protocol, decision, self.clock.speed)
+        answer = fault_answer(conn.protocol, decision, self.clock.speed)
+        if answer is None:
+            return self._as_recorded(conn, request)
+        if isinstance(answer, Response | CloseAtOnce):
+            return answer  # refused by the faults: it takes no recorded connection
+        return self._as_recorded_after(conn, request, answer)
+
+    async def _as_recorded_after(
+        self, conn: ServerConnection, request: Request, held: Awaitable[Immediate]
+    ) -> Immediate:
+        """The answer of a handshake a fault holds: the fault's, or if it accepts, the
+        recorded one, decided once the hold is over."""
+        answer = await held
+        return self._as_recorded(conn, request) if answer is None else answer
+
+    def _as_recorded(self, conn: ServerConnection, request: Request) -> Immediate:
+        """Answer a handshake as the recorded server answered the connection the client
+        is to replay (the next one): accept it (``None``: the client takes that
+        connection as it opens, which the WireServer does at once), or refuse it with
+        the recorded status and ``Retry-After`` (in wall seconds at the speed, as a
+        fault's), which takes the recorded connection now.
+
+        Call it when the handshake is answered, not before a hold: the recorded
+        connection a client replays is the next one when it gets its answer."""
+        if not is_upgrade(request) or conn.transport.is_closing():
+            return None  # websockets refuses it, or nobody is left to answer: no client
+        recorded = self.recorded_conn_for(self._next_client)
+        refused = self.plans[recorded].refused
+        if refused is None:
+            return None
+        self._next_client += 1
+        self.rejected += 1
+        self.log.emit(
+            EventKind.REJECTED,
+            conn=conn.index,
+            recorded_conn=recorded,
+            status=refused.status,
+            reason="refused when recorded",
+        )
+        retry_after = refused.retry_after_s
+        if retry_after is not None:
+            retry_after = retry_after_at_speed(retry_after * _NS_PER_S, self.clock.speed)
+        return refusal(refused.status, retry_after)
 
     def opened(self, conn: Connection) -> None:
         assert isinstance(conn, ServerConnection)
@@ -344,6 +391,7 @@ class ReplayServer(Listener):
         origin = loop.time()  # recorded offsets count from here
         recorded = self.recorded_conn_for(self._next_client)
         self._next_client += 1
+        self._accepted += 1
         session = _Session(conn, recorded, self.plans[recorded], self._expected[recorded])
         index = session.index
         self._sessions[index] = session
@@ -672,7 +720,9 @@ async def replay(
     """Serve the recording at ``path`` until the block ends.
 
     Each client that connects replays one recorded connection: the i-th client the i-th
-    one (wrapping around), or always ``conn`` when given. ``speed`` divides recorded
+    one (wrapping around), or always ``conn`` when given; one whose handshake was
+    refused (a recording proxy's upstream refused it) refuses its client with the
+    recorded HTTP status and ``Retry-After``. ``speed`` divides recorded
     times (``None``: send as fast as possible, keeping the recorded order). ``loop``
     starts a connection's recording over when it ends. Client messages the recording
     does not have are collected in ``server.unexpected``; with ``strict`` they close

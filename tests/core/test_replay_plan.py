@@ -20,6 +20,7 @@ from simulator.core.replay_plan import (
     ExpectedIndex,
     Frame,
     Push,
+    Refusal,
     Reply,
     Row,
     match,
@@ -239,3 +240,26 @@ def test_plan_module_imports_no_io() -> None:
         [sys.executable, "-c", probe], capture_output=True, text=True, check=True
     ).stdout.split()
     assert [m for m in ("asyncio", "websockets", "polars", "random") if m in loaded] == []
+
+
+def refused_open(handshake: dict[str, object]) -> list[Row]:
+    """A handshake the recording proxy's upstream refused, as the proxy records it."""
+    return [
+        Row(0, "server", "open", payload=json.dumps(handshake).encode()),
+        Row(1 * MS, "server", "error", payload=b"upstream: 503 Service Unavailable"),
+        Row(2 * MS, "server", "close", close_code=1006, close_reason="upstream: 503"),
+    ]
+
+
+def test_a_refused_handshake_plans_its_status_and_retry_after_and_no_steps() -> None:
+    headers = [["Retry-After", "9"], ["Content-Length", "8"]]
+    plan = plan_connection(refused_open({"path": "/", "status": 503, "response_headers": headers}))
+    assert plan.refused == Refusal(503, retry_after_s=9)
+    assert plan.steps == ()
+    # No Retry-After, or one given as a date (a moment of the recorded session): none.
+    assert plan_connection(refused_open({"status": 502})).refused == Refusal(502)
+    dated = [["retry-after", "Fri, 04 Dec 2026 22:30:01 GMT"]]
+    later = plan_connection(refused_open({"status": 429, "response_headers": dated}))
+    assert later.refused == Refusal(429)
+    # An accepted handshake has no status.
+    assert plan_connection(RECORDED).refused is None

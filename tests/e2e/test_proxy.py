@@ -315,6 +315,25 @@ async def test_upstream_failures_reach_the_client_as_http_statuses(tmp_path: Pat
 
 
 @async_test(timeout=30)
+async def test_a_refusal_recorded_by_the_proxy_is_replayed_with_its_status_and_retry_after(
+    tmp_path: Path,
+) -> None:
+    """What a client of the proxy got from a refusing upstream (503, Retry-After: 9) a
+    client of the replay gets too: the status, and the wait in wall seconds at the
+    replay's speed (9 s of the recording are 3 s at --speed 3)."""
+    out = tmp_path / "refused.parquet"
+    async with upstream(refuse=503) as up, record_proxy(up.url, out) as proxy:
+        with pytest.raises(InvalidStatus):
+            await client(proxy.url)
+    for speed, retry_after in ((1.0, "9"), (3.0, "3")):
+        async with replay(out, speed=speed) as server:
+            with pytest.raises(InvalidStatus) as refused:
+                await client(server.url)
+        assert refused.value.response.status_code == 503
+        assert refused.value.response.headers["Retry-After"] == retry_after
+
+
+@async_test(timeout=30)
 async def test_a_wss_upstream_is_verified_with_the_given_ca(tmp_path: Path) -> None:
     trusted = ssl.create_default_context(cafile=DATA / "localhost-cert.pem")
     async with upstream(greet=["over tls"], tls=True) as up:

@@ -297,3 +297,40 @@ async def test_what_a_client_gets_under_faults_does_not_depend_on_the_speed(
         received.append(Counter(got))
     assert received[0] == received[1] == received[2]
     assert 0 < dropped < N // 4 and sum(received[0].values()) < N
+
+
+@async_test(timeout=30)
+async def test_a_handshake_the_faults_refuse_takes_no_recorded_connection(
+    tmp_path: Path,
+) -> None:
+    """Recorded connection 0 was refused with 429, 1 was accepted. The faults refuse the
+    first attempt (503) and hold the next one: the held client is refused as recorded
+    connection 0 was, once the hold is over, and the next one replays connection 1."""
+    refused: RowSpec = (0, 0, "server", "open", None, b'{"status":429}', None, None)
+    recording = write(tmp_path / "r.parquet", [refused, opened(1), *pushes(1, 1, "a")])
+    faults = faults_file(
+        tmp_path / "f.toml",
+        """
+        [[fault]]
+        kind = "reject"
+        status = 503
+        limit = 1
+
+        [[fault]]
+        kind = "reject"
+        delay = "200ms"
+        after_connections = 1
+        limit = 1
+        """,
+    )
+    async with replay(recording, speed=1.0, faults=from_file(faults)) as server:
+        statuses = []
+        for _ in range(2):
+            with pytest.raises(InvalidStatus) as refusal:
+                await client(server.url)
+            statuses.append(refusal.value.response.status_code)
+        ws = await client(server.url)
+        assert await read(ws, 1) == [b'{"a":0}']
+        await ws.close()
+    assert statuses == [503, 429]
+    assert [i.kind for i in server.injected] == ["handshake_refused", "handshake_delayed"]

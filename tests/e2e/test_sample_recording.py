@@ -11,6 +11,7 @@ import orjson
 import polars as pl
 import pytest
 import websockets
+from websockets.exceptions import InvalidStatus
 
 from simulator.net.replay import replay
 from simulator.storage.analysis import inspect
@@ -96,3 +97,24 @@ async def test_sim_replay_free_run_feeds_a_client_that_sends_nothing() -> None:
         async with websockets.connect(replayer.url, max_queue=None) as ws:
             got = [(await asyncio.wait_for(ws.recv(), 5)) for _ in server]
     assert [m.encode() if isinstance(m, str) else m for m in got] == server
+
+
+async def first_message(url: str) -> bytes:
+    """The first message a client of ``url`` gets."""
+    async with websockets.connect(url, max_queue=None) as ws:
+        message = await asyncio.wait_for(ws.recv(), 5)
+    return message.encode() if isinstance(message, str) else message
+
+
+@async_test(timeout=30)
+async def test_the_reconnect_the_sample_recorded_as_refused_is_refused_with_502() -> None:
+    """The second client replays the reconnect the proxy refused (its upstream was
+    down): it is refused with the recorded 502 as the recorded client was, and the
+    third client replays the connection after it."""
+    async with replay(SAMPLE, port=0, speed=None, free_run=True) as replayer:
+        assert await first_message(replayer.url) == texts(BEFORE, "server")[0]
+        with pytest.raises(InvalidStatus) as refused:
+            await websockets.connect(replayer.url, open_timeout=5)
+        assert refused.value.response.status_code == 502
+        assert await first_message(replayer.url) == texts(AFTER, "server")[0]
+        assert replayer.connections_total == 2 and replayer.rejected == 1
