@@ -45,9 +45,12 @@ def received(driver: WebDriver, stream: str) -> int:
     return int(cell.text)
 
 
-def received_by_page(driver: WebDriver, stream: str) -> int:
-    """What the page has counted of ``stream`` so far (drawn or not yet)."""
-    count: int = driver.execute_script("return page.streams.get(arguments[0]).received", stream)
+def received_by_page(driver: WebDriver, stream: str, what: str = "received") -> int:
+    """What the page has counted of ``stream`` so far (drawn or not yet): ``received``,
+    ``gaps``, ``dups`` or ``missed``."""
+    count: int = driver.execute_script(
+        "return page.streams.get(arguments[0])[arguments[1]]", stream, what
+    )
     return count
 
 
@@ -147,7 +150,9 @@ def test_unsubscribing_a_stream_stops_its_messages(
     wait(browser, lambda d: received(d, "energy_market") >= market + 3, "more energy_market")
     assert received_by_page(browser, "system_stats") == stopped_at
     browser.find_element(By.ID, "sub-system_stats").click()  # and back
-    wait(browser, lambda d: received(d, "system_stats") > stopped_at, "system_stats again")
+    wait(browser, lambda d: received(d, "system_stats") > stopped_at + 1, "system_stats again")
+    # What was sent while unsubscribed is no gap.
+    assert received_by_page(browser, "system_stats", "gaps") == 0
 
 
 def test_a_server_side_disconnect_shows_the_close_and_the_page_reconnects(
@@ -193,6 +198,14 @@ def test_outage_shows_on_the_fault_lane_and_the_page_reconnects_by_itself(
         lambda d: text(d, "state") == "connected" and int(text(d, "reconnects")) >= 1,
         "the page to reconnect after the outage",
     )
+    # The broadcast went on during the 20 s outage (system_stats every 5 s): what the
+    # page skipped is counted as missed while away, not as gaps.
+    wait(
+        browser,
+        lambda d: received_by_page(d, "system_stats", "missed") >= 3,
+        "the messages missed during the outage",
+    )
+    assert received_by_page(browser, "system_stats", "gaps") == 0
     screenshot("outage")
 
 

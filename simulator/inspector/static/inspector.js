@@ -25,7 +25,7 @@ const el = (tag, props = {}, ...children) => {
 
 const page = {
   info: null,
-  streams: new Map(),   // type -> {name, type, expected, received, gaps, dups, lastSeq, row cells}
+  streams: new Map(),   // type -> {name, type, expected, received, gaps, dups, missed, lastSeq, away, row cells}
   subs: null,           // null: every stream; else the Set of subscribed types
   ws: null, wanted: true, attempt: 0, reconnects: 0, openedAt: 0, retryTimer: null,
   pings: new Map(), nextPing: 1,
@@ -70,14 +70,17 @@ function addStream(s) {
     received: el("td", { className: "num" }, "0"),
     gaps: el("td", { className: "num" }, "0"),
     dups: el("td", { className: "num" }, "0"),
+    missed: el("td", { className: "num" }, "0"),
     spark: el("td"),
   };
   const spark = sparklineSvg();
   cells.spark.append(spark);
   const row = el("tr", { id: "stream-" + s.type }, el("td", {}, box), el("td", {}, s.name),
-    cells.received, cells.gaps, cells.dups, cells.spark);
+    cells.received, cells.gaps, cells.dups, cells.missed, cells.spark);
   $("streams").tBodies[0].append(row);
-  page.streams.set(s.type, { ...s, received: 0, gaps: 0, dups: 0, lastSeq: null, cells, box, spark });
+  page.streams.set(s.type, {
+    ...s, received: 0, gaps: 0, dups: 0, missed: 0, lastSeq: null, away: false, cells, box, spark,
+  });
   $("log-stream").append(el("option", { value: s.type }, s.type));
 }
 
@@ -107,7 +110,13 @@ function connect() {
   ws.onopen = () => {
     if (page.ws !== ws) return;
     page.openedAt = performance.now();
-    for (const s of page.streams.values()) s.lastSeq = null;  // seq restarts being tracked
+    // A broadcast's seq goes on while the page is away: what it skips over on the first
+    // message is what was missed meanwhile. Elsewhere each connection counts anew.
+    const goesOn = page.info.command === "run" && page.info.mode === "broadcast";
+    for (const s of page.streams.values()) {
+      if (!goesOn) s.lastSeq = null;
+      s.away = s.lastSeq !== null;
+    }
     setState("open", "connected");
     note("connected to " + wsUrl());
     resubscribe();
@@ -169,6 +178,8 @@ function setSubscribed(type, on) {
   const all = [...page.streams.keys()];
   if (page.subs === null) page.subs = new Set(all);
   if (on) page.subs.add(type); else page.subs.delete(type);
+  // What the server sent while unsubscribed is no gap: seq is tracked anew.
+  if (on) page.streams.get(type).lastSeq = null;
   if (page.subs.size === all.length) page.subs = null;
   const p = page.info.protocol;
   send(on ? { type: p.subscribe, streams: [type] } : { type: p.unsubscribe, streams: [type] });
@@ -195,9 +206,13 @@ function received(text) {
     stream.received += 1;
     const seq = message.seq;
     if (Number.isInteger(seq)) {
-      if (stream.lastSeq !== null && seq > stream.lastSeq + 1) stream.gaps += seq - stream.lastSeq - 1;
+      if (stream.lastSeq !== null && seq > stream.lastSeq + 1) {
+        if (stream.away) stream.missed += seq - stream.lastSeq - 1;
+        else stream.gaps += seq - stream.lastSeq - 1;
+      }
       if (stream.lastSeq !== null && seq <= stream.lastSeq) stream.dups += 1;
       stream.lastSeq = Math.max(seq, stream.lastSeq ?? seq);
+      stream.away = false;
     }
   }
   addLog({ t: Date.now(), stream: type === undefined ? "(no type)" : String(type), text, sys: !stream });
@@ -371,6 +386,7 @@ function renderServer() {
     ["rejected", status.rejected], ["slow closed", status.slow_closed],
     ["client errors", status.client_errors],
     ["gaps (page)", sum((s) => s.gaps)], ["duplicates (page)", sum((s) => s.dups)],
+    ["missed while away (page)", sum((s) => s.missed)],
     ["virtual time", status.virtual_s.toFixed(1) + " s"],
     ...Object.entries(status.faults_by_kind).map(([k, n]) => ["fault " + k, n]),
     ...Object.entries(status.relayed || {}).map(([k, n]) => ["messages " + k, n]),
@@ -432,6 +448,7 @@ function renderStreamCounts() {
   for (const s of page.streams.values()) {
     setText(s.cells.received, s.received);
     setText(s.cells.gaps, s.gaps);
+    setText(s.cells.missed, s.missed);
     setText(s.cells.dups, s.dups);
   }
 }
