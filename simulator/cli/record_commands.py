@@ -146,7 +146,9 @@ def record(
         if upstream is None and listen is not None:
             raise UsageError("--listen goes with --upstream (the proxy), not --connect")
         host, port = listen_address(listen, host, port)
-        claim_output(out, force)
+        # Checked now; replaced only once listening (or connecting) succeeded: a port in
+        # use or an unreachable feed writes nothing and loses nothing.
+        claim_output(out, force, remove=False)
         redactor = redaction(redact, redact_key_file)
         if upstream is not None:
             served = serving_tls(tls)
@@ -165,13 +167,16 @@ def record(
                     quiet,
                     served,
                     no_inspector,
+                    force,
                 )
             )
         else:
             assert connect is not None
             headers = [header_pair(h) for h in header]
             asyncio.run(
-                _capture(connect, out, send, headers, duration, redactor, ca, log_format, quiet)
+                _capture(
+                    connect, out, send, headers, duration, redactor, ca, log_format, quiet, force
+                )
             )
     except OSError as e:
         network_failure(e, "record")
@@ -198,6 +203,7 @@ async def _proxy(
     quiet: bool,
     tls: ServingTLS | None,
     no_inspector: bool = False,
+    overwrite: bool = False,
 ) -> None:
     from simulator.cli.console import follow_log, stop_on_signals
     from simulator.cli.tls import announce
@@ -219,6 +225,7 @@ async def _proxy(
         max_frames_per_s=limits.max_frames_per_s,
         max_handshakes=limits.max_handshakes,
         tls=None if tls is None else tls.context,
+        overwrite=overwrite,
     ) as proxy:
         freeze_what_is_loaded()
         print(proxy.url, flush=True)
@@ -241,6 +248,7 @@ async def _capture(
     ca: str | None,
     log_format: str,
     quiet: bool,
+    overwrite: bool = False,
 ) -> None:
     from simulator.cli.console import follow_log, stop_on_signals
     from simulator.net.capture import capture
@@ -260,6 +268,7 @@ async def _capture(
         redaction=None if redactor is None else redactor.describe(),
         ssl_context=trust(ca),
         log=log,
+        overwrite=overwrite,
     )
     click.echo(
         f"recorded {result.received} messages to {out} (closed {result.close_code})", err=True

@@ -155,12 +155,13 @@ def part_path(record_dir: str | os.PathLike[str], worker: int) -> Path:
 def claim_record_dir(
     record_dir: str, workers: list[int], force: bool, *, alone: bool
 ) -> tuple[Path, ...]:
-    """Make sure ``--record DIR`` with workers overwrites nothing unless ``force``, and
-    make the workers' partitions. Nothing is removed here: each worker replaces its own
-    part once it serves (``overwrite_record``), and the partitions of other workers
+    """Make sure ``--record DIR`` with workers overwrites nothing unless ``force``.
+    Nothing is made or removed here: each worker makes its partition and replaces its
+    own part once it serves (``overwrite_record``), and the partitions of other workers
     (all ``worker=*`` not among ``workers``, when ``alone``; instances share a
     directory) are returned, to remove once every worker listens, so that a run that
-    cannot start loses nothing. Raises :class:`UsageError`."""
+    cannot start (a port in use) writes nothing and loses nothing. Raises
+    :class:`UsageError`."""
     root = Path(record_dir)
     if root.exists() and not root.is_dir():
         raise UsageError(
@@ -168,16 +169,28 @@ def claim_record_dir(
         )
     mine = [part_path(root, w).parent for w in workers]
     old = sorted(root.glob("worker=*") if alone else (p for p in mine if p.exists()))
-    if old and not force:
+    if any(_holds_anything(p) for p in old) and not force:
         raise UsageError(f"{record_dir}: already holds a recording; pass --force to overwrite it")
-    try:
-        for partition in mine:
-            partition.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise UsageError(f"{record_dir}: cannot write there: {e.strerror or e}") from None
+    _check_writable(root)
     for worker in workers:
         claim_output(str(part_path(root, worker)), force, remove=False)
     return tuple(p for p in old if p not in mine)
+
+
+def _holds_anything(partition: Path) -> bool:
+    """Whether ``partition`` holds anything: an empty ``worker=W`` folder is no recording
+    (one made by hand for a part, as docs/scale-out.md does)."""
+    return not partition.is_dir() or any(partition.iterdir())
+
+
+def _check_writable(root: Path) -> None:
+    """Raise :class:`UsageError` when folders cannot be made in ``root`` (or in its
+    nearest existing parent), before the workers start: each would fail alone."""
+    existing = next(p for p in (root, *root.parents) if p.exists())
+    if not existing.is_dir():
+        raise UsageError(f"{root}: cannot write there: {existing} is not a folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise UsageError(f"{root}: cannot write there: {existing} is not writable")
 
 
 def remove_stale_partitions(partitions: tuple[Path, ...]) -> None:

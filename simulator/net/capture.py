@@ -30,13 +30,12 @@ from simulator.net.log import EventKind, EventLog
 from simulator.net.proxy import check_upstream, session_recorder
 from simulator.net.recorder import Recorder
 from simulator.net.wire import Connection, Handler, WireConfig
-from simulator.net.wire_client import OpenTransport, connect
+from simulator.net.wire_client import ClientConnection, OpenTransport, connect
 from simulator.storage.schema import Kind, Sender
 
 
 class CaptureError(SimError):
-    """The feed could not be captured (refused, unreachable, TLS); the recording holds
-    what happened."""
+    """The feed could not be captured (refused, unreachable, TLS); nothing was written."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,30 +48,34 @@ class Captured:
 
 
 class _Capture(Handler):
-    """Records what the server sends, as it arrives; what arrives with the handshake's
-    response (a welcome message), before the connection's ``open`` row is written, waits
-    for :meth:`open_row_written`, so that the file reads in the order things happened."""
+    """Records what the server sends, as it arrives. The recording is opened once the
+    connection is (a feed that cannot be reached leaves no file): what arrives before
+    :meth:`open_row_written` (a welcome message with the handshake's response) waits for
+    it, so that the file reads in the order things happened."""
 
-    def __init__(self, recorder: Recorder) -> None:
-        self.recorder = recorder
+    def __init__(self) -> None:
+        self.recorder: Recorder | None = None
         self.received = 0
         self.ended = asyncio.Event()
-        self._early: list[Callable[[], None]] | None = []
+        self._early: list[Callable[[Recorder], None]] | None = []
 
-    def open_row_written(self) -> None:
-        """The ``open`` row is written: write what came before it, then record as it comes."""
+    def open_row_written(self, recorder: Recorder) -> None:
+        """``recorder`` holds the ``open`` row: write what came before it there, then
+        record as it comes."""
         early, self._early = self._early or [], None
+        self.recorder = recorder
         for write in early:
-            write()
+            write(recorder)
 
-    def _record(self, write: Callable[[], None]) -> None:
-        if self._early is None:
-            write()
-        else:
+    def _record(self, write: Callable[[Recorder], None]) -> None:
+        if self.recorder is None:
+            assert self._early is not None
             self._early.append(write)
+        else:
+            write(self.recorder)
 
     def message(self, conn: Connection, message: str | bytes) -> None:
-        self._record(lambda: self.recorder.message(0, Sender.SERVER, message))
+        self._record(lambda r: r.message(0, Sender.SERVER, message))
         self.received += 1
 
     def control(self, conn: Connection, frame: Frame) -> None:
@@ -81,7 +84,7 @@ class _Capture(Handler):
         else:
             kind = Kind.PING if frame.opcode is Opcode.PING else Kind.PONG
             data = bytes(frame.data)
-            self._record(lambda: self.recorder.control(0, Sender.SERVER, kind, data))
+            self._record(lambda r: r.control(0, Sender.SERVER, kind, data))
 
     def closed(self, conn: Connection) -> None:
         self.ended.set()
@@ -102,25 +105,24 @@ async def capture(
     max_size: int = 16 * 2**20,
     log: EventLog | None = None,
     open_transport: OpenTransport | None = None,
+    overwrite: bool = False,
 ) -> Captured:
     """Record the feed at ``url`` to ``out`` until ``duration_s`` has passed, ``stop`` is
     set, or the server closes. ``send`` messages go out first, in order, as text.
     ``headers`` are added to the handshake (secret ones are never recorded).
     ``open_transport`` replaces the socket (see :func:`simulator.net.wire_client.connect`).
 
-    Raises :class:`CaptureError` when the handshake fails (the file then holds the
-    ``open`` and ``error`` rows), :class:`UsageError` for a bad URL and
-    :class:`RecordingError` for an unwritable ``out``.
+    ``out`` is opened once the connection is: a feed that cannot be reached leaves no
+    file, and an existing ``out`` is replaced (``overwrite``) only then.
+
+    Raises :class:`CaptureError` when the handshake fails (nothing is written; the
+    message says why), :class:`UsageError` for a bad URL and :class:`RecordingError`
+    for an existing (without ``overwrite``) or unwritable ``out`` (the connection is
+    then closed at once).
     """
     check_upstream(url)
     log = log if log is not None else EventLog()
-    recorder = session_recorder(out, log, url, "connect", redact, redaction)
-    flusher = asyncio.ensure_future(recorder.run())
-    handshake: dict[str, Any] = {
-        "upstream": redact_url(url),
-        "request_headers": redact_headers(headers),
-    }
-    handler = _Capture(recorder)
+    handler = _Capture()
     config = WireConfig(
         max_size=max_size,
         ping_interval=20.0,  # keeps a quiet feed's connection known to be alive
@@ -129,52 +131,68 @@ async def capture(
         close_timeout=CLOSE_TIMEOUT_S,
     )
     try:
-        try:
-            ws = await connect(
-                url,
-                handler,
-                config=config,
-                headers=headers,
-                ssl=ssl_context,
-                open_transport=open_transport,
-            )
-        except ConnectError as e:
-            raise _failed(recorder, handshake, e.reason, e.status) from None
-        offered = offered_subprotocols(headers)
-        handshake["subprotocol"] = redact_subprotocol(ws.subprotocol, offered)
-        if ws.response is not None:
-            handshake["response_headers"] = redact_headers(ws.response.headers.raw_items(), offered)
-        recorder.opened(0, handshake)
-        handler.open_row_written()
-        log.emit(EventKind.CONNECTED, conn=0, url=redact_url(url))
-        for message in send:
-            recorder.message(0, Sender.CLIENT, message)
-            ws.send(message)
-        waits: set[asyncio.Future[Any]] = {asyncio.ensure_future(handler.ended.wait())}
-        if stop is not None:
-            waits.add(asyncio.ensure_future(stop.wait()))
-        await asyncio.wait(waits, timeout=duration_s, return_when=asyncio.FIRST_COMPLETED)
-        for waiter in waits:
-            waiter.cancel()
-        by = "server" if handler.ended.is_set() else "client"
+        ws = await connect(
+            url,
+            handler,
+            config=config,
+            headers=headers,
+            ssl=ssl_context,
+            open_transport=open_transport,
+        )
+    except ConnectError as e:
+        raise CaptureError(f"cannot connect to {redact_url(url)}: {e.reason}") from None
+    try:
+        recorder = session_recorder(out, log, url, "connect", redact, redaction, overwrite)
+    except BaseException:
         await ws.close()  # bounded by the close timeout
-        p = ws.protocol
-        close = p.close_rcvd if by == "server" else p.close_sent
-        code = CLOSE_ABNORMAL if close is None else close.code
-        reason = "" if close is None else close.reason
-        recorder.closed(0, code, reason, by)
-        log.emit(EventKind.DISCONNECTED, conn=0, code=code, reason=reason, by=by)
-        return Captured(handler.received, code, reason)
+        raise
+    flusher = asyncio.ensure_future(recorder.run())
+    try:
+        return await _record(ws, handler, recorder, url, headers, send, duration_s, stop, log)
     finally:
         flusher.cancel()
         recorder.close()
 
 
-def _failed(
-    recorder: Recorder, handshake: dict[str, Any], error: str, status: int | None = None
-) -> CaptureError:
-    if status is not None:
-        handshake["status"] = status
+async def _record(
+    ws: ClientConnection,
+    handler: _Capture,
+    recorder: Recorder,
+    url: str,
+    headers: Sequence[tuple[str, str]],
+    send: Sequence[str],
+    duration_s: float | None,
+    stop: asyncio.Event | None,
+    log: EventLog,
+) -> Captured:
+    """The open connection ``ws`` recorded until the end (see :func:`capture`); the
+    caller closes ``recorder``."""
+    offered = offered_subprotocols(headers)
+    handshake: dict[str, Any] = {
+        "upstream": redact_url(url),
+        "request_headers": redact_headers(headers),
+        "subprotocol": redact_subprotocol(ws.subprotocol, offered),
+    }
+    if ws.response is not None:
+        handshake["response_headers"] = redact_headers(ws.response.headers.raw_items(), offered)
     recorder.opened(0, handshake)
-    recorder.error(0, Sender.SERVER, error)
-    return CaptureError(f"cannot connect to {handshake['upstream']}: {error}")
+    handler.open_row_written(recorder)
+    log.emit(EventKind.CONNECTED, conn=0, url=redact_url(url))
+    for message in send:
+        recorder.message(0, Sender.CLIENT, message)
+        ws.send(message)
+    waits: set[asyncio.Future[Any]] = {asyncio.ensure_future(handler.ended.wait())}
+    if stop is not None:
+        waits.add(asyncio.ensure_future(stop.wait()))
+    await asyncio.wait(waits, timeout=duration_s, return_when=asyncio.FIRST_COMPLETED)
+    for waiter in waits:
+        waiter.cancel()
+    by = "server" if handler.ended.is_set() else "client"
+    await ws.close()  # bounded by the close timeout
+    p = ws.protocol
+    close = p.close_rcvd if by == "server" else p.close_sent
+    code = CLOSE_ABNORMAL if close is None else close.code
+    reason = "" if close is None else close.reason
+    recorder.closed(0, code, reason, by)
+    log.emit(EventKind.DISCONNECTED, conn=0, code=code, reason=reason, by=by)
+    return Captured(handler.received, code, reason)

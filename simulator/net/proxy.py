@@ -122,8 +122,10 @@ def session_recorder(
     mode: str,
     redact: Callable[[bytes], bytes] | None,
     redaction: dict[str, Any] | None,
+    overwrite: bool = False,
 ) -> Recorder:
-    """The recorder of a `sim record` session of ``url`` (``mode``: how it was recorded).
+    """The recorder of a `sim record` session of ``url`` (``mode``: how it was recorded);
+    ``overwrite`` replaces an existing ``out`` (and a killed recorder's segments) now.
     Raises :class:`RecordingError` when ``out`` cannot be written."""
     meta = new_metadata(
         sim_version=__version__,
@@ -133,7 +135,7 @@ def session_recorder(
         extra={"mode": mode, "redaction": redaction or {}},
     )
     session = f"record:{meta['created_at']}:{time.monotonic_ns()}"
-    return Recorder(out, meta, log, session=session, redact=redact)
+    return Recorder(out, meta, log, session=session, redact=redact, overwrite=overwrite)
 
 
 def check_upstream(upstream: str) -> None:
@@ -285,10 +287,13 @@ class _Relay(Handler):
 class RecordingProxy(Listener):
     """A running proxy. Build it with :func:`record_proxy`; read it, don't construct it."""
 
+    #: The recording, opened by :meth:`start` once the proxy listens.
+    recorder: Recorder
+
     def __init__(
         self,
         upstream: str,
-        recorder: Recorder,
+        open_recorder: Callable[[], Recorder],
         *,
         host: str,
         port: int | None,
@@ -307,7 +312,7 @@ class RecordingProxy(Listener):
         self.max_frames_per_s = max_frames_per_s
         self.max_handshakes = max_handshakes
         self.upstream = upstream
-        self.recorder = recorder
+        self._open_recorder = open_recorder
         self.requested_port = port
         self.sent: list[Relayed] | None = [] if log_sends else None
         self._ssl = ssl_context
@@ -340,6 +345,13 @@ class RecordingProxy(Listener):
             max_handshakes=self.max_handshakes,
         )
         await self._listen(config, self.requested_port)
+        # Opened only now (as the live server opens its own): a port in use must leave
+        # no file behind, nor remove the one --force would replace.
+        try:
+            self.recorder = self._open_recorder()
+        except BaseException:
+            await self._close(CLOSE_GOING_AWAY)  # an unwritable path: stop, then fail
+            raise
         self._spawn(self.recorder.run())
         self.log.emit(
             EventKind.LISTENING, url=self.url, mode="record", upstream=redact_url(self.upstream)
@@ -592,6 +604,7 @@ async def record_proxy(
     tls: ssl.SSLContext | None = None,
     max_frames_per_s: int = CLIENT_FRAMES_PER_S,
     max_handshakes: int = MAX_HANDSHAKES,
+    overwrite: bool = False,
 ) -> AsyncIterator[RecordingProxy]:
     """Relay clients to ``upstream`` (``ws://`` or ``wss://``), recording to ``out``.
 
@@ -611,15 +624,19 @@ async def record_proxy(
     ``tls`` makes the listening side ``wss://`` (a server context:
     :func:`simulator.net.tls.server_context`); ``ssl_context`` is the upstream's.
 
-    Raises :class:`UsageError` for a bad URL, :class:`RecordingError` for an
-    unwritable ``out``, before listening.
+    ``out`` is opened once the proxy listens: when it cannot (a port in use), nothing
+    is written, and an existing ``out`` is replaced (``overwrite``) only then.
+
+    Raises :class:`UsageError` for a bad URL, :class:`RecordingError` for an existing
+    (without ``overwrite``) or unwritable ``out``, before anyone is served.
     """
     check_upstream(upstream)
     log = EventLog()
-    recorder = session_recorder(out, log, upstream, "proxy", redact, redaction)
     proxy = RecordingProxy(
         upstream,
-        recorder,
+        functools.partial(
+            session_recorder, out, log, upstream, "proxy", redact, redaction, overwrite
+        ),
         host=host,
         port=None if in_memory else port,
         ssl_context=ssl_context,
@@ -633,11 +650,7 @@ async def record_proxy(
         max_handshakes=max_handshakes,
     )
     proxy.tls = tls
-    try:
-        await proxy.start()
-    except BaseException:
-        recorder.close()
-        raise
+    await proxy.start()
     try:
         yield proxy
     finally:

@@ -114,16 +114,53 @@ def test_a_port_in_use_gives_one_line_suggesting_port_0(
     assert len(result.stderr.splitlines()) == 1, result.stderr
 
 
-def test_a_run_that_cannot_listen_keeps_the_recording_force_would_replace(
-    tmp_path: Path,
+#: Each command that records, started where it cannot start: on a port in use ("{port}"),
+#: or for --connect a feed nothing listens on; with its exit code then.
+CANNOT_START = {
+    "run --record": (("run", DASHBOARD, "--port", "{port}", "--record", "{out}"), 2),
+    "run --workers --record": (
+        ("run", DASHBOARD, "--port", "{port}", "--workers", "2", "--record", "{out}"),
+        2,
+    ),
+    "record --upstream": (
+        ("record", "--upstream", "ws://127.0.0.1:9", "--port", "{port}", "--out", "{out}"),
+        2,
+    ),
+    "record --connect": (("record", "--connect", "ws://127.0.0.1:9", "--out", "{out}"), 1),
+}
+
+
+def cannot_start(command: str, out: Path, *extra: str) -> subprocess.CompletedProcess[str]:
+    """Run ``CANNOT_START[command]`` recording to ``out``; its exit code checked."""
+    args, code = CANNOT_START[command]
+    with port_in_use() as port:
+        fill = {"{port}": str(port), "{out}": str(out)}
+        result = sim(*(fill.get(str(a), a) for a in args), *extra)
+    assert result.returncode == code, result
+    assert "Traceback" not in result.stderr
+    return result
+
+
+@pytest.mark.parametrize("command", list(CANNOT_START))
+def test_a_recorder_that_cannot_start_writes_nothing(tmp_path: Path, command: str) -> None:
+    """No empty recording (nor folder) is left to refuse the next attempt."""
+    cannot_start(command, tmp_path / "session.parquet")
+    assert list(tmp_path.iterdir()) == []
+    again = cannot_start(command, tmp_path / "session.parquet")
+    assert "--force" not in again.stderr  # not refused as a recording that exists
+
+
+@pytest.mark.parametrize("command", ["run --record", "record --upstream", "record --connect"])
+def test_a_recorder_that_cannot_start_keeps_the_recording_force_would_replace(
+    tmp_path: Path, command: str
 ) -> None:
-    """`--force` replaces the old recording only once the new run listens."""
+    """`--force` replaces the old recording only once the new one can be written: the
+    server listens, or the feed answers."""
     old = tmp_path / "old.parquet"
     old.write_bytes(b"the previous session")
-    with port_in_use() as port:
-        result = sim("run", DASHBOARD, "--port", str(port), "--record", str(old), "--force")
-    assert_usage_error(result, "address already in use")
+    cannot_start(command, old, "--force")
     assert old.read_bytes() == b"the previous session"
+    assert list(tmp_path.iterdir()) == [old]
 
 
 @pytest.mark.parametrize(
