@@ -16,6 +16,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import functools
 from importlib import resources
 
@@ -136,9 +137,6 @@ class Inspector:
 
 
 def _not_allowed(allowed: str) -> HttpResponse:
-    return HttpResponse(
-        405,
-        f'{{"error": "method not allowed: use {allowed}"}}\n'.encode(),
-        "application/json",
-        (("Allow", allowed),),
-    )
+    """A JSON 405 like every other refusal, with the ``Allow`` header it must have."""
+    answer = error_response(405, f"method not allowed: use {allowed}")
+    return dataclasses.replace(answer, headers=(("Allow", allowed),))

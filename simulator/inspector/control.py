@@ -3,7 +3,9 @@
 ``POST /control/faults`` takes one fault table as JSON (the keys of a ``[[fault]]``
 TOML table), checks it with the scenario reader's own rules and carries it out now;
 ``POST /control/disconnect`` closes all connections or one. docs/inspector.md documents
-both. A refusal is a JSON 400 naming the key, what was found and what is allowed.
+both. A refusal is a JSON 400 naming the key, what was found and what is allowed; a
+request that names only connections that are not open is a 404 naming them (nothing
+was done).
 """
 
 from __future__ import annotations
@@ -98,13 +100,47 @@ def _body(request: HttpRequest) -> tuple[object, HttpResponse | None]:
         return None, error_response(400, f"body is not JSON: {e}")
 
 
-def _bad(key: str, message: str, found: object = None, allowed: object = None) -> HttpResponse:
+#: ``found`` of a refusal when the key is absent (``None`` is a JSON null that was sent).
+_ABSENT: Any = object()
+
+
+def _bad(key: str, message: str, found: object = _ABSENT, allowed: object = None) -> HttpResponse:
+    """A 400 naming ``key``, what was ``found`` there (left out when it is absent) and
+    what is ``allowed`` (when there is a list)."""
     extra: dict[str, Any] = {"key": key}
-    if found is not None:
+    if found is not _ABSENT:
         extra["found"] = found
     if allowed is not None:
         extra["allowed"] = allowed
     return error_response(400, message, **extra)
+
+
+def _not_open(key: str, found: object, indexes: list[int]) -> HttpResponse:
+    """The 404 for a request naming only connections that are not open (``indexes``):
+    nothing was done."""
+    many = "s" if len(indexes) > 1 else ""
+    listed = ", ".join(map(str, indexes))
+    return error_response(404, f"no open connection{many} {listed}", key=key, found=found)
+
+
+def _problems(ctx: Context, sent: dict[str, Any]) -> HttpResponse:
+    """The 400 for what the fault reader refused (``ctx.problems``) in the table
+    ``sent``: the first one's ``key`` at the top with, as in every 400, what ``sent`` had
+    there as ``found`` (the reader's own quote for a key inside a value, such as
+    ``connections[2]``); all of them in ``problems``, as the reader words them."""
+    problems = [
+        {
+            "key": p.path.removeprefix("fault[0]").lstrip("."),
+            "message": p.message,
+            **({"found": p.found} if p.found is not None else {}),
+        }
+        for p in ctx.problems
+    ]
+    first: dict[str, Any] = problems[0] if problems else {"key": "", "message": "invalid fault"}
+    key = first["key"]
+    found = sent[key] if key in sent else first.get("found", _ABSENT)
+    extra = {} if found is _ABSENT else {"found": found}
+    return error_response(400, first["message"], key=key, **extra, problems=problems)
 
 
 def trigger_fault(view: View, request: HttpRequest) -> HttpResponse:
@@ -147,7 +183,7 @@ def trigger_fault(view: View, request: HttpRequest) -> HttpResponse:
     ]
     strays = [k for k in table if not any(k in fault_keys(c) for c in FaultKind)]
     if strays:
-        return _bad(strays[0], unknown("key", strays[0], allowed), allowed=allowed)
+        return _bad(strays[0], unknown("key", strays[0], allowed), table[strays[0]], allowed)
     name = table.get("name")
     if isinstance(name, str) and len(name) > MAX_NAME_CHARS:
         # It is logged, recorded and sent to every page: a name, not a payload.
@@ -162,16 +198,7 @@ def trigger_fault(view: View, request: HttpRequest) -> HttpResponse:
     ctx = Context("POST /control/faults", LineIndex(""))
     faults = build_faults(ctx, [{"name": "control", **table, "at": "0s"}], view.stream_names)
     if ctx.problems or not faults:
-        problems = [
-            {
-                "key": p.path.removeprefix("fault[0]").lstrip("."),
-                "message": p.message,
-                **({"found": p.found} if p.found is not None else {}),
-            }
-            for p in ctx.problems
-        ]
-        first = problems[0] if problems else {"key": "", "message": "invalid fault"}
-        return error_response(400, first["message"], key=first["key"], problems=problems)
+        return _problems(ctx, table)
     fault = faults[0]
     chosen = fault.target.connections
     if chosen is not None and not isinstance(chosen, ConnectionList):
@@ -180,10 +207,21 @@ def trigger_fault(view: View, request: HttpRequest) -> HttpResponse:
             "on demand, connections is a list of connection indices",
             table.get("connections"),
         )
+    # Named connections that are gone: none open is a 404 (nothing would happen, and a
+    # 200 would say it did); some open, the fault hits those and the answer names the rest.
+    named = () if chosen is None else chosen.indexes
+    not_open = on_demand.not_open(named)
+    if named and len(not_open) == len(set(named)):
+        return _not_open("connections", table.get("connections"), not_open)
     hit = on_demand.trigger(fault)
-    return json_response(
-        200, {"triggered": fault.kind.value, "fault": fault.name, "connections": hit}
-    )
+    answer: dict[str, Any] = {
+        "triggered": fault.kind.value,
+        "fault": fault.name,
+        "connections": hit,
+    }
+    if not_open:
+        answer["not_open"] = not_open
+    return json_response(200, answer)
 
 
 def disconnect(view: View, request: HttpRequest) -> HttpResponse:
@@ -197,9 +235,10 @@ def disconnect(view: View, request: HttpRequest) -> HttpResponse:
         return failed
     if not isinstance(body, dict):
         return _bad("", "the body must be a JSON object", type(body).__name__)
-    unknown = sorted(set(body) - {"conn", "code", "reason"})
-    if unknown:
-        return _bad(unknown[0], "unknown key", allowed=["conn", "code", "reason"])
+    allowed = ["conn", "code", "reason"]
+    strays = sorted(set(body) - set(allowed))
+    if strays:
+        return _bad(strays[0], unknown("key", strays[0], allowed), body[strays[0]], allowed)
     conn = body.get("conn")
     if conn is not None and (isinstance(conn, bool) or not isinstance(conn, int) or conn < 0):
         return _bad("conn", "must be a connection index (an integer >= 0), or null for all", conn)
@@ -212,15 +251,11 @@ def disconnect(view: View, request: HttpRequest) -> HttpResponse:
     ctx = Context("POST /control/disconnect", LineIndex(""))
     faults = build_faults(ctx, [table], view.stream_names)
     if ctx.problems or not faults:
-        p = ctx.problems[0]
-        key = p.path.removeprefix("fault[0]").lstrip(".")
-        return error_response(
-            400, p.message, key=key, **({"found": p.found} if p.found is not None else {})
-        )
+        return _problems(ctx, body)
     action = faults[0].action
     assert isinstance(action, Disconnect)
     code = action.code
+    if conn is not None and on_demand.not_open((conn,)):
+        return _not_open("conn", conn, [conn])
     hit = on_demand.disconnect(None if conn is None else [conn], code, action.reason)
-    if conn is not None and not hit:
-        return error_response(404, f"no open connection {conn}", key="conn")
     return json_response(200, {"disconnected": hit, "code": code})

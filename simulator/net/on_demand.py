@@ -89,6 +89,12 @@ class OnDemandFaults:
             self._on_connection(fault, client, duration_ns)
         return [c.index for c in targets]
 
+    def not_open(self, indexes: tuple[int, ...]) -> list[int]:
+        """Those of ``indexes`` that name no open connection now (each once, in order):
+        a fault given for them alone would hit nothing."""
+        open_now = {c.index for c in self._clients() if c.open}
+        return [i for i in dict.fromkeys(indexes) if i not in open_now]
+
     def disconnect(self, indexes: list[int] | None, code: int, reason: str) -> list[int]:
         """Close the open connections ``indexes`` (``None``: all) with ``code`` now."""
         hit = [c for c in self._clients() if indexes is None or c.index in indexes]

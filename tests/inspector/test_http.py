@@ -197,6 +197,46 @@ async def test_control_fault_table_stall_reaches_only_the_listed_connection() ->
         assert stalled == {first: False, second: True}
 
 
+@async_test()
+async def test_a_fault_for_connections_none_of_which_is_open_is_a_404_naming_them() -> None:
+    """Nothing would happen: a 200 would say something did."""
+    async with serve(FEED, port=0) as server:
+        attach(server)
+        gone, ws = await connected(server)
+        left = expect_event(server, EventKind.DISCONNECTED)
+        await ws.close()
+        await left
+        table = {"kind": "stall", "duration": "2s", "connections": [gone, 99]}
+        answer = await request(server.url, "POST", "/control/faults", json_body=table)
+        assert answer.status == 404, answer.body
+        assert answer.json() == {
+            "error": f"no open connections {gone}, 99",
+            "key": "connections",
+            "found": [gone, 99],
+        }
+        answer = await request(server.url, "POST", "/control/disconnect", json_body={"conn": 99})
+        assert answer.status == 404
+        assert answer.json() == {"error": "no open connection 99", "key": "conn", "found": 99}
+        assert server.on_demand.injected == []
+
+
+@async_test()
+async def test_a_fault_for_some_open_connections_hits_those_and_names_the_rest() -> None:
+    async with serve(FEED, port=0) as server:
+        attach(server)
+        conn, _ = await connected(server)
+        table = {"kind": "stall", "connections": [99, conn]}
+        answer = await request(server.url, "POST", "/control/faults", json_body=table)
+        assert answer.status == 200, answer.body
+        assert answer.json() == {
+            "triggered": "stall",
+            "fault": "control",
+            "connections": [conn],
+            "not_open": [99],
+        }
+        assert [f.conn for f in server.on_demand.injected] == [conn]
+
+
 @pytest.mark.parametrize(
     ("table", "key", "fragment"),
     [
@@ -216,7 +256,7 @@ async def test_control_fault_table_stall_reaches_only_the_listed_connection() ->
     ],
 )
 @async_test()
-async def test_a_bad_fault_table_is_a_json_400_naming_the_key(
+async def test_a_bad_fault_table_is_a_json_400_naming_the_key_and_what_was_found(
     table: dict[str, object], key: str, fragment: str
 ) -> None:
     async with serve(FEED, port=0) as server:
@@ -225,7 +265,11 @@ async def test_a_bad_fault_table_is_a_json_400_naming_the_key(
         assert answer.status == 400 and answer.headers["content-type"] == "application/json"
         error = answer.json()
         assert error["key"] == key and fragment in error["error"], error
+        # What was there, as docs/inspector.md lists; a key left out has nothing found.
+        assert ("found" in error) == (key in table), error
         assert server.on_demand.injected == []
+    if key in table and key != "name":  # a long name is quoted cut short
+        assert error["found"] == table[key]
     if table == {"kind": "drop"}:
         assert "disconnect" in error["allowed"]
     if table.get("cod"):
@@ -233,6 +277,21 @@ async def test_a_bad_fault_table_is_a_json_400_naming_the_key(
         assert "code" in error["allowed"]
         assert not {"at", "every", "window", "poisson", "limit"} & set(error["allowed"])
         assert "every" not in error["error"]
+
+
+@async_test()
+async def test_a_misspelt_disconnect_key_is_a_400_of_the_same_shape_as_for_faults() -> None:
+    async with serve(FEED, port=0) as server:
+        attach(server)
+        body = {"con": 3}
+        answer = await request(server.url, "POST", "/control/disconnect", json_body=body)
+        assert answer.status == 400
+        assert answer.json() == {
+            "error": "unknown key; did you mean 'conn'? (allowed: conn, code, reason)",
+            "key": "con",
+            "found": 3,
+            "allowed": ["conn", "code", "reason"],
+        }
 
 
 @async_test()
@@ -276,6 +335,21 @@ async def test_unknown_paths_and_methods_get_json_errors() -> None:
         assert (await request(server.url, "GET", "/static/../app.py")).status == 404
         answer = await request(server.url, "DELETE", "/status")
         assert answer.status == 405 and answer.headers["allow"] == "GET"
+
+
+@async_test()
+async def test_a_wrong_method_is_refused_in_the_json_of_every_other_refusal() -> None:
+    async with serve(FEED, port=0) as server:
+        attach(server)
+        missing = await request(server.url, "GET", "/nope")
+        for method, path in (("DELETE", "/status"), ("GET", "/control/faults")):
+            answer = await request(server.url, method, path)
+            assert answer.status == 405
+            # Byte for byte as the others are written (compact JSON, one line).
+            assert answer.body == json.dumps(answer.json(), separators=(",", ":")).encode() + b"\n"
+            assert (
+                missing.body == json.dumps(missing.json(), separators=(",", ":")).encode() + b"\n"
+            )
 
 
 @async_test()
