@@ -42,6 +42,7 @@ _EXAMPLES: Final[dict[str, tuple[tuple[str, ...], str]]] = {
     "plan": (
         (
             "sim plan scenarios/flaky-network.toml --duration 5m --connections 3",
+            "sim plan scenarios/energy-dashboard.toml --faults my-faults.toml --duration 5m",
             "sim plan scenarios/outage.toml --flat",
         ),
         "docs/faults.md",

@@ -147,6 +147,27 @@ def load(path: str) -> Scenario:
         fail(with_hint(e, scenario_hint(path)))
 
 
+def with_faults(scenario: Scenario, faults_file: str) -> Scenario:
+    """``scenario`` with the faults of ``faults_file`` added (``run --faults``, ``plan
+    --faults``), or exit 2 with the file's problems."""
+    from simulator.scenario import add_faults
+
+    try:
+        return add_faults(scenario, faults_file)
+    except ScenarioError as e:
+        fail(e)
+
+
+def faults_option(command: Callable[..., Any]) -> Callable[..., Any]:
+    """``--faults FILE`` of the commands that take a SCENARIO: its faults added."""
+    return click.option(
+        "--faults",
+        type=click.Path(dir_okay=False),
+        help="Add the [[fault]]s of this scenario or faults file to SCENARIO's own"
+        " (default: none).",
+    )(command)
+
+
 def with_hint(error: SimError, hint: str | None) -> SimError:
     """``error`` with one more line, ``hint``, when there is one."""
     return UsageError(f"{error}\n{hint}") if hint else error

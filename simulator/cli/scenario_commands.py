@@ -19,9 +19,11 @@ from simulator.cli.options import (
     SEED,
     claim_output,
     fail,
+    faults_option,
     force_option,
     load,
     scenario_hint,
+    with_faults,
 )
 from simulator.errors import ScenarioError, SimError, UsageError
 
@@ -191,6 +193,7 @@ def _progress(total_ns: int, label: str) -> Iterator[Callable[[int], None]]:
     help="Connections to plan for, all open from time 0.",
 )
 @click.option("--seed", type=SEED, help="Override the scenario's seed (default: the scenario's).")
+@faults_option
 @click.option(
     "--max-hits",
     default=20,
@@ -217,6 +220,7 @@ def plan(
     duration: int | None,
     connections: int,
     seed: int | None,
+    faults: str | None,
     max_hits: int,
     flat: bool,
     as_toml: bool,
@@ -224,16 +228,19 @@ def plan(
 ) -> None:
     """Print SCENARIO's fault timeline without serving anything: the connection and server
     faults with their times, and the messages each message fault hits. Same seed, same plan.
+    --faults adds a file's faults as `sim run --faults` does: the plan that run carries out.
 
     With --flat or --toml, print its faults as a flat plan instead (docs/faults.md, "Fault
     plans as flat data"); faults of another shape are listed as left out (on stderr with
-    --toml). The other options do not apply then.
+    --toml). Of the other options only --faults applies then.
     """
     from simulator.core.fault_report import plan_report
 
     if flat and as_toml:
         fail(UsageError("--flat and --toml: give one (--flat prints the TOML too)"))
     scenario = load(scenario_file)
+    if faults is not None:
+        scenario = with_faults(scenario, faults)
     if flat or as_toml:
         _print_flat(scenario, table=flat)
         return

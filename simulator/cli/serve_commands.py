@@ -34,6 +34,7 @@ from simulator.cli.options import (
     SpeedType,
     claim_output,
     fail,
+    faults_option,
     force_option,
     listen_address,
     listen_option,
@@ -44,6 +45,7 @@ from simulator.cli.options import (
     redact_options,
     redaction,
     tls_options,
+    with_faults,
     with_hint,
 )
 from simulator.cli.workers import INSTANCE, WORKERS
@@ -119,11 +121,7 @@ if TYPE_CHECKING:
     "(default: no recording).",
 )
 @force_option
-@click.option(
-    "--faults",
-    type=click.Path(dir_okay=False),
-    help="Add the [[fault]]s of this scenario or faults file to SCENARIO's own (default: none).",
-)
+@faults_option
 @redact_options
 @tls_options
 @inspector_options
@@ -421,18 +419,6 @@ def replay(
         network_failure(e, "serve")
     except SimError as e:
         fail(with_hint(e, recording_hint(file)))
-
-
-def with_faults(scenario: Scenario, faults_file: str) -> Scenario:
-    """``scenario`` with the faults of ``faults_file`` added (``run --faults``), or
-    exit 2 with the file's problems."""
-    from simulator.errors import ScenarioError
-    from simulator.scenario import add_faults
-
-    try:
-        return add_faults(scenario, faults_file)
-    except ScenarioError as e:
-        fail(e)
 
 
 def fault_loader(faults_file: str, seed: int | None) -> Callable[[list[str]], FaultPlan]:

@@ -21,6 +21,7 @@ from tests.e2e.test_replay import opened, write
 from tests.e2e.test_replay_faults import pushes
 from tests.e2e.test_run_cli import ENV, sim_run, sim_serving
 
+FLAKY = "scenarios/flaky-network.toml"
 OUTAGE_10S = """
     [[fault]]
     name = "down"
@@ -160,6 +161,21 @@ def test_run_faults_file_errors_exit_2_naming_file_and_line(tmp_path: Path) -> N
         " scenarios/outage.toml: fault names must be unique (a name seeds the fault's draws);"
         " give this one a name of its own",
     ]
+
+
+@pytest.mark.parametrize("shape", [(), ("--flat",)], ids=["timeline", "flat"])
+def test_plan_with_faults_is_the_plan_of_the_scenario_that_has_them(shape: tuple[str, ...]) -> None:
+    """`sim plan SCENARIO --faults FILE` previews what `sim run SCENARIO --faults FILE`
+    carries out: flaky-network.toml is the dashboard (same seed) with its faults, so the
+    dashboard with them added plans the same (but for the name on the first line)."""
+    args = ("--duration", "2m", "--connections", "3", *shape)
+    added = sim("plan", "scenarios/energy-dashboard.toml", "--faults", FLAKY, *args)
+    own = sim("plan", FLAKY, *args)
+    assert added.returncode == 0 and own.returncode == 0, (added.stderr, own.stderr)
+    assert "burst" in own.stdout  # flaky-network's faults, not an empty plan
+    assert added.stdout.splitlines()[1:] == own.stdout.splitlines()[1:]
+    bad = sim("plan", "scenarios/energy-dashboard.toml", "--faults", "missing.toml")
+    assert bad.returncode == 2 and bad.stderr.startswith("missing.toml: cannot read")
 
 
 # ----------------------------------------------------------------------------- extends
