@@ -20,8 +20,10 @@ $(STAMP): pyproject.toml requirements.lock
 	PYTHONWARNINGS=ignore $(BIN)/pip install --quiet --no-deps -e .
 	touch $(STAMP)
 
+# Silent (@): sim's first line is the URL (with PORT=0, the only place the port is
+# said), and make's echo of the command would come before it.
 run: $(STAMP)
-	$(BIN)/sim run scenarios/energy-dashboard.toml --port $(PORT)
+	@$(BIN)/sim run scenarios/energy-dashboard.toml --port $(PORT)
 
 # The inspector's browser tests need Chromium and its WebDriver (Debian packages); as
 # root on Debian they are installed where missing, elsewhere the tests say how (and skip,

@@ -211,6 +211,35 @@ def test_make_run_serves_on_the_port_given_as_port() -> None:
     assert last.endswith("sim run scenarios/energy-dashboard.toml --port 4321")
 
 
+def test_make_run_prints_the_url_first(tmp_path: Path) -> None:
+    """`make run PORT=0` (.venv set up): the first line is sim's URL, as the README says,
+    not make's echo of the command. The venv's `sim` is this checkout's, stopping at
+    once."""
+    make = shutil.which("make")
+    if make is None:
+        pytest.skip("make is not installed")
+    env = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL")}
+    venv = tmp_path / "bin"
+    venv.mkdir()
+    (venv / "sim").write_text(
+        f'#!/bin/sh\nexec "{sys.executable}" -m simulator "$@" --duration 1s --quiet\n'
+    )
+    (venv / "sim").chmod(0o755)
+    stamp = tmp_path / "installed"  # newer than pyproject.toml: nothing to set up
+    stamp.touch()
+    ran = subprocess.run(
+        [make, "--no-print-directory", "run", "PORT=0", f"BIN={venv}", f"STAMP={stamp}"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+    )
+    assert ran.returncode == 0, ran.stderr
+    first = ran.stdout.splitlines()[0]
+    assert first.startswith("ws://127.0.0.1:") and not first.endswith(":0"), ran.stdout
+
+
 # --- the scenario argument ------------------------------------------------------------
 
 
