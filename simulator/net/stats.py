@@ -25,6 +25,8 @@ class Stats:
     frames_dropped: int
     slow_closed: int
     client_errors: int
+    #: Handshakes refused because max_connections clients were connected, and only
+    #: those: an outage's or a reject's refusals are faults_by_kind["handshake_refused"].
     rejected: int
     lateness_p50_ms: float | None
     lateness_p99_ms: float | None

@@ -101,6 +101,17 @@ async def test_status_has_the_figures_of_server_stats() -> None:
 
 
 @async_test()
+async def test_docs_list_every_field_of_status() -> None:
+    """docs/inspector.md's `GET /status` row names every field `sim run` answers with."""
+    docs = (Path(__file__).resolve().parents[2] / "docs" / "inspector.md").read_text()
+    [row] = [line for line in docs.splitlines() if line.startswith("| `GET /status` |")]
+    async with serve(FEED, port=0) as server:
+        attach(server)
+        status = (await request(server.url, "GET", "/status")).json()
+    assert [name for name in status if f"`{name}`" not in row] == []
+
+
+@async_test()
 async def test_events_streams_status_and_the_server_log() -> None:
     async with serve(FEED, port=0) as server:
         attach(server)
