@@ -204,13 +204,25 @@ def scenario_hint(path: str) -> str | None:
     for folder in candidates:
         found = sorted(folder.glob("*.toml")) if folder.is_dir() else []
         if found:
-            import difflib
-
-            names = [str(f) for f in found]
-            close = difflib.get_close_matches(str(file), names, n=1, cutoff=0.5)
-            mean = f"did you mean {close[0]}? " if close else ""
+            close = closest_name(file, found)
+            mean = f"did you mean {close}? " if close else ""
             return f"{mean}scenarios in {folder}/: {', '.join(f.name for f in found)}"
     return None
+
+
+def closest_name(missing: Path, files: list[Path]) -> Path | None:
+    """The one of ``files`` whose name is close to ``missing``'s (a slip of a letter or
+    two), else the only one whose name holds it whole (``flaky`` for
+    ``flaky-network``), if any. Names are compared without their folder and ``.toml``:
+    whole paths share so much (``/tmp/``, ``.toml``) that unrelated names looked close."""
+    import difflib
+
+    by_stem = {f.stem: f for f in files}
+    close = difflib.get_close_matches(missing.stem, list(by_stem), n=1, cutoff=0.6)
+    if not close and len(missing.stem) >= 3:
+        holding = [stem for stem in by_stem if missing.stem in stem]
+        close = holding if len(holding) == 1 else []
+    return by_stem[close[0]] if close else None
 
 
 HostT = TypeVar("HostT", bound=str | None)

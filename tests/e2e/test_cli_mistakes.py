@@ -296,6 +296,18 @@ def test_a_missing_scenario_lists_the_scenarios_beside_it_with_the_closest_first
         assert scenario.name in hint
 
 
+@pytest.mark.parametrize("command", ["validate", "run"])
+def test_a_missing_scenario_suggests_only_a_close_name(tmp_path: Path, command: str) -> None:
+    """The folder's path and `.toml` made any two names in it look alike: `missing.toml`
+    got "did you mean expr2.toml?"."""
+    (tmp_path / "expr2.toml").write_text(DASHBOARD.read_text())
+    result = sim(command, tmp_path / "missing.toml")
+    assert_usage_error(result)
+    assert result.stderr.splitlines()[-1] == f"scenarios in {tmp_path}/: expr2.toml"
+    slip = sim(command, tmp_path / "exrp2.toml")
+    assert slip.stderr.splitlines()[-1].startswith(f"did you mean {tmp_path / 'expr2.toml'}? ")
+
+
 def test_a_missing_scenario_in_a_folder_without_any_lists_those_in_scenarios(
     tmp_path: Path,
 ) -> None:
