@@ -137,14 +137,24 @@ def redaction(specs: tuple[str, ...], key_file: str | None) -> Redactor | None:
 
 
 def load(path: str) -> Scenario:
-    """Load a scenario or exit 2 with its problems (for a recording or a missing file,
-    with a hint: :func:`scenario_hint`)."""
+    """Load a scenario or exit 2 with its problems (:func:`not_loaded`)."""
     from simulator.scenario import load_scenario
 
     try:
         return load_scenario(path)
     except ScenarioError as e:
-        fail(with_hint(e, scenario_hint(path)))
+        fail(not_loaded(e, path))
+
+
+def not_loaded(error: ScenarioError, path: str) -> SimError:
+    """What to say when ``path`` could not be read as a scenario (or faults file):
+    for a recording, one line saying so and what reads it (the reader's "not a text
+    file" says only what it is not); else ``error``'s problems, with a hint for a file
+    that does not exist (:func:`scenario_hint`)."""
+    recording = recording_given(path)
+    if recording is not None:
+        return UsageError(recording)
+    return with_hint(error, scenario_hint(path))
 
 
 def with_faults(scenario: Scenario, faults_file: str) -> Scenario:
@@ -155,7 +165,7 @@ def with_faults(scenario: Scenario, faults_file: str) -> Scenario:
     try:
         return add_faults(scenario, faults_file)
     except ScenarioError as e:
-        fail(e)
+        fail(not_loaded(e, faults_file))
 
 
 def faults_option(command: Callable[..., Any]) -> Callable[..., Any]:
@@ -183,21 +193,26 @@ def recording_hint(path: str) -> str | None:
 PARQUET_MAGIC = b"PAR1"
 
 
-def scenario_hint(path: str) -> str | None:
-    """What to tell someone whose SCENARIO argument could not be loaded, if anything
-    more than the file's problems: that a recording is served by ``sim replay``, or,
-    for a file that does not exist, which scenarios there are (in its directory, else
-    in ``scenarios/``)."""
+def recording_given(path: str) -> str | None:
+    """The line for a recording given where a scenario belongs (Parquet's magic bytes,
+    or a ``.parquet`` name), else ``None``."""
     file = Path(path)
-    if file.is_file():
-        with file.open("rb") as f:
-            is_parquet = f.read(4) == PARQUET_MAGIC
-        if is_parquet or file.suffix == ".parquet":
-            return (
-                f"{path} is a recording, not a scenario: `sim replay {path}` serves it, "
-                f"`sim inspect {path}` summarises it"
-            )
+    if not file.is_file():
         return None
+    with file.open("rb") as f:
+        is_parquet = f.read(4) == PARQUET_MAGIC
+    if not is_parquet and file.suffix != ".parquet":
+        return None
+    return (
+        f"{path} is a recording, not a scenario: `sim replay {path}` serves it, "
+        f"`sim inspect {path}` summarises it"
+    )
+
+
+def scenario_hint(path: str) -> str | None:
+    """What to tell someone whose SCENARIO argument does not exist: which scenarios
+    there are (in its directory, else in ``scenarios/``), the closest name first."""
+    file = Path(path)
     if file.exists():
         return None
     candidates = [file.parent, Path("scenarios")] if file.parent != Path() else [Path("scenarios")]

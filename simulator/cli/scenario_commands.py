@@ -22,7 +22,7 @@ from simulator.cli.options import (
     faults_option,
     force_option,
     load,
-    scenario_hint,
+    not_loaded,
     with_faults,
 )
 from simulator.errors import ScenarioError, SimError, UsageError
@@ -69,8 +69,7 @@ def validate(files: tuple[str, ...], against: str | None, messages: int) -> None
             found = load_scenario_or_faults(path)
         except ScenarioError as e:
             bad += 1
-            hint = scenario_hint(path)
-            for line in [*str(e).splitlines(), *([hint] if hint else [])]:
+            for line in str(not_loaded(e, path)).splitlines():
                 click.echo(line, err=True)
             continue
         if isinstance(found, Scenario):

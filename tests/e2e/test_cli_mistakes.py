@@ -270,11 +270,28 @@ def test_other_misspelt_top_level_tables_get_a_did_you_mean(
     assert_usage_error(result, f"unknown table; did you mean '{meant}'?")
 
 
-@pytest.mark.parametrize("command", ["run", "validate", "generate", "plan"])
-def test_a_recording_given_as_a_scenario_points_at_sim_replay(command: str) -> None:
-    extra = ["--out", "never.parquet"] if command == "generate" else []
-    result = sim(command, SAMPLE, *extra)
-    assert_usage_error(result, f"{SAMPLE} is a recording, not a scenario", f"sim replay {SAMPLE}")
+@pytest.mark.parametrize(
+    "command",
+    [
+        ("run", "{sample}"),
+        ("validate", "{sample}"),
+        ("generate", "{sample}", "--out", "never.parquet"),
+        ("plan", "{sample}"),
+        ("run", DASHBOARD, "--faults", "{sample}"),
+        ("plan", DASHBOARD, "--faults", "{sample}"),
+    ],
+    ids=["run", "validate", "generate", "plan", "run --faults", "plan --faults"],
+)
+def test_a_recording_given_as_a_scenario_is_one_line_pointing_at_sim_replay(
+    command: tuple[str | Path, ...],
+) -> None:
+    """One line that says what the file is, not the reader's "not a text file" first."""
+    result = sim(*(SAMPLE if a == "{sample}" else a for a in command))
+    assert_usage_error(result)
+    assert result.stderr.splitlines() == [
+        f"{SAMPLE} is a recording, not a scenario: `sim replay {SAMPLE}` serves it, "
+        f"`sim inspect {SAMPLE}` summarises it"
+    ]
     assert not Path("never.parquet").exists()
 
 
