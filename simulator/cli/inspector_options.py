@@ -14,25 +14,33 @@ if TYPE_CHECKING:
     from simulator.net.server import SimServer
 
 
+#: What ``--no-inspector`` leaves out, said for each command that serves the inspector:
+#: only ``sim run`` has the control endpoint and ``GET /healthz``, and ``sim record``
+#: serves it only as a proxy (docs/inspector.md).
+NO_INSPECTOR_HELP = {
+    "run": "Serve WebSocket only: no page at /, no /status, /events or /control/*"
+    " (GET /healthz stays).",
+    "replay": "Serve WebSocket only: no page at /, no /status or /events.",
+    "record": "Proxy: relay WebSocket only: no page at /, no /status or /events.",
+}
+
+
 def inspector_options(command: Callable[..., Any]) -> Callable[..., Any]:
-    """Add the inspector's two options (parameters ``no_inspector``, ``control_from_any``)."""
+    """Add ``sim run``'s two inspector options (parameters ``no_inspector``,
+    ``control_from_any``)."""
     command = click.option(
         "--control-from-any",
         is_flag=True,
         help="Accept POST /control/* from any address, not only loopback (anyone who can"
         " reach the port can then disconnect clients).",
     )(command)
-    return no_inspector_option(command)
+    return no_inspector_option("run")(command)
 
 
-def no_inspector_option(command: Callable[..., Any]) -> Callable[..., Any]:
-    """Add ``--no-inspector`` (parameter ``no_inspector``)."""
-    return click.option(
-        "--no-inspector",
-        is_flag=True,
-        help="Serve WebSocket only: no page at /, no /status, /events or /control/*"
-        " (sim run's GET /healthz stays; replay and record have none).",
-    )(command)
+def no_inspector_option(command: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """``--no-inspector`` (parameter ``no_inspector``) for ``command`` (a key of
+    :data:`NO_INSPECTOR_HELP`), whose help says what that command leaves out."""
+    return click.option("--no-inspector", is_flag=True, help=NO_INSPECTOR_HELP[command])
 
 
 def load_inspector(no_inspector: bool) -> None:

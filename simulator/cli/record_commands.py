@@ -98,7 +98,7 @@ if TYPE_CHECKING:
 )
 @click.option("--quiet", is_flag=True, help="Print only the URL line.")
 @tls_options
-@no_inspector_option
+@no_inspector_option("record")
 def record(
     upstream: str | None,
     connect: str | None,

@@ -360,7 +360,7 @@ async def _serve(
     "A client message larger (and larger than every recorded one) is closed with 1009.",
 )
 @tls_options
-@no_inspector_option
+@no_inspector_option("replay")
 def replay(
     file: str,
     host: str,

@@ -71,3 +71,31 @@ def test_every_option_has_a_description_and_shows_its_default(command: str) -> N
             default_unsaid.append(param.opts[0])
     assert undescribed == []
     assert default_unsaid == []
+
+
+def option_help(command: str, option: str) -> str:
+    """The description of ``option`` in `sim COMMAND --help`, on one line."""
+    result = sim(command, "--help")
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    [start] = [i for i, line in enumerate(lines) if line.strip().startswith(option + " ")]
+    text = [lines[start].strip().removeprefix(option)]
+    for line in lines[start + 1 :]:
+        if line.strip().startswith("-"):
+            break
+        text.append(line.strip())
+    return " ".join(" ".join(text).split())
+
+
+@pytest.mark.parametrize(
+    ("command", "has_control"), [("run", True), ("replay", False), ("record", False)]
+)
+def test_no_inspector_says_what_its_own_command_leaves_out(command: str, has_control: bool) -> None:
+    """Only `sim run` has /control/* and GET /healthz (docs/inspector.md): the help of
+    replay and record does not speak of them, nor of run."""
+    text = option_help(command, "--no-inspector")
+    assert "no page at /" in text and "/status" in text and "/events" in text, text
+    assert ("/control/*" in text) == has_control, text
+    assert ("GET /healthz stays" in text) == has_control, text
+    assert "sim run" not in text, text
+    assert text.startswith("Proxy: ") == (command == "record"), text
