@@ -48,3 +48,12 @@ def test_the_readme_lists_every_scenario_and_no_other() -> None:
     listed = set(re.findall(r"^- `scenarios/([^`]+\.toml)`", section, re.M))
     shipped = {p.name for p in (ROOT / "scenarios").glob("*.toml")}
     assert listed == shipped
+
+
+def test_the_readme_use_list_shows_every_command() -> None:
+    """Each `sim` command has a line of its own in the README's "Use" block."""
+    from simulator.cli import main
+
+    block = README.split("\n## Use\n", 1)[1].split("```sh\n", 1)[1].split("```", 1)[0]
+    shown = set(re.findall(r"^\.venv/bin/sim (\w[\w-]*)", block, re.M))
+    assert sorted(set(main.commands) - shown) == []
