@@ -213,6 +213,44 @@ def test_shifted_times_are_equivalent_and_show_as_timing_error(tmp_path: Path) -
     assert diff(a, b, ignore_timing=True).timing is None
 
 
+def test_timing_is_measured_only_over_rows_the_same_in_both_files(tmp_path: Path) -> None:
+    """Rows that differ are not the same event: when each was recorded says nothing
+    (two unrelated sessions gave "timing error over 402 matched rows: p50 15000 ms")."""
+    a = recording(tmp_path)
+    changed = (pl.col("seq") % 2 == 1) & (pl.col("kind") == "text")
+    b = rewritten(
+        a,
+        tmp_path / "b.parquet",
+        lambda f: f.with_columns(
+            payload=pl.when(changed).then(pl.lit(b'{"other": 1}')).otherwise("payload"),
+            t_ns=pl.when(changed).then(pl.col("t_ns") + 10**9).otherwise("t_ns"),
+        ),
+    )
+    frame = read_recording(a).frame
+    differing = frame.filter((pl.col("seq") % 2 == 1) & (pl.col("kind") == "text")).height
+
+    result = diff(a, b)
+
+    assert result.timing is not None and differing > 0
+    assert (result.timing.rows, result.untimed) == (frame.height - differing, differing)
+    assert (result.timing.p50_ms, result.timing.p99_ms, result.timing.max_ms) == (0, 0, 0)
+    assert f"({differing} that differ not timed)" in diff_lines(result)[-1]
+
+
+def test_timing_of_recordings_with_no_row_in_common_is_not_comparable(tmp_path: Path) -> None:
+    a = recording(tmp_path)
+    b = rewritten(a, tmp_path / "b.parquet", lambda f: f.with_columns(stream=pl.lit("other")))
+
+    result = diff(a, b)
+
+    assert result.timing is None and result.untimed == read_recording(a).frame.height
+    assert diff_lines(result)[-1] == (
+        f"  timing not comparable: no row is the same in both files"
+        f" ({result.untimed} that differ not timed)"
+    )
+    assert diff(a, b, ignore_timing=True).untimed == 0
+
+
 def test_a_connection_in_only_one_file_is_reported_and_not_equivalent(tmp_path: Path) -> None:
     one, two = recording(tmp_path, "one"), recording(tmp_path, "two", connections=2)
 

@@ -40,7 +40,8 @@ def inspect(file: str, as_json: bool) -> None:
 @click.option("--ignore-timing", is_flag=True, help="Compare messages only.")
 def diff(a: str, b: str, ignore_timing: bool) -> None:
     """Compare two recordings connection by connection: identical message sequences, the
-    first difference, timing error percentiles. Exit 0 when equivalent, 1 when not."""
+    first difference, timing error percentiles (over the rows the same in both files).
+    Exit 0 when equivalent, 1 when not."""
     from simulator.storage.analysis import diff as compare
     from simulator.storage.analysis import diff_lines
 

@@ -401,7 +401,9 @@ class ConnectionDiff:
 
 @dataclass(frozen=True, slots=True)
 class TimingError:
-    """``|t_ns_a - t_ns_b|`` over ``rows`` rows matched by position, in milliseconds."""
+    """``|t_ns_a - t_ns_b|``, in milliseconds, over the ``rows`` rows that are the same in
+    both files at the same position (rows that differ are not the same event: when they
+    were recorded says nothing)."""
 
     rows: int
     p50_ms: float
@@ -412,7 +414,8 @@ class TimingError:
 @dataclass(frozen=True, slots=True)
 class DiffResult:
     """What :func:`diff` found. ``timing`` is ``None`` when timing was ignored or no
-    rows could be matched."""
+    row is the same in both files; ``untimed`` counts the rows present at the same
+    position in both files that differ, left out of the timing (0 when it was ignored)."""
 
     a: str
     b: str
@@ -420,6 +423,7 @@ class DiffResult:
     only_in_a: tuple[int, ...]
     only_in_b: tuple[int, ...]
     timing: TimingError | None
+    untimed: int = 0
 
     @property
     def equivalent(self) -> bool:
@@ -438,8 +442,10 @@ def diff(
     Rows of a connection are taken in ``seq`` order and compared by position on
     (sender, kind, stream, payload); ``close_code``, ``close_reason`` and ``fault``
     are not compared, nor the payload of rows that are not messages (an ``open``
-    row's handshake); ``ping``/``pong`` rows are skipped. Raises :class:`RecordingError`
-    naming the file that cannot be read.
+    row's handshake); ``ping``/``pong`` rows are skipped. The timing error is taken
+    over the rows that are the same in both, only: two unrelated sessions matched by
+    position would give a figure that measures nothing. Raises
+    :class:`RecordingError` naming the file that cannot be read.
     """
     file_a, file_b = os.fspath(a), os.fspath(b)
     lazy_a, lazy_b = _positioned(a), _positioned(b)
@@ -456,12 +462,13 @@ def diff(
     if not ignore_timing:
         queries.append(
             joined.filter(present_a & present_b)
-            .select(err=(pl.col("t_ns") - pl.col("t_ns_b")).abs())
+            .select(same=same, err=(pl.col("t_ns") - pl.col("t_ns_b")).abs())
             .select(
-                rows=pl.len(),
-                p50=pl.col("err").quantile(0.5, "nearest"),
-                p99=pl.col("err").quantile(0.99, "nearest"),
-                max=pl.col("err").max(),
+                rows=pl.col("same").sum(),
+                untimed=(~pl.col("same")).sum(),
+                p50=pl.col("err").filter("same").quantile(0.5, "nearest"),
+                p99=pl.col("err").filter("same").quantile(0.99, "nearest"),
+                max=pl.col("err").filter("same").max(),
             )
         )
     try:
@@ -491,12 +498,17 @@ def diff(
                     first_difference=None if first is None else _first_difference(first),
                 )
             )
-    timing = None
-    if errors and errors[0]["rows"][0]:
+    timing, untimed = None, 0
+    if errors:
         e = errors[0].row(0, named=True)
-        timing = TimingError(
-            rows=e["rows"], p50_ms=e["p50"] / 1e6, p99_ms=e["p99"] / 1e6, max_ms=e["max"] / 1e6
-        )
+        untimed = e["untimed"]
+        if e["rows"]:
+            timing = TimingError(
+                rows=e["rows"],
+                p50_ms=e["p50"] / 1e6,
+                p99_ms=e["p99"] / 1e6,
+                max_ms=e["max"] / 1e6,
+            )
     return DiffResult(
         a=file_a,
         b=file_b,
@@ -504,6 +516,7 @@ def diff(
         only_in_a=tuple(only_in_a),
         only_in_b=tuple(only_in_b),
         timing=timing,
+        untimed=untimed,
     )
 
 
@@ -530,13 +543,25 @@ def diff_lines(result: DiffResult) -> list[str]:
         )
         lines.append(f"    a: {_describe_row(d.a)}")
         lines.append(f"    b: {_describe_row(d.b)}")
+    lines.extend(_timing_lines(r))
+    return lines
+
+
+def _timing_lines(r: DiffResult) -> list[str]:
+    """The timing line: over the rows the same in both files, saying how many that
+    differ were left out (their times are not comparable); none when timing was ignored
+    or there was nothing to time."""
+    untimed = f" ({r.untimed} that differ not timed)" if r.untimed else ""
     if r.timing is not None:
         t = r.timing
-        lines.append(
-            f"  timing error over {t.rows} matched rows: p50 {t.p50_ms:.3f} ms, "
-            f"p99 {t.p99_ms:.3f} ms, max {t.max_ms:.3f} ms"
-        )
-    return lines
+        rows = f"{t.rows} row{'s' * (t.rows != 1)}"
+        return [
+            f"  timing error over {rows} the same in both files{untimed}: "
+            f"p50 {t.p50_ms:.3f} ms, p99 {t.p99_ms:.3f} ms, max {t.max_ms:.3f} ms"
+        ]
+    if r.untimed:
+        return [f"  timing not comparable: no row is the same in both files{untimed}"]
+    return []
 
 
 # --------------------------------------------------------------------------- helpers

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -49,6 +50,20 @@ def test_diff_exits_0_for_equivalent_and_1_for_different(recordings: tuple[Path,
     different = sim("diff", str(a), str(b))
     assert different.returncode == 1
     assert "first difference at index 1" in different.stdout
+
+
+def test_diff_of_unrelated_recordings_times_only_the_rows_they_share(
+    recordings: tuple[Path, Path],
+) -> None:
+    """A generated session against the real sample share only connection 0's open row:
+    the timing error is over that row, and says how many were not timed (it was over
+    every position, "p50 17346 ms": the gap between two unrelated messages)."""
+    a, _ = recordings
+    result = sim("diff", str(a), "recordings/energy-dashboard-sample.parquet")
+    assert result.returncode == 1, result.stderr
+    [timing] = [line for line in result.stdout.splitlines() if "timing" in line]
+    expected = r"  timing error over 1 row the same in both files \(\d+ that differ not timed\): .*"
+    assert re.fullmatch(expected, timing), timing
 
 
 def test_bad_files_and_nothing_to_recover_exit_2_with_one_line(tmp_path: Path) -> None:
