@@ -318,7 +318,7 @@ class RecordView:
             "frames_dropped": 0,
             "slow_closed": 0,
             "client_errors": 0,
-            "rejected": 0,
+            "rejected": proxy.rejected,
             "lateness_p50_ms": None,
             "lateness_p99_ms": None,
             "faults_by_kind": {},

@@ -323,6 +323,7 @@ class RecordingProxy(Listener):
         self._opening = 0  # handshakes waiting for their upstream
         self._open_upstream_transport = open_upstream
         self.connections = 0  # relayed client connections still open
+        self.rejected = 0  # handshakes refused: past max_connections, or as upstream refused
         self.relayed: Counter[str] = Counter()  # messages recorded, by sender (server, client)
         self._leg_config = WireConfig(
             max_size=max_size,
@@ -396,6 +397,7 @@ class RecordingProxy(Listener):
         index = conn.index = self._next_index
         self._next_index += 1
         if self.connections + self._opening >= self.max_connections:
+            self.rejected += 1
             self.log.emit(EventKind.REJECTED, conn=index, reason="max_connections", status=503)
             return too_many_connections(conn.protocol)
         return self._open_upstream(conn, request, index)
@@ -490,6 +492,7 @@ class RecordingProxy(Listener):
         self.recorder.opened(index, handshake)
         self.recorder.error(index, Sender.SERVER, text)
         self.recorder.closed(index, CLOSE_ABNORMAL, text[:120], "server")
+        self.rejected += 1
         self.log.emit(EventKind.REJECTED, conn=index, reason=text, status=status)
         phrase = error.phrase or status_phrase(status)
         body = error.body or f"{phrase}\n".encode()

@@ -303,6 +303,7 @@ async def test_upstream_failures_reach_the_client_as_http_statuses(tmp_path: Pat
             await client(proxy.url)
         assert refused.value.response.status_code == 401
         assert refused.value.response.headers["Retry-After"] == "9"
+        assert proxy.rejected == 1
     # Nothing listens on the port of a server that has stopped: connection refused.
     async with record_proxy(up.url, tmp_path / "g.parquet") as proxy:
         with pytest.raises(InvalidStatus) as refused:
@@ -464,6 +465,7 @@ async def test_past_max_connections_handshakes_get_503(tmp_path: Path) -> None:
         with pytest.raises(InvalidStatus) as refused:
             await client(proxy.url)
         assert refused.value.response.status_code == 503
+        assert proxy.rejected == 1  # the status's rejected, as sim run counts its own
         await first.close()
 
 
