@@ -28,6 +28,9 @@ class Stats:
     #: Handshakes refused because max_connections clients were connected, and only
     #: those: an outage's or a reject's refusals are faults_by_kind["handshake_refused"].
     rejected: int
+    #: When the server handed each message to the send path, less its scheduled time
+    #: (None before any): negative for those it sent early, by up to the pump's reach
+    #: (0.8 ms, simulator.net.common.AHEAD_S). Lateness at the client is bench/'s.
     lateness_p50_ms: float | None
     lateness_p99_ms: float | None
     faults_by_kind: dict[str, int] = field(default_factory=dict)
