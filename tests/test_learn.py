@@ -27,6 +27,8 @@ from simulator.scenario import load_scenario, parse_scenario
 from simulator.storage.generate import Plan, generate
 from simulator.storage.learn import Learned, learn
 from simulator.storage.learn_fit import ks_two_sample
+from simulator.storage.reader import read_metadata
+from simulator.storage.writer import RecordingWriter
 
 REPO = Path(__file__).parents[1]
 DASHBOARD = REPO / "scenarios" / "energy-dashboard.toml"
@@ -84,6 +86,24 @@ def day(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Learned, Path]:
     return original, learned, again
 
 
+def capture(recording: Path, out: Path, start_ns: int, stop_ns: int) -> Path:
+    """What a client connected from ``start_ns`` to ``stop_ns`` of ``recording`` (a
+    `sim generate` of one connection) would have recorded: its open at ``start_ns``,
+    then the messages it was sent, the first of them mid-stream."""
+    frame = pl.read_parquet(recording)
+    sent = (pl.col("t_ns") >= start_ns) & (pl.col("t_ns") < stop_ns) & (pl.col("kind") == "text")
+    opened = frame.filter(pl.col("kind") == "open").with_columns(pl.lit(start_ns).alias("t_ns"))
+    with RecordingWriter(out, read_metadata(recording)) as writer:
+        writer.append(pl.concat([opened, frame.filter(sent)]))
+    return out
+
+
+def fields_of(learned: Learned, stream: str) -> dict[str, str]:
+    """The kind of each field of ``stream`` that ``learned`` holds."""
+    (s,) = [s for s in learned.streams if s.name == stream]
+    return {".".join(f.path): f.fit.kind for f in s.fields}
+
+
 def feed(path: Path) -> dict[str, tuple[list[int], dict[str, list[float]]]]:
     """Each stream's message times and the values of each numeric field of ``data``."""
     out: dict[str, tuple[list[int], dict[str, list[float]]]] = {}
@@ -116,6 +136,23 @@ def test_the_learned_relations_are_the_dashboards_own(day: Any) -> None:
     )
     assert '"prev.revenue + energy_volume * 0.15"' in toml["revenue"]
     assert '"prev.total_trades + round(active_users / 25.0)"' in toml["total_trades"]
+
+
+def test_a_change_is_learned_from_a_capture_that_joined_mid_stream(
+    day: Any, tmp_path: Path
+) -> None:
+    """A client that connects mid-stream records a first price_change that is no 0 (its
+    previous price went unrecorded): the percentage still holds for every consecutive
+    pair, and is learned, its comment saying what the first message had."""
+    original, _, _ = day
+    rec = capture(original, tmp_path / "mid.parquet", 3600 * 10**9 + 1, 3800 * 10**9)
+    (first, *_) = feed(rec)["energy_market"][1]["price_change"]
+    assert first != 0
+    learned = learn(rec)
+    assert fields_of(learned, "energy_market")["price_change"] == "percentage"
+    text = learned.toml("mid")
+    assert f"the first message had {first}, its previous one unrecorded" in text
+    parse_scenario(text, "mid.toml")
 
 
 def test_a_feed_generated_from_the_learned_scenario_is_close_to_the_original(day: Any) -> None:

@@ -5,7 +5,8 @@ one-line account of how well it fits, which `sim learn` writes as a comment. Goo
 fit is the Kolmogorov–Smirnov statistic ``D`` (the largest distance between the observed
 and the fitted distribution functions) with its asymptotic p-value; smaller ``D`` fits
 better. Relations between fields (a difference, a percentage change, a running sum) are
-accepted only when they hold, within the values' rounding, for 99% of the messages.
+accepted only when they hold, within the values' rounding, for 99% of the messages (of
+the consecutive pairs of messages, for a change).
 """
 
 from __future__ import annotations
@@ -377,35 +378,51 @@ def fit_change(
     name: str, values: Sequence[float], others: Mapping[str, Sequence[float]], is_int: bool
 ) -> Fit | None:
     """``name`` as the difference or percentage change of consecutive values of one of
-    ``others`` (0 in the first message, as `prev.` gives); ``None`` when none holds."""
+    ``others``, holding for :data:`RELATION_SHARE` of the consecutive pairs of messages;
+    ``None`` when none holds. The first message is not checked: `prev.` makes it 0 (it
+    reads the message itself there), but a capture that joined mid-stream had the
+    message before it unrecorded, so its comment says what it had when not 0."""
     f = np.asarray(values, dtype=np.float64)
-    if len(f) < 10 or np.all(f == f[0]) or f[0] != 0 or _beyond_int64(f):
+    if len(f) < 10 or np.all(f == f[0]) or _beyond_int64(f):
         return None  # beyond 64 bits: the rounding below would send integers
     r = 0 if is_int else decimals(values)
     tolerance = _tolerance(r) * 1.01
     rounding = f", round = {r}"
+    pairs = f[1:]
     for other, raw in others.items():
         g = np.asarray(raw, dtype=np.float64)
         if other == name or len(g) != len(f) or np.all(g == g[0]):
             continue
-        prev = np.concatenate(([g[0]], g[:-1]))
-        share = _holds(f - (g - prev), tolerance)
+        step, prev = np.diff(g), g[:-1]
+        share = _holds(pairs - step, tolerance)
         if share >= RELATION_SHARE:
             return Fit(
                 "difference",
                 f'{{ expr = "{other} - prev.{other}"{rounding} }}',
-                f"difference of consecutive {other}: holds for {share:.2%} of messages",
+                f"difference of consecutive {other}: holds for {share:.2%} of"
+                f" {len(pairs)} consecutive pairs{_first_change(values[0], tolerance)}",
             )
         if np.all(prev != 0):
-            pct = (g - prev) / prev * 100
-            share = _holds(f - pct, tolerance)
+            share = _holds(pairs - step / prev * 100, tolerance)
             if share >= RELATION_SHARE:
                 return Fit(
                     "percentage",
                     f'{{ expr = "({other} - prev.{other}) / prev.{other} * 100"{rounding} }}',
-                    f"percentage change of {other}: holds for {share:.2%} of messages",
+                    f"percentage change of {other}: holds for {share:.2%} of"
+                    f" {len(pairs)} consecutive pairs{_first_change(values[0], tolerance)}",
                 )
     return None
+
+
+def _first_change(first: float, tolerance: float) -> str:
+    """What a change relation's comment says of the first message's value ``first``:
+    nothing when it is 0, as the scenario's first message sends."""
+    if abs(first) <= tolerance:
+        return ""
+    return (
+        f"; the first message had {first!r}, its previous one unrecorded"
+        " (a capture that joined mid-stream): the scenario's first sends 0"
+    )
 
 
 def fit_running_sum(
