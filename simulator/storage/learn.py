@@ -552,7 +552,8 @@ def _room(depth: int) -> int:
 def _relations(
     fields: list[LearnedField], numeric: dict[str, tuple[list[float], bool]], path: tuple[str, ...]
 ) -> None:
-    """Replace a numeric field's fit by a relation to a sibling where one holds. Running
+    """Replace a numeric field's fit by a relation to a sibling where one holds, whatever
+    distribution fitted it (a relation that holds is what made the values). Running
     sums first (a total is what accumulates), then changes of consecutive values; a
     field a relation reads stays drawn, so relations never chain. Only names an
     expression can read take part (a running sum reads its own ``prev.``)."""
@@ -568,8 +569,8 @@ def _relations(
             f = by_name[key]
             if key in read or f.fit.kind in (*_DERIVED, "const", "counter"):
                 continue
-            if fit_relation is fit_running_sum and (f.fit.kind != "walk" or not _readable(key)):
-                continue  # only what wanders (accumulates) can be a total
+            if fit_relation is fit_running_sum and not _readable(key):
+                continue  # it reads its own prev.
             others = {
                 k: v for k, v in drawn.items() if k != key and by_name[k].fit.kind not in _DERIVED
             }

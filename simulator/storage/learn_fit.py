@@ -28,6 +28,10 @@ Floats = npt.NDArray[np.float64]
 
 #: Share of messages a relation must hold for.
 RELATION_SHARE: Final = 0.99
+#: Fewest messages a relation is learned from, if it holds for every one: three
+#: consecutive pairs, so that a running sum's coefficient, which one pair gives, is
+#: checked on two more. (Up to 100 messages, RELATION_SHARE of the pairs is all.)
+MIN_RELATION: Final = 4
 #: Gaps within this share of their mean are a fixed interval (a live feed jitters).
 FIXED_SPREAD: Final = 0.01
 #: Most distinct values a string field may have to be learned as a choice.
@@ -383,7 +387,7 @@ def fit_change(
     reads the message itself there), but a capture that joined mid-stream had the
     message before it unrecorded, so its comment says what it had when not 0."""
     f = np.asarray(values, dtype=np.float64)
-    if len(f) < 10 or np.all(f == f[0]) or _beyond_int64(f):
+    if len(f) < MIN_RELATION or np.all(f == f[0]) or _beyond_int64(f):
         return None  # beyond 64 bits: the rounding below would send integers
     r = 0 if is_int else decimals(values)
     tolerance = _tolerance(r) * 1.01
@@ -429,51 +433,129 @@ def fit_running_sum(
     name: str, values: Sequence[float], others: Mapping[str, Sequence[float]], is_int: bool
 ) -> Fit | None:
     """``name`` as a running sum of ``k * other`` (or, for integers, of
-    ``round(other / k)``); ``None`` when none holds."""
+    ``round(other / k)``), holding for :data:`RELATION_SHARE` of its steps; ``None``
+    when none holds, or when ``name`` does not accumulate (:func:`accumulates`)."""
     f = np.asarray(values, dtype=np.float64)
-    if len(f) < 10 or np.all(f == f[0]) or _beyond_int64(f):
+    if len(f) < MIN_RELATION or np.all(f == f[0]) or _beyond_int64(f) or not accumulates(f):
         return None  # beyond 64 bits: its initial value and rounding would be integers
-    r = 0 if is_int else decimals(values)
-    tolerance = _tolerance(r) * 1.01
-    rounding = f", round = {r}"
-    steps = np.diff(f)
     for other, raw in others.items():
-        g = np.asarray(raw, dtype=np.float64)[1:]
-        if other == name or len(g) != len(steps) or np.all(g == 0):
+        g = np.asarray(raw, dtype=np.float64)
+        if other == name or len(g) != len(f) or np.all(g[1:] == 0):
             continue
         if is_int:
-            # Integer increments: a whole part of the other field (trades per users).
-            moved = steps != 0
-            if not np.any(moved):
-                continue
-            divisor = float(np.median(g[moved] / steps[moved]))
-            if divisor <= 0:
-                continue
-            share = _holds(steps - np.round(g / divisor), 0.0)
-            if share >= RELATION_SHARE:
-                initial = int(f[0] - round(float(raw[0]) / divisor))
-                return Fit(
-                    "running sum",
-                    f'{{ expr = "prev.{name} + round({other} / {_number(divisor, 6)})",'
-                    f" initial = {initial} }}",
-                    f"running sum of round({other} / {divisor:.6g}):"
-                    f" holds for {share:.2%} of messages",
-                )
-            continue
-        nonzero = g != 0
-        k = float(np.median(steps[nonzero] / g[nonzero]))
-        if k == 0:
-            continue
-        share = _holds(steps - k * g, tolerance * 2)
-        if share >= RELATION_SHARE:
-            factor = "" if abs(k - 1) < 1e-12 else f" * {_number(k, 9)}"
-            start = _number(f[0] - k * float(raw[0]), max(r, 2))
-            return Fit(
-                "running sum",
-                f'{{ expr = "prev.{name} + {other}{factor}", initial = {start}{rounding} }}',
-                f"running sum of {other}{factor}: holds for {share:.2%} of messages",
-            )
+            fit = _integer_sum(name, f, other, g)
+        else:
+            fit = _float_sum(name, f, other, g, decimals(values))
+        if fit is not None:
+            return fit
     return None
+
+
+def accumulates(x: Floats) -> bool:
+    """Whether the numbers ``x`` accumulate, as a running sum does: their steps vary
+    less than they do (so ``x`` cannot as well be the one drawn, whose consecutive
+    differences are the other field: ``total = prev.total + size`` is also ``size =
+    total - prev.total``). A walk does; independent draws do not (their steps vary
+    more). Unlike a walk's lag-1 autocorrelation, it tells from a handful of values."""
+    return bool(np.std(np.diff(x)) < np.std(x))
+
+
+def _integer_sum(name: str, f: Floats, other: str, g: Floats) -> Fit | None:
+    """The integers ``f`` as a running sum of ``round(other / d)`` (``other``'s values
+    ``g``), ``d`` a divisor that the most steps allow; ``None`` unless it holds for
+    :data:`RELATION_SHARE` of them."""
+    steps, moves = np.diff(f), g[1:]
+    held, lo, hi = _most_held(*_divisor_ranges(steps, moves))
+    if held < RELATION_SHARE * len(steps) or not math.isfinite(hi):
+        return None  # no divisor, or any large one (the total hardly moves)
+    divisor = _within(_ratio_estimate(moves, steps), lo, hi)
+    share = _holds(steps - np.round(moves / divisor), 0.0)
+    if share < RELATION_SHARE:
+        return None  # at a tie, round() went the other way
+    initial = int(f[0] - round(float(g[0]) / divisor))
+    return Fit(
+        "running sum",
+        f'{{ expr = "prev.{name} + round({other} / {_number(divisor, 6)})", initial = {initial} }}',
+        f"running sum of round({other} / {divisor:.6g}): holds for {share:.2%} of messages",
+    )
+
+
+def _float_sum(name: str, f: Floats, other: str, g: Floats, r: int) -> Fit | None:
+    """The numbers ``f``, rounded to ``r`` decimals, as a running sum of ``k * other``
+    (``other``'s values ``g``), ``k`` a factor that the most steps allow; ``None``
+    unless it holds for :data:`RELATION_SHARE` of them."""
+    steps, moves = np.diff(f), g[1:]
+    tolerance = _tolerance(r) * 1.01 * 2  # a step is the difference of two rounded values
+    held, lo, hi = _most_held(*_factor_ranges(steps, moves, tolerance))
+    if held < RELATION_SHARE * len(steps) or not (math.isfinite(lo) and math.isfinite(hi)):
+        return None
+    k = _within(_ratio_estimate(steps, moves), lo, hi)
+    share = _holds(steps - k * moves, tolerance)
+    if k == 0 or share < RELATION_SHARE:
+        return None
+    factor = "" if abs(k - 1) < 1e-12 else f" * {_number(k, 9)}"
+    start = _number(f[0] - k * float(g[0]), max(r, 2))
+    return Fit(
+        "running sum",
+        f'{{ expr = "prev.{name} + {other}{factor}", initial = {start}, round = {r} }}',
+        f"running sum of {other}{factor}: holds for {share:.2%} of messages",
+    )
+
+
+def _most_held(lo: Floats, hi: Floats) -> tuple[int, float, float]:
+    """The coefficients the most pairs of messages allow, pair ``i`` allowing those
+    from ``lo[i]`` to ``hi[i]`` (none where ``lo[i] > hi[i]``): how many pairs allow
+    them, and the range ``(lo, hi)`` they all allow."""
+    allowed = lo <= hi
+    if not allowed.any():
+        return 0, math.nan, math.nan
+    starts, ends = np.sort(lo[allowed]), np.sort(hi[allowed])
+    # The most ranges overlap at the start of one of them: count at each start the
+    # ranges that start there or before, less those that end before it.
+    held = np.searchsorted(starts, starts, side="right") - np.searchsorted(ends, starts)
+    best = int(np.argmax(held))
+    at = float(starts[best])
+    return int(held[best]), at, float(hi[allowed & (lo <= at) & (hi >= at)].min())
+
+
+def _divisor_ranges(steps: Floats, moves: Floats) -> tuple[Floats, Floats]:
+    """For each step of an integer total, the divisors ``d > 0`` with ``round(move /
+    d)`` that step: from ``lo`` to ``hi`` (none where ``lo > hi``)."""
+    s = np.where(moves < 0, -steps, steps)  # as if each move were positive
+    a = np.abs(moves)
+    with np.errstate(divide="ignore"):
+        lo = np.where(s >= 0, a / (s + 0.5), np.inf)
+        hi = np.where(s >= 1, a / (s - 0.5), np.inf)
+    # A step of another sign than its move, or a step from a move of 0, rounds from none.
+    none = (s < 0) | ((a == 0) & (s != 0))
+    return np.where(none, np.inf, lo), np.where(none, -np.inf, hi)
+
+
+def _factor_ranges(steps: Floats, moves: Floats, tolerance: float) -> tuple[Floats, Floats]:
+    """For each step of a total, the factors ``k`` with ``k * move`` that step within
+    ``tolerance``: from ``lo`` to ``hi`` (none where ``lo > hi``; any for a move of 0
+    with a step of 0)."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        a, b = (steps - tolerance) / moves, (steps + tolerance) / moves
+    still = moves == 0
+    held = np.abs(steps) <= tolerance
+    lo = np.where(still, np.where(held, -np.inf, np.inf), np.minimum(a, b))
+    hi = np.where(still, np.where(held, np.inf, -np.inf), np.maximum(a, b))
+    return lo, hi
+
+
+def _ratio_estimate(a: Floats, b: Floats) -> float:
+    """The median of ``a / b`` where ``b`` is not 0."""
+    moved = b != 0
+    return float(np.median(a[moved] / b[moved])) if moved.any() else math.nan
+
+
+def _within(x: float, lo: float, hi: float) -> float:
+    """``x`` where it lies from ``lo`` to ``hi``, else the middle of them (or ``lo``, for
+    no ``hi``)."""
+    if lo <= x <= hi:
+        return x
+    return (lo + hi) / 2 if math.isfinite(hi) else lo
 
 
 # ----------------------------------------------------------------------------- strings
