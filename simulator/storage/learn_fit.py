@@ -462,44 +462,101 @@ def accumulates(x: Floats) -> bool:
 
 def _integer_sum(name: str, f: Floats, other: str, g: Floats) -> Fit | None:
     """The integers ``f`` as a running sum of ``round(other / d)`` (``other``'s values
-    ``g``), ``d`` a divisor that the most steps allow; ``None`` unless it holds for
-    :data:`RELATION_SHARE` of them."""
+    ``g``), ``d`` the shortest decimal that the most steps allow (each of them then
+    holds); ``None`` unless it holds for :data:`RELATION_SHARE` of them."""
     steps, moves = np.diff(f), g[1:]
     held, lo, hi = _most_held(*_divisor_ranges(steps, moves))
     if held < RELATION_SHARE * len(steps) or not math.isfinite(hi):
         return None  # no divisor, or any large one (the total hardly moves)
-    divisor = _within(_ratio_estimate(moves, steps), lo, hi)
-    share = _holds(steps - np.round(moves / divisor), 0.0)
+
+    def holding(d: float) -> int:
+        return int(np.count_nonzero(steps == np.round(moves / d)))
+
+    divisor = _shortest(lo, hi, lambda d: d > 0 and holding(d) >= held)
+    if divisor is None:  # at a tie, round() went the other way: as measured then
+        divisor = _within(_ratio_estimate(moves, steps), lo, hi)
+    share = holding(divisor) / len(steps)
     if share < RELATION_SHARE:
-        return None  # at a tie, round() went the other way
+        return None
     initial = int(f[0] - round(float(g[0]) / divisor))
+    text = repr(divisor) if not divisor.is_integer() or divisor >= 1e15 else str(int(divisor))
     return Fit(
         "running sum",
-        f'{{ expr = "prev.{name} + round({other} / {_number(divisor, 6)})", initial = {initial} }}',
-        f"running sum of round({other} / {divisor:.6g}): holds for {share:.2%} of messages",
+        f'{{ expr = "prev.{name} + round({other} / {text})", initial = {initial} }}',
+        f"running sum of round({other} / {text}): holds for {share:.2%} of messages",
     )
 
 
 def _float_sum(name: str, f: Floats, other: str, g: Floats, r: int) -> Fit | None:
     """The numbers ``f``, rounded to ``r`` decimals, as a running sum of ``k * other``
     (``other``'s values ``g``), ``k`` a factor that the most steps allow; ``None``
-    unless it holds for :data:`RELATION_SHARE` of them."""
+    unless it holds for :data:`RELATION_SHARE` of them. ``k`` and ``initial`` are the
+    shortest decimals that give every recorded value (rounded to ``r``) where the sum
+    holds for every step; else ``k`` keeps each step that held, and ``initial`` gives
+    the first value."""
     steps, moves = np.diff(f), g[1:]
     tolerance = _tolerance(r) * 1.01 * 2  # a step is the difference of two rounded values
     held, lo, hi = _most_held(*_factor_ranges(steps, moves, tolerance))
     if held < RELATION_SHARE * len(steps) or not (math.isfinite(lo) and math.isfinite(hi)):
         return None
-    k = _within(_ratio_estimate(steps, moves), lo, hi)
-    share = _holds(steps - k * moves, tolerance)
+    # What a value may be off by: its rounding, and the float error of a sum of len(f).
+    off = _tolerance(r) + 2.3e-16 * len(f) * float(np.abs(f).max())
+    every = held == len(steps)
+
+    def holding(k: float) -> int:
+        return int(np.count_nonzero(np.abs(steps - k * moves) <= tolerance))
+
+    def gives(k: float) -> bool:
+        if k == 0 or holding(k) < held:
+            return False
+        start, stop = _initials(f, g, k, off)
+        return not every or start <= stop
+
+    k = _shortest(lo, hi, gives)
+    if k is None:  # no decimal of 15 digits gives every value: as measured
+        k = _within(_ratio_estimate(steps, moves), lo, hi)
+    share = holding(k) / len(steps)
     if k == 0 or share < RELATION_SHARE:
         return None
-    factor = "" if abs(k - 1) < 1e-12 else f" * {_number(k, 9)}"
-    start = _number(f[0] - k * float(g[0]), max(r, 2))
+    start, stop = _initials(f, g, k, off) if every else (math.nan, math.nan)
+    if not start <= stop:  # only the first value, for a sum that holds for most steps
+        first = float(f[0] - k * g[0])
+        start, stop = first - off, first + off
+    initial = _shortest(start, stop)
+    text = _number(f[0] - k * float(g[0]), max(r, 2)) if initial is None else repr(initial)
+    factor = "" if k == 1 else f" * {k!r}"
     return Fit(
         "running sum",
-        f'{{ expr = "prev.{name} + {other}{factor}", initial = {start}, round = {r} }}',
+        f'{{ expr = "prev.{name} + {other}{factor}", initial = {text}, round = {r} }}',
         f"running sum of {other}{factor}: holds for {share:.2%} of messages",
     )
+
+
+def _initials(f: Floats, g: Floats, k: float, off: float) -> tuple[float, float]:
+    """The ``initial`` values from which a running sum of ``k * g`` gives every value
+    of ``f`` within ``off``: from the first to the second (none when it is larger)."""
+    apart = f - np.cumsum(k * g)
+    return float(apart.max()) - off, float(apart.min()) + off
+
+
+def _shortest(
+    lo: float, hi: float, accept: Callable[[float], bool] = lambda _: True
+) -> float | None:
+    """The number from ``lo`` to ``hi`` with the fewest significant digits (the one
+    nearest their middle, among those) that ``accept`` takes, so that a learned
+    coefficient reads as a person writes it (0.15, not 0.150000036); ``None`` when no
+    number of up to 15 digits is taken (or none is in the range)."""
+    if not (math.isfinite(lo) and math.isfinite(hi) and lo <= hi):
+        return None
+    middle = (lo + hi) / 2
+    top = math.floor(math.log10(max(abs(lo), abs(hi)) or 1.0)) + 1
+    for p in range(top, top - 16, -1):
+        nearest = float(f"{round(middle / 10.0**p)}e{p}")  # written in decimal: exact
+        above = float(f"{math.ceil(lo / 10.0**p)}e{p}")
+        for c in (nearest, above):
+            if lo <= c <= hi and accept(c):
+                return c
+    return None
 
 
 def _most_held(lo: Floats, hi: Floats) -> tuple[int, float, float]:
