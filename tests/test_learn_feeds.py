@@ -8,6 +8,7 @@ no stream names (so messages are grouped by their ``type``).
 
 from __future__ import annotations
 
+import itertools
 import os
 import subprocess
 import sys
@@ -39,17 +40,19 @@ def record_feed(
     messages: Sequence[Message],
     gap_ns: int = 50 * MS,
     stream: str | None = None,
+    times: Sequence[int] | None = None,
     **extra: Any,
 ) -> Path:
     """A recording of ``messages`` sent ``gap_ns`` apart on connection 0 (the first one
-    ``gap_ns`` after the open), recorded as of ``stream`` (as `sim run --record` names
-    them; none, as `sim record` of another server); ``extra`` is the metadata's
-    free-form part."""
+    ``gap_ns`` after the open), or at ``times`` after it, recorded as of ``stream`` (as
+    `sim run --record` names them; none, as `sim record` of another server); ``extra``
+    is the metadata's free-form part."""
     n = len(messages)
+    t_ns = [0, *(times if times is not None else [k * gap_ns for k in range(1, n + 1)])]
     rows = event_batch(
         seq=list(range(n + 1)),
-        t_ns=[k * gap_ns for k in range(n + 1)],
-        wall_ns=[1_700_000_000 * 10**9 + k * gap_ns for k in range(n + 1)],
+        t_ns=t_ns,
+        wall_ns=[1_700_000_000 * 10**9 + t for t in t_ns],
         session="feed",
         conn=0,
         sender=Sender.SERVER,
@@ -317,6 +320,39 @@ def test_a_recording_made_at_a_speed_is_learned_in_scenario_time(tmp_path: Path)
     (stream,) = learned.streams
     assert stream.schedule.toml == 'every = "5s"'
     assert "times multiplied by 20 (the speed the recording was made at)" in learned.toml("x")
+
+
+@pytest.mark.parametrize(
+    ("gap_us", "speed", "learned", "given"),
+    [
+        (349_900, 20.0, "7s", None),  # sim run --speed 20 --record: 6998 ms
+        (1_000_100, 10.0, "10s", 10.0),  # a capture learned with --speed 10: 10001 ms
+        (500_100, 10.0, "5s", 10.0),  # 5001 ms
+        (699_800, 10.0, "7s", 10.0),  # 6998 ms
+        (7_002_000, 1.0, "7002ms", None),  # 2 ms off at speed 1: more than its jitter
+        (2_260, 20.0, "45ms", None),  # 45.2 ms at speed 20: no 40 ms or 50 ms one
+    ],
+)
+def test_an_interval_is_learned_round_where_the_recording_jitter_explains_the_difference(
+    tmp_path: Path, gap_us: int, speed: float, learned: str, given: float | None
+) -> None:
+    """A recorded time is off by the clock's jitter (about 1 ms) times the speed it was
+    recorded at: a fixed interval that far from a round one is learned as it (10001 ms
+    at speed 10 is 10 s), never by more than a fixed interval's spread (1%)."""
+    # Each gap wall-clock us longer or shorter (0 on the whole), as a feed that sleeps
+    # between messages sends (none for the 2.26 ms gap, whose 1% is 23 us).
+    wobble = [-20, 10, 0, 20, -10] if gap_us > 10**5 else [0]
+    times = list(itertools.accumulate((gap_us + wobble[k % len(wobble)]) * 1000 for k in range(30)))
+    rec = record_feed(
+        tmp_path / "f.parquet",
+        feed_of(lambda i: {"v": i % 9}, n=30),
+        stream="s",
+        times=times,
+        **({"speed": speed} if given is None else {}),
+    )
+    (stream,) = learn(rec, speed=given).streams
+    assert stream.schedule.kind == "fixed"
+    assert stream.schedule.toml.splitlines()[0] == f'every = "{learned}"'
 
 
 def test_sim_learn_says_it_scaled_the_times_and_speed_1_keeps_them(tmp_path: Path) -> None:

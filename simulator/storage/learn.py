@@ -43,6 +43,7 @@ from simulator.core.toml_text import toml_key, toml_value
 from simulator.errors import RecordingError, UsageError
 from simulator.storage.learn_fit import (
     AS_FLOATS,
+    CLOCK_JITTER_NS,
     MAX_CHOICES,
     NO_NULL,
     TOO_DEEP,
@@ -106,6 +107,12 @@ class TimeScale:
 
     factor: float = 1.0
     note: str = ""
+
+    @property
+    def jitter_ns(self) -> float:
+        """What a recorded time may be off by, in scenario time: the recording clock's
+        jitter, made ``factor`` times longer with the times."""
+        return CLOCK_JITTER_NS * self.factor
 
 
 @dataclass(slots=True)
@@ -249,7 +256,7 @@ def learn(path: str | Path, speed: float | None = None) -> Learned:
         key: [round((t - t0) * scale.factor) for t in times] for key, (times, _) in groups.items()
     }
     streams = [
-        _stream(key, names[key], offsets[key], msgs, by_type=not named)
+        _stream(key, names[key], offsets[key], msgs, by_type=not named, jitter=scale.jitter_ns)
         for key, (_, msgs) in groups.items()
     ]
     return Learned(source, int(first), streams, scale)
@@ -315,17 +322,24 @@ def _stream_names(keys: Iterable[_Key]) -> dict[_Key, str]:
 
 
 def _stream(
-    key: _Key, name: str, offsets: list[int], messages: list[dict[str, Any]], *, by_type: bool
+    key: _Key,
+    name: str,
+    offsets: list[int],
+    messages: list[dict[str, Any]],
+    *,
+    by_type: bool,
+    jitter: float,
 ) -> LearnedStream:
-    """The stream of ``messages``, sent at ``offsets`` (scenario time), grouped under
-    ``key`` (their recorded stream, or their type when ``by_type``) and named ``name``."""
+    """The stream of ``messages``, sent at ``offsets`` (scenario time, off by up to
+    ``jitter`` ns), grouped under ``key`` (their recorded stream, or their type when
+    ``by_type``) and named ``name``."""
     untyped = _key_text(key)  # the type of a message without one: its stream's, or "messages"
     types = Counter(_type_key(m.get("type", untyped)) for m in messages)
     data = [
         m["data"] if isinstance(m.get("data"), dict) else _without_envelope(m) for m in messages
     ]
     seqs = [m["seq"] if isinstance(m.get("seq"), int) else i + 1 for i, m in enumerate(messages)]
-    schedule = fit_schedule(offsets)
+    schedule = fit_schedule(offsets, jitter)
     top = types.most_common(1)[0][0]
     sent, why = _sent_type(top)
     learned = LearnedStream(name, sent, len(messages), schedule)

@@ -34,6 +34,11 @@ RELATION_SHARE: Final = 0.99
 MIN_RELATION: Final = 4
 #: Gaps within this share of their mean are a fixed interval (a live feed jitters).
 FIXED_SPREAD: Final = 0.01
+#: What a recorded time may be off by, in wall time: the asyncio clock's resolution and
+#: scheduling, on the machine that recorded (times the speed, in scenario time).
+CLOCK_JITTER_NS: Final = 10**6
+#: The units a fixed interval is rounded to, roundest first.
+_ROUND_UNITS: Final = (10**9, 10**8, 10**7, 10**6, 10**5, 10**4, 10**3)
 #: Most distinct values a string field may have to be learned as a choice.
 MAX_CHOICES: Final = 50
 _UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}")
@@ -162,10 +167,12 @@ def _normal_cdf(mean: float, std: float) -> Callable[[Floats], Floats]:
 # ----------------------------------------------------------------------------- schedules
 
 
-def fit_schedule(t_ns: Sequence[int]) -> Fit:
+def fit_schedule(t_ns: Sequence[int], jitter_ns: float = CLOCK_JITTER_NS) -> Fit:
     """``every``: fixed (gaps within :data:`FIXED_SPREAD` of their mean), else a
     uniform interval or Poisson (``rate``), whichever the inter-arrival times fit best;
-    a stream of one or two messages is ``at`` their times."""
+    a stream of one or two messages is ``at`` their times. ``jitter_ns`` is what a
+    recorded time may be off by, in scenario time: :data:`CLOCK_JITTER_NS` times the
+    speed the recording was made at (the caller multiplies it as it does the times)."""
     t = np.asarray(t_ns, dtype=np.int64)
     if len(t) < 3:
         offsets = ", ".join(f'"{_duration(x)}"' for x in _rounded([int(x) for x in t] or [0]))
@@ -174,20 +181,7 @@ def fit_schedule(t_ns: Sequence[int]) -> Fit:
     n = len(gaps)
     lo, hi, mean = float(gaps.min()), float(gaps.max()), float(gaps.mean())
     if hi - lo <= max(FIXED_SPREAD * mean, 1.0):
-        every = round(float(np.median(gaps)))
-        if every >= 10**7:  # a live feed's jitter is not part of its interval
-            every = round(every / 10**6) * 10**6
-        spread = (hi - lo) / mean
-        # The first offset to the precision the interval was given (its jitter is not
-        # part of the schedule either).
-        unit = next(u for u in (10**6, 10**3, 1) if every % u == 0)
-        first = round(int(t[0]) / unit) * unit
-        start = "" if first == every else f'\nfirst = "{_duration(first)}"'
-        return Fit(
-            "fixed",
-            f'every = "{_duration(every)}"{start}',
-            f"fixed interval: gaps within {spread:.2%} of their mean, n = {n}",
-        )
+        return _fixed(t, lo, hi, jitter_ns)
     uniform = ks_statistic(gaps, lambda x: np.clip((x - lo) / (hi - lo), 0, 1))
     poisson = ks_statistic(gaps, lambda x: 1 - np.exp(-x / mean))
     if uniform <= poisson:
@@ -204,6 +198,40 @@ def fit_schedule(t_ns: Sequence[int]) -> Fit:
         f"rate = {_number(rate, 6)}",
         f"Poisson: {_quality(poisson, n)} (uniform interval: D = {uniform:.4f})",
     )
+
+
+def _fixed(t: npt.NDArray[np.int64], lo: float, hi: float, jitter_ns: float) -> Fit:
+    """A fixed interval, for the times ``t`` whose gaps are ``lo`` to ``hi`` apart:
+    their mean (of the whole span: a feed that sends on a clock is off by its jitter
+    at both ends only) made the roundest value that the jitter explains."""
+    mean = (float(t[-1]) - float(t[0])) / (len(t) - 1)
+    # The jitter is what a time may be off by: the clock's, times the speed, or what
+    # the gaps show; never more than a fixed interval's own spread may be (1%: a 45 ms
+    # interval at speed 20 is no 40 ms one).
+    off = min(max(jitter_ns, (hi - lo) / 2), FIXED_SPREAD * mean)
+    every = _roundest(mean, off, zero=False)
+    if every >= 10**7:  # a live feed's jitter is not part of its interval
+        every = round(every / 10**6) * 10**6
+    # The first offset as round (its jitter is not part of the schedule either), else
+    # to the precision the interval was given.
+    unit = next(u for u in (10**6, 10**3, 1) if every % u == 0)
+    first = _roundest(float(t[0]), off, zero=True, fallback=unit)
+    start = "" if first == every else f'\nfirst = "{_duration(first)}"'
+    return Fit(
+        "fixed",
+        f'every = "{_duration(every)}"{start}',
+        f"fixed interval: gaps within {(hi - lo) / mean:.2%} of their mean, n = {len(t) - 1}",
+    )
+
+
+def _roundest(ns: float, off: float, *, zero: bool, fallback: int = 1) -> int:
+    """The roundest duration within ``off`` of ``ns``: a whole number of seconds, else
+    of 100 ms, 10 ms... 1 us (0 only if ``zero``); else ``ns`` to the ``fallback``."""
+    for unit in _ROUND_UNITS:
+        near = round(ns / unit) * unit
+        if abs(near - ns) <= off and (near or zero):
+            return near
+    return max(round(ns / fallback) * fallback, 0 if zero else 1)
 
 
 def _outward(lo: float, hi: float) -> tuple[int, int]:
