@@ -512,6 +512,25 @@ def comment_on(text: str, key: str) -> str:
     return line
 
 
+def test_list_items_with_one_value_per_position_cycle_through_those_values(
+    tmp_path: Path,
+) -> None:
+    """A member of list items that is an object or a list at each position was told
+    apart by where Python kept it: one message gave a cycle of memory addresses
+    (``m = { cycle = [140392429834432, ...] }``), and 1 and true were one value. They
+    are compared by content and type now, and a cycle sends the values themselves."""
+    items = [{"m": {"a": 1}, "k": [1, 2], "x": 1}, {"m": {"a": 2}, "k": [3], "x": 2}]
+    rec = record_feed(tmp_path / "one.parquet", [{"type": "q", "seq": 1, "data": {"l": items}}])
+    text, scenario = learned_scenario(rec)
+    assert "m = { cycle = [{ a = 1 }, { a = 2 }] }, k = { cycle = [[1, 2], [3]] }" in text
+    (message, *_) = generated(scenario, tmp_path)
+    assert message["data"]["l"] == items
+    # The first item's x is 1, then true: no one value, so no cycle of [true, 2].
+    flips = feed_of(lambda i: {"l": [{"x": 1 if i % 2 else True}, {"x": 2}]}, n=4)
+    text, _ = learned_scenario(record_feed(tmp_path / "flips.parquet", flips))
+    assert "cycle" not in text and "choice = [2, 1, true]" in text
+
+
 def test_integers_beyond_64_bits_are_sent_as_floats_and_said(tmp_path: Path) -> None:
     """TOML integers are 64-bit: an integer from 2**63 (to 2**64 - 1; orjson reads
     larger ones as floats itself) was written as an integer the scenario did not load,

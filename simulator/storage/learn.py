@@ -55,8 +55,10 @@ from simulator.storage.learn_fit import (
     fit_schedule,
     fit_strings,
     floats_beyond_int64,
+    hashable,
     leave_out,
     nested_deeper,
+    unhashable,
 )
 from simulator.storage.reader import read_metadata, scan_recording
 
@@ -742,26 +744,54 @@ def _item_member_left_out(key: str, absent: int, n: int) -> str:
 def _list_item_field(lists: Sequence[list[Any]], key: str, longest: int, depth: int) -> Fit:
     """One key of list items, a field at ``depth``: a cycle when each position always
     has the same value (never null), else learned from its values that are not null."""
-    by_position: list[set[Any]] = [set() for _ in range(longest)]
-    for row in lists:
-        for j, item in enumerate(row):
-            if len(by_position[j]) < 2:
-                value = item[key]
-                by_position[j].add(value if not isinstance(value, dict | list) else id(value))
-    firsts = [next(iter(s)) for s in by_position if s]
-    one_each = all(len(s) == 1 for s in by_position if s) and None not in firsts
-    if one_each and len(set(firsts)) > 1 and _room(depth) >= 0:
-        sendable = [floats_beyond_int64(v) for v in firsts]
-        wide = any(a is not b for a, b in zip(sendable, firsts, strict=True))
-        note = f"; integers beyond 64 bits {AS_FLOATS}" if wide else ""
-        cycle = "{ cycle = [" + ", ".join(toml_value(v) for v in sendable) + "] }"
-        return Fit("cycle", cycle, f"one value per position{note}")
+    cycle = _cycle(_one_per_position(lists, key, longest, _room(depth)))
+    if cycle is not None:
+        return cycle
     values = [row[j][key] for row in lists for j in range(len(row))]
     present = [v for v in values if v is not None]
     if not present:
         return leave_out(f"null in every item, {NO_NULL}")
     fit = _values_fit(present, list(range(len(present))), depth)
     return _with_nulls(fit, len(values) - len(present), len(values), "items")
+
+
+def _one_per_position(
+    lists: Sequence[list[Any]], key: str, longest: int, room: int
+) -> list[Any] | None:
+    """The value of ``key`` at each position of the lists (of items), when it is the
+    same in every list that reaches it, compared by content and type (objects by their
+    members, not as the Python objects they are; 1 is not true); ``None`` when it is
+    not, or a value nests deeper than ``room`` levels (what a cycle's values may)."""
+    if room < 0:
+        return None
+    unseen = object()
+    seen: list[Any] = [unseen] * longest
+    for row in lists:
+        for j, item in enumerate(row):
+            value = item[key]
+            if isinstance(value, dict | list) and nested_deeper(value, room):
+                return None  # too deep for a cycle (and maybe for hashable's recursion)
+            mark = hashable(value)
+            if seen[j] is unseen:
+                seen[j] = mark
+            elif seen[j] != mark:
+                return None
+    return [unhashable(mark) for mark in seen if mark is not unseen]
+
+
+def _cycle(firsts: list[Any] | None) -> Fit | None:
+    """The values ``firsts`` of the positions of a list, as a cycle; ``None`` when there
+    are none, they are all one, or one cannot be written (a null, or one holding one)."""
+    if not firsts or None in firsts or len({hashable(v) for v in firsts}) < 2:
+        return None
+    sendable = [floats_beyond_int64(v) for v in firsts]
+    try:
+        cycle = "{ cycle = [" + ", ".join(toml_value(v) for v in sendable) + "] }"
+    except ValueError:  # a value holds a null
+        return None
+    wide = any(a is not b for a, b in zip(sendable, firsts, strict=True))
+    note = f"; integers beyond 64 bits {AS_FLOATS}" if wide else ""
+    return Fit("cycle", cycle, f"one value per position{note}")
 
 
 def _values_fit(values: Sequence[Any], seqs: Sequence[int], depth: int) -> Fit:

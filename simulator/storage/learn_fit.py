@@ -690,8 +690,8 @@ def _weighted_choice(shallow: Sequence[Any], deep: int = 0) -> Fit:
     n = len(shallow) + deep
     counts: Counter[str] = Counter()
     nulls = wide = 0
-    for value, count in Counter(_hashable(v) for v in shallow).items():
-        seen = _unhashable(value)
+    for value, count in Counter(hashable(v) for v in shallow).items():
+        seen = unhashable(value)
         sendable = floats_beyond_int64(seen)
         wide += count if sendable is not seen else 0
         try:
@@ -724,21 +724,24 @@ def _weighted_choice(shallow: Sequence[Any], deep: int = 0) -> Fit:
     )
 
 
-def _hashable(v: Any) -> Any:
-    """A JSON value as something a Counter can count (tables and arrays as tuples)."""
+def hashable(v: Any) -> Any:
+    """A JSON value as something a Counter can count or a set hold (tables and arrays
+    as tuples; each value with its type, so that 1 and true are two), which
+    :func:`unhashable` makes the value again. The caller makes sure that the value
+    nests no deeper than Python's recursion allows (:func:`nested_deeper`)."""
     if isinstance(v, dict):
-        return ("{}", tuple((k, _hashable(x)) for k, x in v.items()))
+        return ("{}", tuple((k, hashable(x)) for k, x in v.items()))
     if isinstance(v, list):
-        return ("[]", tuple(_hashable(x) for x in v))
+        return ("[]", tuple(hashable(x) for x in v))
     return (type(v).__name__, v)
 
 
-def _unhashable(v: Any) -> Any:
+def unhashable(v: Any) -> Any:
     tag, value = v
     if tag == "{}":
-        return {k: _unhashable(x) for k, x in value}
+        return {k: unhashable(x) for k, x in value}
     if tag == "[]":
-        return [_unhashable(x) for x in value]
+        return [unhashable(x) for x in value]
     return value
 
 
