@@ -355,6 +355,26 @@ def test_an_interval_is_learned_round_where_the_recording_jitter_explains_the_di
     assert stream.schedule.toml.splitlines()[0] == f'every = "{learned}"'
 
 
+@pytest.mark.parametrize(
+    "gaps_ns",
+    [[5_000], [0], [1_000, 9_000, 3_000, 7_000, 2_000]],
+    ids=["5 us apart", "all at one time", "1 to 9 us apart"],
+)
+def test_a_stream_faster_than_a_scenario_may_send_is_sent_at_the_fastest_and_said(
+    tmp_path: Path, gaps_ns: list[int]
+) -> None:
+    """Messages under 10 us apart were learned as every = "5us" (200,000 msg/s, over the
+    100,000 a scenario's stream may send: it did not load), or, all at one time, not at
+    all (a division by 0). They are sent every 10 us, and the comment says why."""
+    times = list(itertools.accumulate([MS, *(gaps_ns[k % len(gaps_ns)] for k in range(39))]))
+    rec = record_feed(
+        tmp_path / "f.parquet", feed_of(lambda i: {"v": i % 9}, n=40), stream="s", times=times
+    )
+    text, _ = learned_scenario(rec)  # it loads
+    assert 'every = "10us"' in text.splitlines()
+    assert "faster than the 100000 msg/s a scenario's stream may send: sent at that rate" in text
+
+
 def test_sim_learn_says_it_scaled_the_times_and_speed_1_keeps_them(tmp_path: Path) -> None:
     rec = record_feed(
         tmp_path / "f.parquet", feed_of(lambda i: {"v": i % 9}, n=12), gap_ns=250 * MS, speed=20.0

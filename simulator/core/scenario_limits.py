@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Final
 
-__all__ = ["INT64", "MAX_DEPTH", "MAX_LIST_LEN"]
+__all__ = ["INT64", "MAX_DEPTH", "MAX_LIST_LEN", "MAX_RATE_PER_S"]
 
 #: The integers a scenario holds: TOML's, 64-bit signed.
 INT64: Final = range(-(2**63), 2**63)
@@ -16,3 +16,6 @@ INT64: Final = range(-(2**63), 2**63)
 MAX_DEPTH: Final = 32
 #: The longest list a ``list`` field makes.
 MAX_LIST_LEN: Final = 10_000
+#: Highest mean rate one stream may ask for (messages a second): beyond it no server
+#: here keeps up.
+MAX_RATE_PER_S: Final = 100_000

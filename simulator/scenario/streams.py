@@ -22,6 +22,7 @@ from simulator.core.model import (
     UniformInterval,
 )
 from simulator.core.rates import mean_rate_per_s
+from simulator.core.scenario_limits import MAX_RATE_PER_S
 from simulator.core.stream_names import STREAM_NAME
 from simulator.scenario.fields import stream_fields
 from simulator.scenario.lines import KeyPath
@@ -30,9 +31,6 @@ from simulator.scenario.reader import ABSENT, Context, Table, json_value
 from simulator.scenario.server import max_lateness
 
 __all__ = ["MAX_RATE_PER_S", "build_envelope", "build_streams"]
-
-MAX_RATE_PER_S: Final = 100_000
-"""Highest mean rate one stream may ask for: beyond it no server here keeps up."""
 
 _MAX_AT_OFFSETS: Final = 100_000
 _MAX_BURST_COUNT: Final = 100_000

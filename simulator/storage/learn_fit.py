@@ -21,7 +21,7 @@ from typing import Any, Final
 import numpy as np
 import numpy.typing as npt
 
-from simulator.core.scenario_limits import INT64, MAX_DEPTH
+from simulator.core.scenario_limits import INT64, MAX_DEPTH, MAX_RATE_PER_S
 from simulator.core.toml_text import toml_value
 
 Floats = npt.NDArray[np.float64]
@@ -37,6 +37,8 @@ FIXED_SPREAD: Final = 0.01
 #: What a recorded time may be off by, in wall time: the asyncio clock's resolution and
 #: scheduling, on the machine that recorded (times the speed, in scenario time).
 CLOCK_JITTER_NS: Final = 10**6
+#: The shortest interval a scenario's stream may have (:data:`MAX_RATE_PER_S`).
+_SHORTEST_NS: Final = 10**9 // MAX_RATE_PER_S
 #: The units a fixed interval is rounded to, roundest first.
 _ROUND_UNITS: Final = (10**9, 10**8, 10**7, 10**6, 10**5, 10**4, 10**3)
 #: Most distinct values a string field may have to be learned as a choice.
@@ -180,6 +182,8 @@ def fit_schedule(t_ns: Sequence[int], jitter_ns: float = CLOCK_JITTER_NS) -> Fit
     gaps = np.diff(t).astype(np.float64)
     n = len(gaps)
     lo, hi, mean = float(gaps.min()), float(gaps.max()), float(gaps.mean())
+    if mean < _SHORTEST_NS:
+        return _fastest(mean)
     if hi - lo <= max(FIXED_SPREAD * mean, 1.0):
         return _fixed(t, lo, hi, jitter_ns)
     uniform = ks_statistic(gaps, lambda x: np.clip((x - lo) / (hi - lo), 0, 1))
@@ -197,6 +201,18 @@ def fit_schedule(t_ns: Sequence[int], jitter_ns: float = CLOCK_JITTER_NS) -> Fit
         "poisson",
         f"rate = {_number(rate, 6)}",
         f"Poisson: {_quality(poisson, n)} (uniform interval: D = {uniform:.4f})",
+    )
+
+
+def _fastest(mean: float) -> Fit:
+    """The schedule of a stream whose messages were ``mean`` ns apart, faster than a
+    scenario's stream may send (:data:`MAX_RATE_PER_S`): as fast as it may, said."""
+    seen = f"{_duration(round(mean))} apart on average ({1e9 / mean:.0f} msg/s)" if mean else ""
+    return Fit(
+        "fixed",
+        f'every = "{_duration(_SHORTEST_NS)}"',
+        f"{seen or 'all at one time'}, faster than the {MAX_RATE_PER_S} msg/s a"
+        f" scenario's stream may send: sent at that rate",
     )
 
 
