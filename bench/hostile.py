@@ -41,7 +41,16 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from _harness import BENCH, REPO, rss_kb, run_main, start_url_server, stop, stop_server
+from _harness import (
+    BENCH,
+    REPO,
+    proc_cpu_s,
+    rss_kb,
+    run_main,
+    start_url_server,
+    stop,
+    stop_server,
+)
 
 sys.path.insert(0, str(REPO))  # the attackers are the test suite's (tests/e2e/attackers.py)
 
@@ -55,6 +64,7 @@ ATTACKS = [
     "fragments_100k",
     "open_and_reset",
     "non_readers",
+    "held_flood",
 ]
 DESCRIBED = {
     "control": "no attacker",
@@ -64,6 +74,7 @@ DESCRIBED = {
     "fragments_100k": "100k 1-byte fragments of one message in one write",
     "open_and_reset": "connections opened (half mid-handshake) and reset, 50 at a time",
     "non_readers": "2,000 clients that never read",
+    "held_flood": "pings sent before a held handshake (2 s delay) is answered",
 }
 
 
@@ -120,18 +131,24 @@ class Tally:
             self.to_close_s.append(time.monotonic() - since)
 
 
-async def flood_until(url: str, end: float, tally: Tally, flood: bytes, rcvbuf: int | None) -> None:
-    """Connect, write ``flood`` (never reading), read the close; again until ``end``."""
+async def flood_until(
+    url: str, end: float, tally: Tally, flood: bytes, rcvbuf: int | None, *, early: bool = False
+) -> None:
+    """Connect, write ``flood`` (never reading), read the close; again until ``end``.
+    With ``early``, the flood goes right after the request, before its answer (the time
+    to close then counts from the open, when the flood is the server's to read)."""
     while time.monotonic() < end:
         try:
-            raw = await attackers.open_raw(url, rcvbuf=rcvbuf)
+            before_answer = flood if early else b""
+            raw = await attackers.open_raw(url, rcvbuf=rcvbuf, before_answer=before_answer)
         except (attackers.Refused, OSError, TimeoutError):
             tally.refused += 1
             await asyncio.sleep(0.05)
             continue
         tally.connections += 1
         since = time.monotonic()
-        await raw.send(flood)
+        if not early:
+            await raw.send(flood)
         tally.closed(await raw.close_code(timeout=10), since)
         raw.close()
 
@@ -148,6 +165,8 @@ async def attack(kind: str, url: str, seconds: float) -> Tally:
     elif kind == "garbage":
         flood = attackers.garbage(2000)
         await asyncio.gather(*(flood_until(url, end, tally, flood, None) for _ in range(50)))
+    elif kind == "held_flood":
+        await flood_until(url, end, tally, attackers.pings(100_000), None, early=True)
     elif kind == "open_and_reset":
         while time.monotonic() < end:
             tally.connections += await attackers.tcp_open_and_reset(url, 200, concurrency=50)
@@ -235,6 +254,8 @@ def one_run(
     scenario: Path = SCENARIO,
     waves: int = 1,
 ) -> dict[str, Any]:
+    if kind == "held_flood":
+        scenario = held_handshakes(scenario, logdir)
     argv = [sys.executable, "-m", "simulator", "run", str(scenario), "--port", "0", "--quiet"]
     server = start_url_server("sim", argv, logdir / f"sim-{kind}.log")
     url = f"ws://127.0.0.1:{server.port}/"
@@ -245,13 +266,14 @@ def one_run(
             good = child("--good", url, str(seconds + 2.0))
             time.sleep(1.0)
             row["rss_before_mb"] = rss_kb(server.pid) / 1024
-            start = time.time()
+            start, cpu_start = time.time(), proc_cpu_s(server.pid)
             if kind != "control":
                 tally = result(child("--attack", kind, url, str(seconds)), seconds + 60)
             else:
                 time.sleep(seconds)
                 tally = {}
             stop_at = time.time()
+            row["server_cpu_pct"] = 100 * (proc_cpu_s(server.pid) - cpu_start) / (stop_at - start)
             row["attacker"] = tally
             row["rss_peak_mb"] = rss.peak_mb(start, stop_at + 0.5)
             samples = result(good, 60).get("samples", [])
@@ -289,6 +311,18 @@ def one_run(
     return row
 
 
+def held_handshakes(scenario: Path, logdir: Path) -> Path:
+    """``scenario`` with every handshake after the first (the good client's) held 2 s
+    by an injected delay, as a slow auth service or a fault would."""
+    held = logdir / "hostile-held.toml"
+    held.write_text(
+        scenario.read_text()
+        + '\n[[fault]]\nkind = "reject"\ndelay = "2s"\nafter_connections = 1\n'
+        + 'window = { start = "0s", end = "1h" }\n'
+    )
+    return held
+
+
 def fmt(value: object, spec: str = ".1f") -> str:
     return "-" if value is None else format(value, spec)
 
@@ -302,9 +336,9 @@ def report(rows: list[dict[str, Any]], args: argparse.Namespace, t0: float) -> l
         f"{loadavg} ({time.monotonic() - t0:.0f} s)\n",
         "| attack | closed with (count) | time to close p50 / max s | connections (refused) "
         "| RSS before / peak / after / +settle MB (then peak / +settle of each further wave) "
-        "| good msgs, gaps | good p50 / p99 / max ms "
+        "| server CPU % | good msgs, gaps | good p50 / p99 / max ms "
         "| p99 - control ms |",
-        "|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         a = r.get("attacker") or {}
@@ -323,7 +357,7 @@ def report(rows: list[dict[str, Any]], args: argparse.Namespace, t0: float) -> l
             f"| {fmt(r.get('rss_before_mb'), '.0f')} / {fmt(r.get('rss_peak_mb'), '.0f')} "
             f"/ {fmt(r.get('rss_after_mb'), '.0f')} / {fmt(r.get('rss_settled_mb'), '.0f')}"
             + "".join(f"; then {p:.0f} / {q:.0f}" for p, q in r.get("rss_waves_mb") or [])
-            + " "
+            + f" | {fmt(r.get('server_cpu_pct'), '.0f')} "
             f"| {r.get('good_messages', '-')}, {r.get('good_gaps', '-')} "
             f"| {fmt(r.get('good_p50_ms'))} / {fmt(r.get('good_p99_ms'))} "
             f"/ {fmt(r.get('good_max_ms'))} | {delta} |"

@@ -534,7 +534,10 @@ class Connection(asyncio.Protocol):
             protocol.data_to_send()  # the automatic answers to the flood: not sent
             self.fail(CloseCode.POLICY_VIOLATION, FRAME_FLOOD_REASON)
             return
-        self.flush()  # automatic answers: pongs, the close frame echoed
+        if not (events and isinstance(events[0], Request)):
+            # Automatic answers: pongs, the close frame echoed. (Not with a request:
+            # the answer to the request goes first; see ServerConnection.respond.)
+            self.flush()
         for index, event in enumerate(events):
             if isinstance(event, Frame):
                 if event.opcode is Opcode.CLOSE:

@@ -223,6 +223,10 @@ class ServerConnection(Connection):
             response = protocol.reject(
                 http.HTTPStatus.SERVICE_UNAVAILABLE, "Server is shutting down.\n"
             )
+        # What the client sent before this answer (RFC 6455 §4.1 forbids it) was parsed
+        # with its request, and websockets queued its automatic answers (pongs): they
+        # would go before the response, which the client could then not read.
+        protocol.data_to_send()
         protocol.send_response(response)  # opens the connection if it is a 101
         self.flush()
         # websockets' parser keeps the request for the connection's life (a local of

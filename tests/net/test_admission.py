@@ -27,7 +27,7 @@ from simulator.net.wire import (
 from simulator.net.wire_server import ServerConnection, WireServer
 from simulator.testing.virtual_time import run
 from tests.e2e.attackers import frame
-from tests.net.test_wire_pump import CONFIG, Log, Tape, from_client, opened_pair
+from tests.net.test_wire_pump import CONFIG, Accepting, Log, Tape, from_client, opened_pair
 
 BUDGET = 50
 BUDGETED = dataclasses.replace(CONFIG, max_frames_per_s=BUDGET)
@@ -306,3 +306,32 @@ def test_what_came_with_a_held_request_counts_against_the_frame_budget_from_the_
     [close] = [f for f in flood if f.opcode is Opcode.CLOSE]
     assert close.data[2:].decode() == FRAME_FLOOD_REASON
     assert delivered[0] == ("opened", None) and len(delivered) <= BUDGET  # not the batch over it
+
+
+def test_a_ping_sent_with_the_request_gets_no_pong_before_the_answer() -> None:
+    """websockets answers a ping as it parses it, even before the handshake is
+    answered: the pong went out ahead of the 101, which the client could not read."""
+
+    async def main(held: bool) -> bytes:
+        handler: Log = Held() if held else Accepting()
+        server = WireServer(handler, CONFIG)
+        server.start()
+        conn = server.connection()
+        tape = Tape()
+        conn.connection_made(tape)
+        client = ClientProtocol(parse_uri("ws://test/"))
+        client.send_request(client.connect())
+        client.state = State.OPEN
+        client.send_ping(b"early")
+        client.state = State.CONNECTING
+        from_client(client, conn)  # one read: the request and the ping
+        await asyncio.sleep(0)
+        if isinstance(handler, Held):
+            assert handler.answer is not None
+            handler.answer.set_result(None)
+            for _ in range(10):
+                await asyncio.sleep(0)
+        return tape.take()
+
+    for held in (False, True):
+        assert run(main(held)).startswith(b"HTTP/1.1 101 ")
