@@ -72,13 +72,12 @@ CLIENT_FRAMES_PER_S = 1000
 #: Connections whose opening request has not arrived, at most (``WireConfig.max_handshakes``).
 MAX_HANDSHAKES = 1000
 #: What a client whose handshake's answer is held (an injected delay, the proxy's
-#: upstream) may have read before reading pauses: it must wait for the answer before
-#: it sends anything (RFC 6455 §4.1), so what it sends meanwhile is kept unparsed and
-#: counted against its frame budget from the open. Reading goes on below this, so that
-#: a client that gives up (closes, resets) is let go at once.
+#: upstream) may send meanwhile, at most: it must wait for the answer before it sends
+#: anything (RFC 6455 §4.1). What it sends is kept unparsed, parsed after the open and
+#: counted against its frame budget then; past this, the connection is dropped (a read
+#: can bring far more than it: kept, it would be what a hostile client costs while
+#: held). Reading goes on meanwhile, so a client that gives up is let go at once.
 EARLY_BYTES = 4096
-#: Why reading is held past EARLY_BYTES.
-EARLY_HOLD = "early"
 
 
 @dataclass(frozen=True, slots=True)
@@ -417,8 +416,7 @@ class Connection(asyncio.Protocol):
         self._read_at = asyncio.get_running_loop().time()
         if self._early is not None:  # kept for when the handshake is answered
             self._backlog += data
-            if len(self._backlog) > EARLY_BYTES:
-                self.hold_reading(EARLY_HOLD)
+            self._bound_early()
             return
         budget = self._budget
         if budget is None:  # a client: its feed, in big slices, on its own
@@ -549,6 +547,7 @@ class Connection(asyncio.Protocol):
                     # Its answer is held: what came with the request waits for it, as
                     # what comes after does, unparsed.
                     self._early = (events[index + 1 :], deliver)
+                    self._bound_early()
                     break
         if events:
             self._read_done()
@@ -556,6 +555,13 @@ class Connection(asyncio.Protocol):
     def _hold_for_answer(self) -> None:
         """The handshake's answer is held: keep what the peer sends until :meth:`_answered`."""
         self._early = ((), True)
+
+    def _bound_early(self) -> None:
+        """Drop a peer that has sent more than EARLY_BYTES before its answer."""
+        if len(self._backlog) > EARLY_BYTES:
+            logger.info("dropped a client that sent over %d bytes before its answer", EARLY_BYTES)
+            self._backlog = bytearray()
+            self.abort()
 
     def _answered(self) -> None:
         """The held handshake is answered: act on the frames that came with the request
@@ -565,10 +571,12 @@ class Connection(asyncio.Protocol):
             return
         if early[0] and self.opened:
             self._act_on(*early)
-        if self._backlog and "parse" not in self._read_holds:
-            self.hold_reading("parse")
-        self._read_holds.discard(EARLY_HOLD)
-        self._resume_reading()
+        if not self._backlog:
+            return
+        if "parse" in self._read_holds:
+            self._parse_later()  # a big first read's rest, stopped at the request
+        else:
+            self._hold_for_parsing()
 
     def _read_done(self) -> None:
         if not self.opened:

@@ -444,16 +444,20 @@ async def test_slowloris_past_max_handshakes_drops_the_oldest_and_new_clients_ge
 
 
 @async_test()
-async def test_a_flood_sent_while_a_handshake_is_held_is_closed_with_1008_once_it_opens() -> None:
+async def test_a_flood_sent_while_a_handshake_is_held_is_dropped_unparsed() -> None:
     """A client that floods before its handshake is answered (held by an injected
-    delay) is read no further than a few KiB meanwhile, and over the frame budget at
-    the open: closed with 1008 there."""
+    delay) is dropped once it has sent more than EARLY_BYTES: it never opens, and a
+    client that waits for its answer is served."""
     held = (
         FEED
         + '[[fault]]\nkind = "reject"\ndelay = "300ms"\nwindow = { start = "0s", end = "1h" }\n'
     )
     async with serve(scenario(held), port=0) as server:
         flood = attackers.pings(3 * CLIENT_FRAMES_PER_S)
-        raw = await attackers.open_raw(server.url, before_answer=flood)
-        assert await raw.close_code(timeout=10) == CloseCode.POLICY_VIOLATION
-        raw.close()
+        with pytest.raises((attackers.Refused, ConnectionError)):
+            await attackers.open_raw(server.url, before_answer=flood)
+        ws = await client(server.url)
+        await ws.send('{"type": "ping", "id": 1}')
+        assert json.loads(await ws.recv())["type"] == "pong"
+        await ws.close()
+        assert len(server.log.of_kind(EventKind.CONNECTED)) == 1  # the flooder never opened
