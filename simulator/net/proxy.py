@@ -249,6 +249,14 @@ class _Relay(Handler):
             # this side has had its pong from the proxy already).
             other.send_ping(bytes(frame.data))
 
+    def closing(self, conn: Connection) -> None:
+        """The proxy began closing ``conn`` itself (a limit its peer broke, a keepalive
+        it missed): the session ends now, not once that leg is gone (up to the close
+        timeout later, upstream messages recorded meanwhile and never relayed)."""
+        sent = conn.protocol.close_sent
+        if self.ending is None and sent is not None:
+            self._end(conn, _Ending(sent.code, sent.reason, "server"))
+
     def closed(self, conn: Connection) -> None:
         if self.ending is None:
             sent = conn.protocol.close_sent
@@ -535,6 +543,11 @@ class RecordingProxy(Listener):
         relay = self._relay_of(conn)
         if relay is not None:
             relay.control(conn, frame)
+
+    def closing(self, conn: Connection) -> None:
+        relay = self._relay_of(conn)
+        if relay is not None:
+            relay.closing(conn)
 
     def closed(self, conn: Connection) -> None:
         relay = self._relay_of(conn)

@@ -120,6 +120,12 @@ class Handler:
         """A ping, pong or close frame arrived (the sans-I/O protocol has already
         answered a ping and a close)."""
 
+    def closing(self, conn: Connection) -> None:
+        """This side began closing an opened ``conn``: its close frame is on the way
+        (:meth:`Connection.start_close`, or a limit the peer broke: ``fail``, websockets'
+        own checks, the keepalive). Nothing more is delivered; :meth:`closed` follows,
+        up to ``close_timeout`` later if the peer does not answer."""
+
     def closed(self, conn: Connection) -> None:
         """An opened connection is gone (read how with :func:`close_of`)."""
 
@@ -397,6 +403,11 @@ class Connection(asyncio.Protocol):
             self._cancel_open_timer()
             loop = asyncio.get_running_loop()
             self._close_timer = loop.call_later(self.config.close_timeout, transport.abort)
+            if self.opened and protocol.close_sent is not None and protocol.close_rcvd is None:
+                try:
+                    self.handler.closing(self)
+                except Exception:
+                    logger.exception("closing handler failed")
 
     # ------------------------------------------------------------------ asyncio.Protocol
 
@@ -571,11 +582,11 @@ class Connection(asyncio.Protocol):
             return
         if early[0] and self.opened:
             self._act_on(*early)
-        if not self._backlog:
-            return
         if "parse" in self._read_holds:
-            self._parse_later()  # a big first read's rest, stopped at the request
-        else:
+            # The request came through the backlog (a big read, or a turn's budget
+            # spent): parsing stopped at it. Go on (an empty backlog releases the hold).
+            self._parse_later()
+        elif self._backlog:
             self._hold_for_parsing()
 
     def _read_done(self) -> None:

@@ -23,6 +23,7 @@ from websockets.http11 import Request, Response
 from websockets.typing import Subprotocol
 
 from simulator.core.redact import Redactor
+from simulator.net.log import EventKind
 from simulator.net.proxy import record_proxy, upstream_url
 from simulator.net.replay import replay
 from simulator.net.server import serve as serve_sim
@@ -535,6 +536,47 @@ async def test_the_close_is_recorded_when_it_comes_not_once_both_legs_are_gone(
         ("server", "close", None),
         ("client", "ping", b"after the close"),
     ]
+
+
+TICKS = scenario(
+    """
+    [scenario]
+    name = "ticks"
+    [[stream]]
+    name = "tick"
+    every = "10ms"
+    [stream.fields]
+    n = { dist = "counter", start = 1 }
+    """
+)
+
+
+@async_test(timeout=30)
+async def test_a_client_the_proxy_fails_ends_the_session_then_not_at_its_close_timeout(
+    tmp_path: Path,
+) -> None:
+    """A client over its frame budget is failed with 1008 and never answers the close:
+    the session ends there (the close row, the upstream closed), not when the proxy
+    drops the silent client 2 s later, with 200 upstream ticks recorded meanwhile that
+    it never got."""
+    out = tmp_path / "failed.parquet"
+    async with (
+        serve_sim(TICKS, port=0) as up,
+        record_proxy(up.url, out, port=0, max_frames_per_s=100) as proxy,
+    ):
+        raw = await attackers.open_raw(proxy.url)
+        await raw.send(attackers.pings(500))  # then reads nothing, answers no close
+        while not up.log.of_kind(EventKind.DISCONNECTED):
+            await asyncio.sleep(0.01)
+        raw.close()
+    recorded = rows(out)
+    kinds = [str(k) for k in recorded["kind"]]
+    close = kinds.index("close")
+    last_ping = max(i for i, k in enumerate(kinds) if k == "ping")
+    assert recorded["close_code"][close] == 1008
+    # Between the flood and the close row: a tick or two at most (10 ms apart), not
+    # the close timeout's worth.
+    assert close - last_ping < 20
 
 
 @async_test(timeout=30)

@@ -225,17 +225,17 @@ class Held(Log):
 
 
 def held_connection(
-    frames: int, config: WireConfig = CONFIG
+    frames: int, config: WireConfig = CONFIG, path: str = "/"
 ) -> tuple[ServerConnection, Tape, ClientProtocol, Held]:
-    """A connection whose client sent its request and ``frames`` text frames in one
-    write, the request's answer held."""
+    """A connection whose client sent its request (for ``path``) and ``frames`` text
+    frames in one write, the request's answer held."""
     handler = Held()
     server = WireServer(handler, config)
     server.start()
     conn = server.connection()
     tape = Tape()
     conn.connection_made(tape)
-    client = ClientProtocol(parse_uri("ws://test/"))
+    client = ClientProtocol(parse_uri("ws://test" + path))
     client.send_request(client.connect())
     client.state = State.OPEN  # a client that does not wait for the answer (RFC 6455 §4.1)
     for k in range(frames):
@@ -299,6 +299,28 @@ def test_a_held_client_that_sends_more_than_early_bytes_is_dropped(first_read: b
         return reading_below, tape.aborted, handler.events
 
     assert run(main()) == (True, True, [])
+
+
+def test_a_request_read_through_the_backlog_is_read_on_once_answered() -> None:
+    """A request bigger than READ_SLICE_BYTES goes through the backlog, whose parsing
+    stops at it while its answer is held: once answered, reading resumes (it stayed
+    paused, and the client was served nothing more of what it sent)."""
+
+    async def main() -> tuple[bool, list[tuple[str, Any]]]:
+        conn, tape, client, handler = held_connection(0, path="/" + "p" * READ_SLICE_BYTES)
+        await asyncio.sleep(0.5)
+        assert handler.answer is not None
+        handler.answer.set_result(None)
+        for _ in range(10):
+            await asyncio.sleep(0)
+        client.state = State.OPEN
+        client.send_text(b"after")
+        from_client(client, conn)
+        for _ in range(10):
+            await asyncio.sleep(0)
+        return tape.reading, handler.events
+
+    assert run(main()) == (True, [("opened", None), ("message", "after")])
 
 
 def test_what_came_with_a_held_request_counts_against_the_frame_budget_from_the_open() -> None:
