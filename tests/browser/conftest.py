@@ -93,12 +93,14 @@ class Sim:
 
 @pytest.fixture
 def sim_run() -> Iterator[object]:
-    """Start ``sim run ARGS...`` (or ``command``); every process is killed at the end."""
+    """Start ``sim run ARGS...`` (or ``command``; on ``port``, by default a free one);
+    every process is killed at the end."""
     started: list[subprocess.Popen[str]] = []
 
-    def start(*args: str | Path, command: str = "run") -> Sim:
+    def start(*args: str | Path, command: str = "run", port: int = 0) -> Sim:
         process = subprocess.Popen(
-            [sys.executable, "-m", "simulator", command, *map(str, args), "--port", "0", "--quiet"],
+            [sys.executable, "-m", "simulator", command, *map(str, args), "--port", str(port)]
+            + ["--quiet"],
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,
             text=True,

@@ -209,6 +209,28 @@ def test_outage_shows_on_the_fault_lane_and_the_page_reconnects_by_itself(
     screenshot("outage")
 
 
+def test_a_restarted_server_starting_seq_over_is_no_duplicate(
+    browser: WebDriver, sim_run: Callable[..., Sim]
+) -> None:
+    """The page reconnects to a new `sim run` on the same port (the edit-and-restart
+    loop): its broadcast's seq starts over, which is neither duplicates nor gaps."""
+    first = sim_run(DASHBOARD, "--speed", "20")
+    open_page(browser, first)
+    wait(browser, lambda d: received_by_page(d, "system_stats") >= 3, "system_stats messages")
+    first.process.kill()
+    first.process.wait()
+    port = int(first.url.rsplit(":", 1)[1])
+    sim_run(DASHBOARD, "--speed", "20", port=port)
+    before = received_by_page(browser, "system_stats")
+    wait(
+        browser,
+        lambda d: received_by_page(d, "system_stats") >= before + 3,
+        "system_stats from the restarted server",
+    )
+    counts = [received_by_page(browser, "system_stats", what) for what in ("dups", "gaps")]
+    assert counts == [0, 0]
+
+
 def open_page_off_the_feed(driver: WebDriver, sim: Sim) -> str:
     """Load the page and wait until it has decided whether to connect to the feed (its
     state then says so); return that state."""

@@ -206,6 +206,9 @@ function received(text) {
     stream.received += 1;
     const seq = message.seq;
     if (Number.isInteger(seq)) {
+      // The first message after a reconnect at or below the last seq: the feed started
+      // over (a restarted server), not a duplicate.
+      if (stream.away && stream.lastSeq !== null && seq <= stream.lastSeq) stream.lastSeq = null;
       if (stream.lastSeq !== null && seq > stream.lastSeq + 1) {
         if (stream.away) stream.missed += seq - stream.lastSeq - 1;
         else stream.gaps += seq - stream.lastSeq - 1;
