@@ -98,9 +98,9 @@ def sim_run() -> Iterator[object]:
     started: list[subprocess.Popen[str]] = []
 
     def start(*args: str | Path, command: str = "run", port: int = 0) -> Sim:
+        argv = [sys.executable, "-m", "simulator", command, *map(str, args)]
         process = subprocess.Popen(
-            [sys.executable, "-m", "simulator", command, *map(str, args), "--port", str(port)]
-            + ["--quiet"],
+            [*argv, "--port", str(port), "--quiet"],
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,
             text=True,
