@@ -5,6 +5,7 @@ status and ``Retry-After`` or, with ``respond = "close"``, a close frame; delays
 from __future__ import annotations
 
 import asyncio
+import base64
 import email.utils
 import http
 
@@ -25,12 +26,22 @@ def is_upgrade(request: Request) -> bool:
     headers = request.headers  # a header may be repeated: read every value
     upgrade = ", ".join(headers.get_all("Upgrade")).lower()
     connection = ", ".join(headers.get_all("Connection")).lower()
+    keys = headers.get_all("Sec-WebSocket-Key")
     return (
         "websocket" in upgrade
         and "upgrade" in connection
-        and "Sec-WebSocket-Key" in headers
+        and len(keys) == 1
+        and _is_key(keys[0])
         and headers.get_all("Sec-WebSocket-Version") == ["13"]
     )
+
+
+def _is_key(key: str) -> bool:
+    """A Sec-WebSocket-Key as websockets accepts it: 16 bytes in base64 (RFC 6455 §4.1)."""
+    try:
+        return len(base64.b64decode(key.encode(), validate=True)) == 16
+    except (ValueError, UnicodeEncodeError):
+        return False
 
 
 def status_phrase(status: int) -> str:

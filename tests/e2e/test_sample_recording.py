@@ -118,3 +118,22 @@ async def test_the_reconnect_the_sample_recorded_as_refused_is_refused_with_502(
         assert refused.value.response.status_code == 502
         assert await first_message(replayer.url) == texts(AFTER, "server")[0]
         assert replayer.connections_total == 2 and replayer.rejected == 1
+
+
+@async_test(timeout=30)
+async def test_a_handshake_websockets_refuses_takes_no_recorded_connection() -> None:
+    """A request that looks like an upgrade but whose key is no key (websockets
+    answers 400) took the recorded refusal, and the client meant for it opened."""
+    async with replay(SAMPLE, port=0, speed=None, free_run=True) as replayer:
+        assert await first_message(replayer.url) == texts(BEFORE, "server")[0]
+        host, port = replayer.url.removeprefix("ws://").rstrip("/").rsplit(":", 1)
+        reader, writer = await asyncio.open_connection(host, int(port))
+        writer.write(
+            b"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            b"Sec-WebSocket-Key: not-base64\r\nSec-WebSocket-Version: 13\r\n\r\n"
+        )
+        assert (await asyncio.wait_for(reader.readline(), 5)).startswith(b"HTTP/1.1 400 ")
+        writer.close()
+        with pytest.raises(InvalidStatus) as refused:
+            await websockets.connect(replayer.url, open_timeout=5)
+        assert refused.value.response.status_code == 502
