@@ -8,6 +8,7 @@ import asyncio
 import base64
 import email.utils
 import http
+from collections.abc import Sequence
 
 import orjson
 from websockets.datastructures import Headers
@@ -52,22 +53,28 @@ def status_phrase(status: int) -> str:
         return "Error"
 
 
-def refusal(status: int, retry_after_s: int | None = None) -> Response:
-    """A plain-text refusal with ``status``, which may be one http.HTTPStatus does not
-    know (an upstream may answer 520 or 499; ``protocol.reject`` takes only known ones),
-    and ``Retry-After: retry_after_s`` when given."""
-    phrase = status_phrase(status)
-    body = f"{phrase}\n".encode()
+def refusal(
+    status: int,
+    extra: Sequence[tuple[str, str]] = (),
+    *,
+    phrase: str | None = None,
+    body: bytes | None = None,
+) -> Response:
+    """A refusal with ``status``, which may be one http.HTTPStatus does not know (an
+    upstream may answer 520 or 499; ``protocol.reject`` takes only known ones), and
+    the ``extra`` headers (``Retry-After``, a redirect's ``Location``...). The phrase and
+    plain-text body are the status's unless given."""
+    phrase = phrase or status_phrase(status)
+    body = body or f"{phrase}\n".encode()
     headers = Headers(
         [
             ("Date", email.utils.formatdate(usegmt=True)),
             ("Connection", "close"),
             ("Content-Length", str(len(body))),
             ("Content-Type", "text/plain; charset=utf-8"),
+            *extra,
         ]
     )
-    if retry_after_s is not None:
-        headers["Retry-After"] = str(retry_after_s)
     return Response(status, phrase, headers, body)
 
 

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import email.utils
 import functools
 import http
 import ssl
@@ -52,7 +51,7 @@ from simulator.net.common import (
     CLOSE_TIMEOUT_S,
     sendable,
 )
-from simulator.net.handshake import is_upgrade, status_phrase, too_many_connections
+from simulator.net.handshake import is_upgrade, refusal, too_many_connections
 from simulator.net.listener import Listener
 from simulator.net.log import EventKind, EventLog
 from simulator.net.recorder import Recorder
@@ -502,20 +501,11 @@ class RecordingProxy(Listener):
         self.recorder.closed(index, CLOSE_ABNORMAL, text[:120], "server")
         self.rejected += 1
         self.log.emit(EventKind.REJECTED, conn=index, reason=text, status=status)
-        phrase = error.phrase or status_phrase(status)
-        body = error.body or f"{phrase}\n".encode()
-        # Built here rather than with protocol.reject, which takes only the statuses
-        # http.HTTPStatus knows: an upstream may answer 520 or 499.
-        headers = Headers(
-            [
-                ("Date", email.utils.formatdate(usegmt=True)),
-                ("Connection", "close"),
-                ("Content-Length", str(len(body))),
-                ("Content-Type", "text/plain; charset=utf-8"),
-            ]
-        )
-        _copy_headers(Headers(error.headers), headers)
-        return Response(status, phrase, headers, body)
+        upstream = Headers(error.headers)
+        forwarded = [
+            (name, value) for name in _RESPONSE_FORWARDED for value in upstream.get_all(name)
+        ]
+        return refusal(status, forwarded, phrase=error.phrase, body=error.body)
 
     # ------------------------------------------------------------------ relaying
     # The client legs' events (from the WireServer), passed to their relay.

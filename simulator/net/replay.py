@@ -383,7 +383,10 @@ class ReplayServer(Listener):
         retry_after = refused.retry_after_s
         if retry_after is not None:
             retry_after = retry_after_at_speed(retry_after * _NS_PER_S, self.clock.speed)
-        return refusal(refused.status, retry_after)
+        extra = [] if retry_after is None else [("Retry-After", str(retry_after))]
+        if refused.location is not None:  # a 3xx must say where (the client may follow it)
+            extra.append(("Location", refused.location))
+        return refusal(refused.status, extra)
 
     def opened(self, conn: Connection) -> None:
         assert isinstance(conn, ServerConnection)

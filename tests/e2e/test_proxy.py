@@ -8,6 +8,7 @@ import asyncio
 import contextlib
 import http
 import ssl
+import tempfile
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -333,6 +334,37 @@ async def test_a_refusal_recorded_by_the_proxy_is_replayed_with_its_status_and_r
                 await client(server.url)
         assert refused.value.response.status_code == 503
         assert refused.value.response.headers["Retry-After"] == retry_after
+
+
+@async_test(timeout=30)
+async def test_a_redirect_recorded_by_the_proxy_is_replayed_with_where_it_sent() -> None:
+    """A replayed 3xx without its Location is no redirect at all: it says where, as
+    recorded (a token in it redacted). Read raw: a client would follow it (and this
+    test talks to 127.0.0.1 only)."""
+    where = "ws://elsewhere.example/feed?token=" + SECRET
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "moved.parquet"
+        async with upstream(redirect=where) as up, record_proxy(up.url, out) as proxy:
+            assert (await answer_head(proxy.url)).startswith("HTTP/1.1 302 ")
+        async with replay(out, speed=None) as server:
+            head = await answer_head(server.url)
+    assert head.startswith("HTTP/1.1 302 ")
+    [location] = [line for line in head.splitlines() if line.lower().startswith("location:")]
+    assert location.split(":", 1)[1].strip().startswith("ws://elsewhere.example/feed?token=")
+    assert SECRET not in location
+
+
+async def answer_head(url: str) -> str:
+    """The head of the answer to a WebSocket handshake request for ``url``."""
+    host, port = url.removeprefix("ws://").split("/")[0].rsplit(":", 1)
+    reader, writer = await asyncio.open_connection(host, int(port))
+    writer.write(
+        f"GET / HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n".encode()
+    )
+    head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
+    writer.close()
+    return head.decode()
 
 
 @async_test(timeout=30)
