@@ -190,22 +190,28 @@ def test_listen_and_host_or_port_together_are_refused(spelling: tuple[str, str])
     assert_usage_error(result, f"--listen and {spelling[0]}: give the address one way")
 
 
-def test_make_run_serves_on_the_port_given_as_port() -> None:
-    """`make run PORT=N` passes N to `sim run --port` (shown with make -n, run nothing)."""
+def run_make(*args: str, timeout: float) -> subprocess.CompletedProcess[str]:
+    """``make --no-print-directory ARGS`` in the checkout (the test is skipped without
+    make), its output captured."""
     make = shutil.which("make")
     if make is None:
         pytest.skip("make is not installed")
     # Run from `make test`, a make of its own: its variables would make this one print
     # "Entering directory" lines and pass on its flags.
     env = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL")}
-    shown = subprocess.run(
-        [make, "--no-print-directory", "-n", "run", "PORT=4321"],
+    return subprocess.run(
+        [make, "--no-print-directory", *args],
         cwd=ROOT,
         capture_output=True,
         text=True,
-        timeout=30,
+        timeout=timeout,
         env=env,
     )
+
+
+def test_make_run_serves_on_the_port_given_as_port() -> None:
+    """`make run PORT=N` passes N to `sim run --port` (shown with make -n, run nothing)."""
+    shown = run_make("-n", "run", "PORT=4321", timeout=30)
     assert shown.returncode == 0, shown.stderr
     last = shown.stdout.strip().splitlines()[-1]
     assert last.endswith("sim run scenarios/energy-dashboard.toml --port 4321")
@@ -215,10 +221,6 @@ def test_make_run_prints_the_url_first(tmp_path: Path) -> None:
     """`make run PORT=0` (.venv set up): the first line is sim's URL, as the README says,
     not make's echo of the command. The venv's `sim` is this checkout's, stopping at
     once."""
-    make = shutil.which("make")
-    if make is None:
-        pytest.skip("make is not installed")
-    env = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL")}
     venv = tmp_path / "bin"
     venv.mkdir()
     (venv / "sim").write_text(
@@ -227,14 +229,7 @@ def test_make_run_prints_the_url_first(tmp_path: Path) -> None:
     (venv / "sim").chmod(0o755)
     stamp = tmp_path / "installed"  # newer than pyproject.toml: nothing to set up
     stamp.touch()
-    ran = subprocess.run(
-        [make, "--no-print-directory", "run", "PORT=0", f"BIN={venv}", f"STAMP={stamp}"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env=env,
-    )
+    ran = run_make("run", "PORT=0", f"BIN={venv}", f"STAMP={stamp}", timeout=60)
     assert ran.returncode == 0, ran.stderr
     first = ran.stdout.splitlines()[0]
     assert first.startswith("ws://127.0.0.1:") and not first.endswith(":0"), ran.stdout

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+from collections.abc import Sequence
 from typing import Any
 
 import pytest
@@ -224,12 +225,12 @@ class Held(Log):
         return self.answer
 
 
-def held_connection(
-    frames: int, config: WireConfig = CONFIG, path: str = "/"
-) -> tuple[ServerConnection, Tape, ClientProtocol, Held]:
-    """A connection whose client sent its request (for ``path``) and ``frames`` text
-    frames in one write, the request's answer held."""
-    handler = Held()
+def requesting(
+    handler: Log, config: WireConfig = CONFIG, path: str = "/", early: Sequence[Frame] = ()
+) -> tuple[ServerConnection, Tape, ClientProtocol]:
+    """A new connection of a server of ``handler``, and its client, whose request (for
+    ``path``) and ``early`` frames, sent without waiting for the answer (RFC 6455 §4.1
+    forbids it), are ready to go in one write (:func:`from_client`)."""
     server = WireServer(handler, config)
     server.start()
     conn = server.connection()
@@ -237,10 +238,21 @@ def held_connection(
     conn.connection_made(tape)
     client = ClientProtocol(parse_uri("ws://test" + path))
     client.send_request(client.connect())
-    client.state = State.OPEN  # a client that does not wait for the answer (RFC 6455 §4.1)
-    for k in range(frames):
-        client.send_text(str(k).encode())
+    client.state = State.OPEN  # as a client that does not wait
+    for early_frame in early:
+        client.send_frame(early_frame)
     client.state = State.CONNECTING  # to read the answer
+    return conn, tape, client
+
+
+def held_connection(
+    frames: int, config: WireConfig = CONFIG, path: str = "/"
+) -> tuple[ServerConnection, Tape, ClientProtocol, Held]:
+    """A connection whose client sent its request (for ``path``) and ``frames`` text
+    frames in one write, the request's answer held."""
+    handler = Held()
+    texts = [Frame(Opcode.TEXT, str(k).encode()) for k in range(frames)]
+    conn, tape, client = requesting(handler, config, path, texts)
     from_client(client, conn)
     return conn, tape, client, handler
 
@@ -281,13 +293,7 @@ def test_a_held_client_that_sends_more_than_early_bytes_is_dropped(first_read: b
         flood = frame(Opcode.TEXT, b"x" * (EARLY_BYTES + READ_SLICE_BYTES))
         if first_read:
             handler = Held()
-            server = WireServer(handler, CONFIG)
-            server.start()
-            conn = server.connection()
-            tape = Tape()
-            conn.connection_made(tape)
-            client = ClientProtocol(parse_uri("ws://test/"))
-            client.send_request(client.connect())
+            conn, tape, client = requesting(handler)
             conn.data_received(b"".join(client.data_to_send()) + flood)
             reading_below = True
         else:
@@ -347,16 +353,7 @@ def test_a_ping_sent_with_the_request_gets_no_pong_before_the_answer() -> None:
 
     async def main(held: bool) -> bytes:
         handler: Log = Held() if held else Accepting()
-        server = WireServer(handler, CONFIG)
-        server.start()
-        conn = server.connection()
-        tape = Tape()
-        conn.connection_made(tape)
-        client = ClientProtocol(parse_uri("ws://test/"))
-        client.send_request(client.connect())
-        client.state = State.OPEN
-        client.send_ping(b"early")
-        client.state = State.CONNECTING
+        conn, tape, client = requesting(handler, early=[Frame(Opcode.PING, b"early")])
         from_client(client, conn)  # one read: the request and the ping
         await asyncio.sleep(0)
         if isinstance(handler, Held):
