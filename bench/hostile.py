@@ -74,7 +74,8 @@ DESCRIBED = {
     "fragments_100k": "100k 1-byte fragments of one message in one write",
     "open_and_reset": "connections opened (half mid-handshake) and reset, 50 at a time",
     "non_readers": "2,000 clients that never read",
-    "held_flood": "pings sent before a held handshake (2 s delay) is answered",
+    "held_flood": "pings sent before a held handshake (2 s delay) is answered: dropped "
+    "unopened past 4 KiB (counted as refused)",
 }
 
 
@@ -347,7 +348,11 @@ def report(rows: list[dict[str, Any]], args: argparse.Namespace, t0: float) -> l
         ttc = (
             f"{np.percentile(times, 50):.3f} / {max(times):.3f}"
             if times
-            else ("-" if r["attack"] in ("control", "open_and_reset", "non_readers") else "none")
+            else (
+                "-"
+                if r["attack"] in ("control", "open_and_reset", "non_readers", "held_flood")
+                else "none"
+            )
         )
         p99, base = r.get("good_p99_ms"), control.get("good_p99_ms")
         delta = "-" if p99 is None or base is None or r is control else f"{p99 - base:+.1f}"
