@@ -17,6 +17,7 @@ from simulator.core.rates import mean_rate_per_s
 from simulator.core.redact import redact_url
 from simulator.core.replay_plan import Push
 from simulator.net.client_options import BATCH_PARAMETER
+from simulator.net.common import address_text
 from simulator.net.log import EventLog
 from simulator.net.on_demand import OnDemandFaults
 from simulator.net.proxy import RecordingProxy
@@ -82,11 +83,10 @@ def newest(items: list[T], n: int | None) -> tuple[list[T], int]:
 
 
 def client_status(client: Client, now: float) -> dict[str, Any]:
-    remote = client.remote
     subscriptions = client.subscriptions
     return {
         "conn": client.index,
-        "remote": f"{remote[0]}:{remote[1]}" if isinstance(remote, tuple) else None,
+        "remote": address_text(client.remote),
         "state": "closing" if client.closing else "open",
         "stalled": client.faulted is not None and client.faulted.stalled,
         "sent": client.frames_sent,
@@ -250,8 +250,6 @@ class ReplayView:
                     "conn": p["conn"],
                     "state": "open",
                     "stalled": False,
-                    "remote": None,
-                    "sent": None,
                     "dropped": None,
                     "pending_bytes": None,
                     **p,

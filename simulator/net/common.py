@@ -148,3 +148,11 @@ class ScenarioClock:
     def loop_time(self, virtual_ns: int) -> float:
         """The loop time at which scenario time ``virtual_ns`` falls."""
         return self.start_at + virtual_ns / 1e9 / self.speed
+
+
+def address_text(address: object) -> str | None:
+    """A peer's address (``transport.get_extra_info("peername")``) as ``host:port``;
+    ``None`` when there is none (a pipe, an in-memory transport)."""
+    if isinstance(address, tuple) and len(address) >= 2:
+        return f"{address[0]}:{address[1]}"
+    return None

@@ -58,6 +58,7 @@ from simulator.net.common import (
     CLOSE_TIMEOUT_S,
     STEP_EARLY_S,
     ScenarioClock,
+    address_text,
     sendable,
     sleep_until,
 )
@@ -131,6 +132,7 @@ class _Session:
     client: Client | None = None  # with faults: the send path they act on
     seqs: Counter[str] = field(default_factory=Counter)  # pushes so far, by stream
     unexpected: int = 0  # client messages not in the recorded connection
+    sent: int = 0  # recorded server messages sent (without faults; else client's)
     pump: asyncio.Task[None] | None = None
     # Where the replay stands (what the inspector shows): the loop time the current
     # round's offsets count from, the step under way, and the round (from 0).
@@ -292,13 +294,16 @@ class ReplayServer(Listener):
         await self._close(CLOSE_GOING_AWAY)
 
     def positions(self) -> list[dict[str, object]]:
-        """Where each client's replay stands: connection, recorded connection, step (of
-        how many), round, and seconds into the round (wall time, at speed)."""
+        """Where each client's replay stands: connection, recorded connection, its
+        address, messages sent, step (of how many), round, and seconds into the round
+        (wall time, at speed)."""
         now = asyncio.get_running_loop().time()
         return [
             {
                 "conn": s.index,
                 "recorded_conn": s.recorded,
+                "remote": address_text(s.conn.remote_address),
+                "sent": s.sent if s.client is None else s.client.frames_sent,
                 "step": s.step,
                 "steps": len(s.plan.steps),
                 "round": s.round,
@@ -529,6 +534,7 @@ class ReplayServer(Listener):
                 # here, written straight to the transport.
                 framed = text_frame if step.frame is Frame.TEXT else binary_frame
                 conn.transport.write(framed(step.payload))
+        session.sent += 1
         if self.sent is not None:
             self.sent.append(Replayed(session.index, session.recorded, step.payload, step.frame))
         if isinstance(step, Push) and step.stream is not None:

@@ -447,6 +447,10 @@ async def test_replay_status_says_where_each_client_is_in_its_recorded_connectio
         assert where["conn"] == 0 and where["recorded_conn"] == server.recorded_conn_for(0)
         assert 0 <= where["step"] < where["steps"] and where["position_s"] >= 0
         assert status["frames_sent"] >= 1 and status["connections_open"] == 1
+        # Its row in the connections table: where it connects from, what it was sent.
+        [row] = status["connections"]
+        local = ws.local_address
+        assert row["remote"] == f"{local[0]}:{local[1]}" and row["sent"] >= 1
         # A replay takes no faults on demand.
         answer = await request(server.url, "POST", "/control/disconnect", json_body={})
         assert answer.status == 404
