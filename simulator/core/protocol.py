@@ -21,6 +21,17 @@ from simulator.core.model import JSON, Protocol, Rule
 Subscriptions = frozenset[str] | None
 
 
+#: The type of the answer to a subscribe, and to an unsubscribe.
+SUBSCRIBED = "subscribed"
+UNSUBSCRIBED = "unsubscribed"
+
+
+def answer_types(protocol: Protocol) -> frozenset[str]:
+    """The types of the messages a server sends only in answer to a client's (a pong, a
+    subscribe's acknowledgement, an error): no stream of the feed."""
+    return frozenset({protocol.pong_type, protocol.error_type, SUBSCRIBED, UNSUBSCRIBED})
+
+
 @dataclass(frozen=True, slots=True)
 class Reply:
     """A message to send back, ``delay_ns`` after the request arrived."""
@@ -156,7 +167,7 @@ def _subscription(
     else:
         new = current - wanted
     result: Subscriptions = frozenset(new)
-    ack_type = "subscribed" if subscribe else "unsubscribed"
+    ack_type = SUBSCRIBED if subscribe else UNSUBSCRIBED
     streams: list[JSON] = [*sorted(new)]
     ack: dict[str, JSON] = {"type": ack_type, "streams": streams}
     return Outcome((Reply(ack),), result, kind="subscribe" if subscribe else "unsubscribe")

@@ -13,6 +13,7 @@ from typing import Any, Protocol, TypeVar
 from simulator.core.flat_plan import PlannedFault, from_fault, to_toml
 from simulator.core.model import Fault, Mode
 from simulator.core.model import Protocol as FeedProtocol
+from simulator.core.protocol import answer_types
 from simulator.core.rates import mean_rate_per_s
 from simulator.core.redact import redact_url
 from simulator.core.replay_plan import Push
@@ -214,6 +215,8 @@ class ReplayView:
                     "expected_per_s": pushes[name] / total_s if total_s else 0.0,
                 }
                 for name in self.stream_names
+                # An answer (pong, subscribed) is no stream to subscribe to.
+                if name not in answer_types(FeedProtocol())
             ],
             "per_connection": True,
             "protocol": protocol_names(FeedProtocol()),

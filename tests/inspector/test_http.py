@@ -435,6 +435,14 @@ async def test_replay_status_says_where_each_client_is_in_its_recorded_connectio
         info = (await request(server.url, "GET", "/info")).json()
         assert info["command"] == "replay" and info["scenario"] == str(SAMPLE)
         assert "feed_query" not in info  # replay serves the page unbatched
+        # The sample's client pinged and subscribed: its answers are no streams.
+        assert {s["type"] for s in info["streams"]} == {
+            "system_stats",
+            "dashboard_stats",
+            "energy_market",
+            "notification",
+            "transaction",
+        }
         recorded = info["recorded"]
         assert set(recorded) == {str(c) for c in server.plans}
         for conn, plan in server.plans.items():
