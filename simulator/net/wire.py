@@ -146,9 +146,11 @@ class Connection(asyncio.Protocol):
     shares_parsing = True
 
     __slots__ = (
+        "_acting",
         "_backlog",
         "_budget",
         "_close_timer",
+        "_closing_due",
         "_credit_until",
         "_drained",
         "_early",
@@ -217,6 +219,8 @@ class Connection(asyncio.Protocol):
         self._frame_credit = 0.0
         self._credit_until = 0.0  # loop time it is gone, spent or not
         self._held_at = 0.0  # loop time we began holding reading (not for parsing)
+        self._acting = False  # in _act_on: handing a read's events over
+        self._closing_due = False  # handler.closing, once those events are handed over
         # While a request's answer is held (see EARLY_BYTES): the frames parsed with
         # the request, and whether to deliver their messages.
         self._early: tuple[Sequence[Request | Response | Frame], bool] | None = None
@@ -404,10 +408,11 @@ class Connection(asyncio.Protocol):
             loop = asyncio.get_running_loop()
             self._close_timer = loop.call_later(self.config.close_timeout, transport.abort)
             if self.opened and protocol.close_sent is not None and protocol.close_rcvd is None:
-                try:
-                    self.handler.closing(self)
-                except Exception:
-                    logger.exception("closing handler failed")
+                if self._acting:
+                    # The read's frames before the one that failed it come first.
+                    self._closing_due = True
+                else:
+                    self._tell_closing()
 
     # ------------------------------------------------------------------ asyncio.Protocol
 
@@ -535,7 +540,24 @@ class Connection(asyncio.Protocol):
 
     def _act_on(self, events: Sequence[Request | Response | Frame], deliver: bool) -> None:
         """Act on what the peer sent, in order; ``deliver`` says whether its messages
-        are still wanted (not once we have sent a close)."""
+        are still wanted (not once we have sent a close). A close this side begins
+        meanwhile is told to the handler after them."""
+        acting, self._acting = self._acting, True
+        try:
+            self._hand_over(events, deliver)
+        finally:
+            self._acting = acting
+        if self._closing_due and not acting:
+            self._closing_due = False
+            self._tell_closing()
+
+    def _tell_closing(self) -> None:
+        try:
+            self.handler.closing(self)
+        except Exception:
+            logger.exception("closing handler failed")
+
+    def _hand_over(self, events: Sequence[Request | Response | Frame], deliver: bool) -> None:
         protocol = self.protocol
         if self.opened and self._over_frame_budget(len(events)) and protocol.state is State.OPEN:
             # A flood, whatever kind of frame: nothing of this batch is delivered.

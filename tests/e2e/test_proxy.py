@@ -612,6 +612,36 @@ async def test_a_client_the_proxy_fails_ends_the_session_then_not_at_its_close_t
 
 
 @async_test(timeout=30)
+async def test_what_came_before_a_frame_over_the_limit_in_the_same_read_is_relayed(
+    tmp_path: Path,
+) -> None:
+    """Two messages, then one over max_size, in one write: the two are relayed and
+    recorded before the close 1009 (the session's end was told as the read failed, so
+    they were recorded after the close row and never relayed)."""
+    out = tmp_path / "toobig.parquet"
+    async with upstream() as up, record_proxy(up.url, out, max_size=1000) as proxy:
+        raw = await attackers.open_raw(proxy.url)
+        await raw.send(
+            attackers.frame(Opcode.TEXT, b"before-1")
+            + attackers.frame(Opcode.TEXT, b"before-2")
+            + attackers.frame(Opcode.TEXT, b"x" * 5000)
+        )
+        assert await raw.close_code(timeout=5) == 1009
+        raw.close()
+        while len(up.closes) < 1:
+            await asyncio.sleep(0.01)
+    # (The upstream stops reading when its echo of the first meets the proxy's close.)
+    assert up.received[:1] == ["before-1"]
+    recorded = rows(out).filter(pl.col("kind").cast(pl.String).is_in(["text", "close"]))
+    # Recorded before the close: relayed (after it, a message is recorded, not relayed).
+    assert recorded.select("sender", "kind").rows() == [
+        ("client", "text"),
+        ("client", "text"),
+        ("server", "close"),
+    ]
+
+
+@async_test(timeout=30)
 async def test_an_upstream_redirect_full_of_secrets_leaves_none_in_the_file(
     tmp_path: Path,
 ) -> None:
