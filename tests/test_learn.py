@@ -156,6 +156,26 @@ def test_a_change_is_learned_from_a_capture_that_joined_mid_stream(
     parse_scenario(text, "mid.toml")
 
 
+@pytest.mark.parametrize("seed", [1, 3])
+def test_a_percentage_change_is_learned_not_a_running_sum_of_it(tmp_path: Path, seed: int) -> None:
+    """A price that moves little passes for a running sum of its own percentage change
+    (``prev.current_price + price_change * 0.0015``, the factor about ``prev / 100``):
+    the change is the relation, and the price stays drawn (the sum left it unbounded,
+    and the change a normal draw)."""
+    scenario = tmp_path / "calm.toml"
+    scenario.write_text(
+        f'[scenario]\nname = "calm"\nseed = {seed}\n[[stream]]\nname = "market"\n'
+        'every = "7s"\n[stream.fields]\n'
+        'current_price = { dist = "walk", start = 0.15, step = 0.001, revert = 0.02,'
+        " min = 0.08, max = 0.25, round = 4 }\n"
+        'price_change = { expr = "(current_price - prev.current_price)'
+        ' / prev.current_price * 100", round = 2 }\n'
+    )
+    kinds = fields_of(learn(render(scenario, tmp_path / "calm.parquet", 180 * 10**9)), "market")
+    assert kinds["price_change"] == "percentage", kinds
+    assert kinds["current_price"] not in ("running sum", "difference", "percentage"), kinds
+
+
 @pytest.mark.parametrize(
     ("start_s", "stop_s"),
     [(0, 180), (3600, 3740), (0, 600)],

@@ -570,8 +570,9 @@ def _relations(
 ) -> None:
     """Replace a numeric field's fit by a relation to a sibling where one holds, whatever
     distribution fitted it (a relation that holds is what made the values). Running
-    sums first (a total is what accumulates), then changes of consecutive values; a
-    field a relation reads stays drawn, so relations never chain. Only names an
+    sums first (a total is what accumulates), but none of a field's own percentage
+    change (the change is the relation), then changes of consecutive values; a field
+    a relation reads stays drawn, so relations never chain. Only names an
     expression can read take part (a running sum reads its own ``prev.``)."""
     by_name = {f.path[-1]: f for f in fields if f.path[:-1] == path}
     drawn = {

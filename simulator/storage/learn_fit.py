@@ -478,7 +478,9 @@ def fit_running_sum(
 ) -> Fit | None:
     """``name`` as a running sum of ``k * other`` (or, for integers, of
     ``round(other / k)``), holding for :data:`RELATION_SHARE` of its steps; ``None``
-    when none holds, or when ``name`` does not accumulate (:func:`accumulates`)."""
+    when none holds, or when ``name`` does not accumulate (:func:`accumulates`). An
+    ``other`` that is the percentage change of ``name`` is not summed
+    (:func:`_percentage_of`)."""
     f = np.asarray(values, dtype=np.float64)
     if len(f) < MIN_RELATION or np.all(f == f[0]) or _beyond_int64(f) or not accumulates(f):
         return None  # beyond 64 bits: its initial value and rounding would be integers
@@ -490,9 +492,21 @@ def fit_running_sum(
             fit = _integer_sum(name, f, other, g)
         else:
             fit = _float_sum(name, f, other, g, decimals(values))
-        if fit is not None:
+        if fit is not None and not _percentage_of(other, raw, name, values):
             return fit
     return None
+
+
+def _percentage_of(other: str, raw: Sequence[float], name: str, values: Sequence[float]) -> bool:
+    """Whether ``other`` (its values ``raw``) is the percentage change of ``name``'s
+    ``values``. A price and its change in percent also pass for a running sum of the
+    change, ``prev.price + change * k``, when the price moves little (``k`` would be
+    ``prev.price / 100``, about constant): that sum is the reverse of the relation,
+    drawing the change and leaving the price unbounded, so the change relation wins.
+    (A difference is a running sum with ``k = 1``, the same relation: the sum is kept,
+    and the field that accumulates is the total.)"""
+    change = fit_change(other, raw, {name: values}, False)
+    return change is not None and change.kind == "percentage"
 
 
 def accumulates(x: Floats) -> bool:
