@@ -26,7 +26,7 @@ from simulator.errors import RecordingError
 from simulator.scenario import load_scenario, parse_scenario
 from simulator.storage.generate import Plan, generate
 from simulator.storage.learn import Learned, learn
-from simulator.storage.learn_fit import ks_two_sample
+from simulator.storage.learn_fit import MIN_SUM, fit_running_sum, ks_two_sample
 from simulator.storage.reader import read_metadata
 from simulator.storage.writer import RecordingWriter
 
@@ -193,6 +193,43 @@ def test_a_relation_that_holds_for_every_message_of_a_short_recording_wins_over_
     rec = capture(original, tmp_path / "short.parquet", start_s * 10**9, stop_s * 10**9)
     kinds = fields_of(learn(rec), "dashboard_stats")
     assert kinds["total_trades"] == kinds["revenue"] == "running sum", kinds
+
+
+def test_a_running_sum_is_learned_only_from_enough_messages_that_a_coincidence_is_rare() -> None:
+    """A running sum's coefficient is fitted to the steps: on a few messages one is found
+    for unrelated fields (an integer walk passed for a running sum of round(temp / 57.4)
+    of a temperature in 13% of 4 messages). At every length, unrelated walks and draws
+    pass for one in under 0.5% of tries; a real sum is learned from MIN_SUM messages."""
+    rng = np.random.default_rng(7)
+    tries = 400
+
+    def pair(kind: str, n: int) -> tuple[list[float], list[float], bool]:
+        if kind == "int walk, float":
+            walk, other = np.cumsum(rng.integers(0, 4, n)) + 1000, rng.uniform(20, 30, n)
+            return [float(x) for x in walk], [round(float(x), 2) for x in other], True
+        if kind == "int walk of 0 or 1, float":
+            walk, other = np.cumsum(rng.integers(0, 2, n)) + 1000, rng.uniform(20, 30, n)
+            return [float(x) for x in walk], [round(float(x), 2) for x in other], True
+        if kind == "int walk, int":
+            walk, other = np.cumsum(rng.integers(-2, 3, n)) + 500, rng.integers(1, 100, n)
+            return [float(x) for x in walk], [float(x) for x in other], True
+        walk, other = np.cumsum(rng.normal(0, 1, n)) + 50, rng.uniform(0, 5, n)
+        return [round(float(x), 1) for x in walk], [round(float(x), 1) for x in other], False
+
+    often: list[str] = []
+    for kind in ("int walk, float", "int walk of 0 or 1, float", "int walk, int", "float"):
+        for n in range(4, 13):
+            hits = 0
+            for _ in range(tries):
+                total, other, is_int = pair(kind, n)
+                hits += fit_running_sum("total", total, {"x": other}, is_int) is not None
+            if hits > 0.005 * tries:
+                often.append(f"{kind}, {n} messages: {hits} of {tries}")
+    assert not often, often
+    users = np.round(540 + np.cumsum(rng.normal(0, 25, MIN_SUM)))
+    trades = 4821 + np.cumsum(np.round(users / 25))
+    fit = fit_running_sum("trades", list(trades), {"users": list(users)}, True)
+    assert fit is not None and "round(users / 25)" in fit.toml
 
 
 def test_learned_coefficients_are_the_shortest_decimals_that_give_every_value(
