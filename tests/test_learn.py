@@ -261,6 +261,24 @@ def test_learned_coefficients_are_the_shortest_decimals_that_give_every_value(
     assert np.abs(sums - np.asarray(fields["revenue"])).max() <= 0.005 + 1e-9
 
 
+@pytest.mark.parametrize("seed", range(6))
+def test_a_running_sum_that_drifts_from_its_values_has_the_shortest_factor_its_steps_allow(
+    seed: int,
+) -> None:
+    """Each step of revenue is volume * 0.15 within the rounding, but the factor wanders
+    (as a price's percentage over a price does): no factor gives every recorded value,
+    and the measured median ratio was written (0.14999648555563466); now the shortest
+    decimal that every step allows is."""
+    rng = np.random.default_rng(seed)
+    volume = np.round(rng.uniform(100, 200, 30), 2)
+    factor = 0.15 + rng.uniform(-0.00002, 0.00002, 30)
+    revenue = np.round(1000 + np.cumsum(volume * factor), 2)
+    fit = fit_running_sum("revenue", list(revenue), {"volume": list(volume)}, False)
+    assert fit is not None
+    k = fit.toml.split(" * ")[1].split('"')[0]
+    assert len(k) <= len("0.15001") and abs(float(k) - 0.15) <= 2e-5, fit.toml
+
+
 def test_a_feed_generated_from_the_learned_scenario_is_close_to_the_original(day: Any) -> None:
     original, _, again = day
     a, b = feed(original), feed(again)

@@ -569,8 +569,9 @@ def _float_sum(name: str, f: Floats, other: str, g: Floats, r: int) -> Fit | Non
     (``other``'s values ``g``), ``k`` a factor that the most steps allow; ``None``
     unless it holds for :data:`RELATION_SHARE` of them. ``k`` and ``initial`` are the
     shortest decimals that give every recorded value (rounded to ``r``) where the sum
-    holds for every step; else ``k`` keeps each step that held, and ``initial`` gives
-    the first value."""
+    holds for every step; else (some step did not hold, or the steps held but their
+    sum drifts from the values, as a factor that wanders does) ``k`` is the shortest
+    decimal that keeps each step that held, and ``initial`` gives the first value."""
     steps, moves = np.diff(f), g[1:]
     tolerance = _tolerance(r) * 1.01 * 2  # a step is the difference of two rounded values
     held, lo, hi = _most_held(*_factor_ranges(steps, moves, tolerance))
@@ -590,7 +591,9 @@ def _float_sum(name: str, f: Floats, other: str, g: Floats, r: int) -> Fit | Non
         return not every or start <= stop
 
     k = _shortest(lo, hi, gives)
-    if k is None:  # no decimal of 15 digits gives every value: as measured
+    if k is None:  # none gives every value (the sum drifts): the shortest the steps allow
+        k = _shortest(lo, hi, lambda c: c != 0 and holding(c) >= held)
+    if k is None:  # no decimal of 15 digits: as measured
         k = _within(_ratio_estimate(steps, moves), lo, hi)
     share = holding(k) / len(steps)
     if k == 0 or share < RELATION_SHARE:
