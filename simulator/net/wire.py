@@ -582,6 +582,8 @@ class Connection(asyncio.Protocol):
                     self._early = (events[index + 1 :], deliver)
                     self._bound_early()
                     break
+                if not self.opened:
+                    break  # refused, or dropped: what came with it is for no one
         if events:
             self._read_done()
 

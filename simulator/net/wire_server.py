@@ -213,6 +213,12 @@ class ServerConnection(Connection):
         protocol = self.protocol
         if protocol.state is not State.CONNECTING or self.transport.is_closing():
             return  # the client went away while the handshake was held
+        if protocol.eof_sent:
+            # What it sent with its request (a close frame, a frame websockets cannot
+            # parse) already failed the connection: an answer would open one that
+            # reads nothing more. It is dropped, as when it sends that after the open.
+            self.abort()
+            return
         close = answer if isinstance(answer, CloseAtOnce) else None
         if answer is None or close is not None:
             response = protocol.accept(request)

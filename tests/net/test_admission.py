@@ -365,3 +365,29 @@ def test_a_ping_sent_with_the_request_gets_no_pong_before_the_answer() -> None:
 
     for held in (False, True):
         assert run(main(held)).startswith(b"HTTP/1.1 101 ")
+
+
+@pytest.mark.parametrize("held", [False, True], ids=["answered_at_once", "held"])
+@pytest.mark.parametrize("early", ["close", "unmasked"])
+def test_a_request_sent_with_a_frame_that_fails_the_connection_is_dropped_unanswered(
+    held: bool, early: str
+) -> None:
+    """A close frame, or a frame websockets cannot parse (unmasked), sent with the
+    request fails the connection before it is answered: it was answered 101 all the
+    same, and stayed open reading nothing (a close then crashed the server's stop)."""
+
+    async def main() -> tuple[bytes, bool, list[tuple[str, Any]]]:
+        handler: Log = Held() if held else Accepting()
+        frames = [Frame(Opcode.CLOSE, b"\x03\xe8")] if early == "close" else []
+        conn, tape, client = requesting(handler, early=frames)
+        extra = b"\x81\x05hello" if early == "unmasked" else b""
+        conn.data_received(b"".join(client.data_to_send()) + extra)
+        await asyncio.sleep(0)
+        if isinstance(handler, Held) and handler.answer is not None:
+            handler.answer.set_result(None)
+            for _ in range(10):
+                await asyncio.sleep(0)
+        return tape.take(), tape.aborted, handler.events
+
+    written, aborted, events = run(main())
+    assert not written.startswith(b"HTTP/1.1 101") and aborted and events == []
