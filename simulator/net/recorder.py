@@ -146,9 +146,7 @@ class Recorder:
     async def written(self) -> None:
         """Return once the rows buffered so far have gone to the writer (after the batch
         the worker thread may be writing): what is buffered then is what came since."""
-        await asyncio.get_running_loop().run_in_executor(
-            self._executor, self._write, self._take()
-        )
+        await asyncio.get_running_loop().run_in_executor(self._executor, self._write, self._take())
 
     def _write(self, c: dict[str, list[Any]]) -> None:
         """Hand rows ``c`` to the writer. Runs in the worker thread, one call at a time."""
