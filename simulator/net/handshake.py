@@ -12,6 +12,8 @@ from collections.abc import Sequence
 
 import orjson
 from websockets.datastructures import Headers
+from websockets.exceptions import InvalidHeaderFormat
+from websockets.headers import parse_connection, parse_upgrade
 from websockets.http11 import Request, Response
 from websockets.server import ServerProtocol
 
@@ -25,12 +27,17 @@ def is_upgrade(request: Request) -> bool:
     checks it in full: anything else is websockets' to answer (426 or 400), and must not
     open a connection upstream nor take a recorded one."""
     headers = request.headers  # a header may be repeated: read every value
-    upgrade = ", ".join(headers.get_all("Upgrade")).lower()
-    connection = ", ".join(headers.get_all("Connection")).lower()
+    try:
+        # As websockets reads them (ServerProtocol.process_request): tokens, not text.
+        connection = [c for v in headers.get_all("Connection") for c in parse_connection(v)]
+        upgrade = [u for v in headers.get_all("Upgrade") for u in parse_upgrade(v)]
+    except InvalidHeaderFormat:
+        return False
     keys = headers.get_all("Sec-WebSocket-Key")
     return (
-        "websocket" in upgrade
-        and "upgrade" in connection
+        any(option.lower() == "upgrade" for option in connection)
+        and len(upgrade) == 1
+        and upgrade[0].lower() == "websocket"
         and len(keys) == 1
         and _is_key(keys[0])
         and headers.get_all("Sec-WebSocket-Version") == ["13"]
