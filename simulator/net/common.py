@@ -151,8 +151,8 @@ class ScenarioClock:
 
 
 def address_text(address: object) -> str | None:
-    """A peer's address (``transport.get_extra_info("peername")``) as ``host:port``;
-    ``None`` when there is none (a pipe, an in-memory transport)."""
+    """A peer's address (``transport.get_extra_info("peername")``) as ``host:port``
+    (another kind as its text); ``None`` when there is none (an in-memory transport)."""
     if isinstance(address, tuple) and len(address) >= 2:
         return f"{address[0]}:{address[1]}"
-    return None
+    return None if address is None else str(address)

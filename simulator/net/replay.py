@@ -534,7 +534,7 @@ class ReplayServer(Listener):
                 # here, written straight to the transport.
                 framed = text_frame if step.frame is Frame.TEXT else binary_frame
                 conn.transport.write(framed(step.payload))
-        session.sent += 1
+                session.sent += 1
         if self.sent is not None:
             self.sent.append(Replayed(session.index, session.recorded, step.payload, step.frame))
         if isinstance(step, Push) and step.stream is not None:

@@ -47,6 +47,7 @@ from simulator.net.common import (
     CLOSE_POLICY_VIOLATION,
     CLOSE_TIMEOUT_S,
     ScenarioClock,
+    address_text,
     exact_timers,
     on_whole_ms,
 )
@@ -490,7 +491,7 @@ class SimServer(Listener):
         self.log.emit(
             EventKind.CONNECTED,
             conn=index,
-            remote=_address(client.remote),
+            remote=address_text(client.remote),
             path=None if conn.path is None else redact_url(conn.path),
         )
         self._batch_if_asked(client, conn.path)
@@ -681,12 +682,6 @@ def limit_socket_buffer(conn: Connection, size: int) -> None:
     if size and sock is not None:
         with contextlib.suppress(OSError):  # the connection may already be gone
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, size)
-
-
-def _address(remote: Any) -> str | None:
-    if isinstance(remote, tuple) and len(remote) >= 2:
-        return f"{remote[0]}:{remote[1]}"
-    return None if remote is None else str(remote)
 
 
 @contextlib.asynccontextmanager

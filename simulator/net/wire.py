@@ -592,11 +592,14 @@ class Connection(asyncio.Protocol):
         self._early = ((), True)
 
     def _bound_early(self) -> None:
-        """Drop a peer that has sent more than EARLY_BYTES before its answer."""
+        """Drop a peer that has sent more than EARLY_BYTES before its answer; else read
+        on (a request that came through the backlog paused reading: see EARLY_BYTES)."""
         if len(self._backlog) > EARLY_BYTES:
             logger.info("dropped a client that sent over %d bytes before its answer", EARLY_BYTES)
             self._backlog = bytearray()
             self.abort()
+        elif "parse" in self._read_holds:
+            self.release_reading("parse")  # what is left is kept until the answer
 
     def _answered(self) -> None:
         """The held handshake is answered: act on the frames that came with the request
@@ -606,11 +609,7 @@ class Connection(asyncio.Protocol):
             return
         if early[0] and self.opened:
             self._act_on(*early)
-        if "parse" in self._read_holds:
-            # The request came through the backlog (a big read, or a turn's budget
-            # spent): parsing stopped at it. Go on (an empty backlog releases the hold).
-            self._parse_later()
-        elif self._backlog:
+        if self._backlog:
             self._hold_for_parsing()
 
     def _read_done(self) -> None:
