@@ -11,8 +11,10 @@ Every error this package raises on purpose derives from :class:`SimError`::
     │                          HTTP status, unreachable, timed out, TLS)
     ├── CaptureError           `sim record --connect` could not capture the feed
     │                          (simulator.net.capture)
-    └── RealTimeExceeded       a virtual-time run took longer than its real-time limit
-                               (simulator.testing.virtual_time)
+    ├── RealTimeExceeded       a virtual-time run took longer than its real-time limit
+    │                          (simulator.testing.virtual_time)
+    └── ReconnectStorm         a client reconnected with no delay, virtual time stood
+                               still (simulator.testing.harness; an AssertionError too)
 
 Callers that present errors to people (the CLI) catch :class:`SimError` and print its
 ``str()``, which is always one line per problem and never a traceback. Anything else

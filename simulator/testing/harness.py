@@ -27,14 +27,35 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from simulator.core.model import Fault, Scenario
-from simulator.errors import UsageError
+from simulator.errors import SimError, UsageError
 from simulator.net.fanout import Sent
 from simulator.net.faulting import Injected
 from simulator.net.server import SimServer, serve
 from simulator.net.wire_client import OpenTransport
-from simulator.testing.virtual_time import run
+from simulator.testing.virtual_time import RealTimeExceeded, run
 
 T = TypeVar("T")
+
+#: Handshakes at one instant of virtual time past which a run stops: a client that
+#: reconnects with no delay at all keeps the loop busy, and the virtual clock never
+#: moves on (far more than any number of clients a test connects at once).
+STORM_HANDSHAKES = 10_000
+
+
+class ReconnectStorm(SimError, AssertionError):
+    """A client made :data:`STORM_HANDSHAKES` handshakes at one instant of virtual time:
+    it reconnects in a loop with no delay (no backoff), which keeps the virtual clock
+    still. An assertion failure: the client's bug, found (and shrunk, under hypothesis)."""
+
+    def __init__(self, handshakes: int, at_s: float) -> None:
+        self.handshakes = handshakes
+        self.at_s = at_s
+        super().__init__(
+            f"{handshakes:,} handshakes at scenario time {at_s:g} s with no time passing "
+            "between them: a client reconnects in a loop with no delay (no backoff), so "
+            "virtual time cannot move on; against a real server, a reconnect storm"
+        )
+
 
 #: What a scenario may be given as: a loaded one, a TOML file, or a dict of the tables
 #: a TOML file would hold.
@@ -157,11 +178,56 @@ def run_sim(
                 None if real_sockets else server.open_transport,
                 speed,
             )
-            return await check(sim)
+            if not virtual:
+                return await check(sim)
+            served.append(server)
+            return await _watched(check(sim), server)
 
     if not virtual:
         return asyncio.run(main())
-    return run(main(), timeout_real_s=timeout_real_s)
+    served: list[SimServer] = []
+    try:
+        return run(main(), timeout_real_s=timeout_real_s)
+    except RealTimeExceeded as e:
+        storm = _still_handshakes(served[0]) if served else 0
+        if storm >= 100:  # most likely the cause: say so
+            raise ReconnectStorm(storm, e.virtual_s) from e
+        raise
+
+
+async def _watched(check: Awaitable[T], server: SimServer) -> T:
+    """``check``, stopped with :class:`ReconnectStorm` once the server has had
+    :data:`STORM_HANDSHAKES` handshakes at the same instant of virtual time. (The task
+    running it is the one cancelled: a task of its own would be one more, which a
+    check counting the tasks left behind would see.)"""
+    task = asyncio.current_task()
+    assert task is not None
+    storm: list[int] = []
+
+    def look(_: object) -> None:
+        attempts = server.attempts_ns or []
+        limit = STORM_HANDSHAKES
+        if not storm and len(attempts) >= limit and attempts[-limit] == attempts[-1]:
+            storm.append(attempts[-1])
+            task.cancel()
+
+    stop = server.log.listen(look)
+    try:
+        return await check
+    except asyncio.CancelledError:
+        if storm:
+            task.uncancel()  # ours: the server's stop must not see a cancellation
+            raise ReconnectStorm(STORM_HANDSHAKES, storm[0] / 1e9) from None
+        raise
+    finally:
+        stop()
+
+
+def _still_handshakes(server: SimServer) -> int:
+    """How many handshakes came at the last instant of virtual time the server saw."""
+    attempts = server.attempts_ns or []
+    last = attempts[-1] if attempts else None
+    return sum(1 for t in reversed(attempts[-STORM_HANDSHAKES:]) if t == last)
 
 
 def _note(scenario: Scenario, seed: int | None) -> None:

@@ -3,11 +3,19 @@ saw it arrive, whatever became of it."""
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
+
+import pytest
 
 from simulator.client import ClientConfig, Message, ResilientClient, State, StateChanged
 from simulator.core.backoff import BackoffPolicy
-from simulator.testing.harness import RunningSim, run_sim
+from simulator.errors import ConnectError
+from simulator.net.wire import Handler
+from simulator.net.wire_client import connect
+from simulator.testing import harness
+from simulator.testing.harness import ReconnectStorm, RunningSim, run_sim
+from simulator.testing.virtual_time import RealTimeExceeded
 
 FEED: dict[str, Any] = {
     "scenario": {"name": "handshakes", "seed": 1},
@@ -115,3 +123,36 @@ def test_timestamps_count_from_the_given_epoch_else_the_scenarios_else_1970() ->
         "1970-01-01T00:00:01.000Z",
         "2001-09-09T01:46:41.000Z",
     ]
+
+
+@pytest.mark.parametrize("refused", [True, False], ids=["outage", "accept_and_drop"])
+def test_a_client_that_reconnects_with_no_delay_fails_fast_and_says_why(
+    refused: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A client that tries again at once, refused (an outage) or dropped as it opens,
+    keeps the loop busy at one instant: virtual time never moved on, and the run ended
+    a minute later with RealTimeExceeded, which named no cause."""
+    monkeypatch.setattr(harness, "STORM_HANDSHAKES", 50)
+
+    async def check(sim: RunningSim) -> None:
+        assert sim.open_transport is not None
+        while True:  # the bug: no backoff
+            with contextlib.suppress(ConnectError, ConnectionError):
+                conn = await connect(sim.url, Handler(), open_transport=sim.open_transport)
+                await conn.wait_closed()
+
+    fault = (
+        {"kind": "outage", "at": "0s", "duration": "1h"}
+        if refused
+        else {"kind": "disconnect", "code": 1012}
+    )
+    with pytest.raises(ReconnectStorm) as storm:
+        run_sim(check, {**FEED, "fault": [fault]}, timeout_real_s=30)
+    assert storm.value.handshakes == 50 and storm.value.at_s == 0.0
+    assert "no backoff" in str(storm.value)
+    # Stopped by the real-time limit first (the storm's count not reached): the same
+    # error, with the count it had.
+    monkeypatch.setattr(harness, "STORM_HANDSHAKES", 10**9)
+    with pytest.raises(ReconnectStorm) as storm:
+        run_sim(check, {**FEED, "fault": [fault]}, timeout_real_s=1)
+    assert storm.value.handshakes >= 100 and isinstance(storm.value.__cause__, RealTimeExceeded)
