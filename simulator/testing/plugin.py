@@ -10,7 +10,8 @@ package is installed): the ``sim_server`` fixture and the ``--sim-seed`` option.
         sim_server(check, "scenarios/outage.toml", seed=3)
 
 ``sim_server(check, scenario, *, seed=None, faults=None, real_sockets=False,
-speed=1.0)`` is :func:`simulator.testing.harness.run_sim`; ``pytest --sim-seed N``
+virtual_time=None, speed=1.0, epoch_ns=None, timeout_real_s=60.0)`` is
+:func:`simulator.testing.harness.run_sim`; ``pytest --sim-seed N``
 makes every ``sim_server`` in the run use seed ``N`` (to reproduce a run).
 """
 
