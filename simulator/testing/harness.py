@@ -36,6 +36,14 @@ from simulator.testing.virtual_time import RealTimeExceeded, run
 
 T = TypeVar("T")
 
+#: Added to what a check raised when no handshake reached an in-memory server: most
+#: likely a client that connected on its own (to ``ws://memory.invalid/``, which no
+#: client can reach), and timed out.
+NO_HANDSHAKE_HINT = (
+    "sim: no handshake reached the server. In memory (run_sim's default) a client must "
+    "connect through sim.open_transport; one that cannot needs run_sim(..., "
+    "real_sockets=True, virtual_time=True) (docs/testing-your-client.md)"
+)
 #: Handshakes at one instant of virtual time past which a run stops: a client that
 #: reconnects with no delay at all keeps the loop busy, and the virtual clock never
 #: moves on (far more than any number of clients a test connects at once).
@@ -178,20 +186,25 @@ def run_sim(
                 None if real_sockets else server.open_transport,
                 speed,
             )
+            served.append(server)
             if not virtual:
                 return await check(sim)
-            served.append(server)
             return await _watched(check(sim), server)
 
-    if not virtual:
-        return asyncio.run(main())
     served: list[SimServer] = []
     try:
-        return run(main(), timeout_real_s=timeout_real_s)
-    except RealTimeExceeded as e:
-        storm = _still_handshakes(served[0]) if served else 0
-        if storm >= 100:  # most likely the cause: say so
-            raise ReconnectStorm(storm, e.virtual_s) from e
+        if not virtual:
+            return asyncio.run(main())
+        try:
+            return run(main(), timeout_real_s=timeout_real_s)
+        except RealTimeExceeded as e:
+            storm = _still_handshakes(served[0]) if served else 0
+            if storm >= 100:  # most likely the cause: say so
+                raise ReconnectStorm(storm, e.virtual_s) from e
+            raise
+    except Exception as e:
+        if not real_sockets and served and not served[0].attempts_ns:
+            e.add_note(NO_HANDSHAKE_HINT)
         raise
 
 

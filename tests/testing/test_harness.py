@@ -156,3 +156,25 @@ def test_a_client_that_reconnects_with_no_delay_fails_fast_and_says_why(
     with pytest.raises(ReconnectStorm) as storm:
         run_sim(check, {**FEED, "fault": [fault]}, timeout_real_s=1)
     assert storm.value.handshakes >= 100 and isinstance(storm.value.__cause__, RealTimeExceeded)
+
+
+def test_a_check_that_failed_with_no_handshake_in_memory_says_how_to_connect() -> None:
+    """A client that cannot take open_transport, connecting to sim.url by itself in
+    memory, times out with nothing to say why: the error now carries the hint."""
+
+    async def no_handshake(sim: RunningSim) -> None:
+        raise TimeoutError("timed out during opening handshake")  # as such a client does
+
+    with pytest.raises(TimeoutError) as failed:
+        run_sim(no_handshake, FEED)
+    assert failed.value.__notes__ == [harness.NO_HANDSHAKE_HINT]
+
+    async def connected_then_failed(sim: RunningSim) -> None:
+        assert sim.open_transport is not None
+        conn = await connect(sim.url, Handler(), open_transport=sim.open_transport)
+        await conn.close()
+        raise AssertionError("the client's own bug")
+
+    with pytest.raises(AssertionError) as failed:
+        run_sim(connected_then_failed, FEED)
+    assert not getattr(failed.value, "__notes__", [])
