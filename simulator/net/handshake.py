@@ -13,7 +13,7 @@ from collections.abc import Sequence
 import orjson
 from websockets.datastructures import Headers
 from websockets.exceptions import InvalidHeaderFormat
-from websockets.headers import parse_connection, parse_upgrade
+from websockets.headers import parse_connection, parse_subprotocol, parse_upgrade
 from websockets.http11 import Request, Response
 from websockets.server import ServerProtocol
 
@@ -28,9 +28,13 @@ def is_upgrade(request: Request) -> bool:
     open a connection upstream nor take a recorded one."""
     headers = request.headers  # a header may be repeated: read every value
     try:
-        # As websockets reads them (ServerProtocol.process_request): tokens, not text.
+        # As websockets reads them (ServerProtocol.process_request): tokens, not text;
+        # and a subprotocol offer it cannot parse is refused too (400). (Extensions it
+        # reads only when it has some to offer, which the servers here do not.)
         connection = [c for v in headers.get_all("Connection") for c in parse_connection(v)]
         upgrade = [u for v in headers.get_all("Upgrade") for u in parse_upgrade(v)]
+        for value in headers.get_all("Sec-WebSocket-Protocol"):
+            parse_subprotocol(value)
     except InvalidHeaderFormat:
         return False
     keys = headers.get_all("Sec-WebSocket-Key")

@@ -457,18 +457,25 @@ class RecordingProxy(Listener):
             handshake["response_headers"] = redact_headers(response_headers, offered)
         self.recorder.opened(index, handshake)
         relay.record_early()
-        if conn.lost or conn.transport.is_closing():
-            # The client went away while we connected: close the upstream, and the
-            # recorded connection.
+        if conn.lost or conn.transport.is_closing() or conn.protocol.eof_sent:
+            # The client went away while we connected, or what it sent with its request
+            # failed it (the answer will drop it): close the upstream, and the recorded
+            # connection.
             upstream.abort()
             relay.end_with(_Ending(CLOSE_ABNORMAL, "client left during the handshake", "client"))
             return None
         response: Response = conn.protocol.accept(request)
-        if response.status_code == http.HTTPStatus.SWITCHING_PROTOCOLS:
-            if upstream.subprotocol is not None:
-                response.headers["Sec-WebSocket-Protocol"] = upstream.subprotocol
-            if upstream.response is not None:
-                _copy_headers(upstream.response.headers, response.headers)
+        if response.status_code != http.HTTPStatus.SWITCHING_PROTOCOLS:
+            # websockets refuses what is_upgrade let through (a malformed header): the
+            # client gets its answer, and the upstream opened for it is let go.
+            upstream.abort()
+            reason = f"refused: {response.status_code} {response.reason_phrase}"
+            relay.end_with(_Ending(CLOSE_ABNORMAL, reason, "server"))
+            return response
+        if upstream.subprotocol is not None:
+            response.headers["Sec-WebSocket-Protocol"] = upstream.subprotocol
+        if upstream.response is not None:
+            _copy_headers(upstream.response.headers, response.headers)
         return response
 
     def _refuse(

@@ -569,9 +569,14 @@ class Connection(asyncio.Protocol):
             # Automatic answers: pongs, the close frame echoed. (Not with a request:
             # the answer to the request goes first; see ServerConnection.respond.)
             self.flush()
+        # A close we send while handing them over (a frame failed one of our checks,
+        # a handler failed) ends delivery: nothing after the frame that failed it
+        # (RFC 6455 §7.1.7). One websockets sent while parsing came after the frames
+        # parsed before the bad one: those are delivered.
+        sent_before = protocol.close_sent
         for index, event in enumerate(events):
             if isinstance(event, Frame):
-                if event.opcode is Opcode.CLOSE:
+                if event.opcode is Opcode.CLOSE or protocol.close_sent is not sent_before:
                     deliver = False
                 self._frame(event, deliver)
             else:

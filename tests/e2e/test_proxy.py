@@ -642,6 +642,54 @@ async def test_what_came_before_a_frame_over_the_limit_in_the_same_read_is_relay
 
 
 @async_test(timeout=30)
+async def test_nothing_after_the_frame_that_fails_the_connection_is_relayed(
+    tmp_path: Path,
+) -> None:
+    """A message, invalid UTF-8 (1007), another message, in one write: the one after
+    the bad frame is neither relayed nor recorded (RFC 6455 §7.1.7)."""
+    out = tmp_path / "after.parquet"
+    async with upstream() as up, record_proxy(up.url, out) as proxy:
+        raw = await attackers.open_raw(proxy.url)
+        await raw.send(
+            attackers.frame(Opcode.TEXT, b"a")
+            + attackers.frame(Opcode.TEXT, b"\xff\xfe")
+            + attackers.frame(Opcode.TEXT, b"c-after-the-bad-one")
+        )
+        assert await raw.close_code(timeout=5) == 1007
+        raw.close()
+        while len(up.closes) < 1:
+            await asyncio.sleep(0.01)
+    assert "c-after-the-bad-one" not in up.received
+    recorded = rows(out).filter(pl.col("kind") == "text")
+    assert recorded.select("sender", "payload").rows()[:1] == [("client", b"a")]
+    assert b"c-after-the-bad-one" not in recorded["payload"].to_list()
+
+
+@async_test(timeout=30)
+async def test_a_client_dropped_unanswered_leaves_no_upstream_open(tmp_path: Path) -> None:
+    """A close frame sent with the request fails the client before its answer: it is
+    dropped unanswered, and the upstream opened for it was left open, with its relay,
+    until the proxy stopped (one per such client)."""
+    async with upstream() as up, record_proxy(up.url, tmp_path / "u.parquet") as proxy:
+        host, port = proxy.url.removeprefix("ws://").rstrip("/").rsplit(":", 1)
+        for _ in range(3):
+            reader, writer = await asyncio.open_connection(host, int(port))
+            writer.write(
+                f"GET / HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\n"
+                "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                "Sec-WebSocket-Version: 13\r\n\r\n".encode()
+                + attackers.frame(Opcode.CLOSE, b"\x03\xe8")
+            )
+            assert await asyncio.wait_for(reader.read(), 10) == b""  # dropped unanswered
+            writer.close()
+        for _ in range(200):
+            if not proxy._relays and len(up.closes) == len(up.paths):
+                break
+            await asyncio.sleep(0.05)
+        assert len(up.paths) == 3 and len(up.closes) == 3 and not proxy._relays
+
+
+@async_test(timeout=30)
 async def test_an_upstream_redirect_full_of_secrets_leaves_none_in_the_file(
     tmp_path: Path,
 ) -> None:

@@ -41,6 +41,9 @@ VARIANTS = {
     ],
     "Sec-WebSocket-Key": [[KEY], [KEY.rstrip("=")], ["dGhlIHNhbXBs ZSBub25jZQ=="], [KEY, KEY], []],
     "Sec-WebSocket-Version": [["13"], ["13", "13"], ["8"], []],
+    # Offers websockets must parse (a malformed one is a 400: the review after).
+    "Sec-WebSocket-Protocol": [[], ["chat"], ["chat, feed.v1"], [","], ["a b"]],
+    "Sec-WebSocket-Extensions": [[], ["permessage-deflate"], [";"], ["x; y="]],
 }
 
 
@@ -56,6 +59,18 @@ def test_a_request_is_an_upgrade_exactly_when_websockets_accepts_it(
     req = request(headers)
     accepted = ServerProtocol().accept(req).status_code == 101
     assert is_upgrade(req) == accepted
+
+
+@pytest.mark.parametrize(
+    ("name", "values"), [(name, values) for name, vs in VARIANTS.items() for values in vs]
+)
+def test_one_header_varied_is_an_upgrade_exactly_when_websockets_accepts_it(
+    name: str, values: list[str]
+) -> None:
+    """Each variant alone, the other headers right (drawn together above, a variant
+    rarely meets all the others right)."""
+    req = request({**BASE, name: values})
+    assert is_upgrade(req) == (ServerProtocol().accept(req).status_code == 101)
 
 
 @pytest.mark.parametrize("name", list(BASE))
