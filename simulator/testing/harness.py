@@ -189,58 +189,85 @@ def run_sim(
             served.append(server)
             if not virtual:
                 return await check(sim)
-            return await _watched(check(sim), server)
+            watch = _StormWatch(server)
+            watches.append(watch)
+            return await watch.run(check(sim))
 
     served: list[SimServer] = []
+    watches: list[_StormWatch] = []
     try:
         if not virtual:
             return asyncio.run(main())
         try:
             return run(main(), timeout_real_s=timeout_real_s)
         except RealTimeExceeded as e:
-            storm = _still_handshakes(served[0]) if served else 0
-            if storm >= 100:  # most likely the cause: say so
-                raise ReconnectStorm(storm, e.virtual_s) from e
+            stuck = watches[0].stuck_at(e.virtual_s) if watches else None
+            if stuck is not None:  # most likely the cause: say so
+                raise ReconnectStorm(*stuck) from e
             raise
-    except Exception as e:
+    except (TimeoutError, OSError, SimError) as e:
+        # The ways a client fails to connect: with no handshake in, most likely it
+        # dialled sim.url by itself.
         if not real_sockets and served and not served[0].attempts_ns:
             e.add_note(NO_HANDSHAKE_HINT)
         raise
 
 
-async def _watched(check: Awaitable[T], server: SimServer) -> T:
-    """``check``, stopped with :class:`ReconnectStorm` once the server has had
-    :data:`STORM_HANDSHAKES` handshakes at the same instant of virtual time. (The task
-    running it is the one cancelled: a task of its own would be one more, which a
-    check counting the tasks left behind would see.)"""
-    task = asyncio.current_task()
-    assert task is not None
-    storm: list[int] = []
+class _StormWatch:
+    """Watches a server's handshakes while a check runs on the virtual clock: once
+    :data:`STORM_HANDSHAKES` have come at one instant, the check is stopped with
+    :class:`ReconnectStorm`, however it ends then. The task running the check is the
+    one cancelled (a task of its own would be one more, which a check counting the
+    tasks left behind would see)."""
 
-    def look(_: object) -> None:
-        attempts = server.attempts_ns or []
+    def __init__(self, server: SimServer) -> None:
+        self.server = server
+        self.flagged: int | None = None  # virtual ns of the storm, once seen
+        self._task: asyncio.Task[Any] | None = None
+        self._instant_loop_s = -1.0  # loop time of the latest handshake instant
+        self._seen = 0  # handshakes the server had then
+
+    async def run(self, check: Awaitable[T]) -> T:
+        self._task = asyncio.current_task()
+        stop = self.server.log.listen(self._look)
+        try:
+            result = await check
+        except BaseException:
+            self._raise_if_flagged()
+            raise
+        finally:
+            stop()
+        self._raise_if_flagged()  # a check that swallowed the cancellation
+        return result
+
+    def stuck_at(self, loop_s: float) -> tuple[int, float] | None:
+        """``(handshakes, scenario s)`` when the run stopped at the instant of the
+        latest handshakes and 100 or more came then: the storm that held the clock."""
+        if self._instant_loop_s != loop_s:
+            return None
+        attempts = self.server.attempts_ns or []
+        last = attempts[-1]
+        count = sum(1 for t in attempts[-STORM_HANDSHAKES:] if t == last)
+        return (count, last / 1e9) if count >= 100 else None
+
+    def _look(self, _: object) -> None:
+        attempts = self.server.attempts_ns or []
+        if len(attempts) == self._seen:
+            return
+        self._seen = len(attempts)
+        self._instant_loop_s = asyncio.get_running_loop().time()
         limit = STORM_HANDSHAKES
-        if not storm and len(attempts) >= limit and attempts[-limit] == attempts[-1]:
-            storm.append(attempts[-1])
-            task.cancel()
+        if self.flagged is None and len(attempts) >= limit and attempts[-limit] == attempts[-1]:
+            self.flagged = attempts[-1]
+            assert self._task is not None
+            self._task.cancel()
 
-    stop = server.log.listen(look)
-    try:
-        return await check
-    except asyncio.CancelledError:
-        if storm:
-            task.uncancel()  # ours: the server's stop must not see a cancellation
-            raise ReconnectStorm(STORM_HANDSHAKES, storm[0] / 1e9) from None
-        raise
-    finally:
-        stop()
-
-
-def _still_handshakes(server: SimServer) -> int:
-    """How many handshakes came at the last instant of virtual time the server saw."""
-    attempts = server.attempts_ns or []
-    last = attempts[-1] if attempts else None
-    return sum(1 for t in reversed(attempts[-STORM_HANDSHAKES:]) if t == last)
+    def _raise_if_flagged(self) -> None:
+        if self.flagged is None:
+            return
+        assert self._task is not None
+        self._task.uncancel()  # ours: the server's stop must not see a cancellation
+        raise ReconnectStorm(STORM_HANDSHAKES, self.flagged / 1e9) from None
 
 
 def _note(scenario: Scenario, seed: int | None) -> None:

@@ -3,6 +3,7 @@ saw it arrive, whatever became of it."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from typing import Any
 
@@ -178,3 +179,43 @@ def test_a_check_that_failed_with_no_handshake_in_memory_says_how_to_connect() -
     with pytest.raises(AssertionError) as failed:
         run_sim(connected_then_failed, FEED)
     assert not getattr(failed.value, "__notes__", [])
+
+
+def test_a_run_stuck_later_than_a_burst_of_handshakes_is_no_storm() -> None:
+    """100 clients connect at 0 s; at 5 s the check spins without waiting: the run ends
+    with RealTimeExceeded, not a ReconnectStorm blamed on the handshakes of 0 s."""
+
+    async def check(sim: RunningSim) -> None:
+        assert sim.open_transport is not None
+        for _ in range(100):
+            await connect(sim.url, Handler(), open_transport=sim.open_transport)
+        await sim.sleep(5)
+        while True:  # a bug, but no reconnect storm
+            await asyncio.sleep(0)
+
+    with pytest.raises(RealTimeExceeded):
+        run_sim(check, FEED, timeout_real_s=1)
+
+
+def test_a_storm_is_reported_though_the_check_swallows_the_cancellation(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The check awaits its client's task, suppressing CancelledError (as cleanup code
+    does): the storm's cancellation landed there, and run_sim returned as if passed."""
+    monkeypatch.setattr(harness, "STORM_HANDSHAKES", 50)
+
+    async def client_loop(sim: RunningSim) -> None:
+        assert sim.open_transport is not None
+        while True:  # no backoff
+            with contextlib.suppress(ConnectError, ConnectionError):
+                conn = await connect(sim.url, Handler(), open_transport=sim.open_transport)
+                await conn.wait_closed()
+
+    async def check(sim: RunningSim) -> None:
+        task = asyncio.create_task(client_loop(sim))
+        asyncio.get_running_loop().call_later(60, task.cancel)
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+    with pytest.raises(ReconnectStorm):
+        run_sim(check, {**FEED, "fault": [{"kind": "disconnect", "code": 1012}]})
