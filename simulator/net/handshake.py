@@ -39,7 +39,9 @@ def is_upgrade(request: Request) -> bool:
         return False
     keys = headers.get_all("Sec-WebSocket-Key")
     return (
-        any(option.lower() == "upgrade" for option in connection)
+        request.method == "GET"
+        and request.protocol == "HTTP/1.1"
+        and any(option.lower() == "upgrade" for option in connection)
         and len(upgrade) == 1
         and upgrade[0].lower() == "websocket"
         and len(keys) == 1

@@ -455,6 +455,22 @@ class RecordingProxy(Listener):
         if upstream.response is not None:
             response_headers = upstream.response.headers.raw_items()
             handshake["response_headers"] = redact_headers(response_headers, offered)
+        response: Response = conn.protocol.accept(request)
+        if response.status_code != http.HTTPStatus.SWITCHING_PROTOCOLS:
+            # websockets refuses what is_upgrade let through (it checks what websockets
+            # checks, so this is a safety net): the client gets its answer, recorded as
+            # the refusal it is, and the upstream opened for it is let go.
+            handshake["status"] = response.status_code
+            self.recorder.opened(index, handshake)
+            reason = f"refused: {response.status_code} {response.reason_phrase}"
+            self.recorder.error(index, Sender.SERVER, reason)
+            upstream.abort()
+            relay.end_with(_Ending(CLOSE_ABNORMAL, reason, "server"))
+            self.rejected += 1
+            self.log.emit(
+                EventKind.REJECTED, conn=index, reason=reason, status=response.status_code
+            )
+            return response
         self.recorder.opened(index, handshake)
         relay.record_early()
         if conn.lost or conn.transport.is_closing() or conn.protocol.eof_sent:
@@ -464,14 +480,6 @@ class RecordingProxy(Listener):
             upstream.abort()
             relay.end_with(_Ending(CLOSE_ABNORMAL, "client left during the handshake", "client"))
             return None
-        response: Response = conn.protocol.accept(request)
-        if response.status_code != http.HTTPStatus.SWITCHING_PROTOCOLS:
-            # websockets refuses what is_upgrade let through (a malformed header): the
-            # client gets its answer, and the upstream opened for it is let go.
-            upstream.abort()
-            reason = f"refused: {response.status_code} {response.reason_phrase}"
-            relay.end_with(_Ending(CLOSE_ABNORMAL, reason, "server"))
-            return response
         if upstream.subprotocol is not None:
             response.headers["Sec-WebSocket-Protocol"] = upstream.subprotocol
         if upstream.response is not None:

@@ -156,6 +156,7 @@ class Connection(asyncio.Protocol):
         "_early",
         "_ended",
         "_failed",
+        "_fails",
         "_fragment_charge",
         "_fragments",
         "_frame_credit",
@@ -206,6 +207,7 @@ class Connection(asyncio.Protocol):
         self._drained: asyncio.Future[None] | None = None  # created by drain
         self._ended = False  # end_without_close: nothing more is written
         self._failed = False  # fail: nothing more is parsed
+        self._fails = 0  # fail() calls, whatever state they found (see _hand_over)
         self._fragment_charge = 0  # what the fragments so far count against max_size
         self._read_holds: set[str] = set()  # why reading is paused (see hold_reading)
         self._backlog = bytearray()  # read, not yet parsed (see READ_SLICE_BYTES)
@@ -363,6 +365,7 @@ class Connection(asyncio.Protocol):
     def fail(self, code: int, reason: str) -> None:
         """Fail the connection (RFC 6455 §7.1.7): send a close frame with ``code`` and
         ``reason``, then discard whatever the peer sends."""
+        self._fails += 1
         if self.protocol.state is State.OPEN:
             # The answers to what was read before the fault (held back until the read
             # is done, see Handler.read_done) go out before the close frame.
@@ -569,14 +572,17 @@ class Connection(asyncio.Protocol):
             # Automatic answers: pongs, the close frame echoed. (Not with a request:
             # the answer to the request goes first; see ServerConnection.respond.)
             self.flush()
-        # A close we send while handing them over (a frame failed one of our checks,
-        # a handler failed) ends delivery: nothing after the frame that failed it
-        # (RFC 6455 §7.1.7). One websockets sent while parsing came after the frames
-        # parsed before the bad one: those are delivered.
-        sent_before = protocol.close_sent
+        # A frame that fails one of our checks while they are handed over (or a
+        # handler that fails) ends the hand-over: nothing after it is handled (RFC 6455
+        # §7.1.7), even when websockets had already failed a later frame of the read
+        # as it parsed (its close then came after the frames parsed before the bad one:
+        # those are handled).
+        sent_before, fails_before = protocol.close_sent, self._fails
         for index, event in enumerate(events):
+            if protocol.close_sent is not sent_before or self._fails != fails_before:
+                break
             if isinstance(event, Frame):
-                if event.opcode is Opcode.CLOSE or protocol.close_sent is not sent_before:
+                if event.opcode is Opcode.CLOSE:
                     deliver = False
                 self._frame(event, deliver)
             else:

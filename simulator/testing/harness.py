@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from simulator.core.model import Fault, Scenario
-from simulator.errors import SimError, UsageError
+from simulator.errors import ConnectError, SimError, UsageError
 from simulator.net.fanout import Sent
 from simulator.net.faulting import Injected
 from simulator.net.server import SimServer, serve
@@ -205,7 +205,7 @@ def run_sim(
             if stuck is not None:  # most likely the cause: say so
                 raise ReconnectStorm(*stuck) from e
             raise
-    except (TimeoutError, OSError, SimError) as e:
+    except (TimeoutError, OSError, ConnectError) as e:
         # The ways a client fails to connect: with no handshake in, most likely it
         # dialled sim.url by itself.
         if not real_sockets and served and not served[0].attempts_ns:
@@ -232,12 +232,12 @@ class _StormWatch:
         stop = self.server.log.listen(self._look)
         try:
             result = await check
-        except BaseException:
-            self._raise_if_flagged()
+        except BaseException as e:
+            self._raise_if_flagged(None if isinstance(e, asyncio.CancelledError) else e)
             raise
         finally:
             stop()
-        self._raise_if_flagged()  # a check that swallowed the cancellation
+        self._raise_if_flagged(None)  # a check that swallowed the cancellation
         return result
 
     def stuck_at(self, loop_s: float) -> tuple[int, float] | None:
@@ -259,15 +259,20 @@ class _StormWatch:
         limit = STORM_HANDSHAKES
         if self.flagged is None and len(attempts) >= limit and attempts[-limit] == attempts[-1]:
             self.flagged = attempts[-1]
+        if self.flagged is not None:
+            # Again at each handshake after it: a check that swallowed one cancellation
+            # (and waits on) meets the next.
             assert self._task is not None
             self._task.cancel()
 
-    def _raise_if_flagged(self) -> None:
+    def _raise_if_flagged(self, cause: BaseException | None) -> None:
         if self.flagged is None:
             return
         assert self._task is not None
-        self._task.uncancel()  # ours: the server's stop must not see a cancellation
-        raise ReconnectStorm(STORM_HANDSHAKES, self.flagged / 1e9) from None
+        while self._task.cancelling():  # ours: the server's stop must not see them
+            self._task.uncancel()
+        storm = ReconnectStorm(STORM_HANDSHAKES, self.flagged / 1e9)
+        raise storm from cause  # what the check raised meanwhile, if not our cancel
 
 
 def _note(scenario: Scenario, seed: int | None) -> None:

@@ -24,6 +24,7 @@ from websockets.http11 import Request, Response
 from websockets.typing import Subprotocol
 
 from simulator.core.redact import Redactor
+from simulator.net import proxy as proxy_module
 from simulator.net.log import EventKind
 from simulator.net.proxy import record_proxy, upstream_url
 from simulator.net.replay import replay
@@ -687,6 +688,34 @@ async def test_a_client_dropped_unanswered_leaves_no_upstream_open(tmp_path: Pat
                 break
             await asyncio.sleep(0.05)
         assert len(up.paths) == 3 and len(up.closes) == 3 and not proxy._relays
+
+
+@async_test(timeout=30)
+async def test_a_request_websockets_refuses_after_the_upstream_opened_is_recorded_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The safety net behind is_upgrade (made to let a POST through here): the client
+    gets websockets' 405, the recording says refused with it (not an open connection
+    closed 1006), the status counts it, and the upstream opened for it is let go."""
+    monkeypatch.setattr(proxy_module, "is_upgrade", lambda request: True)
+    out = tmp_path / "post.parquet"
+    async with upstream() as up, record_proxy(up.url, out) as proxy:
+        host, port = proxy.url.removeprefix("ws://").rstrip("/").rsplit(":", 1)
+        reader, writer = await asyncio.open_connection(host, int(port))
+        writer.write(
+            f"POST / HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\n"
+            "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+            "Sec-WebSocket-Version: 13\r\n\r\n".encode()
+        )
+        assert (await asyncio.wait_for(reader.readline(), 10)).startswith(b"HTTP/1.1 405 ")
+        writer.close()
+        for _ in range(200):
+            if not proxy._relays and len(up.closes) == len(up.paths):
+                break
+            await asyncio.sleep(0.05)
+        assert not proxy._relays and proxy.rejected == 1
+    [opened] = rows(out).filter(pl.col("kind") == "open")["payload"].to_list()
+    assert orjson.loads(opened)["status"] == 405
 
 
 @async_test(timeout=30)

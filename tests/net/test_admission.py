@@ -392,3 +392,25 @@ def test_a_request_sent_with_a_frame_that_fails_the_connection_is_dropped_unansw
 
     written, aborted, events = run(main())
     assert not written.startswith(b"HTTP/1.1 101") and aborted and events == []
+
+
+@pytest.mark.parametrize("then", ["nothing", "rsv1", "ping"])
+def test_nothing_after_a_frame_that_fails_the_connection_is_handed_over(then: str) -> None:
+    """A message, invalid UTF-8 (our check: 1007), a message and maybe more in one
+    read: only the first is handed over, even when websockets failed a later frame of
+    the read as it parsed (its close was in before ours, and ours did nothing), and a
+    ping after it is not told to the handler either."""
+
+    async def main() -> list[tuple[str, Any]]:
+        conn, _, client, log = opened_pair()
+        client.send_text(b"a")
+        data = b"".join(client.data_to_send())
+        data += frame(Opcode.TEXT, b"\xff\xfe") + frame(Opcode.TEXT, b"c")
+        if then == "rsv1":
+            data += b"\xc1\x81\x00\x00\x00\x00d"  # RSV1 set (websockets fails it: 1002)
+        elif then == "ping":
+            data += frame(Opcode.PING, b"after")
+        conn.data_received(data)
+        return log.events[1:]
+
+    assert run(main()) == [("message", "a")]

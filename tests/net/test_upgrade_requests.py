@@ -47,9 +47,21 @@ VARIANTS = {
 }
 
 
-def request(headers: dict[str, list[str]]) -> Request:
+def request(
+    headers: dict[str, list[str]], method: str = "GET", protocol: str = "HTTP/1.1"
+) -> Request:
     pairs = [("Host", "127.0.0.1")] + [(k, v) for k, vs in headers.items() for v in vs]
-    return Request("/", Headers(pairs))
+    return Request("/", Headers(pairs), method=method, protocol=protocol)
+
+
+@pytest.mark.parametrize(
+    ("method", "protocol"), [("GET", "HTTP/1.1"), ("POST", "HTTP/1.1"), ("GET", "HTTP/1.0")]
+)
+def test_only_a_get_in_http_1_1_is_an_upgrade(method: str, protocol: str) -> None:
+    """websockets refuses any other method (405) and HTTP/1.0 (505): the proxy opened an
+    upstream for them, and a replay gave them a recorded refusal."""
+    req = request(BASE, method, protocol)
+    assert is_upgrade(req) == (ServerProtocol().accept(req).status_code == 101)
 
 
 @given(st.fixed_dictionaries({name: st.sampled_from(values) for name, values in VARIANTS.items()}))

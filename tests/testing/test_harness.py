@@ -197,11 +197,14 @@ def test_a_run_stuck_later_than_a_burst_of_handshakes_is_no_storm() -> None:
         run_sim(check, FEED, timeout_real_s=1)
 
 
+@pytest.mark.parametrize("then_waits", [False, True])
 def test_a_storm_is_reported_though_the_check_swallows_the_cancellation(
-    monkeypatch: pytest.MonkeyPatch,
+    then_waits: bool, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The check awaits its client's task, suppressing CancelledError (as cleanup code
-    does): the storm's cancellation landed there, and run_sim returned as if passed."""
+    does): the storm's cancellation landed there, and run_sim returned as if passed;
+    and one that waits on after it was cancelled only once, running to the real-time
+    limit."""
     monkeypatch.setattr(harness, "STORM_HANDSHAKES", 50)
 
     async def client_loop(sim: RunningSim) -> None:
@@ -213,9 +216,14 @@ def test_a_storm_is_reported_though_the_check_swallows_the_cancellation(
 
     async def check(sim: RunningSim) -> None:
         task = asyncio.create_task(client_loop(sim))
+        if then_waits:
+            with contextlib.suppress(asyncio.CancelledError):
+                await sim.sleep(60)
+            await sim.sleep(60)
+            return
         asyncio.get_running_loop().call_later(60, task.cancel)
         with contextlib.suppress(asyncio.CancelledError):
             await task
 
     with pytest.raises(ReconnectStorm):
-        run_sim(check, {**FEED, "fault": [{"kind": "disconnect", "code": 1012}]})
+        run_sim(check, {**FEED, "fault": [{"kind": "disconnect", "code": 1012}]}, timeout_real_s=20)
