@@ -259,7 +259,7 @@ class _Relay(Handler):
     def closed(self, conn: Connection) -> None:
         if self.ending is None:
             sent = conn.protocol.close_sent
-            if sent is not None:  # the proxy closed it: shutdown, or a protocol error
+            if sent is not None:  # the proxy closed it (told by closing(), unless that failed)
                 self._end(conn, _Ending(sent.code, sent.reason, "server"))
             else:  # dropped
                 by = "client" if conn is self.client else "server"
